@@ -1,0 +1,199 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A virtual machine: the /dev/kvm VM, its guest memory, interrupt controller,
+ * I/O buses, devices and vCPUs, and the run state shared by its vCPUs.
+ *
+ * Ownership: the VM owns its memory map (after vmm_vm_set_memory), buses,
+ * vCPUs and every device created on it, and tears them down in reverse order
+ * of creation in vmm_vm_destroy.
+ *
+ * Threads: create, configure and destroy from one thread. vmm_vm_run starts
+ * one thread per vCPU. vmm_vm_stop, vmm_vm_pause, vmm_vm_resume and
+ * vmm_vm_set_irq may be called from any thread; stopping is the one
+ * documented way to interrupt running vCPUs (it uses KVM's immediate_exit and
+ * a signal sent to each vCPU thread, see vmm_vm_config.kick_signal).
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <vmm/error.h>
+#include <vmm/memory.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vmm_vm;
+struct vmm_vcpu;
+struct vmm_bus;
+struct vmm_event_loop;
+
+/* Interrupt controller models. */
+enum vmm_irqchip {
+    /* Default. Local APICs in KVM, the IOAPIC emulated by the library at
+     * 0xfec00000: its redirection entries become MSI routes (irqfd stays the
+     * fast path) and level-triggered EOIs return through KVM_EXIT_IOAPIC_EOI.
+     * No PIC and no PIT. Costs nearly nothing at VM creation. */
+    VMM_IRQCHIP_SPLIT = 0,
+    /* The whole in-kernel irqchip (PIC, IOAPIC, LAPIC) plus the in-kernel PIT.
+     * Adds tens of milliseconds to creation on some hosts. */
+    VMM_IRQCHIP_KERNEL,
+};
+
+/* Number of interrupt lines (GSIs) the IOAPIC has. */
+#define VMM_IOAPIC_PINS 24
+
+/* VM configuration. Zero means default; fields are only appended. */
+struct vmm_vm_config {
+    enum vmm_irqchip irqchip;
+    const char *kvm_path; /* default "/dev/kvm" */
+    int kick_signal;      /* signal used to kick vCPU threads; default SIGRTMIN + 1 */
+};
+
+/* Why a run ended. */
+enum vmm_exit_reason {
+    VMM_EXIT_NONE = 0,
+    VMM_EXIT_GUEST_EXIT, /* the guest wrote its status to the exit device */
+    VMM_EXIT_POWEROFF,   /* guest power-off (system event, ACPI) */
+    VMM_EXIT_RESET,      /* guest reset (i8042 reset line, system event) */
+    VMM_EXIT_SHUTDOWN,   /* triple fault (KVM_EXIT_SHUTDOWN) */
+    VMM_EXIT_HLT,        /* a vCPU halted with interrupts off and no in-kernel wake-up */
+    VMM_EXIT_STOPPED,    /* vmm_vm_stop was called */
+    VMM_EXIT_ERROR,      /* something the library cannot handle; see detail */
+};
+
+/* The outcome of a run. */
+struct vmm_exit {
+    enum vmm_exit_reason reason;
+    int status;          /* VMM_EXIT_GUEST_EXIT: the guest's status byte */
+    int error;           /* VMM_EXIT_ERROR: negative errno */
+    unsigned vcpu;       /* index of the vCPU that ended the run */
+    uint32_t kvm_reason; /* the KVM_EXIT_* code that ended it, where one did */
+    uint64_t rip;        /* the guest rip at that exit, where known */
+    char detail[128];    /* a one-line human-readable description */
+};
+
+/*
+ * Open /dev/kvm, check the API version (12) and the capabilities the library
+ * needs, and create a VM with the configured interrupt controller. cfg may be
+ * NULL for defaults. Returns 0, -ENOENT/-EACCES (no usable /dev/kvm),
+ * -ENOTSUP (wrong API version or a missing capability; the log names which),
+ * or another -errno from KVM.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out);
+
+/* Stop any running vCPUs, destroy devices, vCPUs, buses and memory in reverse
+ * order, close the VM. Accepts NULL. Not while vmm_vm_run runs on another
+ * thread. */
+VMM_API void vmm_vm_destroy(struct vmm_vm *vm);
+
+/*
+ * Give the VM its guest memory map and register each region as a KVM memory
+ * slot. On success the VM owns mem (freed by vmm_vm_destroy); on failure the
+ * caller keeps it. Call once, before creating vCPUs. Returns 0, -EBUSY
+ * (already set), or a -errno from KVM_SET_USER_MEMORY_REGION.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_set_memory(struct vmm_vm *vm, struct vmm_memory *mem);
+
+/* Add one more region to the VM's map and register it with KVM. Returns the
+ * region index or a -errno (see vmm_memory_add_region). Not while vCPUs run. */
+VMM_API VMM_MUST_USE int vmm_vm_add_memory(struct vmm_vm *vm, const struct vmm_region_config *cfg);
+
+/* The VM's memory map (NULL before vmm_vm_set_memory/add_memory). Borrowed. */
+VMM_API struct vmm_memory *vmm_vm_memory(struct vmm_vm *vm);
+
+/* The VM's port I/O and MMIO buses. Borrowed; valid for the VM's life. */
+VMM_API struct vmm_bus *vmm_vm_pio_bus(struct vmm_vm *vm);
+VMM_API struct vmm_bus *vmm_vm_mmio_bus(struct vmm_vm *vm);
+
+/* The event loop the VM's device back ends use; vmm_vm_run runs it on an I/O
+ * thread while vCPUs run. Borrowed. */
+VMM_API struct vmm_event_loop *vmm_vm_event_loop(struct vmm_vm *vm);
+
+/* The configured interrupt controller model. */
+VMM_API enum vmm_irqchip vmm_vm_irqchip(const struct vmm_vm *vm);
+
+/* Number of vCPUs created so far, and vCPU index (NULL if none). */
+VMM_API unsigned vmm_vm_vcpu_count(const struct vmm_vm *vm);
+VMM_API struct vmm_vcpu *vmm_vm_vcpu(struct vmm_vm *vm, unsigned index);
+
+/*
+ * Drive interrupt line gsi (0 .. VMM_IOAPIC_PINS-1) to level. For an edge
+ * interrupt raise then lower it. Thread-safe. Returns 0, -EINVAL (bad gsi) or
+ * a -errno from KVM.
+ */
+VMM_API int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level);
+
+/*
+ * Connect an eventfd to interrupt line gsi: each write to fd raises an edge
+ * on the line without a trip through userspace. resample_fd >= 0 makes it a
+ * level-triggered line that KVM lowers at EOI and signals through
+ * resample_fd (full in-kernel irqchip only; -ENOTSUP otherwise).
+ * Returns 0 or a -errno. vmm_vm_irqfd_remove disconnects it.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd);
+VMM_API int vmm_vm_irqfd_remove(struct vmm_vm *vm, int fd, unsigned gsi);
+
+/*
+ * Run every vCPU on a thread of its own (and the event loop on an I/O thread)
+ * until one of them ends the run: the guest exits, powers off, resets, faults
+ * fatally, or vmm_vm_stop is called. All vCPUs are then stopped and joined,
+ * and the first reason is stored in *exit. vCPUs must have been created and
+ * given their boot state. Returns 0 (see exit->reason), or a -errno if
+ * threads could not be started. The VM may not be run again after a reset
+ * without the application restoring vCPU state.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit);
+
+/*
+ * End the run from any thread: every vCPU leaves KVM_RUN and vmm_vm_run /
+ * vmm_vcpu_run return with VMM_EXIT_STOPPED (unless another reason came
+ * first). Also how a device ends the run: vmm_vm_request_exit.
+ */
+VMM_API void vmm_vm_stop(struct vmm_vm *vm);
+
+/* End the run with a given reason and status (used by the exit device and by
+ * embedders' own devices). The first request wins. Thread-safe. */
+VMM_API void vmm_vm_request_exit(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
+                                 const char *detail);
+
+/*
+ * Pause: every vCPU leaves KVM_RUN and waits; returns once all running vCPUs
+ * are parked (vCPUs not in a run loop count as parked). Resume lets them go
+ * on. Both thread-safe, not from a vCPU thread (-EDEADLK). Return 0 or -errno.
+ */
+VMM_API int vmm_vm_pause(struct vmm_vm *vm);
+VMM_API int vmm_vm_resume(struct vmm_vm *vm);
+
+/*
+ * Dirty page logging for region index (see memory.h for the bitmap layout):
+ * start turns on KVM_MEM_LOG_DIRTY_PAGES for the slot and the VMM's own
+ * tracking; fetch ORs the pages dirtied since the last fetch (by the guest
+ * and by the VMM) into bitmap and clears them; stop turns both off.
+ * Return 0, -ENOENT, -EINVAL (not started), -ENOSPC (bitmap too small) or a
+ * -errno from KVM.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_dirty_log_start(struct vmm_vm *vm, unsigned region);
+VMM_API VMM_MUST_USE int vmm_vm_dirty_log_fetch(struct vmm_vm *vm, unsigned region,
+                                                uint64_t *bitmap, size_t nwords);
+VMM_API int vmm_vm_dirty_log_stop(struct vmm_vm *vm, unsigned region);
+
+/*
+ * Register fn(opaque) to run when the VM is destroyed, after the vCPUs have
+ * stopped and before the buses and memory go, in reverse order of
+ * registration. Devices use this to tie their life to the VM. Returns 0 or
+ * -ENOMEM (then fn is not called).
+ */
+VMM_API VMM_MUST_USE int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque),
+                                            void *opaque);
+
+/* Human-readable name of an exit reason ("guest-exit", "poweroff", ...). */
+VMM_API const char *vmm_exit_reason_name(enum vmm_exit_reason reason);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMM_VM_H */

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* libvmm: the umbrella header. Including it pulls in every public component. */
+#ifndef VMM_VMM_H
+#define VMM_VMM_H
+
+#include <vmm/error.h>
+#include <vmm/version.h>
+#include <vmm/memory.h>
+#include <vmm/bus.h>
+#include <vmm/event.h>
+#include <vmm/vm.h>
+#include <vmm/vcpu.h>
+#include <vmm/devices.h>
+#include <vmm/loader.h>
+
+#endif /* VMM_VMM_H */

@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private helpers shared by every component: logging and small utilities. */
+#ifndef VMM_INTERNAL_H
+#define VMM_INTERNAL_H
+
+#include <stdbool.h>
+#include <vmm/error.h>
+
+/* Log through the application's handler (no-op without one). */
+void vmm_log(enum vmm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool vmm_log_enabled(enum vmm_log_level level);
+
+#define vmm_log_error(...) vmm_log(VMM_LOG_ERROR, __VA_ARGS__)
+#define vmm_log_warn(...)  vmm_log(VMM_LOG_WARN, __VA_ARGS__)
+#define vmm_log_info(...)  vmm_log(VMM_LOG_INFO, __VA_ARGS__)
+#define vmm_log_debug(...) vmm_log(VMM_LOG_DEBUG, __VA_ARGS__)
+
+#define VMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+
+#endif /* VMM_INTERNAL_H */
