@@ -81,6 +81,5 @@ const char *vmm_log_level_name(enum vmm_log_level level)
 
 const char *vmm_version_string(void)
 {
-    return VMM_STR(VMM_VERSION_MAJOR) "." VMM_STR(VMM_VERSION_MINOR) "." VMM_STR(
-        VMM_VERSION_PATCH);
+    return VMM_STR(VMM_VERSION_MAJOR) "." VMM_STR(VMM_VERSION_MINOR) "." VMM_STR(VMM_VERSION_PATCH);
 }

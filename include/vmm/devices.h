@@ -21,11 +21,11 @@
 extern "C" {
 #endif
 
-#define VMM_COM1_PORT     0x3f8
-#define VMM_COM1_IRQ      4
-#define VMM_EXIT_PORT     0xf4 /* a one-byte write of v ends the run with status v */
-#define VMM_I8042_PORT    0x60 /* data port; 0x64 is the command/status port */
-#define VMM_I8042_RESET   0xfe /* command written to 0x64 that pulses the reset line */
+#define VMM_COM1_PORT   0x3f8
+#define VMM_COM1_IRQ    4
+#define VMM_EXIT_PORT   0xf4 /* a one-byte write of v ends the run with status v */
+#define VMM_I8042_PORT  0x60 /* data port; 0x64 is the command/status port */
+#define VMM_I8042_RESET 0xfe /* command written to 0x64 that pulses the reset line */
 
 struct vmm_uart;
 
@@ -47,8 +47,7 @@ struct vmm_uart_config {
  * the register set for Linux's 8250 driver. Returns 0, -EINVAL or -ENOMEM.
  * The fds stay the caller's.
  */
-VMM_API VMM_MUST_USE int vmm_uart_create(const struct vmm_uart_config *cfg,
-                                         struct vmm_uart **out);
+VMM_API VMM_MUST_USE int vmm_uart_create(const struct vmm_uart_config *cfg, struct vmm_uart **out);
 
 /* Free a standalone UART (unregister it from any bus first). Accepts NULL. */
 VMM_API void vmm_uart_destroy(struct vmm_uart *uart);
@@ -70,8 +69,7 @@ VMM_API int vmm_uart_poll_input(struct vmm_uart *uart);
  * (-EEXIST when the ports are taken). out may be NULL.
  */
 VMM_API VMM_MUST_USE int vmm_vm_add_uart(struct vmm_vm *vm, uint16_t port, unsigned gsi,
-                                         const struct vmm_uart_config *cfg,
-                                         struct vmm_uart **out);
+                                         const struct vmm_uart_config *cfg, struct vmm_uart **out);
 
 /* The exit device at port (1 port): a one-byte write of v ends the run with
  * VMM_EXIT_GUEST_EXIT, status v; reads return 0. Returns 0 or -errno. */

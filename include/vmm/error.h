@@ -20,7 +20,7 @@
 extern "C" {
 #endif
 
-#define VMM_API     __attribute__((visibility("default")))
+#define VMM_API      __attribute__((visibility("default")))
 #define VMM_MUST_USE __attribute__((warn_unused_result))
 
 enum vmm_log_level {

@@ -35,11 +35,11 @@ struct vmm_load_options {
 
 /* Where an image went. */
 struct vmm_load_result {
-    uint64_t entry;     /* entry point (guest-physical = virtual under the identity map) */
-    vmm_gpa_t low;      /* lowest byte written */
-    vmm_gpa_t high;     /* one past the highest byte written (including .bss) */
-    unsigned segments;  /* PT_LOAD segments placed */
-    char error[160];    /* why the image was refused ("" on success) */
+    uint64_t entry;    /* entry point (guest-physical = virtual under the identity map) */
+    vmm_gpa_t low;     /* lowest byte written */
+    vmm_gpa_t high;    /* one past the highest byte written (including .bss) */
+    unsigned segments; /* PT_LOAD segments placed */
+    char error[160];   /* why the image was refused ("" on success) */
 };
 
 /*

@@ -39,8 +39,8 @@ struct vmm_memory;
 /* How a region's host memory is provided. */
 enum vmm_memory_backing {
     VMM_MEMORY_ANON = 0, /* private anonymous mapping */
-    VMM_MEMORY_MEMFD,    /* a sealed-size memfd mapped shared; the fd can be shared or snapshotted */
-    VMM_MEMORY_FILE,     /* the caller's fd mapped shared at fd_offset (the fd is dup'ed) */
+    VMM_MEMORY_MEMFD, /* a sealed-size memfd mapped shared; the fd can be shared or snapshotted */
+    VMM_MEMORY_FILE,  /* the caller's fd mapped shared at fd_offset (the fd is dup'ed) */
 };
 
 /* Region flags. */
@@ -52,8 +52,8 @@ enum vmm_memory_backing {
 
 /* Configuration of one region. Zero means default; fields are only appended. */
 struct vmm_region_config {
-    vmm_gpa_t gpa;  /* guest-physical start, page aligned */
-    uint64_t size;  /* bytes, page aligned (huge-page aligned with VMM_MEMORY_F_HUGETLB) */
+    vmm_gpa_t gpa; /* guest-physical start, page aligned */
+    uint64_t size; /* bytes, page aligned (huge-page aligned with VMM_MEMORY_F_HUGETLB) */
     enum vmm_memory_backing backing;
     int fd;             /* VMM_MEMORY_FILE only: the file to map */
     uint64_t fd_offset; /* VMM_MEMORY_FILE only: page-aligned offset in fd */

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private state of VMs and vCPUs, shared by the files of lib/cpu. */
+#ifndef VMM_CPU_INTERNAL_H
+#define VMM_CPU_INTERNAL_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <vmm/bus.h>
+#include <vmm/event.h>
+#include <vmm/memory.h>
+#include <vmm/vcpu.h>
+#include <vmm/vm.h>
+
+#include "vmm_internal.h"
+#include "x86_64/arch.h"
+
+struct vmm_vcpu {
+    struct vmm_vm *vm;
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    uint64_t exits;
+
+    /* Kicking: the thread inside vmm_vcpu_run, valid while in_run is set.
+     * kick_lock keeps a kicker from signalling a thread that already left. */
+    pthread_mutex_t kick_lock;
+    pthread_t thread;
+    bool in_run;
+
+    /* CPUID presented to the guest, built at creation, applied lazily. */
+    struct kvm_cpuid_entry2 *cpuid;
+    unsigned cpuid_count;
+    unsigned cpuid_applied_for; /* vCPU count the applied table was built for; 0: none */
+    bool cpuid_user_set;        /* the application replaced the table: keep it as is */
+    bool has_run;
+};
+
+struct vmm_cleanup {
+    void (*fn)(void *opaque);
+    void *opaque;
+};
+
+struct vmm_vm {
+    struct vmm_vm_config cfg;
+    int kvm_fd;
+    int vm_fd;
+    size_t run_size;
+
+    struct vmm_memory *mem;
+    bool *slot_dirty_log; /* per region/slot: KVM dirty logging on */
+    unsigned slot_cap;
+
+    struct vmm_bus *pio;
+    struct vmm_bus *mmio;
+    struct vmm_event_loop *loop;
+    struct vmm_ioapic *ioapic; /* split irqchip only */
+
+    struct vmm_vcpu **vcpus;
+    unsigned nr_vcpus;
+    unsigned vcpu_cap;
+
+    struct kvm_cpuid2 *supported_cpuid; /* KVM_GET_SUPPORTED_CPUID, fetched once */
+    bool boot_tables_written;
+
+    struct vmm_cleanup *cleanups;
+    unsigned nr_cleanups;
+    unsigned cleanup_cap;
+
+    /* Run state, guarded by lock; exit_requested is also read without it on
+     * the vCPU fast path. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int exit_requested;  /* atomic */
+    int pause_requested; /* atomic */
+    struct vmm_exit exit;
+    unsigned running; /* vCPUs inside their run loop */
+    unsigned parked;  /* of those, parked by a pause */
+    bool managed_run; /* vmm_vm_run owns the run state */
+};
+
+/* lib/cpu/kvm.c */
+int vmm_kvm_open(const char *path, int *kvm_fd);
+int vmm_kvm_check_caps(int kvm_fd, int vm_fd, enum vmm_irqchip irqchip);
+int vmm_kvm_ioctl(int fd, unsigned long req, void *arg);
+const char *vmm_kvm_exit_name(uint32_t reason);
+
+/* lib/cpu/vcpu.c */
+void vmm_vcpu_free(struct vmm_vcpu *vcpu);
+void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
+int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
+int vmm_vcpu_apply_cpuid(struct vmm_vcpu *vcpu);
+struct vmm_vcpu *vmm_vcpu_current(void);
+
+/* lib/cpu/vm.c */
+void vmm_vm_kick_all(struct vmm_vm *vm);
+int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm);
+
+#endif /* VMM_CPU_INTERNAL_H */

@@ -1,0 +1,601 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The VM: creation and teardown, memory slots, interrupts, dirty logging, and
+ * the run state (stop/pause/resume) shared by its vCPU threads. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "cpu_internal.h"
+
+#define KVM_DEFAULT_PATH "/dev/kvm"
+
+/* The kick signal only has to interrupt KVM_RUN; its handler does nothing. */
+static void kick_handler(int sig)
+{
+    (void)sig;
+}
+
+/* Install the kick handler unless the application already handles the
+ * signal (any handler will do to interrupt KVM_RUN). */
+static int install_kick_handler(int sig)
+{
+    struct sigaction old;
+    if (sigaction(sig, NULL, &old) < 0)
+        return -errno;
+    if (!(old.sa_flags & SA_SIGINFO) && (old.sa_handler == SIG_DFL || old.sa_handler == SIG_IGN)) {
+        struct sigaction sa = {.sa_handler = kick_handler};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(sig, &sa, NULL) < 0)
+            return -errno;
+    }
+    return 0;
+}
+
+static int ioapic_msi(void *opaque, uint64_t address, uint32_t data)
+{
+    return vmm_ioapic_kvm_signal_msi(opaque, address, data);
+}
+
+static int ioapic_routes(void *opaque, const uint64_t *address, const uint32_t *data,
+                         const bool *valid, unsigned n)
+{
+    return vmm_ioapic_kvm_set_routes(opaque, address, data, valid, n);
+}
+
+static int setup_irqchip(struct vmm_vm *vm)
+{
+    int r;
+    if (vm->cfg.irqchip == VMM_IRQCHIP_KERNEL) {
+        r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL);
+        if (r < 0) {
+            vmm_log_error("KVM_CREATE_IRQCHIP: %s", vmm_strerror(r));
+            return r;
+        }
+        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+        r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
+        if (r < 0)
+            vmm_log_error("KVM_CREATE_PIT2: %s", vmm_strerror(r));
+        return r;
+    }
+
+    struct kvm_enable_cap cap = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {VMM_IOAPIC_PINS}};
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap);
+    if (r < 0) {
+        vmm_log_error("enabling KVM_CAP_SPLIT_IRQCHIP: %s", vmm_strerror(r));
+        return r;
+    }
+    struct vmm_ioapic_backend be = {
+        .signal_msi = ioapic_msi, .set_routes = ioapic_routes, .opaque = &vm->vm_fd};
+    r = vmm_ioapic_create(&be, &vm->ioapic);
+    if (r < 0)
+        return r;
+    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_BASE, VMM_X86_IOAPIC_SIZE,
+                            vmm_ioapic_bus_ops(), vm->ioapic);
+}
+
+int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
+{
+    struct vmm_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return -ENOMEM;
+    if (cfg)
+        vm->cfg = *cfg;
+    if (!vm->cfg.kvm_path)
+        vm->cfg.kvm_path = KVM_DEFAULT_PATH;
+    if (!vm->cfg.kick_signal)
+        vm->cfg.kick_signal = SIGRTMIN + 1;
+    vm->kvm_fd = -1;
+    vm->vm_fd = -1;
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_cond_init(&vm->cond, NULL);
+
+    int r;
+    if (vm->cfg.irqchip != VMM_IRQCHIP_SPLIT && vm->cfg.irqchip != VMM_IRQCHIP_KERNEL) {
+        r = -EINVAL;
+        goto fail;
+    }
+    r = install_kick_handler(vm->cfg.kick_signal);
+    if (r < 0)
+        goto fail;
+    r = vmm_kvm_open(vm->cfg.kvm_path, &vm->kvm_fd);
+    if (r < 0)
+        goto fail;
+    r = vmm_kvm_check_caps(vm->kvm_fd, -1, vm->cfg.irqchip);
+    if (r < 0)
+        goto fail;
+    r = vmm_kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, (void *)0);
+    if (r < 0) {
+        vmm_log_error("KVM_CREATE_VM: %s", vmm_strerror(r));
+        goto fail;
+    }
+    vm->vm_fd = r;
+    r = vmm_kvm_ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, NULL);
+    if (r < (int)sizeof(struct kvm_run)) {
+        r = r < 0 ? r : -EINVAL;
+        goto fail;
+    }
+    vm->run_size = (size_t)r;
+
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)VMM_X86_TSS_ADDR);
+    if (r < 0) {
+        vmm_log_error("KVM_SET_TSS_ADDR: %s", vmm_strerror(r));
+        goto fail;
+    }
+    r = vmm_bus_create("pio", &vm->pio);
+    if (r < 0)
+        goto fail;
+    r = vmm_bus_create("mmio", &vm->mmio);
+    if (r < 0)
+        goto fail;
+    r = vmm_event_loop_create(&vm->loop);
+    if (r < 0)
+        goto fail;
+    r = setup_irqchip(vm);
+    if (r < 0)
+        goto fail;
+    *out = vm;
+    return 0;
+fail:
+    vmm_vm_destroy(vm);
+    return r;
+}
+
+void vmm_vm_destroy(struct vmm_vm *vm)
+{
+    if (!vm)
+        return;
+    while (vm->nr_cleanups > 0) {
+        struct vmm_cleanup *c = &vm->cleanups[--vm->nr_cleanups];
+        c->fn(c->opaque);
+    }
+    free(vm->cleanups);
+    for (unsigned i = vm->nr_vcpus; i-- > 0;)
+        vmm_vcpu_free(vm->vcpus[i]);
+    free(vm->vcpus);
+    free(vm->supported_cpuid);
+    if (vm->ioapic && vm->mmio)
+        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_BASE);
+    vmm_ioapic_destroy(vm->ioapic);
+    vmm_event_loop_destroy(vm->loop);
+    vmm_bus_destroy(vm->mmio);
+    vmm_bus_destroy(vm->pio);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    /* KVM slots die with the VM fd; only then may the memory be unmapped. */
+    vmm_memory_destroy(vm->mem);
+    free(vm->slot_dirty_log);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    pthread_cond_destroy(&vm->cond);
+    pthread_mutex_destroy(&vm->lock);
+    free(vm);
+}
+
+/* Register (or re-register with new flags) region index as KVM slot index. */
+static int set_slot(struct vmm_vm *vm, unsigned index, bool dirty_log)
+{
+    struct vmm_region_info info;
+    int r = vmm_memory_region_info(vm->mem, index, &info);
+    if (r < 0)
+        return r;
+    struct kvm_userspace_memory_region region = {
+        .slot = index,
+        .guest_phys_addr = info.gpa,
+        .memory_size = info.size,
+        .userspace_addr = (uintptr_t)info.host,
+    };
+    if (info.flags & VMM_MEMORY_F_READONLY)
+        region.flags |= KVM_MEM_READONLY;
+    if (dirty_log)
+        region.flags |= KVM_MEM_LOG_DIRTY_PAGES;
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+    if (r < 0)
+        vmm_log_error("registering guest memory [0x%llx, 0x%llx) with KVM: %s",
+                      (unsigned long long)info.gpa, (unsigned long long)(info.gpa + info.size),
+                      vmm_strerror(r));
+    return r;
+}
+
+static int grow_slot_flags(struct vmm_vm *vm, unsigned count)
+{
+    if (count <= vm->slot_cap)
+        return 0;
+    unsigned cap = count < 8 ? 8 : count * 2;
+    bool *f = realloc(vm->slot_dirty_log, cap * sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    memset(f + vm->slot_cap, 0, (cap - vm->slot_cap) * sizeof(*f));
+    vm->slot_dirty_log = f;
+    vm->slot_cap = cap;
+    return 0;
+}
+
+static bool vm_running(struct vmm_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool running = vm->running > 0 || vm->managed_run;
+    pthread_mutex_unlock(&vm->lock);
+    return running;
+}
+
+int vmm_vm_set_memory(struct vmm_vm *vm, struct vmm_memory *mem)
+{
+    if (vm->mem)
+        return -EBUSY;
+    if (!mem)
+        return -EINVAL;
+    unsigned n = vmm_memory_region_count(mem);
+    vm->mem = mem;
+    int r = grow_slot_flags(vm, n);
+    for (unsigned i = 0; r == 0 && i < n; i++)
+        r = set_slot(vm, i, false);
+    if (r < 0) {
+        /* Hand the map back: drop the slots we made so KVM holds no pointer. */
+        for (unsigned i = 0; i < n; i++) {
+            struct kvm_userspace_memory_region gone = {.slot = i};
+            (void)vmm_kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &gone);
+        }
+        vm->mem = NULL;
+    }
+    return r;
+}
+
+int vmm_vm_add_memory(struct vmm_vm *vm, const struct vmm_region_config *cfg)
+{
+    if (vm_running(vm))
+        return -EBUSY;
+    if (!vm->mem) {
+        int r = vmm_memory_create(&vm->mem);
+        if (r < 0)
+            return r;
+    }
+    int index = vmm_memory_add_region(vm->mem, cfg);
+    if (index < 0)
+        return index;
+    int r = grow_slot_flags(vm, (unsigned)index + 1);
+    if (r == 0)
+        r = set_slot(vm, (unsigned)index, false);
+    /* The region stays in the map on failure (maps cannot shrink); it is
+     * simply not visible to the guest. */
+    return r < 0 ? r : index;
+}
+
+struct vmm_memory *vmm_vm_memory(struct vmm_vm *vm)
+{
+    return vm->mem;
+}
+
+struct vmm_bus *vmm_vm_pio_bus(struct vmm_vm *vm)
+{
+    return vm->pio;
+}
+
+struct vmm_bus *vmm_vm_mmio_bus(struct vmm_vm *vm)
+{
+    return vm->mmio;
+}
+
+struct vmm_event_loop *vmm_vm_event_loop(struct vmm_vm *vm)
+{
+    return vm->loop;
+}
+
+enum vmm_irqchip vmm_vm_irqchip(const struct vmm_vm *vm)
+{
+    return vm->cfg.irqchip;
+}
+
+unsigned vmm_vm_vcpu_count(const struct vmm_vm *vm)
+{
+    return vm->nr_vcpus;
+}
+
+struct vmm_vcpu *vmm_vm_vcpu(struct vmm_vm *vm, unsigned index)
+{
+    return index < vm->nr_vcpus ? vm->vcpus[index] : NULL;
+}
+
+int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level)
+{
+    if (gsi >= VMM_IOAPIC_PINS)
+        return -EINVAL;
+    if (vm->ioapic)
+        return vmm_ioapic_set_irq(vm->ioapic, gsi, level);
+    struct kvm_irq_level irq = {.irq = gsi, .level = level};
+    return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq);
+}
+
+int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
+{
+    if (gsi >= VMM_IOAPIC_PINS || fd < 0)
+        return -EINVAL;
+    struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
+    if (resample_fd >= 0) {
+        /* Resampling needs KVM's own IOAPIC to see the EOI. */
+        if (vm->cfg.irqchip != VMM_IRQCHIP_KERNEL)
+            return -ENOTSUP;
+        irqfd.flags = KVM_IRQFD_FLAG_RESAMPLE;
+        irqfd.resamplefd = (uint32_t)resample_fd;
+    }
+    return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQFD, &irqfd);
+}
+
+int vmm_vm_irqfd_remove(struct vmm_vm *vm, int fd, unsigned gsi)
+{
+    if (gsi >= VMM_IOAPIC_PINS || fd < 0)
+        return -EINVAL;
+    struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
+    return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQFD, &irqfd);
+}
+
+int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque)
+{
+    if (!fn)
+        return -EINVAL;
+    if (vm->nr_cleanups == vm->cleanup_cap) {
+        unsigned cap = vm->cleanup_cap ? vm->cleanup_cap * 2 : 8;
+        struct vmm_cleanup *c = realloc(vm->cleanups, cap * sizeof(*c));
+        if (!c)
+            return -ENOMEM;
+        vm->cleanups = c;
+        vm->cleanup_cap = cap;
+    }
+    vm->cleanups[vm->nr_cleanups++] = (struct vmm_cleanup){fn, opaque};
+    return 0;
+}
+
+/* ---- run state ---- */
+
+void vmm_vm_kick_all(struct vmm_vm *vm)
+{
+    for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        vmm_vcpu_kick(vm->vcpus[i]);
+}
+
+void vmm_vm_request_exit(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
+                         const char *detail)
+{
+    pthread_mutex_lock(&vm->lock);
+    if (!vm->exit_requested) {
+        vm->exit = (struct vmm_exit){.reason = reason, .status = status};
+        /* From a device callback: say which vCPU's access ended the run. */
+        struct vmm_vcpu *cur = vmm_vcpu_current();
+        if (cur && cur->vm == vm) {
+            vm->exit.vcpu = cur->index;
+            vm->exit.kvm_reason = cur->run->exit_reason;
+        }
+        if (detail)
+            snprintf(vm->exit.detail, sizeof(vm->exit.detail), "%s", detail);
+        __atomic_store_n(&vm->exit_requested, 1, __ATOMIC_SEQ_CST);
+        pthread_cond_broadcast(&vm->cond);
+    }
+    pthread_mutex_unlock(&vm->lock);
+    vmm_vm_kick_all(vm);
+}
+
+void vmm_vm_stop(struct vmm_vm *vm)
+{
+    vmm_vm_request_exit(vm, VMM_EXIT_STOPPED, 0, "stopped by the application");
+}
+
+static bool on_vcpu_thread(struct vmm_vm *vm)
+{
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        struct vmm_vcpu *v = vm->vcpus[i];
+        pthread_mutex_lock(&v->kick_lock);
+        bool mine = v->in_run && pthread_equal(v->thread, pthread_self());
+        pthread_mutex_unlock(&v->kick_lock);
+        if (mine)
+            return true;
+    }
+    return false;
+}
+
+int vmm_vm_pause(struct vmm_vm *vm)
+{
+    if (on_vcpu_thread(vm))
+        return -EDEADLK;
+    __atomic_store_n(&vm->pause_requested, 1, __ATOMIC_SEQ_CST);
+    vmm_vm_kick_all(vm);
+    pthread_mutex_lock(&vm->lock);
+    while (vm->parked < vm->running && !vm->exit_requested)
+        pthread_cond_wait(&vm->cond, &vm->lock);
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+int vmm_vm_resume(struct vmm_vm *vm)
+{
+    if (on_vcpu_thread(vm))
+        return -EDEADLK;
+    pthread_mutex_lock(&vm->lock);
+    __atomic_store_n(&vm->pause_requested, 0, __ATOMIC_SEQ_CST);
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    return 0;
+}
+
+struct vcpu_thread {
+    struct vmm_vcpu *vcpu;
+    pthread_t thread;
+    bool started;
+    int ret;
+};
+
+static void *vcpu_thread_main(void *arg)
+{
+    struct vcpu_thread *t = arg;
+    struct vmm_exit ignored;
+    t->ret = vmm_vcpu_run_managed(t->vcpu, &ignored);
+    return NULL;
+}
+
+static void *loop_thread_main(void *arg)
+{
+    (void)vmm_event_loop_run(arg);
+    return NULL;
+}
+
+int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
+{
+    if (vm->nr_vcpus == 0)
+        return -EINVAL;
+    pthread_mutex_lock(&vm->lock);
+    if (vm->managed_run || vm->running) {
+        pthread_mutex_unlock(&vm->lock);
+        return -EBUSY;
+    }
+    vm->managed_run = true;
+    pthread_mutex_unlock(&vm->lock);
+
+    int r = 0;
+    struct vcpu_thread *threads = calloc(vm->nr_vcpus, sizeof(*threads));
+    pthread_t loop_thread;
+    bool loop_started = false;
+    if (!threads) {
+        r = -ENOMEM;
+        goto out;
+    }
+    for (unsigned i = 0; i < vm->nr_vcpus && r == 0; i++) {
+        r = vmm_vcpu_apply_cpuid(vm->vcpus[i]);
+    }
+    if (r < 0)
+        goto out;
+    if (vmm_event_loop_count(vm->loop) > 0) {
+        r = -pthread_create(&loop_thread, NULL, loop_thread_main, vm->loop);
+        if (r < 0)
+            goto out;
+        loop_started = true;
+    }
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        threads[i].vcpu = vm->vcpus[i];
+        r = -pthread_create(&threads[i].thread, NULL, vcpu_thread_main, &threads[i]);
+        if (r < 0) {
+            vmm_log_error("starting vCPU %u thread: %s", i, vmm_strerror(r));
+            vmm_vm_request_exit(vm, VMM_EXIT_ERROR, 0, "could not start vCPU threads");
+            break;
+        }
+        threads[i].started = true;
+    }
+    for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        if (threads[i].started)
+            pthread_join(threads[i].thread, NULL);
+out:
+    if (loop_started) {
+        vmm_event_loop_stop(vm->loop);
+        pthread_join(loop_thread, NULL);
+    }
+    free(threads);
+    pthread_mutex_lock(&vm->lock);
+    if (r == 0 && exit)
+        *exit = vm->exit;
+    /* The run is over: the next one starts from a clean state. */
+    vm->exit = (struct vmm_exit){0};
+    __atomic_store_n(&vm->exit_requested, 0, __ATOMIC_SEQ_CST);
+    vm->managed_run = false;
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+/* ---- dirty logging ---- */
+
+int vmm_vm_dirty_log_start(struct vmm_vm *vm, unsigned region)
+{
+    if (!vm->mem || region >= vmm_memory_region_count(vm->mem))
+        return -ENOENT;
+    int r = vmm_memory_dirty_track(vm->mem, region, true);
+    if (r < 0)
+        return r;
+    r = set_slot(vm, region, true);
+    if (r < 0) {
+        /* Turning tracking off cannot fail for a region that exists. */
+        if (vmm_memory_dirty_track(vm->mem, region, false) < 0)
+            vmm_log_debug("dirty tracking of region %u left on", region);
+        return r;
+    }
+    vm->slot_dirty_log[region] = true;
+    return 0;
+}
+
+int vmm_vm_dirty_log_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap, size_t nwords)
+{
+    struct vmm_region_info info;
+    if (!vm->mem || vmm_memory_region_info(vm->mem, region, &info) < 0)
+        return -ENOENT;
+    if (!vm->slot_dirty_log[region])
+        return -EINVAL;
+    uint64_t pages = (info.size + 4095) / 4096;
+    size_t need = (size_t)((pages + 63) / 64);
+    if (nwords < need)
+        return -ENOSPC;
+    /* KVM writes a bitmap as long as the slot needs; hand it the caller's
+     * buffer after clearing, then OR in the VMM's own writes. */
+    memset(bitmap, 0, need * sizeof(uint64_t));
+    struct kvm_dirty_log log = {.slot = region, .dirty_bitmap = bitmap};
+    int r = vmm_kvm_ioctl(vm->vm_fd, KVM_GET_DIRTY_LOG, &log);
+    if (r < 0)
+        return r;
+    return vmm_memory_dirty_fetch(vm->mem, region, bitmap, nwords);
+}
+
+int vmm_vm_dirty_log_stop(struct vmm_vm *vm, unsigned region)
+{
+    if (!vm->mem || region >= vmm_memory_region_count(vm->mem))
+        return -ENOENT;
+    if (!vm->slot_dirty_log[region])
+        return -EINVAL;
+    int r = set_slot(vm, region, false);
+    if (r < 0)
+        return r;
+    vm->slot_dirty_log[region] = false;
+    return vmm_memory_dirty_track(vm->mem, region, false);
+}
+
+int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
+{
+    if (vm->supported_cpuid)
+        return 0;
+    unsigned n = 128;
+    for (;;) {
+        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+        if (!c)
+            return -ENOMEM;
+        c->nent = n;
+        int r = vmm_kvm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+        if (r == 0) {
+            vm->supported_cpuid = c;
+            return 0;
+        }
+        free(c);
+        if (r != -E2BIG || n >= 4096)
+            return r;
+        n *= 2;
+    }
+}
+
+const char *vmm_exit_reason_name(enum vmm_exit_reason reason)
+{
+    switch (reason) {
+    case VMM_EXIT_NONE:
+        return "none";
+    case VMM_EXIT_GUEST_EXIT:
+        return "guest-exit";
+    case VMM_EXIT_POWEROFF:
+        return "poweroff";
+    case VMM_EXIT_RESET:
+        return "reset";
+    case VMM_EXIT_SHUTDOWN:
+        return "shutdown";
+    case VMM_EXIT_HLT:
+        return "hlt";
+    case VMM_EXIT_STOPPED:
+        return "stopped";
+    case VMM_EXIT_ERROR:
+        return "error";
+    }
+    return "?";
+}

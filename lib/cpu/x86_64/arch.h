@@ -1,0 +1,62 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* x86_64 pieces reached from the generic VM/vCPU code: boot state, CPUID
+ * tables and the split-irqchip IOAPIC. Another architecture supplies its own. */
+#ifndef VMM_CPU_X86_64_ARCH_H
+#define VMM_CPU_X86_64_ARCH_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <vmm/bus.h>
+#include <vmm/memory.h>
+#include <vmm/vcpu.h>
+
+/* Where KVM (on Intel) keeps the real-mode TSS and identity map: three
+ * pages just below the BIOS area, inside the 32-bit MMIO hole. */
+#define VMM_X86_TSS_ADDR      0xfffbd000ull
+#define VMM_X86_IDENTITY_ADDR 0xfffbc000ull
+
+#define VMM_X86_IOAPIC_BASE 0xfec00000ull
+#define VMM_X86_IOAPIC_SIZE 0x1000ull
+
+/* Write the long-mode page tables and GDT into the boot area. */
+int vmm_x86_write_boot_tables(struct vmm_memory *mem);
+
+/* Fill sregs/regs/fpu for the long-mode entry state described in vcpu.h. */
+void vmm_x86_boot_sregs(struct kvm_sregs *sregs);
+void vmm_x86_boot_regs(struct kvm_regs *regs, const struct vmm_x86_boot_state *boot);
+void vmm_x86_boot_fpu(struct kvm_fpu *fpu);
+
+/*
+ * Build the CPUID table of vCPU index out of nr_vcpus from KVM's supported
+ * table: APIC ids, leaf 1/4/0xb/0x1f/0x80000008 topology, hypervisor bit,
+ * KVM paravirtual leaves. Writes at most max entries to out and returns how
+ * many it wrote, or -E2BIG.
+ */
+int vmm_x86_cpuid_build(const struct kvm_cpuid_entry2 *supported, unsigned n, unsigned index,
+                        unsigned nr_vcpus, struct kvm_cpuid_entry2 *out, unsigned max);
+
+/* The library's IOAPIC for the split irqchip. */
+struct vmm_ioapic;
+
+/* How the IOAPIC reaches KVM (replaced by a recorder in unit tests). */
+struct vmm_ioapic_backend {
+    /* Deliver one MSI. */
+    int (*signal_msi)(void *opaque, uint64_t address, uint32_t data);
+    /* Install routes: for pin i, valid[i] says whether a route exists. */
+    int (*set_routes)(void *opaque, const uint64_t *address, const uint32_t *data,
+                      const bool *valid, unsigned n);
+    void *opaque;
+};
+
+int vmm_ioapic_create(const struct vmm_ioapic_backend *backend, struct vmm_ioapic **out);
+void vmm_ioapic_destroy(struct vmm_ioapic *ioapic);
+const struct vmm_bus_ops *vmm_ioapic_bus_ops(void);
+int vmm_ioapic_set_irq(struct vmm_ioapic *ioapic, unsigned pin, bool level);
+void vmm_ioapic_eoi(struct vmm_ioapic *ioapic, uint8_t vector);
+/* The KVM backend: MSIs by KVM_SIGNAL_MSI, routes by KVM_SET_GSI_ROUTING. */
+int vmm_ioapic_kvm_signal_msi(void *vm_fd_ptr, uint64_t address, uint32_t data);
+int vmm_ioapic_kvm_set_routes(void *vm_fd_ptr, const uint64_t *address, const uint32_t *data,
+                              const bool *valid, unsigned n);
+
+#endif /* VMM_CPU_X86_64_ARCH_H */

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The x86_64 long-mode entry state: identity page tables and a flat GDT in
+ * the boot area, and the register values documented in vcpu.h. */
+#include <errno.h>
+#include <string.h>
+
+#include "../cpu_internal.h"
+
+#define PTE_P  (1ull << 0)
+#define PTE_RW (1ull << 1)
+#define PTE_PS (1ull << 7)
+
+#define BOOT_PDPT 0x3000ull
+#define BOOT_PD   0x4000ull /* four pages: 0x4000 .. 0x7fff, 2 MiB pages for 4 GiB */
+
+#define CR0_PE (1ull << 0)
+#define CR0_MP (1ull << 1)
+#define CR0_ET (1ull << 4)
+#define CR0_NE (1ull << 5)
+#define CR0_WP (1ull << 16)
+#define CR0_PG (1ull << 31)
+
+#define CR4_PAE        (1ull << 5)
+#define CR4_OSFXSR     (1ull << 9)
+#define CR4_OSXMMEXCPT (1ull << 10)
+
+#define EFER_LME (1ull << 8)
+#define EFER_LMA (1ull << 10)
+#define EFER_NXE (1ull << 11)
+
+/* Flat descriptors: null, 64-bit code (0x08), data (0x10). */
+static const uint64_t boot_gdt[] = {
+    0x0000000000000000ull, 0x00af9b000000ffffull, /* code: present, DPL 0, exec/read, L=1, G=1 */
+    0x00cf93000000ffffull,                        /* data: present, DPL 0, read/write, D/B=1, G=1 */
+};
+
+_Static_assert(BOOT_PD + 4 * 0x1000 <= VMM_X86_BOOT_AREA_END, "page tables outside boot area");
+_Static_assert(VMM_X86_BOOT_GDT + sizeof(boot_gdt) <= VMM_X86_BOOT_PML4, "GDT overlaps PML4");
+
+int vmm_x86_write_boot_tables(struct vmm_memory *mem)
+{
+    int r = vmm_memory_check_range(mem, VMM_X86_BOOT_AREA_START,
+                                   BOOT_PD + 4 * 0x1000 - VMM_X86_BOOT_AREA_START);
+    if (r < 0)
+        return r;
+    uint64_t pml4[512] = {BOOT_PDPT | PTE_P | PTE_RW};
+    uint64_t pdpt[512] = {0};
+    for (uint64_t i = 0; i < 4; i++)
+        pdpt[i] = (BOOT_PD + i * 0x1000) | PTE_P | PTE_RW;
+    uint64_t pd[4 * 512];
+    for (uint64_t i = 0; i < 4 * 512; i++)
+        pd[i] = (i << 21) | PTE_P | PTE_RW | PTE_PS;
+    if ((r = vmm_memory_write(mem, VMM_X86_BOOT_GDT, boot_gdt, sizeof(boot_gdt))) < 0 ||
+        (r = vmm_memory_write(mem, VMM_X86_BOOT_PML4, pml4, sizeof(pml4))) < 0 ||
+        (r = vmm_memory_write(mem, BOOT_PDPT, pdpt, sizeof(pdpt))) < 0 ||
+        (r = vmm_memory_write(mem, BOOT_PD, pd, sizeof(pd))) < 0)
+        return r;
+    return 0;
+}
+
+static void flat_segment(struct kvm_segment *s, uint16_t selector, uint8_t type, bool code)
+{
+    *s = (struct kvm_segment){
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = selector,
+        .type = type,
+        .present = 1,
+        .dpl = 0,
+        .db = code ? 0 : 1,
+        .s = 1,
+        .l = code ? 1 : 0,
+        .g = 1,
+    };
+}
+
+void vmm_x86_boot_sregs(struct kvm_sregs *sregs)
+{
+    flat_segment(&sregs->cs, 0x08, 0xb, true);
+    flat_segment(&sregs->ds, 0x10, 0x3, false);
+    sregs->es = sregs->fs = sregs->gs = sregs->ss = sregs->ds;
+    sregs->gdt.base = VMM_X86_BOOT_GDT;
+    sregs->gdt.limit = sizeof(boot_gdt) - 1;
+    sregs->idt.base = 0;
+    sregs->idt.limit = 0;
+    sregs->cr3 = VMM_X86_BOOT_PML4;
+    sregs->cr4 |= CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    sregs->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs->efer |= EFER_LME | EFER_LMA | EFER_NXE;
+}
+
+void vmm_x86_boot_regs(struct kvm_regs *regs, const struct vmm_x86_boot_state *boot)
+{
+    *regs = (struct kvm_regs){
+        .rflags = 0x2,
+        .rip = boot->entry,
+        .rsp = boot->stack,
+        .rdi = boot->arg0,
+        .rsi = boot->arg1,
+    };
+}
+
+void vmm_x86_boot_fpu(struct kvm_fpu *fpu)
+{
+    *fpu = (struct kvm_fpu){.fcw = 0x37f, .mxcsr = 0x1f80};
+}
