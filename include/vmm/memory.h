@@ -84,10 +84,15 @@ VMM_API void vmm_memory_destroy(struct vmm_memory *mem);
 
 /*
  * Add a region backed as cfg says. Returns the new region's index (>= 0), or
- * -EINVAL (unaligned or zero size, bad backing or flags, gpa + size
- * overflows), -EEXIST (overlaps an existing region), -ENOMEM or another
+ * -EINVAL (unaligned or zero size, bad backing or flags, a file shorter
+ * than fd_offset + size, HUGETLB with FILE or with THP, gpa + size
+ * overflows), -EEXIST (overlaps an existing region), -ENOSPC (more than 512
+ * regions), -EBADF (bad fd), -EACCES (file not writable), -ENOMEM or another
  * -errno from mmap/memfd_create (for example -ENOMEM when no huge pages are
- * reserved for VMM_MEMORY_F_HUGETLB).
+ * reserved for VMM_MEMORY_F_HUGETLB). Region indices are assigned in the
+ * order regions are added and never change; the VM uses them as KVM slots.
+ * info.flags reports what took effect: a THP or KSM hint the host refused is
+ * dropped (with a warning logged).
  */
 VMM_API VMM_MUST_USE int vmm_memory_add_region(struct vmm_memory *mem,
                                                const struct vmm_region_config *cfg);
@@ -138,7 +143,9 @@ VMM_API VMM_MUST_USE int vmm_memory_write(struct vmm_memory *mem, vmm_gpa_t gpa,
  * VMM_ACCESS_READ and/or VMM_ACCESS_WRITE; asking for write access marks the
  * range dirty (when tracking is on) and fails with -EROFS on a read-only
  * region. The pointer stays valid until the map is destroyed; the guest can
- * change the bytes under it at any time (copy before validating).
+ * change the bytes under it at any time (copy before validating). The pages
+ * are marked dirty when the pointer is handed out; a writer that races with
+ * a dirty-log fetch calls vmm_memory_mark_dirty again after writing.
  * Returns 0 or -EFAULT/-EROFS/-EINVAL.
  */
 VMM_API VMM_MUST_USE int vmm_memory_get_ptr(struct vmm_memory *mem, vmm_gpa_t gpa, size_t len,

@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private layout of the guest memory map, shared by memory.c (regions and access) and dirty.c. */
+#ifndef VMM_MEMORY_INTERNAL_H
+#define VMM_MEMORY_INTERNAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <vmm/memory.h>
+
+/* Dirty bitmaps always count 4 KiB pages, whatever backs the region. */
+#define MEMORY_PAGE_SHIFT 12
+#define MEMORY_PAGE_SIZE  (UINT64_C(1) << MEMORY_PAGE_SHIFT)
+
+/* KVM hosts commonly offer about 500 user memory slots; more regions than that
+ * could never be registered, and a bound keeps every array small. */
+#define MEMORY_MAX_REGIONS 512u
+
+struct memory_region {
+    vmm_gpa_t gpa;
+    uint64_t size;
+    uint8_t *host;
+    unsigned index;
+    unsigned flags; /* VMM_MEMORY_F_* as applied */
+    int fd;         /* owned (memfd or dup of the caller's); -1 for none */
+    uint64_t fd_offset;
+    bool owns_mapping; /* false for external memory, which is never unmapped */
+
+    /*
+     * VMM-side dirty tracking. The bitmap is allocated the first time tracking
+     * is turned on and only freed with the map, so a writer that saw tracking
+     * on just before it was turned off still writes into live memory.
+     * tracking is read and written atomically; the release store that turns
+     * it on publishes dirty and dirty_words.
+     */
+    bool tracking;
+    uint64_t *dirty;
+    size_t dirty_words;
+};
+
+/* One entry of the gpa-sorted lookup array; gpa and end are copied out of the
+ * region so a binary search stays within one dense array. */
+struct memory_span {
+    vmm_gpa_t gpa;
+    vmm_gpa_t end; /* exclusive; never wraps, add_region refuses that */
+    struct memory_region *region;
+};
+
+struct vmm_memory {
+    struct memory_region **regions; /* by index: order of addition, stable for KVM slots */
+    struct memory_span *spans;      /* sorted by gpa, non-overlapping */
+    unsigned count;
+    unsigned capacity;
+    uint64_t total_size;
+};
+
+/* Index in mem->spans of the first span ending above gpa (mem->count if none). */
+unsigned memory_span_lower_bound(const struct vmm_memory *mem, vmm_gpa_t gpa);
+
+/* Set the dirty bits of [offset, offset + len) in r (offset + len <= r->size). */
+void memory_dirty_set(struct memory_region *r, uint64_t offset, uint64_t len);
+
+/* Called after every VMM write into r: untracked regions cost one load. */
+static inline void memory_region_mark_dirty(struct memory_region *r, uint64_t offset, uint64_t len)
+{
+    if (__atomic_load_n(&r->tracking, __ATOMIC_ACQUIRE))
+        memory_dirty_set(r, offset, len);
+}
+
+#endif /* VMM_MEMORY_INTERNAL_H */
