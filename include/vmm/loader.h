@@ -49,7 +49,8 @@ struct vmm_load_result {
  * class/machine/type, program headers or segment data outside the image,
  * p_filesz > p_memsz, overlapping segments, no PT_LOAD, an entry point
  * outside every executable segment. -EFAULT: a segment outside guest memory
- * or below min_addr. res must not be NULL.
+ * or below min_addr; -EROFS: a segment on a read-only region. res must not
+ * be NULL.
  */
 VMM_API VMM_MUST_USE int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
                                       const struct vmm_load_options *opts,
