@@ -1,0 +1,212 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* vmm-run and the embedding example as a user runs them: guest output and
+ * exit status, the console option, and a clear one-line error for every bad
+ * option or image. */
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "check_compat.h"
+#include "harness.h"
+
+
+struct result {
+    int status; /* exit status, or 128 + signal */
+    char out[4096];
+    char err[4096];
+};
+
+static void slurp(const char *path, char *buf, size_t size)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, size - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+}
+
+/* Run argv with stdin from /dev/null, capturing stdout and stderr. */
+static void run(struct result *res, char *const argv[])
+{
+    char out[] = "/tmp/vmm-test-outXXXXXX", err[] = "/tmp/vmm-test-errXXXXXX";
+    int ofd = mkstemp(out), efd = mkstemp(err);
+    ck_assert(ofd >= 0 && efd >= 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        dup2(in, 0);
+        dup2(ofd, 1);
+        dup2(efd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    res->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    slurp(out, res->out, sizeof(res->out));
+    slurp(err, res->err, sizeof(res->err));
+    close(ofd);
+    close(efd);
+    unlink(out);
+    unlink(err);
+}
+
+/* A bad invocation: non-zero exit, exactly one line on stderr naming the
+ * program and containing what, nothing on stdout, no crash. */
+static void expect_error(char *const argv[], const char *what)
+{
+    struct result r;
+    run(&r, argv);
+    ck_assert_msg(r.status != 0 && r.status < 128, "status %d for %s", r.status, what);
+    ck_assert_msg(strncmp(r.err, "vmm-run: ", 9) == 0, "stderr: %s", r.err);
+    ck_assert_msg(strstr(r.err, what), "stderr '%s' lacks '%s'", r.err, what);
+    char *nl = strchr(r.err, '\n');
+    ck_assert_msg(nl && nl[1] == '\0', "not one line: %s", r.err);
+    ck_assert_str_eq(r.out, "");
+}
+
+START_TEST(runs_hello_to_completion)
+{
+    struct result r;
+    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"), NULL};
+    run(&r, argv);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+    ck_assert_str_eq(r.err, "");
+}
+END_TEST
+
+START_TEST(exits_with_the_guest_status)
+{
+    static const uint8_t code[] = {0xb0, 0x07, 0xe6, 0xf4, 0xf4}; /* exit 7 */
+    char path[] = "/tmp/vmm-test-elfXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    harness_write_raw_elf(path, code, sizeof(code));
+    struct result r;
+    char *argv[] = {VMM_RUN_PATH, "--kernel", path, "--mem", "16M", NULL};
+    run(&r, argv);
+    unlink(path);
+    ck_assert_int_eq(r.status, 7);
+}
+END_TEST
+
+START_TEST(smp_and_console_file)
+{
+    char path[] = "/tmp/vmm-test-conXXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    struct result r;
+    char *argv[] = {VMM_RUN_PATH, "-k",        (char *)harness_guest_path("smp"),
+                    "--vcpus",    "3",         "--console",
+                    path,         "--irqchip", "kernel",
+                    NULL};
+    run(&r, argv);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, ""); /* the console went to the file */
+    char con[1024];
+    slurp(path, con, sizeof(con));
+    unlink(path);
+    ck_assert_msg(strstr(con, "smp: 3 vCPUs reported"), "console: %s", con);
+}
+END_TEST
+
+START_TEST(help_and_version)
+{
+    struct result r;
+    char *help[] = {VMM_RUN_PATH, "--help", NULL};
+    run(&r, help);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "--kernel"));
+    char *version[] = {VMM_RUN_PATH, "--version", NULL};
+    run(&r, version);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, vmm_version_string()));
+}
+END_TEST
+
+START_TEST(bad_options_get_one_line_errors)
+{
+    char *hello = (char *)harness_guest_path("hello");
+    expect_error((char *[]){VMM_RUN_PATH, NULL}, "no guest image");
+    expect_error((char *[]){VMM_RUN_PATH, "--kernel", NULL}, "needs a value");
+    expect_error((char *[]){VMM_RUN_PATH, "--bogus", NULL}, "unknown option");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "extra", NULL}, "unexpected argument");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--mem", "12Q", NULL}, "memory size");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--mem", "0", NULL}, "memory size");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--mem", "-5M", NULL}, "memory size");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--mem", "99999999999G", NULL},
+                 "memory size");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--mem", "4097", NULL}, "memory size");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vcpus", "0", NULL}, "vCPU count");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vcpus", "999", NULL}, "vCPU count");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vcpus", "2x", NULL}, "vCPU count");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--irqchip", "pic", NULL},
+                 "interrupt controller");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--console", "/nonexistent/dir/x", NULL},
+                 "console file");
+}
+END_TEST
+
+START_TEST(bad_images_get_one_line_errors)
+{
+    expect_error((char *[]){VMM_RUN_PATH, "-k", "/nonexistent.elf", NULL}, "cannot load");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", "/tmp", NULL}, "cannot load");
+
+    char path[] = "/tmp/vmm-test-badXXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_eq(write(fd, "#!/bin/sh\necho not an ELF\n", 26), 26);
+    close(fd);
+    expect_error((char *[]){VMM_RUN_PATH, "-k", path, NULL}, "cannot load");
+
+    /* A real guest cut short: the headers promise bytes that are not there. */
+    FILE *in = fopen(harness_guest_path("hello"), "rb");
+    ck_assert_ptr_nonnull(in);
+    char buf[200];
+    ck_assert_uint_eq(fread(buf, 1, sizeof(buf), in), sizeof(buf));
+    fclose(in);
+    FILE *out = fopen(path, "wb");
+    ck_assert_uint_eq(fwrite(buf, 1, sizeof(buf), out), sizeof(buf));
+    fclose(out);
+    expect_error((char *[]){VMM_RUN_PATH, "-k", path, NULL}, "cannot load");
+
+    /* An image larger than the guest's memory. */
+    expect_error(
+        (char *[]){VMM_RUN_PATH, "-k", (char *)harness_guest_path("hello"), "--mem", "1M", NULL},
+        "cannot load");
+    unlink(path);
+}
+END_TEST
+
+START_TEST(embedding_example_runs_a_guest)
+{
+    struct result r;
+    char *argv[] = {VMM_EMBED_PATH, (char *)harness_guest_path("hello"), NULL};
+    run(&r, argv);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+    ck_assert_ptr_nonnull(strstr(r.out, "guest ended: guest-exit, status 0"));
+}
+END_TEST
+
+int main(void)
+{
+    vmm_test_require_kvm();
+    Suite *s = suite_create("launcher");
+    TCase *tc = tcase_create("vmm-run");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, runs_hello_to_completion);
+    tcase_add_test(tc, exits_with_the_guest_status);
+    tcase_add_test(tc, smp_and_console_file);
+    tcase_add_test(tc, help_and_version);
+    tcase_add_test(tc, bad_options_get_one_line_errors);
+    tcase_add_test(tc, bad_images_get_one_line_errors);
+    tcase_add_test(tc, embedding_example_runs_a_guest);
+    suite_add_tcase(s, tc);
+    return vmm_test_run_suite(s);
+}
