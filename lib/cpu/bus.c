@@ -33,9 +33,22 @@ struct vmm_bus {
     uint64_t last_unclaimed;   /* atomic */
 };
 
-/* The bus whose callback this thread is running, to refuse re-entrant
- * (self-deadlocking) registration from inside a callback. */
-static __thread const struct vmm_bus *dispatching;
+/* The buses whose callbacks this thread is inside, innermost first: a
+ * callback that registers on any of them would wait for itself, and a nested
+ * dispatch on one of them already holds its read lock. */
+struct dispatch_frame {
+    const struct vmm_bus *bus;
+    struct dispatch_frame *outer;
+};
+static __thread struct dispatch_frame *dispatch_top;
+
+static bool dispatching_on(const struct vmm_bus *bus)
+{
+    for (const struct dispatch_frame *f = dispatch_top; f; f = f->outer)
+        if (f->bus == bus)
+            return true;
+    return false;
+}
 
 int vmm_bus_create(const char *name, struct vmm_bus **out)
 {
@@ -43,7 +56,15 @@ int vmm_bus_create(const char *name, struct vmm_bus **out)
     if (!bus)
         return -ENOMEM;
     snprintf(bus->name, sizeof(bus->name), "%s", name ? name : "bus");
-    int r = pthread_rwlock_init(&bus->lock, NULL);
+    /* Prefer writers: with many busy vCPUs a reader-preferring lock can keep
+     * an unregister waiting indefinitely. Nested dispatch on the same bus
+     * does not re-take the lock (see dispatching_on), so this cannot
+     * deadlock a callback. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    int r = pthread_rwlock_init(&bus->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
     if (r) {
         free(bus);
         return -r;
@@ -81,7 +102,7 @@ int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,
     uint64_t end;
     if (!ops || len == 0 || __builtin_add_overflow(base, len - 1, &end))
         return -EINVAL;
-    if (dispatching == bus)
+    if (dispatching_on(bus))
         return -EDEADLK;
 
     pthread_rwlock_wrlock(&bus->lock);
@@ -115,7 +136,7 @@ out:
 
 int vmm_bus_unregister(struct vmm_bus *bus, uint64_t base)
 {
-    if (dispatching == bus)
+    if (dispatching_on(bus))
         return -EDEADLK;
     /* Taking the write lock waits for every dispatch in progress. */
     pthread_rwlock_wrlock(&bus->lock);
@@ -161,48 +182,46 @@ static const struct bus_entry *bus_lookup(const struct vmm_bus *bus, uint64_t ad
     return e;
 }
 
-int vmm_bus_read(struct vmm_bus *bus, uint64_t addr, uint8_t *data, uint32_t len)
+/* Run one access under the bus's read lock (unless this thread already holds
+ * it further up the stack). Returns 0 or why nobody took it. */
+static int bus_dispatch(struct vmm_bus *bus, uint64_t addr, uint8_t *rdata, const uint8_t *wdata,
+                        uint32_t len)
 {
     if (len == 0 || len > 8)
         return -EINVAL;
-    pthread_rwlock_rdlock(&bus->lock);
+    bool nested = dispatching_on(bus);
+    if (!nested)
+        pthread_rwlock_rdlock(&bus->lock);
     int err;
     const struct bus_entry *e = bus_lookup(bus, addr, len, &err);
-    if (e && e->ops.read) {
-        const struct vmm_bus *outer = dispatching;
-        dispatching = bus;
-        e->ops.read(e->opaque, addr - e->base, data, len);
-        dispatching = outer;
-    } else {
-        memset(data, 0xff, len);
+    struct dispatch_frame frame = {bus, dispatch_top};
+    dispatch_top = &frame;
+    if (rdata) {
+        if (e && e->ops.read)
+            e->ops.read(e->opaque, addr - e->base, rdata, len);
+        else
+            memset(rdata, 0xff, len);
+    } else if (e && e->ops.write) {
+        e->ops.write(e->opaque, addr - e->base, wdata, len);
     }
-    pthread_rwlock_unlock(&bus->lock);
+    dispatch_top = frame.outer;
+    if (!nested)
+        pthread_rwlock_unlock(&bus->lock);
     if (!e) {
-        bus_count_unclaimed(bus, addr, len, false);
+        bus_count_unclaimed(bus, addr, len, wdata != NULL);
         return err;
     }
     return 0;
 }
 
+int vmm_bus_read(struct vmm_bus *bus, uint64_t addr, uint8_t *data, uint32_t len)
+{
+    return bus_dispatch(bus, addr, data, NULL, len);
+}
+
 int vmm_bus_write(struct vmm_bus *bus, uint64_t addr, const uint8_t *data, uint32_t len)
 {
-    if (len == 0 || len > 8)
-        return -EINVAL;
-    pthread_rwlock_rdlock(&bus->lock);
-    int err;
-    const struct bus_entry *e = bus_lookup(bus, addr, len, &err);
-    if (e && e->ops.write) {
-        const struct vmm_bus *outer = dispatching;
-        dispatching = bus;
-        e->ops.write(e->opaque, addr - e->base, data, len);
-        dispatching = outer;
-    }
-    pthread_rwlock_unlock(&bus->lock);
-    if (!e) {
-        bus_count_unclaimed(bus, addr, len, true);
-        return err;
-    }
-    return 0;
+    return bus_dispatch(bus, addr, NULL, data, len);
 }
 
 void vmm_bus_get_stats(struct vmm_bus *bus, struct vmm_bus_stats *stats)

@@ -67,7 +67,7 @@ int vmm_x86_cpuid_build(const struct kvm_cpuid_entry2 *supported, unsigned n, un
         switch (e->function) {
         case 0x1:
             e->ebx = (e->ebx & 0x0000ffffu) | ((uint32_t)(index & 0xff) << 24) |
-                     ((uint32_t)((1u << pkg_bits) & 0xff) << 16);
+                     ((uint32_t)((1u << pkg_bits) > 255 ? 255 : (1u << pkg_bits)) << 16);
             e->ecx |= CPUID_1_ECX_HYPERVISOR;
             if (nr_vcpus > 1)
                 e->edx |= CPUID_1_EDX_HTT;
@@ -81,7 +81,9 @@ int vmm_x86_cpuid_build(const struct kvm_cpuid_entry2 *supported, unsigned n, un
             if ((e->eax & 0x1f) != 0) {
                 bool llc = ((e->eax >> 5) & 0x7) >= 3;
                 uint32_t sharing = llc ? (1u << pkg_bits) - 1 : 0;
-                e->eax = (e->eax & 0x3fffu) | (sharing << 14) | (((1u << pkg_bits) - 1) << 26);
+                /* a 6-bit field */
+                uint32_t cores_m1 = (1u << pkg_bits) - 1 > 63 ? 63 : (1u << pkg_bits) - 1;
+                e->eax = (e->eax & 0x3fffu) | (sharing << 14) | (cores_m1 << 26);
             }
             break;
         case 0x80000008:
