@@ -35,14 +35,17 @@ struct vmm_uart_config {
     int in_fd;  /* received bytes are read from here; -1: none. Pollable fds
                    (tty, pipe, socket) are read by the event loop as data
                    arrives; a regular file is read as the guest drains the FIFO. */
-    /* Interrupt line: called with the new level whenever it changes. NULL: no
-     * interrupt. Called on vCPU or event-loop threads. */
+    /* Interrupt line: called with the new level whenever it changes, with the
+     * UART's lock held (so level changes stay in order): it must not call
+     * back into the UART. NULL: no interrupt. Called on vCPU or event-loop
+     * threads. vmm_vm_add_uart ignores it and drives the VM's line. */
     void (*set_irq)(void *opaque, bool level);
     void *irq_opaque;
 };
 
 /*
- * Create a standalone 16550A: 16-byte FIFOs, THRE/RDA/RLS/MSR interrupts,
+ * Create a standalone 16550A: a 64-byte receive FIFO (output is written out
+ * at once), THRE/RDA/RLS/MSR interrupts gated by MCR.OUT2 as on a PC,
  * scratch, line control, modem control with loopback, divisor latch. Enough of
  * the register set for Linux's 8250 driver. Returns 0, -EINVAL or -ENOMEM.
  * The fds stay the caller's.
@@ -71,8 +74,9 @@ VMM_API int vmm_uart_poll_input(struct vmm_uart *uart);
 VMM_API VMM_MUST_USE int vmm_vm_add_uart(struct vmm_vm *vm, uint16_t port, unsigned gsi,
                                          const struct vmm_uart_config *cfg, struct vmm_uart **out);
 
-/* The exit device at port (1 port): a one-byte write of v ends the run with
- * VMM_EXIT_GUEST_EXIT, status v; reads return 0. Returns 0 or -errno. */
+/* The exit device at port (4 ports): a write of v at port (1, 2 or 4 bytes;
+ * the low byte counts) ends the run with VMM_EXIT_GUEST_EXIT, status v; reads
+ * return 0. Returns 0 or -errno. */
 VMM_API VMM_MUST_USE int vmm_vm_add_exit_device(struct vmm_vm *vm, uint16_t port);
 
 /* A minimal i8042 at 0x60/0x64: status reads say "nothing to read, ready to
