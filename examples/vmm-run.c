@@ -228,11 +228,10 @@ int main(int argc, char **argv)
 
     /* RAM below the 32-bit MMIO hole, the rest above 4 GiB. */
     uint64_t low = mem_size < MMIO_HOLE ? mem_size : MMIO_HOLE;
-    struct vmm_region_config ram = {.gpa = 0, .size = low, .flags = VMM_MEMORY_F_THP};
+    struct vmm_region_config ram = {.gpa = 0, .size = low};
     r = vmm_vm_add_memory(vm, &ram);
     if (r >= 0 && mem_size > low) {
-        ram = (struct vmm_region_config){
-            .gpa = HIGH_RAM_BASE, .size = mem_size - low, .flags = VMM_MEMORY_F_THP};
+        ram = (struct vmm_region_config){.gpa = HIGH_RAM_BASE, .size = mem_size - low};
         r = vmm_vm_add_memory(vm, &ram);
     }
     if (r < 0)

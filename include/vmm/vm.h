@@ -109,7 +109,9 @@ VMM_API struct vmm_bus *vmm_vm_pio_bus(struct vmm_vm *vm);
 VMM_API struct vmm_bus *vmm_vm_mmio_bus(struct vmm_vm *vm);
 
 /* The event loop the VM's device back ends use; vmm_vm_run runs it on an I/O
- * thread while vCPUs run. Borrowed. */
+ * thread while vCPUs run. Created on first call; NULL only when that fails
+ * (out of memory or file descriptors). Borrowed. Not thread-safe on the
+ * first call. */
 VMM_API struct vmm_event_loop *vmm_vm_event_loop(struct vmm_vm *vm);
 
 /* The configured interrupt controller model. */

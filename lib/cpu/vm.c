@@ -131,9 +131,6 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     r = vmm_bus_create("mmio", &vm->mmio);
     if (r < 0)
         goto fail;
-    r = vmm_event_loop_create(&vm->loop);
-    if (r < 0)
-        goto fail;
     r = setup_irqchip(vm);
     if (r < 0)
         goto fail;
@@ -281,6 +278,10 @@ struct vmm_bus *vmm_vm_mmio_bus(struct vmm_vm *vm)
 
 struct vmm_event_loop *vmm_vm_event_loop(struct vmm_vm *vm)
 {
+    /* Made on first use: a VM without device back ends never pays for the
+     * epoll and eventfd. */
+    if (!vm->loop && vmm_event_loop_create(&vm->loop) < 0)
+        vm->loop = NULL;
     return vm->loop;
 }
 
@@ -352,8 +353,12 @@ int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque
 
 void vmm_vm_kick_all(struct vmm_vm *vm)
 {
+    /* The calling vCPU (if any) is not in KVM_RUN: it sees the request when
+     * its exit handler returns, so it needs no signal. */
+    struct vmm_vcpu *self = vmm_vcpu_current();
     for (unsigned i = 0; i < vm->nr_vcpus; i++)
-        vmm_vcpu_kick(vm->vcpus[i]);
+        if (vm->vcpus[i] != self)
+            vmm_vcpu_kick(vm->vcpus[i]);
 }
 
 void vmm_vm_request_exit(struct vmm_vm *vm, enum vmm_exit_reason reason, int status,
@@ -465,7 +470,7 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
     }
     if (r < 0)
         goto out;
-    if (vmm_event_loop_count(vm->loop) > 0) {
+    if (vm->loop && vmm_event_loop_count(vm->loop) > 0) {
         r = -pthread_create(&loop_thread, NULL, loop_thread_main, vm->loop);
         if (r < 0)
             goto out;
@@ -555,26 +560,60 @@ int vmm_vm_dirty_log_stop(struct vmm_vm *vm, unsigned region)
     return vmm_memory_dirty_track(vm->mem, region, false);
 }
 
-int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
+/* KVM_GET_SUPPORTED_CPUID costs a third of a millisecond and gives the same
+ * answer for every VM of a /dev/kvm, so one copy serves the process. */
+static pthread_mutex_t supported_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kvm_cpuid2 *supported_cache;
+static char supported_path[256];
+
+static int fetch_supported(int kvm_fd, struct kvm_cpuid2 **out)
 {
-    if (vm->supported_cpuid)
-        return 0;
-    unsigned n = 128;
-    for (;;) {
+    for (unsigned n = 128;; n *= 2) {
         struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
         if (!c)
             return -ENOMEM;
         c->nent = n;
-        int r = vmm_kvm_ioctl(vm->kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+        int r = vmm_kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
         if (r == 0) {
-            vm->supported_cpuid = c;
+            *out = c;
             return 0;
         }
         free(c);
         if (r != -E2BIG || n >= 4096)
             return r;
-        n *= 2;
     }
+}
+
+int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
+{
+    if (vm->supported_cpuid)
+        return 0;
+    pthread_mutex_lock(&supported_lock);
+    int r = 0;
+    if (!supported_cache || strcmp(supported_path, vm->cfg.kvm_path) != 0) {
+        struct kvm_cpuid2 *c;
+        r = fetch_supported(vm->kvm_fd, &c);
+        if (r == 0 && strlen(vm->cfg.kvm_path) < sizeof(supported_path)) {
+            free(supported_cache);
+            supported_cache = c;
+            snprintf(supported_path, sizeof(supported_path), "%s", vm->cfg.kvm_path);
+        } else if (r == 0) {
+            vm->supported_cpuid = c; /* path too long to cache: keep it per VM */
+            pthread_mutex_unlock(&supported_lock);
+            return 0;
+        }
+    }
+    if (r == 0) {
+        size_t size =
+            sizeof(*supported_cache) + supported_cache->nent * sizeof(supported_cache->entries[0]);
+        vm->supported_cpuid = malloc(size);
+        if (vm->supported_cpuid)
+            memcpy(vm->supported_cpuid, supported_cache, size);
+        else
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&supported_lock);
+    return r;
 }
 
 const char *vmm_exit_reason_name(enum vmm_exit_reason reason)

@@ -39,22 +39,24 @@ _Static_assert(VMM_X86_BOOT_GDT + sizeof(boot_gdt) <= VMM_X86_BOOT_PML4, "GDT ov
 
 int vmm_x86_write_boot_tables(struct vmm_memory *mem)
 {
-    int r = vmm_memory_check_range(mem, VMM_X86_BOOT_AREA_START,
-                                   BOOT_PD + 4 * 0x1000 - VMM_X86_BOOT_AREA_START);
+    /* Written in place: the tables are 24 KiB and go straight to guest RAM. */
+    const uint64_t len = BOOT_PD + 4 * 0x1000 - VMM_X86_BOOT_GDT;
+    void *area;
+    int r = vmm_memory_get_ptr(mem, VMM_X86_BOOT_GDT, len, VMM_ACCESS_WRITE, &area);
     if (r < 0)
         return r;
-    uint64_t pml4[512] = {BOOT_PDPT | PTE_P | PTE_RW};
-    uint64_t pdpt[512] = {0};
+    uint8_t *base = area;
+    uint64_t *pml4 = (uint64_t *)(base + (VMM_X86_BOOT_PML4 - VMM_X86_BOOT_GDT));
+    uint64_t *pdpt = (uint64_t *)(base + (BOOT_PDPT - VMM_X86_BOOT_GDT));
+    uint64_t *pd = (uint64_t *)(base + (BOOT_PD - VMM_X86_BOOT_GDT));
+    memset(base, 0, len);
+    memcpy(base, boot_gdt, sizeof(boot_gdt));
+    pml4[0] = BOOT_PDPT | PTE_P | PTE_RW;
     for (uint64_t i = 0; i < 4; i++)
         pdpt[i] = (BOOT_PD + i * 0x1000) | PTE_P | PTE_RW;
-    uint64_t pd[4 * 512];
     for (uint64_t i = 0; i < 4 * 512; i++)
         pd[i] = (i << 21) | PTE_P | PTE_RW | PTE_PS;
-    if ((r = vmm_memory_write(mem, VMM_X86_BOOT_GDT, boot_gdt, sizeof(boot_gdt))) < 0 ||
-        (r = vmm_memory_write(mem, VMM_X86_BOOT_PML4, pml4, sizeof(pml4))) < 0 ||
-        (r = vmm_memory_write(mem, BOOT_PDPT, pdpt, sizeof(pdpt))) < 0 ||
-        (r = vmm_memory_write(mem, BOOT_PD, pd, sizeof(pd))) < 0)
-        return r;
+    vmm_memory_mark_dirty(mem, VMM_X86_BOOT_GDT, len);
     return 0;
 }
 
