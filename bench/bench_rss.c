@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* bench_rss: peak RSS (ru_maxrss from wait4) of the vmm-run launcher on a tiny
+ * guest against a raw-KVM process running the same guest in 128 MiB. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "raw_kvm.h"
+
+#define GUEST_MEM      (128ull << 20)
+#define DEFAULT_RUNS   5
+#define SPIN_SETTLE_MS 500
+
+/* A guest that never exits (jmp $), so a process can be inspected while it
+ * runs. */
+static const uint8_t spin_guest[] = {0xeb, 0xfe};
+
+/* What a running process holds resident, from /proc/PID/smaps (exact page
+ * counts, unlike ru_maxrss, which the kernel keeps from per-CPU counters that
+ * may lag by tens of pages per CPU). */
+struct resident {
+    long total;   /* KiB */
+    long guest;   /* KiB in the guest-memory mapping (the GUEST_MEM-sized one) */
+    long anon;    /* KiB anonymous, guest memory included */
+    long file;    /* KiB file-backed (binaries, libraries) */
+    long hugepmd; /* KiB of the guest mapping in transparent huge pages */
+};
+
+/* Read pid's smaps into *res; print each mapping holding pages when verbose. */
+static int read_smaps(pid_t pid, const char *who, int verbose, struct resident *res)
+{
+    char path[64], line[512], name[256] = "";
+    snprintf(path, sizeof(path), "/proc/%d/smaps", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "bench_rss: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    *res = (struct resident){0};
+    unsigned long lo = 0, hi = 0;
+    if (verbose)
+        printf("breakdown: %s (pid %d), mappings with resident pages (KiB resident, KiB "
+               "mapped):\n",
+               who, (int)pid);
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long a, b;
+        char perms[8];
+        long kb;
+        int off = 0;
+        if (sscanf(line, "%lx-%lx %7s %*s %*s %*s %n", &a, &b, perms, &off) == 3 && off > 0) {
+            lo = a;
+            hi = b;
+            snprintf(name, sizeof(name), "%s", line + off);
+            name[strcspn(name, "\n")] = '\0';
+            if (!name[0])
+                snprintf(name, sizeof(name), "[anon %s]", perms);
+        } else if (sscanf(line, "Rss: %ld kB", &kb) == 1) {
+            res->total += kb;
+            if (hi - lo == GUEST_MEM)
+                res->guest += kb;
+            if (name[0] == '/')
+                res->file += kb;
+            if (verbose && kb > 0)
+                printf("breakdown:   %6ld %8lu  %s%s\n", kb, (hi - lo) >> 10, name,
+                       hi - lo == GUEST_MEM ? " (guest memory)" : "");
+        } else if (sscanf(line, "Anonymous: %ld kB", &kb) == 1) {
+            res->anon += kb;
+        } else if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1) {
+            if (hi - lo == GUEST_MEM)
+                res->hugepmd += kb;
+        }
+    }
+    fclose(f);
+    return 0;
+}
+
+/* Start argv on a guest that spins, let it settle, read its smaps, kill it. */
+static int resident_of(char *const argv[], const char *who, int verbose, struct resident *res)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("bench_rss: fork");
+        return -1;
+    }
+    if (pid == 0) {
+        int null = open("/dev/null", O_WRONLY);
+        if (null >= 0)
+            dup2(null, STDOUT_FILENO);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    struct timespec ts = {SPIN_SETTLE_MS / 1000, (SPIN_SETTLE_MS % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    int r = read_smaps(pid, who, verbose, res);
+    kill(pid, SIGKILL);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    /* A child that died before we looked measured nothing. */
+    if (r == 0 && WIFEXITED(status)) {
+        char buf[32];
+        fprintf(stderr, "bench_rss: %s ended early (%s)\n", who,
+                bench_status_str(status, buf, sizeof(buf)));
+        r = -1;
+    }
+    return r;
+}
+
+/* Peak RSS (KiB) of one run of argv into *out; -1 on failure. */
+static int peak_rss_kib(char *const argv[], const char *what, unsigned long i, double *out)
+{
+    uint64_t ns;
+    struct rusage ru;
+    int status;
+    char buf[32];
+    int r = bench_spawn(argv, 0, &ns, &ru, &status);
+    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "bench_rss: %s run %lu failed: %s\n", what, i + 1,
+                r < 0 ? strerror(-r) : bench_status_str(status, buf, sizeof(buf)));
+        return -1;
+    }
+    *out = (double)ru.ru_maxrss;
+    return 0;
+}
+
+static const char usage[] =
+    "Usage: %s --vmm-run PATH [--guest ELF] [--runs N] [--breakdown]\n"
+    "Peak RSS (ru_maxrss via wait4) of `vmm-run --kernel ELF` against a raw-KVM process\n"
+    "(this program with --raw-process: 128 MiB anonymous slot, 1 vCPU, split irqchip) running\n"
+    "the same guest (default ELF: generated, mov al,0; out 0xf4,al). N runs each (default %d).\n"
+    "Then both run a spinning guest and their resident memory is read from /proc/PID/smaps\n"
+    "(exact); --breakdown lists it mapping by mapping.\n";
+
+int main(int argc, char **argv)
+{
+    const char *vmm_run = NULL, *guest = NULL;
+    unsigned long runs = DEFAULT_RUNS;
+    int want_breakdown = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--raw-process")) {
+            int r = raw_kvm_one_shot(GUEST_MEM, bench_exit_guest, sizeof(bench_exit_guest));
+            return r < 0 ? 1 : 0;
+        } else if (!strcmp(a, "--raw-spin")) {
+            int r = raw_kvm_one_shot(GUEST_MEM, spin_guest, sizeof(spin_guest));
+            return r < 0 ? 1 : 0;
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf(usage, argv[0], DEFAULT_RUNS);
+            return 0;
+        } else if (!strcmp(a, "--breakdown")) {
+            want_breakdown = 1;
+            continue;
+        } else if (!strcmp(a, "--vmm-run") && val) {
+            vmm_run = val;
+        } else if (!strcmp(a, "--guest") && val) {
+            guest = val;
+        } else if (!strcmp(a, "--runs") && val) {
+            runs = bench_parse_count(val);
+        } else {
+            fprintf(stderr, "bench_rss: bad argument '%s' (see --help)\n", a);
+            return 2;
+        }
+        i++;
+    }
+    if (runs == 0 || runs > 10000) {
+        fprintf(stderr, "bench_rss: bad run count\n");
+        return 2;
+    }
+    char why[128];
+    if (raw_kvm_probe(why, sizeof(why)) < 0) {
+        printf("SKIP: %s\n", why);
+        return 77;
+    }
+    if (!vmm_run) {
+        printf("rss: nothing measured: needs the launcher to compare against the raw floor.\n"
+               "rss: run as: %s --vmm-run BUILD/examples/vmm-run [--guest ELF]\n",
+               argv[0]);
+        return 0;
+    }
+
+    char tmp[256] = "", spin_tmp[256] = "";
+    int r;
+    if (!guest) {
+        r = bench_write_tiny_elf(bench_exit_guest, sizeof(bench_exit_guest), tmp, sizeof(tmp));
+        if (r < 0) {
+            fprintf(stderr, "bench_rss: cannot write a guest ELF: %s\n", strerror(-r));
+            return 1;
+        }
+        guest = tmp;
+    }
+    char self[4096];
+    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (sl < 0) {
+        perror("bench_rss: /proc/self/exe");
+        return 1;
+    }
+    self[sl] = '\0';
+    char *raw_argv[] = {self, "--raw-process", NULL};
+    char *vmm_argv[] = {(char *)vmm_run, "--kernel", (char *)guest, NULL};
+
+    double *raw = calloc(runs, sizeof(double)), *vmm = calloc(runs, sizeof(double));
+    if (!raw || !vmm) {
+        fprintf(stderr, "bench_rss: out of memory\n");
+        return 1;
+    }
+    printf("rss: peak RSS (ru_maxrss of the child, via wait4), %lu runs each, interleaved; "
+           "guest %s%s\n",
+           runs, guest, tmp[0] ? " (generated: mov al,0; out 0xf4,al)" : "");
+    for (unsigned long i = 0; i < runs; i++) {
+        if (peak_rss_kib(raw_argv, "raw KVM process", i, &raw[i]) < 0 ||
+            peak_rss_kib(vmm_argv, "vmm-run", i, &vmm[i]) < 0) {
+            free(raw);
+            free(vmm);
+            if (tmp[0])
+                unlink(tmp);
+            return 1;
+        }
+    }
+    double raw_med = bench_percentile(raw, runs, 50) / 1024.0;
+    double vmm_med = bench_percentile(vmm, runs, 50) / 1024.0;
+    printf("rss: raw KVM process (--raw-process, 128 MiB guest): %.2f MiB (min %.2f, max %.2f)\n",
+           raw_med, raw[0] / 1024.0, raw[runs - 1] / 1024.0);
+    printf("rss: vmm-run (128 MiB guest, default devices):       %.2f MiB (min %.2f, max %.2f)\n",
+           vmm_med, vmm[0] / 1024.0, vmm[runs - 1] / 1024.0);
+    printf("rss: raw %.2f MiB, vmm-run %.2f MiB, difference %+.2f MiB (target: within 0.3 MiB)\n",
+           raw_med, vmm_med, vmm_med - raw_med);
+
+    r = bench_write_tiny_elf(spin_guest, sizeof(spin_guest), spin_tmp, sizeof(spin_tmp));
+    if (r < 0) {
+        fprintf(stderr, "bench_rss: cannot write a guest ELF: %s\n", strerror(-r));
+    } else {
+        char *raw_spin[] = {self, "--raw-spin", NULL};
+        char *vmm_spin[] = {(char *)vmm_run, "--kernel", spin_tmp, NULL};
+        struct resident rr, vr;
+        printf("rss: resident while running (exact, /proc/PID/smaps), both on a spinning guest "
+               "(jmp $) after %d ms:\n",
+               SPIN_SETTLE_MS);
+        if (resident_of(raw_spin, "raw KVM process", want_breakdown, &rr) == 0 &&
+            resident_of(vmm_spin, "vmm-run", want_breakdown, &vr) == 0) {
+            printf("rss:   raw KVM process: %7.2f MiB (guest memory %ld KiB, other anonymous %ld "
+                   "KiB, files %ld KiB)\n",
+                   rr.total / 1024.0, rr.guest, rr.anon - rr.guest, rr.file);
+            printf("rss:   vmm-run:         %7.2f MiB (guest memory %ld KiB of which %ld KiB in "
+                   "transparent huge pages, other anonymous %ld KiB, files %ld KiB)\n",
+                   vr.total / 1024.0, vr.guest, vr.hugepmd, vr.anon - vr.guest, vr.file);
+            printf("rss:   difference %+.2f MiB; without guest memory %+.2f MiB\n",
+                   (vr.total - rr.total) / 1024.0,
+                   ((vr.total - vr.guest) - (rr.total - rr.guest)) / 1024.0);
+        }
+        unlink(spin_tmp);
+    }
+    if (tmp[0])
+        unlink(tmp);
+    free(raw);
+    free(vmm);
+    return 0;
+}
