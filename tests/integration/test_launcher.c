@@ -13,7 +13,6 @@
 #include "check_compat.h"
 #include "harness.h"
 
-
 struct result {
     int status; /* exit status, or 128 + signal */
     char out[4096];

@@ -1,0 +1,43 @@
+# Install the build into a scratch prefix, then build a consumer against it
+# through find_package(vmm) and through pkg-config, and run both.
+# Variables: BUILD_DIR, SOURCE_DIR, WORK_DIR.
+file(REMOVE_RECURSE ${WORK_DIR})
+set(prefix ${WORK_DIR}/prefix)
+function(run)
+  execute_process(COMMAND ${ARGV} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGV}\n${out}\n${err}")
+  endif()
+  set(last_output "${out}" PARENT_SCOPE)
+endfunction()
+
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
+foreach(f include/vmm/vmm.h include/vmm/memory.h)
+  if(NOT EXISTS ${prefix}/${f})
+    message(FATAL_ERROR "not installed: ${f}")
+  endif()
+endforeach()
+file(GLOB libdirs ${prefix}/lib*)
+file(GLOB_RECURSE pc ${prefix}/*/vmm.pc)
+file(GLOB_RECURSE so ${prefix}/*/libvmm.so.0)
+if(NOT pc OR NOT so)
+  message(FATAL_ERROR "vmm.pc or the libvmm.so.0 SONAME link is missing under ${prefix}")
+endif()
+
+# find_package(vmm)
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/install/consumer -B ${WORK_DIR}/cmake
+    -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_BUILD_RPATH=${libdirs})
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/cmake)
+run(${WORK_DIR}/cmake/consumer)
+run(${WORK_DIR}/cmake/consumer_static)
+
+# pkg-config
+get_filename_component(pcdir ${pc} DIRECTORY)
+set(ENV{PKG_CONFIG_PATH} ${pcdir})
+run(pkg-config --cflags --libs vmm)
+string(STRIP "${last_output}" flags)
+separate_arguments(flags UNIX_COMMAND "${flags}")
+run(cc -o ${WORK_DIR}/pc_consumer ${SOURCE_DIR}/tests/install/consumer/main.c ${flags}
+    -Wl,-rpath,${libdirs})
+run(${WORK_DIR}/pc_consumer)
+message(STATUS "install check passed: ${last_output}")
