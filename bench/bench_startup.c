@@ -438,21 +438,9 @@ int main(int argc, char **argv)
         return 0;
     }
     char tmp[256] = "";
-    if (!guest) {
-        r = bench_write_tiny_elf(bench_exit_guest, sizeof(bench_exit_guest), tmp, sizeof(tmp));
-        if (r < 0) {
-            fprintf(stderr, "bench_startup: cannot write a guest ELF: %s\n", strerror(-r));
-            return 1;
-        }
-        guest = tmp;
-    }
     char self[4096];
-    ssize_t sl = readlink("/proc/self/exe", self, sizeof(self) - 1);
-    if (sl < 0) {
-        perror("bench_startup: /proc/self/exe");
+    if (bench_process_setup("bench_startup", &guest, tmp, sizeof(tmp), self, sizeof(self)) < 0)
         return 1;
-    }
-    self[sl] = '\0';
     char *raw_argv[] = {self, "--raw-process", NULL};
     char *vmm_argv[] = {(char *)vmm_run, "--kernel", (char *)guest, NULL};
     printf("process: fork/exec/wait, %lu runs each, stdout to /dev/null; guest %s%s\n", procs,

@@ -350,3 +350,23 @@ unsigned long bench_parse_count(const char *s)
         return 0;
     return v;
 }
+
+int bench_process_setup(const char *prog, const char **guest, char *tmp, size_t tmp_len, char *self,
+                        size_t self_len)
+{
+    if (!*guest) {
+        int r = bench_write_tiny_elf(bench_exit_guest, sizeof(bench_exit_guest), tmp, tmp_len);
+        if (r < 0) {
+            fprintf(stderr, "%s: cannot write a guest ELF: %s\n", prog, strerror(-r));
+            return -1;
+        }
+        *guest = tmp;
+    }
+    ssize_t sl = readlink("/proc/self/exe", self, self_len - 1);
+    if (sl < 0) {
+        fprintf(stderr, "%s: /proc/self/exe: %s\n", prog, strerror(errno));
+        return -1;
+    }
+    self[sl] = '\0';
+    return 0;
+}

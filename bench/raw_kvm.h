@@ -69,6 +69,13 @@ double bench_percentile(double *v, size_t n, double p);
  * path in path (size n), or -errno. The caller unlinks it. */
 int bench_write_tiny_elf(const uint8_t *code, size_t len, char *path, size_t n);
 
+/* For the whole-process benchmarks: when *guest is NULL, write the tiny exit
+ * guest to a temp file (path in tmp, to unlink) and point *guest at it; put
+ * this program's own path in self (for its --raw-process floor). Prints why
+ * and returns -1 on failure. */
+int bench_process_setup(const char *prog, const char **guest, char *tmp, size_t tmp_len, char *self,
+                        size_t self_len);
+
 /* fork/exec argv[0] with stdout (and stderr when quiet_stderr) on
  * /dev/null, wait for it with wait4. Fills the wall time from fork to reap,
  * the child's resource usage and its wait status. Returns 0 or -errno. */
