@@ -512,7 +512,10 @@ int vmm_vm_dirty_log_start(struct vmm_vm *vm, unsigned region)
 {
     if (!vm->mem || region >= vmm_memory_region_count(vm->mem))
         return -ENOENT;
-    int r = vmm_memory_dirty_track(vm->mem, region, true);
+    int r = grow_slot_flags(vm, region + 1);
+    if (r < 0)
+        return r;
+    r = vmm_memory_dirty_track(vm->mem, region, true);
     if (r < 0)
         return r;
     r = set_slot(vm, region, true);
@@ -531,7 +534,8 @@ int vmm_vm_dirty_log_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap,
     struct vmm_region_info info;
     if (!vm->mem || vmm_memory_region_info(vm->mem, region, &info) < 0)
         return -ENOENT;
-    if (!vm->slot_dirty_log[region])
+    /* A region added to the map behind the VM's back has no slot state. */
+    if (region >= vm->slot_cap || !vm->slot_dirty_log[region])
         return -EINVAL;
     uint64_t pages = (info.size + 4095) / 4096;
     size_t need = (size_t)((pages + 63) / 64);
@@ -551,7 +555,7 @@ int vmm_vm_dirty_log_stop(struct vmm_vm *vm, unsigned region)
 {
     if (!vm->mem || region >= vmm_memory_region_count(vm->mem))
         return -ENOENT;
-    if (!vm->slot_dirty_log[region])
+    if (region >= vm->slot_cap || !vm->slot_dirty_log[region])
         return -EINVAL;
     int r = set_slot(vm, region, false);
     if (r < 0)
