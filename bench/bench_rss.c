@@ -118,14 +118,8 @@ static int peak_rss_kib(char *const argv[], const char *what, unsigned long i, d
 {
     uint64_t ns;
     struct rusage ru;
-    int status;
-    char buf[32];
-    int r = bench_spawn(argv, 0, &ns, &ru, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench_rss: %s run %lu failed: %s\n", what, i + 1,
-                r < 0 ? strerror(-r) : bench_status_str(status, buf, sizeof(buf)));
+    if (bench_spawn_ok(argv, "bench_rss", what, i, &ns, &ru) < 0)
         return -1;
-    }
     *out = (double)ru.ru_maxrss;
     return 0;
 }

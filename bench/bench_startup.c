@@ -272,14 +272,8 @@ static double time_one_process(char *const argv[], const char *what, unsigned lo
 {
     uint64_t ns;
     struct rusage ru;
-    int status;
-    char buf[32];
-    int r = bench_spawn(argv, 0, &ns, &ru, &status);
-    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        fprintf(stderr, "bench_startup: %s run %lu failed: %s\n", what, i + 1,
-                r < 0 ? strerror(-r) : bench_status_str(status, buf, sizeof(buf)));
+    if (bench_spawn_ok(argv, "bench_startup", what, i, &ns, &ru) < 0)
         return -1;
-    }
     return (double)ns;
 }
 

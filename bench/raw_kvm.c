@@ -370,3 +370,17 @@ int bench_process_setup(const char *prog, const char **guest, char *tmp, size_t 
     self[sl] = '\0';
     return 0;
 }
+
+int bench_spawn_ok(char *const argv[], const char *prog, const char *what, unsigned long i,
+                   uint64_t *wall_ns, struct rusage *ru)
+{
+    int status;
+    char buf[32];
+    int r = bench_spawn(argv, 0, wall_ns, ru, &status);
+    if (r < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "%s: %s run %lu failed: %s\n", prog, what, i + 1,
+                r < 0 ? strerror(-r) : bench_status_str(status, buf, sizeof(buf)));
+        return -1;
+    }
+    return 0;
+}

@@ -82,6 +82,11 @@ int bench_process_setup(const char *prog, const char **guest, char *tmp, size_t 
 int bench_spawn(char *const argv[], int quiet_stderr, uint64_t *wall_ns, struct rusage *ru,
                 int *status);
 
+/* bench_spawn that must succeed: on a spawn failure or a non-zero exit it
+ * prints "PROG: WHAT run N failed: why" and returns -1. */
+int bench_spawn_ok(char *const argv[], const char *prog, const char *what, unsigned long i,
+                   uint64_t *wall_ns, struct rusage *ru);
+
 /* Describe a wait status ("exit 0", "signal 9") into buf. */
 const char *bench_status_str(int status, char *buf, size_t n);
 
