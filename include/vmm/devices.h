@@ -26,6 +26,7 @@ extern "C" {
 #define VMM_EXIT_PORT   0xf4 /* a one-byte write of v ends the run with status v */
 #define VMM_I8042_PORT  0x60 /* data port; 0x64 is the command/status port */
 #define VMM_I8042_RESET 0xfe /* command written to 0x64 that pulses the reset line */
+#define VMM_RTC_PORT    0x70 /* CMOS index port; 0x71 is the data port */
 
 struct vmm_uart;
 
@@ -83,6 +84,26 @@ VMM_API VMM_MUST_USE int vmm_vm_add_exit_device(struct vmm_vm *vm, uint16_t port
  * accept", and command 0xfe (pulse reset) ends the run with VMM_EXIT_RESET.
  * Returns 0 or -errno. */
 VMM_API VMM_MUST_USE int vmm_vm_add_i8042(struct vmm_vm *vm);
+
+/*
+ * A CMOS real-time clock at 0x70/0x71 (MC146818 register set): the time of
+ * day from the host's clock (UTC, BCD and 24-hour by default, as a PC
+ * firmware leaves it), status registers saying the time is valid and never
+ * mid-update, and 128 bytes of CMOS RAM. A guest that sets the clock moves
+ * only its own view (an offset from the host clock). No interrupts.
+ * Returns 0 or -errno (-EEXIST when the ports are taken).
+ */
+VMM_API VMM_MUST_USE int vmm_vm_add_rtc(struct vmm_vm *vm);
+
+/*
+ * The hardware-reduced ACPI sleep and reset registers (see machine.h:
+ * VMM_ACPI_SLEEP_PORT, VMM_ACPI_RESET_PORT): writing SLP_EN with SLP_TYP =
+ * VMM_ACPI_S5_TYPE ends the run with VMM_EXIT_POWEROFF, writing
+ * VMM_ACPI_RESET_VALUE to the reset port ends it with VMM_EXIT_RESET. The
+ * ACPI tables (acpi.h) describe them when vmm_machine.acpi_pm is set.
+ * Returns 0 or -errno.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_add_acpi_pm(struct vmm_vm *vm);
 
 #ifdef __cplusplus
 }

@@ -12,5 +12,6 @@
 #include <vmm/vcpu.h>
 #include <vmm/devices.h>
 #include <vmm/loader.h>
+#include <vmm/machine.h>
 
 #endif /* VMM_VMM_H */

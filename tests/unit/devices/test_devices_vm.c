@@ -6,7 +6,9 @@
 #include <string.h>
 #include <unistd.h>
 #include <vmm/bus.h>
+#include <time.h>
 #include <vmm/devices.h>
+#include <vmm/machine.h>
 #include <vmm/event.h>
 #include <vmm/vm.h>
 
@@ -174,6 +176,116 @@ START_TEST(test_i8042)
 }
 END_TEST
 
+static uint8_t cmos(uint8_t reg)
+{
+    wr(0x70, reg);
+    return rd(0x71);
+}
+
+static void cmos_set(uint8_t reg, uint8_t v)
+{
+    wr(0x70, reg);
+    wr(0x71, v);
+}
+
+static unsigned bcd(uint8_t v)
+{
+    return (v >> 4) * 10u + (v & 0xfu);
+}
+
+START_TEST(test_rtc)
+{
+    ck_assert_int_eq(vmm_vm_add_rtc(vm), 0);
+    ck_assert_int_eq(vmm_vm_add_rtc(vm), -EEXIST);
+    /* What a kernel checks first: valid time, not mid-update, BCD 24-hour. */
+    ck_assert_uint_eq(cmos(0x0d), 0x80);
+    ck_assert_uint_eq(cmos(0x0a) & 0x80, 0);
+    ck_assert_uint_eq(cmos(0x0a), 0x26);
+    ck_assert_uint_eq(cmos(0x0b), 0x02);
+    /* The date is the host's (UTC), in BCD. Retry across a minute tick. */
+    for (int tries = 0;; tries++) {
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        unsigned year = bcd(cmos(0x32)) * 100 + bcd(cmos(0x09));
+        unsigned mon = bcd(cmos(0x08)), day = bcd(cmos(0x07));
+        unsigned hour = bcd(cmos(0x04)), min = bcd(cmos(0x02)), sec = bcd(cmos(0x00));
+        ck_assert_uint_lt(sec, 60);
+        if (min != (unsigned)tm.tm_min && tries < 3)
+            continue;
+        ck_assert_uint_eq(year, (unsigned)tm.tm_year + 1900);
+        ck_assert_uint_eq(mon, (unsigned)tm.tm_mon + 1);
+        ck_assert_uint_eq(day, (unsigned)tm.tm_mday);
+        ck_assert_uint_eq(hour, (unsigned)tm.tm_hour);
+        ck_assert_uint_eq(min, (unsigned)tm.tm_min);
+        break;
+    }
+    /* Bit 7 of the index is the NMI mask, not part of the index. */
+    wr(0x70, 0x80 | 0x0d);
+    ck_assert_uint_eq(rd(0x71), 0x80);
+    /* CMOS RAM keeps what is written; the status registers C/D are read-only. */
+    cmos_set(0x40, 0xa5);
+    ck_assert_uint_eq(cmos(0x40), 0xa5);
+    cmos_set(0x0d, 0x00);
+    ck_assert_uint_eq(cmos(0x0d), 0x80);
+    ck_assert_uint_eq(cmos(0x0c), 0x00);
+
+    /* Binary mode, then set the clock to 2001-02-03 04:05:06 through SET. */
+    cmos_set(0x0b, 0x80 | 0x04 | 0x02);
+    cmos_set(0x32, 20);
+    cmos_set(0x09, 1);
+    cmos_set(0x08, 2);
+    cmos_set(0x07, 3);
+    cmos_set(0x04, 4);
+    cmos_set(0x02, 5);
+    cmos_set(0x00, 6);
+    ck_assert_uint_eq(cmos(0x09), 1); /* staged time while SET is held */
+    cmos_set(0x0b, 0x04 | 0x02);
+    ck_assert_uint_eq(cmos(0x32), 20);
+    ck_assert_uint_eq(cmos(0x09), 1);
+    ck_assert_uint_eq(cmos(0x08), 2);
+    ck_assert_uint_eq(cmos(0x07), 3);
+    ck_assert_uint_eq(cmos(0x04), 4);
+    ck_assert_uint_eq(cmos(0x06), 7); /* a Saturday */
+    /* 12-hour mode: 04:xx is 4 AM. */
+    cmos_set(0x0b, 0x04);
+    ck_assert_uint_eq(cmos(0x04), 4);
+    /* Nonsense written to the date does not break the clock. */
+    cmos_set(0x0b, 0x80 | 0x04 | 0x02);
+    cmos_set(0x08, 0xff);
+    cmos_set(0x07, 0x00);
+    cmos_set(0x04, 0xff);
+    cmos_set(0x0b, 0x04 | 0x02);
+    ck_assert_uint_le(cmos(0x08), 12);
+    ck_assert_uint_ge(cmos(0x07), 1);
+    ck_assert_uint_lt(cmos(0x04), 24);
+}
+END_TEST
+
+START_TEST(test_acpi_pm_poweroff)
+{
+    ck_assert_int_eq(vmm_vm_add_acpi_pm(vm), 0);
+    ck_assert_int_eq(vmm_vm_add_acpi_pm(vm), -EEXIST);
+    ck_assert_uint_eq(rd(VMM_ACPI_SLEEP_PORT) & 0x80, 0x80); /* WAK_STS */
+    /* SLP_TYP without SLP_EN, another sleep type, a wrong reset value: nothing. */
+    wr(VMM_ACPI_SLEEP_PORT, VMM_ACPI_S5_TYPE << 2);
+    wr(VMM_ACPI_SLEEP_PORT, (3 << 2) | 0x20);
+    wr(VMM_ACPI_RESET_PORT, VMM_ACPI_RESET_VALUE + 1);
+    ck_assert_int_eq(vm->exit.reason, VMM_EXIT_NONE);
+    /* Linux's hardware-reduced S5: (SLP_TYP << 2) | SLP_EN. */
+    wr(VMM_ACPI_SLEEP_PORT, (VMM_ACPI_S5_TYPE << 2) | 0x20);
+    ck_assert_int_eq(vm->exit.reason, VMM_EXIT_POWEROFF);
+}
+END_TEST
+
+START_TEST(test_acpi_pm_reset)
+{
+    ck_assert_int_eq(vmm_vm_add_acpi_pm(vm), 0);
+    wr(VMM_ACPI_RESET_PORT, VMM_ACPI_RESET_VALUE);
+    ck_assert_int_eq(vm->exit.reason, VMM_EXIT_RESET);
+}
+END_TEST
+
 static Suite *devices_vm_suite(void)
 {
     Suite *s = suite_create("devices_vm");
@@ -184,6 +296,9 @@ static Suite *devices_vm_suite(void)
     tcase_add_test(tc, test_uart_unpollable_input);
     tcase_add_test(tc, test_exit_device);
     tcase_add_test(tc, test_i8042);
+    tcase_add_test(tc, test_rtc);
+    tcase_add_test(tc, test_acpi_pm_poweroff);
+    tcase_add_test(tc, test_acpi_pm_reset);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,261 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A minimal MC146818 CMOS real-time clock at ports 0x70 (index) and 0x71
+ * (data): the time of day from the host clock, the status registers a kernel
+ * checks before trusting the clock, and 128 bytes of CMOS RAM. No periodic,
+ * alarm or update-ended interrupts: the RTC's IRQ 8 is never raised, so a
+ * guest that waits for one times out as it would with a clock that has no
+ * interrupt line wired (Linux's rtc-cmos reads the time without it).
+ *
+ * A guest may set the clock (SET bit in register B, write the time, clear
+ * SET): the VM's clock then runs at an offset from the host's; the host clock
+ * is never changed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <vmm/bus.h>
+#include <vmm/devices.h>
+#include <vmm/vm.h>
+
+#include "vmm_internal.h"
+
+#define RTC_SECONDS     0x00
+#define RTC_MINUTES     0x02
+#define RTC_HOURS       0x04
+#define RTC_DAY_OF_WEEK 0x06
+#define RTC_DAY         0x07
+#define RTC_MONTH       0x08
+#define RTC_YEAR        0x09
+#define RTC_REG_A       0x0a
+#define RTC_REG_B       0x0b
+#define RTC_REG_C       0x0c
+#define RTC_REG_D       0x0d
+#define RTC_CENTURY     0x32
+
+#define REG_A_UIP      0x80 /* update in progress: never set, the time is always stable */
+#define REG_A_DEFAULT  0x26 /* 32.768 kHz time base, 1024 Hz periodic rate */
+#define REG_B_SET      0x80
+#define REG_B_DM       0x04 /* data mode: binary (else BCD) */
+#define REG_B_24H      0x02
+#define REG_B_WRITABLE 0xfe /* every bit but DSE-era bit 0 is stored */
+#define REG_D_VRT      0x80 /* valid RAM and time: the battery is good */
+#define HOUR_PM        0x80 /* 12-hour mode: PM flag in the hours register */
+
+#define CMOS_SIZE 128
+
+struct vmm_rtc {
+    pthread_mutex_t lock;
+    uint8_t index;
+    uint8_t ram[CMOS_SIZE];
+    int64_t offset;   /* guest time minus host time, seconds */
+    struct tm staged; /* the time being set while SET is held */
+};
+
+static uint8_t to_bcd(unsigned v)
+{
+    return (uint8_t)(((v / 10) << 4) | (v % 10));
+}
+
+static unsigned from_bcd(uint8_t v)
+{
+    return (unsigned)(v >> 4) * 10 + (v & 0x0f);
+}
+
+static uint8_t encode(const struct vmm_rtc *rtc, unsigned v)
+{
+    return (rtc->ram[RTC_REG_B] & REG_B_DM) ? (uint8_t)v : to_bcd(v);
+}
+
+static unsigned decode(const struct vmm_rtc *rtc, uint8_t v)
+{
+    return (rtc->ram[RTC_REG_B] & REG_B_DM) ? v : from_bcd(v);
+}
+
+static uint8_t encode_hour(const struct vmm_rtc *rtc, unsigned hour)
+{
+    if (rtc->ram[RTC_REG_B] & REG_B_24H)
+        return encode(rtc, hour);
+    unsigned h12 = hour % 12 == 0 ? 12 : hour % 12;
+    return (uint8_t)(encode(rtc, h12) | (hour >= 12 ? HOUR_PM : 0));
+}
+
+static unsigned decode_hour(const struct vmm_rtc *rtc, uint8_t v)
+{
+    if (rtc->ram[RTC_REG_B] & REG_B_24H)
+        return decode(rtc, v) % 24;
+    unsigned h = decode(rtc, v & 0x7f) % 12;
+    return (v & HOUR_PM) ? h + 12 : h;
+}
+
+static void guest_time(const struct vmm_rtc *rtc, struct tm *tm)
+{
+    time_t now = time(NULL) + (time_t)rtc->offset;
+    if (!gmtime_r(&now, tm))
+        memset(tm, 0, sizeof(*tm));
+}
+
+static uint8_t read_reg(struct vmm_rtc *rtc, uint8_t reg)
+{
+    struct tm tm;
+    /* While SET is held the guest sees what it is writing. */
+    if (rtc->ram[RTC_REG_B] & REG_B_SET)
+        tm = rtc->staged;
+    else
+        guest_time(rtc, &tm);
+    switch (reg) {
+    case RTC_SECONDS:
+        return encode(rtc, (unsigned)tm.tm_sec % 60);
+    case RTC_MINUTES:
+        return encode(rtc, (unsigned)tm.tm_min);
+    case RTC_HOURS:
+        return encode_hour(rtc, (unsigned)tm.tm_hour);
+    case RTC_DAY_OF_WEEK:
+        return encode(rtc, (unsigned)tm.tm_wday + 1);
+    case RTC_DAY:
+        return encode(rtc, (unsigned)tm.tm_mday);
+    case RTC_MONTH:
+        return encode(rtc, (unsigned)tm.tm_mon + 1);
+    case RTC_YEAR:
+        return encode(rtc, (unsigned)(tm.tm_year + 1900) % 100);
+    case RTC_CENTURY:
+        return encode(rtc, (unsigned)(tm.tm_year + 1900) / 100);
+    case RTC_REG_A:
+        return rtc->ram[RTC_REG_A] & (uint8_t)~REG_A_UIP;
+    case RTC_REG_C: {
+        /* Interrupt flags, cleared by reading; none are ever raised. */
+        uint8_t v = rtc->ram[RTC_REG_C];
+        rtc->ram[RTC_REG_C] = 0;
+        return v;
+    }
+    case RTC_REG_D:
+        return REG_D_VRT;
+    default:
+        return rtc->ram[reg];
+    }
+}
+
+static void write_reg(struct vmm_rtc *rtc, uint8_t reg, uint8_t v)
+{
+    switch (reg) {
+    case RTC_SECONDS:
+        rtc->staged.tm_sec = (int)(decode(rtc, v) % 60);
+        break;
+    case RTC_MINUTES:
+        rtc->staged.tm_min = (int)(decode(rtc, v) % 60);
+        break;
+    case RTC_HOURS:
+        rtc->staged.tm_hour = (int)decode_hour(rtc, v);
+        break;
+    case RTC_DAY_OF_WEEK:
+        break; /* derived from the date */
+    case RTC_DAY: {
+        unsigned d = decode(rtc, v);
+        rtc->staged.tm_mday = (int)(d >= 1 && d <= 31 ? d : 1);
+        break;
+    }
+    case RTC_MONTH: {
+        unsigned m = decode(rtc, v);
+        rtc->staged.tm_mon = (int)(m >= 1 && m <= 12 ? m - 1 : 0);
+        break;
+    }
+    case RTC_YEAR: {
+        int century = (rtc->staged.tm_year + 1900) / 100;
+        rtc->staged.tm_year = century * 100 + (int)(decode(rtc, v) % 100) - 1900;
+        break;
+    }
+    case RTC_CENTURY: {
+        int yy = (rtc->staged.tm_year + 1900) % 100;
+        rtc->staged.tm_year = (int)(decode(rtc, v) % 100) * 100 + yy - 1900;
+        break;
+    }
+    case RTC_REG_A:
+        rtc->ram[RTC_REG_A] = v & (uint8_t)~REG_A_UIP;
+        break;
+    case RTC_REG_B: {
+        bool was_set = rtc->ram[RTC_REG_B] & REG_B_SET;
+        bool set = v & REG_B_SET;
+        if (!was_set && set) {
+            guest_time(rtc, &rtc->staged);
+        } else if (was_set && !set) {
+            struct tm tm = rtc->staged;
+            time_t t = timegm(&tm);
+            if (t != (time_t)-1)
+                rtc->offset = (int64_t)t - (int64_t)time(NULL);
+        }
+        rtc->ram[RTC_REG_B] = v & REG_B_WRITABLE;
+        break;
+    }
+    case RTC_REG_C:
+    case RTC_REG_D:
+        break; /* read-only */
+    default:
+        rtc->ram[reg] = v;
+        break;
+    }
+}
+
+static void rtc_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
+{
+    struct vmm_rtc *rtc = opaque;
+    memset(data, 0xff, len);
+    if (len == 0)
+        return;
+    pthread_mutex_lock(&rtc->lock);
+    if (offset == 0)
+        data[0] = rtc->index; /* not readable on real parts; harmless */
+    else
+        data[0] = read_reg(rtc, rtc->index);
+    pthread_mutex_unlock(&rtc->lock);
+}
+
+static void rtc_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct vmm_rtc *rtc = opaque;
+    if (len == 0)
+        return;
+    pthread_mutex_lock(&rtc->lock);
+    if (offset == 0)
+        rtc->index = data[0] & 0x7f; /* bit 7 is the NMI mask, not an index bit */
+    else
+        write_reg(rtc, rtc->index, data[0]);
+    pthread_mutex_unlock(&rtc->lock);
+}
+
+static const struct vmm_bus_ops rtc_ops = {
+    .read = rtc_read,
+    .write = rtc_write,
+};
+
+static void rtc_free(void *opaque)
+{
+    struct vmm_rtc *rtc = opaque;
+    pthread_mutex_destroy(&rtc->lock);
+    free(rtc);
+}
+
+int vmm_vm_add_rtc(struct vmm_vm *vm)
+{
+    if (!vm)
+        return -EINVAL;
+    struct vmm_rtc *rtc = calloc(1, sizeof(*rtc));
+    if (!rtc)
+        return -ENOMEM;
+    pthread_mutex_init(&rtc->lock, NULL);
+    rtc->ram[RTC_REG_A] = REG_A_DEFAULT;
+    rtc->ram[RTC_REG_B] = REG_B_24H;
+    rtc->ram[RTC_REG_D] = REG_D_VRT;
+    int r = vmm_vm_add_cleanup(vm, rtc_free, rtc);
+    if (r < 0) {
+        rtc_free(rtc);
+        return r;
+    }
+    /* From here the cleanup owns rtc; the bus registration dies with the
+     * VM's bus, which goes after the cleanups run only once vCPUs stopped. */
+    r = vmm_bus_register(vmm_vm_pio_bus(vm), VMM_RTC_PORT, 2, &rtc_ops, rtc);
+    if (r < 0)
+        vmm_log_error("rtc: cannot claim ports 0x70/0x71: %s", vmm_strerror(r));
+    return r;
+}
