@@ -72,6 +72,27 @@ VMM_API VMM_MUST_USE int vmm_vcpu_set_cpuid(struct vmm_vcpu *vcpu,
                                             const struct kvm_cpuid_entry2 *entries, unsigned n);
 
 /*
+ * Named features for editing a CPUID table between vmm_vcpu_get_cpuid and
+ * vmm_vcpu_set_cpuid. The default table offers what KVM supports, including
+ * the KVM paravirtual features of leaf 0x40000001 (kvmclock, async-pf,
+ * steal-time, pv-eoi, pv-unhalt, ...); this is how an application takes any
+ * of them away, or hides CPU features a nested hypervisor cannot virtualise
+ * (e.g. "xsave", which also hides AVX and its successors).
+ *
+ * vmm_cpuid_set_feature: on = false clears every bit the name stands for that
+ * is present in the table; on = true sets the feature's main bit again (only
+ * meaningful for a bit KVM supports, i.e. one the table had). Returns the
+ * number of bits changed, -ENOENT for an unknown name, -ENOTSUP when turning
+ * on a feature whose leaf is not in the table, -EINVAL for NULL arguments.
+ *
+ * vmm_cpuid_feature_name: the i-th known name (and a one-line description
+ * through what, if not NULL), NULL past the end.
+ */
+VMM_API int vmm_cpuid_set_feature(struct kvm_cpuid_entry2 *entries, unsigned n, const char *name,
+                                  bool on);
+VMM_API const char *vmm_cpuid_feature_name(unsigned i, const char **what);
+
+/*
  * x86_64 entry state for a guest program (used by the ELF loader path):
  *
  * - 64-bit long mode, paging on (CR0.PE|PG, CR4.PAE, EFER.LME|LMA, EFER.NX),

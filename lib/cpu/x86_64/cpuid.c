@@ -108,3 +108,132 @@ int vmm_x86_cpuid_build(const struct kvm_cpuid_entry2 *supported, unsigned n, un
     }
     return (int)count;
 }
+
+/*
+ * Named feature bits for the CPUID filter. A name may stand for several bits:
+ * turning off a feature also turns off what cannot work without it (AVX and
+ * its successors need XSAVE to manage their state).
+ */
+enum { R_EAX, R_EBX, R_ECX, R_EDX };
+
+struct feature_bit {
+    uint32_t function, index;
+    uint8_t reg, bit;
+};
+
+struct feature {
+    const char *name;
+    const char *what;
+    struct feature_bit bits[8];
+    unsigned nbits;
+};
+
+#define KVM_LEAF 0x40000001u
+
+static const struct feature features[] = {
+    {"xsave",
+     "XSAVE state management (also turns off OSXSAVE, AVX, AVX2, AVX-512, XSAVEOPT/C/S)",
+     {{1, 0, R_ECX, 26},
+      {1, 0, R_ECX, 27},
+      {1, 0, R_ECX, 28},
+      {7, 0, R_EBX, 5},
+      {7, 0, R_EBX, 16},
+      {0xd, 1, R_EAX, 0},
+      {0xd, 1, R_EAX, 1},
+      {0xd, 1, R_EAX, 3}},
+     8},
+    {"avx",
+     "AVX (also AVX2 and AVX-512F)",
+     {{1, 0, R_ECX, 28}, {7, 0, R_EBX, 5}, {7, 0, R_EBX, 16}},
+     3},
+    {"avx2", "AVX2", {{7, 0, R_EBX, 5}}, 1},
+    {"avx512f", "AVX-512 foundation", {{7, 0, R_EBX, 16}}, 1},
+    {"x2apic", "x2APIC mode of the local APIC", {{1, 0, R_ECX, 21}}, 1},
+    {"tsc-deadline", "TSC-deadline timer mode", {{1, 0, R_ECX, 24}}, 1},
+    {"pdpe1gb", "1 GiB pages", {{0x80000001, 0, R_EDX, 26}}, 1},
+    {"rdrand", "RDRAND", {{1, 0, R_ECX, 30}}, 1},
+    {"kvmclock",
+     "KVM paravirtual clock (both MSR sets)",
+     {{KVM_LEAF, 0, R_EAX, 0}, {KVM_LEAF, 0, R_EAX, 3}},
+     2},
+    {"async-pf",
+     "KVM asynchronous page faults",
+     {{KVM_LEAF, 0, R_EAX, 4}, {KVM_LEAF, 0, R_EAX, 10}, {KVM_LEAF, 0, R_EAX, 14}},
+     3},
+    {"steal-time", "KVM steal time accounting", {{KVM_LEAF, 0, R_EAX, 5}}, 1},
+    {"pv-eoi", "KVM paravirtual end of interrupt", {{KVM_LEAF, 0, R_EAX, 6}}, 1},
+    {"pv-unhalt", "KVM paravirtual spinlock unhalt", {{KVM_LEAF, 0, R_EAX, 7}}, 1},
+    {"pv-tlb-flush", "KVM paravirtual TLB flush", {{KVM_LEAF, 0, R_EAX, 9}}, 1},
+    {"pv-ipi", "KVM paravirtual IPIs", {{KVM_LEAF, 0, R_EAX, 11}}, 1},
+    {"pv-sched-yield", "KVM paravirtual sched yield", {{KVM_LEAF, 0, R_EAX, 13}}, 1},
+};
+
+static uint32_t *entry_reg(struct kvm_cpuid_entry2 *e, unsigned reg)
+{
+    switch (reg) {
+    case R_EAX:
+        return &e->eax;
+    case R_EBX:
+        return &e->ebx;
+    case R_ECX:
+        return &e->ecx;
+    default:
+        return &e->edx;
+    }
+}
+
+static struct kvm_cpuid_entry2 *find_entry(struct kvm_cpuid_entry2 *t, unsigned n, uint32_t fn,
+                                           uint32_t index)
+{
+    for (unsigned i = 0; i < n; i++) {
+        bool indexed = t[i].flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+        if (t[i].function == fn && (!indexed || t[i].index == index))
+            return &t[i];
+    }
+    return NULL;
+}
+
+const char *vmm_cpuid_feature_name(unsigned i, const char **what)
+{
+    if (i >= VMM_ARRAY_SIZE(features))
+        return NULL;
+    if (what)
+        *what = features[i].what;
+    return features[i].name;
+}
+
+int vmm_cpuid_set_feature(struct kvm_cpuid_entry2 *entries, unsigned n, const char *name, bool on)
+{
+    if (!entries || !name)
+        return -EINVAL;
+    const struct feature *f = NULL;
+    for (unsigned i = 0; i < VMM_ARRAY_SIZE(features); i++) {
+        if (strcmp(features[i].name, name) == 0) {
+            f = &features[i];
+            break;
+        }
+    }
+    if (!f)
+        return -ENOENT;
+    /* Turning on sets only the feature's first bit, and only where its leaf
+     * exists (-ENOTSUP otherwise). */
+    unsigned nbits = on ? 1 : f->nbits;
+    int changed = 0;
+    for (unsigned b = 0; b < nbits; b++) {
+        const struct feature_bit *fb = &f->bits[b];
+        struct kvm_cpuid_entry2 *e = find_entry(entries, n, fb->function, fb->index);
+        if (!e) {
+            if (on)
+                return -ENOTSUP;
+            continue;
+        }
+        uint32_t *r = entry_reg(e, fb->reg);
+        uint32_t old = *r;
+        if (on)
+            *r |= 1u << fb->bit;
+        else
+            *r &= ~(1u << fb->bit);
+        changed += old != *r;
+    }
+    return changed;
+}

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <vmm/vcpu.h>
+
 #include "check_compat.h"
 #include "cpu/x86_64/arch.h"
 
@@ -287,6 +289,43 @@ START_TEST(test_empty_supported)
 }
 END_TEST
 
+START_TEST(test_feature_filter)
+{
+    struct kvm_cpuid_entry2 t[32];
+    unsigned n = make_supported(t, true);
+    /* Leaf 1 ECX with XSAVE (26), OSXSAVE (27) and AVX (28) set. */
+    t[1].ecx |= 7u << 26;
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "xsave", false), 3);
+    ck_assert_uint_eq(t[1].ecx & (7u << 26), 0);
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "xsave", false), 0); /* idempotent */
+    /* Leaf 7 is absent here: nothing to clear, nothing fails. */
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "avx2", false), 0);
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "avx2", true), -ENOTSUP);
+    /* KVM PV features in leaf 0x40000001 EAX (0x01007afb: kvmclock bits 0
+     * and 3, async-pf 4/10/14, steal time 5, PV EOI 6, PV unhalt 7...). */
+    const struct kvm_cpuid_entry2 *kvm = find(t, (int)n, 0x40000001, 0);
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "kvmclock", false), 2);
+    ck_assert_uint_eq(kvm->eax & 0x9u, 0);
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "pv-eoi", false), 1);
+    ck_assert_uint_eq(kvm->eax & (1u << 6), 0);
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "pv-eoi", true), 1);
+    ck_assert_uint_eq(kvm->eax & (1u << 6), 1u << 6);
+    ck_assert_uint_eq(kvm->eax & (1u << 5), 1u << 5); /* steal time untouched */
+    /* Unknown names and NULLs. */
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, "warp-drive", false), -ENOENT);
+    ck_assert_int_eq(vmm_cpuid_set_feature(t, n, NULL, false), -EINVAL);
+    ck_assert_int_eq(vmm_cpuid_set_feature(NULL, n, "avx", false), -EINVAL);
+    /* Every listed name is known to the setter. */
+    unsigned count = 0;
+    const char *what = NULL;
+    for (const char *name; (name = vmm_cpuid_feature_name(count, &what)); count++) {
+        ck_assert_ptr_nonnull(what);
+        ck_assert_int_ge(vmm_cpuid_set_feature(t, n, name, false), 0);
+    }
+    ck_assert_uint_ge(count, 10);
+}
+END_TEST
+
 static Suite *cpuid_suite(void)
 {
     Suite *s = suite_create("cpuid");
@@ -295,6 +334,7 @@ static Suite *cpuid_suite(void)
     tcase_add_test(tc, test_other_counts);
     tcase_add_test(tc, test_large_counts);
     tcase_add_test(tc, test_buffer_too_small);
+    tcase_add_test(tc, test_feature_filter);
     tcase_add_test(tc, test_empty_supported);
     suite_add_tcase(s, tc);
     return s;
