@@ -27,22 +27,32 @@
 #define MMIO_HOLE     0xc0000000ull
 #define HIGH_RAM_BASE 0x100000000ull
 
+#define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
 static const char usage[] =
     "Usage: vmm-run --kernel FILE [options]\n"
-    "Boot a static ELF64 guest program in a microVM.\n"
+    "Boot a Linux kernel or a static ELF64 guest program in a microVM.\n"
     "\n"
-    "  -k, --kernel FILE     guest image (static ELF64 x86-64 executable)\n"
+    "  -k, --kernel FILE     guest image: a Linux bzImage, an ELF vmlinux (booted through\n"
+    "                        PVH when it has the PVH note), or a static ELF64 program\n"
+    "      --initrd FILE     initial ramdisk for a Linux kernel\n"
+    "      --cmdline STRING  kernel command line for a Linux kernel\n"
+    "      --boot PROTOCOL   auto (default), linux (64-bit boot protocol), pvh, or\n"
+    "                        program (an ELF program entered in long mode)\n"
     "  -m, --mem SIZE        guest memory, with an optional K, M or G suffix (default 128M)\n"
     "  -c, --vcpus N         number of vCPUs, 1-255 (default 1)\n"
     "      --console WHERE   stdio (default: output to stdout, input from stdin) or a file\n"
     "                        path the guest's serial output is written to\n"
     "      --irqchip MODEL   split (default) or kernel\n"
+    "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
+    "                        --cpu-disable help lists them)\n"
+    "      --on-reboot WHAT  exit (default) or restart the VM when the guest reboots\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
     "\n"
     "Exit status: the guest's status byte (written to port 0xf4), 0 when the guest\n"
-    "powers off or resets, 1 when vmm-run itself fails.\n";
+    "powers off or reboots, 1 when vmm-run itself fails.\n";
 
 static const char *prog = "vmm-run";
 
@@ -133,66 +143,257 @@ static void on_signal(void *opaque, int fd, uint32_t events)
         vmm_vm_stop(opaque);
 }
 
-int main(int argc, char **argv)
+enum boot_kind { BOOT_AUTO, BOOT_PROGRAM, BOOT_LINUX, BOOT_PVH };
+
+/* Everything the command line asked for. */
+struct options {
+    const char *kernel, *initrd, *cmdline, *console, *cpu_disable;
+    enum boot_kind boot;
+    uint64_t mem_size;
+    unsigned vcpus;
+    bool restart_on_reboot;
+    int verbose;
+    struct vmm_vm_config cfg;
+    int out_fd, in_fd; /* the serial console */
+};
+
+static void list_cpu_features(void)
 {
+    const char *name, *what;
+    printf("CPUID features --cpu-disable knows:\n");
+    for (unsigned i = 0; (name = vmm_cpuid_feature_name(i, &what)); i++)
+        printf("  %-16s %s\n", name, what);
+}
+
+/* Check every name in the comma-separated list before anything starts. */
+static void check_cpu_features(const char *list)
+{
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        fail("out of memory");
+    struct kvm_cpuid_entry2 dummy = {0};
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (vmm_cpuid_set_feature(&dummy, 1, tok, false) == -ENOENT)
+            fail("unknown CPU feature '%s' for --cpu-disable (--cpu-disable help lists them)", tok);
+    }
+    free(copy);
+}
+
+static void apply_cpu_features(struct vmm_vcpu *vcpu, const char *list)
+{
+    static struct kvm_cpuid_entry2 table[256];
+    int n = vmm_vcpu_get_cpuid(vcpu, table, VMM_ARRAY_LEN(table));
+    if (n < 0 || n > (int)VMM_ARRAY_LEN(table))
+        fail("cannot read the CPUID table: %s", vmm_strerror(n < 0 ? n : -E2BIG));
+    char *copy = strdup(list), *save = NULL;
+    if (!copy)
+        fail("out of memory");
+    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+        (void)vmm_cpuid_set_feature(table, (unsigned)n, tok, false);
+    free(copy);
+    int r = vmm_vcpu_set_cpuid(vcpu, table, (unsigned)n);
+    if (r < 0)
+        fail("cannot set the CPUID table: %s", vmm_strerror(r));
+}
+
+static void add_memory(struct vmm_vm *vm, uint64_t mem_size)
+{
+    /* RAM below the 32-bit MMIO hole, the rest above 4 GiB. */
+    uint64_t low = mem_size < MMIO_HOLE ? mem_size : MMIO_HOLE;
+    struct vmm_region_config ram = {.gpa = 0, .size = low};
+    int r = vmm_vm_add_memory(vm, &ram);
+    if (r >= 0 && mem_size > low) {
+        ram = (struct vmm_region_config){.gpa = HIGH_RAM_BASE, .size = mem_size - low};
+        r = vmm_vm_add_memory(vm, &ram);
+    }
+    if (r < 0)
+        fail("cannot set up %llu MiB of guest memory: %s", (unsigned long long)(mem_size >> 20),
+             vmm_strerror(r));
+}
+
+/* The platform devices every guest gets, described in *m for the firmware
+ * tables as they are added. */
+static void add_platform_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
+{
+    struct vmm_uart_config uart = {.out_fd = o->out_fd, .in_fd = o->in_fd};
+    int r;
+    if ((r = vmm_vm_add_uart(vm, VMM_COM1_PORT, VMM_COM1_IRQ, &uart, NULL)) < 0 ||
+        (r = vmm_vm_add_exit_device(vm, VMM_EXIT_PORT)) < 0 || (r = vmm_vm_add_i8042(vm)) < 0 ||
+        (r = vmm_vm_add_rtc(vm)) < 0 || (r = vmm_vm_add_acpi_pm(vm)) < 0)
+        fail("cannot add the platform devices: %s", vmm_strerror(r));
+    m->serial[m->nr_serial++] = (struct vmm_machine_serial){VMM_COM1_PORT, VMM_COM1_IRQ};
+    m->i8042 = true;
+    m->rtc = true;
+    m->acpi_pm = true;
+}
+
+/* Paravirtual devices asked for on the command line. */
+static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
+{
+    (void)vm;
+    (void)o;
+    (void)m;
+}
+
+/* A static ELF program: loaded by physical address, entered in long mode with
+ * RDI = vCPU index and RSI = vCPU count. */
+static void boot_program(struct vmm_vm *vm, const struct options *o)
+{
+    if (o->initrd || o->cmdline)
+        fail("--initrd and --cmdline need a Linux kernel, and '%s' is an ELF program "
+             "(use --boot linux to boot it as a vmlinux)",
+             o->kernel);
+    struct vmm_load_result img;
+    int r = vmm_elf_load_file(vmm_vm_memory(vm), o->kernel, NULL, &img);
+    if (r < 0)
+        fail("cannot load '%s': %s", o->kernel, img.error[0] ? img.error : vmm_strerror(r));
+    for (unsigned i = 0; i < o->vcpus; i++) {
+        struct vmm_x86_boot_state boot = {.entry = img.entry, .arg0 = i, .arg1 = o->vcpus};
+        r = vmm_vcpu_set_boot_state(vmm_vm_vcpu(vm, i), &boot);
+        if (r < 0)
+            fail("cannot set up vCPU %u: %s", i, vmm_strerror(r));
+    }
+}
+
+/* Build one VM, run it to the end, tear it down; returns how the run ended. */
+static struct vmm_exit run_vm(const struct options *o, int sfd)
+{
+    struct vmm_vm *vm;
+    int r = vmm_vm_create(&o->cfg, &vm);
+    if (r < 0)
+        fail("cannot create the VM: %s", vmm_strerror(r));
+    add_memory(vm, o->mem_size);
+
+    struct vmm_machine machine = {.nr_vcpus = o->vcpus, .mem = vmm_vm_memory(vm)};
+    add_platform_devices(vm, o, &machine);
+    add_virtio_devices(vm, o, &machine);
+
+    for (unsigned i = 0; i < o->vcpus; i++) {
+        struct vmm_vcpu *vcpu;
+        r = vmm_vcpu_create(vm, i, &vcpu);
+        if (r < 0)
+            fail("cannot create vCPU %u: %s", i, vmm_strerror(r));
+    }
+    if (o->cpu_disable)
+        for (unsigned i = 0; i < o->vcpus; i++)
+            apply_cpu_features(vmm_vm_vcpu(vm, i), o->cpu_disable);
+
+    boot_program(vm, o);
+
+    if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
+        fail("cannot watch for SIGINT/SIGTERM");
+    struct vmm_exit ex;
+    r = vmm_vm_run(vm, &ex);
+    if (r < 0)
+        fail("cannot run the VM: %s", vmm_strerror(r));
+    vmm_vm_destroy(vm);
+    return ex;
+}
+
+static void parse_options(int argc, char **argv, struct options *o)
+{
+    enum {
+        OPT_CONSOLE = 256,
+        OPT_IRQCHIP,
+        OPT_INITRD,
+        OPT_CMDLINE,
+        OPT_BOOT,
+        OPT_CPU_DISABLE,
+        OPT_ON_REBOOT
+    };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
+        {"initrd", required_argument, NULL, OPT_INITRD},
+        {"cmdline", required_argument, NULL, OPT_CMDLINE},
+        {"boot", required_argument, NULL, OPT_BOOT},
         {"mem", required_argument, NULL, 'm'},
         {"vcpus", required_argument, NULL, 'c'},
-        {"console", required_argument, NULL, 'C'},
-        {"irqchip", required_argument, NULL, 'I'},
+        {"console", required_argument, NULL, OPT_CONSOLE},
+        {"irqchip", required_argument, NULL, OPT_IRQCHIP},
+        {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
+        {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
-    const char *kernel = NULL, *console = "stdio";
-    uint64_t mem_size = DEFAULT_MEM;
-    unsigned long vcpus = 1;
-    int verbose = 0;
-    struct vmm_vm_config cfg = {0};
+    *o = (struct options){.console = "stdio", .mem_size = DEFAULT_MEM, .vcpus = 1};
 
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":k:m:c:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'k':
-            kernel = optarg;
+            o->kernel = optarg;
+            break;
+        case OPT_INITRD:
+            o->initrd = optarg;
+            break;
+        case OPT_CMDLINE:
+            o->cmdline = optarg;
+            break;
+        case OPT_BOOT:
+            if (strcmp(optarg, "auto") == 0)
+                o->boot = BOOT_AUTO;
+            else if (strcmp(optarg, "program") == 0)
+                o->boot = BOOT_PROGRAM;
+            else if (strcmp(optarg, "linux") == 0)
+                o->boot = BOOT_LINUX;
+            else if (strcmp(optarg, "pvh") == 0)
+                o->boot = BOOT_PVH;
+            else
+                fail("invalid boot protocol '%s' (auto, linux, pvh or program)", optarg);
             break;
         case 'm':
-            mem_size = parse_size(optarg);
-            if (mem_size == 0)
+            o->mem_size = parse_size(optarg);
+            if (o->mem_size == 0)
                 fail("invalid memory size '%s' (use e.g. 128M or 1G)", optarg);
             break;
         case 'c': {
             char *end;
             errno = 0;
-            vcpus = strtoul(optarg, &end, 10);
-            if (errno || *end || end == optarg || optarg[0] == '-' || vcpus < 1 ||
-                vcpus > MAX_VCPUS)
+            unsigned long v = strtoul(optarg, &end, 10);
+            if (errno || *end || end == optarg || optarg[0] == '-' || v < 1 || v > MAX_VCPUS)
                 fail("invalid vCPU count '%s' (1-%d)", optarg, MAX_VCPUS);
+            o->vcpus = (unsigned)v;
             break;
         }
-        case 'C':
-            console = optarg;
+        case OPT_CONSOLE:
+            o->console = optarg;
             break;
-        case 'I':
+        case OPT_IRQCHIP:
             if (strcmp(optarg, "split") == 0)
-                cfg.irqchip = VMM_IRQCHIP_SPLIT;
+                o->cfg.irqchip = VMM_IRQCHIP_SPLIT;
             else if (strcmp(optarg, "kernel") == 0)
-                cfg.irqchip = VMM_IRQCHIP_KERNEL;
+                o->cfg.irqchip = VMM_IRQCHIP_KERNEL;
             else
                 fail("invalid interrupt controller '%s' (split or kernel)", optarg);
             break;
+        case OPT_CPU_DISABLE:
+            if (strcmp(optarg, "help") == 0) {
+                list_cpu_features();
+                exit(0);
+            }
+            check_cpu_features(optarg);
+            o->cpu_disable = optarg;
+            break;
+        case OPT_ON_REBOOT:
+            if (strcmp(optarg, "exit") == 0)
+                o->restart_on_reboot = false;
+            else if (strcmp(optarg, "restart") == 0)
+                o->restart_on_reboot = true;
+            else
+                fail("invalid --on-reboot action '%s' (exit or restart)", optarg);
+            break;
         case 'v':
-            verbose++;
+            o->verbose++;
             break;
         case 'h':
             fputs(usage, stdout);
-            return 0;
+            exit(0);
         case 'V':
             printf("vmm-run (libvmm) %s\n", vmm_version_string());
-            return 0;
+            exit(0);
         case ':':
             fail("option '%s' needs a value (see --help)", argv[optind - 1]);
         default:
@@ -201,86 +402,57 @@ int main(int argc, char **argv)
     }
     if (optind < argc)
         fail("unexpected argument '%s' (see --help)", argv[optind]);
-    if (!kernel)
+    if (!o->kernel)
         fail("no guest image given: use --kernel FILE (see --help)");
-    if (mem_size < MIN_MEM || mem_size > MAX_MEM || mem_size % 4096)
+    if (o->mem_size < MIN_MEM || o->mem_size > MAX_MEM || o->mem_size % 4096)
         fail("invalid memory size: %llu bytes (a multiple of 4K from 1M to 1T)",
-             (unsigned long long)mem_size);
+             (unsigned long long)o->mem_size);
+}
 
-    if (verbose)
-        vmm_log_set_handler(log_to_stderr, NULL, verbose > 1 ? VMM_LOG_DEBUG : VMM_LOG_INFO);
+int main(int argc, char **argv)
+{
+    struct options o;
+    parse_options(argc, argv, &o);
+
+    if (o.verbose)
+        vmm_log_set_handler(log_to_stderr, NULL, o.verbose > 1 ? VMM_LOG_DEBUG : VMM_LOG_INFO);
     else
         vmm_log_set_handler(log_to_stderr, NULL, VMM_LOG_ERROR);
 
-    int out_fd = STDOUT_FILENO, in_fd = -1;
-    if (strcmp(console, "stdio") == 0) {
-        in_fd = STDIN_FILENO;
+    o.out_fd = STDOUT_FILENO;
+    o.in_fd = -1;
+    if (strcmp(o.console, "stdio") == 0) {
+        o.in_fd = STDIN_FILENO;
     } else {
-        out_fd = open(console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (out_fd < 0)
-            fail("cannot open console file '%s': %s", console, strerror(errno));
-    }
-
-    struct vmm_vm *vm;
-    int r = vmm_vm_create(&cfg, &vm);
-    if (r < 0)
-        fail("cannot create the VM: %s", vmm_strerror(r));
-
-    /* RAM below the 32-bit MMIO hole, the rest above 4 GiB. */
-    uint64_t low = mem_size < MMIO_HOLE ? mem_size : MMIO_HOLE;
-    struct vmm_region_config ram = {.gpa = 0, .size = low};
-    r = vmm_vm_add_memory(vm, &ram);
-    if (r >= 0 && mem_size > low) {
-        ram = (struct vmm_region_config){.gpa = HIGH_RAM_BASE, .size = mem_size - low};
-        r = vmm_vm_add_memory(vm, &ram);
-    }
-    if (r < 0)
-        fail("cannot set up %llu MiB of guest memory: %s", (unsigned long long)(mem_size >> 20),
-             vmm_strerror(r));
-
-    struct vmm_load_result img;
-    r = vmm_elf_load_file(vmm_vm_memory(vm), kernel, NULL, &img);
-    if (r < 0)
-        fail("cannot load '%s': %s", kernel, img.error[0] ? img.error : vmm_strerror(r));
-
-    struct vmm_uart_config uart = {.out_fd = out_fd, .in_fd = in_fd};
-    if ((r = vmm_vm_add_uart(vm, VMM_COM1_PORT, VMM_COM1_IRQ, &uart, NULL)) < 0 ||
-        (r = vmm_vm_add_exit_device(vm, VMM_EXIT_PORT)) < 0 || (r = vmm_vm_add_i8042(vm)) < 0)
-        fail("cannot add the platform devices: %s", vmm_strerror(r));
-
-    for (unsigned i = 0; i < vcpus; i++) {
-        struct vmm_vcpu *vcpu;
-        r = vmm_vcpu_create(vm, i, &vcpu);
-        if (r < 0)
-            fail("cannot create vCPU %u: %s", i, vmm_strerror(r));
-    }
-    for (unsigned i = 0; i < vcpus; i++) {
-        struct vmm_x86_boot_state boot = {.entry = img.entry, .arg0 = i, .arg1 = vcpus};
-        r = vmm_vcpu_set_boot_state(vmm_vm_vcpu(vm, i), &boot);
-        if (r < 0)
-            fail("cannot set up vCPU %u: %s", i, vmm_strerror(r));
+        o.out_fd = open(o.console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (o.out_fd < 0)
+            fail("cannot open console file '%s': %s", o.console, strerror(errno));
     }
 
     /* SIGINT/SIGTERM stop the VM through the event loop (vCPU threads inherit
-     * the blocked mask, so the signals only arrive here). */
+     * the blocked mask, so the signals only arrive there). */
     sigset_t stop_set;
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     int sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
-    if (sfd < 0 || vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
-        fail("cannot watch for SIGINT/SIGTERM");
+    if (sfd < 0)
+        fail("cannot watch for SIGINT/SIGTERM: %s", strerror(errno));
     /* A reader that goes away must not kill us through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (in_fd >= 0)
+    if (o.in_fd >= 0)
         make_stdin_raw();
     struct vmm_exit ex;
-    r = vmm_vm_run(vm, &ex);
+    for (;;) {
+        ex = run_vm(&o, sfd);
+        if (ex.reason != VMM_EXIT_RESET || !o.restart_on_reboot)
+            break;
+        if (o.verbose)
+            fprintf(stderr, "%s: guest rebooted; restarting the VM\n", prog);
+    }
     restore_tty();
-    if (r < 0)
-        fail("cannot run the VM: %s", vmm_strerror(r));
 
     int status;
     switch (ex.reason) {
@@ -301,9 +473,8 @@ int main(int argc, char **argv)
         status = 1;
         break;
     }
-    vmm_vm_destroy(vm);
     close(sfd);
-    if (out_fd != STDOUT_FILENO)
-        close(out_fd);
+    if (o.out_fd != STDOUT_FILENO)
+        close(o.out_fd);
     return status;
 }
