@@ -149,6 +149,31 @@ START_TEST(bad_options_get_one_line_errors)
                  "interrupt controller");
     expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--console", "/nonexistent/dir/x", NULL},
                  "console file");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--boot", "efi", NULL}, "boot protocol");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--cpu-disable", "avx,warp", NULL},
+                 "unknown CPU feature 'warp'");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--on-reboot", "panic", NULL},
+                 "--on-reboot");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--boot", "program", "--initrd",
+                            "/etc/hostname", NULL},
+                 "need a Linux kernel");
+}
+END_TEST
+
+START_TEST(cpu_disable_lists_and_applies)
+{
+    struct result r;
+    char *list[] = {VMM_RUN_PATH, "--cpu-disable", "help", NULL};
+    run(&r, list);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "xsave"));
+    ck_assert_ptr_nonnull(strstr(r.out, "kvmclock"));
+    /* Disabling features does not stop a guest from running. */
+    char *argv[] = {VMM_RUN_PATH, "--kernel",      (char *)harness_guest_path("hello"), "--vcpus",
+                    "2",          "--cpu-disable", "xsave,avx,kvmclock,pv-eoi",         NULL};
+    run(&r, argv);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
 }
 END_TEST
 
@@ -204,6 +229,7 @@ int main(void)
     tcase_add_test(tc, smp_and_console_file);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, bad_options_get_one_line_errors);
+    tcase_add_test(tc, cpu_disable_lists_and_applies);
     tcase_add_test(tc, bad_images_get_one_line_errors);
     tcase_add_test(tc, embedding_example_runs_a_guest);
     suite_add_tcase(s, tc);
