@@ -131,6 +131,38 @@ VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state(struct vmm_vcpu *vcpu,
                                                  const struct vmm_x86_boot_state *boot);
 
 /*
+ * x86 32-bit protected-mode entry state (the PVH boot ABI, used by the Linux
+ * loader's PVH path, linux.h):
+ *
+ * - CR0 = PE (and the fixed ET bit): paging off; CR4 = 0, EFER = 0, CR3 = 0;
+ * - flat 4 GiB 32-bit code segment (selector 0x8, execute/read) and data
+ *   segments DS/ES/FS/GS/SS (0x10, read/write), from a GDT at
+ *   VMM_X86_BOOT_GDT32 in the boot area (beside the long-mode GDT, so vCPUs
+ *   in either state can share the area); TR a 32-bit busy TSS at 0 with limit
+ *   0x67; no IDT;
+ * - EFLAGS = 0x2 (interrupts off), EIP = entry, ESP = stack, EBX = ebx,
+ *   ESI = esi, all other general registers 0; the FPU initialised.
+ *
+ * The guest sets up its own GDT, IDT, stack and paging.
+ */
+#define VMM_X86_BOOT_GDT32 0x1800ull
+
+struct vmm_x86_pm32_boot_state {
+    uint32_t entry; /* EIP */
+    uint32_t stack; /* ESP (0: the guest sets its own) */
+    uint32_t ebx;   /* EBX (PVH: the hvm_start_info address) */
+    uint32_t esi;   /* ESI */
+};
+
+/*
+ * Put the vCPU in the 32-bit protected-mode entry state above, writing the
+ * boot area (GDTs and long-mode page tables) into guest memory if no vCPU of
+ * the VM did yet (-EFAULT without RAM there). Returns 0 or -errno.
+ */
+VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu,
+                                                      const struct vmm_x86_pm32_boot_state *boot);
+
+/*
  * Run the vCPU on the calling thread until something ends the run for the
  * whole VM (guest exit, power-off, reset, fatal exit, vmm_vm_stop, a device's
  * vmm_vm_request_exit), dispatching PIO/MMIO exits to the buses meanwhile.

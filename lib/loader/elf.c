@@ -1,30 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Loader for static ELF64 x86-64 executables: validates every header, then
- * copies the PT_LOAD segments into guest memory. */
+ * copies the PT_LOAD segments into guest memory. The image comes from a buffer
+ * or straight from a file (struct vmm_image); the Linux loader reuses the
+ * check and copy halves and the note lookup. */
 #include <elf.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <vmm/loader.h>
 
-#include "vmm_internal.h"
-
-/* One PT_LOAD segment that passed validation. */
-struct elf_segment {
-    unsigned phdr_index;
-    uint64_t offset;
-    uint64_t filesz;
-    uint64_t memsz;
-    vmm_gpa_t paddr;
-    uint64_t vaddr;
-    uint32_t flags;
-};
+#include "loader_internal.h"
 
 /* Fill res->error, log it, and hand back err so callers can `return refuse(...)`. */
 static int refuse(struct vmm_load_result *res, int err, const char *fmt, ...)
@@ -40,7 +28,7 @@ static int refuse(struct vmm_load_result *res, int err, const char *fmt, ...)
     return err;
 }
 
-static int check_ehdr(const Elf64_Ehdr *eh, size_t size, struct vmm_load_result *res)
+static int check_ehdr(const Elf64_Ehdr *eh, uint64_t size, struct vmm_load_result *res)
 {
     if (memcmp(eh->e_ident, ELFMAG, SELFMAG) != 0)
         return refuse(res, -EINVAL, "bad ELF magic");
@@ -68,21 +56,23 @@ static int check_ehdr(const Elf64_Ehdr *eh, size_t size, struct vmm_load_result 
     uint64_t table_end;
     if (__builtin_add_overflow(eh->e_phoff, table_size, &table_end) || table_end > size)
         return refuse(res, -EINVAL,
-                      "program headers [0x%" PRIx64 ", +0x%" PRIx64 ") outside the %zu-byte image",
+                      "program headers [0x%" PRIx64 ", +0x%" PRIx64 ") outside the %" PRIu64
+                      "-byte image",
                       (uint64_t)eh->e_phoff, table_size, size);
     return 0;
 }
 
 /* Check one PT_LOAD header against the image and guest memory; fills seg. */
-static int check_segment(struct vmm_memory *mem, const Elf64_Phdr *ph, unsigned i, size_t size,
-                         vmm_gpa_t min_addr, struct elf_segment *seg, struct vmm_load_result *res)
+static int check_segment(struct vmm_memory *mem, const Elf64_Phdr *ph, unsigned i, uint64_t size,
+                         vmm_gpa_t min_addr, struct vmm_elf_segment *seg,
+                         struct vmm_load_result *res)
 {
     uint64_t file_end, mem_end;
 
     if (__builtin_add_overflow(ph->p_offset, ph->p_filesz, &file_end) || file_end > size)
         return refuse(res, -EINVAL,
-                      "segment %u data [0x%" PRIx64 ", +0x%" PRIx64
-                      ") lies outside the %zu-byte image",
+                      "segment %u data [0x%" PRIx64 ", +0x%" PRIx64 ") lies outside the %" PRIu64
+                      "-byte image",
                       i, (uint64_t)ph->p_offset, (uint64_t)ph->p_filesz, size);
     if (ph->p_filesz > ph->p_memsz)
         return refuse(res, -EINVAL, "segment %u has p_filesz 0x%" PRIx64 " > p_memsz 0x%" PRIx64, i,
@@ -121,7 +111,7 @@ static int check_segment(struct vmm_memory *mem, const Elf64_Phdr *ph, unsigned 
 
 /* A segment landing on a read-only region would fail half-way through the
  * copy; find that before anything is written. */
-static int check_writable(struct vmm_memory *mem, const struct elf_segment *seg,
+static int check_writable(struct vmm_memory *mem, const struct vmm_elf_segment *seg,
                           struct vmm_load_result *res)
 {
     unsigned n = vmm_memory_region_count(mem);
@@ -145,18 +135,18 @@ static int check_writable(struct vmm_memory *mem, const struct elf_segment *seg,
 /* Translate e_entry to a guest-physical address inside an executable segment.
  * The entry is a virtual address; images linked with p_vaddr != p_paddr
  * (vmlinux) are also accepted with a physical entry. */
-static int find_entry(const struct elf_segment *segs, unsigned nsegs, uint64_t entry,
+static int find_entry(const struct vmm_elf_segment *segs, unsigned nsegs, uint64_t entry,
                       uint64_t *phys)
 {
     for (unsigned k = 0; k < nsegs; k++) {
-        const struct elf_segment *s = &segs[k];
+        const struct vmm_elf_segment *s = &segs[k];
         if ((s->flags & PF_X) && entry >= s->vaddr && entry - s->vaddr < s->memsz) {
             *phys = s->paddr + (entry - s->vaddr);
             return 0;
         }
     }
     for (unsigned k = 0; k < nsegs; k++) {
-        const struct elf_segment *s = &segs[k];
+        const struct vmm_elf_segment *s = &segs[k];
         if ((s->flags & PF_X) && entry >= s->paddr && entry - s->paddr < s->memsz) {
             *phys = entry;
             return 0;
@@ -165,70 +155,47 @@ static int find_entry(const struct elf_segment *segs, unsigned nsegs, uint64_t e
     return -1;
 }
 
-static int zero_guest(struct vmm_memory *mem, vmm_gpa_t gpa, uint64_t len)
+int vmm_elf_plan(struct vmm_memory *mem, const struct vmm_image *im, vmm_gpa_t min_addr,
+                 struct vmm_elf_plan *plan, struct vmm_load_result *res)
 {
-    void *p;
-
-    if (len == 0)
-        return 0;
-    if (len <= SIZE_MAX && vmm_memory_get_ptr(mem, gpa, (size_t)len, VMM_ACCESS_WRITE, &p) == 0) {
-        memset(p, 0, (size_t)len);
-        return 0;
-    }
-    /* The range spans adjacent regions: write through the checked path. */
-    static const unsigned char zeros[4096];
-    while (len > 0) {
-        size_t chunk = len < sizeof(zeros) ? (size_t)len : sizeof(zeros);
-        int ret = vmm_memory_write(mem, gpa, zeros, chunk);
-        if (ret < 0)
-            return ret;
-        gpa += chunk;
-        len -= chunk;
-    }
-    return 0;
-}
-
-int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
-                 const struct vmm_load_options *opts, struct vmm_load_result *res)
-{
-    if (!res)
-        return -EINVAL;
-    memset(res, 0, sizeof(*res));
-    if (!mem || (!image && size != 0))
-        return refuse(res, -EINVAL, "no guest memory or image given");
-
-    const unsigned char *img = image;
-    vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LOAD_DEFAULT_MIN_ADDR;
+    uint64_t size = im->size;
 
     if (size < sizeof(Elf64_Ehdr))
-        return refuse(res, -EINVAL, "image of %zu bytes is shorter than an ELF header", size);
-    /* The caller's buffer need not be aligned: copy headers out before use. */
+        return refuse(res, -EINVAL, "image of %" PRIu64 " bytes is shorter than an ELF header",
+                      size);
+    /* Copy headers out before use: the caller's buffer need not be aligned. */
     Elf64_Ehdr eh;
-    memcpy(&eh, img, sizeof(eh));
-    int ret = check_ehdr(&eh, size, res);
+    int ret = vmm_image_read(im, 0, &eh, sizeof(eh));
+    if (ret < 0)
+        return refuse(res, ret, "cannot read the ELF header: %s", vmm_strerror(ret));
+    ret = check_ehdr(&eh, size, res);
     if (ret < 0)
         return ret;
 
-    struct elf_segment segs[VMM_ELF_MAX_PHDRS];
+    Elf64_Phdr phdrs[VMM_ELF_MAX_PHDRS];
+    ret = vmm_image_read(im, eh.e_phoff, phdrs, (size_t)eh.e_phnum * sizeof(Elf64_Phdr));
+    if (ret < 0)
+        return refuse(res, ret, "cannot read the program headers: %s", vmm_strerror(ret));
+
+    struct vmm_elf_segment *segs = plan->segs;
     unsigned nsegs = 0;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
-        Elf64_Phdr ph;
-        memcpy(&ph, img + eh.e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
-        if (ph.p_type != PT_LOAD)
+        const Elf64_Phdr *ph = &phdrs[i];
+        if (ph->p_type != PT_LOAD)
             continue;
-        ret = check_segment(mem, &ph, i, size, min_addr, &segs[nsegs], res);
+        ret = check_segment(mem, ph, i, size, min_addr, &segs[nsegs], res);
         if (ret < 0)
             return ret;
         /* An empty PT_LOAD places nothing; it cannot hold the entry point either. */
-        if (ph.p_memsz == 0)
+        if (ph->p_memsz == 0)
             continue;
         for (unsigned k = 0; k < nsegs; k++) {
-            const struct elf_segment *o = &segs[k];
-            if (ph.p_paddr < o->paddr + o->memsz && o->paddr < ph.p_paddr + ph.p_memsz)
+            const struct vmm_elf_segment *o = &segs[k];
+            if (ph->p_paddr < o->paddr + o->memsz && o->paddr < ph->p_paddr + ph->p_memsz)
                 return refuse(res, -EINVAL,
                               "segment %u [0x%" PRIx64 ", 0x%" PRIx64
                               ") overlaps segment %u [0x%" PRIx64 ", 0x%" PRIx64 ")",
-                              i, (uint64_t)ph.p_paddr, (uint64_t)(ph.p_paddr + ph.p_memsz),
+                              i, (uint64_t)ph->p_paddr, (uint64_t)(ph->p_paddr + ph->p_memsz),
                               o->phdr_index, o->paddr, o->paddr + o->memsz);
         }
         ret = check_writable(mem, &segs[nsegs], res);
@@ -244,50 +211,129 @@ int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
         return refuse(res, -EINVAL, "entry point 0x%" PRIx64 " is outside every executable segment",
                       (uint64_t)eh.e_entry);
 
-    /* Everything checked: only now touch guest memory. */
     vmm_gpa_t low = UINT64_MAX, high = 0;
     for (unsigned k = 0; k < nsegs; k++) {
-        const struct elf_segment *s = &segs[k];
-        ret = vmm_memory_write(mem, s->paddr, img + s->offset, s->filesz);
-        if (ret == 0)
-            ret = zero_guest(mem, s->paddr + s->filesz, s->memsz - s->filesz);
-        if (ret < 0) {
-            return refuse(res, ret, "segment %u [0x%" PRIx64 ", 0x%" PRIx64 "): write failed: %s",
-                          s->phdr_index, s->paddr, s->paddr + s->memsz, vmm_strerror(ret));
-        }
-        if (s->paddr < low)
-            low = s->paddr;
-        if (s->paddr + s->memsz > high)
-            high = s->paddr + s->memsz;
+        if (segs[k].paddr < low)
+            low = segs[k].paddr;
+        if (segs[k].paddr + segs[k].memsz > high)
+            high = segs[k].paddr + segs[k].memsz;
     }
-
-    res->entry = entry;
-    res->low = low;
-    res->high = high;
-    res->segments = nsegs;
-    vmm_log_debug("elf: loaded %u segment(s) at [0x%" PRIx64 ", 0x%" PRIx64 "), entry 0x%" PRIx64,
-                  nsegs, low, high, entry);
+    plan->phoff = eh.e_phoff;
+    plan->phnum = eh.e_phnum;
+    plan->entry = entry;
+    plan->low = low;
+    plan->high = high;
+    plan->nsegs = nsegs;
     return 0;
 }
 
-/* Read all of fd (size bytes by fstat) into a fresh buffer. */
-static int read_all(int fd, unsigned char *buf, size_t size, struct vmm_load_result *res,
-                    const char *path)
+int vmm_elf_place(struct vmm_memory *mem, const struct vmm_image *im,
+                  const struct vmm_elf_plan *plan, struct vmm_load_result *res)
 {
-    size_t done = 0;
-    while (done < size) {
-        ssize_t n = read(fd, buf + done, size - done);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int err = -errno;
-            return refuse(res, err, "%s: read failed: %s", path, vmm_strerror(err));
+    for (unsigned k = 0; k < plan->nsegs; k++) {
+        const struct vmm_elf_segment *s = &plan->segs[k];
+        int ret = vmm_image_to_guest(mem, s->paddr, im, s->offset, s->filesz);
+        if (ret == 0)
+            ret = vmm_guest_zero(mem, s->paddr + s->filesz, s->memsz - s->filesz);
+        if (ret < 0 && !im->buf && ret == -EINVAL)
+            return refuse(res, ret, "%s: file shrank while being read", im->path);
+        if (ret < 0)
+            return refuse(res, ret, "segment %u [0x%" PRIx64 ", 0x%" PRIx64 "): write failed: %s",
+                          s->phdr_index, s->paddr, s->paddr + s->memsz, vmm_strerror(ret));
+    }
+    res->entry = plan->entry;
+    res->low = plan->low;
+    res->high = plan->high;
+    res->segments = plan->nsegs;
+    vmm_log_debug("elf: loaded %u segment(s) at [0x%" PRIx64 ", 0x%" PRIx64 "), entry 0x%" PRIx64,
+                  plan->nsegs, plan->low, plan->high, plan->entry);
+    return 0;
+}
+
+int vmm_elf_find_note(const struct vmm_image *im, const struct vmm_elf_plan *plan, const char *name,
+                      uint32_t type, void *desc, size_t desc_max, uint32_t *desc_len, char *err,
+                      size_t n)
+{
+    /* Notes are small; a PT_NOTE past this is not something to walk. */
+    const uint64_t max_note_segment = 1u << 16;
+    size_t name_len = strlen(name) + 1;
+    Elf64_Phdr phdrs[VMM_ELF_MAX_PHDRS];
+    int ret = vmm_image_read(im, plan->phoff, phdrs, (size_t)plan->phnum * sizeof(Elf64_Phdr));
+    if (ret < 0)
+        return vmm_loader_fail(err, n, "elf", -EINVAL, "cannot read the program headers");
+
+    for (unsigned i = 0; i < plan->phnum; i++) {
+        const Elf64_Phdr *ph = &phdrs[i];
+        if (ph->p_type != PT_NOTE || ph->p_filesz == 0)
+            continue;
+        if (ph->p_filesz > max_note_segment)
+            return vmm_loader_fail(err, n, "elf", -EINVAL,
+                                   "PT_NOTE %u of %" PRIu64 " bytes is larger than %" PRIu64, i,
+                                   (uint64_t)ph->p_filesz, max_note_segment);
+        unsigned char *notes = malloc(ph->p_filesz);
+        if (!notes)
+            return vmm_loader_fail(err, n, "elf", -ENOMEM, "out of memory reading notes");
+        if (vmm_image_read(im, ph->p_offset, notes, ph->p_filesz) != 0) {
+            free(notes);
+            return vmm_loader_fail(err, n, "elf", -EINVAL,
+                                   "PT_NOTE %u [0x%" PRIx64 ", +0x%" PRIx64
+                                   ") lies outside the image",
+                                   i, (uint64_t)ph->p_offset, (uint64_t)ph->p_filesz);
         }
-        if (n == 0)
-            return refuse(res, -EINVAL, "%s: file shrank while being read", path);
-        done += (size_t)n;
+        /* Name and descriptor are padded to the segment's alignment (4, or 8
+         * for some 64-bit note segments). */
+        uint64_t align = ph->p_align == 8 ? 8 : 4;
+        uint64_t off = 0, len = ph->p_filesz;
+        int found = 0;
+        while (len - off >= 12) {
+            uint32_t hdr[3];
+            memcpy(hdr, notes + off, sizeof(hdr));
+            uint64_t namesz = hdr[0], descsz = hdr[1];
+            uint64_t name_pad = (namesz + align - 1) & ~(align - 1);
+            uint64_t desc_pad = (descsz + align - 1) & ~(align - 1);
+            /* At most 2^33 + 12 each: no overflow in 64 bits. */
+            if (12 + name_pad + desc_pad > len - off) {
+                free(notes);
+                return vmm_loader_fail(err, n, "elf", -EINVAL,
+                                       "note at offset 0x%" PRIx64
+                                       " of PT_NOTE %u runs past its end (name %" PRIu64
+                                       ", descriptor %" PRIu64 " bytes)",
+                                       off, i, namesz, descsz);
+            }
+            const unsigned char *nm = notes + off + 12;
+            if (hdr[2] == type && namesz == name_len && memcmp(nm, name, name_len) == 0) {
+                size_t copy = descsz < desc_max ? (size_t)descsz : desc_max;
+                memcpy(desc, nm + name_pad, copy);
+                *desc_len = (uint32_t)descsz;
+                found = 1;
+                break;
+            }
+            off += 12 + name_pad + desc_pad;
+        }
+        free(notes);
+        if (found)
+            return 1;
     }
     return 0;
+}
+
+int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
+                 const struct vmm_load_options *opts, struct vmm_load_result *res)
+{
+    if (!res)
+        return -EINVAL;
+    memset(res, 0, sizeof(*res));
+    if (!mem || (!image && size != 0))
+        return refuse(res, -EINVAL, "no guest memory or image given");
+
+    struct vmm_image im = {.buf = image, .fd = -1, .size = size};
+    vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LOAD_DEFAULT_MIN_ADDR;
+    struct vmm_elf_plan plan;
+    int ret = vmm_elf_plan(mem, &im, min_addr, &plan, res);
+    if (ret < 0)
+        return ret;
+    /* Everything checked: only now touch guest memory. */
+    return vmm_elf_place(mem, &im, &plan, res);
 }
 
 int vmm_elf_load_file(struct vmm_memory *mem, const char *path, const struct vmm_load_options *opts,
@@ -299,56 +345,27 @@ int vmm_elf_load_file(struct vmm_memory *mem, const char *path, const struct vmm
     if (!mem || !path)
         return refuse(res, -EINVAL, "no guest memory or path given");
 
-    /* O_NONBLOCK: opening a FIFO must not hang; it is refused below anyway. */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    if (fd < 0) {
-        int err = -errno;
-        return refuse(res, err, "cannot open %s: %s", path, vmm_strerror(err));
-    }
-
-    int ret;
-    unsigned char *buf = NULL;
-    struct stat st;
-    if (fstat(fd, &st) < 0) {
-        ret = -errno;
-        refuse(res, ret, "cannot stat %s: %s", path, vmm_strerror(ret));
-        goto out_close;
-    }
-    if (S_ISDIR(st.st_mode)) {
-        ret = refuse(res, -EISDIR, "%s is a directory", path);
-        goto out_close;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ret = refuse(res, -EINVAL, "%s is not a regular file", path);
-        goto out_close;
-    }
-    if (st.st_size == 0) {
-        ret = refuse(res, -EINVAL, "%s: empty file", path);
-        goto out_close;
-    }
     /* An image cannot usefully be much bigger than the memory it lands in;
      * the slack covers headers, symbols and debug sections of small guests. */
     uint64_t limit = vmm_memory_total_size(mem);
     if (__builtin_add_overflow(limit, 1ull << 20, &limit))
         limit = UINT64_MAX;
-    if ((uint64_t)st.st_size > limit || (uint64_t)st.st_size > SIZE_MAX) {
-        ret = refuse(res, -EFBIG, "%s: %lld bytes is larger than guest memory", path,
-                     (long long)st.st_size);
-        goto out_close;
-    }
+    struct vmm_image im;
+    int ret = vmm_image_open(&im, path, limit, res->error, sizeof(res->error));
+    if (ret < 0)
+        return ret;
 
-    size_t size = (size_t)st.st_size;
-    buf = malloc(size);
-    if (!buf) {
-        ret = refuse(res, -ENOMEM, "%s: cannot allocate %zu bytes", path, size);
-        goto out_close;
+    vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LOAD_DEFAULT_MIN_ADDR;
+    struct vmm_elf_plan *plan = malloc(sizeof(*plan));
+    if (!plan) {
+        ret = refuse(res, -ENOMEM, "%s: out of memory", path);
+        goto out;
     }
-    ret = read_all(fd, buf, size, res, path);
+    ret = vmm_elf_plan(mem, &im, min_addr, plan, res);
     if (ret == 0)
-        ret = vmm_elf_load(mem, buf, size, opts, res);
-
-    free(buf);
-out_close:
-    close(fd);
+        ret = vmm_elf_place(mem, &im, plan, res);
+    free(plan);
+out:
+    vmm_image_close(&im);
     return ret;
 }

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The x86_64 long-mode entry state: identity page tables and a flat GDT in
- * the boot area, and the register values documented in vcpu.h. */
+ * the boot area, and the register values documented in vcpu.h; also the
+ * 32-bit protected-mode (PVH) entry state, with its own GDT in the area. */
 #include <errno.h>
 #include <string.h>
 
@@ -34,8 +35,16 @@ static const uint64_t boot_gdt[] = {
     0x00cf93000000ffffull,                        /* data: present, DPL 0, read/write, D/B=1, G=1 */
 };
 
+/* The 32-bit protected-mode entry (vmm_vcpu_set_boot_state_pm32): null,
+ * 32-bit code (0x08), data (0x10). */
+static const uint64_t boot_gdt32[] = {
+    0x0000000000000000ull, 0x00cf9b000000ffffull, /* code: present, DPL 0, exec/read, D=1, G=1 */
+    0x00cf93000000ffffull,                        /* data: present, DPL 0, read/write, B=1, G=1 */
+};
+
 _Static_assert(BOOT_PD + 4 * 0x1000 <= VMM_X86_BOOT_AREA_END, "page tables outside boot area");
-_Static_assert(VMM_X86_BOOT_GDT + sizeof(boot_gdt) <= VMM_X86_BOOT_PML4, "GDT overlaps PML4");
+_Static_assert(VMM_X86_BOOT_GDT + sizeof(boot_gdt) <= VMM_X86_BOOT_GDT32, "GDT overlaps GDT32");
+_Static_assert(VMM_X86_BOOT_GDT32 + sizeof(boot_gdt32) <= VMM_X86_BOOT_PML4, "GDT32 overlaps PML4");
 
 int vmm_x86_write_boot_tables(struct vmm_memory *mem)
 {
@@ -51,6 +60,7 @@ int vmm_x86_write_boot_tables(struct vmm_memory *mem)
     uint64_t *pd = (uint64_t *)(base + (BOOT_PD - VMM_X86_BOOT_GDT));
     memset(base, 0, len);
     memcpy(base, boot_gdt, sizeof(boot_gdt));
+    memcpy(base + (VMM_X86_BOOT_GDT32 - VMM_X86_BOOT_GDT), boot_gdt32, sizeof(boot_gdt32));
     pml4[0] = BOOT_PDPT | PTE_P | PTE_RW;
     for (uint64_t i = 0; i < 4; i++)
         pdpt[i] = (BOOT_PD + i * 0x1000) | PTE_P | PTE_RW;
@@ -105,4 +115,88 @@ void vmm_x86_boot_regs(struct kvm_regs *regs, const struct vmm_x86_boot_state *b
 void vmm_x86_boot_fpu(struct kvm_fpu *fpu)
 {
     *fpu = (struct kvm_fpu){.fcw = 0x37f, .mxcsr = 0x1f80};
+}
+
+/* ---- 32-bit protected mode (PVH) ---- */
+
+static void flat_segment32(struct kvm_segment *s, uint16_t selector, uint8_t type)
+{
+    *s = (struct kvm_segment){
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = selector,
+        .type = type,
+        .present = 1,
+        .dpl = 0,
+        .db = 1,
+        .s = 1,
+        .l = 0,
+        .g = 1,
+    };
+}
+
+static void boot_sregs_pm32(struct kvm_sregs *sregs)
+{
+    flat_segment32(&sregs->cs, 0x08, 0xb);
+    flat_segment32(&sregs->ds, 0x10, 0x3);
+    sregs->es = sregs->fs = sregs->gs = sregs->ss = sregs->ds;
+    sregs->tr =
+        (struct kvm_segment){.base = 0, .limit = 0x67, .type = 0xb, .present = 1, .s = 0, .g = 0};
+    sregs->gdt.base = VMM_X86_BOOT_GDT32;
+    sregs->gdt.limit = sizeof(boot_gdt32) - 1;
+    sregs->idt.base = 0;
+    sregs->idt.limit = 0;
+    sregs->cr0 = CR0_PE | CR0_ET;
+    sregs->cr2 = 0;
+    sregs->cr3 = 0;
+    sregs->cr4 = 0;
+    sregs->efer = 0;
+}
+
+int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm32_boot_state *boot)
+{
+    if (!vcpu || !boot)
+        return -EINVAL;
+    struct vmm_vm *vm = vcpu->vm;
+    if (!vm->mem)
+        return -EFAULT;
+    int r;
+    if (!vm->boot_tables_written) {
+        r = vmm_x86_write_boot_tables(vm->mem);
+        if (r < 0) {
+            vmm_log_error("boot GDT needs RAM at [0x%llx, 0x%llx)", VMM_X86_BOOT_AREA_START,
+                          VMM_X86_BOOT_AREA_END);
+            return r;
+        }
+        vm->boot_tables_written = true;
+    }
+
+    struct kvm_sregs sregs;
+    r = vmm_vcpu_get_sregs(vcpu, &sregs);
+    if (r < 0)
+        return r;
+    boot_sregs_pm32(&sregs);
+    r = vmm_vcpu_set_sregs(vcpu, &sregs);
+    if (r < 0) {
+        vmm_log_error("vCPU %u: KVM_SET_SREGS (protected mode): %s", vcpu->index, vmm_strerror(r));
+        return r;
+    }
+    struct kvm_fpu fpu;
+    vmm_x86_boot_fpu(&fpu);
+    r = vmm_vcpu_set_fpu(vcpu, &fpu);
+    if (r < 0)
+        return r;
+    struct kvm_regs regs = {
+        .rflags = 0x2,
+        .rip = boot->entry,
+        .rsp = boot->stack,
+        .rbx = boot->ebx,
+        .rsi = boot->esi,
+    };
+    r = vmm_vcpu_set_regs(vcpu, &regs);
+    if (r < 0)
+        return r;
+    /* Runnable at once, as vmm_vcpu_set_boot_state (see there). */
+    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    return vmm_kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp);
 }

@@ -1,0 +1,426 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Linux kernels: telling bzImage from ELF, and loading either (the bzImage
+ * protected-mode kernel at a checked load address; an ELF vmlinux by its
+ * physical addresses, with the PVH entry note). */
+#include <elf.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linux_internal.h"
+
+/* Where the 64-bit entry sits in the protected-mode kernel. */
+#define BZ_ENTRY64_OFFSET 0x200u
+/* The fields this loader reads end with init_size (protocol 2.10). */
+#define BZ_HDR_NEEDED_END 0x264u
+/* The header area of the zero page ends here (0x290: edd_mbr_sig_buffer). */
+#define BZ_HDR_AREA_END 0x290u
+/* Bytes read from a bzImage before its setup sectors are known. */
+#define BZ_PROBE_SIZE 0x290u
+
+enum vmm_kernel_format vmm_kernel_detect(const void *image, size_t size)
+{
+    const unsigned char *p = image;
+    if (!p)
+        return VMM_KERNEL_UNKNOWN;
+    if (size >= 4 && memcmp(p, ELFMAG, SELFMAG) == 0)
+        return VMM_KERNEL_ELF;
+    if (size >= 0x206) {
+        uint32_t magic;
+        memcpy(&magic, p + 0x202, 4);
+        if (magic == VMM_LINUX_HDR_MAGIC)
+            return VMM_KERNEL_BZIMAGE;
+    }
+    return VMM_KERNEL_UNKNOWN;
+}
+
+static uint64_t align_up(uint64_t v, uint64_t align, bool *overflow)
+{
+    uint64_t r;
+    if (__builtin_add_overflow(v, align - 1, &r)) {
+        *overflow = true;
+        return 0;
+    }
+    return r & ~(align - 1);
+}
+
+/* Check an explicit kernel range [base, base + span). */
+static int check_kernel_range(struct vmm_memory *mem, uint64_t base, uint64_t span,
+                              uint64_t min_addr, const struct vmm_range *res, unsigned nres,
+                              const char *what, struct vmm_linux_boot *boot)
+{
+    uint64_t end;
+    if (__builtin_add_overflow(base, span, &end))
+        return linux_fail(boot, -EINVAL, "%s 0x%" PRIx64 " + 0x%" PRIx64 " wraps the address space",
+                          what, base, span);
+    if (base < min_addr)
+        return linux_fail(boot, -EFAULT,
+                          "kernel at %s 0x%" PRIx64
+                          " lies below the lowest load address 0x%" PRIx64,
+                          what, base, min_addr);
+    if (end > LINUX_IDENTITY_MAP_END)
+        return linux_fail(boot, -EFAULT,
+                          "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") reaches past 4 GiB, beyond the "
+                          "boot identity map",
+                          base, end);
+    if (vmm_memory_check_range(mem, base, span) != 0)
+        return linux_fail(boot, -EFAULT,
+                          "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") at %s lies outside guest memory",
+                          base, end, what);
+    int k = linux_find_overlap(base, end, res, nres);
+    if (k >= 0)
+        return linux_fail(boot, -EINVAL,
+                          "kernel [0x%" PRIx64 ", 0x%" PRIx64
+                          ") overlaps reserved range [0x%" PRIx64 ", 0x%" PRIx64 ")",
+                          base, end, res[k].base, res[k].end);
+    return 0;
+}
+
+/* Where a read-only region lies in [base, end): the copy would fail half-way. */
+static int check_kernel_writable(const struct vmm_memory *mem, uint64_t base, uint64_t end,
+                                 struct vmm_linux_boot *boot)
+{
+    unsigned n = vmm_memory_region_count(mem);
+    for (unsigned r = 0; r < n; r++) {
+        struct vmm_region_info info;
+        if (vmm_memory_region_info(mem, r, &info) != 0 || !(info.flags & VMM_MEMORY_F_READONLY))
+            continue;
+        if (info.gpa < end && base < info.gpa + info.size)
+            return linux_fail(boot, -EROFS,
+                              "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps read-only region %u",
+                              base, end, r);
+    }
+    return 0;
+}
+
+/* ---- bzImage ---- */
+
+static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
+                        const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    uint64_t size = im->size;
+    unsigned char head[BZ_PROBE_SIZE] = {0};
+    size_t head_len = size < sizeof(head) ? (size_t)size : sizeof(head);
+    if (vmm_image_read(im, 0, head, head_len) != 0)
+        return linux_fail(boot, -EINVAL, "cannot read the bzImage header");
+    if (head_len < 0x206 || memcmp(head + 0x202, "HdrS", 4) != 0)
+        return linux_fail(boot, -EINVAL, "not a bzImage: no \"HdrS\" magic at 0x202");
+
+    uint16_t boot_flag, version;
+    memcpy(&boot_flag, head + 0x1fe, 2);
+    memcpy(&version, head + 0x206, 2);
+    if (boot_flag != VMM_LINUX_BOOT_FLAG)
+        return linux_fail(boot, -EINVAL, "bzImage boot_flag is 0x%04x, not 0xaa55", boot_flag);
+    if (version < 0x0206)
+        return linux_fail(boot, -EINVAL,
+                          "boot protocol %u.%02u is too old (2.06 or later is needed)",
+                          version >> 8, version & 0xff);
+
+    /* The header ends where its leading jump lands. */
+    uint32_t hdr_end = 0x202u + head[0x201];
+    if (hdr_end > size)
+        return linux_fail(boot, -EINVAL,
+                          "setup header ends at 0x%x, past the %" PRIu64 "-byte image", hdr_end,
+                          size);
+    if (hdr_end < BZ_HDR_NEEDED_END)
+        return linux_fail(boot, -EINVAL,
+                          "setup header ends at 0x%x, before the protocol %u.%02u fields (to 0x%x)",
+                          hdr_end, version >> 8, version & 0xff, BZ_HDR_NEEDED_END);
+    if (hdr_end > BZ_HDR_AREA_END)
+        hdr_end = BZ_HDR_AREA_END;
+
+    struct vmm_linux_setup_header hdr;
+    memset(&hdr, 0, sizeof(hdr));
+    uint32_t hdr_len = hdr_end - VMM_LINUX_HDR_OFFSET;
+    memcpy(&hdr, head + VMM_LINUX_HDR_OFFSET, hdr_len < sizeof(hdr) ? hdr_len : sizeof(hdr));
+
+    unsigned setup_sects = hdr.setup_sects ? hdr.setup_sects : 4;
+    uint64_t setup_size = (uint64_t)(setup_sects + 1) * 512;
+    if (setup_size >= size)
+        return linux_fail(boot, -EINVAL,
+                          "setup_sects %u puts the kernel at 0x%" PRIx64
+                          ", past the end of the %" PRIu64 "-byte image",
+                          hdr.setup_sects, setup_size, size);
+    uint64_t kernel_size = size - setup_size;
+
+    if (!(hdr.loadflags & VMM_LINUX_LOADED_HIGH))
+        return linux_fail(boot, -EINVAL, "kernel is not loaded high (a zImage): not supported");
+    if (version < 0x020c || !(hdr.xloadflags & VMM_LINUX_XLF_KERNEL_64))
+        return linux_fail(boot, -EINVAL,
+                          "kernel has no 64-bit entry point (xloadflags lacks XLF_KERNEL_64)");
+    if (kernel_size <= BZ_ENTRY64_OFFSET)
+        return linux_fail(boot, -EINVAL,
+                          "protected-mode kernel of %" PRIu64
+                          " bytes is too short for the 64-bit entry at 0x200",
+                          kernel_size);
+
+    uint64_t sys_bytes = (uint64_t)hdr.syssize * 16;
+    if (hdr.syssize == 0 || sys_bytes > kernel_size)
+        return linux_fail(boot, -EINVAL,
+                          "syssize says 0x%" PRIx64 " bytes of kernel, the image has 0x%" PRIx64
+                          " after the setup",
+                          sys_bytes, kernel_size);
+    uint64_t payload_end = (uint64_t)hdr.payload_offset + hdr.payload_length;
+    if (payload_end > kernel_size)
+        return linux_fail(boot, -EINVAL,
+                          "payload [0x%x, +0x%x) lies outside the 0x%" PRIx64
+                          "-byte protected-mode kernel",
+                          hdr.payload_offset, hdr.payload_length, kernel_size);
+
+    bool relocatable = hdr.relocatable_kernel != 0;
+    uint64_t align = hdr.kernel_alignment;
+    if (relocatable && (align == 0 || (align & (align - 1)) != 0))
+        return linux_fail(boot, -EINVAL, "kernel_alignment 0x%" PRIx64 " is not a power of two",
+                          align);
+    if (align < 0x1000)
+        align = 0x1000;
+
+    /* The kernel decompresses in place: it owns init_size bytes from its load
+     * address (and at least the image itself). */
+    uint64_t span = hdr.init_size > kernel_size ? hdr.init_size : kernel_size;
+    bool ovf = false;
+    span = align_up(span, 0x1000, &ovf);
+
+    vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LINUX_MIN_ADDR;
+    struct vmm_range res[VMM_MACHINE_MAX_RESERVED];
+    int nres = vmm_loader_machine_reserved(opts ? opts->machine : NULL, res);
+    if (nres < 0)
+        return linux_fail(boot, -EINVAL, "machine has a malformed reserved range");
+
+    uint64_t load;
+    int r;
+    if (opts && opts->load_addr) {
+        load = opts->load_addr;
+        if (!relocatable && load != hdr.pref_address)
+            return linux_fail(boot, -EINVAL,
+                              "kernel is not relocatable: it must go at 0x%" PRIx64
+                              ", not 0x%" PRIx64,
+                              (uint64_t)hdr.pref_address, load);
+        if (relocatable && (load & (align - 1)) != 0)
+            return linux_fail(boot, -EINVAL,
+                              "load address 0x%" PRIx64
+                              " is not aligned to kernel_alignment 0x%" PRIx64,
+                              load, align);
+        r = check_kernel_range(mem, load, span, min_addr, res, (unsigned)nres, "load address",
+                               boot);
+        if (r < 0)
+            return r;
+    } else if (!relocatable) {
+        load = hdr.pref_address;
+        r = check_kernel_range(mem, load, span, min_addr, res, (unsigned)nres, "pref_address",
+                               boot);
+        if (r < 0)
+            return r;
+    } else {
+        /* Below pref_address the kernel would move itself up to it before
+         * decompressing: search from there up. */
+        uint64_t lo = hdr.pref_address > min_addr ? hdr.pref_address : min_addr;
+        lo = align_up(lo, align, &ovf);
+        struct linux_place req = {.size = span,
+                                  .align = align,
+                                  .lo = lo,
+                                  .hi = LINUX_IDENTITY_MAP_END,
+                                  .avoid = res,
+                                  .navoid = (unsigned)nres};
+        r = ovf ? -ENOSPC : linux_place(mem, &req, &load);
+        if (r == -ENOMEM)
+            return linux_fail(boot, r, "out of memory");
+        if (r < 0)
+            return linux_fail(boot, -ENOSPC,
+                              "no room for the kernel: 0x%" PRIx64
+                              " bytes (init_size) of RAM aligned to 0x%" PRIx64 " from 0x%" PRIx64
+                              " below 4 GiB",
+                              span, align, lo);
+    }
+    r = check_kernel_writable(mem, load, load + span, boot);
+    if (r < 0)
+        return r;
+
+    r = vmm_image_to_guest(mem, load, im, setup_size, kernel_size);
+    if (r < 0)
+        return linux_fail(boot, r, "copying the kernel to 0x%" PRIx64 " failed: %s", load,
+                          r == -EINVAL && !im->buf ? "the file shrank" : vmm_strerror(r));
+
+    boot->format = VMM_KERNEL_BZIMAGE;
+    boot->protocol = VMM_LINUX_BOOT_64;
+    boot->entry = load + BZ_ENTRY64_OFFSET;
+    boot->kernel_low = load;
+    boot->kernel_high = load + span;
+    boot->boot_version = version;
+    boot->hdr = hdr;
+    boot->hdr_len = hdr_len;
+    /* 0 would leave no room at all; the protocol's old default is the sane
+     * reading. */
+    boot->initrd_addr_max = hdr.initrd_addr_max ? hdr.initrd_addr_max : 0x37ffffffu;
+    boot->cmdline_max =
+        hdr.cmdline_size < VMM_X86_CMDLINE_MAX - 1 ? hdr.cmdline_size : VMM_X86_CMDLINE_MAX - 1;
+    vmm_log_debug("linux: bzImage protocol %u.%02u at [0x%" PRIx64 ", 0x%" PRIx64
+                  "), entry 0x%" PRIx64,
+                  version >> 8, version & 0xff, load, load + span, boot->entry);
+    return 0;
+}
+
+/* ---- ELF vmlinux ---- */
+
+static int load_vmlinux(struct vmm_memory *mem, const struct vmm_image *im,
+                        const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LINUX_MIN_ADDR;
+    struct vmm_elf_plan *plan = malloc(sizeof(*plan));
+    struct vmm_load_result *res = malloc(sizeof(*res));
+    int r;
+    if (!plan || !res) {
+        r = linux_fail(boot, -ENOMEM, "out of memory");
+        goto out;
+    }
+    memset(res, 0, sizeof(*res));
+    r = vmm_elf_plan(mem, im, min_addr, plan, res);
+    if (r < 0) {
+        r = linux_fail(boot, r, "%s", res->error);
+        goto out;
+    }
+
+    struct vmm_range rsv[VMM_MACHINE_MAX_RESERVED];
+    int nres = vmm_loader_machine_reserved(opts ? opts->machine : NULL, rsv);
+    if (nres < 0) {
+        r = linux_fail(boot, -EINVAL, "machine has a malformed reserved range");
+        goto out;
+    }
+    for (unsigned k = 0; k < plan->nsegs; k++) {
+        const struct vmm_elf_segment *s = &plan->segs[k];
+        uint64_t end = s->paddr + s->memsz; /* checked by the plan */
+        if (end > LINUX_IDENTITY_MAP_END) {
+            r = linux_fail(boot, -EFAULT,
+                           "segment %u [0x%" PRIx64 ", 0x%" PRIx64
+                           ") reaches past 4 GiB, beyond the boot identity map",
+                           s->phdr_index, s->paddr, end);
+            goto out;
+        }
+        int o = linux_find_overlap(s->paddr, end, rsv, (unsigned)nres);
+        if (o >= 0) {
+            r = linux_fail(boot, -EINVAL,
+                           "segment %u [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps reserved range "
+                           "[0x%" PRIx64 ", 0x%" PRIx64 ")",
+                           s->phdr_index, s->paddr, end, rsv[o].base, rsv[o].end);
+            goto out;
+        }
+    }
+
+    uint32_t pvh_entry = 0;
+    if (!(opts && opts->no_pvh)) {
+        unsigned char desc[8] = {0};
+        uint32_t desc_len = 0;
+        int found = vmm_elf_find_note(im, plan, "Xen", VMM_XEN_ELFNOTE_PHYS32_ENTRY, desc,
+                                      sizeof(desc), &desc_len, boot->error, sizeof(boot->error));
+        if (found < 0) {
+            r = found;
+            goto out;
+        }
+        if (found) {
+            uint64_t addr;
+            if (desc_len == 4) {
+                uint32_t a32;
+                memcpy(&a32, desc, 4);
+                addr = a32;
+            } else if (desc_len == 8) {
+                memcpy(&addr, desc, 8);
+            } else {
+                r = linux_fail(boot, -EINVAL, "PVH entry note has a %u-byte address (want 4 or 8)",
+                               desc_len);
+                goto out;
+            }
+            bool inside = false;
+            for (unsigned k = 0; k < plan->nsegs && !inside; k++) {
+                const struct vmm_elf_segment *s = &plan->segs[k];
+                inside = (s->flags & PF_X) && addr >= s->paddr && addr - s->paddr < s->memsz;
+            }
+            if (addr == 0 || addr >= LINUX_IDENTITY_MAP_END || !inside) {
+                r = linux_fail(boot, -EINVAL,
+                               "PVH entry 0x%" PRIx64 " is outside every executable segment", addr);
+                goto out;
+            }
+            pvh_entry = (uint32_t)addr;
+        }
+    }
+
+    r = vmm_elf_place(mem, im, plan, res);
+    if (r < 0) {
+        r = linux_fail(boot, r, "%s", res->error);
+        goto out;
+    }
+    boot->format = VMM_KERNEL_ELF;
+    boot->protocol = pvh_entry ? VMM_LINUX_BOOT_PVH : VMM_LINUX_BOOT_64;
+    boot->entry = plan->entry;
+    boot->pvh_entry = pvh_entry;
+    boot->kernel_low = plan->low;
+    boot->kernel_high = plan->high;
+    boot->initrd_addr_max = 0xffffffffu;
+    boot->cmdline_max = VMM_X86_CMDLINE_MAX - 1;
+    vmm_log_debug("linux: ELF kernel at [0x%" PRIx64 ", 0x%" PRIx64 "), entry 0x%" PRIx64
+                  ", PVH entry 0x%x (%s)",
+                  plan->low, plan->high, plan->entry, pvh_entry,
+                  pvh_entry ? "used" : "none or not used");
+out:
+    free(plan);
+    free(res);
+    return r;
+}
+
+static int load_image(struct vmm_memory *mem, const struct vmm_image *im,
+                      const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    unsigned char head[0x206];
+    size_t n = im->size < sizeof(head) ? (size_t)im->size : sizeof(head);
+    if (vmm_image_read(im, 0, head, n) != 0)
+        return linux_fail(boot, -EINVAL, "cannot read the kernel header");
+    switch (vmm_kernel_detect(head, n)) {
+    case VMM_KERNEL_ELF:
+        return load_vmlinux(mem, im, opts, boot);
+    case VMM_KERNEL_BZIMAGE:
+        return load_bzimage(mem, im, opts, boot);
+    default:
+        return linux_fail(boot, -EINVAL,
+                          "not a kernel: neither an ELF nor a bzImage (%" PRIu64 " bytes)",
+                          im->size);
+    }
+}
+
+int vmm_linux_load_kernel(struct vmm_memory *mem, const void *image, size_t size,
+                          const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    if (!boot)
+        return -EINVAL;
+    memset(boot, 0, sizeof(*boot));
+    if (!mem || !image || size == 0)
+        return linux_fail(boot, -EINVAL, "no guest memory or kernel image given");
+    struct vmm_image im = {.buf = image, .fd = -1, .size = size};
+    return load_image(mem, &im, opts, boot);
+}
+
+int vmm_linux_load_kernel_file(struct vmm_memory *mem, const char *path,
+                               const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    if (!boot)
+        return -EINVAL;
+    memset(boot, 0, sizeof(*boot));
+    if (!mem || !path)
+        return linux_fail(boot, -EINVAL, "no guest memory or kernel path given");
+    struct vmm_image im;
+    int r = vmm_image_open(&im, path, 0, boot->error, sizeof(boot->error));
+    if (r < 0)
+        return r;
+    /* A vmlinux may carry far more (symbols, debug info) than it loads; a
+     * bzImage is all loaded, so it cannot exceed guest memory. */
+    unsigned char head[0x206];
+    size_t n = im.size < sizeof(head) ? (size_t)im.size : sizeof(head);
+    if (vmm_image_read(&im, 0, head, n) == 0 && vmm_kernel_detect(head, n) == VMM_KERNEL_BZIMAGE &&
+        im.size > vmm_memory_total_size(mem)) {
+        r = linux_fail(boot, -EFBIG, "%s: %" PRIu64 " bytes is larger than guest memory", path,
+                       im.size);
+    } else {
+        r = load_image(mem, &im, opts, boot);
+    }
+    vmm_image_close(&im);
+    return r;
+}
