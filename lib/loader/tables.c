@@ -1,0 +1,93 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The checks every firmware-table builder applies to a struct vmm_machine
+ * before describing it (see acpi.h and fdt.h for the contract). */
+#include "tables.h"
+
+#include <errno.h>
+#include <inttypes.h>
+
+#include "vmm_internal.h"
+
+static bool gsi_ok(const struct tables_machine *t, uint32_t gsi)
+{
+    /* GSI 2 carries ISA IRQ 0 (the timer) and GSI 0 is its legacy pin. */
+    return gsi < t->ioapic_pins && gsi != 0 && gsi != 2;
+}
+
+int tables_machine_check(const struct vmm_machine *machine, unsigned max_vcpus,
+                         bool virtio_below_4g, struct tables_machine *out)
+{
+    if (!machine) {
+        vmm_log_debug("tables: no machine");
+        return -EINVAL;
+    }
+    struct tables_machine t = {
+        .m = machine,
+        .nr_vcpus = machine->nr_vcpus ? machine->nr_vcpus : 1,
+        .lapic_addr = machine->lapic_addr ? machine->lapic_addr : VMM_X86_LAPIC_ADDR,
+        .ioapic_addr = machine->ioapic_addr ? machine->ioapic_addr : VMM_X86_IOAPIC_ADDR,
+        .ioapic_pins = machine->ioapic_pins ? machine->ioapic_pins : TABLES_DEFAULT_IOAPIC_PINS,
+    };
+    t.ioapic_id = machine->ioapic_id ? machine->ioapic_id : (uint8_t)t.nr_vcpus;
+
+    if (t.nr_vcpus > max_vcpus) {
+        vmm_log_debug("tables: %u vCPUs, this table describes at most %u", t.nr_vcpus, max_vcpus);
+        return -EINVAL;
+    }
+    /* Both APICs are described with 32-bit addresses (MADT, MP table). */
+    if (t.lapic_addr >= TABLES_4G - 0x1000 || t.ioapic_addr >= TABLES_4G - 0x1000) {
+        vmm_log_debug("tables: APIC address 0x%" PRIx64 "/0x%" PRIx64 " past 4 GiB", t.lapic_addr,
+                      t.ioapic_addr);
+        return -EINVAL;
+    }
+    if (t.ioapic_pins < TABLES_MIN_IOAPIC_PINS || t.ioapic_pins > TABLES_MAX_IOAPIC_PINS) {
+        vmm_log_debug("tables: %u IOAPIC pins (want %u..%u)", t.ioapic_pins, TABLES_MIN_IOAPIC_PINS,
+                      TABLES_MAX_IOAPIC_PINS);
+        return -EINVAL;
+    }
+    if (machine->nr_serial > VMM_MACHINE_MAX_SERIAL ||
+        machine->nr_virtio > VMM_MACHINE_MAX_VIRTIO ||
+        machine->nr_reserved > VMM_MACHINE_MAX_RESERVED) {
+        vmm_log_debug("tables: %u serial, %u virtio, %u reserved entries (at most %u, %u, %u)",
+                      machine->nr_serial, machine->nr_virtio, machine->nr_reserved,
+                      VMM_MACHINE_MAX_SERIAL, VMM_MACHINE_MAX_VIRTIO, VMM_MACHINE_MAX_RESERVED);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < machine->nr_serial; i++) {
+        const struct vmm_machine_serial *s = &machine->serial[i];
+        if (s->port == 0 || (uint32_t)s->port + TABLES_SERIAL_PORTS > 0x10000u ||
+            !gsi_ok(&t, s->gsi)) {
+            vmm_log_debug("tables: serial %u at port 0x%x, GSI %u is not usable", i, s->port,
+                          s->gsi);
+            return -EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < machine->nr_virtio; i++) {
+        const struct vmm_machine_virtio *v = &machine->virtio[i];
+        uint64_t end;
+        if (v->size == 0 || __builtin_add_overflow(v->base, v->size, &end) ||
+            (virtio_below_4g && (end > TABLES_4G || v->size > UINT32_MAX)) || !gsi_ok(&t, v->gsi)) {
+            vmm_log_debug("tables: virtio %u at 0x%" PRIx64 " + 0x%" PRIx64
+                          ", GSI %u is not usable",
+                          i, v->base, v->size, v->gsi);
+            return -EINVAL;
+        }
+    }
+    for (unsigned i = 0; i < machine->nr_reserved; i++) {
+        uint64_t end;
+        if (__builtin_add_overflow(machine->reserved[i].base, machine->reserved[i].size, &end)) {
+            vmm_log_debug("tables: reserved range %u wraps", i);
+            return -EINVAL;
+        }
+    }
+    *out = t;
+    return 0;
+}
+
+uint8_t tables_checksum(const uint8_t *p, size_t len)
+{
+    uint8_t sum = 0;
+    for (size_t i = 0; i < len; i++)
+        sum = (uint8_t)(sum + p[i]);
+    return (uint8_t)(0u - sum);
+}
