@@ -138,6 +138,27 @@ VMM_API int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level);
 VMM_API VMM_MUST_USE int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd);
 VMM_API int vmm_vm_irqfd_remove(struct vmm_vm *vm, int fd, unsigned gsi);
 
+/* vmm_vm_ioeventfd flags. */
+#define VMM_IOEVENTFD_PIO       (1u << 0) /* a port I/O address (default: MMIO) */
+#define VMM_IOEVENTFD_DATAMATCH (1u << 1) /* only writes of exactly datamatch */
+
+/*
+ * Connect an eventfd to guest writes of len bytes (1, 2, 4 or 8; 0 = any
+ * length, MMIO without DATAMATCH only) at addr: KVM signals fd and resumes
+ * the guest without a trip through userspace. With VMM_IOEVENTFD_DATAMATCH
+ * only writes of the value datamatch are caught; every other access still
+ * reaches the VM's bus as usual. Reads are never caught. Thread-safe (KVM
+ * serialises it), also from a vCPU thread inside a bus callback.
+ * Returns 0, -EINVAL (bad len, flags or fd), -EEXIST (the same address,
+ * length and datamatch is already bound), -ENOSPC (KVM's limit of bindings)
+ * or another -errno from KVM_IOEVENTFD. vmm_vm_ioeventfd_remove takes the
+ * same arguments and undoes it (-ENOENT when no such binding exists).
+ */
+VMM_API VMM_MUST_USE int vmm_vm_ioeventfd(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t len,
+                                          uint64_t datamatch, unsigned flags);
+VMM_API int vmm_vm_ioeventfd_remove(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t len,
+                                    uint64_t datamatch, unsigned flags);
+
 /*
  * Run every vCPU on a thread of its own (and the event loop on an I/O thread)
  * until one of them ends the run: the guest exits, powers off, resets, faults

@@ -12,6 +12,11 @@
 #include <vmm/vcpu.h>
 #include <vmm/devices.h>
 #include <vmm/loader.h>
+#include <vmm/linux.h>
 #include <vmm/machine.h>
+#include <vmm/acpi.h>
+#include <vmm/fdt.h>
+#include <vmm/virtio.h>
+#include <vmm/virtio_blk.h>
 
 #endif /* VMM_VMM_H */

@@ -333,6 +333,62 @@ int vmm_vm_irqfd_remove(struct vmm_vm *vm, int fd, unsigned gsi)
     return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQFD, &irqfd);
 }
 
+static int ioeventfd_args(int fd, uint64_t addr, uint32_t len, uint64_t datamatch, unsigned flags,
+                          struct kvm_ioeventfd *io)
+{
+    if (fd < 0 || (flags & ~(VMM_IOEVENTFD_PIO | VMM_IOEVENTFD_DATAMATCH)))
+        return -EINVAL;
+    if (len != 0 && len != 1 && len != 2 && len != 4 && len != 8)
+        return -EINVAL;
+    /* KVM accepts length 0 only as a wildcard MMIO match without data. */
+    if (len == 0 && (flags & (VMM_IOEVENTFD_PIO | VMM_IOEVENTFD_DATAMATCH)))
+        return -EINVAL;
+    uint64_t end;
+    if (__builtin_add_overflow(addr, len ? len - 1 : 0, &end))
+        return -EINVAL;
+    if ((flags & VMM_IOEVENTFD_PIO) && end > 0xffff)
+        return -EINVAL;
+    /* A datamatch wider than the access could never match. */
+    if ((flags & VMM_IOEVENTFD_DATAMATCH) && len < 8 && (datamatch >> (len * 8)) != 0)
+        return -EINVAL;
+    *io = (struct kvm_ioeventfd){.addr = addr, .len = len, .fd = fd};
+    if (flags & VMM_IOEVENTFD_PIO)
+        io->flags |= KVM_IOEVENTFD_FLAG_PIO;
+    if (flags & VMM_IOEVENTFD_DATAMATCH) {
+        io->flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+        io->datamatch = datamatch;
+    }
+    return 0;
+}
+
+int vmm_vm_ioeventfd(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t len, uint64_t datamatch,
+                     unsigned flags)
+{
+    struct kvm_ioeventfd io;
+    int r = ioeventfd_args(fd, addr, len, datamatch, flags, &io);
+    if (r < 0)
+        return r;
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_IOEVENTFD, &io);
+    if (r < 0 && r != -EEXIST)
+        vmm_log_warn("KVM_IOEVENTFD at %s 0x%llx len %u: %s",
+                     (flags & VMM_IOEVENTFD_PIO) ? "port" : "mmio", (unsigned long long)addr, len,
+                     vmm_strerror(r));
+    return r;
+}
+
+int vmm_vm_ioeventfd_remove(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t len,
+                            uint64_t datamatch, unsigned flags)
+{
+    struct kvm_ioeventfd io;
+    int r = ioeventfd_args(fd, addr, len, datamatch, flags, &io);
+    if (r < 0)
+        return r;
+    io.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_IOEVENTFD, &io);
+    /* KVM says -ENOENT for a binding it does not have. */
+    return r;
+}
+
 int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque)
 {
     if (!fn)

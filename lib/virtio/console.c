@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The virtio console (virtio 1.2 section 5.3), one port without
+ * VIRTIO_CONSOLE_F_MULTIPORT: receiveq 0 carries host input to the guest,
+ * transmitq 1 guest output to the host.
+ *
+ * Input is read by the event loop into a small buffer and copied into
+ * receiveq buffers; while the buffer holds bytes the guest has no room for,
+ * the input fd is paused, so a guest that posts no buffers cannot make us
+ * spin or read without bound. Output is written without ever blocking the
+ * event loop: a full pipe, socket or terminal parks the current chain and
+ * waits for the fd to become writable; a vanished reader (EPIPE) or another
+ * error drops output, logged once, never SIGPIPE.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmm/event.h>
+#include <vmm/virtio.h>
+
+#include "virtio_internal.h"
+
+#define CONSOLE_RX_Q 0
+#define CONSOLE_TX_Q 1
+
+#define CONSOLE_IN_BUF 4096
+#define CONSOLE_CONFIG 12 /* cols, rows, max_nr_ports, emerg_wr */
+#define CONSOLE_TX_IOV 16
+/* Bytes per write to a terminal or other character device once poll says
+ * it is writable: small enough that the write does not block. */
+#define CONSOLE_TTY_CHUNK 256
+
+enum out_kind {
+    OUT_NONE,
+    OUT_REGULAR, /* regular file, block device: never blocks */
+    OUT_PIPE,    /* may block, may raise SIGPIPE */
+    OUT_SOCKET,  /* sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) */
+    OUT_OTHER,   /* terminal and other character devices */
+};
+
+struct console {
+    struct vmm_virtio_transport *t;
+    struct vmm_event_loop *loop;
+    uint16_t cols, rows;
+
+    int in_fd;
+    bool in_lazy; /* not pollable (regular file, /dev/null): read as buffers come */
+    bool in_watched;
+    uint32_t in_events; /* what the loop watches in_fd for now */
+    bool in_eof;
+    uint8_t in_buf[CONSOLE_IN_BUF];
+    size_t in_off, in_len; /* pending input: in_buf[in_off, in_off + in_len) */
+
+    int out_fd;
+    enum out_kind out_kind;
+    int out_watch_fd; /* a dup of out_fd the loop watches for POLLOUT; -1: none */
+    bool out_watched;
+    bool out_waiting;                 /* out_watch_fd is armed */
+    struct vmm_virtq_chain *tx_chain; /* a chain being written out */
+    uint64_t tx_off;                  /* bytes of it already written */
+    bool out_error_logged;
+
+    uint64_t rx_bytes, tx_bytes, tx_dropped;
+};
+
+/* ---- input ---- */
+
+static void in_update_watch(struct console *c)
+{
+    if (!c->in_watched)
+        return;
+    uint32_t want = (!c->in_eof && c->in_len == 0) ? EPOLLIN : 0;
+    if (want != c->in_events && vmm_event_loop_modify(c->loop, c->in_fd, want) == 0)
+        c->in_events = want;
+}
+
+/* Read what in_fd has into the empty input buffer; marks end of input. */
+static void in_read(struct console *c)
+{
+    ssize_t n = read(c->in_fd, c->in_buf, sizeof(c->in_buf));
+    if (n > 0) {
+        c->in_off = 0;
+        c->in_len = (size_t)n;
+    } else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        if (n < 0)
+            vmm_log_warn("virtio-console: reading input fd %d: %s", c->in_fd, vmm_strerror(-errno));
+        c->in_eof = true;
+    }
+}
+
+/* Copy pending input into receiveq buffers (lock held). An input fd that
+ * cannot be polled is read here, as the guest offers buffers. */
+static void rx_deliver(struct console *c)
+{
+    if (!vmm_virtio_driver_ok(c->t))
+        return;
+    struct vmm_virtq *q = vmm_virtio_queue(c->t, CONSOLE_RX_Q);
+    for (;;) {
+        if (c->in_len == 0 && c->in_lazy && !c->in_eof)
+            in_read(c);
+        if (c->in_len == 0)
+            break;
+        struct vmm_virtq_chain *chain;
+        if (vmm_virtq_pop(q, &chain) <= 0)
+            break;
+        int n = vmm_virtq_chain_write(chain, 0, c->in_buf + c->in_off, c->in_len);
+        if (n < 0)
+            n = 0;
+        (void)vmm_virtq_push(q, chain, (uint32_t)n);
+        c->in_off += (size_t)n;
+        c->in_len -= (size_t)n;
+        c->rx_bytes += (uint64_t)n;
+    }
+    if (c->in_len == 0)
+        c->in_off = 0;
+    vmm_virtq_notify(q);
+}
+
+static void in_event(void *opaque, int fd, uint32_t events)
+{
+    (void)events;
+    struct console *c = opaque;
+    (void)fd;
+    vmm_virtio_lock(c->t);
+    if (c->in_len == 0 && !c->in_eof)
+        in_read(c);
+    rx_deliver(c);
+    in_update_watch(c);
+    vmm_virtio_unlock(c->t);
+}
+
+/* ---- output ---- */
+
+/* write(2) to a pipe with SIGPIPE blocked in this thread; one it raised is
+ * consumed before unblocking (unless one was pending before). */
+static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int n)
+{
+    sigset_t pipe_set, old, pending;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigemptyset(&pending);
+    sigpending(&pending);
+    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
+    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+    ssize_t r;
+    do {
+        r = writev(fd, iov, n);
+    } while (r < 0 && errno == EINTR);
+    int saved = errno;
+    if (r < 0 && saved == EPIPE && !was_pending) {
+        const struct timespec zero = {0, 0};
+        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
+            ;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return r;
+}
+
+static bool out_writable_now(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    int r;
+    do {
+        r = poll(&p, 1, 0);
+    } while (r < 0 && errno == EINTR);
+    /* POLLERR/POLLHUP: let the write report why. */
+    return r != 0;
+}
+
+/* Clamp iov[0..n) to at most max bytes; returns the new count. */
+static int clamp_iov(struct iovec *iov, int n, size_t max)
+{
+    size_t total = 0;
+    for (int i = 0; i < n; i++) {
+        if (total + iov[i].iov_len >= max) {
+            iov[i].iov_len = max - total;
+            return i + 1;
+        }
+        total += iov[i].iov_len;
+    }
+    return n;
+}
+
+/* Write what is left of tx_chain's readable part. 0 when done (written or
+ * dropped), -EAGAIN when out_fd is full. */
+static int tx_write(struct console *c)
+{
+    struct vmm_virtq_chain *ch = c->tx_chain;
+    if (c->out_kind == OUT_NONE) {
+        c->tx_off = ch->readable_len;
+        return 0;
+    }
+    while (c->tx_off < ch->readable_len) {
+        struct iovec iov[CONSOLE_TX_IOV];
+        uint64_t left = ch->readable_len - c->tx_off;
+        if (left > (1u << 20))
+            left = 1u << 20;
+        int n = vmm_virtq_chain_iov(ch, false, c->tx_off, left, iov, CONSOLE_TX_IOV);
+        if (n == -ENOSPC) {
+            /* Fragmented: write the first segment that starts here. */
+            uint64_t off = c->tx_off, seglen = 0;
+            for (unsigned i = 0; i < ch->nr_readable; i++) {
+                if (off < ch->seg[i].len) {
+                    seglen = ch->seg[i].len - off;
+                    break;
+                }
+                off -= ch->seg[i].len;
+            }
+            n = vmm_virtq_chain_iov(ch, false, c->tx_off, seglen, iov, CONSOLE_TX_IOV);
+        }
+        if (n <= 0) {
+            c->tx_dropped += ch->readable_len - c->tx_off;
+            c->tx_off = ch->readable_len;
+            return 0;
+        }
+        ssize_t w;
+        switch (c->out_kind) {
+        case OUT_SOCKET: {
+            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            do {
+                w = sendmsg(c->out_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+            } while (w < 0 && errno == EINTR);
+            break;
+        }
+        case OUT_PIPE:
+            if (!out_writable_now(c->out_fd))
+                return -EAGAIN;
+            n = clamp_iov(iov, n, PIPE_BUF);
+            w = writev_nosigpipe(c->out_fd, iov, n);
+            break;
+        case OUT_OTHER:
+            if (!out_writable_now(c->out_fd))
+                return -EAGAIN;
+            n = clamp_iov(iov, n, CONSOLE_TTY_CHUNK);
+            do {
+                w = writev(c->out_fd, iov, n);
+            } while (w < 0 && errno == EINTR);
+            break;
+        default: /* OUT_REGULAR */
+            do {
+                w = writev(c->out_fd, iov, n);
+            } while (w < 0 && errno == EINTR);
+            break;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -EAGAIN;
+        if (w <= 0) {
+            if (!c->out_error_logged) {
+                c->out_error_logged = true;
+                vmm_log_warn("virtio-console: output fd %d: %s; dropping output", c->out_fd,
+                             w < 0 ? vmm_strerror(-errno) : "wrote nothing");
+            }
+            c->tx_dropped += ch->readable_len - c->tx_off;
+            c->tx_off = ch->readable_len;
+            return 0;
+        }
+        c->tx_off += (uint64_t)w;
+        c->tx_bytes += (uint64_t)w;
+    }
+    return 0;
+}
+
+static void out_wait(struct console *c, bool on)
+{
+    if (!c->out_watched || c->out_waiting == on)
+        return;
+    if (vmm_event_loop_modify(c->loop, c->out_watch_fd, on ? EPOLLOUT : 0) == 0)
+        c->out_waiting = on;
+}
+
+/* Write out transmitq buffers until the queue is empty or out_fd full (lock
+ * held). */
+static void tx_process(struct console *c)
+{
+    if (!vmm_virtio_driver_ok(c->t))
+        return;
+    struct vmm_virtq *q = vmm_virtio_queue(c->t, CONSOLE_TX_Q);
+    for (;;) {
+        if (!c->tx_chain) {
+            if (vmm_virtq_pop(q, &c->tx_chain) <= 0) {
+                c->tx_chain = NULL;
+                break;
+            }
+            c->tx_off = 0;
+        }
+        if (tx_write(c) == -EAGAIN) {
+            /* Without a watch the next notification retries. */
+            out_wait(c, true);
+            break;
+        }
+        (void)vmm_virtq_push(q, c->tx_chain, 0);
+        c->tx_chain = NULL;
+    }
+    if (!c->tx_chain)
+        out_wait(c, false);
+    vmm_virtq_notify(q);
+}
+
+static void out_event(void *opaque, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    struct console *c = opaque;
+    vmm_virtio_lock(c->t);
+    out_wait(c, false);
+    tx_process(c);
+    vmm_virtio_unlock(c->t);
+}
+
+/* ---- device callbacks ---- */
+
+static enum out_kind classify_out(int fd)
+{
+    if (fd < 0)
+        return OUT_NONE;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return OUT_OTHER;
+    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
+        return OUT_REGULAR;
+    if (S_ISFIFO(st.st_mode))
+        return OUT_PIPE;
+    if (S_ISSOCK(st.st_mode))
+        return OUT_SOCKET;
+    return OUT_OTHER;
+}
+
+static int console_attach(void *opaque, struct vmm_virtio_transport *t)
+{
+    struct console *c = opaque;
+    c->t = t;
+    c->loop = vmm_virtio_event_loop(t);
+    if (!c->loop) {
+        /* Standalone: input is read as the guest offers buffers. */
+        c->in_lazy = c->in_fd >= 0;
+        return 0;
+    }
+    if (c->in_fd >= 0) {
+        int r = vmm_event_loop_add(c->loop, c->in_fd, EPOLLIN, in_event, c);
+        if (r == -EPERM) {
+            c->in_lazy = true; /* epoll cannot watch it: reading never blocks */
+        } else if (r < 0) {
+            vmm_log_error("virtio-console: cannot watch input fd %d: %s", c->in_fd,
+                          vmm_strerror(r));
+            return r;
+        } else {
+            c->in_watched = true;
+            c->in_events = EPOLLIN;
+        }
+    }
+    if (c->out_kind == OUT_PIPE || c->out_kind == OUT_SOCKET || c->out_kind == OUT_OTHER) {
+        /* A dup: the loop keys on fd numbers, and out_fd may equal in_fd. */
+        c->out_watch_fd = fcntl(c->out_fd, F_DUPFD_CLOEXEC, 0);
+        if (c->out_watch_fd >= 0 &&
+            vmm_event_loop_add(c->loop, c->out_watch_fd, 0, out_event, c) == 0) {
+            c->out_watched = true;
+        } else if (c->out_watch_fd >= 0) {
+            /* Not pollable (e.g. /dev/null): its writes do not block. */
+            close(c->out_watch_fd);
+            c->out_watch_fd = -1;
+        }
+    }
+    return 0;
+}
+
+static void console_config_read(void *opaque, uint32_t offset, void *data, uint32_t len)
+{
+    struct console *c = opaque;
+    uint8_t cfg[CONSOLE_CONFIG] = {0};
+    memcpy(cfg + 0, &c->cols, 2);
+    memcpy(cfg + 2, &c->rows, 2);
+    uint32_t max_ports = 1;
+    memcpy(cfg + 4, &max_ports, 4);
+    memcpy(data, cfg + offset, len); /* the transport checked the range */
+}
+
+static void console_queue_notify(void *opaque, unsigned index)
+{
+    struct console *c = opaque;
+    if (index == CONSOLE_RX_Q) {
+        rx_deliver(c);
+        in_update_watch(c);
+    } else if (index == CONSOLE_TX_Q) {
+        tx_process(c);
+    }
+}
+
+static void console_reset(void *opaque)
+{
+    struct console *c = opaque;
+    /* The driver forgot the chain; pending input waits for the next one. */
+    vmm_virtq_chain_free(c->tx_chain);
+    c->tx_chain = NULL;
+    out_wait(c, false);
+}
+
+static void console_queue_reset(void *opaque, unsigned index)
+{
+    struct console *c = opaque;
+    if (index == CONSOLE_TX_Q) {
+        vmm_virtq_chain_free(c->tx_chain);
+        c->tx_chain = NULL;
+        out_wait(c, false);
+    }
+}
+
+static void console_destroy(void *opaque)
+{
+    struct console *c = opaque;
+    if (c->in_watched)
+        (void)vmm_event_loop_remove(c->loop, c->in_fd);
+    if (c->out_watched)
+        (void)vmm_event_loop_remove(c->loop, c->out_watch_fd);
+    if (c->out_watch_fd >= 0)
+        close(c->out_watch_fd);
+    vmm_virtq_chain_free(c->tx_chain);
+    free(c);
+}
+
+static const struct vmm_virtio_device_ops console_ops = {
+    .attach = console_attach,
+    .config_read = console_config_read,
+    .reset = console_reset,
+    .queue_notify = console_queue_notify,
+    .queue_reset = console_queue_reset,
+    .destroy = console_destroy,
+};
+
+int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,
+                              struct vmm_virtio_device *dev)
+{
+    if (!dev || !cfg)
+        return -EINVAL;
+    unsigned qsize = cfg->queue_size ? cfg->queue_size : 256;
+    if (!vmm_is_pow2(qsize) || qsize > VMM_VIRTQ_MAX_SIZE || cfg->cols > UINT16_MAX ||
+        cfg->rows > UINT16_MAX)
+        return -EINVAL;
+    if ((cfg->in_fd >= 0 && fcntl(cfg->in_fd, F_GETFL) < 0) ||
+        (cfg->out_fd >= 0 && fcntl(cfg->out_fd, F_GETFL) < 0))
+        return -EBADF;
+    struct console *c = calloc(1, sizeof(*c));
+    if (!c)
+        return -ENOMEM;
+    c->in_fd = cfg->in_fd < 0 ? -1 : cfg->in_fd;
+    c->out_fd = cfg->out_fd < 0 ? -1 : cfg->out_fd;
+    c->out_kind = classify_out(c->out_fd);
+    c->out_watch_fd = -1;
+    c->cols = (uint16_t)cfg->cols;
+    c->rows = (uint16_t)cfg->rows;
+    *dev = (struct vmm_virtio_device){
+        .type = VMM_VIRTIO_ID_CONSOLE,
+        .features = (cfg->cols || cfg->rows) ? VMM_VIRTIO_CONSOLE_F_SIZE : 0,
+        .num_queues = 2,
+        .queue_max_size = qsize,
+        .config_size = CONSOLE_CONFIG,
+        .ops = &console_ops,
+        .opaque = c,
+        .name = "virtio-console",
+    };
+    return 0;
+}
+
+int vmm_vm_add_virtio_console(struct vmm_vm *vm, uint64_t base, unsigned gsi,
+                              const struct vmm_virtio_console_config *cfg,
+                              struct vmm_virtio_mmio **out)
+{
+    struct vmm_virtio_device dev;
+    int r = vmm_virtio_console_create(cfg, &dev);
+    if (r < 0)
+        return r;
+    return vmm_vm_add_virtio_mmio(vm, base, gsi, &dev, out);
+}

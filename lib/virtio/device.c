@@ -1,0 +1,152 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The transport-independent half of a virtio device: its description, lock,
+ * queues, feature and status bookkeeping, and what device models call on
+ * their transport. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <vmm/virtio.h>
+
+#include "virtio_internal.h"
+
+#define DEFAULT_QUEUE_SIZE 256
+
+static void queue_interrupt(void *opaque, struct vmm_virtq *q)
+{
+    (void)q;
+    struct vmm_virtio_transport *t = opaque;
+    t->raise(t, VMM_VIRTIO_INT_VRING);
+}
+
+static void queue_broken(void *opaque, struct vmm_virtq *q)
+{
+    (void)q;
+    vmm_virtio_set_needs_reset(opaque);
+}
+
+int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
+                              struct vmm_memory *mem, struct vmm_event_loop *loop)
+{
+    if (!dev || !dev->ops || !dev->ops->config_read || !mem || dev->num_queues == 0 ||
+        dev->num_queues > VMM_VIRTIO_MAX_QUEUES)
+        return -EINVAL;
+    t->dev = *dev;
+    if (!t->dev.queue_max_size)
+        t->dev.queue_max_size = DEFAULT_QUEUE_SIZE;
+    if (!vmm_is_pow2(t->dev.queue_max_size) || t->dev.queue_max_size > VMM_VIRTQ_MAX_SIZE)
+        return -EINVAL;
+    /* virtio-mmio leaves 0xf00 bytes for configuration; PCI has more, but
+     * no device of ours comes close. */
+    if (t->dev.config_size > 0xf00)
+        return -EINVAL;
+    t->name = t->dev.name ? t->dev.name : "virtio";
+    t->mem = mem;
+    t->loop = loop;
+    t->offered = (t->dev.features | VMM_VIRTIO_TRANSPORT_FEATURES) &
+                 ~(VMM_VIRTIO_F_RING_PACKED | VMM_VIRTIO_F_ACCESS_PLATFORM);
+    int r = -pthread_mutex_init(&t->lock, NULL);
+    if (r < 0)
+        return r;
+    struct vmm_virtq_callbacks cb = {
+        .interrupt = queue_interrupt, .broken = queue_broken, .opaque = t};
+    for (unsigned i = 0; i < t->dev.num_queues; i++) {
+        r = vmm_virtq_create(mem, i, t->dev.queue_max_size, &cb, &t->queues[i]);
+        if (r == 0)
+            vmm_virtq_set_label(t->queues[i], t->name);
+        if (r < 0) {
+            for (unsigned j = 0; j < i; j++)
+                vmm_virtq_destroy(t->queues[j]);
+            pthread_mutex_destroy(&t->lock);
+            return r;
+        }
+    }
+    return 0;
+}
+
+void vmm_virtio_transport_reset(struct vmm_virtio_transport *t)
+{
+    if (t->attached && t->dev.ops->reset)
+        t->dev.ops->reset(t->dev.opaque);
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        vmm_virtq_reset(t->queues[i]);
+    t->features = 0;
+    t->status = 0;
+    t->activated = false;
+}
+
+void vmm_virtio_transport_fini(struct vmm_virtio_transport *t)
+{
+    pthread_mutex_lock(&t->lock);
+    vmm_virtio_transport_reset(t);
+    pthread_mutex_unlock(&t->lock);
+    if (t->dev.ops->destroy)
+        t->dev.ops->destroy(t->dev.opaque);
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        vmm_virtq_destroy(t->queues[i]);
+    pthread_mutex_destroy(&t->lock);
+}
+
+void vmm_virtio_lock(struct vmm_virtio_transport *t)
+{
+    pthread_mutex_lock(&t->lock);
+}
+
+void vmm_virtio_unlock(struct vmm_virtio_transport *t)
+{
+    pthread_mutex_unlock(&t->lock);
+}
+
+struct vmm_virtq *vmm_virtio_queue(struct vmm_virtio_transport *t, unsigned index)
+{
+    return index < t->dev.num_queues ? t->queues[index] : NULL;
+}
+
+uint64_t vmm_virtio_features(const struct vmm_virtio_transport *t)
+{
+    return t->features;
+}
+
+bool vmm_virtio_driver_ok(const struct vmm_virtio_transport *t)
+{
+    return (t->status & VMM_VIRTIO_STATUS_DRIVER_OK) &&
+           !(t->status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
+void vmm_virtio_config_changed(struct vmm_virtio_transport *t)
+{
+    t->config_generation++;
+    if (t->status & VMM_VIRTIO_STATUS_DRIVER_OK)
+        t->raise(t, VMM_VIRTIO_INT_CONFIG);
+}
+
+void vmm_virtio_set_needs_reset(struct vmm_virtio_transport *t)
+{
+    if (t->status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET)
+        return;
+    vmm_log_warn("%s: device needs reset", t->name);
+    t->status |= VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    /* Only a driver past DRIVER_OK listens for the interrupt; before that it
+     * reads the status during set-up. */
+    if (t->status & VMM_VIRTIO_STATUS_DRIVER_OK)
+        t->raise(t, VMM_VIRTIO_INT_CONFIG);
+}
+
+struct vmm_event_loop *vmm_virtio_event_loop(struct vmm_virtio_transport *t)
+{
+    return t->loop;
+}
+
+struct vmm_memory *vmm_virtio_memory(struct vmm_virtio_transport *t)
+{
+    return t->mem;
+}
+
+void vmm_virtio_device_free(struct vmm_virtio_device *dev)
+{
+    if (!dev || !dev->ops)
+        return;
+    if (dev->ops->destroy)
+        dev->ops->destroy(dev->opaque);
+    dev->ops = NULL;
+    dev->opaque = NULL;
+}

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Private pieces shared by the files of lib/virtio: the generic transport
+ * state every transport embeds, and small helpers. */
+#ifndef VMM_VIRTIO_INTERNAL_H
+#define VMM_VIRTIO_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <vmm/virtio.h>
+
+#include "vmm_internal.h"
+
+/*
+ * What every transport has in common; a transport embeds it and fills raise.
+ * Everything here is guarded by lock.
+ */
+struct vmm_virtio_transport {
+    pthread_mutex_t lock;
+    struct vmm_virtio_device dev; /* the device's description (copied) */
+    const char *name;             /* dev.name or "virtio" */
+    struct vmm_memory *mem;
+    struct vmm_event_loop *loop;
+    struct vmm_virtq *queues[VMM_VIRTIO_MAX_QUEUES];
+    uint64_t offered;  /* device features offered (device's + transport's) */
+    uint64_t features; /* negotiated, valid once FEATURES_OK was accepted */
+    uint32_t status;
+    uint32_t config_generation;
+    bool attached;  /* dev.ops->attach succeeded */
+    bool activated; /* dev.ops->activate succeeded since the last reset */
+    /* Send an interrupt with cause VMM_VIRTIO_INT_* (lock held). */
+    void (*raise)(struct vmm_virtio_transport *t, uint32_t cause);
+};
+
+/* lib/virtio/queue.c: name the queue's device in log lines (label must
+ * outlive the queue). */
+void vmm_virtq_set_label(struct vmm_virtq *q, const char *label);
+
+/* lib/virtio/device.c */
+int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
+                              struct vmm_memory *mem, struct vmm_event_loop *loop);
+void vmm_virtio_transport_fini(struct vmm_virtio_transport *t);
+/* Reset the device and every queue (lock held). */
+void vmm_virtio_transport_reset(struct vmm_virtio_transport *t);
+
+static inline bool vmm_is_pow2(uint64_t v)
+{
+    return v && !(v & (v - 1));
+}
+
+#endif /* VMM_VIRTIO_INTERNAL_H */
