@@ -5,6 +5,7 @@
  * the exit port), 0 after a guest power-off or reset, and 1 with a one-line
  * message on stderr for anything that went wrong.
  */
+#include <elf.h>
 #include <errno.h>
 #include <getopt.h>
 #include <fcntl.h>
@@ -26,6 +27,8 @@
 #define MAX_VCPUS     255 /* xAPIC ids are 8 bits and the guest runtime uses xAPIC */
 #define MMIO_HOLE     0xc0000000ull
 #define HIGH_RAM_BASE 0x100000000ull
+#define VIRTIO_GSI0   5 /* virtio-mmio slot n interrupts on GSI 5 + n */
+#define MAX_DISKS     8 /* --disk */
 
 #define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -42,7 +45,12 @@ static const char usage[] =
     "  -m, --mem SIZE        guest memory, with an optional K, M or G suffix (default 128M)\n"
     "  -c, --vcpus N         number of vCPUs, 1-255 (default 1)\n"
     "      --console WHERE   stdio (default: output to stdout, input from stdin) or a file\n"
-    "                        path the guest's serial output is written to\n"
+    "                        path the guest's serial output is written to, or virtio:\n"
+    "                        a virtio console on stdin/stdout (the serial port keeps\n"
+    "                        its output on stdout)\n"
+    "      --rng             add a virtio entropy device (fed from getrandom)\n"
+    "      --disk PATH[,ro]  add a virtio-blk disk backed by a file or block device,\n"
+    "                        read-only with ,ro (repeatable, up to 8)\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -154,7 +162,11 @@ struct options {
     bool restart_on_reboot;
     int verbose;
     struct vmm_vm_config cfg;
-    int out_fd, in_fd; /* the serial console */
+    int out_fd, in_fd;                             /* the serial console */
+    bool virtio_console;                           /* --console virtio */
+    bool rng;                                      /* --rng */
+    struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
+    unsigned nr_disks;
 };
 
 static void list_cpu_features(void)
@@ -222,17 +234,43 @@ static void add_platform_devices(struct vmm_vm *vm, const struct options *o, str
         (r = vmm_vm_add_rtc(vm)) < 0 || (r = vmm_vm_add_acpi_pm(vm)) < 0)
         fail("cannot add the platform devices: %s", vmm_strerror(r));
     m->serial[m->nr_serial++] = (struct vmm_machine_serial){VMM_COM1_PORT, VMM_COM1_IRQ};
-    m->i8042 = true;
+    /* The i8042 is there for its reset line only (no keyboard), so the
+     * firmware tables do not offer it: a kernel then skips probing a
+     * controller that would only time out. */
+    m->i8042 = false;
     m->rtc = true;
     m->acpi_pm = true;
 }
 
-/* Paravirtual devices asked for on the command line. */
+/* Paravirtual devices asked for on the command line: virtio-mmio slot n at
+ * VMM_X86_VIRTIO_MMIO_BASE + n * 4 KiB on GSI 5 + n, in this order, each
+ * listed in m->virtio[] (firmware tables, Linux's virtio_mmio.device=). */
 static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
 {
-    (void)vm;
-    (void)o;
-    (void)m;
+    struct vmm_virtio_mmio *dev;
+    int r;
+    if (o->virtio_console) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        struct vmm_virtio_console_config con = {.in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO};
+        r = vmm_vm_add_virtio_console(vm, base, VIRTIO_GSI0 + n, &con, &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add the virtio console: %s", vmm_strerror(r));
+    }
+    if (o->rng) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_rng(vm, base, VIRTIO_GSI0 + n, NULL, &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add the virtio entropy device: %s", vmm_strerror(r));
+    }
+    for (unsigned i = 0; i < o->nr_disks; i++) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_blk(vm, base, VIRTIO_GSI0 + n, &o->disks[i], &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
+    }
 }
 
 /* A static ELF program: loaded by physical address, entered in long mode with
@@ -240,8 +278,8 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
 static void boot_program(struct vmm_vm *vm, const struct options *o)
 {
     if (o->initrd || o->cmdline)
-        fail("--initrd and --cmdline need a Linux kernel, and '%s' is an ELF program "
-             "(use --boot linux to boot it as a vmlinux)",
+        fail("--initrd and --cmdline need a Linux kernel, and '%s' is booted as an ELF "
+             "program (use --boot linux to boot it as a vmlinux)",
              o->kernel);
     struct vmm_load_result img;
     int r = vmm_elf_load_file(vmm_vm_memory(vm), o->kernel, NULL, &img);
@@ -250,6 +288,87 @@ static void boot_program(struct vmm_vm *vm, const struct options *o)
     for (unsigned i = 0; i < o->vcpus; i++) {
         struct vmm_x86_boot_state boot = {.entry = img.entry, .arg0 = i, .arg1 = o->vcpus};
         r = vmm_vcpu_set_boot_state(vmm_vm_vcpu(vm, i), &boot);
+        if (r < 0)
+            fail("cannot set up vCPU %u: %s", i, vmm_strerror(r));
+    }
+}
+
+/*
+ * What --boot auto makes of an image: a bzImage is a Linux kernel; an ELF is a
+ * Linux kernel (vmlinux, with or without the PVH note) when it is linked at
+ * virtual addresses other than its load addresses, as every x86-64 kernel
+ * is, and a guest program otherwise.
+ */
+static enum boot_kind classify_image(const char *path)
+{
+    static unsigned char buf[64 << 10];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail("cannot load '%s': %s", path, strerror(errno));
+    ssize_t n = read(fd, buf, sizeof(buf));
+    close(fd);
+    if (n < 0)
+        fail("cannot load '%s': %s", path, strerror(errno));
+    enum vmm_kernel_format fmt = vmm_kernel_detect(buf, (size_t)n);
+    if (fmt == VMM_KERNEL_BZIMAGE)
+        return BOOT_LINUX;
+    if (fmt != VMM_KERNEL_ELF || (size_t)n < sizeof(Elf64_Ehdr))
+        return BOOT_PROGRAM; /* the ELF loader explains what is wrong */
+    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
+    if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr))
+        return BOOT_PROGRAM;
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
+        if (off < eh->e_phoff || off > (uint64_t)n || (uint64_t)n - off < sizeof(Elf64_Phdr))
+            break; /* headers beyond what was read: the loader checks them */
+        Elf64_Phdr ph;
+        memcpy(&ph, buf + off, sizeof(ph));
+        if (ph.p_type == PT_LOAD && ph.p_vaddr != ph.p_paddr)
+            return BOOT_LINUX;
+    }
+    return BOOT_PROGRAM;
+}
+
+/* MTRRdefType: MTRRs on, default type write-back, as firmware leaves it; a
+ * kernel that finds them off maps all of RAM uncached in its bookkeeping. */
+#define MSR_MTRR_DEF_TYPE 0x2ff
+#define MTRR_ENABLE_WB    ((1u << 11) | 6u)
+
+/* A Linux kernel: firmware tables describing the machine, then the loader's
+ * steps; vCPU 0 enters the kernel, the others wait for its INIT/SIPI. */
+static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kind kind,
+                       const struct vmm_machine *m)
+{
+    struct vmm_memory *mem = vmm_vm_memory(vm);
+    struct vmm_acpi_result acpi;
+    int r = vmm_acpi_write(mem, m, NULL, &acpi);
+    if (r < 0)
+        fail("cannot write the ACPI tables: %s", vmm_strerror(r));
+    struct vmm_mptable_result mp;
+    r = vmm_mptable_write(mem, m, NULL, &mp);
+    if (r < 0)
+        fail("cannot write the MP table: %s", vmm_strerror(r));
+
+    struct vmm_linux_config cfg = {
+        .kernel_path = o->kernel,
+        .initrd_path = o->initrd,
+        .cmdline = o->cmdline ? o->cmdline : "",
+        .machine = m,
+        .rsdp_addr = acpi.rsdp,
+        .kernel_opts = {.no_pvh = o->boot == BOOT_LINUX, .machine = m},
+    };
+    struct vmm_linux_boot boot;
+    r = vmm_linux_boot_setup(mem, &cfg, &boot);
+    if (r < 0)
+        fail("cannot load '%s': %s", o->kernel, boot.error[0] ? boot.error : vmm_strerror(r));
+    if (kind == BOOT_PVH && boot.protocol != VMM_LINUX_BOOT_PVH)
+        fail("cannot boot '%s' through PVH: it has no PVH entry note", o->kernel);
+    r = vmm_linux_set_entry(vmm_vm_vcpu(vm, 0), &boot);
+    if (r < 0)
+        fail("cannot set up vCPU 0: %s", vmm_strerror(r));
+    for (unsigned i = 0; i < o->vcpus; i++) {
+        struct kvm_msr_entry msr = {.index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB};
+        r = vmm_vcpu_set_msrs(vmm_vm_vcpu(vm, i), &msr, 1);
         if (r < 0)
             fail("cannot set up vCPU %u: %s", i, vmm_strerror(r));
     }
@@ -278,7 +397,11 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
         for (unsigned i = 0; i < o->vcpus; i++)
             apply_cpu_features(vmm_vm_vcpu(vm, i), o->cpu_disable);
 
-    boot_program(vm, o);
+    enum boot_kind kind = o->boot == BOOT_AUTO ? classify_image(o->kernel) : o->boot;
+    if (kind == BOOT_PROGRAM)
+        boot_program(vm, o);
+    else
+        boot_linux(vm, o, kind, &machine);
 
     if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
         fail("cannot watch for SIGINT/SIGTERM");
@@ -299,7 +422,9 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_CMDLINE,
         OPT_BOOT,
         OPT_CPU_DISABLE,
-        OPT_ON_REBOOT
+        OPT_ON_REBOOT,
+        OPT_RNG,
+        OPT_DISK,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -309,6 +434,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"mem", required_argument, NULL, 'm'},
         {"vcpus", required_argument, NULL, 'c'},
         {"console", required_argument, NULL, OPT_CONSOLE},
+        {"rng", no_argument, NULL, OPT_RNG},
+        {"disk", required_argument, NULL, OPT_DISK},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -377,6 +504,25 @@ static void parse_options(int argc, char **argv, struct options *o)
             check_cpu_features(optarg);
             o->cpu_disable = optarg;
             break;
+        case OPT_RNG:
+            o->rng = true;
+            break;
+        case OPT_DISK: {
+            if (o->nr_disks == MAX_DISKS)
+                fail("too many --disk options (at most %d)", MAX_DISKS);
+            struct vmm_virtio_blk_config *disk = &o->disks[o->nr_disks++];
+            *disk = (struct vmm_virtio_blk_config){.path = optarg};
+            size_t len = strlen(optarg);
+            if (len >= 3 && strcmp(optarg + len - 3, ",ro") == 0) {
+                optarg[len - 3] = '\0';
+                disk->readonly = true;
+            } else if (len >= 3 && strcmp(optarg + len - 3, ",rw") == 0) {
+                optarg[len - 3] = '\0';
+            }
+            if (!*disk->path)
+                fail("--disk needs a file or block device (PATH[,ro])");
+            break;
+        }
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)
                 o->restart_on_reboot = false;
@@ -423,6 +569,8 @@ int main(int argc, char **argv)
     o.in_fd = -1;
     if (strcmp(o.console, "stdio") == 0) {
         o.in_fd = STDIN_FILENO;
+    } else if (strcmp(o.console, "virtio") == 0) {
+        o.virtio_console = true; /* stdin goes to the virtio console, not the UART */
     } else {
         o.out_fd = open(o.console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (o.out_fd < 0)
@@ -442,7 +590,7 @@ int main(int argc, char **argv)
     /* A reader that goes away must not kill us through SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (o.in_fd >= 0)
+    if (o.in_fd >= 0 || o.virtio_console)
         make_stdin_raw();
     struct vmm_exit ex;
     for (;;) {

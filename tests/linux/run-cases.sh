@@ -1,0 +1,58 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Runs the resolved level-2 cases, one vmm-run each, and prints markers around each one's output.
+# Shared by level 1's /init (busybox sh inside QEMU) and the host in direct mode, so it sticks to
+# POSIX sh, awk, cut and timeout as busybox has them.
+#
+# usage: run-cases.sh RUNFILE VMM_RUN [DATA]
+# RUNFILE lines: name|timeout|arguments (shell words, evaluated).
+# DATA: the hooks' data folder; after each vmm-run, DATA/l1-after.d/*.sh run as "sh SCRIPT <name>"
+# (with DATA in the environment) to check what the case left behind, e.g. in its disk images.
+# Prints, per case:
+#   L1-CASE-BEGIN <name>
+#   L1-CMD vmm-run <arguments>
+#   ... vmm-run's output (stdout and stderr), with L1-MARK lines when the first output arrives and
+#       when the level-2 init's L2-INIT marker arrives (seconds since vmm-run started) ...
+#   ... the output of the DATA/l1-after.d scripts ...
+#   L1-CASE <name> rc=<exit status> wall=<seconds> timedout=<0|1>
+# Times come from /proc/uptime (centiseconds). AWK names an awk that handles each line as it arrives
+# (busybox's does; mawk waits for a full buffer from a pipe).
+runfile=$1
+# shellcheck disable=SC2034 # vmm is used in the eval below
+vmm=$2
+DATA=${3:-}
+export DATA
+tmp=${TMPDIR:-/tmp}
+awk=${AWK:-awk}
+
+now() { cut -d' ' -f1 /proc/uptime; }
+
+while IFS='|' read -r name timeout args; do
+    case "$name" in '' | '#'*) continue ;; esac
+    echo "L1-CASE-BEGIN $name"
+    echo "L1-CMD vmm-run $args"
+    rm -f "$tmp/case-rc"
+    t0=$(now)
+    # vmm-run gets SIGTERM at the timeout (it stops the VM and exits 1), SIGKILL 5 s later.
+    { eval "timeout -s TERM -k 5 $timeout \"\$vmm\" $args" </dev/null 2>&1; echo $? >"$tmp/case-rc"; } |
+        $awk -v t0="$t0" -v name="$name" '
+            function since(  l, a) {
+                l = ""
+                getline l < "/proc/uptime"
+                close("/proc/uptime")
+                split(l, a, " ")
+                return a[1] - t0
+            }
+            NR == 1 { printf "L1-MARK %s first-output=%.2f\n", name, since() }
+            { print; fflush() }
+            /L2-INIT/ && !seen { seen = 1; printf "L1-MARK %s l2-init=%.2f\n", name, since(); fflush() }'
+    t1=$(now)
+    rc=$(cat "$tmp/case-rc" 2>/dev/null || echo 255)
+    if [ -n "$DATA" ]; then
+        for after in "$DATA"/l1-after.d/*.sh; do
+            [ -f "$after" ] && sh "$after" "$name" </dev/null 2>&1
+        done
+    fi
+    echo "L1-CASE $name rc=$rc $($awk -v a="$t0" -v b="$t1" -v to="$timeout" \
+        'BEGIN { printf "wall=%.2f timedout=%d", b - a, (b - a >= to - 0.5) }')"
+done <"$runfile"

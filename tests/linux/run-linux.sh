@@ -1,0 +1,444 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# The real-Linux test: boots the level-2 cases of cases.txt with vmm-run, either nested (level 1 =
+# the host's Debian kernel under QEMU's emulator with kvm_amd, vmm-run inside it) or directly on
+# the host's /dev/kvm where that is a real KVM. Builds everything it needs under --work at test time,
+# keeps the full console log there, and checks each case's markers and exit status.
+#
+# usage: run-linux.sh --vmm-run FILE --guests DIR --work DIR [--src DIR]
+# Environment:
+#   VMM_LINUX_DIRECT=1|0   run directly on the host's /dev/kvm (1) or nested in QEMU (0); default:
+#                          direct when /dev/kvm is usable, kvm_intel or kvm_amd is loaded and
+#                          kvm_pvm is not
+#   VMM_LINUX_CASES=ERE    only the cases whose name matches
+#   VMM_LINUX_ALL=1        run the cases that cases.txt has off too
+#   VMM_LINUX_KERNEL=FILE  the bzImage (default: the newest /boot/vmlinuz-*)
+#   VMM_LINUX_MODULES=DIR  its modules (default: /lib/modules/<its version>)
+#   VMM_LINUX_CMDLINE=STR  level-2 command line before libvmm.case=<name> (default console=ttyS0 panic=-1)
+#   VMM_LINUX_TIMEOUT=S    overall limit for QEMU (default: 90 s + the cases' timeouts)
+#   VMM_QEMU=FILE          qemu-system-x86_64 to use
+# Exit status: 0 all run cases passed, 1 a failure, 77 something needed is missing (with the reason).
+set -euo pipefail
+
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+vmm_run="" guests="" work=""
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --vmm-run) vmm_run=$2; shift 2 ;;
+    --guests) guests=$2; shift 2 ;;
+    --work) work=$2; shift 2 ;;
+    --src) src=$2; shift 2 ;;
+    *) echo "run-linux.sh: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+done
+[ -n "$vmm_run" ] && [ -n "$guests" ] && [ -n "$work" ] || {
+    echo "usage: run-linux.sh --vmm-run FILE --guests DIR --work DIR [--src DIR]" >&2
+    exit 2
+}
+
+skip() { echo "SKIP: $*"; exit 77; }
+die() { echo "FAIL: $*"; exit 1; }
+now() { echo "${EPOCHREALTIME/,/.}"; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+trim() { local s=$1; s=${s#"${s%%[![:space:]]*}"}; s=${s%"${s##*[![:space:]]}"}; printf '%s' "$s"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+t_start=$(now)
+[ -d "$guests" ] && guests=$(cd "$guests" && pwd)
+[ -x "$vmm_run" ] || skip "vmm-run not built: $vmm_run"
+for t in cpio awk od dd; do have "$t" || skip "$t is not installed"; done
+
+# --- what to run on ---------------------------------------------------------------------------
+direct=${VMM_LINUX_DIRECT:-auto}
+if [ "$direct" = auto ]; then
+    direct=0
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ] && [ ! -d /sys/module/kvm_pvm ] &&
+        { [ -d /sys/module/kvm_intel ] || [ -d /sys/module/kvm_amd ]; }; then
+        direct=1
+    fi
+fi
+if [ "$direct" = 1 ]; then
+    [ -r /dev/kvm ] && [ -w /dev/kvm ] || skip "VMM_LINUX_DIRECT=1 but /dev/kvm is not usable"
+    mode=direct
+else
+    mode=nested
+    qemu=${VMM_QEMU:-$(command -v qemu-system-x86_64 || true)}
+    [ -n "$qemu" ] && [ -x "$qemu" ] || skip "qemu-system-x86_64 is not installed (package qemu-system-x86)"
+fi
+
+kernel=${VMM_LINUX_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n1 || true)}
+[ -n "$kernel" ] && [ -r "$kernel" ] ||
+    skip "no readable Linux kernel (${kernel:-/boot/vmlinuz-*}; package linux-image-amd64)"
+busybox=${VMM_LINUX_BUSYBOX:-$(command -v busybox || true)}
+[ -n "$busybox" ] || skip "busybox is not installed (package busybox-static)"
+if have readelf && readelf -lW "$busybox" 2>/dev/null | grep -q INTERP; then
+    skip "$busybox is dynamically linked: install busybox-static"
+fi
+
+# Little-endian integers out of a file: u8/u16/u32 FILE OFFSET.
+u8() { od -An -tu1 -j"$2" -N1 "$1" | tr -d ' \n'; }
+u16() { od -An -tu2 -j"$2" -N2 "$1" | tr -d ' \n'; }
+u32() { od -An -tu4 -j"$2" -N4 "$1" | tr -d ' \n'; }
+
+# The boot protocol header: "HdrS" at 0x202; the version string's offset at 0x20e (from 0x200).
+[ "$(dd if="$kernel" bs=1 skip=$((0x202)) count=4 2>/dev/null)" = HdrS ] ||
+    skip "$kernel is not a bzImage"
+kver_ptr=$(u16 "$kernel" $((0x20e)))
+kver=$(dd if="$kernel" bs=1 skip=$((kver_ptr + 0x200)) count=128 2>/dev/null | tr '\0' '\n' |
+    head -n1 | cut -d' ' -f1 || true)
+
+mkdir -p "$work"
+work=$(cd "$work" && pwd)
+log=$work/console.log
+[ "$mode" = direct ] && log=$work/direct.log
+rm -f "$work/console.log" "$work/direct.log" "$work/report.txt"
+echo "mode: $mode; kernel: $kernel ($kver); work: $work"
+
+# --- level-2 images -----------------------------------------------------------------------------
+t_build=$(now)
+l2=$work/l2
+mkdir -p "$l2"
+cp -f "$kernel" "$l2/bzImage"
+
+# The ELF vmlinux inside the bzImage: setup_sects at 0x1f1 (0 means 4), payload_offset and
+# payload_length at 0x248/0x24c, relative to the protected-mode part at (setup_sects + 1) * 512.
+vmlinux_note="" pvh_note=""
+extract_vmlinux() {
+    local ss po pl off magic out=$l2/vmlinux
+    ss=$(u8 "$kernel" $((0x1f1)))
+    [ "$ss" -ne 0 ] || ss=4
+    po=$(u32 "$kernel" $((0x248)))
+    pl=$(u32 "$kernel" $((0x24c)))
+    off=$(((ss + 1) * 512 + po))
+    [ "$pl" -gt 4 ] || { vmlinux_note="no payload in the bzImage header"; return 1; }
+    magic=$(od -An -tx1 -j"$off" -N4 "$kernel" | tr -d ' \n')
+    # Every format gets the uncompressed size appended (4 bytes): leave it out.
+    # shellcheck disable=SC2054 # the commas are dd's
+    local payload=(dd if="$kernel" iflag=skip_bytes,count_bytes skip="$off" count=$((pl - 4))
+        bs=1M status=none)
+    case "$magic" in
+    fd377a58) have xz || { vmlinux_note="xz is not installed"; return 1; }
+        "${payload[@]}" | xz -dc --single-stream >"$out.tmp" ;;
+    1f8b*) have gzip || { vmlinux_note="gzip is not installed"; return 1; }
+        "${payload[@]}" | gzip -dc >"$out.tmp" ;;
+    28b52ffd) have zstd || { vmlinux_note="zstd is not installed"; return 1; }
+        "${payload[@]}" | zstd -dcq >"$out.tmp" ;;
+    *) vmlinux_note="payload compression with magic $magic is not handled"; return 1 ;;
+    esac
+    [ "$(od -An -tx1 -N4 "$out.tmp" | tr -d ' \n')" = 7f454c46 ] ||
+        { vmlinux_note="the payload is not an ELF file"; return 1; }
+    mv -f "$out.tmp" "$out"
+}
+has_vmlinux=0 has_pvh=0
+if [ -s "$l2/vmlinux" ] && [ "$l2/vmlinux" -nt "$kernel" ]; then
+    has_vmlinux=1
+elif extract_vmlinux; then
+    has_vmlinux=1
+else
+    rm -f "$l2/vmlinux" "$l2/vmlinux.tmp"
+fi
+if [ "$has_vmlinux" = 1 ]; then
+    # XEN_ELFNOTE_PHYS32_ENTRY (18): the PVH entry point.
+    if ! have readelf; then
+        pvh_note="readelf is not installed (binutils)"
+    elif readelf -nW "$l2/vmlinux" | grep -Eq 'Xen.*(0x00000012|PHYS32_ENTRY)'; then
+        has_pvh=1
+    else
+        pvh_note="the vmlinux has no Xen PVH entry note"
+    fi
+fi
+t_vmlinux=$(elapsed "$t_build")
+
+# A busybox root: the binary and a link per applet.
+busybox_root() {
+    local root=$1 a
+    mkdir -p "$root/bin" "$root/dev" "$root/proc" "$root/sys" "$root/tmp" "$root/etc"
+    cp -f "$busybox" "$root/bin/busybox"
+    for a in $("$busybox" --list); do
+        [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
+    done
+}
+mkcpio() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$2"; }
+
+token="libvmm-l2-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
+data=$work/data
+rm -rf "$l2/root" "$work/l1" "$data"
+mkdir -p "$data"
+busybox_root "$l2/root"
+install -m 0755 "$src/l2-init.sh" "$l2/root/init"
+printf '%s\n' "$token" >"$l2/root/etc/libvmm-l2-file"
+mkdir -p "$l2/root/etc/l2-init.d"
+
+# Hooks: tests/linux/hooks/*.sh, sourced here in name order before the images are packed. They see
+# L2_ROOT (the level-2 initramfs tree: add files, or checks as $L2_ROOT/etc/l2-init.d/*.sh that the
+# level-2 /init sources before L2-DONE), DATA (files for vmm-run, e.g. disk images: a case names them
+# as @DATA@/file; scripts DATA/l1-after.d/*.sh that run-cases.sh runs after each case, as
+# "sh SCRIPT <case>", where vmm-run ran: level 1 or the host), WORK, MODE (nested or direct), KERNEL
+# and KVER; add case lines to cases.txt. Per case they may write WORK/expect/<case> (more strings
+# its output must contain, one a line, known only at test time; "!string": must not contain) and
+# WORK/skip/<case> (the reason to skip it). They run under this script's set -euo pipefail.
+rm -rf "$work/expect" "$work/skip"
+mkdir -p "$work/expect" "$work/skip"
+export L2_ROOT=$l2/root DATA=$data WORK=$work MODE=$mode KERNEL=$kernel KVER=$kver
+for hook in "$src"/hooks/*.sh; do
+    [ -f "$hook" ] || continue
+    echo "hook: $hook"
+    # shellcheck disable=SC1090
+    . "$hook"
+done
+mkcpio "$l2/root" "$l2/initrd.cpio"
+
+# --- the case list --------------------------------------------------------------------------------
+if [ "$mode" = nested ]; then
+    p_guests=/guests p_l2=/l2 p_data=/data
+else
+    p_guests=$guests p_l2=$l2 p_data=$data
+fi
+help=$("$vmm_run" --help 2>&1 || true)
+cmdline_base=${VMM_LINUX_CMDLINE:-console=ttyS0 panic=-1}
+filter=${VMM_LINUX_CASES:-}
+
+c_name=() c_kind=() c_timeout=() c_expect=() c_cpus=() c_cmdline=() c_status=()
+runfile=$work/cases.run
+: >"$runfile"
+case_timeouts=0
+while IFS='|' read -r name state kind timeout expect args; do
+    name=$(trim "$name")
+    case "$name" in '' | '#'*) continue ;; esac
+    state=$(trim "$state") kind=$(trim "$kind") timeout=$(trim "$timeout")
+    expect=$(trim "$expect") args=$(trim "$args")
+    [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || die "cases.txt: bad case name '$name'"
+    [[ "$timeout" =~ ^[0-9]+$ ]] || die "cases.txt: $name: bad timeout '$timeout'"
+    case "$kind" in guest | linux) ;; *) die "cases.txt: $name: bad kind '$kind'" ;; esac
+    if [ -n "$filter" ] && ! [[ "$name" =~ $filter ]]; then
+        continue
+    fi
+    i=${#c_name[@]}
+    c_name[i]=$name c_kind[i]=$kind c_timeout[i]=$timeout c_expect[i]=$expect
+    c_cpus[i]=1
+    vcpus_re=' --vcpus ([0-9]+) '
+    [[ " $args " =~ $vcpus_re ]] && c_cpus[i]=${BASH_REMATCH[1]}
+    c_cmdline[i]="$cmdline_base libvmm.case=$name"
+    status=run
+    [ "$state" = off ] && [ "${VMM_LINUX_ALL:-0}" = 1 ] && state=on
+    case "$state" in
+    on | auto) ;;
+    off) status="skip (off in cases.txt)" ;;
+    *) die "cases.txt: $name: bad state '$state'" ;;
+    esac
+    if [ "$status" = run ]; then
+        for opt in $(grep -oE -- '--[a-z0-9][a-z0-9-]*' <<<"$args" | sort -u); do
+            grep -qE -- "(^|[^a-z0-9-])$opt([^a-z0-9-]|$)" <<<"$help" && continue
+            if [ "$state" = auto ]; then
+                status="skip (vmm-run has no $opt yet)"
+            else
+                status="fail (vmm-run has no $opt)"
+            fi
+            break
+        done
+    fi
+    if [ "$status" = run ] && [ -f "$work/skip/$name" ]; then
+        status="skip ($(head -n1 "$work/skip/$name"))"
+    fi
+    if [ "$status" = run ] && [[ "$args" == *@VMLINUX* ]] && [ "$has_vmlinux" != 1 ]; then
+        status="skip (no vmlinux: $vmlinux_note)"
+    fi
+    if [ "$status" = run ] && [[ "$args" == *@VMLINUX_PVH@* ]] && [ "$has_pvh" != 1 ]; then
+        status="skip ($pvh_note)"
+    fi
+    c_status[i]=$status
+    [ "$status" = run ] || continue
+    r=$args
+    r=${r//@GUESTS@/\'$p_guests\'}
+    r=${r//@BZIMAGE@/\'$p_l2/bzImage\'}
+    r=${r//@VMLINUX_PVH@/\'$p_l2/vmlinux\'}
+    r=${r//@VMLINUX@/\'$p_l2/vmlinux\'}
+    r=${r//@L2_INITRD@/\'$p_l2/initrd.cpio\'}
+    r=${r//@DATA@/\'$p_data\'}
+    r=${r//@CMDLINE@/\'${c_cmdline[i]}\'}
+    printf '%s|%s|%s\n' "$name" "$timeout" "$r" >>"$runfile"
+    case_timeouts=$((case_timeouts + timeout))
+done <"$src/cases.txt"
+[ "${#c_name[@]}" -gt 0 ] || skip "no case in cases.txt matches VMM_LINUX_CASES='$filter'"
+
+# --- run ----------------------------------------------------------------------------------------
+t_l1build=$(now)
+if [ "$mode" = nested ]; then
+    moddir=${VMM_LINUX_MODULES:-/lib/modules/$kver}
+    [ -r "$moddir/modules.dep" ] || skip "no modules for kernel $kver in $moddir"
+    l1=$work/l1
+    busybox_root "$l1"
+    install -m 0755 "$src/l1-init.sh" "$l1/init"
+    install -m 0755 "$src/run-cases.sh" "$l1/run-cases.sh"
+    cp -f "$runfile" "$l1/cases.run"
+
+    # kvm-amd and what it depends on, in load order (modules.dep lists the dependencies of each
+    # module so that loading them last to first works). QEMU's emulator only emulates AMD-V.
+    mkdir -p "$l1/modules"
+    dep=$(grep -E '^[^:]*/kvm-amd\.ko(\.[a-z]+)?:' "$moddir/modules.dep" || true)
+    [ -n "$dep" ] || skip "kvm-amd is not among the modules of $kver"
+    : >"$l1/modules/order"
+    read -r -a deps <<<"${dep#*:}"
+    for ((j = ${#deps[@]} - 1; j >= -1; j--)); do
+        if [ "$j" -ge 0 ]; then m=${deps[j]}; else m=${dep%%:*}; fi
+        base=$(basename "$m")
+        base=${base%.xz} base=${base%.zst} base=${base%.gz} base=${base%.ko}
+        case "$m" in
+        *.ko) cp -f "$moddir/$m" "$l1/modules/$base.ko" ;;
+        *.ko.xz) have xz || skip "xz is not installed"; xz -dc "$moddir/$m" >"$l1/modules/$base.ko" ;;
+        *.ko.zst) have zstd || skip "zstd is not installed"; zstd -dcq "$moddir/$m" >"$l1/modules/$base.ko" ;;
+        *.ko.gz) gzip -dc "$moddir/$m" >"$l1/modules/$base.ko" ;;
+        *) skip "module $m: unknown compression" ;;
+        esac
+        echo "$base" >>"$l1/modules/order"
+    done
+
+    # vmm-run with its shared libraries and dynamic loader, at the same paths.
+    mkdir -p "$l1/vmm"
+    cp -f "$vmm_run" "$l1/vmm/vmm-run"
+    if have ldd && ldd "$vmm_run" >/dev/null 2>&1; then
+        for lib in $(ldd "$vmm_run" | grep -oE '/[^ ]+'); do
+            mkdir -p "$l1$(dirname "$lib")"
+            cp -fL "$lib" "$l1$lib"
+        done
+    fi
+    mkdir -p "$l1/guests" "$l1/l2"
+    cp -f "$guests"/*.elf "$l1/guests/" 2>/dev/null || true
+    # Hard links where possible: the images are big, and cpio reads them once either way.
+    for f in bzImage initrd.cpio vmlinux; do
+        [ -f "$l2/$f" ] || continue
+        ln -f "$l2/$f" "$l1/l2/$f" 2>/dev/null || cp -f "$l2/$f" "$l1/l2/$f"
+    done
+    cp -a "$data" "$l1/data"
+    mkcpio "$l1" "$work/l1-initrd.cpio"
+    echo "level-1 initramfs: $(du -m "$work/l1-initrd.cpio" | cut -f1) MiB; modules: $(tr '\n' ' ' <"$l1/modules/order")"
+    rm -rf "$l1"
+fi
+t_build_total=$(elapsed "$t_build")
+t_l1build=$(elapsed "$t_l1build")
+
+t_run=$(now)
+if [ "$mode" = nested ]; then
+    limit=${VMM_LINUX_TIMEOUT:-$((90 + case_timeouts))}
+    echo "running level 1 (QEMU, limit ${limit}s), console log: $log"
+    set +e
+    timeout -k 10 "$limit" "$qemu" -M q35 -accel tcg -cpu max -smp 1 -m 2048 -nographic -no-reboot \
+        -kernel "$kernel" -initrd "$work/l1-initrd.cpio" \
+        -append "console=ttyS0 panic=-1" </dev/null >"$log" 2>&1
+    qemu_rc=$?
+    set -e
+else
+    echo "running directly on /dev/kvm, log: $log"
+    set +e
+    TMPDIR=$work AWK="$busybox awk" sh "$src/run-cases.sh" "$runfile" "$vmm_run" "$data" >"$log" 2>&1
+    qemu_rc=$?
+    set -e
+fi
+t_run=$(elapsed "$t_run")
+
+# --- check ----------------------------------------------------------------------------------------
+clean=$work/console.clean
+tr -d '\r' <"$log" >"$clean"
+failed=0
+report() { echo "$*" | tee -a "$work/report.txt"; }
+marker() { grep -m1 -oE "$1( .*)?\$" <<<"$out" | head -n1 || true; }
+field() { grep -oE "(^| )$1=[^ ]*" <<<"$2" | head -n1 | cut -d= -f2 || true; }
+
+if [ "$mode" = nested ]; then
+    l1_init=$(grep -m1 '^L1-INIT' "$clean" || true)
+    if ! grep -q '^L1-KVM ok' "$clean"; then
+        tail -n 40 "$clean"
+        how="qemu exit $qemu_rc"
+        [ "$qemu_rc" != 124 ] && [ "$qemu_rc" != 137 ] || how="QEMU killed at the ${limit}s limit"
+        if ! grep -q '^L1-INIT' "$clean"; then
+            die "level 1 did not reach its /init ($how; see $log)"
+        fi
+        die "level 1 has no /dev/kvm ($how; see $log)"
+    fi
+    l1_kvm=$(grep -m1 '^L1-KVM ok' "$clean")
+fi
+
+for ((i = 0; i < ${#c_name[@]}; i++)); do
+    name=${c_name[i]} status=${c_status[i]}
+    if [ "$status" != run ]; then
+        [[ "$status" == fail* ]] && failed=1
+        report "$(printf '%-10s %s %s' "$name" "$(tr a-z A-Z <<<"${status%% *}")" "${status#* }")"
+        continue
+    fi
+    # The case's output: from its L1-CASE-BEGIN to its L1-CASE line.
+    out=$(awk -v n="$name" '$0 == "L1-CASE-BEGIN " n { on = 1; next }
+        on && index($0, "L1-CASE " n " rc=") == 1 { exit } on' "$clean")
+    end=$(grep -m1 -E "^L1-CASE $name rc=" "$clean" || true)
+    why=()
+    want_rc=0
+    if [ -z "$end" ]; then
+        why+=("did not finish (no L1-CASE line)")
+    fi
+    rc=$(field rc "$end")
+    IFS=';' read -r -a expects <<<"${c_expect[i]}"
+    for e in "${expects[@]}"; do
+        e=$(trim "$e")
+        case "$e" in
+        '' | -) ;;
+        rc=*) want_rc=${e#rc=} ;;
+        *) grep -qF -- "$e" <<<"$out" || why+=("no '$e'") ;;
+        esac
+    done
+    # The hooks' expectations with this run's tokens.
+    if [ -f "$work/expect/$name" ]; then
+        while IFS= read -r e; do
+            case "$e" in
+            '') ;;
+            '!'*) ! grep -qF -- "${e#!}" <<<"$out" || why+=("'${e#!}': $(grep -m1 -F -- "${e#!}" <<<"$out")") ;;
+            *) grep -qF -- "$e" <<<"$out" || why+=("no '$e'") ;;
+            esac
+        done <"$work/expect/$name"
+    fi
+    [ -z "$end" ] || [ "$rc" = "$want_rc" ] || why+=("exit status $rc, expected $want_rc")
+    [ "$(field timedout "$end")" != 1 ] || why+=("timed out after ${c_timeout[i]}s")
+    runinit="-" l2init="-"
+    if [ "${c_kind[i]}" = linux ]; then
+        # Markers may follow other output on their line (a console escape, a kernel message).
+        cpus=$(marker L2-CPUS | cut -d' ' -f2)
+        cmd=$(marker L2-CMDLINE | cut -d' ' -f2-)
+        file=$(marker L2-FILE | cut -d' ' -f2)
+        [ -n "$(marker L2-INIT)" ] || why+=("no L2-INIT (level-2 init did not start)")
+        [ "$cpus" = "${c_cpus[i]}" ] || why+=("L2-CPUS '$cpus', expected ${c_cpus[i]}")
+        [ "$(trim "$cmd")" = "${c_cmdline[i]}" ] || why+=("L2-CMDLINE '$cmd', expected '${c_cmdline[i]}'")
+        [ "$file" = "$token" ] || why+=("L2-FILE '$file', expected this run's token")
+        [ -n "$(marker L2-DONE)" ] || why+=("no L2-DONE")
+        runinit=$(grep -m1 -oE '\[ *[0-9]+\.[0-9]+\] Run /init' <<<"$out" | grep -oE '[0-9]+\.[0-9]+' || true)
+        [ -n "$runinit" ] || runinit=$(marker L2-RUNINIT | grep -oE '[0-9]+\.[0-9]+' | head -n1 || true)
+        runinit=${runinit:--}
+        l2init=$(grep -m1 "^L1-MARK $name l2-init=" <<<"$out" | cut -d= -f2 || true)
+        l2init=${l2init:--}
+    fi
+    wall=$(field wall "$end")
+    if [ "${#why[@]}" -eq 0 ]; then
+        result=PASS
+    else
+        result=FAIL
+        failed=1
+    fi
+    report "$(printf '%-10s %s rc=%s wall=%ss vmm-run-to-L2-INIT=%ss kernel-Run-/init=%ss' \
+        "$name" "$result" "${rc:--}" "${wall:--}" "$l2init" "$runinit")"
+    if [ "$result" = FAIL ]; then
+        for w in "${why[@]}"; do report "           - $w"; done
+        echo "---- last lines of $name's output ----"
+        tail -n 30 <<<"$out"
+        echo "----"
+    fi
+done
+
+if [ "$mode" = nested ] && ! grep -q '^L1-DONE' "$clean"; then
+    failed=1
+    report "level 1 did not finish (qemu exit $qemu_rc after ${t_run}s; limit ${limit}s)"
+    tail -n 20 "$clean"
+fi
+report "timings: level-2 images ${t_vmlinux}s (vmlinux extraction), images total ${t_build_total}s$(
+    [ "$mode" = nested ] && echo " (level-1 initramfs ${t_l1build}s)"), run ${t_run}s, all $(elapsed "$t_start")s"
+if [ "$mode" = nested ]; then
+    report "level 1: $(field uptime "$l1_init")s of kernel time to /init, KVM loaded at $(field uptime "$l1_kvm")s, done at $(field uptime "$(grep -m1 '^L1-DONE' "$clean" || true)")s"
+fi
+report "full log: $log"
+exit "$failed"

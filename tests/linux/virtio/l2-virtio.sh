@@ -1,0 +1,150 @@
+# shellcheck shell=sh
+# SPDX-License-Identifier: Apache-2.0
+# The virtio cases' check in level 2 (busybox sh), installed as /etc/l2-init.d/50-virtio.sh by
+# tests/linux/hooks/50-virtio.sh and sourced by /init before L2-DONE. It acts only in a case that has
+# /etc/libvmm-virtio/<case> (libvmm.case=<case> on the command line). The devices, as cases.txt gives
+# them to vmm-run: a virtio console, a virtio entropy device, disk 1 (ext4, read-write) and disk 2
+# (ext4, read-only), all virtio-mmio devices the guest finds in the ACPI DSDT (LNRO0005).
+# Markers (a step that fails prints "L2-VIRTIO-FAIL <step>: <what>" instead):
+#   L2-VIRTIO-MODULES <n> loaded          the modules of /lib/modules/virtio/order, in that order
+#   L2-VIRTIO-DEVICES platform=<n> virtio=<n> ids=<sorted device IDs>
+#   L2-VIRTIO-READ <token>                hello.txt of /dev/vda (the token only the disk image has)
+#   L2-VIRTIO-BIG ok                      big.bin of /dev/vda has the SHA-256 the hook recorded
+#   L2-VIRTIO-WROTE <token>               written.txt (this token) and copy.bin (of big.bin) written to
+#                                         /dev/vda, synced and unmounted
+#   L2-VIRTIO-RO-READ <token>             ro.txt of /dev/vdb
+#   L2-VIRTIO-RO refused                  /dev/vdb is read-only: blockdev --getro says 1, a write to
+#                                         the device fails, a read-write mount fails or ends read-only,
+#                                         and writing a file there fails
+#   L2-HVC hello <token>                  written to /dev/hvc0: only vmm-run's virtio console shows it
+#   L2-HWRNG <hex>                        32 bytes read from /dev/hwrng (not all zeros)
+#   L2-VIRTIO-IRQS <name>=<count> ...     the virtio interrupts of /proc/interrupts
+#   L2-VIRTIO-OK                          every step passed
+l2_virtio() {
+    local case dir fail=0 m n want got f i dev tok sha hex opts
+
+    case=$(sed -n 's/.*libvmm\.case=\([^ ]*\).*/\1/p' /proc/cmdline)
+    dir=/etc/libvmm-virtio/$case
+    [ -n "$case" ] && [ -d "$dir" ] || return 0
+    vfail() {
+        echo "L2-VIRTIO-FAIL $*"
+        fail=1
+    }
+    # wait_for PATH: up to 10 s for a device node or sysfs entry the kernel adds.
+    wait_for() {
+        i=0
+        while [ ! -e "$1" ] && [ "$i" -lt 100 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        [ -e "$1" ]
+    }
+
+    n=0
+    while read -r m; do
+        [ -n "$m" ] || continue
+        if insmod "/lib/modules/virtio/$m.ko"; then
+            n=$((n + 1))
+        else
+            vfail "insmod: $m"
+        fi
+    done </lib/modules/virtio/order
+    echo "L2-VIRTIO-MODULES $n loaded ($(tr '\n' ' ' </lib/modules/virtio/order))"
+
+    # The devices: one platform device per DSDT entry, one virtio device per platform device.
+    want=$(cat "$dir/ids")
+    wait_for /sys/bus/virtio/devices/virtio$(($(echo "$want" | wc -w) - 1)) || true
+    n=$(ls /sys/bus/platform/devices 2>/dev/null | grep -c '^LNRO0005:')
+    got=$(cat /sys/bus/virtio/devices/*/device 2>/dev/null | sed 's/^0x0*//' | sort -n |
+        tr '\n' ' ' | sed 's/ $//')
+    echo "L2-VIRTIO-DEVICES platform=$n virtio=$(ls /sys/bus/virtio/devices 2>/dev/null | wc -l) ids=$got"
+    [ "$n" -eq "$(echo "$want" | wc -w)" ] || vfail "devices: $n LNRO0005 platform devices, expected $(echo "$want" | wc -w)"
+    [ "$got" = "$want" ] || vfail "devices: virtio device IDs '$got', expected '$want'"
+    for f in /sys/bus/virtio/devices/*; do
+        [ -e "$f/driver" ] || vfail "devices: ${f##*/} (ID $(cat "$f/device")) has no driver"
+    done
+
+    # Disk 1, read-write: read what the host put there, write a file and a copy of big.bin.
+    mkdir -p /mnt/vda /mnt/vdb
+    if ! wait_for /dev/vda || ! wait_for /dev/vdb; then
+        vfail "disks: no /dev/vda or /dev/vdb ($(ls /sys/block | tr '\n' ' '))"
+    elif [ "$(cat /sys/block/vda/ro)" != 0 ] || [ "$(cat /sys/block/vdb/ro)" != 1 ]; then
+        vfail "disks: vda ro=$(cat /sys/block/vda/ro), vdb ro=$(cat /sys/block/vdb/ro); expected 0 and 1"
+    fi
+    if [ -e /dev/vda ] && mount -t ext4 /dev/vda /mnt/vda; then
+        echo "L2-VIRTIO-READ $(cat /mnt/vda/hello.txt)"
+        sha=$(sha256sum /mnt/vda/big.bin | cut -d' ' -f1)
+        if [ "$sha" = "$(cat "$dir/big.sha256")" ]; then
+            echo "L2-VIRTIO-BIG ok"
+        else
+            vfail "read: big.bin has SHA-256 $sha, expected $(cat "$dir/big.sha256")"
+        fi
+        tok=$(cat "$dir/write-token")
+        if echo "$tok" >/mnt/vda/written.txt && cp /mnt/vda/big.bin /mnt/vda/copy.bin && sync &&
+            umount /mnt/vda; then
+            echo "L2-VIRTIO-WROTE $tok"
+        else
+            vfail "write: writing written.txt and copy.bin to /dev/vda, sync or umount failed"
+            umount /mnt/vda 2>/dev/null
+        fi
+    else
+        vfail "read: cannot mount /dev/vda (ext4)"
+    fi
+
+    # Disk 2, read-only: every way to write must fail.
+    if [ -e /dev/vdb ]; then
+        f=""
+        [ "$(blockdev --getro /dev/vdb)" = 1 ] || f="$f blockdev--getro=$(blockdev --getro /dev/vdb)"
+        if dd if=/dev/zero of=/dev/vdb bs=512 count=1 conv=notrunc,fsync 2>/dev/null; then
+            f="$f device-write-succeeded"
+        fi
+        # busybox mount retries read-only when the kernel refuses read-write (EACCES/EROFS).
+        if mount -t ext4 -o rw /dev/vdb /mnt/vdb 2>/dev/null || mount -t ext4 -o ro /dev/vdb /mnt/vdb; then
+            opts=$(awk '$2 == "/mnt/vdb" { print $4 }' /proc/mounts)
+            case "$opts" in ro*) ;; *) f="$f mounted-$opts" ;; esac
+            echo "L2-VIRTIO-RO-READ $(cat /mnt/vdb/ro.txt)"
+            if echo x 2>/dev/null >/mnt/vdb/new.txt; then
+                f="$f file-write-succeeded"
+            fi
+            umount /mnt/vdb || f="$f umount"
+        else
+            f="$f cannot-mount"
+        fi
+        if [ -z "$f" ]; then
+            echo "L2-VIRTIO-RO refused"
+        else
+            vfail "read-only disk:$f"
+        fi
+    fi
+
+    # The virtio console: this line reaches vmm-run's stdout only through the device.
+    if wait_for /dev/hvc0; then
+        if echo "L2-HVC hello $(cat "$dir/hvc-token")" >/dev/hvc0; then
+            echo "L2-VIRTIO-HVC written"
+        else
+            vfail "console: cannot write /dev/hvc0"
+        fi
+    else
+        vfail "console: no /dev/hvc0"
+    fi
+
+    # The entropy device, through the hw_random core.
+    if wait_for /dev/hwrng; then
+        hex=$(timeout 10 head -c 32 /dev/hwrng | od -An -tx1 | tr -d ' \n')
+        echo "L2-HWRNG $hex rng_current=$(cat /sys/class/misc/hw_random/rng_current 2>/dev/null)"
+        if [ "${#hex}" -ne 64 ]; then
+            vfail "hwrng: read ${#hex} hex digits, expected 64"
+        elif [ -z "$(echo "$hex" | tr -d 0)" ]; then
+            vfail "hwrng: all zeros"
+        fi
+    else
+        vfail "hwrng: no /dev/hwrng"
+    fi
+
+    echo "L2-VIRTIO-IRQS $(awk '/virtio/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
+        printf "%s=%d ", $NF, s }' /proc/interrupts)"
+    [ "$fail" = 0 ] && echo "L2-VIRTIO-OK"
+    unset -f vfail wait_for
+}
+l2_virtio
+unset -f l2_virtio
