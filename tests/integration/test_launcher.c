@@ -4,6 +4,7 @@
  * option or image. */
 #include <check.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,6 +113,68 @@ START_TEST(smp_and_console_file)
     slurp(path, con, sizeof(con));
     unlink(path);
     ck_assert_msg(strstr(con, "smp: 3 vCPUs reported"), "console: %s", con);
+}
+END_TEST
+
+/* A guest that prints 'B' on COM1 and then pulses the i8042 reset line. */
+static const uint8_t rebooter[] = {
+    0x66, 0xba, 0xf8, 0x03, /* mov dx, 0x3f8 */
+    0xb0, 'B',              /* mov al, 'B' */
+    0xee,                   /* out dx, al */
+    0xb0, 0xfe,             /* mov al, 0xfe */
+    0xe6, 0x64,             /* out 0x64, al */
+    0xf4,                   /* hlt */
+};
+
+static unsigned count_char(const char *path, char c)
+{
+    char buf[4096];
+    slurp(path, buf, sizeof(buf));
+    unsigned n = 0;
+    for (const char *p = buf; *p; p++)
+        n += *p == c;
+    return n;
+}
+
+START_TEST(reboot_ends_the_run_or_restarts_it)
+{
+    char elf[] = "/tmp/vmm-test-rebootXXXXXX", con[] = "/tmp/vmm-test-rbconXXXXXX";
+    close(mkstemp(elf));
+    close(mkstemp(con));
+    harness_write_raw_elf(elf, rebooter, sizeof(rebooter));
+
+    /* By default a reboot ends vmm-run with status 0 after one boot. */
+    struct result r;
+    char *once[] = {VMM_RUN_PATH, "-k", elf, "--mem", "16M", "--console", con, NULL};
+    run(&r, once);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_uint_eq(count_char(con, 'B'), 1);
+
+    /* With --on-reboot restart the VM boots again until stopped. */
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        int devnull = open("/dev/null", O_RDWR);
+        dup2(devnull, 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        execl(VMM_RUN_PATH, VMM_RUN_PATH, "-k", elf, "--mem", "16M", "--console", con,
+              "--on-reboot", "restart", (char *)NULL);
+        _exit(127);
+    }
+    unsigned boots = 0;
+    for (int i = 0; i < 1000 && boots < 3; i++) {
+        usleep(10000);
+        boots = count_char(con, 'B');
+    }
+    kill(pid, SIGTERM);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_uint_ge(boots, 3);
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 1); /* stopped by the signal, not by a reboot */
+    unlink(elf);
+    unlink(con);
 }
 END_TEST
 
@@ -230,6 +293,7 @@ int main(void)
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, bad_options_get_one_line_errors);
     tcase_add_test(tc, cpu_disable_lists_and_applies);
+    tcase_add_test(tc, reboot_ends_the_run_or_restarts_it);
     tcase_add_test(tc, bad_images_get_one_line_errors);
     tcase_add_test(tc, embedding_example_runs_a_guest);
     suite_add_tcase(s, tc);
