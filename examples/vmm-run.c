@@ -11,6 +11,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,12 +145,18 @@ static void make_stdin_raw(void)
     }
 }
 
+/* Set once SIGINT/SIGTERM arrived: a reboot that wins the race against the
+ * stop must not restart the VM and lose the signal. */
+static atomic_bool stop_requested;
+
 static void on_signal(void *opaque, int fd, uint32_t events)
 {
     struct signalfd_siginfo si;
     (void)events;
-    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+    if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        atomic_store(&stop_requested, true);
         vmm_vm_stop(opaque);
+    }
 }
 
 enum boot_kind { BOOT_AUTO, BOOT_PROGRAM, BOOT_LINUX, BOOT_PVH };
@@ -597,6 +605,10 @@ int main(int argc, char **argv)
         ex = run_vm(&o, sfd);
         if (ex.reason != VMM_EXIT_RESET || !o.restart_on_reboot)
             break;
+        if (atomic_load(&stop_requested)) {
+            ex.reason = VMM_EXIT_STOPPED;
+            break;
+        }
         if (o.verbose)
             fprintf(stderr, "%s: guest rebooted; restarting the VM\n", prog);
     }

@@ -17,4 +17,13 @@ bool vmm_log_enabled(enum vmm_log_level level);
 
 #define VMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+struct iovec;
+/*
+ * writev(2) that a vanished reader cannot kill the process with: SIGPIPE is
+ * blocked in the calling thread for the write, and one the write raised is
+ * consumed before unblocking (unless one was already pending). Retries on
+ * EINTR; returns what writev returns, errno set (EPIPE for a gone reader).
+ */
+long vmm_writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt);
+
 #endif /* VMM_INTERNAL_H */

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <sys/uio.h>
 #include <unistd.h>
 #include <vmm/bus.h>
 #include <vmm/devices.h>
@@ -413,33 +414,6 @@ static int out_wait_writable(struct vmm_uart *u)
     return 0;
 }
 
-/* write(2) to a pipe without letting a vanished reader kill the process:
- * SIGPIPE is blocked in this thread for the write, and one it raised is
- * consumed before unblocking, unless one was already pending beforehand. */
-static ssize_t write_pipe_nosigpipe(int fd, const void *buf, size_t len)
-{
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    sigemptyset(&pending);
-    sigpending(&pending);
-    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    ssize_t n;
-    do {
-        n = write(fd, buf, len);
-    } while (n < 0 && errno == EINTR);
-    int saved = errno;
-    if (n < 0 && saved == EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return n;
-}
-
 static int out_write_byte(struct vmm_uart *u, uint8_t byte)
 {
     ssize_t n;
@@ -473,7 +447,8 @@ static int out_write_byte(struct vmm_uart *u, uint8_t byte)
         if (r < 0)
             return r;
         if (u->out_kind == OUT_PIPE) {
-            n = write_pipe_nosigpipe(u->out_fd, &byte, 1);
+            n = vmm_writev_nosigpipe(u->out_fd, &(struct iovec){.iov_base = &byte, .iov_len = 1},
+                                     1);
         } else {
             do {
                 n = write(u->out_fd, &byte, 1);

@@ -399,15 +399,9 @@ int vmm_acpi_write(struct vmm_memory *mem, const struct vmm_machine *machine,
     int r = build_scratch(machine, addr, end - addr, &s, &tmp);
     if (r < 0)
         return r;
-    if (vmm_memory_check_range(mem, addr, (uint64_t)r) != 0) {
-        vmm_log_debug("acpi: [0x%" PRIx64 ", +0x%x) lies outside guest memory", addr, r);
-        free(s);
-        return -EFAULT;
-    }
-    int w = vmm_memory_write(mem, addr, s, (size_t)r);
-    free(s);
-    if (w < 0)
-        return w;
+    r = tables_copy_in(mem, addr, s, r, "acpi");
+    if (r < 0)
+        return r;
     if (res)
         *res = tmp;
     return r;

@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
+#include <vmm/memory.h>
 
 #include "vmm_internal.h"
 
@@ -90,4 +92,19 @@ uint8_t tables_checksum(const uint8_t *p, size_t len)
     for (size_t i = 0; i < len; i++)
         sum = (uint8_t)(sum + p[i]);
     return (uint8_t)(0u - sum);
+}
+
+int tables_copy_in(struct vmm_memory *mem, uint64_t addr, uint8_t *s, int len, const char *what)
+{
+    int r = len;
+    if (vmm_memory_check_range(mem, addr, (uint64_t)len) != 0) {
+        vmm_log_debug("%s: [0x%" PRIx64 ", +0x%x) lies outside guest memory", what, addr, len);
+        r = -EFAULT;
+    } else {
+        int w = vmm_memory_write(mem, addr, s, (size_t)len);
+        if (w < 0)
+            r = w;
+    }
+    free(s);
+    return r;
 }

@@ -34,6 +34,15 @@ struct tables_machine {
 int tables_machine_check(const struct vmm_machine *machine, unsigned max_vcpus,
                          bool virtio_below_4g, struct tables_machine *out);
 
+/*
+ * Copy a built table image s[0..len) into guest memory at addr and free s
+ * (whatever happens). Returns len, -EFAULT when [addr, addr + len) is not
+ * all guest RAM (nothing written), or what vmm_memory_write returns. what
+ * names the table in the debug log.
+ */
+struct vmm_memory;
+int tables_copy_in(struct vmm_memory *mem, uint64_t addr, uint8_t *s, int len, const char *what);
+
 /* The byte that makes the bytes of p[0..len) sum to zero (mod 256), given
  * that the checksum byte itself is still zero. */
 uint8_t tables_checksum(const uint8_t *p, size_t len);

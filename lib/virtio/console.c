@@ -142,32 +142,6 @@ static void in_event(void *opaque, int fd, uint32_t events)
 
 /* ---- output ---- */
 
-/* write(2) to a pipe with SIGPIPE blocked in this thread; one it raised is
- * consumed before unblocking (unless one was pending before). */
-static ssize_t writev_nosigpipe(int fd, const struct iovec *iov, int n)
-{
-    sigset_t pipe_set, old, pending;
-    sigemptyset(&pipe_set);
-    sigaddset(&pipe_set, SIGPIPE);
-    sigemptyset(&pending);
-    sigpending(&pending);
-    bool was_pending = sigismember(&pending, SIGPIPE) == 1;
-    pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
-    ssize_t r;
-    do {
-        r = writev(fd, iov, n);
-    } while (r < 0 && errno == EINTR);
-    int saved = errno;
-    if (r < 0 && saved == EPIPE && !was_pending) {
-        const struct timespec zero = {0, 0};
-        while (sigtimedwait(&pipe_set, NULL, &zero) < 0 && errno == EINTR)
-            ;
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    errno = saved;
-    return r;
-}
-
 static bool out_writable_now(int fd)
 {
     struct pollfd p = {.fd = fd, .events = POLLOUT};
@@ -238,7 +212,7 @@ static int tx_write(struct console *c)
             if (!out_writable_now(c->out_fd))
                 return -EAGAIN;
             n = clamp_iov(iov, n, PIPE_BUF);
-            w = writev_nosigpipe(c->out_fd, iov, n);
+            w = vmm_writev_nosigpipe(c->out_fd, iov, n);
             break;
         case OUT_OTHER:
             if (!out_writable_now(c->out_fd))
