@@ -162,24 +162,33 @@ mkcpio() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) 
 
 token="libvmm-l2-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 data=$work/data
-rm -rf "$l2/root" "$work/l1" "$data"
+rm -rf "$l2/root" "$l2/extra" "$l2"/initrd-*.cpio "$work/l1" "$data"
 mkdir -p "$data"
 busybox_root "$l2/root"
 install -m 0755 "$src/l2-init.sh" "$l2/root/init"
 printf '%s\n' "$token" >"$l2/root/etc/libvmm-l2-file"
 mkdir -p "$l2/root/etc/l2-init.d"
 
-# Hooks: tests/linux/hooks/*.sh, sourced here in name order before the images are packed. They see
-# L2_ROOT (the level-2 initramfs tree: add files, or checks as $L2_ROOT/etc/l2-init.d/*.sh that the
-# level-2 /init sources before L2-DONE), DATA (files for vmm-run, e.g. disk images: a case names them
-# as @DATA@/file; scripts DATA/l1-after.d/*.sh that run-cases.sh runs after each case, as
-# "sh SCRIPT <case>", where vmm-run ran: level 1 or the host), WORK, MODE (nested or direct), KERNEL
-# and KVER; add case lines to cases.txt. Per case they may write WORK/expect/<case> (more strings
-# its output must contain, one a line, known only at test time; "!string": must not contain) and
-# WORK/skip/<case> (the reason to skip it). They run under this script's set -euo pipefail.
+# Hooks: tests/linux/hooks/*.sh, sourced here in name order before the images are packed, under
+# this script's set -euo pipefail. They see:
+#   L2_ROOT   the level-2 initramfs tree: add files, or checks as $L2_ROOT/etc/l2-init.d/*.sh that
+#             the level-2 /init sources before L2-DONE
+#   L2_EXTRA  where a tree L2_EXTRA/<variant>/ makes a variant of the level-2 initramfs: the archive
+#             of L2_ROOT followed by the tree's own (Linux unpacks both into one root), that a case
+#             names as @L2_INITRD:<variant>@, so that what only some cases need stays out of the
+#             others
+#   DATA      files for vmm-run (disk images: a case names them as @DATA@/file), and scripts
+#             DATA/l1-after.d/*.sh that run-cases.sh runs after each case as "sh SCRIPT <case>",
+#             where vmm-run ran (level 1, or the host in direct mode)
+#   WORK, MODE (nested or direct), KERNEL, KVER
+# They add case lines to cases.txt, and may write per case WORK/expect/<case>, more strings its
+# output must contain, one a line, known only at test time ("!string": must not contain), and
+# WORK/skip/<case>, a reason to skip it.
 rm -rf "$work/expect" "$work/skip"
 mkdir -p "$work/expect" "$work/skip"
-export L2_ROOT=$l2/root DATA=$data WORK=$work MODE=$mode KERNEL=$kernel KVER=$kver
+mkdir -p "$l2/extra"
+export L2_ROOT=$l2/root L2_EXTRA=$l2/extra DATA=$data WORK=$work MODE=$mode KERNEL=$kernel
+export KVER=$kver
 for hook in "$src"/hooks/*.sh; do
     [ -f "$hook" ] || continue
     echo "hook: $hook"
@@ -187,6 +196,15 @@ for hook in "$src"/hooks/*.sh; do
     . "$hook"
 done
 mkcpio "$l2/root" "$l2/initrd.cpio"
+# The variants: Linux unpacks concatenated archives one after the other into the same root.
+for x in "$l2/extra"/*/; do
+    [ -d "$x" ] || continue
+    v=$(basename "$x")
+    [[ "$v" =~ ^[A-Za-z0-9._-]+$ ]] || die "hooks: bad initramfs variant name '$v'"
+    mkcpio "$x" "$l2/extra-$v.cpio"
+    cat "$l2/initrd.cpio" "$l2/extra-$v.cpio" >"$l2/initrd-$v.cpio"
+    rm -f "$l2/extra-$v.cpio"
+done
 
 # --- the case list --------------------------------------------------------------------------------
 if [ "$mode" = nested ]; then
@@ -240,6 +258,11 @@ while IFS='|' read -r name state kind timeout expect args; do
     if [ "$status" = run ] && [ -f "$work/skip/$name" ]; then
         status="skip ($(head -n1 "$work/skip/$name"))"
     fi
+    variant_re='@L2_INITRD:([A-Za-z0-9._-]+)@'
+    if [ "$status" = run ] && [[ "$args" =~ $variant_re ]] &&
+        [ ! -f "$l2/initrd-${BASH_REMATCH[1]}.cpio" ]; then
+        status="skip (no level-2 initramfs variant '${BASH_REMATCH[1]}' from the hooks)"
+    fi
     if [ "$status" = run ] && [[ "$args" == *@VMLINUX* ]] && [ "$has_vmlinux" != 1 ]; then
         status="skip (no vmlinux: $vmlinux_note)"
     fi
@@ -254,6 +277,9 @@ while IFS='|' read -r name state kind timeout expect args; do
     r=${r//@VMLINUX_PVH@/\'$p_l2/vmlinux\'}
     r=${r//@VMLINUX@/\'$p_l2/vmlinux\'}
     r=${r//@L2_INITRD@/\'$p_l2/initrd.cpio\'}
+    while [[ "$r" =~ $variant_re ]]; do
+        r=${r//${BASH_REMATCH[0]}/\'$p_l2/initrd-${BASH_REMATCH[1]}.cpio\'}
+    done
     r=${r//@DATA@/\'$p_data\'}
     r=${r//@CMDLINE@/\'${c_cmdline[i]}\'}
     printf '%s|%s|%s\n' "$name" "$timeout" "$r" >>"$runfile"
@@ -305,7 +331,8 @@ if [ "$mode" = nested ]; then
     mkdir -p "$l1/guests" "$l1/l2"
     cp -f "$guests"/*.elf "$l1/guests/" 2>/dev/null || true
     # Hard links where possible: the images are big, and cpio reads them once either way.
-    for f in bzImage initrd.cpio vmlinux; do
+    for f in bzImage initrd.cpio vmlinux "$l2"/initrd-*.cpio; do
+        f=${f##*/}
         [ -f "$l2/$f" ] || continue
         ln -f "$l2/$f" "$l1/l2/$f" 2>/dev/null || cp -f "$l2/$f" "$l1/l2/$f"
     done

@@ -2,22 +2,23 @@
 # SPDX-License-Identifier: Apache-2.0
 # Hook of the real-Linux test (sourced by run-linux.sh, see README.md): the virtio cases.
 #
-# A virtio case is a case line of cases.txt whose arguments name the disk image "@DATA@/<name>.vda.img".
-# For each one this builds, at test time:
-#   DATA/<name>.vda.img    an ext4 image (mkfs.ext4 -d) holding hello.txt (a random token) and
-#                          big.bin (512 KiB of random bytes)
-#   DATA/virtio-ro.img     a small ext4 image for the read-only disk, shared by the cases, holding ro.txt
-#   L2_ROOT/etc/libvmm-virtio/<name>/   what the level-2 check needs: the token to write, the token for
-#                          the virtio console, big.bin's SHA-256, the virtio device IDs to expect
-#   WORK/expect/<name>     the markers with this run's tokens, which the driver asserts
-# and, once for all of them:
-#   L2_ROOT/lib/modules/virtio/   the Debian modules the level-2 check loads (virtio_mmio, virtio_blk,
-#                          virtio_console, virtio-rng, ext4 and, from modules.dep and modules.softdep,
-#                          what they need), decompressed, with "order" (load order) and "builtin"
-#   L2_ROOT/etc/l2-init.d/50-virtio.sh   the level-2 check (virtio/l2-virtio.sh)
-#   DATA/l1-after.d/50-virtio.sh         level 1's check after vmm-run (virtio/l1-virtio.sh): reads the
-#                          image back with debugfs, runs e2fsck -fn, checks the read-only image unchanged
-#   DATA/virtio/e2fs/      debugfs and e2fsck with their shared libraries and dynamic loader
+# A virtio case is a case line of cases.txt whose arguments name the disk image "@DATA@/<name>.vda.img"
+# and the level-2 initramfs variant "virtio" (@L2_INITRD:virtio@). At test time this builds:
+#   DATA/<name>.vda.img   per case, an ext4 image (mkfs.ext4 -d) holding hello.txt (a random token)
+#                         and big.bin (512 KiB of random bytes)
+#   DATA/virtio-ro.img    a small ext4 image for the read-only disk, shared by the cases, with ro.txt
+#   WORK/expect/<name>    the markers with this run's tokens, which the driver asserts
+#   L2_EXTRA/virtio/      the variant's own files:
+#     lib/modules/virtio/   the Debian modules the level-2 check loads (virtio_mmio, virtio_blk,
+#                           virtio_console, virtio-rng, ext4 and what they need by modules.dep and
+#                           modules.softdep), decompressed, with "order" (load order) and "builtin"
+#     etc/l2-init.d/50-virtio.sh   the level-2 check (virtio/l2-virtio.sh)
+#     etc/libvmm-virtio/<name>/    per case: the token to write, the token for the virtio console,
+#                           big.bin's SHA-256, the virtio device IDs to expect
+#   DATA/l1-after.d/50-virtio.sh   the check after vmm-run where it ran (virtio/l1-virtio.sh): reads
+#                         the image back with debugfs, runs e2fsck -fn, checks the read-only image
+#   DATA/virtio/          what that check needs: debugfs and e2fsck with their shared libraries and
+#                         dynamic loader (e2fs/), the tokens and SHA-256 sums
 # Without what it needs (mkfs.ext4 with -d, debugfs, e2fsck, the modules) it marks the virtio cases
 # skipped (WORK/skip/<name>) with the reason.
 
@@ -50,7 +51,8 @@ virtio_hook() {
 
     # The modules, with their dependencies, in load order. A module the kernel has built in (listed
     # in modules.builtin) needs nothing; one that is neither there nor in modules.dep skips the cases.
-    local mdir=$L2_ROOT/lib/modules/virtio
+    local xroot=$L2_EXTRA/virtio
+    local mdir=$xroot/lib/modules/virtio
     local -A seen=()
     local order=() builtin=()
     virtio_mod_path() { # NAME -> its path in modules.dep ('-' and '_' are the same), or nothing
@@ -84,9 +86,12 @@ virtio_hook() {
         done
         case "$path" in
         *.ko) cp -f "$moddir/$path" "$mdir/$base.ko" ;;
-        *.ko.xz) xz -dc "$moddir/$path" >"$mdir/$base.ko" ;;
-        *.ko.zst) zstd -dcq "$moddir/$path" >"$mdir/$base.ko" ;;
-        *.ko.gz) gzip -dc "$moddir/$path" >"$mdir/$base.ko" ;;
+        *.ko.xz) have xz || { why="xz is not installed"; return 0; }
+            xz -dc "$moddir/$path" >"$mdir/$base.ko" ;;
+        *.ko.zst) have zstd || { why="zstd is not installed"; return 0; }
+            zstd -dcq "$moddir/$path" >"$mdir/$base.ko" ;;
+        *.ko.gz) have gzip || { why="gzip is not installed"; return 0; }
+            gzip -dc "$moddir/$path" >"$mdir/$base.ko" ;;
         *) why="module $path: unknown compression"; return 0 ;;
         esac
         order+=("$base")
@@ -108,7 +113,7 @@ virtio_hook() {
         done
     fi
     if [ -n "$why" ]; then
-        rm -rf "$mdir"
+        rm -rf "$xroot"
         for name in "${cases[@]}"; do
             echo "$why" >"$WORK/skip/$name"
         done
@@ -143,8 +148,8 @@ virtio_hook() {
     "$mkfs" -q -F -t ext4 -L libvmm-ro -d "$tree/ro" "$DATA/virtio-ro.img" 2M
     sha256sum "$DATA/virtio-ro.img" | cut -d' ' -f1 >"$DATA/virtio/ro.sha256"
 
-    mkdir -p "$L2_ROOT/etc/l2-init.d" "$DATA/l1-after.d"
-    install -m 0644 "$here/virtio/l2-virtio.sh" "$L2_ROOT/etc/l2-init.d/50-virtio.sh"
+    mkdir -p "$xroot/etc/l2-init.d" "$DATA/l1-after.d"
+    install -m 0644 "$here/virtio/l2-virtio.sh" "$xroot/etc/l2-init.d/50-virtio.sh"
     install -m 0644 "$here/virtio/l1-virtio.sh" "$DATA/l1-after.d/50-virtio.sh"
 
     local read_token write_token hvc_token big_sha ids args n
@@ -169,7 +174,7 @@ virtio_hook() {
         n=$({ grep -oE -- '--disk ' <<<"$args" || true; } | wc -l)
         for ((k = 0; k < n; k++)); do ids+=(2); done
 
-        local d=$L2_ROOT/etc/libvmm-virtio/$name
+        local d=$xroot/etc/libvmm-virtio/$name
         mkdir -p "$d" "$DATA/virtio/$name"
         printf '%s\n' "$write_token" >"$d/write-token"
         printf '%s\n' "$hvc_token" >"$d/hvc-token"
@@ -188,7 +193,8 @@ virtio_hook() {
         } >"$WORK/expect/$name"
     done
     rm -rf "$tree"
-    echo "hook 50-virtio: cases ${cases[*]}; level-2 modules: ${order[*]}${builtin:+ (built in: ${builtin[*]})}"
+    echo "hook 50-virtio: cases ${cases[*]}; level-2 modules: ${order[*]}" \
+        "${builtin:+(built in: ${builtin[*]})}"
 }
 virtio_hook
 unset -f virtio_hook virtio_mod_path virtio_mod_add

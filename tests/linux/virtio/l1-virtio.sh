@@ -9,12 +9,13 @@
 #   L1-VIRTIO-COPY ok           copy.bin of the image has big.bin's SHA-256
 #   L1-VIRTIO-FSCK clean        e2fsck -fn finds nothing to fix
 #   L1-VIRTIO-RO-UNCHANGED      the read-only disk's image has the SHA-256 it had before the run
-#   L1-VIRTIO-OK                all of them
+#   L1-VIRTIO-OK <s>            all of them, and the seconds these checks took
 case=$1
 d=$DATA/virtio/$case
 img=$DATA/$case.vda.img
 [ -n "$case" ] && [ -d "$d" ] || exit 0
 e2=$DATA/virtio/e2fs
+t0=$(cut -d' ' -f1 /proc/uptime)
 tmp=${TMPDIR:-/tmp}/l1-virtio.$$
 fail=0
 e2run() {
@@ -58,5 +59,6 @@ if [ "$sha" = "$(cat "$DATA/virtio/ro.sha256")" ]; then
 else
     vfail "read-only disk: the image changed (SHA-256 $sha)"
 fi
-[ "$fail" = 0 ] && echo "L1-VIRTIO-OK"
+[ "$fail" = 0 ] && echo "L1-VIRTIO-OK $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" \
+    'BEGIN { printf "%.2f", b - a }')"
 exit 0

@@ -1,4 +1,4 @@
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC3043 # busybox sh has local
 # SPDX-License-Identifier: Apache-2.0
 # The virtio cases' check in level 2 (busybox sh), installed as /etc/l2-init.d/50-virtio.sh by
 # tests/linux/hooks/50-virtio.sh and sourced by /init before L2-DONE. It acts only in a case that has
@@ -8,6 +8,7 @@
 # Markers (a step that fails prints "L2-VIRTIO-FAIL <step>: <what>" instead):
 #   L2-VIRTIO-MODULES <n> loaded          the modules of /lib/modules/virtio/order, in that order
 #   L2-VIRTIO-DEVICES platform=<n> virtio=<n> ids=<sorted device IDs>
+#   L2-VIRTIO-BLK vda cache=<..> serial=<..> vdb ...   what the driver found (for the log only)
 #   L2-VIRTIO-READ <token>                hello.txt of /dev/vda (the token only the disk image has)
 #   L2-VIRTIO-BIG ok                      big.bin of /dev/vda has the SHA-256 the hook recorded
 #   L2-VIRTIO-WROTE <token>               written.txt (this token) and copy.bin (of big.bin) written to
@@ -19,13 +20,14 @@
 #   L2-HVC hello <token>                  written to /dev/hvc0: only vmm-run's virtio console shows it
 #   L2-HWRNG <hex>                        32 bytes read from /dev/hwrng (not all zeros)
 #   L2-VIRTIO-IRQS <name>=<count> ...     the virtio interrupts of /proc/interrupts
-#   L2-VIRTIO-OK                          every step passed
+#   L2-VIRTIO-OK <s>                      every step passed, and the seconds the steps took
 l2_virtio() {
-    local case dir fail=0 m n want got f i dev tok sha hex opts
+    local case dir fail=0 m n v want nwant got f i tok sha hex opts t0
 
     case=$(sed -n 's/.*libvmm\.case=\([^ ]*\).*/\1/p' /proc/cmdline)
     dir=/etc/libvmm-virtio/$case
     [ -n "$case" ] && [ -d "$dir" ] || return 0
+    t0=$(cut -d' ' -f1 /proc/uptime)
     vfail() {
         echo "L2-VIRTIO-FAIL $*"
         fail=1
@@ -53,12 +55,15 @@ l2_virtio() {
 
     # The devices: one platform device per DSDT entry, one virtio device per platform device.
     want=$(cat "$dir/ids")
-    wait_for /sys/bus/virtio/devices/virtio$(($(echo "$want" | wc -w) - 1)) || true
-    n=$(ls /sys/bus/platform/devices 2>/dev/null | grep -c '^LNRO0005:')
+    nwant=$(echo "$want" | wc -w)
+    wait_for "/sys/bus/virtio/devices/virtio$((nwant - 1))" || true
+    n=0 v=0
+    for f in /sys/bus/platform/devices/LNRO0005:*; do [ -e "$f" ] && n=$((n + 1)); done
+    for f in /sys/bus/virtio/devices/*; do [ -e "$f" ] && v=$((v + 1)); done
     got=$(cat /sys/bus/virtio/devices/*/device 2>/dev/null | sed 's/^0x0*//' | sort -n |
         tr '\n' ' ' | sed 's/ $//')
-    echo "L2-VIRTIO-DEVICES platform=$n virtio=$(ls /sys/bus/virtio/devices 2>/dev/null | wc -l) ids=$got"
-    [ "$n" -eq "$(echo "$want" | wc -w)" ] || vfail "devices: $n LNRO0005 platform devices, expected $(echo "$want" | wc -w)"
+    echo "L2-VIRTIO-DEVICES platform=$n virtio=$v ids=$got"
+    [ "$n" -eq "$nwant" ] || vfail "devices: $n LNRO0005 platform devices, expected $nwant"
     [ "$got" = "$want" ] || vfail "devices: virtio device IDs '$got', expected '$want'"
     for f in /sys/bus/virtio/devices/*; do
         [ -e "$f/driver" ] || vfail "devices: ${f##*/} (ID $(cat "$f/device")) has no driver"
@@ -67,10 +72,16 @@ l2_virtio() {
     # Disk 1, read-write: read what the host put there, write a file and a copy of big.bin.
     mkdir -p /mnt/vda /mnt/vdb
     if ! wait_for /dev/vda || ! wait_for /dev/vdb; then
-        vfail "disks: no /dev/vda or /dev/vdb ($(ls /sys/block | tr '\n' ' '))"
+        vfail "disks: no /dev/vda or /dev/vdb (in /sys/block: $(echo /sys/block/*))"
     elif [ "$(cat /sys/block/vda/ro)" != 0 ] || [ "$(cat /sys/block/vdb/ro)" != 1 ]; then
         vfail "disks: vda ro=$(cat /sys/block/vda/ro), vdb ro=$(cat /sys/block/vdb/ro); expected 0 and 1"
     fi
+    f=""
+    for i in /sys/block/vd*; do
+        [ -e "$i" ] || continue
+        f="$f ${i##*/} cache=$(sed 's/ /-/' "$i/queue/write_cache") serial=$(cat "$i/serial" 2>&1)"
+    done
+    echo "L2-VIRTIO-BLK$f"
     if [ -e /dev/vda ] && mount -t ext4 /dev/vda /mnt/vda; then
         echo "L2-VIRTIO-READ $(cat /mnt/vda/hello.txt)"
         sha=$(sha256sum /mnt/vda/big.bin | cut -d' ' -f1)
@@ -143,7 +154,8 @@ l2_virtio() {
 
     echo "L2-VIRTIO-IRQS $(awk '/virtio/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
         printf "%s=%d ", $NF, s }' /proc/interrupts)"
-    [ "$fail" = 0 ] && echo "L2-VIRTIO-OK"
+    [ "$fail" = 0 ] && echo "L2-VIRTIO-OK $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" \
+        'BEGIN { printf "%.2f", b - a }')"
     unset -f vfail wait_for
 }
 l2_virtio
