@@ -29,7 +29,6 @@
 #define MAX_VCPUS     255 /* xAPIC ids are 8 bits and the guest runtime uses xAPIC */
 #define MMIO_HOLE     0xc0000000ull
 #define HIGH_RAM_BASE 0x100000000ull
-#define VIRTIO_GSI0   5 /* virtio-mmio slot n interrupts on GSI 5 + n */
 #define MAX_DISKS     8 /* --disk */
 
 #define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -253,6 +252,17 @@ static void add_platform_devices(struct vmm_vm *vm, const struct options *o, str
 /* Paravirtual devices asked for on the command line: virtio-mmio slot n at
  * VMM_X86_VIRTIO_MMIO_BASE + n * 4 KiB on GSI 5 + n, in this order, each
  * listed in m->virtio[] (firmware tables, Linux's virtio_mmio.device=). */
+/* The interrupt line of virtio-mmio slot n: the ISA lines no platform
+ * device uses (not 0-4 or 8, the RTC's), then 16 and up. */
+static unsigned virtio_gsi(unsigned n)
+{
+    static const unsigned gsis[] = {5,  6,  7,  9,  10, 11, 12, 13, 14,
+                                    15, 16, 17, 18, 19, 20, 21, 22, 23};
+    if (n >= VMM_ARRAY_LEN(gsis))
+        fail("too many virtio devices (at most %zu)", VMM_ARRAY_LEN(gsis));
+    return gsis[n];
+}
+
 static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
 {
     struct vmm_virtio_mmio *dev;
@@ -261,21 +271,27 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
         struct vmm_virtio_console_config con = {.in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO};
-        r = vmm_vm_add_virtio_console(vm, base, VIRTIO_GSI0 + n, &con, &dev);
+        r = vmm_vm_add_virtio_console(vm, base, virtio_gsi(n), &con, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add the virtio console: %s", vmm_strerror(r));
     }
     if (o->rng) {
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
-        r = vmm_vm_add_virtio_rng(vm, base, VIRTIO_GSI0 + n, NULL, &dev);
+        r = vmm_vm_add_virtio_rng(vm, base, virtio_gsi(n), NULL, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add the virtio entropy device: %s", vmm_strerror(r));
     }
     for (unsigned i = 0; i < o->nr_disks; i++) {
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
-        r = vmm_vm_add_virtio_blk(vm, base, VIRTIO_GSI0 + n, &o->disks[i], &dev);
+        /* Each disk its own serial, so /dev/disk/by-id tells them apart. */
+        char serial[21];
+        snprintf(serial, sizeof(serial), "libvmm-disk%u", i);
+        struct vmm_virtio_blk_config disk = o->disks[i];
+        if (!disk.serial)
+            disk.serial = serial;
+        r = vmm_vm_add_virtio_blk(vm, base, virtio_gsi(n), &disk, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
     }

@@ -121,10 +121,11 @@ static int disk_a_tests(void)
         return r ? r : FAIL_ZEROES;
     if ((r = read_ok(&qa, 42, 1)) || !blk_check_pattern(buf, 42, SECTOR, 1))
         return r ? r : FAIL_ZEROES;
-    /* The id: 20 bytes, "libvmm-blk" padded with zeros. */
+    /* The id: 20 bytes, "libvmm-disk0" (vmm-run names disk n "libvmm-disk<n>") padded with zeros.
+     */
     memset(buf, 0xee, 32);
     if (blk_request(&qa, &hdr, VIRTIO_BLK_T_GET_ID, 0, buf, 20, &status) != 21 ||
-        status != VIRTIO_BLK_S_OK || memcmp(buf, "libvmm-blk\0\0\0\0\0\0\0\0\0\0", 20) != 0 ||
+        status != VIRTIO_BLK_S_OK || memcmp(buf, "libvmm-disk0\0\0\0\0\0\0\0\0", 20) != 0 ||
         buf[20] != 0xee)
         return FAIL_ID;
     /* Past the end: refused, nothing read. */

@@ -224,7 +224,7 @@ static void library_disks(enum vmm_irqchip irqchip)
     struct harness h;
     harness_init(&h, irqchip, 16);
     struct vmm_virtio_mmio *a, *b;
-    struct vmm_virtio_blk_config ca = {.path = disk_a};
+    struct vmm_virtio_blk_config ca = {.path = disk_a, .serial = "libvmm-disk0"};
     struct vmm_virtio_blk_config cb = {.path = disk_b, .readonly = true};
     ck_assert_int_eq(vmm_vm_add_virtio_blk(h.vm, 0xd0000000, 5, &ca, &a), 0);
     ck_assert_int_eq(vmm_vm_add_virtio_blk(h.vm, 0xd0001000, 6, &cb, &b), 0);
