@@ -286,7 +286,7 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
         /* Each disk its own serial, so /dev/disk/by-id tells them apart. */
-        char serial[21];
+        char serial[24]; /* i < MAX_DISKS: at most 12 bytes */
         snprintf(serial, sizeof(serial), "libvmm-disk%u", i);
         struct vmm_virtio_blk_config disk = o->disks[i];
         if (!disk.serial)

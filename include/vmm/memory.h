@@ -18,6 +18,12 @@
  * Thread-safety: regions are added before vCPUs run; after that the map is
  * read-only and every access function may be called from any thread.
  * Adding a region while other threads access the map is not supported.
+ *
+ * Stability: a region is never removed, moved, resized or remapped while the
+ * map lives (there is no call that could); its host mapping goes only with
+ * vmm_memory_destroy. So a host address obtained for guest memory stays
+ * valid, and keeps mapping the same guest address, until then. The
+ * virtqueues rely on it to reach their rings without a lookup per access.
  */
 #ifndef VMM_MEMORY_H
 #define VMM_MEMORY_H

@@ -159,12 +159,15 @@ VMM_API VMM_MUST_USE int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_cha
  * it. A chain popped before the queue was last reset is only freed. Does not
  * interrupt the guest: call vmm_virtq_notify after a batch of pushes.
  * Returns 0, -EIO (queue broken; chain freed) or -EFAULT. chain may be NULL
- * (no-op).
+ * (no-op). Freed chains are kept for reuse by the queue's next pops; a chain
+ * pushed or freed a second time is refused with -EINVAL and a log line (the
+ * ring is not written), as far as the queue can still tell.
  */
 VMM_API int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t written);
 
 /* Free a chain without completing it (the driver never sees it used: only
- * for when the device is being reset or destroyed). Accepts NULL. */
+ * for when the device is being reset or destroyed). Accepts NULL. A chain
+ * may be freed after its queue was destroyed. */
 VMM_API void vmm_virtq_chain_free(struct vmm_virtq_chain *chain);
 
 /*

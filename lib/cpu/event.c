@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <vmm/event.h>
 
+#include "cpu/event_internal.h"
 #include "vmm_internal.h"
 
 /* epoll_event.data of the stop eventfd; never a valid slot/generation pair
@@ -32,6 +33,7 @@ struct event_slot {
     uint32_t gen;
     int fd;
     uint32_t events; /* 0: paused, and then not in the epoll set at all */
+    bool edge;       /* added by vmm_event_loop_add_edge: EPOLLET with every mask */
     bool in_callback;
     vmm_event_fn fn;
     void *opaque;
@@ -152,11 +154,19 @@ static void free_slot(struct event_slot *s)
     s->fd = -1;
 }
 
-/* Edge-triggered or one-shot modes would break level-triggered pausing. */
+/* Edge-triggered or one-shot modes would break level-triggered pausing for
+ * callbacks that expect it; only vmm_event_loop_add_edge (internal, for fds
+ * whose callbacks are written for it) sets EPOLLET. */
 #define EVENT_BAD_FLAGS (EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE)
 
-int vmm_event_loop_add(struct vmm_event_loop *loop, int fd, uint32_t events, vmm_event_fn fn,
-                       void *opaque)
+/* The epoll mask for a slot's events. */
+static uint32_t epoll_mask(const struct event_slot *s, uint32_t events)
+{
+    return events | (s->edge ? EPOLLET : 0);
+}
+
+static int event_add(struct vmm_event_loop *loop, int fd, uint32_t events, bool edge,
+                     vmm_event_fn fn, void *opaque)
 {
     if (!loop || !fn || (events & EVENT_BAD_FLAGS))
         return -EINVAL;
@@ -173,7 +183,8 @@ int vmm_event_loop_add(struct vmm_event_loop *loop, int fd, uint32_t events, vmm
         ret = -ENOMEM;
         goto out;
     }
-    struct epoll_event ev = {.events = events, .data.u64 = slot_token(loop, (unsigned)idx)};
+    struct epoll_event ev = {.events = events | (edge ? EPOLLET : 0),
+                             .data.u64 = slot_token(loop, (unsigned)idx)};
     /* Always add once, even when paused: that is how an fd epoll cannot
      * watch (regular file, /dev/null) is reported as -EPERM. */
     if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
@@ -186,6 +197,7 @@ int vmm_event_loop_add(struct vmm_event_loop *loop, int fd, uint32_t events, vmm
     s->state = SLOT_ACTIVE;
     s->fd = fd;
     s->events = events;
+    s->edge = edge;
     s->in_callback = false;
     s->fn = fn;
     s->opaque = opaque;
@@ -193,6 +205,18 @@ int vmm_event_loop_add(struct vmm_event_loop *loop, int fd, uint32_t events, vmm
 out:
     pthread_mutex_unlock(&loop->lock);
     return ret;
+}
+
+int vmm_event_loop_add(struct vmm_event_loop *loop, int fd, uint32_t events, vmm_event_fn fn,
+                       void *opaque)
+{
+    return event_add(loop, fd, events, false, fn, opaque);
+}
+
+int vmm_event_loop_add_edge(struct vmm_event_loop *loop, int fd, uint32_t events, vmm_event_fn fn,
+                            void *opaque)
+{
+    return event_add(loop, fd, events, true, fn, opaque);
 }
 
 int vmm_event_loop_modify(struct vmm_event_loop *loop, int fd, uint32_t events)
@@ -211,7 +235,8 @@ int vmm_event_loop_modify(struct vmm_event_loop *loop, int fd, uint32_t events)
         goto out;
     /* A paused fd leaves the epoll set: epoll reports EPOLLHUP/EPOLLERR even
      * with an empty mask, and a level-triggered hang-up would spin the loop. */
-    struct epoll_event ev = {.events = events, .data.u64 = slot_token(loop, (unsigned)idx)};
+    struct epoll_event ev = {.events = epoll_mask(s, events),
+                             .data.u64 = slot_token(loop, (unsigned)idx)};
     int op = s->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
     if (epoll_ctl(loop->epfd, op, fd, op == EPOLL_CTL_DEL ? NULL : &ev) < 0) {
         ret = -errno;

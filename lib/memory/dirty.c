@@ -60,9 +60,12 @@ int vmm_memory_dirty_track(struct vmm_memory *mem, unsigned index, bool on)
     if (!mem || index >= mem->count)
         return -ENOENT;
     struct memory_region *r = mem->regions[index];
+    bool was_on = __atomic_load_n(&r->tracking, __ATOMIC_RELAXED);
 
     if (!on) {
         __atomic_store_n(&r->tracking, false, __ATOMIC_RELEASE);
+        if (was_on)
+            __atomic_fetch_sub(&mem->tracking_regions, 1, __ATOMIC_RELEASE);
         return 0;
     }
     if (!r->dirty) {
@@ -76,6 +79,10 @@ int vmm_memory_dirty_track(struct vmm_memory *mem, unsigned index, bool on)
         for (size_t w = 0; w < r->dirty_words; w++)
             __atomic_store_n(&r->dirty[w], 0, __ATOMIC_RELAXED);
     }
+    /* Counted first: a writer that sees the region's flag on also sees
+     * the count non-zero. */
+    if (!was_on)
+        __atomic_fetch_add(&mem->tracking_regions, 1, __ATOMIC_SEQ_CST);
     __atomic_store_n(&r->tracking, true, __ATOMIC_RELEASE);
     return 0;
 }

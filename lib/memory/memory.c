@@ -315,6 +315,9 @@ static int memory_prepare_insert(struct vmm_memory *mem, vmm_gpa_t gpa, vmm_gpa_
     return 0;
 }
 
+/* Regions are only ever inserted (and unmapped in vmm_memory_destroy): the
+ * span array may move, each struct memory_region and its mapping never do,
+ * which host views (memory_view.h) and cached host pointers rely on. */
 static int memory_insert(struct vmm_memory *mem, struct memory_region *r)
 {
     unsigned i = memory_span_lower_bound(mem, r->gpa);

@@ -52,6 +52,9 @@ struct vmm_memory {
     unsigned count;
     unsigned capacity;
     uint64_t total_size;
+    /* Regions with dirty tracking on (atomic): lets writers that mark many
+     * ranges skip the work at once when nothing is tracked. */
+    unsigned tracking_regions;
 };
 
 /* Index in mem->spans of the first span ending above gpa (mem->count if none). */

@@ -70,17 +70,19 @@ struct blk_dwz {
 
 struct blk;
 
-/* One request in flight: its chain and the iovecs the kernel reads. */
+/* One request in flight: its chain and the iovecs the kernel reads. What a
+ * completion reads, and the first iovecs, share the first cache line. */
 struct blk_req {
-    struct blk *d;
-    struct vmm_virtq *q;
     struct vmm_virtq_chain *chain;
+    uint8_t *status; /* IN: the status byte's host address (NULL: write it by gpa) */
+    uint64_t data_len;
+    struct vmm_virtq *q;
     struct blk_req *next; /* free list */
     uint32_t type;
-    uint64_t data_len;
-    uint8_t *status; /* IN: the status byte's host address (NULL: write it by gpa) */
     struct iovec iov[BLK_IOV_MAX];
 };
+
+#define BLK_REQ_ALIGN 64
 
 struct blk {
     struct vmm_virtio_transport *t;
@@ -119,14 +121,14 @@ static struct blk_req *req_get(struct blk *d)
         d->free = r->next;
         return r;
     }
-    return malloc(sizeof(*r));
+    return aligned_alloc(BLK_REQ_ALIGN,
+                         (sizeof(*r) + BLK_REQ_ALIGN - 1) & ~(size_t)(BLK_REQ_ALIGN - 1));
 }
 
 /* Field by field: the iovec array (2 KiB) is filled only as far as used. */
-static void req_init(struct blk_req *r, struct blk *d, struct vmm_virtq *q,
-                     struct vmm_virtq_chain *c, uint32_t type, uint64_t data_len)
+static void req_init(struct blk_req *r, struct vmm_virtq *q, struct vmm_virtq_chain *c,
+                     uint32_t type, uint64_t data_len)
 {
-    r->d = d;
     r->q = q;
     r->chain = c;
     r->next = NULL;
@@ -176,9 +178,7 @@ static void complete_in(struct blk *d, struct blk_req *r, uint8_t status, uint64
         return;
     }
     *r->status = status;
-    struct vmm_memory *mem = vmm_virtio_memory(d->t);
-    for (unsigned i = 0; i < c->nr_writable; i++)
-        vmm_memory_mark_dirty(mem, c->seg[c->nr_readable + i].gpa, c->seg[c->nr_readable + i].len);
+    vmm_virtq_chain_mark_dirty(c, c->writable_len);
     (void)vmm_virtq_push(r->q, c, (uint32_t)(data < r->data_len ? data : r->data_len) + 1);
     d->notify = true;
 }
@@ -296,7 +296,7 @@ static void do_rw(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain *c,
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
-    req_init(r, d, q, c, h->type, data_len);
+    req_init(r, q, c, h->type, data_len);
     /* A read takes the status byte with the data, so its host address is
      * at hand at completion. */
     int n = vmm_virtq_chain_iov(c, in, in ? 0 : HDR_LEN, in ? data_len + 1 : data_len, r->iov,
@@ -367,7 +367,7 @@ static void do_discard_zeroes(struct blk *d, struct vmm_virtq *q, struct vmm_vir
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
-    req_init(r, d, q, c, h->type, 0);
+    req_init(r, q, c, h->type, 0);
     uint64_t len = (uint64_t)s.num_sectors << SECTOR_SHIFT;
     submit(d, r,
            discard ? vmm_blkio_discard(d->io, offset, len, r)
@@ -396,7 +396,7 @@ static void do_flush(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain 
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
-    req_init(r, d, q, c, VMM_VIRTIO_BLK_T_FLUSH, 0);
+    req_init(r, q, c, VMM_VIRTIO_BLK_T_FLUSH, 0);
     submit(d, r, vmm_blkio_flush(d->io, r));
 }
 

@@ -8,6 +8,31 @@
  * Everything the guest wrote is copied out of guest memory before it is
  * checked and used; every walk is bounded. A queue has no lock of its own:
  * its device's lock serialises every call (see virtio.h).
+ *
+ * Fast paths. Each ring area (descriptor table, available ring, used ring)
+ * that lies in one memory region, with the host alignment its atomic
+ * accesses need, is reached through a host pointer found when the queue is
+ * enabled, instead of a checked lookup per access. Regions are never
+ * removed, moved or shrunk while the map lives (lib/memory/memory_view.h),
+ * so such a pointer stays exact for as long as the queue is enabled; reset
+ * drops it and enable finds it again. The pointers lead into guest memory
+ * all the same: each descriptor is read once, with single loads, into a
+ * local copy that is checked and used; indices and flags are read and
+ * written with atomic accesses and the barriers of the slow path. An area
+ * that straddles two regions (or is misaligned on the host, or a read-only
+ * used ring) keeps the checked accessors of memory.h.
+ *
+ * Buffers: the region of the last buffer checked is kept (a view stays valid
+ * for the map's life), so a chain whose buffers sit in one region costs no
+ * lookup; each segment of a popped chain carries its host address when it
+ * lies in one region, which the chain helpers use instead of a lookup.
+ *
+ * Chains come from a per-queue pool: a popped chain is taken from the pool's
+ * free list (or allocated once) and goes back on push or chain_free, so the
+ * steady state makes no allocation. A chain is on the free list only after
+ * the device released it; a chain still held by the device is never handed
+ * out again. Chains may outlive their queue (the pool is freed with the
+ * last of them).
  */
 #include <errno.h>
 #include <limits.h>
@@ -16,6 +41,7 @@
 #include <vmm/memory.h>
 #include <vmm/virtio.h>
 
+#include "memory/memory_view.h"
 #include "virtio_internal.h"
 
 /* Ring layout (little-endian; x86 hosts only for now). */
@@ -35,6 +61,13 @@
 /* Malformed chains logged at warning level per queue before going quiet. */
 #define VIRTQ_LOG_BUDGET 8
 
+/* Segments a pooled chain holds; longer chains get a chain of their own
+ * size, freed when released. */
+#define VIRTQ_POOL_SEGS 8
+/* Released chains a queue keeps for reuse, at most (and at most its size:
+ * a driver cannot have more chains in flight than the queue has entries). */
+#define VIRTQ_POOL_MAX 256u
+
 struct virtq_desc {
     uint64_t addr;
     uint32_t len;
@@ -42,6 +75,59 @@ struct virtq_desc {
     uint16_t next;
 };
 _Static_assert(sizeof(struct virtq_desc) == VIRTQ_DESC_SIZE, "descriptor layout");
+
+/*
+ * Where a segment lies on the host: its address when one region holds it all
+ * (and, for a device-writable one, that region is writable), with the region
+ * for dirty marking; host NULL: use the checked accessors. gpa and len are
+ * the segment as checked: the chain is the device's, and a device that
+ * changes a segment (to trim it, say) gets the checked accessors for it, not
+ * a host address that no longer matches (seg_host).
+ */
+struct virtq_seg_host {
+    uint8_t *host;
+    struct memory_region *region;
+    vmm_gpa_t gpa;
+    uint32_t len;
+};
+
+struct virtq_pool;
+
+/*
+ * A chain as allocated: the device's part first, then cap segments, then
+ * cap virtq_seg_host. Cache-line aligned: a short chain's header, segments
+ * and host addresses take few lines, touched at pop and again at
+ * completion, with the guest's data copies evicting them in between.
+ */
+struct virtq_box {
+    struct vmm_virtq_chain c;
+    struct virtq_pool *pool; /* NULL: sized for one long chain, freed on release */
+    struct virtq_box *next;  /* on the pool's free list */
+    uint32_t cap;            /* segments it has room for */
+    bool in_flight;          /* held by the device (or being filled by pop) */
+};
+
+#define BOX_ALIGN 64
+
+static struct vmm_virtq_seg *box_seg(struct virtq_box *b)
+{
+    return (struct vmm_virtq_seg *)(b + 1);
+}
+
+static struct virtq_seg_host *box_hseg(const struct virtq_box *b)
+{
+    return (struct virtq_seg_host *)((struct vmm_virtq_seg *)(b + 1) + b->cap);
+}
+
+/* The pool of one queue. outstanding counts its chains not on the free list
+ * (held by the device, or by a pop in progress). */
+struct virtq_pool {
+    struct virtq_box *free;
+    unsigned nfree;
+    unsigned max_free;
+    unsigned outstanding;
+    bool orphaned; /* the queue is gone: chains are freed as they return */
+};
 
 struct vmm_virtq {
     struct vmm_memory *mem;
@@ -57,6 +143,10 @@ struct vmm_virtq {
     vmm_gpa_t desc, avail, used;
     bool event_idx;
     bool indirect;
+    /* Host addresses of the areas (NULL: checked accessors), set by enable,
+     * cleared by reset; used_view is the used ring's region (dirty marking). */
+    uint8_t *desc_host, *avail_host, *used_host;
+    struct memory_view used_view;
 
     uint16_t last_avail;   /* next available entry to consume */
     uint16_t shadow_avail; /* avail->idx as last read */
@@ -64,9 +154,16 @@ struct vmm_virtq {
     uint16_t signalled_used;
     uint32_t reset_gen;
 
-    /* Scratch for collecting a chain's segments before allocating it. */
+    /* The region of the last buffer found (zeroed: covers nothing). */
+    struct memory_view last;
+
+    /* Where the segments of a chain longer than VIRTQ_POOL_SEGS are
+     * collected before it gets a chain of its own size. */
     struct vmm_virtq_seg *scratch;
+    struct virtq_seg_host *scratch_host;
     unsigned scratch_cap;
+
+    struct virtq_pool *pool;
 
     unsigned log_budget;
     struct vmm_virtq_stats stats;
@@ -107,6 +204,151 @@ static uint64_t used_area_size(unsigned size)
     return 6 + VIRTQ_USED_ELEM * (uint64_t)size;
 }
 
+/* ---- ring access: through the cached host address, or checked ---- */
+
+static int load_avail_u16(const struct vmm_virtq *q, vmm_gpa_t gpa, uint16_t *val)
+{
+    if (q->avail_host) {
+        *val = __atomic_load_n((const uint16_t *)(const void *)(q->avail_host + (gpa - q->avail)),
+                               __ATOMIC_ACQUIRE);
+        return 0;
+    }
+    return vmm_memory_load_u16(q->mem, gpa, val);
+}
+
+static int store_used_u16(struct vmm_virtq *q, vmm_gpa_t gpa, uint16_t val)
+{
+    if (q->used_host) {
+        __atomic_store_n((uint16_t *)(void *)(q->used_host + (gpa - q->used)), val,
+                         __ATOMIC_RELEASE);
+        memory_view_mark_dirty(&q->used_view, gpa, sizeof(val));
+        return 0;
+    }
+    return vmm_memory_store_u16(q->mem, gpa, val);
+}
+
+/* Read descriptor i of a table (host: its host address, or NULL) into d:
+ * one load per word, so what is checked is what is used. */
+static int read_desc(const struct vmm_virtq *q, const uint8_t *host, vmm_gpa_t table, unsigned i,
+                     struct virtq_desc *d)
+{
+    if (host) {
+        const uint64_t *p = (const uint64_t *)(const void *)(host + (size_t)i * VIRTQ_DESC_SIZE);
+        uint64_t w0 = __atomic_load_n(p, __ATOMIC_RELAXED);
+        uint64_t w1 = __atomic_load_n(p + 1, __ATOMIC_RELAXED);
+        d->addr = w0;
+        d->len = (uint32_t)w1;
+        d->flags = (uint16_t)(w1 >> 32);
+        d->next = (uint16_t)(w1 >> 48);
+        return 0;
+    }
+    return vmm_memory_read_obj(q->mem, table + (vmm_gpa_t)i * VIRTQ_DESC_SIZE, d);
+}
+
+/* The host address of [gpa, gpa + len) when one region holds it, its host
+ * address is aligned to align, and (writable) the region is writable; else
+ * NULL. view receives the region when not NULL. */
+static uint8_t *area_host(const struct vmm_virtq *q, vmm_gpa_t gpa, uint64_t len, uintptr_t align,
+                          bool writable, struct memory_view *view)
+{
+    struct memory_view v;
+    if (memory_view_covers(&q->last, gpa, len))
+        v = q->last;
+    else if (memory_view_find(q->mem, gpa, &v) < 0 || !memory_view_covers(&v, gpa, len))
+        return NULL;
+    if (writable && v.readonly)
+        return NULL;
+    uint8_t *p = memory_view_ptr(&v, gpa);
+    if ((uintptr_t)p & (align - 1))
+        return NULL;
+    if (view)
+        *view = v;
+    return p;
+}
+
+/* ---- the chain pool ---- */
+
+static struct virtq_box *box_alloc(unsigned cap, struct virtq_pool *pool)
+{
+    size_t size = sizeof(struct virtq_box) +
+                  cap * (sizeof(struct vmm_virtq_seg) + sizeof(struct virtq_seg_host));
+    size = (size + BOX_ALIGN - 1) & ~(size_t)(BOX_ALIGN - 1);
+    struct virtq_box *b = aligned_alloc(BOX_ALIGN, size);
+    if (!b)
+        return NULL;
+    b->c.seg = box_seg(b);
+    b->pool = pool;
+    b->next = NULL;
+    b->cap = cap;
+    b->in_flight = false;
+    return b;
+}
+
+/* A pooled chain (VIRTQ_POOL_SEGS segments) for pop to fill, or NULL. */
+static struct virtq_box *pool_take(struct virtq_pool *p)
+{
+    struct virtq_box *b = p->free;
+    if (b) {
+        p->free = b->next;
+        p->nfree--;
+    } else if (!(b = box_alloc(VIRTQ_POOL_SEGS, p))) {
+        return NULL;
+    }
+    p->outstanding++;
+    b->in_flight = true;
+    return b;
+}
+
+/* b is not (or no longer) held: keep it for reuse or free it. */
+static void box_put(struct virtq_box *b)
+{
+    b->in_flight = false;
+    struct virtq_pool *p = b->pool;
+    if (!p) {
+        free(b);
+        return;
+    }
+    p->outstanding--;
+    if (p->orphaned) {
+        free(b);
+        if (p->outstanding == 0)
+            free(p);
+    } else if (p->nfree < p->max_free) {
+        b->next = p->free;
+        p->free = b;
+        p->nfree++;
+    } else {
+        free(b);
+    }
+}
+
+/* The device is done with c. */
+static void chain_release(struct vmm_virtq_chain *c)
+{
+    struct virtq_box *b = (struct virtq_box *)c;
+    if (!b->in_flight) {
+        /* A second release would put the chain on the free list twice and
+         * hand it to two requests at once. */
+        vmm_log_error("virtio: a chain was released twice (ignored)");
+        return;
+    }
+    box_put(b);
+}
+
+static void pool_destroy(struct virtq_pool *p)
+{
+    while (p->free) {
+        struct virtq_box *b = p->free;
+        p->free = b->next;
+        free(b);
+    }
+    p->nfree = 0;
+    if (p->outstanding)
+        p->orphaned = true; /* the last chain to come back frees it */
+    else
+        free(p);
+}
+
 int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
                      const struct vmm_virtq_callbacks *cb, struct vmm_virtq **out)
 {
@@ -115,6 +357,12 @@ int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
     struct vmm_virtq *q = calloc(1, sizeof(*q));
     if (!q)
         return -ENOMEM;
+    q->pool = calloc(1, sizeof(*q->pool));
+    if (!q->pool) {
+        free(q);
+        return -ENOMEM;
+    }
+    q->pool->max_free = max_size < VIRTQ_POOL_MAX ? max_size : VIRTQ_POOL_MAX;
     q->mem = mem;
     q->index = index;
     q->max_size = max_size;
@@ -135,7 +383,9 @@ void vmm_virtq_destroy(struct vmm_virtq *q)
 {
     if (!q)
         return;
+    pool_destroy(q->pool);
     free(q->scratch);
+    free(q->scratch_host);
     free(q);
 }
 
@@ -152,7 +402,8 @@ int vmm_virtq_enable(struct vmm_virtq *q, unsigned size, vmm_gpa_t desc, vmm_gpa
         return -EINVAL;
     if ((desc & 15) || (driver & 1) || (device & 3))
         return -EINVAL;
-    if (vmm_memory_check_range(q->mem, desc, (uint64_t)size * VIRTQ_DESC_SIZE) < 0 ||
+    uint64_t desc_len = (uint64_t)size * VIRTQ_DESC_SIZE;
+    if (vmm_memory_check_range(q->mem, desc, desc_len) < 0 ||
         vmm_memory_check_range(q->mem, driver, avail_area_size(size)) < 0 ||
         vmm_memory_check_range(q->mem, device, used_area_size(size)) < 0)
         return -EFAULT;
@@ -160,6 +411,11 @@ int vmm_virtq_enable(struct vmm_virtq *q, unsigned size, vmm_gpa_t desc, vmm_gpa
     q->desc = desc;
     q->avail = driver;
     q->used = device;
+    /* Descriptors are read 8 bytes at a time, indices 2 and used elements
+     * 4 bytes at a time. */
+    q->desc_host = area_host(q, desc, desc_len, 8, false, NULL);
+    q->avail_host = area_host(q, driver, avail_area_size(size), 2, false, NULL);
+    q->used_host = area_host(q, device, used_area_size(size), 4, true, &q->used_view);
     q->last_avail = q->shadow_avail = 0;
     q->used_idx = q->signalled_used = 0;
     q->broken = false;
@@ -173,6 +429,7 @@ void vmm_virtq_reset(struct vmm_virtq *q)
     q->broken = false;
     q->size = 0;
     q->desc = q->avail = q->used = 0;
+    q->desc_host = q->avail_host = q->used_host = NULL;
     q->last_avail = q->shadow_avail = 0;
     q->used_idx = q->signalled_used = 0;
     q->event_idx = q->indirect = false;
@@ -229,29 +486,73 @@ static void log_bad_chain(struct vmm_virtq *q, uint16_t head, const char *why)
  * buffer contents before the index). */
 static int used_append(struct vmm_virtq *q, uint32_t id, uint32_t len)
 {
-    uint32_t elem[2] = {id, len};
-    int r = vmm_memory_write(q->mem, used_elem_addr(q, q->used_idx & (q->size - 1)), elem,
-                             sizeof(elem));
-    if (r == 0)
-        r = vmm_memory_store_u16(q->mem, used_idx_addr(q), (uint16_t)(q->used_idx + 1));
-    if (r < 0)
-        return queue_break(q, "the used ring is not writable");
-    q->used_idx++;
+    unsigned slot = q->used_idx & (q->size - 1);
+    uint16_t next = (uint16_t)(q->used_idx + 1);
+    if (q->used_host) {
+        uint32_t *e = (uint32_t *)(void *)(q->used_host + 4 + VIRTQ_USED_ELEM * (size_t)slot);
+        __atomic_store_n(&e[0], id, __ATOMIC_RELAXED);
+        __atomic_store_n(&e[1], len, __ATOMIC_RELAXED);
+        __atomic_store_n((uint16_t *)(void *)(q->used_host + 2), next, __ATOMIC_RELEASE);
+        if (__atomic_load_n(q->used_view.tracking, __ATOMIC_ACQUIRE)) {
+            memory_region_dirty_gpa(q->used_view.region, used_elem_addr(q, slot), VIRTQ_USED_ELEM);
+            memory_region_dirty_gpa(q->used_view.region, used_idx_addr(q), 2);
+        }
+    } else {
+        uint32_t elem[2] = {id, len};
+        int r = vmm_memory_write(q->mem, used_elem_addr(q, slot), elem, sizeof(elem));
+        if (r == 0)
+            r = vmm_memory_store_u16(q->mem, used_idx_addr(q), next);
+        if (r < 0)
+            return queue_break(q, "the used ring is not writable");
+    }
+    q->used_idx = next;
     q->stats.pushed++;
     return 0;
 }
 
-static int scratch_add(struct vmm_virtq *q, unsigned n, vmm_gpa_t gpa, uint32_t len)
+static int scratch_grow(struct vmm_virtq *q)
 {
-    if (n == q->scratch_cap) {
-        unsigned cap = q->scratch_cap ? q->scratch_cap * 2 : 16;
-        struct vmm_virtq_seg *s = realloc(q->scratch, cap * sizeof(*s));
-        if (!s)
-            return -ENOMEM;
-        q->scratch = s;
-        q->scratch_cap = cap;
+    unsigned cap = q->scratch_cap ? q->scratch_cap * 2 : 2 * VIRTQ_POOL_SEGS;
+    struct vmm_virtq_seg *s = realloc(q->scratch, cap * sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    q->scratch = s;
+    struct virtq_seg_host *h = realloc(q->scratch_host, cap * sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    q->scratch_host = h;
+    q->scratch_cap = cap;
+    return 0;
+}
+
+/* Check that [addr, addr + len) is guest memory and find where it lies on
+ * the host (hs). last is the region of the previous buffer, updated when
+ * this one lies in another. 0 or -EFAULT. */
+static inline int check_buffer(struct vmm_virtq *q, struct memory_view *last, uint64_t addr,
+                               uint32_t len, bool writable, struct virtq_seg_host *hs)
+{
+    if (__builtin_expect(!memory_view_covers(last, addr, len), 0)) {
+        struct memory_view v;
+        if (memory_view_find(q->mem, addr, &v) < 0)
+            return -EFAULT;
+        if (!memory_view_covers(&v, addr, len)) {
+            /* Across adjacent regions, or past the end of memory. */
+            if (vmm_memory_check_range(q->mem, addr, len) < 0)
+                return -EFAULT;
+            hs->host = NULL;
+            return 0;
+        }
+        *last = v;
     }
-    q->scratch[n] = (struct vmm_virtq_seg){.gpa = gpa, .len = len};
+    if (writable && last->readonly) {
+        /* Writes through the checked path report -EROFS. */
+        hs->host = NULL;
+        return 0;
+    }
+    hs->host = memory_view_ptr(last, addr);
+    hs->region = last->region;
+    hs->gpa = addr;
+    hs->len = len;
     return 0;
 }
 
@@ -259,111 +560,146 @@ static int scratch_add(struct vmm_virtq *q, unsigned n, vmm_gpa_t gpa, uint32_t 
 struct chain_shape {
     unsigned nr_readable, nr_writable;
     uint64_t readable_len, writable_len;
+    bool spilled;    /* the segments are in q->scratch */
     const char *why; /* set when the chain is malformed */
 };
 
 /*
  * Walk the chain starting at head (< size), copying each descriptor out of
- * guest memory before looking at it, into q->scratch. Returns 0 with shape
- * filled, -EINVAL (shape->why says why) or -ENOMEM.
+ * guest memory before looking at it, into b's segments; past its room, into
+ * q->scratch (shape->spilled). Returns 0 with shape filled, -EINVAL
+ * (shape->why says why) or -ENOMEM.
  */
-static int parse_chain(struct vmm_virtq *q, uint16_t head, struct chain_shape *shape)
+static int parse_chain(struct vmm_virtq *q, uint16_t head, struct virtq_box *b,
+                       struct chain_shape *shape)
 {
-    *shape = (struct chain_shape){0};
+    struct vmm_virtq_seg *seg = box_seg(b);
+    struct virtq_seg_host *hseg = box_hseg(b);
+    unsigned cap = b->cap;
     vmm_gpa_t table = q->desc; /* the table being walked */
+    const uint8_t *table_host = q->desc_host;
     unsigned table_size = q->size;
     bool in_indirect = false;
     unsigned steps = 0; /* descriptors visited in the current table */
-    unsigned n = 0;
-    bool seen_writable = false;
+    unsigned n = 0, nr_readable = 0;
+    uint64_t readable_len = 0, writable_len = 0;
+    bool seen_writable = false, spilled = false;
     unsigned i = head;
+    const char *why;
+    int r = -EINVAL;
 
     for (;;) {
         if (i >= table_size) {
-            shape->why = in_indirect ? "next index past the indirect table"
-                                     : "descriptor index past the queue size";
-            return -EINVAL;
+            why = in_indirect ? "next index past the indirect table"
+                              : "descriptor index past the queue size";
+            goto bad;
         }
         /* A chain visits each descriptor of a table at most once: more
          * steps than the table has entries means a loop. */
         if (++steps > table_size) {
-            shape->why = "descriptor loop";
-            return -EINVAL;
+            why = "descriptor loop";
+            goto bad;
         }
         struct virtq_desc d;
-        if (vmm_memory_read_obj(q->mem, table + (vmm_gpa_t)i * VIRTQ_DESC_SIZE, &d) < 0) {
-            shape->why = "descriptor table outside guest memory";
-            return -EINVAL;
+        if (read_desc(q, table_host, table, i, &d) < 0) {
+            why = "descriptor table outside guest memory";
+            goto bad;
         }
         if (d.flags & VIRTQ_DESC_F_INDIRECT) {
             if (!q->indirect) {
-                shape->why = "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
-                return -EINVAL;
+                why = "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
+                goto bad;
             }
             if (in_indirect) {
-                shape->why = "indirect table inside an indirect table";
-                return -EINVAL;
+                why = "indirect table inside an indirect table";
+                goto bad;
             }
             if (d.flags & VIRTQ_DESC_F_NEXT) {
-                shape->why = "indirect descriptor with the NEXT flag";
-                return -EINVAL;
+                why = "indirect descriptor with the NEXT flag";
+                goto bad;
             }
             if (d.len == 0 || d.len % VIRTQ_DESC_SIZE) {
-                shape->why = "indirect table length zero or not a multiple of 16";
-                return -EINVAL;
+                why = "indirect table length zero or not a multiple of 16";
+                goto bad;
             }
             if (d.len / VIRTQ_DESC_SIZE > VIRTQ_MAX_INDIRECT) {
-                shape->why = "indirect table too long";
-                return -EINVAL;
+                why = "indirect table too long";
+                goto bad;
             }
             if (vmm_memory_check_range(q->mem, d.addr, d.len) < 0) {
-                shape->why = "indirect table outside guest memory";
-                return -EINVAL;
+                why = "indirect table outside guest memory";
+                goto bad;
             }
             in_indirect = true;
             table = d.addr;
+            table_host = area_host(q, d.addr, d.len, 8, false, NULL);
             table_size = d.len / VIRTQ_DESC_SIZE;
             steps = 0;
             i = 0;
             continue;
         }
-        if (vmm_memory_check_range(q->mem, d.addr, d.len) < 0) {
-            shape->why = "buffer outside guest memory";
-            return -EINVAL;
+        bool writable = d.flags & VIRTQ_DESC_F_WRITE;
+        if (__builtin_expect(n == cap, 0)) {
+            /* Longer than the chain has room for: go on in the scratch. */
+            while (q->scratch_cap <= n) {
+                if (scratch_grow(q) < 0) {
+                    r = -ENOMEM;
+                    why = "out of memory";
+                    goto bad;
+                }
+            }
+            if (!spilled) {
+                memcpy(q->scratch, seg, n * sizeof(*seg));
+                memcpy(q->scratch_host, hseg, n * sizeof(*hseg));
+                spilled = true;
+            }
+            seg = q->scratch;
+            hseg = q->scratch_host;
+            cap = q->scratch_cap;
         }
-        if (d.flags & VIRTQ_DESC_F_WRITE) {
+        if (check_buffer(q, &q->last, d.addr, d.len, writable, &hseg[n]) < 0) {
+            why = "buffer outside guest memory";
+            goto bad;
+        }
+        if (writable) {
             seen_writable = true;
-            shape->nr_writable++;
-            shape->writable_len += d.len;
+            writable_len += d.len;
         } else {
             if (seen_writable) {
-                shape->why = "device-readable descriptor after a device-writable one";
-                return -EINVAL;
+                why = "device-readable descriptor after a device-writable one";
+                goto bad;
             }
-            shape->nr_readable++;
-            shape->readable_len += d.len;
+            readable_len += d.len;
         }
         /* Empty buffers carry nothing: keep them out of the segment list. */
         if (d.len > 0) {
-            if (scratch_add(q, n, d.addr, d.len) < 0)
-                return -ENOMEM;
+            seg[n] = (struct vmm_virtq_seg){.gpa = d.addr, .len = d.len};
             n++;
-        } else if (d.flags & VIRTQ_DESC_F_WRITE) {
-            shape->nr_writable--;
-        } else {
-            shape->nr_readable--;
+            nr_readable += !writable;
         }
         if (!(d.flags & VIRTQ_DESC_F_NEXT))
-            return 0;
+            break;
         i = d.next;
     }
+    /* Readable segments come first (checked above). */
+    *shape = (struct chain_shape){
+        .nr_readable = nr_readable,
+        .nr_writable = n - nr_readable,
+        .readable_len = readable_len,
+        .writable_len = writable_len,
+        .spilled = spilled,
+    };
+    return 0;
+bad:
+    shape->why = why;
+    return r;
 }
 
 /* Read avail->idx and check it moved sanely. 0 or -EIO. */
 static int refresh_avail(struct vmm_virtq *q)
 {
     uint16_t idx;
-    if (vmm_memory_load_u16(q->mem, avail_idx_addr(q), &idx) < 0)
+    if (load_avail_u16(q, avail_idx_addr(q), &idx) < 0)
         return queue_break(q, "the available ring is not readable");
     if ((uint16_t)(idx - q->last_avail) > q->size)
         return queue_break(q, "available index moved by more than the queue size");
@@ -378,7 +714,7 @@ static int publish_avail_event(struct vmm_virtq *q)
 {
     if (!q->event_idx)
         return 0;
-    if (vmm_memory_store_u16(q->mem, avail_event_addr(q), q->last_avail) < 0)
+    if (store_used_u16(q, avail_event_addr(q), q->last_avail) < 0)
         return queue_break(q, "the used ring is not writable");
     /* The store must be visible before we re-read the index (the driver
      * does the mirror image: writes idx, then reads avail_event). */
@@ -396,71 +732,96 @@ int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_chain **out)
         return -EIO;
     if (!q->ready)
         return 0;
+    struct virtq_box *b = NULL; /* the pooled chain being filled */
+    int r = 0;
     /* Malformed chains are completed here and skipped; at most a queue's
      * worth per call, so a driver cannot keep us here. */
     for (unsigned skipped = 0; skipped <= q->size; skipped++) {
         if (q->last_avail == q->shadow_avail) {
-            int r = refresh_avail(q);
-            if (r < 0)
-                return r;
+            if ((r = refresh_avail(q)) < 0)
+                goto out;
             if (q->last_avail == q->shadow_avail) {
                 r = publish_avail_event(q);
                 if (r <= 0)
-                    return r;
+                    goto out;
             }
         }
         uint16_t head;
-        if (vmm_memory_load_u16(q->mem, avail_ring_addr(q, q->last_avail & (q->size - 1)), &head) <
-            0)
-            return queue_break(q, "the available ring is not readable");
-        if (head >= q->size)
-            return queue_break(q, "head index past the queue size");
+        if (load_avail_u16(q, avail_ring_addr(q, q->last_avail & (q->size - 1)), &head) < 0) {
+            r = queue_break(q, "the available ring is not readable");
+            goto out;
+        }
+        if (head >= q->size) {
+            r = queue_break(q, "head index past the queue size");
+            goto out;
+        }
+        if (!b && !(b = pool_take(q->pool))) {
+            r = -ENOMEM;
+            goto out;
+        }
         q->last_avail++;
 
         struct chain_shape shape;
-        int r = parse_chain(q, head, &shape);
+        r = parse_chain(q, head, b, &shape);
         if (r == -ENOMEM) {
             q->last_avail--;
-            return r;
+            goto out;
         }
         if (r < 0) {
             log_bad_chain(q, head, shape.why);
             q->stats.bad_chains++;
-            r = used_append(q, head, 0);
-            if (r < 0)
-                return r;
+            if ((r = used_append(q, head, 0)) < 0)
+                goto out;
             continue;
         }
         unsigned nseg = shape.nr_readable + shape.nr_writable;
-        struct vmm_virtq_chain *c = malloc(sizeof(*c) + nseg * sizeof(struct vmm_virtq_seg));
-        if (!c) {
-            q->last_avail--;
-            return -ENOMEM;
+        if (shape.spilled) {
+            /* A chain of its own size, filled from the scratch. */
+            struct virtq_box *big = box_alloc(nseg, NULL);
+            if (!big) {
+                q->last_avail--;
+                r = -ENOMEM;
+                goto out;
+            }
+            memcpy(box_seg(big), q->scratch, nseg * sizeof(struct vmm_virtq_seg));
+            memcpy(box_hseg(big), q->scratch_host, nseg * sizeof(struct virtq_seg_host));
+            big->in_flight = true;
+            box_put(b);
+            b = big;
         }
-        *c = (struct vmm_virtq_chain){
-            .queue = q,
-            .nr_readable = shape.nr_readable,
-            .nr_writable = shape.nr_writable,
-            .readable_len = shape.readable_len,
-            .writable_len = shape.writable_len,
-            .seg = (struct vmm_virtq_seg *)(c + 1),
-            .id = head,
-            .ndesc = 1,
-            .reset_gen = q->reset_gen,
-        };
-        if (nseg)
-            memcpy(c->seg, q->scratch, nseg * sizeof(struct vmm_virtq_seg));
+        struct vmm_virtq_chain *c = &b->c;
+        c->queue = q;
+        c->nr_readable = shape.nr_readable;
+        c->nr_writable = shape.nr_writable;
+        c->readable_len = shape.readable_len;
+        c->writable_len = shape.writable_len;
+        c->seg = box_seg(b); /* the device may have moved it */
+        c->priv = NULL;
+        c->id = head;
+        c->ndesc = 1;
+        c->reset_gen = q->reset_gen;
         q->stats.popped++;
         *out = c;
         return 1;
     }
-    return 0;
+    r = 0;
+out:
+    if (b)
+        box_put(b);
+    return r;
 }
 
 int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t written)
 {
     if (!chain)
         return 0;
+    if (!((struct virtq_box *)chain)->in_flight) {
+        /* Pushed (or freed) already: completing its head again would
+         * tell the driver about a buffer it may have reused. */
+        vmm_log_error("%s: queue %u: a chain was pushed after it was released (ignored)", q->label,
+                      q->index);
+        return -EINVAL;
+    }
     int r = 0;
     if (chain->queue != q || chain->reset_gen != q->reset_gen || !q->ready) {
         /* Popped before a reset: the driver has forgotten it. */
@@ -475,13 +836,14 @@ int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t 
         }
         r = used_append(q, chain->id, written);
     }
-    free(chain);
+    chain_release(chain);
     return r;
 }
 
 void vmm_virtq_chain_free(struct vmm_virtq_chain *chain)
 {
-    free(chain);
+    if (chain)
+        chain_release(chain);
 }
 
 /* vring_need_event: the driver wants an interrupt when the used index moves
@@ -504,12 +866,11 @@ bool vmm_virtq_notify(struct vmm_virtq *q)
     if (q->event_idx) {
         uint16_t event;
         /* An unreadable used_event: interrupt rather than lose one. */
-        need = vmm_memory_load_u16(q->mem, used_event_addr(q), &event) < 0 ||
+        need = load_avail_u16(q, used_event_addr(q), &event) < 0 ||
                need_event(event, q->used_idx, old);
     } else {
         uint16_t flags;
-        need = vmm_memory_load_u16(q->mem, q->avail, &flags) < 0 ||
-               !(flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
+        need = load_avail_u16(q, q->avail, &flags) < 0 || !(flags & VIRTQ_AVAIL_F_NO_INTERRUPT);
     }
     if (!need) {
         q->stats.suppressed++;
@@ -523,11 +884,22 @@ bool vmm_virtq_notify(struct vmm_virtq *q)
 
 /* ---- chain helpers ---- */
 
-/* The segments of one part of a chain. */
-static const struct vmm_virtq_seg *part(const struct vmm_virtq_chain *c, bool writable, unsigned *n)
+/* The segments of one part of a chain, and where they lie on the host. */
+static const struct vmm_virtq_seg *part(const struct vmm_virtq_chain *c, bool writable, unsigned *n,
+                                        const struct virtq_seg_host **hs)
 {
+    const struct virtq_box *b = (const struct virtq_box *)c;
+    unsigned first = writable ? c->nr_readable : 0;
     *n = writable ? c->nr_writable : c->nr_readable;
-    return writable ? c->seg + c->nr_readable : c->seg;
+    *hs = box_hseg(b) + first;
+    return c->seg + first;
+}
+
+/* The host address of segment s when the queue found one and s is still the
+ * segment it checked; else NULL (use the checked accessors). */
+static inline uint8_t *seg_host(const struct vmm_virtq_seg *s, const struct virtq_seg_host *hs)
+{
+    return hs->host && hs->gpa == s->gpa && hs->len == s->len ? hs->host : NULL;
 }
 
 static int chain_copy(const struct vmm_virtq_chain *c, bool writable, uint64_t offset, void *buf,
@@ -536,7 +908,8 @@ static int chain_copy(const struct vmm_virtq_chain *c, bool writable, uint64_t o
     if (len > INT_MAX)
         return -EINVAL;
     unsigned n;
-    const struct vmm_virtq_seg *s = part(c, writable, &n);
+    const struct virtq_seg_host *hs;
+    const struct vmm_virtq_seg *s = part(c, writable, &n, &hs);
     size_t done = 0;
     for (unsigned i = 0; i < n && done < len; i++) {
         if (offset >= s[i].len) {
@@ -546,12 +919,22 @@ static int chain_copy(const struct vmm_virtq_chain *c, bool writable, uint64_t o
         size_t chunk = s[i].len - offset;
         if (chunk > len - done)
             chunk = len - done;
-        int r = writable ? vmm_memory_write(c->queue->mem, s[i].gpa + offset,
-                                            (const uint8_t *)buf + done, chunk)
-                         : vmm_memory_read(c->queue->mem, s[i].gpa + offset, (uint8_t *)buf + done,
-                                           chunk);
-        if (r < 0)
-            return r;
+        uint8_t *host = seg_host(&s[i], &hs[i]);
+        if (host) {
+            if (writable) {
+                memcpy(host + offset, (const uint8_t *)buf + done, chunk);
+                memory_region_dirty_gpa(hs[i].region, s[i].gpa + offset, chunk);
+            } else {
+                memcpy((uint8_t *)buf + done, host + offset, chunk);
+            }
+        } else {
+            int r = writable ? vmm_memory_write(c->queue->mem, s[i].gpa + offset,
+                                                (const uint8_t *)buf + done, chunk)
+                             : vmm_memory_read(c->queue->mem, s[i].gpa + offset,
+                                               (uint8_t *)buf + done, chunk);
+            if (r < 0)
+                return r;
+        }
         done += chunk;
         offset = 0;
     }
@@ -574,9 +957,13 @@ int vmm_virtq_chain_iov(const struct vmm_virtq_chain *chain, bool writable, uint
                         uint64_t len, struct iovec *iov, unsigned max_iov)
 {
     unsigned n;
-    const struct vmm_virtq_seg *s = part(chain, writable, &n);
+    const struct virtq_seg_host *hs;
+    const struct vmm_virtq_seg *s = part(chain, writable, &n, &hs);
     struct vmm_memory *mem = chain->queue->mem;
     unsigned access = writable ? VMM_ACCESS_WRITE : VMM_ACCESS_READ;
+    /* Writable iovecs mark their pages dirty (as vmm_memory_get_ptr would):
+     * one look for the whole call when nothing is tracked. */
+    bool mark = writable && memory_dirty_tracking_any(mem);
     unsigned count = 0;
     for (unsigned i = 0; i < n && len > 0; i++) {
         if (offset >= s[i].len) {
@@ -588,6 +975,19 @@ int vmm_virtq_chain_iov(const struct vmm_virtq_chain *chain, bool writable, uint
         if (left > len)
             left = len;
         len -= left;
+        uint8_t *host = seg_host(&s[i], &hs[i]);
+        if (host) {
+            /* One region holds the segment: one iovec. */
+            if (count == max_iov)
+                return -ENOSPC;
+            if (mark)
+                memory_region_dirty_gpa(hs[i].region, gpa, left);
+            iov[count].iov_base = host + offset;
+            iov[count].iov_len = left;
+            count++;
+            offset = 0;
+            continue;
+        }
         offset = 0;
         /* One iovec per memory region the range touches. */
         while (left > 0) {
@@ -611,4 +1011,22 @@ int vmm_virtq_chain_iov(const struct vmm_virtq_chain *chain, bool writable, uint
         }
     }
     return (int)count;
+}
+
+void vmm_virtq_chain_mark_dirty(const struct vmm_virtq_chain *chain, uint64_t len)
+{
+    /* The common case costs one load, not a walk over the segments. */
+    if (!memory_dirty_tracking_any(chain->queue->mem))
+        return;
+    unsigned n;
+    const struct virtq_seg_host *hs;
+    const struct vmm_virtq_seg *s = part(chain, true, &n, &hs);
+    for (unsigned i = 0; i < n && len > 0; i++) {
+        uint64_t chunk = s[i].len < len ? s[i].len : len;
+        if (seg_host(&s[i], &hs[i]))
+            memory_region_dirty_gpa(hs[i].region, s[i].gpa, chunk);
+        else
+            vmm_memory_mark_dirty(chain->queue->mem, s[i].gpa, chunk);
+        len -= chunk;
+    }
 }

@@ -35,6 +35,10 @@ struct vmm_virtio_transport {
 /* lib/virtio/queue.c: name the queue's device in log lines (label must
  * outlive the queue). */
 void vmm_virtq_set_label(struct vmm_virtq *q, const char *label);
+/* Mark the first len bytes of chain's device-writable part dirty (after the
+ * device wrote them through iovecs, e.g. by the kernel, since a dirty-log
+ * fetch may have come between the hand-out and the write). */
+void vmm_virtq_chain_mark_dirty(const struct vmm_virtq_chain *chain, uint64_t len);
 
 /* lib/virtio/device.c */
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
