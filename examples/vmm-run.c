@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <termios.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -326,9 +327,14 @@ static void boot_program(struct vmm_vm *vm, const struct options *o)
 static enum boot_kind classify_image(const char *path)
 {
     static unsigned char buf[64 << 10];
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* Non-blocking, and only a regular file: a FIFO or a terminal would
+     * otherwise block here with SIGINT/SIGTERM already held for the VM. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         fail("cannot load '%s': %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        fail("cannot load '%s': not a regular file", path);
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
     if (n < 0)
@@ -368,8 +374,12 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
     int r = vmm_acpi_write(mem, m, NULL, &acpi);
     if (r < 0)
         fail("cannot write the ACPI tables: %s", vmm_strerror(r));
+    /* The floating pointer goes in the last KiB of base memory, where a
+     * kernel looks; the table may run on into the reserved range below the
+     * ACPI tables, which holds all 255 vCPUs. */
     struct vmm_mptable_result mp;
-    r = vmm_mptable_write(mem, m, NULL, &mp);
+    struct vmm_mptable_options mp_opts = {.end = VMM_X86_ACPI_TABLES};
+    r = vmm_mptable_write(mem, m, &mp_opts, &mp);
     if (r < 0)
         fail("cannot write the MP table: %s", vmm_strerror(r));
 

@@ -13,6 +13,7 @@
  * error drops output, logged once, never SIGPIPE.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -37,6 +38,12 @@
 #define CONSOLE_IN_BUF 4096
 #define CONSOLE_CONFIG 12 /* cols, rows, max_nr_ports, emerg_wr */
 #define CONSOLE_TX_IOV 16
+/* Most bytes written out of one transmit chain; the rest is dropped and
+ * counted. Linux's port writes are at most 32 pages; without a cap, an
+ * indirect table of 32768 descriptors over all of guest RAM would have the
+ * event loop write terabytes for one notification. */
+#define CONSOLE_TX_MAX_CHAIN (256u << 10)
+
 /* Bytes per write to a terminal or other character device once poll says
  * it is writable: small enough that the write does not block. */
 #define CONSOLE_TTY_CHUNK 256
@@ -70,6 +77,7 @@ struct console {
     struct vmm_virtq_chain *tx_chain; /* a chain being written out */
     uint64_t tx_off;                  /* bytes of it already written */
     bool out_error_logged;
+    bool tx_oversize_logged;
 
     uint64_t rx_bytes, tx_bytes, tx_dropped;
 };
@@ -176,11 +184,22 @@ static int tx_write(struct console *c)
         c->tx_off = ch->readable_len;
         return 0;
     }
-    while (c->tx_off < ch->readable_len) {
+    uint64_t end = ch->readable_len;
+    if (end > CONSOLE_TX_MAX_CHAIN) {
+        if (c->tx_off == 0) {
+            c->tx_dropped += end - CONSOLE_TX_MAX_CHAIN;
+            if (!c->tx_oversize_logged) {
+                c->tx_oversize_logged = true;
+                vmm_log_warn("virtio-console: a %" PRIu64 "-byte transmit buffer; writing the "
+                             "first %u bytes and dropping the rest",
+                             end, CONSOLE_TX_MAX_CHAIN);
+            }
+        }
+        end = CONSOLE_TX_MAX_CHAIN;
+    }
+    while (c->tx_off < end) {
         struct iovec iov[CONSOLE_TX_IOV];
-        uint64_t left = ch->readable_len - c->tx_off;
-        if (left > (1u << 20))
-            left = 1u << 20;
+        uint64_t left = end - c->tx_off;
         int n = vmm_virtq_chain_iov(ch, false, c->tx_off, left, iov, CONSOLE_TX_IOV);
         if (n == -ENOSPC) {
             /* Fragmented: write the first segment that starts here. */
@@ -195,8 +214,8 @@ static int tx_write(struct console *c)
             n = vmm_virtq_chain_iov(ch, false, c->tx_off, seglen, iov, CONSOLE_TX_IOV);
         }
         if (n <= 0) {
-            c->tx_dropped += ch->readable_len - c->tx_off;
-            c->tx_off = ch->readable_len;
+            c->tx_dropped += end - c->tx_off;
+            c->tx_off = end;
             return 0;
         }
         ssize_t w;
@@ -236,8 +255,8 @@ static int tx_write(struct console *c)
                 vmm_log_warn("virtio-console: output fd %d: %s; dropping output", c->out_fd,
                              w < 0 ? vmm_strerror(-errno) : "wrote nothing");
             }
-            c->tx_dropped += ch->readable_len - c->tx_off;
-            c->tx_off = ch->readable_len;
+            c->tx_dropped += end - c->tx_off;
+            c->tx_off = end;
             return 0;
         }
         c->tx_off += (uint64_t)w;

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -244,6 +245,15 @@ START_TEST(bad_images_get_one_line_errors)
 {
     expect_error((char *[]){VMM_RUN_PATH, "-k", "/nonexistent.elf", NULL}, "cannot load");
     expect_error((char *[]){VMM_RUN_PATH, "-k", "/tmp", NULL}, "cannot load");
+    /* Not a regular file: refused at once instead of blocking on a read. */
+    expect_error((char *[]){VMM_RUN_PATH, "-k", "/dev/null", NULL}, "not a regular file");
+    char fifo[] = "/tmp/vmm-test-fifoXXXXXX";
+    close(mkstemp(fifo));
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    expect_error((char *[]){VMM_RUN_PATH, "-k", fifo, NULL}, "not a regular file");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", fifo, "--boot", "linux", NULL}, "cannot load");
+    unlink(fifo);
 
     char path[] = "/tmp/vmm-test-badXXXXXX";
     int fd = mkstemp(path);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vmm/event.h>
 #include <vmm/machine.h>
@@ -907,6 +908,34 @@ START_TEST(test_console_round_trip)
 }
 END_TEST
 
+START_TEST(test_console_oversize_chain_is_capped)
+{
+    /* One chain of 8 x 64 KiB readable descriptors (512 KiB) to a regular
+     * file: the device writes its first 256 KiB and drops the rest, so a
+     * guest cannot make one notification write without bound. */
+    char path[] = "/tmp/vmm-test-vconXXXXXX";
+    int out = mkstemp(path);
+    ck_assert_int_ge(out, 0);
+    unlink(path);
+    console_up(-1, out);
+    for (unsigned i = 0; i < 8; i++)
+        td_desc(&tx, 8 + i, TD_BUF, 0x10000, i < 7 ? TD_F_NEXT : 0, (uint16_t)(9 + i));
+    td_avail(&tx, 8);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+    run_until_used(&tx, 1);
+    struct stat st;
+    ck_assert_int_eq(fstat(out, &st), 0);
+    ck_assert_int_eq(st.st_size, 256 << 10);
+    /* The next line still goes out. */
+    send_line(0, TD_BUF + 0x1000, "after\n");
+    run_until_used(&tx, 2);
+    ck_assert_int_eq(fstat(out, &st), 0);
+    ck_assert_int_eq(st.st_size, (256 << 10) + 6);
+    console_down();
+    close(out);
+}
+END_TEST
+
 START_TEST(test_console_output_full_and_gone)
 {
     int out[2];
@@ -1116,6 +1145,7 @@ static Suite *mmio_suite(void)
     tcase_add_test(dev, test_rng_rate_limit);
     tcase_add_test(dev, test_rng_rate_limit_timer);
     tcase_add_test(dev, test_console_round_trip);
+    tcase_add_test(dev, test_console_oversize_chain_is_capped);
     tcase_add_test(dev, test_console_output_full_and_gone);
     tcase_add_test(dev, test_console_input_eof);
     tcase_add_test(dev, test_console_one_socket_both_ways);
