@@ -430,9 +430,13 @@ static void write_reg(struct vmm_virtio_mmio *m, uint64_t off, uint32_t v)
         mq = &m->q[m->queue_sel];
         if (v == 1 && !mq->ready)
             queue_set_ready(m, m->queue_sel);
-        else if (v == 0 && mq->ready)
+        else if (v == 0 && mq->ready) {
+            /* The device lets go of the queue's requests first, so none
+             * completes into a queue the driver took away. */
+            if (t->dev.ops->queue_reset)
+                t->dev.ops->queue_reset(t->dev.opaque, m->queue_sel);
             queue_disable(m, m->queue_sel);
-        else if (v > 1)
+        } else if (v > 1)
             refused(m, "QueueReady 0x%x", v);
         return;
     case VMM_VIRTIO_MMIO_QUEUE_NOTIFY:
