@@ -51,8 +51,8 @@ static const char usage[] =
     "                        a virtio console on stdin/stdout (the serial port keeps\n"
     "                        its output on stdout)\n"
     "      --rng             add a virtio entropy device (fed from getrandom)\n"
-    "      --disk PATH[,ro]  add a virtio-blk disk backed by a file or block device,\n"
-    "                        read-only with ,ro (repeatable, up to 8)\n"
+    "      --disk PATH[,ro][,direct]  add a virtio-blk disk backed by a file or block\n"
+    "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -546,15 +546,19 @@ static void parse_options(int argc, char **argv, struct options *o)
                 fail("too many --disk options (at most %d)", MAX_DISKS);
             struct vmm_virtio_blk_config *disk = &o->disks[o->nr_disks++];
             *disk = (struct vmm_virtio_blk_config){.path = optarg};
-            size_t len = strlen(optarg);
-            if (len >= 3 && strcmp(optarg + len - 3, ",ro") == 0) {
-                optarg[len - 3] = '\0';
-                disk->readonly = true;
-            } else if (len >= 3 && strcmp(optarg + len - 3, ",rw") == 0) {
-                optarg[len - 3] = '\0';
+            /* Trailing ",ro", ",rw" and ",direct" are options; anything
+             * else after a comma is part of the path. */
+            for (char *comma; (comma = strrchr(optarg, ','));) {
+                if (strcmp(comma, ",ro") == 0)
+                    disk->readonly = true;
+                else if (strcmp(comma, ",direct") == 0)
+                    disk->direct = true;
+                else if (strcmp(comma, ",rw") != 0)
+                    break;
+                *comma = '\0';
             }
             if (!*disk->path)
-                fail("--disk needs a file or block device (PATH[,ro])");
+                fail("--disk needs a file or block device (PATH[,ro][,direct])");
             break;
         }
         case OPT_ON_REBOOT:

@@ -168,6 +168,32 @@ START_TEST(launcher_disks)
 }
 END_TEST
 
+START_TEST(launcher_disks_direct)
+{
+    /* The same guest with both disks opened O_DIRECT; options in either
+     * order after the path. */
+    char a[80], b[80];
+    snprintf(a, sizeof(a), "%s,direct", disk_a);
+    snprintf(b, sizeof(b), "%s,direct,ro", disk_b);
+    struct result r;
+    char *argv[] = {VMM_RUN_PATH,
+                    "--kernel",
+                    (char *)harness_guest_path("virtio_blk"),
+                    "--mem",
+                    "16M",
+                    "--disk",
+                    a,
+                    "--disk",
+                    b,
+                    NULL};
+    run(&r, argv);
+    ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "virtio_blk ok"));
+    check_image(disk_a, DISK_A_SIZE, expect_a_after);
+    check_image(disk_b, DISK_B_SIZE, expect_b_untouched);
+}
+END_TEST
+
 START_TEST(launcher_second_disk_must_be_read_only)
 {
     /* Disk B writable: the guest sees no VIRTIO_BLK_F_RO and fails (code
@@ -276,6 +302,7 @@ static Suite *blk_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 180);
     tcase_add_test(tc, launcher_disks);
+    tcase_add_test(tc, launcher_disks_direct);
     tcase_add_test(tc, launcher_second_disk_must_be_read_only);
     tcase_add_test(tc, launcher_hostile_guest);
     tcase_add_test(tc, launcher_bad_disk);
