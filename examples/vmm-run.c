@@ -5,6 +5,7 @@
  * the exit port), 0 after a guest power-off or reset, and 1 with a one-line
  * message on stderr for anything that went wrong.
  */
+#define _GNU_SOURCE /* asprintf, strsignal */
 #include <elf.h>
 #include <errno.h>
 #include <getopt.h>
@@ -51,7 +52,7 @@ static const char usage[] =
     "                        a virtio console on stdin/stdout (the serial port keeps\n"
     "                        its output on stdout)\n"
     "      --rng             add a virtio entropy device (fed from getrandom)\n"
-    "      --disk PATH[,ro][,direct]  add a virtio-blk disk backed by a file or block\n"
+    "      --disk PATH[,ro|,rw][,direct]  add a virtio-blk disk backed by a file or block\n"
     "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
@@ -62,7 +63,8 @@ static const char usage[] =
     "  -V, --version         show the version and exit\n"
     "\n"
     "Exit status: the guest's status byte (written to port 0xf4), 0 when the guest\n"
-    "powers off or reboots, 1 when vmm-run itself fails.\n";
+    "powers off or reboots, 128 + N when signal N (SIGINT, SIGTERM, SIGHUP, SIGQUIT)\n"
+    "stopped it, 1 when vmm-run itself fails.\n";
 
 static const char *prog = "vmm-run";
 
@@ -139,6 +141,7 @@ static void make_stdin_raw(void)
     t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
     t.c_cc[VMIN] = 1;
     t.c_cc[VTIME] = 0;
+    t.c_cc[VSUSP] = _POSIX_VDISABLE; /* Ctrl-Z would stop us with the terminal raw */
     if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0) {
         tty_raw = true;
         atexit(restore_tty);
@@ -147,14 +150,14 @@ static void make_stdin_raw(void)
 
 /* Set once SIGINT/SIGTERM arrived: a reboot that wins the race against the
  * stop must not restart the VM and lose the signal. */
-static atomic_bool stop_requested;
+static atomic_int stop_signal; /* the signal that asked us to stop, 0: none */
 
 static void on_signal(void *opaque, int fd, uint32_t events)
 {
     struct signalfd_siginfo si;
     (void)events;
     if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-        atomic_store(&stop_requested, true);
+        atomic_store(&stop_signal, (int)si.ssi_signo);
         vmm_vm_stop(opaque);
     }
 }
@@ -536,7 +539,14 @@ static void parse_options(int argc, char **argv, struct options *o)
                 exit(0);
             }
             check_cpu_features(optarg);
-            o->cpu_disable = optarg;
+            if (o->cpu_disable) { /* repeated: the lists add up */
+                char *both = NULL;
+                if (asprintf(&both, "%s,%s", o->cpu_disable, optarg) < 0)
+                    fail("out of memory");
+                o->cpu_disable = both; /* lives as long as the process */
+            } else {
+                o->cpu_disable = optarg;
+            }
             break;
         case OPT_RNG:
             o->rng = true;
@@ -546,15 +556,21 @@ static void parse_options(int argc, char **argv, struct options *o)
                 fail("too many --disk options (at most %d)", MAX_DISKS);
             struct vmm_virtio_blk_config *disk = &o->disks[o->nr_disks++];
             *disk = (struct vmm_virtio_blk_config){.path = optarg};
-            /* Trailing ",ro", ",rw" and ",direct" are options; anything
-             * else after a comma is part of the path. */
+            /* Trailing ",ro", ",rw" and ",direct" are options (the last of
+             * ro/rw wins); anything else after a comma is part of the path.
+             * Options are peeled from the end, so the first one seen is the
+             * last given. */
+            bool mode_set = false;
             for (char *comma; (comma = strrchr(optarg, ','));) {
-                if (strcmp(comma, ",ro") == 0)
-                    disk->readonly = true;
-                else if (strcmp(comma, ",direct") == 0)
+                if (strcmp(comma, ",ro") == 0 || strcmp(comma, ",rw") == 0) {
+                    if (!mode_set)
+                        disk->readonly = comma[2] == 'o';
+                    mode_set = true;
+                } else if (strcmp(comma, ",direct") == 0) {
                     disk->direct = true;
-                else if (strcmp(comma, ",rw") != 0)
+                } else {
                     break;
+                }
                 *comma = '\0';
             }
             if (!*disk->path)
@@ -581,6 +597,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         case ':':
             fail("option '%s' needs a value (see --help)", argv[optind - 1]);
         default:
+            if (optopt) /* a short option, perhaps inside a cluster like -kv */
+                fail("unknown option '-%c' (see --help)", optopt);
             fail("unknown option '%s' (see --help)", argv[optind - 1]);
         }
     }
@@ -615,12 +633,15 @@ int main(int argc, char **argv)
             fail("cannot open console file '%s': %s", o.console, strerror(errno));
     }
 
-    /* SIGINT/SIGTERM stop the VM through the event loop (vCPU threads inherit
-     * the blocked mask, so the signals only arrive there). */
+    /* SIGINT/SIGTERM/SIGHUP/SIGQUIT stop the VM through the event loop (vCPU
+     * threads inherit the blocked mask, so the signals only arrive there), so
+     * the terminal is always restored. */
     sigset_t stop_set;
     sigemptyset(&stop_set);
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
+    sigaddset(&stop_set, SIGHUP);
+    sigaddset(&stop_set, SIGQUIT);
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     int sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0)
@@ -635,7 +656,7 @@ int main(int argc, char **argv)
         ex = run_vm(&o, sfd);
         if (ex.reason != VMM_EXIT_RESET || !o.restart_on_reboot)
             break;
-        if (atomic_load(&stop_requested)) {
+        if (atomic_load(&stop_signal)) {
             ex.reason = VMM_EXIT_STOPPED;
             break;
         }
@@ -653,10 +674,12 @@ int main(int argc, char **argv)
     case VMM_EXIT_RESET:
         status = 0;
         break;
-    case VMM_EXIT_STOPPED:
-        fprintf(stderr, "%s: stopped by a signal\n", prog);
-        status = 1;
+    case VMM_EXIT_STOPPED: {
+        int sig = atomic_load(&stop_signal);
+        fprintf(stderr, "%s: stopped by %s\n", prog, sig ? strsignal(sig) : "a signal");
+        status = sig ? 128 + sig : 1;
         break;
+    }
     default:
         fprintf(stderr, "%s: guest failed: %s: %s (vCPU %u, rip 0x%llx)\n", prog,
                 vmm_exit_reason_name(ex.reason), ex.detail, ex.vcpu, (unsigned long long)ex.rip);
