@@ -368,6 +368,37 @@ START_TEST(cpuid_filter_round_trips)
 }
 END_TEST
 
+START_TEST(cpuid_named_features_apply)
+{
+    /* What vmm-run --cpu-disable does, on KVM's real table: the named bits
+     * are gone from what the vCPU presents afterwards. */
+    struct vmm_vm *vm;
+    ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
+    struct vmm_vcpu *vcpu;
+    ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);
+    static struct kvm_cpuid_entry2 e[256], back[256];
+    int n = vmm_vcpu_get_cpuid(vcpu, e, 256);
+    ck_assert_int_gt(n, 2);
+    ck_assert_int_ge(vmm_cpuid_set_feature(e, (unsigned)n, "xsave", false), 0);
+    ck_assert_int_ge(vmm_cpuid_set_feature(e, (unsigned)n, "kvmclock", false), 0);
+    ck_assert_int_eq(vmm_vcpu_set_cpuid(vcpu, e, (unsigned)n), 0);
+    ck_assert_int_eq(vmm_vcpu_get_cpuid(vcpu, back, 256), n);
+    bool leaf1 = false;
+    for (int i = 0; i < n; i++) {
+        if (back[i].function == 1) {
+            leaf1 = true;
+            ck_assert_uint_eq(back[i].ecx & (7u << 26), 0); /* XSAVE, OSXSAVE, AVX */
+        }
+        if (back[i].function == 7 && back[i].index == 0)
+            ck_assert_uint_eq(back[i].ebx & ((1u << 5) | (1u << 16)), 0); /* AVX2, AVX-512F */
+        if (back[i].function == 0x40000001)
+            ck_assert_uint_eq(back[i].eax & 0x9u, 0); /* both kvmclock bits */
+    }
+    ck_assert(leaf1);
+    vmm_vm_destroy(vm);
+}
+END_TEST
+
 int main(void)
 {
     vmm_test_require_kvm();
@@ -387,6 +418,7 @@ int main(void)
     tcase_add_test(tc, dirty_log_sees_guest_and_vmm_writes);
     tcase_add_test(tc, bad_configuration_is_refused);
     tcase_add_test(tc, cpuid_filter_round_trips);
+    tcase_add_test(tc, cpuid_named_features_apply);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }

@@ -124,7 +124,7 @@ struct feature_bit {
 struct feature {
     const char *name;
     const char *what;
-    struct feature_bit bits[8];
+    struct feature_bit bits[16];
     unsigned nbits;
 };
 
@@ -132,22 +132,47 @@ struct feature {
 
 static const struct feature features[] = {
     {"xsave",
-     "XSAVE state management (also turns off OSXSAVE, AVX, AVX2, AVX-512, XSAVEOPT/C/S)",
+     "XSAVE state management (also turns off OSXSAVE and the AVX family: FMA, F16C, AVX2, "
+     "AVX-512, and XSAVEOPT/C/S)",
      {{1, 0, R_ECX, 26},
       {1, 0, R_ECX, 27},
       {1, 0, R_ECX, 28},
+      {1, 0, R_ECX, 12},
+      {1, 0, R_ECX, 29},
       {7, 0, R_EBX, 5},
       {7, 0, R_EBX, 16},
+      {7, 0, R_EBX, 17},
+      {7, 0, R_EBX, 21},
+      {7, 0, R_EBX, 28},
+      {7, 0, R_EBX, 30},
+      {7, 0, R_EBX, 31},
       {0xd, 1, R_EAX, 0},
       {0xd, 1, R_EAX, 1},
       {0xd, 1, R_EAX, 3}},
-     8},
+     15},
     {"avx",
-     "AVX (also AVX2 and AVX-512F)",
-     {{1, 0, R_ECX, 28}, {7, 0, R_EBX, 5}, {7, 0, R_EBX, 16}},
-     3},
+     "AVX (also FMA, F16C, AVX2 and AVX-512 F/DQ/IFMA/CD/BW/VL)",
+     {{1, 0, R_ECX, 28},
+      {1, 0, R_ECX, 12},
+      {1, 0, R_ECX, 29},
+      {7, 0, R_EBX, 5},
+      {7, 0, R_EBX, 16},
+      {7, 0, R_EBX, 17},
+      {7, 0, R_EBX, 21},
+      {7, 0, R_EBX, 28},
+      {7, 0, R_EBX, 30},
+      {7, 0, R_EBX, 31}},
+     10},
     {"avx2", "AVX2", {{7, 0, R_EBX, 5}}, 1},
-    {"avx512f", "AVX-512 foundation", {{7, 0, R_EBX, 16}}, 1},
+    {"avx512f",
+     "AVX-512 foundation (also DQ/IFMA/CD/BW/VL)",
+     {{7, 0, R_EBX, 16},
+      {7, 0, R_EBX, 17},
+      {7, 0, R_EBX, 21},
+      {7, 0, R_EBX, 28},
+      {7, 0, R_EBX, 30},
+      {7, 0, R_EBX, 31}},
+     6},
     {"x2apic", "x2APIC mode of the local APIC", {{1, 0, R_ECX, 21}}, 1},
     {"tsc-deadline", "TSC-deadline timer mode", {{1, 0, R_ECX, 24}}, 1},
     {"pdpe1gb", "1 GiB pages", {{0x80000001, 0, R_EDX, 26}}, 1},
