@@ -8,8 +8,9 @@
  * interrupt line wired (Linux's rtc-cmos reads the time without it).
  *
  * A guest may set the clock (SET bit in register B, write the time, clear
- * SET): the VM's clock then runs at an offset from the host's; the host clock
- * is never changed.
+ * SET; or write a single time register, which takes effect at once): the
+ * VM's clock then runs at an offset from the host's; the host clock is never
+ * changed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -137,8 +138,28 @@ static uint8_t read_reg(struct vmm_rtc *rtc, uint8_t reg)
     }
 }
 
+static bool is_time_reg(uint8_t reg)
+{
+    return reg == RTC_SECONDS || reg == RTC_MINUTES || reg == RTC_HOURS || reg == RTC_DAY ||
+           reg == RTC_MONTH || reg == RTC_YEAR || reg == RTC_CENTURY;
+}
+
+/* Make the staged time the guest's clock. */
+static void commit_staged(struct vmm_rtc *rtc)
+{
+    struct tm tm = rtc->staged;
+    time_t t = timegm(&tm);
+    if (t != (time_t)-1)
+        rtc->offset = (int64_t)t - (int64_t)time(NULL);
+}
+
 static void write_reg(struct vmm_rtc *rtc, uint8_t reg, uint8_t v)
 {
+    /* Without SET held, a write to a time register takes effect at once, as
+     * on the real part: change that field of the current time. */
+    bool immediate = is_time_reg(reg) && !(rtc->ram[RTC_REG_B] & REG_B_SET);
+    if (immediate)
+        guest_time(rtc, &rtc->staged);
     switch (reg) {
     case RTC_SECONDS:
         rtc->staged.tm_sec = (int)(decode(rtc, v) % 60);
@@ -180,10 +201,7 @@ static void write_reg(struct vmm_rtc *rtc, uint8_t reg, uint8_t v)
         if (!was_set && set) {
             guest_time(rtc, &rtc->staged);
         } else if (was_set && !set) {
-            struct tm tm = rtc->staged;
-            time_t t = timegm(&tm);
-            if (t != (time_t)-1)
-                rtc->offset = (int64_t)t - (int64_t)time(NULL);
+            commit_staged(rtc);
         }
         rtc->ram[RTC_REG_B] = v & REG_B_WRITABLE;
         break;
@@ -195,6 +213,8 @@ static void write_reg(struct vmm_rtc *rtc, uint8_t reg, uint8_t v)
         rtc->ram[reg] = v;
         break;
     }
+    if (immediate)
+        commit_staged(rtc);
 }
 
 static void rtc_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)

@@ -250,6 +250,35 @@ START_TEST(test_rtc)
     /* 12-hour mode: 04:xx is 4 AM. */
     cmos_set(0x0b, 0x04);
     ck_assert_uint_eq(cmos(0x04), 4);
+    /* 12-hour mode, binary: 14:xx reads as 2 with the PM bit. */
+    cmos_set(0x0b, 0x80 | 0x04);
+    cmos_set(0x04, 0x80 | 2);
+    cmos_set(0x0b, 0x04);
+    ck_assert_uint_eq(cmos(0x04), 0x80 | 2);
+    cmos_set(0x0b, 0x04 | 0x02);
+    ck_assert_uint_eq(cmos(0x04), 14);
+
+    /* Linux's default: BCD, 24-hour, set through SET. */
+    cmos_set(0x0b, 0x80 | 0x02);
+    cmos_set(0x32, 0x20);
+    cmos_set(0x09, 0x31);
+    cmos_set(0x08, 0x12);
+    cmos_set(0x07, 0x25);
+    cmos_set(0x04, 0x23);
+    cmos_set(0x02, 0x59);
+    cmos_set(0x0b, 0x02);
+    ck_assert_uint_eq(cmos(0x32), 0x20);
+    ck_assert_uint_eq(cmos(0x09), 0x31);
+    ck_assert_uint_eq(cmos(0x08), 0x12);
+    ck_assert_uint_eq(cmos(0x07), 0x25);
+    ck_assert_uint_eq(cmos(0x04), 0x23);
+
+    /* A write without SET takes effect at once. */
+    cmos_set(0x09, 0x42);
+    ck_assert_uint_eq(cmos(0x09), 0x42);
+    ck_assert_uint_eq(cmos(0x08), 0x12); /* the rest of the date stays */
+    cmos_set(0x0b, 0x04 | 0x02);
+
     /* Nonsense written to the date does not break the clock. */
     cmos_set(0x0b, 0x80 | 0x04 | 0x02);
     cmos_set(0x08, 0xff);
