@@ -130,12 +130,17 @@ extract_vmlinux() {
     mv -f "$out.tmp" "$out"
 }
 has_vmlinux=0 has_pvh=0
-if [ -s "$l2/vmlinux" ] && [ "$l2/vmlinux" -nt "$kernel" ]; then
+# The cached vmlinux is reused only for the very kernel file it came from:
+# dpkg keeps a package's build date as the mtime, so an upgraded kernel may
+# look older than the cache.
+kernel_stamp="$kernel $(stat -Lc '%s %Y %i' "$kernel" 2>/dev/null)"
+if [ -s "$l2/vmlinux" ] && [ "$(cat "$l2/vmlinux.stamp" 2>/dev/null)" = "$kernel_stamp" ]; then
     has_vmlinux=1
 elif extract_vmlinux; then
     has_vmlinux=1
+    printf '%s\n' "$kernel_stamp" >"$l2/vmlinux.stamp"
 else
-    rm -f "$l2/vmlinux" "$l2/vmlinux.tmp"
+    rm -f "$l2/vmlinux" "$l2/vmlinux.tmp" "$l2/vmlinux.stamp"
 fi
 if [ "$has_vmlinux" = 1 ]; then
     # XEN_ELFNOTE_PHYS32_ENTRY (18): the PVH entry point.
