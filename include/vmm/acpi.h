@@ -48,7 +48,9 @@
  * the memory to write into). Checks, shared by both builders (nothing is
  * written when one fails): -EINVAL: machine or mem NULL, nr_vcpus above the
  * table's limit, nr_serial, nr_virtio or nr_reserved above the array sizes,
- * a reserved range that wraps, ioapic_pins outside 16..256, a device GSI at
+ * a reserved range that wraps, an explicit ioapic_id (0 means the default,
+ * nr_vcpus) below nr_vcpus, which would be a local APIC's id, ioapic_pins
+ * outside 16..256, a device GSI at
  * or past ioapic_pins or equal to 0 or 2 (the timer's), a serial port of 0
  * or one whose 8 ports pass 0xffff, a virtio window of size 0 or that wraps,
  * or (ACPI only: Memory32Fixed) ends past 4 GiB, a LAPIC/IOAPIC page
@@ -79,8 +81,12 @@ extern "C" {
 #define VMM_MPTABLE_MAX_VCPUS 255
 
 /* End of the default MP table area: the last KiB of base memory, where Linux
- * looks for the floating pointer (it scans 0x9fc00..0x9fd00). */
+ * looks for the floating pointer (it scans 0x9fc00..0xa0000). */
 #define VMM_X86_MPTABLE_END 0xa0000ull
+
+/* The CMOS register holding the century (lib/devices/rtc.c), named in the
+ * FADT's CENTURY field when the machine has an RTC. */
+#define VMM_ACPI_RTC_CENTURY 0x32
 
 /* OEM id in every ACPI table header and the MP table. */
 #define VMM_ACPI_OEM_ID "LIBVMM"

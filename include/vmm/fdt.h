@@ -11,7 +11,7 @@
  *       #address-cells = <2>; #size-cells = <2>;
  *       interrupt-parent = <VMM_FDT_IOAPIC_PHANDLE>;
  *     memory@<base> { device_type = "memory"; reg = <base size>; }
- *                                         one per region of machine->mem
+ *                     one per writable region of machine->mem (ROM is not RAM)
  *     cpus { #address-cells = <1>; #size-cells = <0>;
  *       cpu@N { device_type = "cpu"; reg = <N>; }       N = APIC id }
  *     chosen { bootargs; linux,initrd-start; linux,initrd-end (64-bit);

@@ -220,6 +220,10 @@ struct vmm_hvm_memmap_entry {
 /* The lowest address a kernel or initrd is put at by default. */
 #define VMM_LINUX_MIN_ADDR VMM_X86_HIGH_MEMORY
 
+/* The longest command line given to an ELF kernel, which has no header to
+ * state its limit: x86 COMMAND_LINE_SIZE is 2048 bytes with the NUL. */
+#define VMM_LINUX_ELF_CMDLINE_MAX 2047u
+
 /* ---- the steps ---- */
 
 enum vmm_kernel_format {
@@ -239,7 +243,9 @@ struct vmm_kernel_options {
     bool no_pvh; /* ELF: use the 64-bit entry even when a PVH note is present */
     /* bzImage: where to put the protected-mode kernel (0: pref_address when
      * that fits, else the lowest suitably aligned address above it that does;
-     * a kernel that is not relocatable goes only at pref_address). */
+     * a kernel that is not relocatable goes only at pref_address; below
+     * pref_address a relocatable kernel moves itself up to it before
+     * decompressing, so it owns [load_addr, pref_address + init_size)). */
     vmm_gpa_t load_addr;
     vmm_gpa_t min_addr; /* lowest address the kernel may use (0: VMM_LINUX_MIN_ADDR) */
     /* Optional: the machine whose reserved ranges the kernel must keep clear of. */
@@ -265,7 +271,8 @@ struct vmm_linux_boot {
     struct vmm_linux_setup_header hdr;
     uint32_t hdr_len;         /* bytes of hdr the image had (0x202 + jump offset - 0x1f1) */
     uint64_t initrd_addr_max; /* highest address an initrd byte may have */
-    uint32_t cmdline_max;     /* longest command line, without the NUL */
+    uint32_t cmdline_max;     /* longest command line, without the NUL (bzImage:
+                                 cmdline_size; ELF: VMM_LINUX_ELF_CMDLINE_MAX) */
 
     /* vmm_linux_load_initrd */
     vmm_gpa_t initrd_addr;
@@ -308,7 +315,8 @@ VMM_API enum vmm_kernel_format vmm_kernel_detect(const void *image, size_t size)
  * 4 GiB, not below min_addr and clear of machine->reserved); entry = load +
  * 0x200; the setup header is kept in boot->hdr for the zero page. Lying
  * headers (setup_sects or syssize past the end, a payload outside the kernel,
- * a header that ends before the fields its version has) are -EINVAL; no room
+ * a header that ends before the fields its version has, no short forward
+ * jump at 0x200, cmdline_size 0) are -EINVAL; no room
  * for init_size is -ENOSPC; an explicit load_addr outside RAM is -EFAULT.
  *
  * ELF (vmlinux): checked as by vmm_elf_load (loader.h), every PT_LOAD copied
@@ -352,7 +360,8 @@ VMM_API VMM_MUST_USE int vmm_linux_load_initrd_file(struct vmm_memory *mem, cons
 /*
  * Write cmdline, NUL-terminated, at VMM_X86_CMDLINE and record it. -ENOSPC
  * when it is longer than the kernel takes (boot->cmdline_max, from a
- * bzImage's cmdline_size; 0 means VMM_X86_CMDLINE_MAX - 1) or than the
+ * bzImage's cmdline_size, VMM_LINUX_ELF_CMDLINE_MAX for an ELF kernel; 0 means
+ * VMM_X86_CMDLINE_MAX - 1) or than the
  * command-line area; -EFAULT without RAM there.
  */
 VMM_API VMM_MUST_USE int vmm_linux_set_cmdline(struct vmm_memory *mem, const char *cmdline,
@@ -389,7 +398,8 @@ VMM_API VMM_MUST_USE int vmm_e820_build(const struct vmm_machine *machine,
  * (ramdisk_image/size and their ext_ high halves), the setup_data list, the
  * RSDP (acpi_rsdp_addr; bzImage protocol 2.14+ only) and the e820 map
  * (vmm_e820_build of machine, or of mem alone when machine is NULL or has no
- * memory). Records boot->params_addr.
+ * memory; -EINVAL when machine->mem is another memory than mem). Records
+ * boot->params_addr.
  */
 VMM_API VMM_MUST_USE int vmm_linux_write_boot_params(struct vmm_memory *mem,
                                                      const struct vmm_machine *machine,
@@ -414,11 +424,11 @@ VMM_API VMM_MUST_USE int vmm_linux_write_params(struct vmm_memory *mem,
 /*
  * Put the boot vCPU at the kernel's entry: for the 64-bit protocol
  * vmm_vcpu_set_boot_state with RIP = entry, RSI = boot->params_addr and no
- * stack (the kernel loads its own GDT first thing; the boot GDT's selectors
- * are 0x8/0x10, see vcpu.h); for PVH vmm_vcpu_set_boot_state_pm32 with EIP =
- * pvh_entry and EBX = boot->params_addr. Only the boot vCPU: Linux starts the
- * others with INIT/SIPI. Call after vmm_linux_write_params. Returns 0,
- * -EINVAL (nothing loaded or no params written) or what the vCPU call returns.
+ * stack, then CS = __BOOT_CS (0x10) and DS/ES/FS/GS/SS = __BOOT_DS (0x18),
+ * flat, from the boot area's VMM_X86_BOOT_GDT_LINUX (vcpu.h); for PVH vmm_vcpu_set_boot_state_pm32
+ * with EIP = pvh_entry and EBX = boot->params_addr. Only the boot vCPU: Linux starts the others
+ * with INIT/SIPI. Call after vmm_linux_write_params. Returns 0, -EINVAL (nothing loaded or no
+ * params written) or what the vCPU call returns.
  */
 VMM_API VMM_MUST_USE int vmm_linux_set_entry(struct vmm_vcpu *vcpu,
                                              const struct vmm_linux_boot *boot);
@@ -431,11 +441,13 @@ struct vmm_linux_config {
     const char *initrd_path; /* optional: the initrd file, or: */
     const void *initrd;      /*   the initrd in memory (NULL: none) */
     size_t initrd_size;
-    const char *cmdline;               /* optional (NULL: none) */
-    const struct vmm_machine *machine; /* optional: reserved ranges for placement and e820 */
-    vmm_gpa_t rsdp_addr;               /* optional: the ACPI RSDP (0: the kernel scans for it) */
-    const void *dtb;                   /* optional: a device tree passed as SETUP_DTB */
-    size_t dtb_size;                   /*   (the 64-bit protocol only: set no_pvh) */
+    const char *cmdline; /* optional (NULL: none) */
+    /* optional: reserved ranges for placement and e820 (kernel_opts.machine,
+     * when set, is used instead, for every step) */
+    const struct vmm_machine *machine;
+    vmm_gpa_t rsdp_addr; /* optional: the ACPI RSDP (0: the kernel scans for it) */
+    const void *dtb;     /* optional: a device tree passed as SETUP_DTB */
+    size_t dtb_size;     /*   (the 64-bit protocol only: set no_pvh) */
     struct vmm_kernel_options kernel_opts;
 };
 

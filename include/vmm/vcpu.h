@@ -115,6 +115,14 @@ VMM_API const char *vmm_cpuid_feature_name(unsigned i, const char **what);
 #define VMM_X86_BOOT_GDT        0x1000ull
 #define VMM_X86_BOOT_PML4       0x2000ull
 
+/* A second long-mode GDT, written with the first, with the Linux 64-bit boot
+ * protocol's selectors: flat 64-bit code at __BOOT_CS (0x10) and data at
+ * __BOOT_DS (0x18). vmm_linux_set_entry (linux.h) switches to it. */
+#define VMM_X86_BOOT_GDT_LINUX       0x1400ull
+#define VMM_X86_BOOT_GDT_LINUX_LIMIT 31u
+#define VMM_X86_BOOT_LINUX_CS        0x10u
+#define VMM_X86_BOOT_LINUX_DS        0x18u
+
 struct vmm_x86_boot_state {
     uint64_t entry; /* RIP */
     uint64_t stack; /* RSP (0: the guest sets its own stack first thing) */

@@ -41,9 +41,13 @@
 #define RSDP_V1_SIZE      20
 
 /* FADT (5.2.9), revision 6. */
+_Static_assert(VMM_MACHINE_MAX_SERIAL <= 9 && VMM_MACHINE_MAX_VIRTIO <= 100,
+               "device names have one (COMn) or two (VRnn) digits");
+
 #define FADT_SIZE           276
 #define FADT_REVISION       6
 #define FADT_MINOR_VERSION  5
+#define FADT_CENTURY        108
 #define FADT_IAPC_BOOT_ARCH 109
 #define FADT_FLAGS          112
 #define FADT_RESET_REG      116
@@ -127,6 +131,8 @@ static size_t build_fadt(const struct tables_machine *t, uint8_t *f, uint64_t ds
         boot_arch |= IAPC_8042;
     if (!m->rtc)
         boot_arch |= IAPC_CMOS_RTC_NOT_PRESENT;
+    if (m->rtc)
+        f[FADT_CENTURY] = VMM_ACPI_RTC_CENTURY;
     if (m->acpi_pm) {
         flags |= FADT_F_RESET_REG_SUP;
         gas_io8(f + FADT_RESET_REG, VMM_ACPI_RESET_PORT);
@@ -204,8 +210,8 @@ static void resource_name(struct aml *a, const char *name)
 
 static void dsdt_serial(struct aml *a, unsigned i, const struct vmm_machine_serial *s)
 {
-    char name[5];
-    snprintf(name, sizeof(name), "COM%u", (i + 1) % 10);
+    /* i < VMM_MACHINE_MAX_SERIAL (checked): one digit. */
+    const char name[5] = {'C', 'O', 'M', (char)('1' + i), '\0'};
     aml_device_begin(a, name);
     aml_name(a, "_HID");
     aml_eisaid(a, "PNP0501");
@@ -223,8 +229,8 @@ static void dsdt_serial(struct aml *a, unsigned i, const struct vmm_machine_seri
 
 static void dsdt_virtio(struct aml *a, unsigned i, const struct vmm_machine_virtio *v)
 {
-    char name[5];
-    snprintf(name, sizeof(name), "VR%02u", i % 100);
+    /* i < VMM_MACHINE_MAX_VIRTIO (checked): two digits. */
+    const char name[5] = {'V', 'R', (char)('0' + i / 10), (char)('0' + i % 10), '\0'};
     aml_device_begin(a, name);
     aml_name(a, "_HID");
     aml_string(a, "LNRO0005"); /* drivers/virtio/virtio_mmio.c */
@@ -355,7 +361,8 @@ static int build_scratch(const struct vmm_machine *machine, vmm_gpa_t addr, uint
     uint8_t *s = calloc(1, cap ? cap : 1);
     if (!s)
         return -ENOMEM;
-    r = build(&t, addr, s, cap, res);
+    struct vmm_acpi_result tmp;
+    r = build(&t, addr, s, cap, &tmp);
     if (r >= 0 && addr + (uint64_t)r > TABLES_4G)
         r = -EINVAL;
     if (r < 0) {
@@ -364,6 +371,8 @@ static int build_scratch(const struct vmm_machine *machine, vmm_gpa_t addr, uint
         free(s);
         return r;
     }
+    if (res)
+        *res = tmp;
     *out = s;
     return r;
 }

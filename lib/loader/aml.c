@@ -276,12 +276,6 @@ void aml_package_begin(struct aml *a, uint8_t elements)
     aml_byte(a, elements);
 }
 
-void aml_buffer_begin(struct aml *a)
-{
-    aml_byte(a, AML_BUFFER_OP);
-    open_block(a, true, false);
-}
-
 void aml_resource_template_begin(struct aml *a)
 {
     aml_byte(a, AML_BUFFER_OP);

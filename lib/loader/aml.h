@@ -73,7 +73,6 @@ void aml_name(struct aml *a, const char *path);
 void aml_scope_begin(struct aml *a, const char *path);
 void aml_device_begin(struct aml *a, const char *path);
 void aml_package_begin(struct aml *a, uint8_t elements);
-void aml_buffer_begin(struct aml *a);
 /* A Buffer holding resource descriptors; aml_end appends the End Tag with
  * the checksum that makes the descriptors sum to zero. */
 void aml_resource_template_begin(struct aml *a);

@@ -184,6 +184,9 @@ static const struct vmm_machine *machine_or_default(const struct vmm_machine *ma
 static int build_map(struct vmm_memory *mem, const struct vmm_machine *machine,
                      struct vmm_e820_entry *map, struct vmm_linux_boot *boot)
 {
+    if (machine && machine->mem && machine->mem != mem)
+        return linux_fail(boot, -EINVAL,
+                          "the machine describes other guest memory than the one given");
     struct vmm_machine local;
     int n = vmm_e820_build(machine_or_default(machine, mem, &local), map, VMM_E820_MAX);
     if (n == -ENOSPC)

@@ -15,18 +15,8 @@
 #include "loader_internal.h"
 
 /* Fill res->error, log it, and hand back err so callers can `return refuse(...)`. */
-static int refuse(struct vmm_load_result *res, int err, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int refuse(struct vmm_load_result *res, int err, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(res->error, sizeof(res->error), fmt, ap);
-    va_end(ap);
-    vmm_log_debug("elf: %s", res->error);
-    return err;
-}
+#define refuse(res, err, ...)                                                                      \
+    vmm_loader_fail((res)->error, sizeof((res)->error), "elf", (err), __VA_ARGS__)
 
 static int check_ehdr(const Elf64_Ehdr *eh, uint64_t size, struct vmm_load_result *res)
 {
@@ -114,21 +104,12 @@ static int check_segment(struct vmm_memory *mem, const Elf64_Phdr *ph, unsigned 
 static int check_writable(struct vmm_memory *mem, const struct vmm_elf_segment *seg,
                           struct vmm_load_result *res)
 {
-    unsigned n = vmm_memory_region_count(mem);
     vmm_gpa_t end = seg->paddr + seg->memsz; /* checked by check_segment */
-
-    for (unsigned r = 0; r < n; r++) {
-        struct vmm_region_info info;
-        if (vmm_memory_region_info(mem, r, &info) != 0)
-            continue;
-        if (!(info.flags & VMM_MEMORY_F_READONLY))
-            continue;
-        /* region end cannot wrap: the map refuses such regions */
-        if (info.gpa < end && seg->paddr < info.gpa + info.size)
-            return refuse(res, -EROFS,
-                          "segment %u [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps read-only region %u",
-                          seg->phdr_index, seg->paddr, end, r);
-    }
+    int r = vmm_loader_readonly_overlap(mem, seg->paddr, end);
+    if (r >= 0)
+        return refuse(res, -EROFS,
+                      "segment %u [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps read-only region %d",
+                      seg->phdr_index, seg->paddr, end, r);
     return 0;
 }
 

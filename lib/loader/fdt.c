@@ -82,6 +82,9 @@ static int add_memory(void *fdt, const struct vmm_memory *mem)
         struct vmm_region_info info;
         if (vmm_memory_region_info(mem, i, &info) < 0)
             return -EINVAL;
+        /* ROM is not RAM: e820 lists it as reserved, so no memory node. */
+        if (info.flags & VMM_MEMORY_F_READONLY)
+            continue;
         snprintf(name, sizeof(name), "memory@%" PRIx64, info.gpa);
         FDT_TRY(fdt_begin_node(fdt, name));
         FDT_TRY(fdt_property_string(fdt, "device_type", "memory"));

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -224,4 +225,18 @@ int vmm_loader_machine_reserved(const struct vmm_machine *machine, struct vmm_ra
         out[k++] = (struct vmm_range){m->base, end};
     }
     return k;
+}
+
+int vmm_loader_readonly_overlap(const struct vmm_memory *mem, uint64_t base, uint64_t end)
+{
+    unsigned n = vmm_memory_region_count(mem);
+    for (unsigned r = 0; r < n && r <= INT_MAX; r++) {
+        struct vmm_region_info info;
+        if (vmm_memory_region_info(mem, r, &info) != 0 || !(info.flags & VMM_MEMORY_F_READONLY))
+            continue;
+        /* A region's end cannot wrap: the map refuses such regions. */
+        if (info.gpa < end && base < info.gpa + info.size)
+            return (int)r;
+    }
+    return -1;
 }

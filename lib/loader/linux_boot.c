@@ -237,7 +237,20 @@ int vmm_linux_set_entry(struct vmm_vcpu *vcpu, const struct vmm_linux_boot *boot
     switch (boot->protocol) {
     case VMM_LINUX_BOOT_64: {
         struct vmm_x86_boot_state st = {.entry = boot->entry, .arg1 = boot->params_addr};
-        return vmm_vcpu_set_boot_state(vcpu, &st);
+        int r = vmm_vcpu_set_boot_state(vcpu, &st);
+        if (r < 0)
+            return r;
+        /* The protocol asks for CS = __BOOT_CS and DS/ES/SS = __BOOT_DS: the
+         * same flat segments, from the GDT with that layout. */
+        struct kvm_sregs sregs;
+        if ((r = vmm_vcpu_get_sregs(vcpu, &sregs)) < 0)
+            return r;
+        sregs.cs.selector = VMM_X86_BOOT_LINUX_CS;
+        sregs.ds.selector = sregs.es.selector = sregs.fs.selector = sregs.gs.selector =
+            sregs.ss.selector = VMM_X86_BOOT_LINUX_DS;
+        sregs.gdt.base = VMM_X86_BOOT_GDT_LINUX;
+        sregs.gdt.limit = VMM_X86_BOOT_GDT_LINUX_LIMIT;
+        return vmm_vcpu_set_sregs(vcpu, &sregs);
     }
     case VMM_LINUX_BOOT_PVH: {
         if (!boot->pvh_entry || boot->params_addr > UINT32_MAX)
@@ -283,9 +296,9 @@ int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *
         return linux_fail(boot, -EINVAL,
                           "a device tree needs the 64-bit boot protocol: set kernel_opts.no_pvh");
     if (cfg->initrd_path)
-        r = vmm_linux_load_initrd_file(mem, cfg->initrd_path, cfg->machine, boot);
+        r = vmm_linux_load_initrd_file(mem, cfg->initrd_path, kopts.machine, boot);
     else if (cfg->initrd)
-        r = vmm_linux_load_initrd(mem, cfg->initrd, cfg->initrd_size, cfg->machine, boot);
+        r = vmm_linux_load_initrd(mem, cfg->initrd, cfg->initrd_size, kopts.machine, boot);
     if (r < 0)
         return r;
     if (cfg->cmdline && (r = vmm_linux_set_cmdline(mem, cfg->cmdline, boot)) < 0)
@@ -294,5 +307,5 @@ int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *
         (r = vmm_linux_add_setup_data(mem, VMM_SETUP_DTB, cfg->dtb, cfg->dtb_size, boot)) < 0)
         return r;
     boot->rsdp_addr = cfg->rsdp_addr;
-    return vmm_linux_write_params(mem, cfg->machine, boot);
+    return vmm_linux_write_params(mem, kopts.machine, boot);
 }

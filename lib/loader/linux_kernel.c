@@ -81,16 +81,11 @@ static int check_kernel_range(struct vmm_memory *mem, uint64_t base, uint64_t sp
 static int check_kernel_writable(const struct vmm_memory *mem, uint64_t base, uint64_t end,
                                  struct vmm_linux_boot *boot)
 {
-    unsigned n = vmm_memory_region_count(mem);
-    for (unsigned r = 0; r < n; r++) {
-        struct vmm_region_info info;
-        if (vmm_memory_region_info(mem, r, &info) != 0 || !(info.flags & VMM_MEMORY_F_READONLY))
-            continue;
-        if (info.gpa < end && base < info.gpa + info.size)
-            return linux_fail(boot, -EROFS,
-                              "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps read-only region %u",
-                              base, end, r);
-    }
+    int r = vmm_loader_readonly_overlap(mem, base, end);
+    if (r >= 0)
+        return linux_fail(boot, -EROFS,
+                          "kernel [0x%" PRIx64 ", 0x%" PRIx64 ") overlaps read-only region %d",
+                          base, end, r);
     return 0;
 }
 
@@ -117,7 +112,12 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
                           "boot protocol %u.%02u is too old (2.06 or later is needed)",
                           version >> 8, version & 0xff);
 
-    /* The header ends where its leading jump lands. */
+    /* The header ends where its leading jump (a short forward jmp) lands. */
+    if (head[0x200] != 0xeb || head[0x201] >= 0x80)
+        return linux_fail(boot, -EINVAL,
+                          "no short forward jump at 0x200 (0x%02x 0x%02x): the header end is "
+                          "unknown",
+                          head[0x200], head[0x201]);
     uint32_t hdr_end = 0x202u + head[0x201];
     if (hdr_end > size)
         return linux_fail(boot, -EINVAL,
@@ -168,6 +168,10 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
                           "-byte protected-mode kernel",
                           hdr.payload_offset, hdr.payload_length, kernel_size);
 
+    /* 2.06+ states its command-line limit; 0 would take nothing at all. */
+    if (hdr.cmdline_size == 0)
+        return linux_fail(boot, -EINVAL, "cmdline_size is 0 (protocol 2.06+ must state it)");
+
     bool relocatable = hdr.relocatable_kernel != 0;
     uint64_t align = hdr.kernel_alignment;
     if (relocatable && (align == 0 || (align & (align - 1)) != 0))
@@ -202,6 +206,13 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
                               "load address 0x%" PRIx64
                               " is not aligned to kernel_alignment 0x%" PRIx64,
                               load, align);
+        /* Below pref_address a relocatable kernel moves itself up to it and
+         * decompresses there: it owns [load, pref_address + init_size). */
+        if (relocatable && load < hdr.pref_address &&
+            __builtin_add_overflow(span, hdr.pref_address - load, &span))
+            return linux_fail(boot, -EINVAL,
+                              "pref_address 0x%" PRIx64 " + init_size wraps the address space",
+                              (uint64_t)hdr.pref_address);
         r = check_kernel_range(mem, load, span, min_addr, res, (unsigned)nres, "load address",
                                boot);
         if (r < 0)
@@ -356,7 +367,7 @@ static int load_vmlinux(struct vmm_memory *mem, const struct vmm_image *im,
     boot->kernel_low = plan->low;
     boot->kernel_high = plan->high;
     boot->initrd_addr_max = 0xffffffffu;
-    boot->cmdline_max = VMM_X86_CMDLINE_MAX - 1;
+    boot->cmdline_max = VMM_LINUX_ELF_CMDLINE_MAX;
     vmm_log_debug("linux: ELF kernel at [0x%" PRIx64 ", 0x%" PRIx64 "), entry 0x%" PRIx64
                   ", PVH entry 0x%x (%s)",
                   plan->low, plan->high, plan->entry, pvh_entry,

@@ -106,6 +106,10 @@ int vmm_loader_ram_runs(const struct vmm_memory *mem, struct vmm_range **out);
  * array. machine may be NULL (0 ranges). */
 int vmm_loader_machine_reserved(const struct vmm_machine *machine, struct vmm_range *out);
 
+/* The index of the first read-only region of mem overlapping [base, end), or
+ * -1 when there is none. */
+int vmm_loader_readonly_overlap(const struct vmm_memory *mem, uint64_t base, uint64_t end);
+
 static inline bool vmm_range_overlaps(uint64_t base, uint64_t end, const struct vmm_range *r)
 {
     return base < r->end && r->base < end;

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <vmm/memory.h>
 
+#include "loader_internal.h"
 #include "vmm_internal.h"
 
 static bool gsi_ok(const struct tables_machine *t, uint32_t gsi)
@@ -34,6 +35,13 @@ int tables_machine_check(const struct vmm_machine *machine, unsigned max_vcpus,
 
     if (t.nr_vcpus > max_vcpus) {
         vmm_log_debug("tables: %u vCPUs, this table describes at most %u", t.nr_vcpus, max_vcpus);
+        return -EINVAL;
+    }
+    /* The local APICs have ids 0..nr_vcpus - 1: an IOAPIC id given (0 means
+     * the default, nr_vcpus) cannot be one of them. */
+    if (machine->ioapic_id && machine->ioapic_id < t.nr_vcpus) {
+        vmm_log_debug("tables: IOAPIC id %u is a local APIC id (below %u)", t.ioapic_id,
+                      t.nr_vcpus);
         return -EINVAL;
     }
     /* Both APICs are described with 32-bit addresses (MADT, MP table). */
@@ -75,12 +83,10 @@ int tables_machine_check(const struct vmm_machine *machine, unsigned max_vcpus,
             return -EINVAL;
         }
     }
-    for (unsigned i = 0; i < machine->nr_reserved; i++) {
-        uint64_t end;
-        if (__builtin_add_overflow(machine->reserved[i].base, machine->reserved[i].size, &end)) {
-            vmm_log_debug("tables: reserved range %u wraps", i);
-            return -EINVAL;
-        }
+    struct vmm_range rsv[VMM_MACHINE_MAX_RESERVED];
+    if (vmm_loader_machine_reserved(machine, rsv) < 0) {
+        vmm_log_debug("tables: a reserved range wraps");
+        return -EINVAL;
     }
     *out = t;
     return 0;

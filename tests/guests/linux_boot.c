@@ -19,7 +19,7 @@
 #define PROTO_PVH 2
 
 extern uint64_t entry_params, entry_flags, entry_cr0;
-extern uint16_t entry_cs;
+extern uint16_t entry_cs, entry_ds, entry_ss;
 
 #define MAGIC_WORD "libvmm-linux-test"
 
@@ -141,7 +141,9 @@ static int check_zero_page(uint64_t params)
 {
     CHECK(50, "RSI (zero page)", params, VMM_X86_ZERO_PAGE);
     CHECK(51, "RFLAGS.IF at entry", entry_flags & 0x200, 0);
-    CHECK(52, "CS at entry", entry_cs, 0x8);
+    CHECK(52, "CS at entry (__BOOT_CS)", entry_cs, 0x10);
+    CHECK(65, "DS at entry (__BOOT_DS)", entry_ds, 0x18);
+    CHECK(66, "SS at entry (__BOOT_DS)", entry_ss, 0x18);
     const struct vmm_linux_boot_params *zp = (const void *)params;
     CHECK(53, "hdr.header", zp->hdr.header, VMM_LINUX_HDR_MAGIC);
     CHECK(54, "hdr.boot_flag", zp->hdr.boot_flag, VMM_LINUX_BOOT_FLAG);

@@ -35,6 +35,10 @@ linux_entry64:
     mov %rax, entry_flags(%rip)
     mov %cs, %ax
     mov %ax, entry_cs(%rip)
+    mov %ds, %ax
+    mov %ax, entry_ds(%rip)
+    mov %ss, %ax
+    mov %ax, entry_ss(%rip)
     /* a bzImage's .bss is not the loader's business: clear it (the stack is in it) */
     lea __bss_start(%rip), %rdi
     lea __bss_end(%rip), %rcx
@@ -121,7 +125,7 @@ gdt64_ptr:
     .word 3 * 8 - 1
     .long gdt64
     .long 0
-    .globl entry_params, entry_flags, entry_cr0, entry_cs
+    .globl entry_params, entry_flags, entry_cr0, entry_cs, entry_ds, entry_ss
 entry_params:
     .quad 0
 entry_flags:
@@ -129,6 +133,10 @@ entry_flags:
 entry_cr0:
     .quad 0
 entry_cs:
+    .word 0
+entry_ds:
+    .word 0
+entry_ss:
     .word 0
 
     .section .bss, "aw", @nobits

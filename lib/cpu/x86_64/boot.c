@@ -42,8 +42,20 @@ static const uint64_t boot_gdt32[] = {
     0x00cf93000000ffffull,                        /* data: present, DPL 0, read/write, B=1, G=1 */
 };
 
+/* The Linux 64-bit boot protocol's layout (vmm_linux_set_entry): null,
+ * unused, 64-bit code at __BOOT_CS (0x10), data at __BOOT_DS (0x18). */
+static const uint64_t boot_gdt_linux[] = {
+    0x0000000000000000ull, 0x0000000000000000ull,
+    0x00af9b000000ffffull, /* code: present, DPL 0, exec/read, L=1, G=1 */
+    0x00cf93000000ffffull, /* data: present, DPL 0, read/write, D/B=1, G=1 */
+};
+
 _Static_assert(BOOT_PD + 4 * 0x1000 <= VMM_X86_BOOT_AREA_END, "page tables outside boot area");
-_Static_assert(VMM_X86_BOOT_GDT + sizeof(boot_gdt) <= VMM_X86_BOOT_GDT32, "GDT overlaps GDT32");
+_Static_assert(VMM_X86_BOOT_GDT + sizeof(boot_gdt) <= VMM_X86_BOOT_GDT_LINUX,
+               "GDT overlaps the Linux GDT");
+_Static_assert(VMM_X86_BOOT_GDT_LINUX + sizeof(boot_gdt_linux) <= VMM_X86_BOOT_GDT32,
+               "Linux GDT overlaps GDT32");
+_Static_assert(sizeof(boot_gdt_linux) - 1 == VMM_X86_BOOT_GDT_LINUX_LIMIT, "Linux GDT limit");
 _Static_assert(VMM_X86_BOOT_GDT32 + sizeof(boot_gdt32) <= VMM_X86_BOOT_PML4, "GDT32 overlaps PML4");
 
 int vmm_x86_write_boot_tables(struct vmm_memory *mem)
@@ -61,6 +73,8 @@ int vmm_x86_write_boot_tables(struct vmm_memory *mem)
     memset(base, 0, len);
     memcpy(base, boot_gdt, sizeof(boot_gdt));
     memcpy(base + (VMM_X86_BOOT_GDT32 - VMM_X86_BOOT_GDT), boot_gdt32, sizeof(boot_gdt32));
+    memcpy(base + (VMM_X86_BOOT_GDT_LINUX - VMM_X86_BOOT_GDT), boot_gdt_linux,
+           sizeof(boot_gdt_linux));
     pml4[0] = BOOT_PDPT | PTE_P | PTE_RW;
     for (uint64_t i = 0; i < 4; i++)
         pdpt[i] = (BOOT_PD + i * 0x1000) | PTE_P | PTE_RW;

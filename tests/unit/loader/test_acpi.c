@@ -331,6 +331,8 @@ START_TEST(acpi_tables_read_back)
     ck_assert_uint_eq(get64(fadt + 140), res.dsdt);
     ck_assert_uint_eq(get32(fadt + 112), (1u << 20) | (1u << 10)); /* HW_REDUCED, RESET_REG_SUP */
     ck_assert_uint_eq(get16(fadt + 109), (1u << 1) | (1u << 2) | (1u << 3)); /* 8042, no VGA/MSI */
+    ck_assert_uint_eq(fadt[108], 0x32); /* CENTURY: the RTC's CMOS register */
+    ck_assert_uint_eq(fadt[108], VMM_ACPI_RTC_CENTURY);
     static const uint8_t reset[12] = {1, 8, 0, 1, 0xc1, 0x03};
     static const uint8_t sleep[12] = {1, 8, 0, 1, 0xc0, 0x03};
     ck_assert_mem_eq(fadt + 116, reset, 12);
@@ -403,6 +405,7 @@ START_TEST(acpi_optional_devices_follow_the_machine)
     const uint8_t *fadt = guest(res.fadt);
     ck_assert_uint_eq(get32(fadt + 112), 1u << 20);
     ck_assert_uint_eq(get16(fadt + 109), (1u << 2) | (1u << 3) | (1u << 5));
+    ck_assert_uint_eq(fadt[108], 0); /* no RTC, no CENTURY */
     static const uint8_t zero[12];
     ck_assert_mem_eq(fadt + 116, zero, 12);
     ck_assert_uint_eq(fadt[128], 0);
@@ -499,6 +502,14 @@ START_TEST(acpi_build_into_a_host_buffer)
     ck_assert_int_eq(vmm_acpi_build(&m, 0x7000, NULL, sizeof(buf), NULL), -EINVAL);
     ck_assert_int_eq(vmm_acpi_build(&m, 0x7008, buf, sizeof(buf), NULL), -EINVAL);
     ck_assert_int_eq(vmm_acpi_build(&m, 0xfffffff0, buf, sizeof(buf), NULL), -EINVAL);
+    /* On failure res is left alone: tables that would reach past 4 GiB. */
+    struct vmm_acpi_result keep;
+    memset(&keep, 0x5a, sizeof(keep));
+    res = keep;
+    ck_assert_int_eq(vmm_acpi_build(&m, 0xfffffff0, buf, sizeof(buf), &res), -EINVAL);
+    ck_assert_mem_eq(&res, &keep, sizeof(res));
+    ck_assert_int_eq(vmm_acpi_build(&m, 0x7000, buf, 16, &res), -ENOSPC);
+    ck_assert_mem_eq(&res, &keep, sizeof(res));
 }
 END_TEST
 
@@ -531,7 +542,7 @@ static const char *const bad_machines[] = {
     "256 vCPUs",  "5 serial",      "33 virtio",      "huge nr_virtio", "9 reserved",
     "gsi = pins", "gsi past pins", "gsi 2",          "gsi 0",          "port 0",
     "port wraps", "virtio size 0", "virtio past 4G", "virtio wraps",   "8 pins",
-    "300 pins",   "lapic past 4G", "ioapic past 4G", "reserved wraps",
+    "300 pins",   "lapic past 4G", "ioapic past 4G", "reserved wraps", "ioapic id = lapic id",
 };
 
 static void break_machine(struct vmm_machine *m, unsigned i)
@@ -595,6 +606,9 @@ static void break_machine(struct vmm_machine *m, unsigned i)
         m->nr_reserved = 1;
         m->reserved[0].base = UINT64_MAX;
         m->reserved[0].size = 2;
+        break;
+    case 19:
+        m->ioapic_id = 1; /* vCPU 1's local APIC id */
         break;
     }
 }

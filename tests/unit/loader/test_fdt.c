@@ -193,6 +193,20 @@ START_TEST(fdt_minimal_machine)
 }
 END_TEST
 
+/* A ROM region is not RAM: no memory node for it (e820 calls it reserved). */
+START_TEST(fdt_rom_is_not_memory)
+{
+    struct vmm_region_config rom = {
+        .gpa = 0xfffc0000, .size = 0x40000, .flags = VMM_MEMORY_F_READONLY};
+    ck_assert_int_ge(vmm_memory_add_region(fx.mem, &rom), 0);
+    struct vmm_machine m = {.mem = fx.mem};
+    ck_assert_int_gt(vmm_fdt_build(&m, NULL, blob, sizeof(blob_store)), 0);
+    ck_assert_int_eq(fdt_path_offset(blob, "/memory@fffc0000"), -FDT_ERR_NOTFOUND);
+    assert_cells(blob, "/memory@0", "reg", (uint32_t[]){0, 0, 0, FX_RAM_SIZE}, 4);
+    assert_cells(blob, "/memory@100000000", "reg", (uint32_t[]){1, 0, 0, HIGH_SIZE}, 4);
+}
+END_TEST
+
 START_TEST(fdt_virtio_above_4g_and_many_vcpus)
 {
     struct vmm_machine m = fx_machine(fx.mem, VMM_FDT_MAX_VCPUS);
@@ -359,6 +373,7 @@ static Suite *fdt_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, fdt_tree_reads_back);
     tcase_add_test(tc, fdt_minimal_machine);
+    tcase_add_test(tc, fdt_rom_is_not_memory);
     tcase_add_test(tc, fdt_virtio_above_4g_and_many_vcpus);
     tcase_add_test(tc, fdt_create_allocates_exactly);
     tcase_add_test(tc, fdt_small_buffers_are_enospc);

@@ -167,10 +167,21 @@ END_TEST
 START_TEST(test_bzimage_load_addr_option)
 {
     struct test_image im = build_bzimage();
-    struct vmm_kernel_options o = {.load_addr = 0x800000};
+    struct vmm_kernel_options o = {.load_addr = 0x1200000};
     struct vmm_linux_boot b;
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
+    ck_assert_uint_eq(b.entry, 0x1200200);
+    ck_assert_uint_eq(b.kernel_low, 0x1200000);
+    ck_assert_uint_eq(b.kernel_high, 0x1200000 + BZ_INIT_SIZE);
+    ck_assert_uint_eq(ram[0x1200000], bz_byte(0));
+
+    /* Below pref_address the kernel moves itself up to it to decompress:
+     * it owns [load_addr, pref_address + init_size). */
+    o.load_addr = 0x800000;
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
     ck_assert_uint_eq(b.entry, 0x800200);
+    ck_assert_uint_eq(b.kernel_low, 0x800000);
+    ck_assert_uint_eq(b.kernel_high, BZ_PREF + BZ_INIT_SIZE);
     ck_assert_uint_eq(ram[0x800000], bz_byte(0));
 
     o.load_addr = 0x801000; /* not aligned to kernel_alignment */
@@ -183,6 +194,46 @@ START_TEST(test_bzimage_load_addr_option)
     bz_hdr(&im)->kernel_alignment = 0x1000;
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EFAULT);
     check_reason(&b);
+    free(im.buf);
+}
+END_TEST
+
+/* A load address below pref_address: where the kernel decompresses,
+ * [pref_address, + init_size), is checked too, and the initrd avoids it. */
+START_TEST(test_bzimage_load_below_pref)
+{
+    struct test_image im = build_bzimage();
+    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    m.reserved[0] = (struct vmm_machine_range){BZ_PREF + 0x1000, 0x1000};
+    struct vmm_kernel_options o = {.load_addr = 0x800000, .machine = &m};
+    struct vmm_linux_boot b;
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EINVAL);
+    check_reason(&b);
+    ck_assert(ram_untouched());
+
+    /* pref_address + init_size past RAM. */
+    bz_hdr(&im)->pref_address = RAM_SIZE - 0x100000;
+    o.machine = NULL;
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EFAULT);
+    check_reason(&b);
+    ck_assert(ram_untouched());
+
+    /* pref_address + init_size wraps. */
+    bz_hdr(&im)->pref_address = 0xffffffffffff0000ull;
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EINVAL);
+    check_reason(&b);
+    ck_assert(ram_untouched());
+
+    /* Fits: an initrd as high as it may go stays out of the kernel's range. */
+    bz_hdr(&im)->pref_address = 0x1c00000;
+    bz_hdr(&im)->initrd_addr_max = 0x1dfffff;
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
+    ck_assert_uint_eq(b.kernel_low, 0x800000);
+    ck_assert_uint_eq(b.kernel_high, 0x1c00000 + BZ_INIT_SIZE);
+    static unsigned char rd[0x10000];
+    fill_initrd(rd, sizeof(rd));
+    ck_assert_int_eq(vmm_linux_load_initrd(mem, rd, sizeof(rd), NULL, &b), 0);
+    ck_assert(b.initrd_addr + b.initrd_size <= b.kernel_low);
     free(im.buf);
 }
 END_TEST
@@ -240,8 +291,20 @@ static void bz_header_ends_early(struct test_image *im)
 }
 static void bz_header_past_image(struct test_image *im)
 {
-    im->buf[0x201] = 0xff;
+    im->buf[0x201] = 0x7f; /* header ends at 0x281 */
     im->size = 0x280;
+}
+static void bz_no_jump(struct test_image *im)
+{
+    im->buf[0x200] = 0xe9; /* a near jmp: the header end is not a short jump */
+}
+static void bz_backward_jump(struct test_image *im)
+{
+    im->buf[0x201] = 0xfe; /* jmp $: 0x202 + 0xfe would read as past the header */
+}
+static void bz_cmdline_size_zero(struct test_image *im)
+{
+    bz_hdr(im)->cmdline_size = 0;
 }
 static void bz_setup_sects_past_end(struct test_image *im)
 {
@@ -339,6 +402,9 @@ static const struct bz_case bz_cases[] = {
     {"protocol 2.11", bz_no_xloadflags, -EINVAL},
     {"header ends early", bz_header_ends_early, -EINVAL},
     {"header past image", bz_header_past_image, -EINVAL},
+    {"no short jump", bz_no_jump, -EINVAL},
+    {"backward jump", bz_backward_jump, -EINVAL},
+    {"cmdline_size 0", bz_cmdline_size_zero, -EINVAL},
     {"setup_sects past end", bz_setup_sects_past_end, -EINVAL},
     {"no LOADED_HIGH", bz_no_loaded_high, -EINVAL},
     {"no XLF_KERNEL_64", bz_not_64bit, -EINVAL},
@@ -415,6 +481,9 @@ START_TEST(test_vmlinux_64bit)
     ck_assert_uint_eq(b.kernel_low, VL_PHYS);
     ck_assert_uint_eq(b.kernel_high, VL_DATA_PHYS + VL_DATA_MEM);
     ck_assert_uint_eq(b.initrd_addr_max, 0xffffffffu);
+    /* No header to say otherwise: x86 COMMAND_LINE_SIZE, 2048 with the NUL. */
+    ck_assert_uint_eq(b.cmdline_max, 2047);
+    ck_assert_uint_eq(b.cmdline_max, VMM_LINUX_ELF_CMDLINE_MAX);
     for (uint64_t j = 0; j < VL_TEXT; j++)
         ck_assert_uint_eq(ram[VL_PHYS + j], vl_byte(0, j));
     for (uint64_t j = 0; j < VL_DATA_MEM; j++)
@@ -662,10 +731,20 @@ START_TEST(test_cmdline)
     check_reason(&b);
     free(im.buf);
 
-    /* an ELF kernel: the command-line area is the limit */
+    /* an ELF kernel: x86 COMMAND_LINE_SIZE (2048 with the NUL) is the limit */
     im = build_vmlinux(0, VL_PHYS);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     char *big = malloc(VMM_X86_CMDLINE_MAX + 1);
+    memset(big, 'x', VMM_X86_CMDLINE_MAX);
+    big[2048] = '\0';
+    ck_assert_int_eq(vmm_linux_set_cmdline(mem, big, &b), -ENOSPC);
+    check_reason(&b);
+    big[2047] = '\0';
+    ck_assert_int_eq(vmm_linux_set_cmdline(mem, big, &b), 0);
+    ck_assert_uint_eq(ram[VMM_X86_CMDLINE + 2047], 0);
+    ck_assert_uint_eq(ram[VMM_X86_CMDLINE + 2048], CANARY);
+    /* with no kernel limit recorded, the command-line area is the limit */
+    b.cmdline_max = 0;
     memset(big, 'x', VMM_X86_CMDLINE_MAX);
     big[VMM_X86_CMDLINE_MAX] = '\0';
     ck_assert_int_eq(vmm_linux_set_cmdline(mem, big, &b), -ENOSPC);
@@ -810,11 +889,22 @@ START_TEST(test_e820_too_many)
     struct vmm_machine m = {.mem = m2};
     struct vmm_e820_entry e[VMM_E820_MAX];
     ck_assert_int_eq(vmm_e820_build(&m, e, VMM_E820_MAX), -ENOSPC);
+    /* A machine over other memory than the one written: refused. */
     struct vmm_linux_boot b = {.format = VMM_KERNEL_ELF, .protocol = VMM_LINUX_BOOT_64};
+    ck_assert_int_eq(vmm_linux_write_boot_params(mem, &m, &b), -EINVAL);
+    check_reason(&b);
+    ck_assert_int_eq(vmm_linux_write_pvh_start_info(mem, &m, &b), -EINVAL);
+    check_reason(&b);
+    vmm_memory_destroy(m2);
+    /* The same regions in the memory written to. */
+    for (unsigned i = 0; i < 130; i++)
+        ck_assert_int_ge(
+            vmm_memory_add_external(mem, 0x10000000ull + i * 0x200000ull, 0x100000, dummy), 0);
+    m.mem = mem;
     ck_assert_int_eq(vmm_linux_write_boot_params(mem, &m, &b), -ENOSPC);
     check_reason(&b);
     ck_assert_int_eq(vmm_linux_write_pvh_start_info(mem, &m, &b), -ENOSPC);
-    vmm_memory_destroy(m2);
+    ck_assert_int_eq(vmm_linux_write_boot_params(mem, NULL, &b), -ENOSPC);
     ck_assert(ram_untouched());
 }
 END_TEST
@@ -1067,6 +1157,47 @@ START_TEST(test_boot_setup)
 }
 END_TEST
 
+/* The machine given only in kernel_opts is used by every step: the initrd
+ * keeps clear of its reserved range and the e820 map lists it. */
+START_TEST(test_boot_setup_kernel_opts_machine)
+{
+    struct test_image im = build_bzimage();
+    unsigned char rd[4096];
+    fill_initrd(rd, sizeof(rd));
+    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    const uint64_t rsv = RAM_SIZE - 0x100000;
+    m.reserved[0] = (struct vmm_machine_range){rsv, 0x100000};
+    struct vmm_linux_config cfg = {.kernel = im.buf,
+                                   .kernel_size = im.size,
+                                   .initrd = rd,
+                                   .initrd_size = sizeof(rd),
+                                   .kernel_opts = {.machine = &m}};
+    struct vmm_linux_boot b;
+    ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
+    ck_assert_uint_le(b.initrd_addr + b.initrd_size, rsv);
+    ck_assert_uint_eq(ram[rsv], CANARY);
+    struct vmm_linux_boot_params zp = read_zero_page();
+    bool listed = false;
+    for (unsigned i = 0; i < zp.e820_entries; i++) {
+        const struct vmm_e820_entry *e = &zp.e820_table[i];
+        if (e->addr == rsv && e->size == 0x100000 && e->type == VMM_E820_RESERVED)
+            listed = true;
+        if (e->type == VMM_E820_RAM)
+            ck_assert(e->addr + e->size <= rsv || e->addr >= RAM_SIZE);
+    }
+    ck_assert(listed);
+
+    /* A machine over other memory than the one given: refused. */
+    struct vmm_memory *m2;
+    ck_assert_int_eq(vmm_memory_create(&m2), 0);
+    m.mem = m2;
+    ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), -EINVAL);
+    check_reason(&b);
+    vmm_memory_destroy(m2);
+    free(im.buf);
+}
+END_TEST
+
 /* ---- files ---- */
 
 static char tmpdir[64];
@@ -1213,6 +1344,7 @@ static Suite *linux_suite(void)
     tcase_add_test(tc, test_bzimage_relocated_past_reserved);
     tcase_add_test(tc, test_bzimage_relocated_next_region);
     tcase_add_test(tc, test_bzimage_load_addr_option);
+    tcase_add_test(tc, test_bzimage_load_below_pref);
     tcase_add_test(tc, test_bzimage_not_relocatable);
     tcase_add_loop_test(tc, test_bzimage_hostile, 0, (int)(sizeof(bz_cases) / sizeof(bz_cases[0])));
     tcase_add_test(tc, test_bzimage_old_protocol_reason);
@@ -1242,6 +1374,7 @@ static Suite *linux_suite(void)
     tcase_add_test(tc, test_params_need_kernel);
     tcase_add_test(tc, test_params_no_low_ram);
     tcase_add_test(tc, test_boot_setup);
+    tcase_add_test(tc, test_boot_setup_kernel_opts_machine);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("file");
