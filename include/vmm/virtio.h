@@ -79,7 +79,7 @@ extern "C" {
 #define VMM_VIRTIO_STATUS_FAILED             128u
 
 /* Reserved feature bits (section 6) the library knows. Device-specific bits
- * are 0..23. */
+ * are 0..23 and 50 up (VMM_VIRTIO_DEVICE_FEATURES_MASK). */
 #define VMM_VIRTIO_F_INDIRECT_DESC   (1ull << 28) /* VIRTIO_RING_F_INDIRECT_DESC */
 #define VMM_VIRTIO_F_EVENT_IDX       (1ull << 29) /* VIRTIO_RING_F_EVENT_IDX */
 #define VMM_VIRTIO_F_VERSION_1       (1ull << 32)
@@ -87,6 +87,12 @@ extern "C" {
 #define VMM_VIRTIO_F_RING_PACKED     (1ull << 34)
 #define VMM_VIRTIO_F_IN_ORDER        (1ull << 35)
 #define VMM_VIRTIO_F_RING_RESET      (1ull << 40)
+
+/* The bits of struct vmm_virtio_device.features a transport offers: the
+ * device-type-specific ranges 0..23 and 50..63. Reserved bits a device sets
+ * there (NOTIFICATION_DATA, IN_ORDER, ...) are dropped: they describe the
+ * queues and transport, which offer only what they implement. */
+#define VMM_VIRTIO_DEVICE_FEATURES_MASK (((1ull << 24) - 1) | ~((1ull << 50) - 1))
 
 /* Features the library's queues and transports implement and always offer
  * on top of a device's own (struct vmm_virtio_device.features). */
@@ -317,8 +323,9 @@ struct vmm_virtio_device_ops {
  */
 struct vmm_virtio_device {
     uint32_t type;           /* VMM_VIRTIO_ID_* */
-    uint64_t features;       /* device features offered; the transport adds
-                                VMM_VIRTIO_TRANSPORT_FEATURES */
+    uint64_t features;       /* device features offered (only those in
+                                VMM_VIRTIO_DEVICE_FEATURES_MASK); the transport
+                                adds VMM_VIRTIO_TRANSPORT_FEATURES */
     unsigned num_queues;     /* 1 .. VMM_VIRTIO_MAX_QUEUES */
     unsigned queue_max_size; /* power of two 1..32768; default 256 */
     uint32_t config_size;    /* bytes of device configuration space */

@@ -159,10 +159,10 @@ static void free_slot(struct event_slot *s)
  * whose callbacks are written for it) sets EPOLLET. */
 #define EVENT_BAD_FLAGS (EPOLLET | EPOLLONESHOT | EPOLLEXCLUSIVE)
 
-/* The epoll mask for a slot's events. */
-static uint32_t epoll_mask(const struct event_slot *s, uint32_t events)
+/* The epoll mask for events on a slot added with (edge) or without EPOLLET. */
+static uint32_t epoll_mask(bool edge, uint32_t events)
 {
-    return events | (s->edge ? EPOLLET : 0);
+    return events | (edge ? EPOLLET : 0);
 }
 
 static int event_add(struct vmm_event_loop *loop, int fd, uint32_t events, bool edge,
@@ -183,7 +183,7 @@ static int event_add(struct vmm_event_loop *loop, int fd, uint32_t events, bool 
         ret = -ENOMEM;
         goto out;
     }
-    struct epoll_event ev = {.events = events | (edge ? EPOLLET : 0),
+    struct epoll_event ev = {.events = epoll_mask(edge, events),
                              .data.u64 = slot_token(loop, (unsigned)idx)};
     /* Always add once, even when paused: that is how an fd epoll cannot
      * watch (regular file, /dev/null) is reported as -EPERM. */
@@ -235,7 +235,7 @@ int vmm_event_loop_modify(struct vmm_event_loop *loop, int fd, uint32_t events)
         goto out;
     /* A paused fd leaves the epoll set: epoll reports EPOLLHUP/EPOLLERR even
      * with an empty mask, and a level-triggered hang-up would spin the loop. */
-    struct epoll_event ev = {.events = epoll_mask(s, events),
+    struct epoll_event ev = {.events = epoll_mask(s->edge, events),
                              .data.u64 = slot_token(loop, (unsigned)idx)};
     int op = s->events == 0 ? EPOLL_CTL_ADD : events == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
     if (epoll_ctl(loop->epfd, op, fd, op == EPOLL_CTL_DEL ? NULL : &ev) < 0) {

@@ -66,14 +66,6 @@ unsigned memory_span_lower_bound(const struct vmm_memory *mem, vmm_gpa_t gpa)
     return lo;
 }
 
-static const struct memory_span *memory_lookup(const struct vmm_memory *mem, vmm_gpa_t gpa)
-{
-    unsigned i = memory_span_lower_bound(mem, gpa);
-    if (i < mem->count && mem->spans[i].gpa <= gpa)
-        return &mem->spans[i];
-    return NULL;
-}
-
 /*
  * Check that [gpa, gpa + len) is covered by gpa-contiguous regions; *first is
  * the span holding gpa. With for_write, a read-only region anywhere in the

@@ -60,6 +60,15 @@ struct vmm_memory {
 /* Index in mem->spans of the first span ending above gpa (mem->count if none). */
 unsigned memory_span_lower_bound(const struct vmm_memory *mem, vmm_gpa_t gpa);
 
+/* The span holding gpa, or NULL. */
+static inline const struct memory_span *memory_lookup(const struct vmm_memory *mem, vmm_gpa_t gpa)
+{
+    unsigned i = memory_span_lower_bound(mem, gpa);
+    if (i < mem->count && mem->spans[i].gpa <= gpa)
+        return &mem->spans[i];
+    return NULL;
+}
+
 /* Set the dirty bits of [offset, offset + len) in r (offset + len <= r->size). */
 void memory_dirty_set(struct memory_region *r, uint64_t offset, uint64_t len);
 

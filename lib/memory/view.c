@@ -7,10 +7,10 @@
 
 int memory_view_find(const struct vmm_memory *mem, vmm_gpa_t gpa, struct memory_view *v)
 {
-    unsigned i = memory_span_lower_bound(mem, gpa);
-    if (i >= mem->count || mem->spans[i].gpa > gpa)
+    const struct memory_span *s = memory_lookup(mem, gpa);
+    if (!s)
         return -EFAULT;
-    struct memory_region *r = mem->spans[i].region;
+    struct memory_region *r = s->region;
     *v = (struct memory_view){
         .gpa = r->gpa,
         .end = r->gpa + r->size,

@@ -94,10 +94,9 @@ struct blk {
     bool discard;      /* offered */
     bool write_zeroes; /* offered */
     bool watched;      /* the back end's eventfd is on the loop */
-    bool stalled;      /* stopped popping because the back end was full */
+    bool retry;        /* a pop ran out of memory: pop again from the loop */
     bool draining;     /* reset: completions free their chains */
     bool notify;       /* pushed since the last vmm_virtq_notify */
-    unsigned queue_size;
     struct blk_req *free;
     unsigned log_budget;
     struct vmm_virtio_blk_stats stats;
@@ -437,62 +436,66 @@ static void handle(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain *c
     }
 }
 
-/* Pop and start every request the back end has room for, submit them in one
- * go, and interrupt for those answered at once (lock held). */
-static void process_queue(struct blk *d)
+/* Interrupt once for everything pushed since the last time. */
+static void flush_notify(struct blk *d, struct vmm_virtq *q)
 {
-    struct vmm_virtq *q = vmm_virtio_queue(d->t, 0);
-    d->stalled = false;
-    if (!q || !vmm_virtio_driver_ok(d->t) || !vmm_virtq_ready(q))
-        return;
-    for (;;) {
-        bool full = false;
-        for (;;) {
-            /* Every request takes at most one back-end slot. */
-            if (vmm_blkio_space(d->io) == 0) {
-                full = true;
-                break;
-            }
-            struct vmm_virtq_chain *c;
-            if (vmm_virtq_pop(q, &c) <= 0)
-                break;
-            handle(d, q, c);
-        }
-        /* Requests the kernel finishes inside the submit call (page-cache
-         * hits) complete in it: their slots are free again at once. */
-        (void)vmm_blkio_submit(d->io);
-        if (d->watched) {
-            if (full && vmm_blkio_space(d->io) > 0)
-                continue;
-            d->stalled = full; /* completions resume popping */
-            break;
-        }
-        /* No event loop: finish everything here, synchronously. */
-        while (vmm_blkio_inflight(d->io))
-            if (vmm_blkio_wait(d->io) < 0)
-                break;
-        if (!full || vmm_blkio_space(d->io) == 0)
-            break;
-    }
-    if (d->notify) {
+    if (d->notify && q) {
         d->notify = false;
         vmm_virtq_notify(q);
     }
 }
 
-/* Event loop: the back end has completions. */
+/* Pop and start every request, then submit them in one go (lock held).
+ * Every request takes at most one back-end slot and the back end has one per
+ * queue entry (depth == the largest queue size), so it has room for all a
+ * well-behaved driver can make available; a driver that hands out a head
+ * twice gets IOERR for what does not fit (vmm_blkio_* return -EBUSY). */
+static void pop_all(struct blk *d, struct vmm_virtq *q)
+{
+    d->retry = false;
+    if (!q || !vmm_virtio_driver_ok(d->t) || !vmm_virtq_ready(q))
+        return;
+    struct vmm_virtq_chain *c;
+    int r;
+    while ((r = vmm_virtq_pop(q, &c)) > 0)
+        handle(d, q, c);
+    if (r == -ENOMEM) {
+        /* The chains left wait for memory. The driver need not notify
+         * again (EVENT_IDX), so come back from the event loop. */
+        d->retry = true;
+        if (d->watched)
+            vmm_blkio_kick(d->io);
+    }
+    /* Requests the kernel finishes inside the submit call (page-cache
+     * hits) complete in it. */
+    (void)vmm_blkio_submit(d->io);
+    if (!d->watched) {
+        /* No event loop: finish everything here, synchronously. */
+        while (vmm_blkio_inflight(d->io))
+            if (vmm_blkio_wait(d->io) < 0)
+                break;
+    }
+}
+
+static void process_queue(struct blk *d)
+{
+    struct vmm_virtq *q = vmm_virtio_queue(d->t, 0);
+    pop_all(d, q);
+    flush_notify(d, q);
+}
+
+/* Event loop: the back end has completions, or pop_all asked for a retry. */
 static void blk_io_event(void *opaque, int fd, uint32_t events)
 {
+    (void)fd;
+    (void)events;
     struct blk *d = opaque;
     vmm_virtio_lock(d->t);
     (void)vmm_blkio_process(d->io);
     struct vmm_virtq *q = vmm_virtio_queue(d->t, 0);
-    if (d->notify && q) {
-        d->notify = false;
-        vmm_virtq_notify(q);
-    }
-    if (d->stalled)
-        process_queue(d);
+    if (d->retry)
+        pop_all(d, q);
+    flush_notify(d, q); /* one interrupt for completions and retried pops */
     vmm_virtio_unlock(d->t);
 }
 
@@ -532,7 +535,7 @@ static void blk_reset(void *opaque)
         if (vmm_blkio_wait(d->io) < 0)
             break;
     d->draining = false;
-    d->stalled = false;
+    d->retry = false;
     d->notify = false;
 }
 
@@ -586,7 +589,6 @@ int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg, struct vmm_vi
         return -ENOMEM;
     memcpy(d->serial, serial, slen);
     d->readonly = cfg->readonly;
-    d->queue_size = qsize;
     d->log_budget = BLK_LOG_BUDGET;
     struct vmm_blkio_config bc = {
         .path = cfg->path, .readonly = cfg->readonly, .direct = cfg->direct, .depth = qsize};

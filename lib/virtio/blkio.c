@@ -281,6 +281,13 @@ int vmm_blkio_fd(const struct vmm_blkio *b)
     return b->efd;
 }
 
+void vmm_blkio_kick(struct vmm_blkio *b)
+{
+    uint64_t one = 1;
+    ssize_t w = write(b->efd, &one, sizeof(one));
+    (void)w; /* EAGAIN: the counter is non-zero already */
+}
+
 unsigned vmm_blkio_space(const struct vmm_blkio *b)
 {
     return b->depth - b->inflight;
@@ -345,9 +352,7 @@ static void op_finish_inline(struct vmm_blkio *b, struct blkio_op *op, int64_t r
     op->next = NULL;
     *b->done_tail = op;
     b->done_tail = &op->next;
-    uint64_t one = 1;
-    ssize_t w = write(b->efd, &one, sizeof(one));
-    (void)w; /* EAGAIN means the counter is already non-zero */
+    vmm_blkio_kick(b);
 }
 
 /* Checks shared by every request that writes: read-only, bounds, overflow. */
@@ -513,7 +518,9 @@ int vmm_blkio_discard(struct vmm_blkio *b, uint64_t offset, uint64_t len, void *
 static int zero_write_step(struct vmm_blkio *b, struct blkio_op *op)
 {
     if (!b->zero_buf) {
-        if (posix_memalign(&b->zero_buf, 4096, ZERO_CHUNK))
+        /* O_DIRECT may want more than a page (STATX_DIOALIGN). */
+        size_t align = b->mem_align > 4096 ? b->mem_align : 4096;
+        if (posix_memalign(&b->zero_buf, align, ZERO_CHUNK))
             return b->zero_buf = NULL, -ENOMEM;
         memset(b->zero_buf, 0, ZERO_CHUNK);
     }
@@ -677,13 +684,6 @@ static unsigned reap(struct vmm_blkio *b)
     return reap_ring(b);
 }
 
-static void signal_self(struct vmm_blkio *b)
-{
-    uint64_t one = 1;
-    ssize_t w = write(b->efd, &one, sizeof(one));
-    (void)w; /* EAGAIN: the counter is non-zero already */
-}
-
 int vmm_blkio_submit(struct vmm_blkio *b)
 {
     if (b->reaping) /* from a callback: the reap loop around it goes on */
@@ -706,7 +706,7 @@ int vmm_blkio_submit(struct vmm_blkio *b)
         }
         (void)reap_ring(b);
         if (quiet && b->sqes_out > b->queued)
-            signal_self(b);
+            vmm_blkio_kick(b);
         if (r < 0)
             return total ? total : r;
         total += r;

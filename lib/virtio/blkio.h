@@ -77,6 +77,10 @@ bool vmm_blkio_is_blockdev(const struct vmm_blkio *b);
  * vmm_event_loop_add with EPOLLIN). Owned by the back end. */
 int vmm_blkio_fd(const struct vmm_blkio *b);
 
+/* Make vmm_blkio_fd readable, so its event loop callback runs again soon
+ * (for work its owner put off). */
+void vmm_blkio_kick(struct vmm_blkio *b);
+
 /* How many more requests can be queued now (depth minus those in flight). */
 unsigned vmm_blkio_space(const struct vmm_blkio *b);
 /* Requests queued or in flight. */

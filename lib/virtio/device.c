@@ -3,6 +3,7 @@
  * queues, feature and status bookkeeping, and what device models call on
  * their transport. */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vmm/virtio.h>
@@ -42,8 +43,13 @@ int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_v
     t->name = t->dev.name ? t->dev.name : "virtio";
     t->mem = mem;
     t->loop = loop;
-    t->offered = (t->dev.features | VMM_VIRTIO_TRANSPORT_FEATURES) &
-                 ~(VMM_VIRTIO_F_RING_PACKED | VMM_VIRTIO_F_ACCESS_PLATFORM);
+    /* A device's reserved bits (RING_PACKED, NOTIFICATION_DATA, IN_ORDER,
+     * ...) would promise what the queues do not do: only its own bits go. */
+    if (t->dev.features & ~VMM_VIRTIO_DEVICE_FEATURES_MASK)
+        vmm_log_debug("%s: not offering reserved feature bits 0x%" PRIx64, t->name,
+                      (uint64_t)(t->dev.features & ~VMM_VIRTIO_DEVICE_FEATURES_MASK));
+    t->offered =
+        (t->dev.features & VMM_VIRTIO_DEVICE_FEATURES_MASK) | VMM_VIRTIO_TRANSPORT_FEATURES;
     int r = -pthread_mutex_init(&t->lock, NULL);
     if (r < 0)
         return r;

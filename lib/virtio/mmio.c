@@ -172,14 +172,23 @@ static void queue_disable(struct vmm_virtio_mmio *m, unsigned i)
     m->q[i].ready = false;
 }
 
-/* Forget everything the driver wrote about queue i. */
-static void queue_clear(struct vmm_virtio_mmio *m, unsigned i)
+/* Forget everything the driver wrote about queue i, whose virtq the caller
+ * has reset. */
+static void queue_forget(struct vmm_virtio_mmio *m, unsigned i)
 {
-    queue_disable(m, i);
     struct mmio_queue *mq = &m->q[i];
+    unbind_ioeventfd(m, i);
+    mq->ready = false;
     mq->num = m->t.dev.queue_max_size;
     mq->desc = mq->driver = mq->device = 0;
     mq->reset_done = false;
+}
+
+/* Reset queue i and forget everything the driver wrote about it. */
+static void queue_clear(struct vmm_virtio_mmio *m, unsigned i)
+{
+    vmm_virtq_reset(m->t.queues[i]);
+    queue_forget(m, i);
 }
 
 static void queue_set_ready(struct vmm_virtio_mmio *m, unsigned i)
@@ -231,11 +240,11 @@ static void queue_reset_one(struct vmm_virtio_mmio *m, unsigned i)
 
 static void device_reset(struct vmm_virtio_mmio *m)
 {
-    for (unsigned i = 0; i < m->t.dev.num_queues; i++)
-        unbind_ioeventfd(m, i);
+    /* Resets the device, then every virtq; notifications that arrive
+     * meanwhile wait for the lock and then find no queue ready. */
     vmm_virtio_transport_reset(&m->t);
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)
-        queue_clear(m, i);
+        queue_forget(m, i);
     m->device_features_sel = m->driver_features_sel = 0;
     m->driver_features = 0;
     m->queue_sel = 0;
@@ -298,6 +307,13 @@ static void write_status(struct vmm_virtio_mmio *m, uint32_t v)
             for (unsigned i = 0; i < t->dev.num_queues; i++)
                 vmm_virtq_set_features(t->queues[i], t->features);
         }
+    }
+    /* FEATURES_OK refused in this very write (logged above): so is
+     * DRIVER_OK, which the check above let through because it was asked for
+     * together with FEATURES_OK. */
+    if ((added & VMM_VIRTIO_STATUS_DRIVER_OK) && !(v & VMM_VIRTIO_STATUS_FEATURES_OK)) {
+        v &= ~VMM_VIRTIO_STATUS_DRIVER_OK;
+        added &= ~VMM_VIRTIO_STATUS_DRIVER_OK;
     }
     t->status = v | keep;
     if (added & VMM_VIRTIO_STATUS_DRIVER_OK) {

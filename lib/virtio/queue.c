@@ -626,13 +626,16 @@ static int parse_chain(struct vmm_virtq *q, uint16_t head, struct virtq_box *b,
                 why = "indirect table too long";
                 goto bad;
             }
-            if (vmm_memory_check_range(q->mem, d.addr, d.len) < 0) {
+            /* One region holds the table (q->last tried first): read it in
+             * place. Else it must still be guest memory, read word by word
+             * through the checked accessors. */
+            table_host = area_host(q, d.addr, d.len, 8, false, NULL);
+            if (!table_host && vmm_memory_check_range(q->mem, d.addr, d.len) < 0) {
                 why = "indirect table outside guest memory";
                 goto bad;
             }
             in_indirect = true;
             table = d.addr;
-            table_host = area_host(q, d.addr, d.len, 8, false, NULL);
             table_size = d.len / VIRTQ_DESC_SIZE;
             steps = 0;
             i = 0;
@@ -910,6 +913,8 @@ static int chain_copy(const struct vmm_virtq_chain *c, bool writable, uint64_t o
     unsigned n;
     const struct virtq_seg_host *hs;
     const struct vmm_virtq_seg *s = part(c, writable, &n, &hs);
+    /* One look for the whole call when nothing is tracked. */
+    bool mark = writable && memory_dirty_tracking_any(c->queue->mem);
     size_t done = 0;
     for (unsigned i = 0; i < n && done < len; i++) {
         if (offset >= s[i].len) {
@@ -923,7 +928,8 @@ static int chain_copy(const struct vmm_virtq_chain *c, bool writable, uint64_t o
         if (host) {
             if (writable) {
                 memcpy(host + offset, (const uint8_t *)buf + done, chunk);
-                memory_region_dirty_gpa(hs[i].region, s[i].gpa + offset, chunk);
+                if (mark)
+                    memory_region_dirty_gpa(hs[i].region, s[i].gpa + offset, chunk);
             } else {
                 memcpy((uint8_t *)buf + done, host + offset, chunk);
             }

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
 
@@ -31,8 +31,15 @@ struct result {
 
 /* Run argv with stdin from a pipe fed `input` (after the guest has said
  * `after` on stdout, when after is set) or from /dev/null (input NULL),
- * capturing stdout and stderr through pipes. Bounded: the test fails after
- * 120 s. */
+ * capturing stdout and stderr through pipes. Bounded by polls, not the
+ * clock: after IDLE_POLLS_MAX polls in a row with nothing to read vmm-run is
+ * killed and the test fails; Check's timeout covers the rest, and vmm-run
+ * dies with the test process (PR_SET_PDEATHSIG). */
+/* Polls of up to POLL_MS each in a row without output before vmm-run counts
+ * as hung. */
+#define IDLE_POLLS_MAX 120
+#define POLL_MS        1000
+
 static void run_with_input(struct result *res, char *const argv[], const char *input,
                            const char *after)
 {
@@ -40,9 +47,13 @@ static void run_with_input(struct result *res, char *const argv[], const char *i
     ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(err, O_CLOEXEC), 0);
+    pid_t parent = getpid();
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
+        /* Die with the test process (a Check timeout kills it). */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(127);
         /* No input: stdin is /dev/null, which epoll cannot watch. */
         int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
         dup2(input ? in[0] : null, 0);
@@ -58,17 +69,24 @@ static void run_with_input(struct result *res, char *const argv[], const char *i
     memset(res, 0, sizeof(*res));
     size_t err_len = 0;
     bool sent = false, out_open = true, err_open = true;
-    time_t start = time(NULL);
+    unsigned idle = 0;
     if (input && !after) {
         ck_assert_int_eq(write(in[1], input, strlen(input)), (ssize_t)strlen(input));
         sent = true;
     }
     while (out_open || err_open) {
-        ck_assert_msg(time(NULL) - start < 120, "vmm-run did not finish: %s", res->out);
+        if (idle >= IDLE_POLLS_MAX) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+            ck_abort_msg("vmm-run silent for %u polls, killed: %s", idle, res->out);
+        }
         struct pollfd p[2] = {{.fd = out_open ? out[0] : -1, .events = POLLIN},
                               {.fd = err_open ? err[0] : -1, .events = POLLIN}};
-        if (poll(p, 2, 1000) <= 0)
+        if (poll(p, 2, POLL_MS) <= 0) {
+            idle++;
             continue;
+        }
+        idle = 0;
         if (p[0].revents) {
             ssize_t n = read(out[0], res->out + res->out_len, sizeof(res->out) - 1 - res->out_len);
             if (n <= 0)

@@ -277,6 +277,18 @@ START_TEST(test_status_order)
     wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | DRV_OK);
     ck_assert_uint_eq(status(), ACK | DRV);
     ck_assert_uint_eq(fake.activates, 0);
+    /* DRIVER_OK with FEATURES_OK in one write, the features refused (no
+     * VERSION_1): neither sticks and the device is not activated. */
+    write_features(F_DEV0);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK | DRV_OK);
+    ck_assert_uint_eq(status(), ACK | DRV);
+    ck_assert_uint_eq(fake.activates, 0);
+    ck_assert(!vmm_virtio_driver_ok(fake.t));
+    /* Same with a feature that was not offered. */
+    write_features(VMM_VIRTIO_F_VERSION_1 | F_DEV5);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK | DRV_OK);
+    ck_assert_uint_eq(status(), ACK | DRV);
+    ck_assert_uint_eq(fake.activates, 0);
     /* Clearing a bit without a reset. */
     wr(VMM_VIRTIO_MMIO_STATUS, ACK);
     ck_assert_uint_eq(status(), ACK | DRV);
@@ -300,6 +312,45 @@ START_TEST(test_status_order)
     struct vmm_virtio_mmio_stats st;
     vmm_virtio_mmio_get_stats(m, &st);
     ck_assert_uint_ge(st.refused_writes, 7);
+}
+END_TEST
+
+START_TEST(test_features_offered_mask)
+{
+    /* A device that sets reserved bits the queues do not implement gets
+     * them dropped; its own bits (0..23, 50 up) pass. */
+    vmm_virtio_mmio_destroy(m);
+    m = NULL;
+    const uint64_t notification_data = 1ull << 38, f_dev50 = 1ull << 50, f_res24 = 1ull << 24;
+    struct vmm_virtio_device dev = {
+        .type = 42,
+        .features = F_DEV0 | f_dev50 | f_res24 | notification_data | VMM_VIRTIO_F_IN_ORDER |
+                    VMM_VIRTIO_F_RING_PACKED | VMM_VIRTIO_F_ACCESS_PLATFORM,
+        .num_queues = 1,
+        .queue_max_size = QSIZE,
+        .config_size = sizeof(fake.config),
+        .ops = &fake_ops,
+        .opaque = &fake,
+    };
+    struct vmm_virtio_mmio_config cfg = {.base = 0xd0000000, .gsi = 5, .mem = d.mem};
+    ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &m), 0);
+    wr(VMM_VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
+    uint64_t lo = rd(VMM_VIRTIO_MMIO_DEVICE_FEATURES);
+    wr(VMM_VIRTIO_MMIO_DEVICE_FEATURES_SEL, 1);
+    uint64_t hi = rd(VMM_VIRTIO_MMIO_DEVICE_FEATURES);
+    ck_assert_uint_eq(lo | hi << 32, F_DEV0 | f_dev50 | VMM_VIRTIO_TRANSPORT_FEATURES);
+    /* And a driver cannot accept them. */
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV);
+    write_features(VMM_VIRTIO_F_VERSION_1 | VMM_VIRTIO_F_IN_ORDER);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK);
+    ck_assert_uint_eq(status(), ACK | DRV);
+    write_features(VMM_VIRTIO_F_VERSION_1 | notification_data);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK);
+    ck_assert_uint_eq(status(), ACK | DRV);
+    write_features(VMM_VIRTIO_F_VERSION_1 | f_dev50 | F_DEV0);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK);
+    ck_assert_uint_eq(status(), ACK | DRV | FEAT_OK);
 }
 END_TEST
 
@@ -1124,6 +1175,7 @@ static Suite *mmio_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_identity);
     tcase_add_test(tc, test_status_order);
+    tcase_add_test(tc, test_features_offered_mask);
     tcase_add_test(tc, test_features_refused);
     tcase_add_test(tc, test_queue_setup_rules);
     tcase_add_test(tc, test_notify_and_interrupt);
