@@ -254,50 +254,11 @@ int vmm_vcpu_set_cpuid(struct vmm_vcpu *vcpu, const struct kvm_cpuid_entry2 *ent
 
 int vmm_vcpu_set_boot_state(struct vmm_vcpu *vcpu, const struct vmm_x86_boot_state *boot)
 {
-    struct vmm_vm *vm = vcpu->vm;
     if (!boot)
         return -EINVAL;
-    if (!vm->mem)
-        return -EFAULT;
-    int r;
-    if (!vm->boot_tables_written) {
-        r = vmm_x86_write_boot_tables(vm->mem);
-        if (r < 0) {
-            vmm_log_error("boot page tables need RAM at [0x%llx, 0x%llx)", VMM_X86_BOOT_AREA_START,
-                          VMM_X86_BOOT_AREA_END);
-            return r;
-        }
-        vm->boot_tables_written = true;
-    }
-    /* EFER.NX and friends are checked against the guest's CPUID. */
-    r = vmm_vcpu_apply_cpuid(vcpu);
-    if (r < 0)
-        return r;
-
-    struct kvm_sregs sregs;
-    r = vmm_vcpu_get_sregs(vcpu, &sregs);
-    if (r < 0)
-        return r;
-    vmm_x86_boot_sregs(&sregs);
-    r = vmm_vcpu_set_sregs(vcpu, &sregs);
-    if (r < 0) {
-        vmm_log_error("vCPU %u: KVM_SET_SREGS (long mode): %s", vcpu->index, vmm_strerror(r));
-        return r;
-    }
-    struct kvm_fpu fpu;
-    vmm_x86_boot_fpu(&fpu);
-    r = vmm_vcpu_set_fpu(vcpu, &fpu);
-    if (r < 0)
-        return r;
     struct kvm_regs regs;
     vmm_x86_boot_regs(&regs, boot);
-    r = vmm_vcpu_set_regs(vcpu, &regs);
-    if (r < 0)
-        return r;
-    /* With an in-kernel LAPIC, KVM parks application processors until an
-     * INIT/SIPI; a guest program entered directly must run at once. */
-    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
-    return vmm_kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp);
+    return vmm_x86_enter_boot_state(vcpu, vmm_x86_boot_sregs, &regs, "long mode");
 }
 
 /* ---- the run loop ---- */

@@ -27,6 +27,14 @@ void vmm_x86_boot_sregs(struct kvm_sregs *sregs);
 void vmm_x86_boot_regs(struct kvm_regs *regs, const struct vmm_x86_boot_state *boot);
 void vmm_x86_boot_fpu(struct kvm_fpu *fpu);
 
+/* Put vcpu in a boot state: write the boot GDTs and page tables into guest
+ * memory once per VM, apply the CPUID table, then the segment/control
+ * registers set_sregs makes, the boot FPU state, regs, and make the vCPU
+ * runnable at once. mode names the state in error messages. */
+struct vmm_vcpu;
+int vmm_x86_enter_boot_state(struct vmm_vcpu *vcpu, void (*set_sregs)(struct kvm_sregs *sregs),
+                             const struct kvm_regs *regs, const char *mode);
+
 /*
  * Build the CPUID table of vCPU index out of nr_vcpus from KVM's supported
  * table: APIC ids, leaf 1/4/0xb/0x1f/0x80000008 topology, hypervisor bit,

@@ -167,10 +167,9 @@ static void boot_sregs_pm32(struct kvm_sregs *sregs)
     sregs->efer = 0;
 }
 
-int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm32_boot_state *boot)
+int vmm_x86_enter_boot_state(struct vmm_vcpu *vcpu, void (*set_sregs)(struct kvm_sregs *sregs),
+                             const struct kvm_regs *regs, const char *mode)
 {
-    if (!vcpu || !boot)
-        return -EINVAL;
     struct vmm_vm *vm = vcpu->vm;
     if (!vm->mem)
         return -EFAULT;
@@ -178,21 +177,25 @@ int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm3
     if (!vm->boot_tables_written) {
         r = vmm_x86_write_boot_tables(vm->mem);
         if (r < 0) {
-            vmm_log_error("boot GDT needs RAM at [0x%llx, 0x%llx)", VMM_X86_BOOT_AREA_START,
-                          VMM_X86_BOOT_AREA_END);
+            vmm_log_error("boot GDT and page tables need RAM at [0x%llx, 0x%llx)",
+                          VMM_X86_BOOT_AREA_START, VMM_X86_BOOT_AREA_END);
             return r;
         }
         vm->boot_tables_written = true;
     }
+    /* EFER.NX and friends are checked against the guest's CPUID. */
+    r = vmm_vcpu_apply_cpuid(vcpu);
+    if (r < 0)
+        return r;
 
     struct kvm_sregs sregs;
     r = vmm_vcpu_get_sregs(vcpu, &sregs);
     if (r < 0)
         return r;
-    boot_sregs_pm32(&sregs);
+    set_sregs(&sregs);
     r = vmm_vcpu_set_sregs(vcpu, &sregs);
     if (r < 0) {
-        vmm_log_error("vCPU %u: KVM_SET_SREGS (protected mode): %s", vcpu->index, vmm_strerror(r));
+        vmm_log_error("vCPU %u: KVM_SET_SREGS (%s): %s", vcpu->index, mode, vmm_strerror(r));
         return r;
     }
     struct kvm_fpu fpu;
@@ -200,6 +203,19 @@ int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm3
     r = vmm_vcpu_set_fpu(vcpu, &fpu);
     if (r < 0)
         return r;
+    r = vmm_vcpu_set_regs(vcpu, regs);
+    if (r < 0)
+        return r;
+    /* With an in-kernel LAPIC, KVM parks application processors until an
+     * INIT/SIPI; a guest entered directly must run at once. */
+    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
+    return vmm_kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp);
+}
+
+int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm32_boot_state *boot)
+{
+    if (!vcpu || !boot)
+        return -EINVAL;
     struct kvm_regs regs = {
         .rflags = 0x2,
         .rip = boot->entry,
@@ -207,10 +223,5 @@ int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm3
         .rbx = boot->ebx,
         .rsi = boot->esi,
     };
-    r = vmm_vcpu_set_regs(vcpu, &regs);
-    if (r < 0)
-        return r;
-    /* Runnable at once, as vmm_vcpu_set_boot_state (see there). */
-    struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
-    return vmm_kvm_ioctl(vcpu->fd, KVM_SET_MP_STATE, &mp);
+    return vmm_x86_enter_boot_state(vcpu, boot_sregs_pm32, &regs, "protected mode");
 }
