@@ -335,6 +335,19 @@ static struct io_uring_sqe *op_sqe(struct vmm_blkio *b, struct blkio_op *op)
     return sqe;
 }
 
+/* An op and its SQE for a request that needs nothing between the two;
+ * NULL (back end full) leaves nothing taken. */
+static struct io_uring_sqe *op_start(struct vmm_blkio *b, enum blkio_kind kind, void *cookie)
+{
+    struct blkio_op *op = op_get(b, kind, cookie);
+    if (!op)
+        return NULL;
+    struct io_uring_sqe *sqe = op_sqe(b, op);
+    if (!sqe)
+        op_put(b, op);
+    return sqe;
+}
+
 /* Point a read, write or flush SQE at the registered file when there is one. */
 static void sqe_file(const struct vmm_blkio *b, struct io_uring_sqe *sqe)
 {
@@ -403,14 +416,9 @@ int vmm_blkio_readv(struct vmm_blkio *b, uint64_t offset, const struct iovec *io
     int r = check_iov(b, offset, iov, iovcnt);
     if (r < 0)
         return r;
-    struct blkio_op *op = op_get(b, OP_READ, cookie);
-    if (!op)
+    struct io_uring_sqe *sqe = op_start(b, OP_READ, cookie);
+    if (!sqe)
         return -EBUSY;
-    struct io_uring_sqe *sqe = op_sqe(b, op);
-    if (!sqe) {
-        op_put(b, op);
-        return -EBUSY;
-    }
     if (iovcnt == 1 && b->single_ops)
         io_uring_prep_read(sqe, b->fd, iov[0].iov_base, (unsigned)iov[0].iov_len, offset);
     else
@@ -427,14 +435,9 @@ int vmm_blkio_writev(struct vmm_blkio *b, uint64_t offset, const struct iovec *i
         return r;
     if ((r = check_write_range(b, offset, iov_total(iov, iovcnt))) < 0)
         return r;
-    struct blkio_op *op = op_get(b, OP_WRITE, cookie);
-    if (!op)
+    struct io_uring_sqe *sqe = op_start(b, OP_WRITE, cookie);
+    if (!sqe)
         return -EBUSY;
-    struct io_uring_sqe *sqe = op_sqe(b, op);
-    if (!sqe) {
-        op_put(b, op);
-        return -EBUSY;
-    }
     if (iovcnt == 1 && b->single_ops)
         io_uring_prep_write(sqe, b->fd, iov[0].iov_base, (unsigned)iov[0].iov_len, offset);
     else
@@ -445,14 +448,9 @@ int vmm_blkio_writev(struct vmm_blkio *b, uint64_t offset, const struct iovec *i
 
 int vmm_blkio_flush(struct vmm_blkio *b, void *cookie)
 {
-    struct blkio_op *op = op_get(b, OP_FLUSH, cookie);
-    if (!op)
+    struct io_uring_sqe *sqe = op_start(b, OP_FLUSH, cookie);
+    if (!sqe)
         return -EBUSY;
-    struct io_uring_sqe *sqe = op_sqe(b, op);
-    if (!sqe) {
-        op_put(b, op);
-        return -EBUSY;
-    }
     io_uring_prep_fsync(sqe, b->fd, 0);
     sqe_file(b, sqe);
     return 0;
