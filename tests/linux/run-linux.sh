@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# The real-Linux test: boots the level-2 cases of cases.txt with vmm-run, either nested (level 1 =
-# the host's Debian kernel under QEMU's emulator with kvm_amd, vmm-run inside it) or directly on
-# the host's /dev/kvm where that is a real KVM. Builds everything it needs under --work at test time,
+# The real-Linux test: boots the level-2 cases of cases.txt with vmm-run, either nested (inside the
+# level 1 of tests/nested/run-nested.sh: the host's Debian kernel under QEMU's emulator with kvm_amd,
+# the host's root shared into it) or directly on the host's /dev/kvm where that is a real KVM. The
+# cases run the same way in both (run-cases.sh on the host's files). Builds everything it needs under --work at test time,
 # keeps the full console log there, and checks each case's markers and exit status.
 #
 # usage: run-linux.sh --vmm-run FILE --guests DIR --work DIR [--src DIR]
@@ -16,7 +17,8 @@
 #   VMM_LINUX_MODULES=DIR  its modules (default: /lib/modules/<its version>)
 #   VMM_LINUX_CMDLINE=STR  level-2 command line before libvmm.case=<name> (default console=ttyS0 panic=-1)
 #   VMM_LINUX_TIMEOUT=S    overall limit for QEMU (default: 90 s + the cases' timeouts)
-#   VMM_QEMU=FILE          qemu-system-x86_64 to use
+#   VMM_QEMU=FILE          qemu-system-x86_64 to use (and the other VMM_NESTED_* of run-nested.sh)
+#   VMM_REQUIRE_KVM=1      fail instead of skipping (CI)
 # Exit status: 0 all run cases passed, 1 a failure, 77 something needed is missing (with the reason).
 set -euo pipefail
 
@@ -36,7 +38,12 @@ done
     exit 2
 }
 
-skip() { echo "SKIP: $*"; exit 77; }
+skip() {
+    # CI (VMM_REQUIRE_KVM=1) installs everything this needs: a skip there is a failure.
+    [ "${VMM_REQUIRE_KVM:-0}" != 1 ] || { echo "FAIL: skipped under VMM_REQUIRE_KVM=1: $*"; exit 1; }
+    echo "SKIP: $*"
+    exit 77
+}
 die() { echo "FAIL: $*"; exit 1; }
 now() { echo "${EPOCHREALTIME/,/.}"; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
@@ -62,8 +69,8 @@ if [ "$direct" = 1 ]; then
     mode=direct
 else
     mode=nested
-    qemu=${VMM_QEMU:-$(command -v qemu-system-x86_64 || true)}
-    [ -n "$qemu" ] && [ -x "$qemu" ] || skip "qemu-system-x86_64 is not installed (package qemu-system-x86)"
+    nested=$src/../nested/run-nested.sh
+    [ -f "$nested" ] || die "no $nested"
 fi
 
 kernel=${VMM_LINUX_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n1 || true)}
@@ -212,11 +219,7 @@ for x in "$l2/extra"/*/; do
 done
 
 # --- the case list --------------------------------------------------------------------------------
-if [ "$mode" = nested ]; then
-    p_guests=/guests p_l2=/l2 p_data=/data
-else
-    p_guests=$guests p_l2=$l2 p_data=$data
-fi
+p_guests=$guests p_l2=$l2 p_data=$data
 help=$("$vmm_run" --help 2>&1 || true)
 cmdline_base=${VMM_LINUX_CMDLINE:-console=ttyS0 panic=-1}
 filter=${VMM_LINUX_CASES:-}
@@ -293,79 +296,22 @@ done <"$src/cases.txt"
 [ "${#c_name[@]}" -gt 0 ] || skip "no case in cases.txt matches VMM_LINUX_CASES='$filter'"
 
 # --- run ----------------------------------------------------------------------------------------
-t_l1build=$(now)
-if [ "$mode" = nested ]; then
-    moddir=${VMM_LINUX_MODULES:-/lib/modules/$kver}
-    [ -r "$moddir/modules.dep" ] || skip "no modules for kernel $kver in $moddir"
-    l1=$work/l1
-    busybox_root "$l1"
-    install -m 0755 "$src/l1-init.sh" "$l1/init"
-    install -m 0755 "$src/run-cases.sh" "$l1/run-cases.sh"
-    cp -f "$runfile" "$l1/cases.run"
-
-    # kvm-amd and what it depends on, in load order (modules.dep lists the dependencies of each
-    # module so that loading them last to first works). QEMU's emulator only emulates AMD-V.
-    mkdir -p "$l1/modules"
-    dep=$(grep -E '^[^:]*/kvm-amd\.ko(\.[a-z]+)?:' "$moddir/modules.dep" || true)
-    [ -n "$dep" ] || skip "kvm-amd is not among the modules of $kver"
-    : >"$l1/modules/order"
-    read -r -a deps <<<"${dep#*:}"
-    for ((j = ${#deps[@]} - 1; j >= -1; j--)); do
-        if [ "$j" -ge 0 ]; then m=${deps[j]}; else m=${dep%%:*}; fi
-        base=$(basename "$m")
-        base=${base%.xz} base=${base%.zst} base=${base%.gz} base=${base%.ko}
-        case "$m" in
-        *.ko) cp -f "$moddir/$m" "$l1/modules/$base.ko" ;;
-        *.ko.xz) have xz || skip "xz is not installed"; xz -dc "$moddir/$m" >"$l1/modules/$base.ko" ;;
-        *.ko.zst) have zstd || skip "zstd is not installed"; zstd -dcq "$moddir/$m" >"$l1/modules/$base.ko" ;;
-        *.ko.gz) gzip -dc "$moddir/$m" >"$l1/modules/$base.ko" ;;
-        *) skip "module $m: unknown compression" ;;
-        esac
-        echo "$base" >>"$l1/modules/order"
-    done
-
-    # vmm-run with its shared libraries and dynamic loader, at the same paths.
-    mkdir -p "$l1/vmm"
-    cp -f "$vmm_run" "$l1/vmm/vmm-run"
-    if have ldd && ldd "$vmm_run" >/dev/null 2>&1; then
-        for lib in $(ldd "$vmm_run" | grep -oE '/[^ ]+'); do
-            mkdir -p "$l1$(dirname "$lib")"
-            cp -fL "$lib" "$l1$lib"
-        done
-    fi
-    mkdir -p "$l1/guests" "$l1/l2"
-    cp -f "$guests"/*.elf "$l1/guests/" 2>/dev/null || true
-    # Hard links where possible: the images are big, and cpio reads them once either way.
-    for f in bzImage initrd.cpio vmlinux "$l2"/initrd-*.cpio; do
-        f=${f##*/}
-        [ -f "$l2/$f" ] || continue
-        ln -f "$l2/$f" "$l1/l2/$f" 2>/dev/null || cp -f "$l2/$f" "$l1/l2/$f"
-    done
-    cp -a "$data" "$l1/data"
-    mkcpio "$l1" "$work/l1-initrd.cpio"
-    echo "level-1 initramfs: $(du -m "$work/l1-initrd.cpio" | cut -f1) MiB; modules: $(tr '\n' ' ' <"$l1/modules/order")"
-    rm -rf "$l1"
-fi
 t_build_total=$(elapsed "$t_build")
-t_l1build=$(elapsed "$t_l1build")
 
 t_run=$(now)
+cases=(env AWK="$busybox awk" sh "$src/run-cases.sh" "$runfile" "$vmm_run" "$data")
+set +e
 if [ "$mode" = nested ]; then
     limit=${VMM_LINUX_TIMEOUT:-$((90 + case_timeouts))}
-    echo "running level 1 (QEMU, limit ${limit}s), console log: $log"
-    set +e
-    timeout -k 10 "$limit" "$qemu" -M q35 -accel tcg -cpu max -smp 1 -m 2048 -nographic -no-reboot \
-        -kernel "$kernel" -initrd "$work/l1-initrd.cpio" \
-        -append "console=ttyS0 panic=-1" </dev/null >"$log" 2>&1
-    qemu_rc=$?
-    set -e
+    echo "running nested (tests/nested/run-nested.sh, limit ${limit}s), log: $log"
+    bash "$nested" --work "$work/nested" --timeout "$limit" --keep-console "$work/level1.log" -- \
+        "${cases[@]}" </dev/null >"$log" 2>&1
 else
     echo "running directly on /dev/kvm, log: $log"
-    set +e
-    TMPDIR=$work AWK="$busybox awk" sh "$src/run-cases.sh" "$runfile" "$vmm_run" "$data" >"$log" 2>&1
-    qemu_rc=$?
-    set -e
+    TMPDIR=$work "${cases[@]}" </dev/null >"$log" 2>&1
 fi
+run_rc=$?
+set -e
 t_run=$(elapsed "$t_run")
 
 # --- check ----------------------------------------------------------------------------------------
@@ -376,18 +322,12 @@ report() { echo "$*" | tee -a "$work/report.txt"; }
 marker() { grep -m1 -oE "$1( .*)?\$" <<<"$out" | head -n1 || true; }
 field() { grep -oE "(^| )$1=[^ ]*" <<<"$2" | head -n1 | cut -d= -f2 || true; }
 
-if [ "$mode" = nested ]; then
-    l1_init=$(grep -m1 '^L1-INIT' "$clean" || true)
-    if ! grep -q '^L1-KVM ok' "$clean"; then
-        tail -n 40 "$clean"
-        how="qemu exit $qemu_rc"
-        [ "$qemu_rc" != 124 ] && [ "$qemu_rc" != 137 ] || how="QEMU killed at the ${limit}s limit"
-        if ! grep -q '^L1-INIT' "$clean"; then
-            die "level 1 did not reach its /init ($how; see $log)"
-        fi
-        die "level 1 has no /dev/kvm ($how; see $log)"
-    fi
-    l1_kvm=$(grep -m1 '^L1-KVM ok' "$clean")
+if [ "$mode" = nested ] && [ "$run_rc" = 77 ]; then
+    skip "$(grep -m1 'cannot run nested here' "$clean" | sed 's/^run-nested.sh: //')"
+fi
+if [ "$mode" = nested ] && { [ "$run_rc" = 124 ] || [ "$run_rc" = 125 ]; }; then
+    tail -n 40 "$clean"
+    die "the nested level 1 failed (run-nested.sh exit $run_rc; its console: $work/level1.log)"
 fi
 
 for ((i = 0; i < ${#c_name[@]}; i++)); do
@@ -462,15 +402,10 @@ for ((i = 0; i < ${#c_name[@]}; i++)); do
     fi
 done
 
-if [ "$mode" = nested ] && ! grep -q '^L1-DONE' "$clean"; then
-    failed=1
-    report "level 1 did not finish (qemu exit $qemu_rc after ${t_run}s; limit ${limit}s)"
-    tail -n 20 "$clean"
-fi
-report "timings: level-2 images ${t_vmlinux}s (vmlinux extraction), images total ${t_build_total}s$(
-    [ "$mode" = nested ] && echo " (level-1 initramfs ${t_l1build}s)"), run ${t_run}s, all $(elapsed "$t_start")s"
+[ "$run_rc" = 0 ] || { failed=1; report "run-cases.sh exited $run_rc"; }
+report "timings: level-2 images ${t_vmlinux}s (vmlinux extraction), images total ${t_build_total}s, run ${t_run}s, all $(elapsed "$t_start")s"
 if [ "$mode" = nested ]; then
-    report "level 1: $(field uptime "$l1_init")s of kernel time to /init, KVM loaded at $(field uptime "$l1_kvm")s, done at $(field uptime "$(grep -m1 '^L1-DONE' "$clean" || true)")s"
+    report "level 1: $(grep -m1 '^nested: level 1 done' "$clean" | sed 's/^nested: //')"
 fi
 report "full log: $log"
 exit "$failed"
