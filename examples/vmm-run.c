@@ -611,10 +611,33 @@ static void parse_options(int argc, char **argv, struct options *o)
              (unsigned long long)o->mem_size);
 }
 
+/* Fail fast, in one line that names the device and the way out, on a host
+ * where /dev/kvm cannot be used (the library would say why in two). */
+static void check_kvm(void)
+{
+    int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return;
+    }
+    if (errno == ENOENT)
+        fail(
+            "/dev/kvm does not exist: this host has no KVM (load kvm_intel or kvm_amd on a machine "
+            "with virtualization, or run vmm-run under nested KVM with "
+            "tests/nested/run-nested.sh)");
+    if (errno == EACCES || errno == EPERM)
+        fail("cannot open /dev/kvm: %s (run as root or join the group that owns /dev/kvm)",
+             strerror(errno));
+    fail("cannot open /dev/kvm: %s (its KVM module may not be bound; tests/nested/run-nested.sh "
+         "runs vmm-run under nested KVM instead)",
+         strerror(errno));
+}
+
 int main(int argc, char **argv)
 {
     struct options o;
     parse_options(argc, argv, &o);
+    check_kvm();
 
     if (o.verbose)
         vmm_log_set_handler(log_to_stderr, NULL, o.verbose > 1 ? VMM_LOG_DEBUG : VMM_LOG_INFO);
