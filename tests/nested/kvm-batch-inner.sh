@@ -15,7 +15,7 @@ run_one() { # name exe dir timeout
     echo "$rc" >"$results/$1.rc"
     echo "  $1 rc=$rc $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')s"
 }
-failed=0 n=0
+n=0
 while IFS='|' read -r name exe dir to; do
     [ -n "$name" ] || continue
     run_one "$name" "$exe" "$dir" "$to" &

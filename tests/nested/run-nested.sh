@@ -34,6 +34,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PATH=$PATH:/usr/sbin:/sbin # mkfs.ext4
 work=${VMM_NESTED_WORK:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/libvmm-nested}
 timeout=1800 mem=2048 smp=1 scratch_mib=4096 cwd=$PWD keep=0 quiet=0 console_copy=""
 while [ $# -gt 0 ]; do
@@ -135,8 +136,10 @@ if [ ! -s "$initrd" ] || [ "$(cat "$initrd.stamp" 2>/dev/null)" != "$stamp" ]; t
         fi
         add_module "$rel"
     done
-    (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$initrd.tmp"
-    mv -f "$initrd.tmp" "$initrd"
+    # Another run may be building the same file at the same time: each writes its own, then renames.
+    tmp=$(mktemp "$initrd.XXXXXX")
+    (cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$tmp"
+    mv -f "$tmp" "$initrd"
     printf '%s\n' "$stamp" >"$initrd.stamp"
     rm -rf "$root"
     trap - EXIT
