@@ -41,17 +41,42 @@ bool vmm_log_enabled(enum vmm_log_level level)
     return h && level <= h->max_level;
 }
 
-void vmm_log(enum vmm_log_level level, const char *fmt, ...)
+/* Format one line and hand it to the handler, if it wants level; suffix
+ * (when not NULL) is appended where it fits. */
+static void __attribute__((format(printf, 3, 0)))
+log_line(enum vmm_log_level level, const char *suffix, const char *fmt, va_list ap)
 {
     struct log_handler *h = __atomic_load_n(&current, __ATOMIC_ACQUIRE);
     if (!h || level > h->max_level)
         return;
     char buf[512];
+    int n = vsnprintf(buf, sizeof(buf), fmt, ap);
+    if (suffix && n >= 0 && (size_t)n < sizeof(buf))
+        snprintf(buf + n, sizeof(buf) - (size_t)n, "%s", suffix);
+    h->fn(h->opaque, level, buf);
+}
+
+void vmm_log(enum vmm_log_level level, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof(buf), fmt, ap);
+    log_line(level, NULL, fmt, ap);
     va_end(ap);
-    h->fn(h->opaque, level, buf);
+}
+
+void vmm_log_limited(struct vmm_log_limit *l, unsigned max, const char *fmt, ...)
+{
+    enum vmm_log_level level = VMM_LOG_DEBUG;
+    const char *suffix = NULL;
+    if (l->warned < max) {
+        level = VMM_LOG_WARN;
+        if (++l->warned == max)
+            suffix = " (further ones logged at debug level)";
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    log_line(level, suffix, fmt, ap);
+    va_end(ap);
 }
 
 const char *vmm_strerror(int err)

@@ -15,6 +15,21 @@ bool vmm_log_enabled(enum vmm_log_level level);
 #define vmm_log_info(...)  vmm_log(VMM_LOG_INFO, __VA_ARGS__)
 #define vmm_log_debug(...) vmm_log(VMM_LOG_DEBUG, __VA_ARGS__)
 
+/*
+ * Warning lines for one kind of event a guest can cause at will (a malformed
+ * chain, a broken queue, a refused register write), budgeted over the
+ * lifetime of the object that keeps it: resets do not refill it, so no guest
+ * can turn its own misbehaviour into a flood of log lines. Zero-initialised.
+ */
+struct vmm_log_limit {
+    unsigned warned;
+};
+
+/* Log one such event: at warning level for the first max of l (the last of
+ * them saying that further ones go to debug level), at debug level after. */
+void vmm_log_limited(struct vmm_log_limit *l, unsigned max, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 #define VMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 struct iovec;

@@ -19,8 +19,6 @@
 /* iovecs for one request's data: SEG_MAX segments, plus slack for segments
  * that cross from one memory region into the next. */
 #define BLK_IOV_MAX (VMM_VIRTIO_BLK_SEG_MAX + 2)
-/* Bad requests logged per disk before going quiet. */
-#define BLK_LOG_BUDGET 8
 
 /* The configuration space as the driver sees it (little-endian on x86). */
 struct blk_config {
@@ -98,19 +96,16 @@ struct blk {
     bool draining;     /* reset: completions free their chains */
     bool notify;       /* pushed since the last vmm_virtq_notify */
     struct blk_req *free;
-    unsigned log_budget;
+    struct vmm_log_limit bad_log, io_log; /* for the disk's life */
     struct vmm_virtio_blk_stats stats;
 };
 
 static void blk_log_bad(struct blk *d, const char *why, const struct vmm_virtq_chain *c)
 {
     d->stats.bad_requests++;
-    if (d->log_budget == 0)
-        return;
-    d->log_budget--;
-    vmm_log_warn("%s: bad request: %s (readable %llu bytes, writable %llu)%s", d->t->name, why,
-                 (unsigned long long)c->readable_len, (unsigned long long)c->writable_len,
-                 d->log_budget ? "" : "; not logging more");
+    vmm_log_limited(&d->bad_log, VMM_VIRTIO_LOG_BUDGET,
+                    "%s: bad request: %s (readable %llu bytes, writable %llu)", d->t->name, why,
+                    (unsigned long long)c->readable_len, (unsigned long long)c->writable_len);
 }
 
 static struct blk_req *req_get(struct blk *d)
@@ -224,11 +219,9 @@ static void blk_done(void *opaque, void *cookie, int64_t res)
             status = VMM_VIRTIO_BLK_S_IOERR;
         break;
     }
-    if (status != VMM_VIRTIO_BLK_S_OK && d->log_budget) {
-        d->log_budget--;
-        vmm_log_warn("%s: request type %u failed: %s", d->t->name, r->type,
-                     res < 0 ? vmm_strerror((int)res) : "short transfer");
-    }
+    if (status != VMM_VIRTIO_BLK_S_OK)
+        vmm_log_limited(&d->io_log, VMM_VIRTIO_LOG_BUDGET, "%s: request type %u failed: %s",
+                        d->t->name, r->type, res < 0 ? vmm_strerror((int)res) : "short transfer");
     if (r->status)
         complete_in(d, r, status, data);
     else
@@ -241,11 +234,9 @@ static void submit(struct blk *d, struct blk_req *r, int err)
 {
     if (err == 0)
         return;
-    if (d->log_budget) {
-        d->log_budget--;
-        vmm_log_warn("%s: request type %u refused by the back end: %s", d->t->name, r->type,
-                     vmm_strerror(err));
-    }
+    vmm_log_limited(&d->io_log, VMM_VIRTIO_LOG_BUDGET,
+                    "%s: request type %u refused by the back end: %s", d->t->name, r->type,
+                    vmm_strerror(err));
     complete(d, r->q, r->chain, VMM_VIRTIO_BLK_S_IOERR, 0);
     req_put(d, r);
 }
@@ -589,7 +580,6 @@ int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg, struct vmm_vi
         return -ENOMEM;
     memcpy(d->serial, serial, slen);
     d->readonly = cfg->readonly;
-    d->log_budget = BLK_LOG_BUDGET;
     struct vmm_blkio_config bc = {
         .path = cfg->path, .readonly = cfg->readonly, .direct = cfg->direct, .depth = qsize};
     int r = vmm_blkio_open(&bc, blk_done, d, &d->io);

@@ -129,7 +129,7 @@ void vmm_virtio_set_needs_reset(struct vmm_virtio_transport *t)
 {
     if (t->status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET)
         return;
-    vmm_log_warn("%s: device needs reset", t->name);
+    vmm_log_limited(&t->needs_reset_log, VMM_VIRTIO_LOG_BUDGET, "%s: device needs reset", t->name);
     t->status |= VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
     /* Only a driver past DRIVER_OK listens for the interrupt; before that it
      * reads the status during set-up. */

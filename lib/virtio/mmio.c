@@ -55,7 +55,7 @@ struct vmm_virtio_mmio {
     uint32_t shm_sel;
     struct mmio_queue q[VMM_VIRTIO_MAX_QUEUES];
 
-    unsigned log_budget;
+    struct vmm_log_limit refused_log;
     struct vmm_virtio_mmio_stats stats;
 };
 
@@ -75,12 +75,8 @@ static void refused(struct vmm_virtio_mmio *m, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (m->log_budget > 0) {
-        m->log_budget--;
-        vmm_log_warn("%s@0x%" PRIx64 ": refused: %s", m->t.name, m->cfg.base, msg);
-    } else {
-        vmm_log_debug("%s@0x%" PRIx64 ": refused: %s", m->t.name, m->cfg.base, msg);
-    }
+    vmm_log_limited(&m->refused_log, MMIO_LOG_BUDGET, "%s@0x%" PRIx64 ": refused: %s", m->t.name,
+                    m->cfg.base, msg);
 }
 
 /* ---- interrupts ---- */
@@ -319,7 +315,8 @@ static void write_status(struct vmm_virtio_mmio *m, uint32_t v)
     if (added & VMM_VIRTIO_STATUS_DRIVER_OK) {
         int r = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
         if (r < 0) {
-            vmm_log_warn("%s: activation failed: %s", t->name, vmm_strerror(r));
+            vmm_log_limited(&t->activate_log, VMM_VIRTIO_LOG_BUDGET, "%s: activation failed: %s",
+                            t->name, vmm_strerror(r));
             vmm_virtio_set_needs_reset(t);
             return;
         }
@@ -597,7 +594,6 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
     m->cfg = *cfg;
     m->vm = vm;
     m->irq_fd = -1;
-    m->log_budget = MMIO_LOG_BUDGET;
     for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
         m->q[i].notify_fd = -1;
         m->q[i].owner = m;

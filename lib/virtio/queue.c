@@ -58,9 +58,6 @@
  * size: tables may be longer than the queue they sit in). */
 #define VIRTQ_MAX_INDIRECT VMM_VIRTQ_MAX_SIZE
 
-/* Malformed chains logged at warning level per queue before going quiet. */
-#define VIRTQ_LOG_BUDGET 8
-
 /* Segments a pooled chain holds; longer chains get a chain of their own
  * size, freed when released. */
 #define VIRTQ_POOL_SEGS 8
@@ -165,7 +162,7 @@ struct vmm_virtq {
 
     struct virtq_pool *pool;
 
-    unsigned log_budget;
+    struct vmm_log_limit bad_chain_log, break_log;
     struct vmm_virtq_stats stats;
 };
 
@@ -368,7 +365,6 @@ int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
     q->max_size = max_size;
     if (cb)
         q->cb = *cb;
-    q->log_budget = VIRTQ_LOG_BUDGET;
     q->label = "virtio";
     *out = q;
     return 0;
@@ -434,7 +430,7 @@ void vmm_virtq_reset(struct vmm_virtq *q)
     q->used_idx = q->signalled_used = 0;
     q->event_idx = q->indirect = false;
     q->reset_gen++;
-    q->log_budget = VIRTQ_LOG_BUDGET;
+    /* The log budgets stay spent: they are the device's for life. */
 }
 
 unsigned vmm_virtq_index(const struct vmm_virtq *q)
@@ -463,7 +459,8 @@ static int queue_break(struct vmm_virtq *q, const char *why)
 {
     if (!q->broken) {
         q->broken = true;
-        vmm_log_warn("%s: queue %u: %s; the device needs a reset", q->label, q->index, why);
+        vmm_log_limited(&q->break_log, VMM_VIRTIO_LOG_BUDGET,
+                        "%s: queue %u: %s; the device needs a reset", q->label, q->index, why);
         if (q->cb.broken)
             q->cb.broken(q->cb.opaque, q);
     }
@@ -472,14 +469,8 @@ static int queue_break(struct vmm_virtq *q, const char *why)
 
 static void log_bad_chain(struct vmm_virtq *q, uint16_t head, const char *why)
 {
-    if (q->log_budget > 0) {
-        q->log_budget--;
-        vmm_log_warn("%s: queue %u: malformed chain at head %u: %s%s", q->label, q->index, head,
-                     why, q->log_budget == 0 ? " (further ones logged at debug level)" : "");
-    } else {
-        vmm_log_debug("%s: queue %u: malformed chain at head %u: %s", q->label, q->index, head,
-                      why);
-    }
+    vmm_log_limited(&q->bad_chain_log, VMM_VIRTIO_LOG_BUDGET,
+                    "%s: queue %u: malformed chain at head %u: %s", q->label, q->index, head, why);
 }
 
 /* Write one used element and publish it (release: the element and the

@@ -28,9 +28,16 @@ struct vmm_virtio_transport {
     uint32_t config_generation;
     bool attached;  /* dev.ops->attach succeeded */
     bool activated; /* dev.ops->activate succeeded since the last reset */
+    /* Warnings a driver can cause on every reset, budgeted for the device's
+     * life (vmm_log_limited). */
+    struct vmm_log_limit needs_reset_log, activate_log;
     /* Send an interrupt with cause VMM_VIRTIO_INT_* (lock held). */
     void (*raise)(struct vmm_virtio_transport *t, uint32_t cause);
 };
+
+/* Warning lines of one kind a device (or one of its queues) logs over its
+ * life, for what a guest can cause at will, before going to debug level. */
+#define VMM_VIRTIO_LOG_BUDGET 8
 
 /* lib/virtio/queue.c: name the queue's device in log lines (label must
  * outlive the queue). */

@@ -16,6 +16,7 @@
 #include <vmm/virtio.h>
 
 #include "check_compat.h"
+#include "virtio/virtio_internal.h"
 #include "vq_driver.h"
 
 #define QSIZE  16
@@ -656,6 +657,51 @@ START_TEST(test_notify_through_event_loop)
 }
 END_TEST
 
+/* ---- what a guest can make the device spend ---- */
+
+static unsigned warn_lines, suppressed_notes;
+
+static void count_warnings(void *opaque, enum vmm_log_level level, const char *msg)
+{
+    (void)opaque;
+    if (level <= VMM_LOG_WARN)
+        warn_lines++;
+    if (strstr(msg, "further ones logged at debug level"))
+        suppressed_notes++;
+}
+
+START_TEST(test_warnings_bounded_across_resets)
+{
+    /* Issue 14: each reset refilled the malformed-chain budget, and every
+     * queue break and "device needs reset" warned: 10,000 reset cycles gave
+     * 100,000 lines. Each kind now warns a few times in the device's life,
+     * the last saying so; the counters go on counting. */
+    const unsigned cycles = 10000;
+    warn_lines = suppressed_notes = 0;
+    vmm_log_set_handler(count_warnings, NULL, VMM_LOG_WARN);
+    fake.echo = true;
+    for (unsigned i = 0; i < cycles; i++) {
+        memset(d.host, 0, 0x4000);
+        d.avail_idx = 0;
+        bring_up(VMM_VIRTIO_F_VERSION_1);
+        td_desc(&d, 0, TD_BUF, 8, TD_F_NEXT, 0); /* a loop: malformed */
+        td_avail(&d, 0);
+        td_avail(&d, QSIZE + 1); /* a head past the queue: it breaks */
+        wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        ck_assert(status() & NEEDS_RESET);
+        wr(VMM_VIRTIO_MMIO_STATUS, 0);
+    }
+    vmm_log_set_handler(NULL, NULL, VMM_LOG_ERROR);
+    /* Malformed chain, queue break, device needs reset. */
+    ck_assert_uint_eq(warn_lines, 3 * VMM_VIRTIO_LOG_BUDGET);
+    ck_assert_uint_eq(suppressed_notes, 3);
+    struct vmm_virtq_stats st;
+    vmm_virtq_get_stats(vmm_virtio_queue(fake.t, 0), &st);
+    ck_assert_uint_eq(st.bad_chains, cycles);
+    ck_assert_uint_eq(fake.resets, cycles);
+}
+END_TEST
+
 START_TEST(test_create_errors)
 {
     struct vmm_virtio_mmio *x;
@@ -1187,6 +1233,7 @@ static Suite *mmio_suite(void)
     tcase_add_test(tc, test_activate_failure);
     tcase_add_test(tc, test_queue_reset);
     tcase_add_test(tc, test_notify_through_event_loop);
+    tcase_add_test(tc, test_warnings_bounded_across_resets);
     tcase_add_test(tc, test_create_errors);
     tcase_add_test(tc, test_cmdline);
     suite_add_tcase(s, tc);
