@@ -33,15 +33,26 @@
  *
  * Hostile drivers. Every ring index, descriptor and address comes from the
  * guest. A malformed chain (bad index, loop, address outside guest memory,
- * bad indirect table, readable after writable...) is never handed to the
- * device: the queue completes it at once with 0 bytes written, counts it
- * (vmm_virtq_get_stats) and logs it (first few), and pop goes on to the next
- * chain. A ring that cannot be trusted at all (the available index moving by
- * more than the queue size, a head index past the queue size, ring memory
- * that disappears) breaks the queue: pop returns -EIO from then on, and the
- * transport sets DEVICE_NEEDS_RESET and raises a configuration-change
- * interrupt, as virtio 1.2 section 2.1.2 describes, until the driver resets
- * the device (or the queue, with VIRTIO_F_RING_RESET).
+ * bad indirect table, readable after writable, longer than the queue
+ * allows...) is never handed to the device: the queue completes it at once
+ * with 0 bytes written, counts it (vmm_virtq_get_stats) and logs it (the
+ * first few in the device's life; resets do not start the count again), and
+ * pop goes on to the next chain. A ring that cannot be trusted at all (the
+ * available index moving by more than the queue size, a head index past the
+ * queue size, ring memory that disappears) breaks the queue: pop returns
+ * -EIO from then on, and the transport sets DEVICE_NEEDS_RESET and raises a
+ * configuration-change interrupt, as virtio 1.2 section 2.1.2 describes,
+ * until the driver resets the device (or the queue, with
+ * VIRTIO_F_RING_RESET). Breaks are logged like malformed chains.
+ *
+ * Bounded cost per request. A chain is at most min(queue size,
+ * VMM_VIRTQ_MAX_CHAIN) descriptors long, indirect ones included (virtio 1.2
+ * section 2.7.5.3.1 forbids drivers longer ones); an indirect table longer
+ * than that is refused unread. The chains a device holds on one queue may
+ * take at most VMM_VIRTQ_MAX_HELD_BYTES of host memory: past that, pop
+ * leaves the driver's buffers in the ring (returns 0) until the device
+ * releases chains, and the release that makes room has the transport notify
+ * the device again (struct vmm_virtq_callbacks.resume). Nothing is dropped.
  */
 #ifndef VMM_VIRTIO_H
 #define VMM_VIRTIO_H
@@ -108,6 +119,16 @@ extern "C" {
 #define VMM_VIRTIO_MAX_QUEUES 64
 #define VMM_VIRTQ_MAX_SIZE    32768
 
+/* The longest chain any queue accepts, whatever its size (QEMU's limit):
+ * a device never gets more segments than this in one chain. */
+#define VMM_VIRTQ_MAX_CHAIN 1024
+/* Host memory the chains a device holds on one queue (popped, not yet
+ * pushed or freed) may take: about 48 bytes per segment, 512 per short
+ * chain. A queue of 256 full of the largest virtio-blk requests a driver
+ * may make (VMM_VIRTIO_BLK_SEG_MAX data segments) fits; a driver that sends
+ * longer chains waits for completions rather than pinning more. */
+#define VMM_VIRTQ_MAX_HELD_BYTES (2u << 20)
+
 /* ---- virtqueues: what a device sees ---- */
 
 struct vmm_virtq;
@@ -128,8 +149,9 @@ struct vmm_virtq_seg {
  *
  * seg[0 .. nr_readable) are device-readable (the driver's request),
  * seg[nr_readable .. nr_readable + nr_writable) device-writable (room for the
- * reply), in chain order. Totals are at most VMM_VIRTQ_MAX_SIZE * 4 GiB, so
- * they never overflow a uint64_t.
+ * reply), in chain order; at most VMM_VIRTQ_MAX_CHAIN segments in all.
+ * Totals are at most VMM_VIRTQ_MAX_CHAIN * 4 GiB, so they never overflow a
+ * uint64_t.
  */
 struct vmm_virtq_chain {
     struct vmm_virtq *queue; /* the queue it came from (borrowed) */
@@ -147,13 +169,15 @@ struct vmm_virtq_chain {
 
 /*
  * Pop the next chain the driver made available. Returns 1 with *out set (the
- * device owns it now), 0 when the queue is empty (or not ready), -EIO when
- * the queue is broken (see above; the device should stop using it), or
- * -ENOMEM. Malformed chains are completed with 0 bytes and skipped, never
- * returned. With VIRTIO_RING_F_EVENT_IDX, popping the queue empty publishes
- * avail_event so the driver notifies again for the next buffer (and re-checks
- * the ring afterwards, so no buffer made available meanwhile is missed):
- * a device that pops until 0 never loses a notification.
+ * device owns it now), 0 when the queue is empty (or not ready, or the
+ * chains the device holds have spent VMM_VIRTQ_MAX_HELD_BYTES: then the
+ * resume callback runs once releases make room), -EIO when the queue is
+ * broken (see above; the device should stop using it), or -ENOMEM.
+ * Malformed chains are completed with 0 bytes and skipped, never returned.
+ * With VIRTIO_RING_F_EVENT_IDX, popping the queue empty publishes
+ * avail_event so the driver notifies again for the next buffer (and
+ * re-checks the ring afterwards, so no buffer made available meanwhile is
+ * missed): a device that pops until 0 never loses a notification.
  * The available index is read (with acquire ordering) only when the device
  * has consumed every entry seen in the previous read.
  */
@@ -229,6 +253,8 @@ struct vmm_virtq_stats {
     uint64_t suppressed;   /* notifications the driver did not want */
     uint64_t stale_pushes; /* pushes of chains from before a reset */
     bool broken;           /* the queue needs a reset */
+    uint64_t held_bytes;   /* host memory of the chains the device holds now */
+    uint64_t throttled;    /* times pop held back for VMM_VIRTQ_MAX_HELD_BYTES */
 };
 
 VMM_API void vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats);
@@ -243,6 +269,11 @@ struct vmm_virtq_callbacks {
     /* The queue broke (see the top of this file); called once per break. */
     void (*broken)(void *opaque, struct vmm_virtq *q);
     void *opaque;
+    /* Pop held back for the held-memory budget, and a push or chain_free
+     * has just made room: have the device pop again soon. Called from inside
+     * that push or chain_free, so it must not pop itself (the transports
+     * signal the queue's notification instead). NULL: none. */
+    void (*resume)(void *opaque, struct vmm_virtq *q);
 };
 
 /*

@@ -25,6 +25,16 @@ static void queue_broken(void *opaque, struct vmm_virtq *q)
     vmm_virtio_set_needs_reset(opaque);
 }
 
+/* The device released chains of a queue that had held back for its budget:
+ * the driver's buffers still wait in the ring, and it will not notify again
+ * for them. */
+static void queue_resume(void *opaque, struct vmm_virtq *q)
+{
+    struct vmm_virtio_transport *t = opaque;
+    if (t->kick)
+        t->kick(t, vmm_virtq_index(q));
+}
+
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop)
 {
@@ -54,7 +64,7 @@ int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_v
     if (r < 0)
         return r;
     struct vmm_virtq_callbacks cb = {
-        .interrupt = queue_interrupt, .broken = queue_broken, .opaque = t};
+        .interrupt = queue_interrupt, .broken = queue_broken, .opaque = t, .resume = queue_resume};
     for (unsigned i = 0; i < t->dev.num_queues; i++) {
         r = vmm_virtq_create(mem, i, t->dev.queue_max_size, &cb, &t->queues[i]);
         if (r == 0)

@@ -35,6 +35,7 @@ struct mmio_queue {
     int notify_fd;  /* eventfd the event loop watches; -1 when standalone */
     bool watched;   /* notify_fd is on the loop */
     bool ioeventfd; /* notify_fd is bound to QueueNotify with KVM */
+    bool kicked;    /* without a loop: notify the device again when it returns */
     struct vmm_virtio_mmio *owner;
     unsigned index;
 };
@@ -121,15 +122,27 @@ static void unbind_ioeventfd(struct vmm_virtio_mmio *m, unsigned i)
     mq->ioeventfd = false;
 }
 
-/* Hand a notification of queue i to the device (lock held). */
+/* Hand a notification of queue i to the device (lock held). Without an
+ * event loop, a queue kicked meanwhile (the device released chains it had
+ * held back for) is handed over again when the device returns: as often as
+ * that keeps happening, up to once per queue entry (the driver's next
+ * notification goes on from there). */
 static void deliver_notify(struct vmm_virtio_mmio *m, unsigned i)
 {
     struct vmm_virtio_transport *t = &m->t;
-    if (i >= t->dev.num_queues || !m->q[i].ready || !vmm_virtio_driver_ok(t))
+    if (i >= t->dev.num_queues)
         return;
-    m->stats.notifies++;
-    if (t->dev.ops->queue_notify)
-        t->dev.ops->queue_notify(t->dev.opaque, i);
+    struct mmio_queue *mq = &m->q[i];
+    for (unsigned round = 0; round <= mq->num; round++) {
+        mq->kicked = false;
+        if (!mq->ready || !vmm_virtio_driver_ok(t))
+            return;
+        m->stats.notifies++;
+        if (t->dev.ops->queue_notify)
+            t->dev.ops->queue_notify(t->dev.opaque, i);
+        if (!mq->kicked)
+            return;
+    }
 }
 
 /* Event loop: queue i's notify eventfd fired. It is watched edge-triggered
@@ -159,6 +172,17 @@ static void kick_queue(struct vmm_virtio_mmio *m, unsigned i)
     }
 }
 
+/* The transport's kick: from inside a device, so never a call back into it
+ * from here; standalone, deliver_notify looks again when the device returns. */
+static void mmio_kick(struct vmm_virtio_transport *t, unsigned i)
+{
+    struct vmm_virtio_mmio *m = to_mmio(t);
+    if (m->q[i].notify_fd >= 0)
+        kick_queue(m, i);
+    else
+        m->q[i].kicked = true;
+}
+
 /* ---- queue set-up ---- */
 
 static void queue_disable(struct vmm_virtio_mmio *m, unsigned i)
@@ -178,6 +202,7 @@ static void queue_forget(struct vmm_virtio_mmio *m, unsigned i)
     mq->num = m->t.dev.queue_max_size;
     mq->desc = mq->driver = mq->device = 0;
     mq->reset_done = false;
+    mq->kicked = false;
 }
 
 /* Reset queue i and forget everything the driver wrote about it. */
@@ -606,6 +631,7 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
         goto fail_dev;
     }
     m->t.raise = mmio_raise;
+    m->t.kick = mmio_kick;
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)
         m->q[i].num = m->t.dev.queue_max_size;
 

@@ -33,6 +33,18 @@
  * the device released it; a chain still held by the device is never handed
  * out again. Chains may outlive their queue (the pool is freed with the
  * last of them).
+ *
+ * Bounded work and memory per guest request. A chain is at most
+ * min(queue size, VMM_VIRTQ_MAX_CHAIN) descriptors long, indirect ones
+ * included (virtio 1.2 section 2.7.5.3.1), and an indirect table may hold no
+ * more than that: a longer one is a malformed chain, refused before it is
+ * walked. The chains the device holds (popped, not yet released) may take
+ * at most VMM_VIRTQ_MAX_HELD_BYTES of host memory: pop starts a chain only
+ * while the longest one the queue allows still fits, else it returns 0 and
+ * leaves the driver's buffers in the ring, and the release that makes room
+ * again calls the resume callback so the transport has the device look
+ * again. Pop and release test the same condition, so a queue held back
+ * always resumes once its chains come back.
  */
 #include <errno.h>
 #include <limits.h>
@@ -53,10 +65,6 @@
 
 #define VIRTQ_DESC_SIZE 16
 #define VIRTQ_USED_ELEM 8
-
-/* An indirect table holds at most this many descriptors (the largest queue
- * size: tables may be longer than the queue they sit in). */
-#define VIRTQ_MAX_INDIRECT VMM_VIRTQ_MAX_SIZE
 
 /* Segments a pooled chain holds; longer chains get a chain of their own
  * size, freed when released. */
@@ -98,13 +106,30 @@ struct virtq_pool;
  */
 struct virtq_box {
     struct vmm_virtq_chain c;
-    struct virtq_pool *pool; /* NULL: sized for one long chain, freed on release */
-    struct virtq_box *next;  /* on the pool's free list */
-    uint32_t cap;            /* segments it has room for */
-    bool in_flight;          /* held by the device (or being filled by pop) */
+    struct virtq_pool *pool;
+    struct virtq_box *next; /* on the pool's free list */
+    uint32_t cap;           /* segments it has room for; only VIRTQ_POOL_SEGS
+                               ones are kept for reuse */
+    bool in_flight;         /* held by the device (or being filled by pop) */
 };
 
 #define BOX_ALIGN 64
+
+/* What a chain with room for cap segments takes on the heap. */
+static size_t box_size(unsigned cap)
+{
+    size_t size = sizeof(struct virtq_box) +
+                  cap * (sizeof(struct vmm_virtq_seg) + sizeof(struct virtq_seg_host));
+    return (size + BOX_ALIGN - 1) & ~(size_t)(BOX_ALIGN - 1);
+}
+
+/* The budget must hold the longest chain, or a queue could stop for good. */
+_Static_assert(sizeof(struct virtq_box) +
+                       VMM_VIRTQ_MAX_CHAIN *
+                           (sizeof(struct vmm_virtq_seg) + sizeof(struct virtq_seg_host)) +
+                       BOX_ALIGN <=
+                   VMM_VIRTQ_MAX_HELD_BYTES,
+               "VMM_VIRTQ_MAX_HELD_BYTES holds a chain of VMM_VIRTQ_MAX_CHAIN segments");
 
 static struct vmm_virtq_seg *box_seg(struct virtq_box *b)
 {
@@ -117,13 +142,16 @@ static struct virtq_seg_host *box_hseg(const struct virtq_box *b)
 }
 
 /* The pool of one queue. outstanding counts its chains not on the free list
- * (held by the device, or by a pop in progress). */
+ * (held by the device, or by a pop in progress), held their bytes. */
 struct virtq_pool {
     struct virtq_box *free;
     unsigned nfree;
     unsigned max_free;
     unsigned outstanding;
-    bool orphaned; /* the queue is gone: chains are freed as they return */
+    size_t held;
+    bool throttled;      /* pop held back for the budget: resume on room */
+    struct vmm_virtq *q; /* NULL once the queue is gone: chains are freed
+                            as they return */
 };
 
 struct vmm_virtq {
@@ -161,6 +189,8 @@ struct vmm_virtq {
     unsigned scratch_cap;
 
     struct virtq_pool *pool;
+    unsigned chain_max; /* the longest chain allowed, set by enable */
+    size_t reserve;     /* box_size(chain_max): room pop needs to start one */
 
     struct vmm_log_limit bad_chain_log, break_log;
     struct vmm_virtq_stats stats;
@@ -265,19 +295,19 @@ static uint8_t *area_host(const struct vmm_virtq *q, vmm_gpa_t gpa, uint64_t len
 
 /* ---- the chain pool ---- */
 
+/* A chain with room for cap segments, counted as held from now on. */
 static struct virtq_box *box_alloc(unsigned cap, struct virtq_pool *pool)
 {
-    size_t size = sizeof(struct virtq_box) +
-                  cap * (sizeof(struct vmm_virtq_seg) + sizeof(struct virtq_seg_host));
-    size = (size + BOX_ALIGN - 1) & ~(size_t)(BOX_ALIGN - 1);
-    struct virtq_box *b = aligned_alloc(BOX_ALIGN, size);
+    struct virtq_box *b = aligned_alloc(BOX_ALIGN, box_size(cap));
     if (!b)
         return NULL;
     b->c.seg = box_seg(b);
     b->pool = pool;
     b->next = NULL;
     b->cap = cap;
-    b->in_flight = false;
+    b->in_flight = true;
+    pool->outstanding++;
+    pool->held += box_size(cap);
     return b;
 }
 
@@ -285,37 +315,47 @@ static struct virtq_box *box_alloc(unsigned cap, struct virtq_pool *pool)
 static struct virtq_box *pool_take(struct virtq_pool *p)
 {
     struct virtq_box *b = p->free;
-    if (b) {
-        p->free = b->next;
-        p->nfree--;
-    } else if (!(b = box_alloc(VIRTQ_POOL_SEGS, p))) {
-        return NULL;
-    }
+    if (!b)
+        return box_alloc(VIRTQ_POOL_SEGS, p);
+    p->free = b->next;
+    p->nfree--;
     p->outstanding++;
+    p->held += box_size(b->cap);
     b->in_flight = true;
     return b;
 }
 
-/* b is not (or no longer) held: keep it for reuse or free it. */
+/* Whether the chains held leave room for the longest one q allows. */
+static bool held_room(const struct vmm_virtq *q)
+{
+    return q->pool->held + q->reserve <= VMM_VIRTQ_MAX_HELD_BYTES;
+}
+
+/* b is not (or no longer) held: keep it for reuse or free it, and let a
+ * queue that held back for its budget go on once there is room. */
 static void box_put(struct virtq_box *b)
 {
     b->in_flight = false;
     struct virtq_pool *p = b->pool;
-    if (!p) {
-        free(b);
-        return;
-    }
     p->outstanding--;
-    if (p->orphaned) {
+    p->held -= box_size(b->cap);
+    if (!p->q) {
         free(b);
         if (p->outstanding == 0)
             free(p);
-    } else if (p->nfree < p->max_free) {
+        return;
+    }
+    if (b->cap == VIRTQ_POOL_SEGS && p->nfree < p->max_free) {
         b->next = p->free;
         p->free = b;
         p->nfree++;
     } else {
         free(b);
+    }
+    if (p->throttled && held_room(p->q)) {
+        p->throttled = false;
+        if (p->q->cb.resume)
+            p->q->cb.resume(p->q->cb.opaque, p->q);
     }
 }
 
@@ -340,10 +380,9 @@ static void pool_destroy(struct virtq_pool *p)
         free(b);
     }
     p->nfree = 0;
-    if (p->outstanding)
-        p->orphaned = true; /* the last chain to come back frees it */
-    else
-        free(p);
+    p->q = NULL;
+    if (p->outstanding == 0)
+        free(p); /* else the last chain to come back frees it */
 }
 
 int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
@@ -360,6 +399,7 @@ int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
         return -ENOMEM;
     }
     q->pool->max_free = max_size < VIRTQ_POOL_MAX ? max_size : VIRTQ_POOL_MAX;
+    q->pool->q = q;
     q->mem = mem;
     q->index = index;
     q->max_size = max_size;
@@ -404,6 +444,8 @@ int vmm_virtq_enable(struct vmm_virtq *q, unsigned size, vmm_gpa_t desc, vmm_gpa
         vmm_memory_check_range(q->mem, device, used_area_size(size)) < 0)
         return -EFAULT;
     q->size = size;
+    q->chain_max = size < VMM_VIRTQ_MAX_CHAIN ? size : VMM_VIRTQ_MAX_CHAIN;
+    q->reserve = box_size(q->chain_max);
     q->desc = desc;
     q->avail = driver;
     q->used = device;
@@ -430,7 +472,9 @@ void vmm_virtq_reset(struct vmm_virtq *q)
     q->used_idx = q->signalled_used = 0;
     q->event_idx = q->indirect = false;
     q->reset_gen++;
-    /* The log budgets stay spent: they are the device's for life. */
+    /* Chains held now come back stale; the driver's set-up kicks the queue
+     * again. The log budgets stay spent: they are the device's for life. */
+    q->pool->throttled = false;
 }
 
 unsigned vmm_virtq_index(const struct vmm_virtq *q)
@@ -452,6 +496,7 @@ void vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stat
 {
     *stats = q->stats;
     stats->broken = q->broken;
+    stats->held_bytes = q->pool->held;
 }
 
 /* The driver broke the ring's rules in a way no single chain can absorb. */
@@ -571,7 +616,8 @@ static int parse_chain(struct vmm_virtq *q, uint16_t head, struct virtq_box *b,
     const uint8_t *table_host = q->desc_host;
     unsigned table_size = q->size;
     bool in_indirect = false;
-    unsigned steps = 0; /* descriptors visited in the current table */
+    unsigned steps = 0;  /* descriptors visited in the current table */
+    unsigned length = 0; /* buffer descriptors, direct and indirect */
     unsigned n = 0, nr_readable = 0;
     uint64_t readable_len = 0, writable_len = 0;
     bool seen_writable = false, spilled = false;
@@ -613,8 +659,10 @@ static int parse_chain(struct vmm_virtq *q, uint16_t head, struct virtq_box *b,
                 why = "indirect table length zero or not a multiple of 16";
                 goto bad;
             }
-            if (d.len / VIRTQ_DESC_SIZE > VIRTQ_MAX_INDIRECT) {
-                why = "indirect table too long";
+            /* Refused unread: a table longer than any chain may be is
+             * what a driver out to waste our time would make. */
+            if (d.len / VIRTQ_DESC_SIZE > q->chain_max) {
+                why = "indirect table longer than a chain may be";
                 goto bad;
             }
             /* One region holds the table (q->last tried first): read it in
@@ -631,6 +679,10 @@ static int parse_chain(struct vmm_virtq *q, uint16_t head, struct virtq_box *b,
             steps = 0;
             i = 0;
             continue;
+        }
+        if (++length > q->chain_max) {
+            why = "chain longer than the queue size allows";
+            goto bad;
         }
         bool writable = d.flags & VIRTQ_DESC_F_WRITE;
         if (__builtin_expect(n == cap, 0)) {
@@ -726,6 +778,15 @@ int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_chain **out)
         return -EIO;
     if (!q->ready)
         return 0;
+    if (!held_room(q)) {
+        /* The buffers wait in the ring; the release that makes room calls
+         * cb.resume. */
+        if (!q->pool->throttled) {
+            q->pool->throttled = true;
+            q->stats.throttled++;
+        }
+        return 0;
+    }
     struct virtq_box *b = NULL; /* the pooled chain being filled */
     int r = 0;
     /* Malformed chains are completed here and skipped; at most a queue's
@@ -771,7 +832,7 @@ int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_chain **out)
         unsigned nseg = shape.nr_readable + shape.nr_writable;
         if (shape.spilled) {
             /* A chain of its own size, filled from the scratch. */
-            struct virtq_box *big = box_alloc(nseg, NULL);
+            struct virtq_box *big = box_alloc(nseg, q->pool);
             if (!big) {
                 q->last_avail--;
                 r = -ENOMEM;
@@ -779,7 +840,6 @@ int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_chain **out)
             }
             memcpy(box_seg(big), q->scratch, nseg * sizeof(struct vmm_virtq_seg));
             memcpy(box_hseg(big), q->scratch_host, nseg * sizeof(struct virtq_seg_host));
-            big->in_flight = true;
             box_put(b);
             b = big;
         }

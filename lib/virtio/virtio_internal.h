@@ -33,6 +33,10 @@ struct vmm_virtio_transport {
     struct vmm_log_limit needs_reset_log, activate_log;
     /* Send an interrupt with cause VMM_VIRTIO_INT_* (lock held). */
     void (*raise)(struct vmm_virtio_transport *t, uint32_t cause);
+    /* Have the device's queue_notify run for queue index soon, but not from
+     * inside this call: the caller is a device releasing chains (lock
+     * held). */
+    void (*kick)(struct vmm_virtio_transport *t, unsigned index);
 };
 
 /* Warning lines of one kind a device (or one of its queues) logs over its

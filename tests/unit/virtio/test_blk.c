@@ -35,6 +35,8 @@ static struct vmm_virtio_mmio *mmio;
 static char img[64];
 static int img_fd = -1;
 static unsigned irqs;
+static unsigned ring_size; /* the queue size driver_init sets up */
+static uint8_t *extra;     /* a region a test adds; freed after the map */
 
 static uint8_t pattern(uint64_t i)
 {
@@ -97,9 +99,10 @@ static void driver_init(uint64_t want)
     ck_assert_uint_eq(r32(VMM_VIRTIO_MMIO_STATUS), st);
     memset(td_ptr(&drv, TD_DESC), 0, 0x3000);
     drv.avail_idx = drv.used_seen = 0;
+    drv.size = ring_size;
     w32(VMM_VIRTIO_MMIO_QUEUE_SEL, 0);
-    ck_assert_uint_ge(r32(VMM_VIRTIO_MMIO_QUEUE_NUM_MAX), QSIZE);
-    w32(VMM_VIRTIO_MMIO_QUEUE_NUM, QSIZE);
+    ck_assert_uint_ge(r32(VMM_VIRTIO_MMIO_QUEUE_NUM_MAX), ring_size);
+    w32(VMM_VIRTIO_MMIO_QUEUE_NUM, ring_size);
     w32(VMM_VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)TD_DESC);
     w32(VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
     w32(VMM_VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)TD_AVAIL);
@@ -128,11 +131,12 @@ static void attach_disk(const struct vmm_virtio_blk_config *bc, bool with_loop)
 static void setup_common(bool ro, bool with_loop)
 {
     irqs = 0;
+    ring_size = QSIZE;
     make_image();
     td_init(&drv, QSIZE);
     ck_assert_int_eq(vmm_event_loop_create(&loop), 0);
     struct vmm_virtio_blk_config bc = {
-        .path = img, .readonly = ro, .serial = "test-serial-0123", .queue_size = 64};
+        .path = img, .readonly = ro, .serial = "test-serial-0123", .queue_size = 256};
     attach_disk(&bc, with_loop);
     driver_init(VMM_VIRTIO_BLK_F_SEG_MAX | VMM_VIRTIO_BLK_F_BLK_SIZE | VMM_VIRTIO_BLK_F_FLUSH |
                 VMM_VIRTIO_BLK_F_RO | VMM_VIRTIO_BLK_F_DISCARD | VMM_VIRTIO_BLK_F_WRITE_ZEROES);
@@ -160,6 +164,8 @@ static void teardown(void)
     vmm_event_loop_destroy(loop);
     loop = NULL;
     td_fini(&drv);
+    free(extra);
+    extra = NULL;
     if (img_fd >= 0) {
         close(img_fd);
         unlink(img);
@@ -601,11 +607,11 @@ START_TEST(test_hostile_requests)
 }
 END_TEST
 
-START_TEST(test_too_many_segments)
+/* A read of 200 one-sector pieces through an indirect table (202
+ * descriptors with the header and the status byte); returns the used
+ * length. */
+static uint32_t read_in_200_pieces(void)
 {
-    /* 200 one-sector pieces through an indirect table: more iovecs than the
-     * device takes, so IOERR; then a good request. */
-    driver_init(VMM_VIRTIO_F_INDIRECT_DESC);
     const unsigned n = 200;
     uint64_t table = TD_INDIRECT;
     put_hdr(G_HDR, VMM_VIRTIO_BLK_T_IN, 0);
@@ -619,8 +625,69 @@ START_TEST(test_too_many_segments)
     td_avail(&drv, 0);
     kick();
     wait_used(1);
+    uint32_t id, len;
+    td_used_elem(&drv, drv.used_seen, &id, &len);
     drv.used_seen++;
+    return len;
+}
+
+START_TEST(test_too_many_segments)
+{
+    /* On a queue of 256 the queue takes the chain, but it has more pieces
+     * than the device takes (seg_max), so IOERR; then a good request. */
+    ring_size = 256;
+    driver_init(VMM_VIRTIO_F_INDIRECT_DESC);
+    ck_assert_uint_eq(read_in_200_pieces(), 1);
     ck_assert_uint_eq(status(), VMM_VIRTIO_BLK_S_IOERR);
+    good_read_works();
+    /* On a queue of 16 the chain is longer than the queue: malformed, and
+     * completed with nothing written, not even the status. */
+    ring_size = QSIZE;
+    driver_init(VMM_VIRTIO_F_INDIRECT_DESC);
+    ck_assert_uint_eq(read_in_200_pieces(), 0);
+    ck_assert_uint_eq(status(), 0xff);
+    good_read_works();
+}
+END_TEST
+
+START_TEST(test_issue_recipe_refused)
+{
+    /* Issue 14's recipe: queue size 256, every head pointing at one shared
+     * 512 KiB indirect table of a FLUSH header and 32767 one-byte writable
+     * descriptors. It pinned ~386 MiB of host heap per disk; each chain is
+     * now refused unread (completed with nothing written) and the same
+     * guest's next request is answered. */
+    ring_size = 256;
+    driver_init(VMM_VIRTIO_F_INDIRECT_DESC);
+    const unsigned n = VMM_VIRTQ_MAX_SIZE;
+    const uint64_t table = TD_MEM_BASE + TD_MEM_SIZE;
+    extra = calloc(n, 16);
+    ck_assert_ptr_nonnull(extra);
+    ck_assert_int_ge(vmm_memory_add_external(drv.mem, table, 16ull * n, extra), 0);
+    put_hdr(G_HDR, VMM_VIRTIO_BLK_T_FLUSH, 0);
+    td_desc_host(extra, G_HDR, 16, TD_F_NEXT, 1);
+    for (unsigned i = 1; i < n; i++)
+        td_desc_host(extra + 16ull * i, G_DATA + i % 4096, 1,
+                     TD_F_WRITE | (i < n - 1 ? TD_F_NEXT : 0), (uint16_t)(i + 1));
+    for (unsigned h = 0; h < 256; h++) {
+        td_desc(&drv, h, table, 16 * n, TD_F_INDIRECT, 0);
+        td_avail(&drv, (uint16_t)h);
+    }
+    long rss = td_peak_rss_kib();
+    kick();
+    wait_used(256);
+    ck_assert_int_lt(td_peak_rss_kib() - rss, 8 << 10);
+    for (unsigned k = 0; k < 256; k++) {
+        uint32_t id, len;
+        td_used_elem(&drv, drv.used_seen + k, &id, &len);
+        ck_assert_uint_eq(len, 0);
+    }
+    drv.used_seen = (uint16_t)(drv.used_seen + 256);
+    ck_assert_uint_eq(stats().flushes, 0);
+    struct vmm_virtq_stats qs;
+    vmm_virtq_get_stats(vmm_virtio_queue(vmm_virtio_mmio_transport(mmio), 0), &qs);
+    ck_assert_uint_eq(qs.bad_chains, 256);
+    ck_assert_uint_eq(qs.held_bytes, 0);
     good_read_works();
 }
 END_TEST
@@ -754,6 +821,7 @@ static Suite *blk_suite(void)
     tcase_add_test(tc, test_short_read_is_an_error);
     tcase_add_test(tc, test_hostile_requests);
     tcase_add_test(tc, test_too_many_segments);
+    tcase_add_test(tc, test_issue_recipe_refused);
     tcase_add_test(tc, test_many_in_flight);
     tcase_add_test(tc, test_reset_with_requests_in_flight);
     tcase_add_test(tc, test_create_errors);

@@ -34,6 +34,12 @@ struct fake {
     uint8_t config[8];
     uint32_t last_cfg_write_off, last_cfg_write_len;
     bool echo; /* queue_notify completes every chain with its length */
+    /* queue_notify pops all it can and keeps the chains (hold), or then
+     * completes them all (batch) */
+    bool hold, batch;
+    struct vmm_virtq_chain *held[256];
+    unsigned nheld;
+    unsigned queue_max; /* 0: QSIZE */
 };
 
 static struct fake fake;
@@ -68,9 +74,23 @@ static int fake_activate(void *opaque, uint64_t features)
     return f->activate_ret;
 }
 
+/* Complete every chain the fake holds (lock held). */
+static void fake_answer_held(struct fake *f)
+{
+    struct vmm_virtq *q = vmm_virtio_queue(f->t, 0);
+    for (unsigned i = 0; i < f->nheld; i++)
+        (void)vmm_virtq_push(q, f->held[i], (uint32_t)f->held[i]->writable_len);
+    f->nheld = 0;
+    vmm_virtq_notify(q);
+}
+
 static void fake_reset(void *opaque)
 {
-    ((struct fake *)opaque)->resets++;
+    struct fake *f = opaque;
+    f->resets++;
+    for (unsigned i = 0; i < f->nheld; i++)
+        vmm_virtq_chain_free(f->held[i]);
+    f->nheld = 0;
 }
 
 static void fake_queue_notify(void *opaque, unsigned index)
@@ -78,10 +98,17 @@ static void fake_queue_notify(void *opaque, unsigned index)
     struct fake *f = opaque;
     ck_assert_uint_lt(index, 2);
     f->notifies[index]++;
-    if (!f->echo)
-        return;
     struct vmm_virtq *q = vmm_virtio_queue(f->t, index);
     struct vmm_virtq_chain *c;
+    if (f->hold || f->batch) {
+        while (f->nheld < VMM_ARRAY_SIZE(f->held) && vmm_virtq_pop(q, &c) > 0)
+            f->held[f->nheld++] = c;
+        if (f->batch)
+            fake_answer_held(f);
+        return;
+    }
+    if (!f->echo)
+        return;
     while (vmm_virtq_pop(q, &c) > 0)
         (void)vmm_virtq_push(q, c, (uint32_t)c->writable_len);
     vmm_virtq_notify(q);
@@ -128,7 +155,7 @@ static void make_transport(struct vmm_event_loop *loop)
         .type = 42,
         .features = F_DEV0,
         .num_queues = 2,
-        .queue_max_size = QSIZE,
+        .queue_max_size = fake.queue_max ? fake.queue_max : QSIZE,
         .config_size = sizeof(fake.config),
         .ops = &fake_ops,
         .opaque = &fake,
@@ -702,6 +729,71 @@ START_TEST(test_warnings_bounded_across_resets)
 }
 END_TEST
 
+/* Queue 0 of 256 entries with the chains of td_post_longest_chains on it:
+ * more than the device may hold at once. */
+static void longest_chains_on(struct vmm_event_loop *loop)
+{
+    vmm_virtio_mmio_destroy(m);
+    fake.attaches = 0;
+    fake.queue_max = 256;
+    make_transport(loop);
+    d.size = 256;
+    bring_up(VMM_VIRTIO_F_VERSION_1 | VMM_VIRTIO_F_INDIRECT_DESC);
+    td_post_longest_chains(&d);
+}
+
+START_TEST(test_held_back_queue_resumes_standalone)
+{
+    /* A device that pops all it can, then answers it all: the queue holds
+     * back at its budget, and the answers have the transport hand the
+     * notification over again within the same QueueNotify. */
+    fake.batch = true;
+    longest_chains_on(NULL);
+    unsigned before = fake.notifies[0];
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_uint_eq(td_used_idx(&d), 256);
+    ck_assert_uint_eq(fake.notifies[0] - before, 2);
+    struct vmm_virtq_stats st;
+    vmm_virtq_get_stats(vmm_virtio_queue(fake.t, 0), &st);
+    ck_assert_uint_eq(st.throttled, 1);
+    ck_assert_uint_eq(st.held_bytes, 0);
+    ck_assert_uint_eq(st.popped, 256);
+}
+END_TEST
+
+START_TEST(test_held_back_queue_resumes_on_loop)
+{
+    /* A device that answers later, from its own context (as blk does on
+     * I/O completion): answering makes room, and the queue is notified
+     * again through the event loop, without a word from the driver. */
+    struct vmm_event_loop *loop;
+    ck_assert_int_eq(vmm_event_loop_create(&loop), 0);
+    fake.hold = true;
+    longest_chains_on(loop);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_int_ge(vmm_event_loop_run_once(loop, 1000), 1);
+    unsigned first = fake.nheld;
+    ck_assert_uint_gt(first, 0);
+    ck_assert_uint_lt(first, 256);
+    unsigned notifies = fake.notifies[0];
+    ck_assert_int_eq(vmm_event_loop_run_once(loop, 0), 0); /* nothing until room */
+    vmm_virtio_lock(fake.t);
+    fake_answer_held(&fake);
+    vmm_virtio_unlock(fake.t);
+    ck_assert_uint_eq(fake.notifies[0], notifies);
+    ck_assert_int_ge(vmm_event_loop_run_once(loop, 1000), 1);
+    ck_assert_uint_eq(fake.notifies[0], notifies + 1);
+    ck_assert_uint_eq(fake.nheld, 256 - first);
+    vmm_virtio_lock(fake.t);
+    fake_answer_held(&fake);
+    vmm_virtio_unlock(fake.t);
+    ck_assert_uint_eq(td_used_idx(&d), 256);
+    vmm_virtio_mmio_destroy(m);
+    m = NULL;
+    vmm_event_loop_destroy(loop);
+}
+END_TEST
+
 START_TEST(test_create_errors)
 {
     struct vmm_virtio_mmio *x;
@@ -1234,6 +1326,8 @@ static Suite *mmio_suite(void)
     tcase_add_test(tc, test_queue_reset);
     tcase_add_test(tc, test_notify_through_event_loop);
     tcase_add_test(tc, test_warnings_bounded_across_resets);
+    tcase_add_test(tc, test_held_back_queue_resumes_standalone);
+    tcase_add_test(tc, test_held_back_queue_resumes_on_loop);
     tcase_add_test(tc, test_create_errors);
     tcase_add_test(tc, test_cmdline);
     suite_add_tcase(s, tc);

@@ -15,7 +15,7 @@
 
 static struct td d;
 static struct vmm_virtq *q;
-static unsigned interrupts, breaks;
+static unsigned interrupts, breaks, resumes;
 static uint8_t *extra; /* a second region some tests add; freed after the map */
 
 static void on_interrupt(void *opaque, struct vmm_virtq *vq)
@@ -32,18 +32,33 @@ static void on_broken(void *opaque, struct vmm_virtq *vq)
     breaks++;
 }
 
+static void on_resume(void *opaque, struct vmm_virtq *vq)
+{
+    (void)opaque;
+    ck_assert_ptr_eq(vq, q);
+    resumes++;
+}
+
+/* A queue of size entries (up to 256: the driver's areas hold no more). */
+static void make_queue_of(uint64_t features, unsigned size)
+{
+    struct vmm_virtq_callbacks cb = {
+        .interrupt = on_interrupt, .broken = on_broken, .resume = on_resume};
+    ck_assert_int_eq(vmm_virtq_create(d.mem, 3, size < 64 ? 64 : size, &cb, &q), 0);
+    vmm_virtq_set_features(q, features);
+    ck_assert_int_eq(vmm_virtq_enable(q, size, TD_DESC, TD_AVAIL, TD_USED), 0);
+    d.size = size;
+}
+
 static void make_queue(uint64_t features)
 {
-    struct vmm_virtq_callbacks cb = {.interrupt = on_interrupt, .broken = on_broken};
-    ck_assert_int_eq(vmm_virtq_create(d.mem, 3, 64, &cb, &q), 0);
-    vmm_virtq_set_features(q, features);
-    ck_assert_int_eq(vmm_virtq_enable(q, QSIZE, TD_DESC, TD_AVAIL, TD_USED), 0);
+    make_queue_of(features, QSIZE);
 }
 
 static void setup(void)
 {
     td_init(&d, QSIZE);
-    interrupts = breaks = 0;
+    interrupts = breaks = resumes = 0;
     make_queue(VMM_VIRTIO_F_INDIRECT_DESC);
 }
 
@@ -220,18 +235,157 @@ START_TEST(test_indirect)
 }
 END_TEST
 
-START_TEST(test_indirect_longer_than_queue)
+START_TEST(test_chain_no_longer_than_queue)
 {
-    /* A table may hold more descriptors than the queue has entries. */
-    for (unsigned i = 0; i < 40; i++)
-        td_desc_at(&d, TD_INDIRECT, i, TD_BUF + i, 1, i < 39 ? TD_F_NEXT : 0, (uint16_t)(i + 1));
-    td_desc(&d, 0, TD_INDIRECT, 40 * 16, TD_F_INDIRECT, 0);
-    td_avail(&d, 0);
+    /* A chain may be as long as the queue, indirect descriptors included
+     * (virtio 1.2 section 2.7.5.3.1), and no longer. */
     struct vmm_virtq_chain *c;
+    for (unsigned i = 0; i < QSIZE; i++)
+        td_desc_at(&d, TD_INDIRECT, i, TD_BUF + i, 1, i < QSIZE - 1 ? TD_F_NEXT : 0,
+                   (uint16_t)(i + 1));
+    td_desc(&d, 0, TD_INDIRECT, QSIZE * 16, TD_F_INDIRECT, 0);
+    td_avail(&d, 0);
     ck_assert_int_eq(vmm_virtq_pop(q, &c), 1);
-    ck_assert_uint_eq(c->nr_readable, 40);
-    ck_assert_uint_eq(c->readable_len, 40);
+    ck_assert_uint_eq(c->nr_readable, QSIZE);
+    ck_assert_uint_eq(c->readable_len, QSIZE);
     vmm_virtq_chain_free(c);
+    /* A table longer than the queue: refused unread, whatever it holds. */
+    td_desc(&d, 1, TD_INDIRECT, (QSIZE + 1) * 16, TD_F_INDIRECT, 0);
+    td_avail(&d, 1);
+    expect_bad_chain(1);
+    /* One direct descriptor, then a table of QSIZE - 1: QSIZE in all. */
+    td_desc_at(&d, TD_INDIRECT, QSIZE - 2, TD_BUF, 1, 0, 0);
+    td_desc(&d, 2, TD_BUF + 0x100, 1, TD_F_NEXT, 3);
+    td_desc(&d, 3, TD_INDIRECT, (QSIZE - 1) * 16, TD_F_INDIRECT, 0);
+    td_avail(&d, 2);
+    ck_assert_int_eq(vmm_virtq_pop(q, &c), 1);
+    ck_assert_uint_eq(c->nr_readable, QSIZE);
+    vmm_virtq_chain_free(c);
+    /* Two direct ones and the same table: one descriptor too many. */
+    td_desc(&d, 4, TD_BUF + 0x100, 1, TD_F_NEXT, 5);
+    td_desc(&d, 5, TD_BUF + 0x101, 1, TD_F_NEXT, 3);
+    td_avail(&d, 4);
+    expect_bad_chain(4);
+    expect_good_after(6);
+}
+END_TEST
+
+START_TEST(test_issue_recipe_refused_cheaply)
+{
+    /* Issue 14: queue size 256, every head pointing at one shared 512 KiB
+     * indirect table (a 16-byte header and 32767 one-byte writable
+     * descriptors). Accepted, the chains pinned ~386 MiB of host heap and
+     * one notify walked 8.4M descriptors; now each is refused unread. */
+    vmm_virtq_destroy(q);
+    make_queue_of(VMM_VIRTIO_F_INDIRECT_DESC, 256);
+    const unsigned n = VMM_VIRTQ_MAX_SIZE;
+    const uint64_t table = TD_MEM_BASE + TD_MEM_SIZE;
+    extra = calloc(n, 16);
+    ck_assert_ptr_nonnull(extra);
+    ck_assert_int_ge(vmm_memory_add_external(d.mem, table, 16ull * n, extra), 0);
+    td_desc_host(extra, TD_BUF, 16, TD_F_NEXT, 1);
+    for (unsigned i = 1; i < n; i++)
+        td_desc_host(extra + 16ull * i, TD_BUF + 0x100 + i % 256, 1,
+                     TD_F_WRITE | (i < n - 1 ? TD_F_NEXT : 0), (uint16_t)(i + 1));
+    for (unsigned h = 0; h < 256; h++) {
+        td_desc(&d, h, table, 16 * n, TD_F_INDIRECT, 0);
+        td_avail(&d, (uint16_t)h);
+    }
+    long rss = td_peak_rss_kib();
+    struct vmm_virtq_chain *c;
+    ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
+    struct vmm_virtq_stats st;
+    vmm_virtq_get_stats(q, &st);
+    ck_assert_uint_eq(st.bad_chains, 256);
+    ck_assert_uint_eq(st.popped, 0);
+    ck_assert_uint_eq(st.held_bytes, 0);
+    ck_assert(!st.broken);
+    ck_assert_uint_eq(td_used_idx(&d), 256);
+    for (unsigned k = 0; k < 256; k++) {
+        uint32_t id, len;
+        td_used_elem(&d, k, &id, &len);
+        ck_assert_uint_eq(id, k);
+        ck_assert_uint_eq(len, 0);
+    }
+    ck_assert_int_lt(td_peak_rss_kib() - rss, 8 << 10);
+    /* The same guest's next good request is answered. */
+    expect_good_after(7);
+}
+END_TEST
+
+/* Issue 14 again, with chains exactly as long as a 256 queue allows: 256
+ * heads on one table of 256 one-byte writable descriptors. */
+static void post_longest_chains(void)
+{
+    vmm_virtq_destroy(q);
+    make_queue_of(VMM_VIRTIO_F_INDIRECT_DESC, 256);
+    td_post_longest_chains(&d);
+}
+
+START_TEST(test_held_memory_budget)
+{
+    /* Holding all 256 would pin ~3 MiB: pop stops at the budget, with the
+     * rest left in the ring (nothing completed, nothing dropped). */
+    post_longest_chains();
+    static struct vmm_virtq_chain *held[256];
+    unsigned n = 0;
+    while (n < 256 && vmm_virtq_pop(q, &held[n]) == 1) {
+        ck_assert_uint_eq(held[n]->nr_writable, 256);
+        ck_assert_uint_eq(held[n]->id, n);
+        n++;
+    }
+    ck_assert_uint_gt(n, 64);
+    ck_assert_uint_lt(n, 256);
+    struct vmm_virtq_stats st;
+    vmm_virtq_get_stats(q, &st);
+    ck_assert_uint_eq(st.throttled, 1);
+    ck_assert_uint_le(st.held_bytes, VMM_VIRTQ_MAX_HELD_BYTES);
+    ck_assert_uint_eq(st.bad_chains, 0);
+    ck_assert_uint_eq(td_used_idx(&d), 0);
+    struct vmm_virtq_chain *c;
+    ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
+    ck_assert_uint_eq(resumes, 0);
+    /* Giving one back makes room: the queue asks to be looked at, once. */
+    ck_assert_int_eq(vmm_virtq_push(q, held[0], 1), 0);
+    ck_assert_uint_eq(resumes, 1);
+    /* Take what comes, answer the oldest, until every chain is answered. */
+    unsigned next = n;
+    for (unsigned id = 1;; id++) {
+        while (next < 256 && vmm_virtq_pop(q, &c) == 1) {
+            ck_assert_uint_eq(c->id, next);
+            held[next++] = c;
+        }
+        if (id == 256)
+            break;
+        ck_assert_uint_lt(id, next);
+        ck_assert_int_eq(vmm_virtq_push(q, held[id], 1), 0);
+    }
+    ck_assert_uint_eq(td_used_idx(&d), 256);
+    vmm_virtq_get_stats(q, &st);
+    ck_assert_uint_eq(st.held_bytes, 0);
+    ck_assert_uint_eq(st.popped, 256);
+    ck_assert_uint_ge(resumes, 1);
+    ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
+}
+END_TEST
+
+START_TEST(test_held_budget_after_reset)
+{
+    /* Chains held across a reset still count until the device frees them;
+     * freeing them after the reset calls no resume (the driver's set-up
+     * looks at the queue again). */
+    post_longest_chains();
+    static struct vmm_virtq_chain *held[256];
+    unsigned n = 0;
+    while (n < 256 && vmm_virtq_pop(q, &held[n]) == 1)
+        n++;
+    vmm_virtq_reset(q);
+    for (unsigned i = 0; i < n; i++)
+        vmm_virtq_chain_free(held[i]);
+    ck_assert_uint_eq(resumes, 0);
+    struct vmm_virtq_stats st;
+    vmm_virtq_get_stats(q, &st);
+    ck_assert_uint_eq(st.held_bytes, 0);
 }
 END_TEST
 
@@ -626,7 +780,10 @@ static Suite *virtq_suite(void)
     tcase_add_test(tc, test_not_ready_and_empty);
     tcase_add_test(tc, test_enable_checks);
     tcase_add_test(tc, test_indirect);
-    tcase_add_test(tc, test_indirect_longer_than_queue);
+    tcase_add_test(tc, test_chain_no_longer_than_queue);
+    tcase_add_test(tc, test_issue_recipe_refused_cheaply);
+    tcase_add_test(tc, test_held_memory_budget);
+    tcase_add_test(tc, test_held_budget_after_reset);
     tcase_add_test(tc, test_full_length_chain);
     tcase_add_test(tc, test_zero_length_descriptors_skipped);
     tcase_add_test(tc, test_descriptor_loop);

@@ -14,6 +14,9 @@
 #include "vq_driver.h"
 
 #define QSIZE 16
+/* A chain longer than a pooled one holds (8 segments), and no longer than
+ * the queue. */
+#define LONG_CHAIN 12
 
 static struct td d;
 static struct vmm_virtq *q;
@@ -366,13 +369,13 @@ END_TEST
 
 START_TEST(test_pool_long_and_short_chains)
 {
-    /* Longer than a pooled chain holds (a table of 40), then short ones: the
-     * segments of each are its own. */
+    /* Longer than a pooled chain holds (a table of LONG_CHAIN), then short
+     * ones: the segments of each are its own. */
     for (unsigned round = 0; round < 3; round++) {
-        for (unsigned i = 0; i < 40; i++)
-            td_desc_at(&d, TD_INDIRECT, i, TD_BUF + 2 * i + round, 1, i < 39 ? TD_F_NEXT : 0,
-                       (uint16_t)(i + 1));
-        td_desc(&d, 0, TD_INDIRECT, 40 * 16, TD_F_INDIRECT, 0);
+        for (unsigned i = 0; i < LONG_CHAIN; i++)
+            td_desc_at(&d, TD_INDIRECT, i, TD_BUF + 2 * i + round, 1,
+                       i < LONG_CHAIN - 1 ? TD_F_NEXT : 0, (uint16_t)(i + 1));
+        td_desc(&d, 0, TD_INDIRECT, LONG_CHAIN * 16, TD_F_INDIRECT, 0);
         td_avail(&d, 0);
         td_desc(&d, 1, TD_BUF + 0x700, 4, TD_F_NEXT, 2);
         td_desc(&d, 2, TD_BUF + 0x800, 4, TD_F_WRITE, 0);
@@ -380,17 +383,17 @@ START_TEST(test_pool_long_and_short_chains)
         struct vmm_virtq_chain *big, *small;
         ck_assert_int_eq(vmm_virtq_pop(q, &big), 1);
         ck_assert_int_eq(vmm_virtq_pop(q, &small), 1);
-        ck_assert_uint_eq(big->nr_readable, 40);
-        for (unsigned i = 0; i < 40; i++)
+        ck_assert_uint_eq(big->nr_readable, LONG_CHAIN);
+        for (unsigned i = 0; i < LONG_CHAIN; i++)
             ck_assert_uint_eq(big->seg[i].gpa, TD_BUF + 2 * i + round);
         ck_assert_uint_eq(small->nr_readable, 1);
         ck_assert_uint_eq(small->nr_writable, 1);
         ck_assert_uint_eq(small->seg[0].gpa, TD_BUF + 0x700);
         ck_assert_uint_eq(small->seg[1].gpa, TD_BUF + 0x800);
         /* Reading the long chain goes through all of its segments. */
-        uint8_t all[40];
+        uint8_t all[LONG_CHAIN];
         memset(td_ptr(&d, TD_BUF), 0x5a, 0x100);
-        ck_assert_int_eq(vmm_virtq_chain_read(big, 0, all, sizeof(all)), 40);
+        ck_assert_int_eq(vmm_virtq_chain_read(big, 0, all, sizeof(all)), LONG_CHAIN);
         if (round == 1) {
             /* Held across a reset: stale, only freed. */
             vmm_virtq_reset(q);
@@ -440,9 +443,10 @@ START_TEST(test_chains_outlive_queue)
 {
     /* Pooled and long chains held when the queue goes: freeing them
      * afterwards is fine (the pool goes with the last one; ASan checks). */
-    for (unsigned i = 0; i < 20; i++)
-        td_desc_at(&d, TD_INDIRECT, i, TD_BUF + i, 1, i < 19 ? TD_F_NEXT : 0, (uint16_t)(i + 1));
-    td_desc(&d, 0, TD_INDIRECT, 20 * 16, TD_F_INDIRECT, 0);
+    for (unsigned i = 0; i < LONG_CHAIN; i++)
+        td_desc_at(&d, TD_INDIRECT, i, TD_BUF + i, 1, i < LONG_CHAIN - 1 ? TD_F_NEXT : 0,
+                   (uint16_t)(i + 1));
+    td_desc(&d, 0, TD_INDIRECT, LONG_CHAIN * 16, TD_F_INDIRECT, 0);
     td_desc(&d, 1, TD_BUF, 8, TD_F_WRITE, 0);
     td_desc(&d, 2, TD_BUF, 8, TD_F_WRITE, 0);
     td_avail(&d, 0);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <vmm/memory.h>
 
 #define TD_F_NEXT     1
@@ -70,15 +71,22 @@ static inline void td_fini(struct td *d)
     free(d->host);
 }
 
+/* Write a descriptor at host address p (a table outside the driver's
+ * memory, in a region a test added). */
+static inline void td_desc_host(void *p, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
+{
+    uint8_t *b = p;
+    memcpy(b, &addr, 8);
+    memcpy(b + 8, &len, 4);
+    memcpy(b + 12, &flags, 2);
+    memcpy(b + 14, &next, 2);
+}
+
 /* Write descriptor i of the table at table (TD_DESC or an indirect table). */
 static inline void td_desc_at(struct td *d, uint64_t table, unsigned i, uint64_t addr, uint32_t len,
                               uint16_t flags, uint16_t next)
 {
-    uint8_t *p = td_ptr(d, table + 16ull * i);
-    memcpy(p, &addr, 8);
-    memcpy(p + 8, &len, 4);
-    memcpy(p + 12, &flags, 2);
-    memcpy(p + 14, &next, 2);
+    td_desc_host(td_ptr(d, table + 16ull * i), addr, len, flags, next);
 }
 
 static inline void td_desc(struct td *d, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
@@ -113,6 +121,29 @@ static inline void td_avail(struct td *d, uint16_t head)
     d->avail_idx++;
     __atomic_thread_fence(__ATOMIC_RELEASE);
     td_set_u16(d, d->avail + 2, d->avail_idx);
+}
+
+/* Issue 14's hostile driver, at the longest chains a queue of d->size
+ * allows: one indirect table at TD_INDIRECT of d->size one-byte writable
+ * descriptors, and every head of the ring made available pointing at it. */
+static inline void td_post_longest_chains(struct td *d)
+{
+    for (unsigned i = 0; i < d->size; i++)
+        td_desc_at(d, TD_INDIRECT, i, TD_BUF + i, 1,
+                   (uint16_t)(TD_F_WRITE | (i + 1 < d->size ? TD_F_NEXT : 0)), (uint16_t)(i + 1));
+    for (unsigned h = 0; h < d->size; h++) {
+        td_desc_at(d, d->desc, h, TD_INDIRECT, 16 * d->size, TD_F_INDIRECT, 0);
+        td_avail(d, (uint16_t)h);
+    }
+}
+
+/* The process's peak resident set so far, in KiB: what a hostile ring made
+ * the host pin shows up here even when it is freed again. */
+static inline long td_peak_rss_kib(void)
+{
+    struct rusage ru;
+    ck_assert_int_eq(getrusage(RUSAGE_SELF, &ru), 0);
+    return ru.ru_maxrss;
 }
 
 /* Start both rings at index start (as if start chains had gone by). */
