@@ -8,7 +8,11 @@
  * checked before any I/O: a 16-byte device-readable header, a status byte
  * that is the last byte of the device-writable part, data lengths that are
  * multiples of 512 bytes, sector ranges inside the capacity (with overflow
- * checks). A request that fails a check is answered VIRTIO_BLK_S_IOERR (or
+ * checks), and no more than each type carries (section 5.2.6): FLUSH is the
+ * header and the status byte alone, GET_ID has at most 20 bytes of room,
+ * DISCARD and WRITE_ZEROES at most VMM_VIRTIO_BLK_MAX_DISC_SEG ranges, and
+ * OUT, FLUSH, DISCARD and WRITE_ZEROES nothing writable but the status
+ * byte. A request that fails a check is answered VIRTIO_BLK_S_IOERR (or
  * VIRTIO_BLK_S_UNSUPP for unknown types and flags); a chain with no
  * device-writable byte to hold the status is completed with 0 bytes.
  *
@@ -73,7 +77,9 @@ extern "C" {
 #define VMM_VIRTIO_BLK_CFG_WRITE_ZEROES_MAY_UNMAP   56 /* u8 */
 #define VMM_VIRTIO_BLK_CFG_SIZE                     60 /* bytes of configuration space */
 
-/* What the device offers for these (seen in its configuration space). */
+/* What the device offers for these (seen in its configuration space).
+ * seg_max is SEG_MAX, or queue_size - 2 for a smaller queue: a request's
+ * chain (header, data, status) may be no longer than its queue. */
 #define VMM_VIRTIO_BLK_SEG_MAX      126u
 #define VMM_VIRTIO_BLK_MAX_DISCARD  (1u << 22) /* sectors per discard / write-zeroes (2 GiB) */
 #define VMM_VIRTIO_BLK_MAX_DISC_SEG 1u

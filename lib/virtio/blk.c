@@ -248,8 +248,8 @@ static void do_rw(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain *c,
     /* IN: the header alone is readable, the data precedes the status byte.
      * OUT: the data follows the header, the status byte alone is writable. */
     uint64_t data_len = in ? c->writable_len - 1 : c->readable_len - HDR_LEN;
-    if (in && c->readable_len != HDR_LEN) {
-        blk_log_bad(d, "read with readable data", c);
+    if (in ? c->readable_len != HDR_LEN : c->writable_len != 1) {
+        blk_log_bad(d, in ? "read with readable data" : "write with writable data", c);
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
@@ -320,10 +320,12 @@ static void do_discard_zeroes(struct blk *d, struct vmm_virtq *q, struct vmm_vir
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
+    /* At most max_discard_seg (max_write_zeroes_seg) ranges, and nothing
+     * writable but the status byte. */
     uint64_t seg_bytes = c->readable_len - HDR_LEN;
     if (seg_bytes == 0 || seg_bytes % DWZ_LEN ||
-        seg_bytes / DWZ_LEN > VMM_VIRTIO_BLK_MAX_DISC_SEG) {
-        blk_log_bad(d, "bad discard/write-zeroes segment count", c);
+        seg_bytes / DWZ_LEN > VMM_VIRTIO_BLK_MAX_DISC_SEG || c->writable_len != 1) {
+        blk_log_bad(d, "bad discard/write-zeroes segment count or writable data", c);
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
@@ -368,10 +370,12 @@ static void do_discard_zeroes(struct blk *d, struct vmm_virtq *q, struct vmm_vir
 static void do_get_id(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain *c)
 {
     d->stats.get_ids++;
+    /* The id is 20 bytes; a shorter buffer gets its start. */
     uint64_t room = c->writable_len - 1;
     size_t n = room < VMM_VIRTIO_BLK_ID_BYTES ? (size_t)room : VMM_VIRTIO_BLK_ID_BYTES;
-    if (c->readable_len != HDR_LEN || (n && vmm_virtq_chain_write(c, 0, d->serial, n) != (int)n)) {
-        blk_log_bad(d, "get-id with readable data or an unwritable buffer", c);
+    if (c->readable_len != HDR_LEN || room > VMM_VIRTIO_BLK_ID_BYTES ||
+        (n && vmm_virtq_chain_write(c, 0, d->serial, n) != (int)n)) {
+        blk_log_bad(d, "get-id with readable data, room past 20 bytes or an unwritable buffer", c);
         complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
         return;
     }
@@ -380,6 +384,12 @@ static void do_get_id(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain
 
 static void do_flush(struct blk *d, struct vmm_virtq *q, struct vmm_virtq_chain *c)
 {
+    /* A flush is the header and the status byte, nothing more. */
+    if (c->readable_len != HDR_LEN || c->writable_len != 1) {
+        blk_log_bad(d, "flush with data", c);
+        complete(d, q, c, VMM_VIRTIO_BLK_S_IOERR, 0);
+        return;
+    }
     d->stats.flushes++;
     struct blk_req *r = req_get(d);
     if (!r) {
@@ -555,6 +565,16 @@ static void blk_destroy(void *opaque)
     blk_free(d);
 }
 
+/* Data segments offered per request: the header and the status byte come on
+ * top, and a chain may be no longer than the queue (virtio 1.2 section
+ * 2.7.5.3.1; Linux takes seg_max as given, indirect descriptors or not). */
+static uint32_t blk_seg_max(unsigned qsize)
+{
+    if (qsize <= 2)
+        return 1; /* only a header and data in one descriptor fit */
+    return qsize - 2 < VMM_VIRTIO_BLK_SEG_MAX ? qsize - 2 : VMM_VIRTIO_BLK_SEG_MAX;
+}
+
 static const struct vmm_virtio_device_ops blk_ops = {
     .attach = blk_attach,
     .config_read = blk_config_read,
@@ -603,7 +623,7 @@ int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg, struct vmm_vi
     d->write_zeroes = !cfg->readonly && !cfg->no_write_zeroes;
     d->config = (struct blk_config){
         .capacity = d->capacity,
-        .seg_max = VMM_VIRTIO_BLK_SEG_MAX,
+        .seg_max = blk_seg_max(qsize),
         .blk_size = bsize,
         .max_discard_sectors = VMM_VIRTIO_BLK_MAX_DISCARD,
         .max_discard_seg = VMM_VIRTIO_BLK_MAX_DISC_SEG,

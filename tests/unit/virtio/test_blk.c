@@ -650,6 +650,53 @@ START_TEST(test_too_many_segments)
 }
 END_TEST
 
+/* Post a request of type with the given segments (the header at G_HDR),
+ * kick, expect IOERR and a request that works after it. */
+static void expect_ioerr(uint32_t type, const struct seg *s, unsigned n)
+{
+    put_hdr(G_HDR, type, 0);
+    *(uint8_t *)td_ptr(&drv, G_STATUS) = 0xff;
+    ck_assert_uint_eq(run_chain(s, n), 1);
+    ck_assert_uint_eq(status(), VMM_VIRTIO_BLK_S_IOERR);
+    good_read_works();
+}
+
+START_TEST(test_request_carries_no_more_than_its_type)
+{
+    /* Each type carries what virtio 1.2 section 5.2.6 gives it, no more:
+     * segments past that cost the device nothing but an IOERR. */
+    struct vmm_virtio_blk_stats before = stats();
+    struct seg flush_data[] = {{G_HDR, 16, false}, {G_DATA, 512, false}, {G_STATUS, 1, true}};
+    expect_ioerr(VMM_VIRTIO_BLK_T_FLUSH, flush_data, 3);
+    struct seg flush_room[] = {{G_HDR, 16, false}, {G_DATA, 512, true}, {G_STATUS, 1, true}};
+    expect_ioerr(VMM_VIRTIO_BLK_T_FLUSH, flush_room, 3);
+    /* Many one-byte writable pieces, as issue 14's flushes had. */
+    struct seg flush_bytes[QSIZE] = {{G_HDR, 16, false}};
+    for (unsigned i = 1; i < QSIZE; i++)
+        flush_bytes[i] = (struct seg){G_DATA + i, 1, true};
+    flush_bytes[QSIZE - 1].gpa = G_STATUS;
+    expect_ioerr(VMM_VIRTIO_BLK_T_FLUSH, flush_bytes, QSIZE);
+    struct seg id_long[] = {{G_HDR, 16, false}, {G_ID, 21, true}, {G_STATUS, 1, true}};
+    expect_ioerr(VMM_VIRTIO_BLK_T_GET_ID, id_long, 3);
+    memset(td_ptr(&drv, G_DWZ), 0, 16);
+    struct seg dwz_room[] = {
+        {G_HDR, 16, false}, {G_DWZ, 16, false}, {G_DATA, 512, true}, {G_STATUS, 1, true}};
+    expect_ioerr(VMM_VIRTIO_BLK_T_DISCARD, dwz_room, 4);
+    expect_ioerr(VMM_VIRTIO_BLK_T_WRITE_ZEROES, dwz_room, 4);
+    struct seg out_room[] = {
+        {G_HDR, 16, false}, {G_DATA, 512, false}, {G_DATA + 512, 512, true}, {G_STATUS, 1, true}};
+    expect_ioerr(VMM_VIRTIO_BLK_T_OUT, out_room, 4);
+    struct vmm_virtio_blk_stats after = stats();
+    ck_assert_uint_eq(after.bad_requests - before.bad_requests, 7);
+    ck_assert_uint_eq(after.flushes, before.flushes);
+    ck_assert_uint_eq(after.discards + after.write_zeroes, before.discards + before.write_zeroes);
+    ck_assert_uint_eq(after.writes, before.writes);
+    check_image(0, IMG_SIZE, NULL);
+    /* What each type does carry still works. */
+    ck_assert_uint_eq(do_simple(VMM_VIRTIO_BLK_T_FLUSH), VMM_VIRTIO_BLK_S_OK);
+}
+END_TEST
+
 START_TEST(test_issue_recipe_refused)
 {
     /* Issue 14's recipe: queue size 256, every head pointing at one shared
@@ -689,6 +736,24 @@ START_TEST(test_issue_recipe_refused)
     ck_assert_uint_eq(qs.bad_chains, 256);
     ck_assert_uint_eq(qs.held_bytes, 0);
     good_read_works();
+}
+END_TEST
+
+START_TEST(test_seg_max_fits_the_queue)
+{
+    /* A request's chain (header, data, status) may be no longer than its
+     * queue, and Linux takes seg_max as given: a small queue offers less. */
+    const unsigned sizes[] = {1, 2, 4, 16, 128, 256, 1024};
+    const uint32_t want[] = {1, 1, 2, 14, 126, 126, 126};
+    for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        struct vmm_virtio_blk_config bc = {.path = img, .queue_size = sizes[i]};
+        struct vmm_virtio_device dev;
+        ck_assert_int_eq(vmm_virtio_blk_create(&bc, &dev), 0);
+        uint32_t seg_max = 0;
+        dev.ops->config_read(dev.opaque, VMM_VIRTIO_BLK_CFG_SEG_MAX, &seg_max, 4);
+        ck_assert_uint_eq(seg_max, want[i]);
+        vmm_virtio_device_free(&dev);
+    }
 }
 END_TEST
 
@@ -821,7 +886,9 @@ static Suite *blk_suite(void)
     tcase_add_test(tc, test_short_read_is_an_error);
     tcase_add_test(tc, test_hostile_requests);
     tcase_add_test(tc, test_too_many_segments);
+    tcase_add_test(tc, test_request_carries_no_more_than_its_type);
     tcase_add_test(tc, test_issue_recipe_refused);
+    tcase_add_test(tc, test_seg_max_fits_the_queue);
     tcase_add_test(tc, test_many_in_flight);
     tcase_add_test(tc, test_reset_with_requests_in_flight);
     tcase_add_test(tc, test_create_errors);
