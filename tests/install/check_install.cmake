@@ -1,6 +1,6 @@
 # Install the build into a scratch prefix, then build a consumer against it
 # through find_package(vmm) and through pkg-config, and run both.
-# Variables: BUILD_DIR, SOURCE_DIR, WORK_DIR.
+# Variables: BUILD_DIR, SOURCE_DIR, WORK_DIR, SOVERSION.
 file(REMOVE_RECURSE ${WORK_DIR})
 set(prefix ${WORK_DIR}/prefix)
 function(run)
@@ -12,16 +12,20 @@ function(run)
 endfunction()
 
 run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
-foreach(f include/vmm/vmm.h include/vmm/memory.h)
+foreach(f include/vmm/vmm.h include/vmm/memory.h include/vmm/version.h)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "not installed: ${f}")
   endif()
 endforeach()
 file(GLOB libdirs ${prefix}/lib*)
 file(GLOB_RECURSE pc ${prefix}/*/vmm.pc)
-file(GLOB_RECURSE so ${prefix}/*/libvmm.so.0)
+file(GLOB_RECURSE so ${prefix}/*/libvmm.so.${SOVERSION})
 if(NOT pc OR NOT so)
-  message(FATAL_ERROR "vmm.pc or the libvmm.so.0 SONAME link is missing under ${prefix}")
+  message(FATAL_ERROR "vmm.pc or the libvmm.so.${SOVERSION} SONAME link is missing under ${prefix}")
+endif()
+file(GLOB_RECURSE stray ${prefix}/include/*.in)
+if(stray)
+  message(FATAL_ERROR "installed a template: ${stray}")
 endif()
 
 # find_package(vmm)
