@@ -20,7 +20,7 @@
 #include <vmm/virtio.h>
 #include <vmm/vm.h>
 
-#include "cpu/event_internal.h"
+#include "event/event_internal.h"
 #include "virtio_internal.h"
 
 /* Refused register writes logged at warning level before going quiet. */

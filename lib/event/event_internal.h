@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Hidden event-loop helpers for other components (not in the public API). */
-#ifndef VMM_CPU_EVENT_INTERNAL_H
-#define VMM_CPU_EVENT_INTERNAL_H
+#ifndef VMM_EVENT_INTERNAL_H
+#define VMM_EVENT_INTERNAL_H
 
 #include <stdint.h>
 #include <vmm/event.h>
@@ -24,4 +24,4 @@
 int vmm_event_loop_add_edge(struct vmm_event_loop *loop, int fd, uint32_t events, vmm_event_fn fn,
                             void *opaque);
 
-#endif /* VMM_CPU_EVENT_INTERNAL_H */
+#endif /* VMM_EVENT_INTERNAL_H */

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <vmm/event.h>
 
-#include "cpu/event_internal.h"
+#include "event/event_internal.h"
 #include "vmm_internal.h"
 
 /* epoll_event.data of the stop eventfd; never a valid slot/generation pair

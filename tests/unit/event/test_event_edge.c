@@ -11,7 +11,7 @@
 #include <vmm/event.h>
 
 #include "check_compat.h"
-#include "cpu/event_internal.h"
+#include "event/event_internal.h"
 
 static struct vmm_event_loop *loop;
 static int efd;
