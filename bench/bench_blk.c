@@ -34,6 +34,7 @@
 #include <vmm/vmm.h>
 
 #include "raw_kvm.h"
+#include "virtio/mmio_regs.h"
 
 #define BLOCK          4096u
 #define DEFAULT_SIZE   (256ull << 20)

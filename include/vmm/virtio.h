@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Virtio (1.2, modern only): virtqueues, the device model interface, the
- * virtio-mmio (version 2) transport, and the entropy and console devices.
+ * Virtio (1.2, modern only): virtqueues and the device model interface, what
+ * every transport and device shares. The transport is in virtio_mmio.h, the
+ * devices in virtio_blk.h, virtio_console.h and virtio_rng.h.
  *
  * Three layers, each unaware of the one above it:
  *
@@ -61,12 +62,9 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
-#include <vmm/bus.h>
 #include <vmm/error.h>
 #include <vmm/event.h>
-#include <vmm/machine.h>
 #include <vmm/memory.h>
-#include <vmm/vm.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -392,191 +390,6 @@ VMM_API void vmm_virtio_set_needs_reset(struct vmm_virtio_transport *t);
  * none, e.g. standalone in a unit test), and the guest memory. Borrowed. */
 VMM_API struct vmm_event_loop *vmm_virtio_event_loop(struct vmm_virtio_transport *t);
 VMM_API struct vmm_memory *vmm_virtio_memory(struct vmm_virtio_transport *t);
-
-/* ---- the virtio-mmio transport (version 2, virtio 1.2 section 4.2.2) ---- */
-
-struct vmm_virtio_mmio;
-
-/* Size of a virtio-mmio register window. */
-#define VMM_VIRTIO_MMIO_SIZE 0x1000
-
-/* Register offsets. */
-#define VMM_VIRTIO_MMIO_MAGIC_VALUE         0x000 /* 0x74726976, "virt" */
-#define VMM_VIRTIO_MMIO_VERSION             0x004 /* 2 */
-#define VMM_VIRTIO_MMIO_DEVICE_ID           0x008
-#define VMM_VIRTIO_MMIO_VENDOR_ID           0x00c
-#define VMM_VIRTIO_MMIO_DEVICE_FEATURES     0x010
-#define VMM_VIRTIO_MMIO_DEVICE_FEATURES_SEL 0x014
-#define VMM_VIRTIO_MMIO_DRIVER_FEATURES     0x020
-#define VMM_VIRTIO_MMIO_DRIVER_FEATURES_SEL 0x024
-#define VMM_VIRTIO_MMIO_QUEUE_SEL           0x030
-#define VMM_VIRTIO_MMIO_QUEUE_NUM_MAX       0x034
-#define VMM_VIRTIO_MMIO_QUEUE_NUM           0x038
-#define VMM_VIRTIO_MMIO_QUEUE_READY         0x044
-#define VMM_VIRTIO_MMIO_QUEUE_NOTIFY        0x050
-#define VMM_VIRTIO_MMIO_INTERRUPT_STATUS    0x060
-#define VMM_VIRTIO_MMIO_INTERRUPT_ACK       0x064
-#define VMM_VIRTIO_MMIO_STATUS              0x070
-#define VMM_VIRTIO_MMIO_QUEUE_DESC_LOW      0x080
-#define VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH     0x084
-#define VMM_VIRTIO_MMIO_QUEUE_DRIVER_LOW    0x090
-#define VMM_VIRTIO_MMIO_QUEUE_DRIVER_HIGH   0x094
-#define VMM_VIRTIO_MMIO_QUEUE_DEVICE_LOW    0x0a0
-#define VMM_VIRTIO_MMIO_QUEUE_DEVICE_HIGH   0x0a4
-#define VMM_VIRTIO_MMIO_SHM_SEL             0x0ac
-#define VMM_VIRTIO_MMIO_SHM_LEN_LOW         0x0b0
-#define VMM_VIRTIO_MMIO_SHM_LEN_HIGH        0x0b4
-#define VMM_VIRTIO_MMIO_SHM_BASE_LOW        0x0b8
-#define VMM_VIRTIO_MMIO_SHM_BASE_HIGH       0x0bc
-#define VMM_VIRTIO_MMIO_QUEUE_RESET         0x0c0
-#define VMM_VIRTIO_MMIO_CONFIG_GENERATION   0x0fc
-#define VMM_VIRTIO_MMIO_CONFIG              0x100
-
-#define VMM_VIRTIO_MMIO_MAGIC  0x74726976u
-#define VMM_VIRTIO_MMIO_VENDOR 0x4d4d56u /* "VMM" */
-
-/*
- * A standalone transport (not on a VM): the caller registers
- * vmm_virtio_mmio_bus_ops() at base on some bus, and provides the interrupt.
- * Used by the unit tests and by embedders with their own machine model.
- * Zero means default; fields are only appended.
- */
-struct vmm_virtio_mmio_config {
-    uint64_t base;               /* guest-physical base (for vmm_virtio_mmio_info) */
-    unsigned gsi;                /* interrupt line (for vmm_virtio_mmio_info) */
-    struct vmm_memory *mem;      /* guest memory (borrowed), required */
-    struct vmm_event_loop *loop; /* borrowed; NULL: QueueNotify calls the
-                                    device's queue_notify on the vCPU thread */
-    /* Raise the device's interrupt (an edge); NULL: none. Called with the
-     * device lock held. */
-    void (*interrupt)(void *opaque);
-    void *irq_opaque;
-};
-
-/*
- * Create a transport for dev (copied). Calls dev->ops->attach. On success
- * the transport owns the device (destroy calls its reset and destroy); on
- * failure dev->ops->destroy has been called too. Returns 0, -EINVAL (bad
- * device description) or -ENOMEM.
- */
-VMM_API VMM_MUST_USE int vmm_virtio_mmio_create(const struct vmm_virtio_mmio_config *cfg,
-                                                const struct vmm_virtio_device *dev,
-                                                struct vmm_virtio_mmio **out);
-
-/* Reset and free a standalone transport and its device (unregister it from
- * its bus first). Accepts NULL. */
-VMM_API void vmm_virtio_mmio_destroy(struct vmm_virtio_mmio *mmio);
-
-/* The bus callbacks (opaque = the transport), covering VMM_VIRTIO_MMIO_SIZE
- * bytes. Registers are 32-bit: other widths read as 0 and are ignored on
- * write (logged), except in the configuration space, which takes 1, 2, 4
- * and 8-byte accesses. */
-VMM_API const struct vmm_bus_ops *vmm_virtio_mmio_bus_ops(void);
-
-/* The transport's generic handle (what the device got in attach). */
-VMM_API struct vmm_virtio_transport *vmm_virtio_mmio_transport(struct vmm_virtio_mmio *mmio);
-
-/*
- * Put dev on a virtio-mmio transport on vm: registers the window at base on
- * the VM's MMIO bus, connects an irqfd to gsi, watches one eventfd per queue
- * on the VM's event loop and binds each to QueueNotify through an ioeventfd
- * (datamatch = the queue index) while the queue is ready. The VM owns the
- * result (torn down in vmm_vm_destroy). Call before vmm_vm_run (the run
- * starts the event loop thread only if the loop has fds then), after the
- * VM's memory is set up. On failure the device has been destroyed. Returns 0, -EINVAL, -EEXIST
- * (window taken), -ENOMEM or a -errno from KVM. out may be NULL.
- */
-VMM_API VMM_MUST_USE int vmm_vm_add_virtio_mmio(struct vmm_vm *vm, uint64_t base, unsigned gsi,
-                                                const struct vmm_virtio_device *dev,
-                                                struct vmm_virtio_mmio **out);
-
-/* Describe the transport's window for struct vmm_machine (base, size, gsi). */
-VMM_API void vmm_virtio_mmio_info(const struct vmm_virtio_mmio *mmio,
-                                  struct vmm_machine_virtio *info);
-
-/* Append the transport to machine->virtio[] so firmware tables describe it.
- * Returns 0 or -ENOSPC (VMM_MACHINE_MAX_VIRTIO reached). */
-VMM_API VMM_MUST_USE int vmm_virtio_mmio_add_to_machine(const struct vmm_virtio_mmio *mmio,
-                                                        struct vmm_machine *machine);
-
-/*
- * Write the Linux kernel command-line fragment for every virtio-mmio device
- * of machine: "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=..."
- * (sizes in K/M when they divide evenly, separated by single spaces, no
- * trailing space; empty when there are none). Returns the length written
- * (without the NUL), or -ENOSPC when it does not fit in size bytes (buf then
- * holds an empty string when size > 0).
- */
-VMM_API VMM_MUST_USE int vmm_virtio_mmio_cmdline(const struct vmm_machine *machine, char *buf,
-                                                 size_t size);
-
-/* Counters of a transport. */
-struct vmm_virtio_mmio_stats {
-    uint64_t notifies;       /* queue notifications handled */
-    uint64_t interrupts;     /* interrupts raised (either cause) */
-    uint64_t refused_writes; /* register writes refused by the state machine */
-    uint32_t status;         /* the device status register */
-    uint64_t notify_exits;   /* QueueNotify writes that reached the bus (not
-                                caught by an ioeventfd) */
-};
-
-VMM_API void vmm_virtio_mmio_get_stats(struct vmm_virtio_mmio *mmio,
-                                       struct vmm_virtio_mmio_stats *stats);
-
-/* ---- virtio-rng (entropy device, type 4) ---- */
-
-struct vmm_virtio_rng_config {
-    /* Bytes per second the guest may draw (token bucket with one second of
-     * burst); 0: unlimited. */
-    uint64_t rate_limit;
-    unsigned queue_size; /* default 256 */
-};
-
-/*
- * Describe an entropy device for a transport: fills *dev (its opaque is a
- * new device that the transport frees through ops->destroy; if *dev is never
- * handed to a transport, free it with vmm_virtio_device_free). Returns 0,
- * -EINVAL or -ENOMEM.
- */
-VMM_API VMM_MUST_USE int vmm_virtio_rng_create(const struct vmm_virtio_rng_config *cfg,
-                                               struct vmm_virtio_device *dev);
-
-/* Create an entropy device and put it on a virtio-mmio transport on vm (see
- * vmm_vm_add_virtio_mmio). cfg may be NULL. out may be NULL. */
-VMM_API VMM_MUST_USE int vmm_vm_add_virtio_rng(struct vmm_vm *vm, uint64_t base, unsigned gsi,
-                                               const struct vmm_virtio_rng_config *cfg,
-                                               struct vmm_virtio_mmio **out);
-
-/* ---- virtio-console (type 3, one port, no multiport) ---- */
-
-struct vmm_virtio_console_config {
-    /* Host input, copied into receiveq (queue 0) buffers; -1: none. A
-     * pollable fd (tty, pipe, socket) is read by the event loop when it has
-     * data (its flags are left alone); one epoll cannot watch (regular file,
-     * /dev/null) is read as the guest offers buffers, and so is any fd on a
-     * transport without an event loop. */
-    int in_fd;
-    /* Host output: transmitq (queue 1) buffers are written here; -1:
-     * discarded. A full pipe/socket/tty is waited on by the event loop, never
-     * by blocking it; EPIPE and other errors drop the output (logged once). */
-    int out_fd;
-    unsigned cols, rows; /* console size offered with VIRTIO_CONSOLE_F_SIZE; 0: not offered */
-    unsigned queue_size; /* default 256 */
-};
-
-/* Feature bits of the console. */
-#define VMM_VIRTIO_CONSOLE_F_SIZE      (1ull << 0)
-#define VMM_VIRTIO_CONSOLE_F_MULTIPORT (1ull << 1)
-
-/* Describe a console for a transport (as vmm_virtio_rng_create). The fds
- * stay the caller's. */
-VMM_API VMM_MUST_USE int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,
-                                                   struct vmm_virtio_device *dev);
-
-/* Create a console and put it on a virtio-mmio transport on vm. */
-VMM_API VMM_MUST_USE int vmm_vm_add_virtio_console(struct vmm_vm *vm, uint64_t base, unsigned gsi,
-                                                   const struct vmm_virtio_console_config *cfg,
-                                                   struct vmm_virtio_mmio **out);
 
 /* Free a device description made by a vmm_virtio_*_create that was never
  * handed to a transport (calls its ops->destroy). Accepts NULL. */

@@ -26,6 +26,7 @@
 #include <stdint.h>
 #include <vmm/error.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_mmio.h>
 #include <vmm/vm.h>
 
 #ifdef __cplusplus

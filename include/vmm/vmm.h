@@ -17,6 +17,9 @@
 #include <vmm/acpi.h>
 #include <vmm/fdt.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_mmio.h>
+#include <vmm/virtio_console.h>
+#include <vmm/virtio_rng.h>
 #include <vmm/virtio_blk.h>
 
 #endif /* VMM_VMM_H */

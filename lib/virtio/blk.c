@@ -7,6 +7,7 @@
 #include <sys/epoll.h>
 #include <vmm/event.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_mmio.h>
 #include <vmm/virtio_blk.h>
 
 #include "virtio/blkio.h"

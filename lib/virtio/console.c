@@ -29,6 +29,8 @@
 #include <unistd.h>
 #include <vmm/event.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_console.h>
+#include <vmm/virtio_mmio.h>
 
 #include "virtio_internal.h"
 

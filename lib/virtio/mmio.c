@@ -18,9 +18,11 @@
 #include <vmm/event.h>
 #include <vmm/machine.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_mmio.h>
 #include <vmm/vm.h>
 
 #include "event/event_internal.h"
+#include "virtio/mmio_regs.h"
 #include "virtio_internal.h"
 
 /* Refused register writes logged at warning level before going quiet. */

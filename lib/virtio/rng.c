@@ -12,6 +12,8 @@
 #include <unistd.h>
 #include <vmm/event.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_mmio.h>
+#include <vmm/virtio_rng.h>
 
 #include "virtio_internal.h"
 

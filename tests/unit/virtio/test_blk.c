@@ -12,8 +12,10 @@
 #include <vmm/event.h>
 #include <vmm/virtio.h>
 #include <vmm/virtio_blk.h>
+#include <vmm/virtio_mmio.h>
 
 #include "check_compat.h"
+#include "virtio/mmio_regs.h"
 #include "vq_driver.h"
 
 #define QSIZE       16

@@ -14,8 +14,12 @@
 #include <vmm/event.h>
 #include <vmm/machine.h>
 #include <vmm/virtio.h>
+#include <vmm/virtio_console.h>
+#include <vmm/virtio_mmio.h>
+#include <vmm/virtio_rng.h>
 
 #include "check_compat.h"
+#include "virtio/mmio_regs.h"
 #include "virtio/virtio_internal.h"
 #include "vq_driver.h"
 
