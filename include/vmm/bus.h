@@ -13,8 +13,11 @@
  * Thread-safety: dispatch runs concurrently from many vCPU threads.
  * Registering and unregistering may happen from any thread at any time;
  * when vmm_bus_unregister returns, no call into that device's callbacks is in
- * progress or will start. A callback must not register or unregister on the
- * bus that called it (that returns -EDEADLK).
+ * progress or will start. The bus holds no lock while a callback runs: a
+ * callback that blocks delays neither calls to other devices nor registering
+ * and unregistering them; only unregistering its own device waits for it.
+ * A callback must not register or unregister on the bus that called it (that
+ * returns -EDEADLK).
  */
 #ifndef VMM_BUS_H
 #define VMM_BUS_H
@@ -64,8 +67,9 @@ VMM_API void vmm_bus_destroy(struct vmm_bus *bus);
 VMM_API VMM_MUST_USE int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,
                                           const struct vmm_bus_ops *ops, void *opaque);
 
-/* Release the range registered at base, waiting for calls in progress to
- * finish. Returns 0, -ENOENT or -EDEADLK. */
+/* Release the range registered at base: new accesses stop reaching the
+ * device at once, then this waits for the calls into it already in progress
+ * (and only those) to finish. Returns 0, -ENOENT or -EDEADLK. */
 VMM_API int vmm_bus_unregister(struct vmm_bus *bus, uint64_t base);
 
 /*

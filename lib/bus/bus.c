@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* PIO and MMIO buses: a sorted table of claimed ranges, looked up by binary
- * search under a read lock so that unregistering waits for dispatches. */
+ * search under a read lock; the device is called after the lock is dropped,
+ * holding a reference that unregistering waits for (as kvmtool does). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -14,13 +15,33 @@
 /* How many unclaimed accesses a bus names in its debug log before going quiet. */
 #define UNCLAIMED_LOG_LIMIT 8
 
+/* In bus_device.users beside the count of calls in progress: the device is
+ * off the table and its unregister waits for the count to reach zero. */
+#define DEVICE_UNREGISTERING (1u << 31)
+
+/* One registration. On the heap, so that a dispatch can go on using it
+ * after dropping the bus lock; freed by the unregister that removed it,
+ * once no call is in progress. */
+struct bus_device {
+    struct vmm_bus_ops ops;
+    void *opaque;
+    uint32_t users; /* atomic: calls in progress | DEVICE_UNREGISTERING */
+};
+
 struct bus_entry {
     uint64_t base;
     uint64_t len;
-    struct vmm_bus_ops ops;
-    void *opaque;
+    struct bus_device *dev;
 };
 
+/*
+ * Locking: lock guards the table only. Dispatch holds it for reading while
+ * it looks the address up and takes a reference on the device, never while
+ * the device runs, so a device that blocks (the UART waiting on a full
+ * output fd) holds up neither dispatches to other devices nor register and
+ * unregister. Unregister takes the entry off the table under the write lock,
+ * then, without it, waits on idle for that device's calls in progress only.
+ */
 struct vmm_bus {
     char name[16];
     /* Writers (register/unregister) are rare; readers are every vCPU exit. */
@@ -28,14 +49,17 @@ struct vmm_bus {
     struct bus_entry *entries; /* sorted by base, non-overlapping */
     size_t count;
     size_t cap;
+    /* A device's last call wakes its unregister through these. */
+    pthread_mutex_t idle_lock;
+    pthread_cond_t idle;
     uint64_t unclaimed_reads;  /* atomic */
     uint64_t unclaimed_writes; /* atomic */
     uint64_t last_unclaimed;   /* atomic */
 };
 
-/* The buses whose callbacks this thread is inside, innermost first: a
- * callback that registers on any of them would wait for itself, and a nested
- * dispatch on one of them already holds its read lock. */
+/* The buses whose callbacks this thread is inside, innermost first. A
+ * callback may not register or unregister on any of them: unregistering a
+ * device whose call is in progress on this thread would wait for itself. */
 struct dispatch_frame {
     const struct vmm_bus *bus;
     struct dispatch_frame *outer;
@@ -57,26 +81,41 @@ int vmm_bus_create(const char *name, struct vmm_bus **out)
         return -ENOMEM;
     snprintf(bus->name, sizeof(bus->name), "%s", name ? name : "bus");
     /* Prefer writers: with many busy vCPUs a reader-preferring lock can keep
-     * an unregister waiting indefinitely. Nested dispatch on the same bus
-     * does not re-take the lock (see dispatching_on), so this cannot
-     * deadlock a callback. */
+     * an unregister waiting indefinitely. No thread holds the read lock
+     * while a device runs, so a nested dispatch cannot wait on itself. */
     pthread_rwlockattr_t attr;
     pthread_rwlockattr_init(&attr);
     pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     int r = pthread_rwlock_init(&bus->lock, &attr);
     pthread_rwlockattr_destroy(&attr);
-    if (r) {
-        free(bus);
-        return -r;
-    }
+    if (r)
+        goto err_free;
+    r = pthread_mutex_init(&bus->idle_lock, NULL);
+    if (r)
+        goto err_rwlock;
+    r = pthread_cond_init(&bus->idle, NULL);
+    if (r)
+        goto err_mutex;
     *out = bus;
     return 0;
+
+err_mutex:
+    pthread_mutex_destroy(&bus->idle_lock);
+err_rwlock:
+    pthread_rwlock_destroy(&bus->lock);
+err_free:
+    free(bus);
+    return -r;
 }
 
 void vmm_bus_destroy(struct vmm_bus *bus)
 {
     if (!bus)
         return;
+    for (size_t i = 0; i < bus->count; i++)
+        free(bus->entries[i].dev);
+    pthread_cond_destroy(&bus->idle);
+    pthread_mutex_destroy(&bus->idle_lock);
     pthread_rwlock_destroy(&bus->lock);
     free(bus->entries);
     free(bus);
@@ -96,6 +135,31 @@ static ssize_t bus_floor(const struct vmm_bus *bus, uint64_t addr)
     return (ssize_t)lo - 1;
 }
 
+/* Put dev at [base, base + len) in the table. Caller holds the write lock. */
+static int bus_insert(struct vmm_bus *bus, uint64_t base, uint64_t len, uint64_t end,
+                      struct bus_device *dev)
+{
+    ssize_t i = bus_floor(bus, end);
+    /* The only candidate for overlap is the last entry starting at or
+     * before our end; entries are disjoint and sorted. */
+    if (i >= 0 && bus->entries[i].base + (bus->entries[i].len - 1) >= base)
+        return -EEXIST;
+    if (bus->count == bus->cap) {
+        size_t cap = bus->cap ? bus->cap * 2 : 16;
+        struct bus_entry *e = realloc(bus->entries, cap * sizeof(*e));
+        if (!e)
+            return -ENOMEM;
+        bus->entries = e;
+        bus->cap = cap;
+    }
+    size_t pos = (size_t)(i + 1);
+    memmove(&bus->entries[pos + 1], &bus->entries[pos],
+            (bus->count - pos) * sizeof(bus->entries[0]));
+    bus->entries[pos] = (struct bus_entry){.base = base, .len = len, .dev = dev};
+    bus->count++;
+    return 0;
+}
+
 int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,
                      const struct vmm_bus_ops *ops, void *opaque)
 {
@@ -104,52 +168,55 @@ int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,
         return -EINVAL;
     if (dispatching_on(bus))
         return -EDEADLK;
+    struct bus_device *dev = malloc(sizeof(*dev));
+    if (!dev)
+        return -ENOMEM;
+    *dev = (struct bus_device){.ops = *ops, .opaque = opaque};
 
     pthread_rwlock_wrlock(&bus->lock);
-    int r = 0;
-    ssize_t i = bus_floor(bus, end);
-    /* The only candidate for overlap is the last entry starting at or
-     * before our end; entries are disjoint and sorted. */
-    if (i >= 0 && bus->entries[i].base + (bus->entries[i].len - 1) >= base) {
-        r = -EEXIST;
-        goto out;
-    }
-    if (bus->count == bus->cap) {
-        size_t cap = bus->cap ? bus->cap * 2 : 16;
-        struct bus_entry *e = realloc(bus->entries, cap * sizeof(*e));
-        if (!e) {
-            r = -ENOMEM;
-            goto out;
-        }
-        bus->entries = e;
-        bus->cap = cap;
-    }
-    size_t pos = (size_t)(i + 1);
-    memmove(&bus->entries[pos + 1], &bus->entries[pos],
-            (bus->count - pos) * sizeof(bus->entries[0]));
-    bus->entries[pos] = (struct bus_entry){.base = base, .len = len, .ops = *ops, .opaque = opaque};
-    bus->count++;
-out:
+    int r = bus_insert(bus, base, len, end, dev);
     pthread_rwlock_unlock(&bus->lock);
+    if (r < 0)
+        free(dev);
     return r;
+}
+
+/* Wait until dev, already off the table, has no call in progress. */
+static void bus_wait_idle(struct vmm_bus *bus, struct bus_device *dev)
+{
+    /* From here a call that ends the last one wakes us (bus_put). */
+    uint32_t users = __atomic_fetch_or(&dev->users, DEVICE_UNREGISTERING, __ATOMIC_ACQUIRE);
+    if (users == 0)
+        return;
+    /* Checked under idle_lock, which bus_put takes to wake us, so the wake-up
+     * cannot fall between the check and the wait. */
+    pthread_mutex_lock(&bus->idle_lock);
+    while (__atomic_load_n(&dev->users, __ATOMIC_ACQUIRE) != DEVICE_UNREGISTERING)
+        pthread_cond_wait(&bus->idle, &bus->idle_lock);
+    pthread_mutex_unlock(&bus->idle_lock);
 }
 
 int vmm_bus_unregister(struct vmm_bus *bus, uint64_t base)
 {
     if (dispatching_on(bus))
         return -EDEADLK;
-    /* Taking the write lock waits for every dispatch in progress. */
+    struct bus_device *dev = NULL;
     pthread_rwlock_wrlock(&bus->lock);
     ssize_t i = bus_floor(bus, base);
-    int r = -ENOENT;
     if (i >= 0 && bus->entries[i].base == base) {
+        dev = bus->entries[i].dev;
         memmove(&bus->entries[i], &bus->entries[i + 1],
                 (bus->count - (size_t)i - 1) * sizeof(bus->entries[0]));
         bus->count--;
-        r = 0;
     }
     pthread_rwlock_unlock(&bus->lock);
-    return r;
+    if (!dev)
+        return -ENOENT;
+    /* No new call can find it now; wait out those already on their way,
+     * without the bus lock, so the rest of the bus keeps working. */
+    bus_wait_idle(bus, dev);
+    free(dev);
+    return 0;
 }
 
 static void bus_count_unclaimed(struct vmm_bus *bus, uint64_t addr, uint32_t len, bool write)
@@ -182,35 +249,65 @@ static const struct bus_entry *bus_lookup(const struct vmm_bus *bus, uint64_t ad
     return e;
 }
 
-/* Run one access under the bus's read lock (unless this thread already holds
- * it further up the stack). Returns 0 or why nobody took it. */
+/* The device at addr with a reference taken, and its offset; NULL and why
+ * when nobody claims the access. */
+static struct bus_device *bus_get(struct vmm_bus *bus, uint64_t addr, uint32_t len,
+                                  uint64_t *offset, int *err)
+{
+    pthread_rwlock_rdlock(&bus->lock);
+    const struct bus_entry *e = bus_lookup(bus, addr, len, err);
+    struct bus_device *dev = NULL;
+    if (e) {
+        dev = e->dev;
+        *offset = addr - e->base;
+        /* Relaxed: the unregister that removes dev takes the write lock
+         * after we drop the read lock, and so sees this. */
+        __atomic_add_fetch(&dev->users, 1, __ATOMIC_RELAXED);
+    }
+    pthread_rwlock_unlock(&bus->lock);
+    return dev;
+}
+
+/* Drop a reference from bus_get; dev may be freed as soon as this returns,
+ * or even before it does, so it is not touched after the decrement. */
+static void bus_put(struct vmm_bus *bus, struct bus_device *dev)
+{
+    /* Release: what the call did is seen by the unregister that frees dev. */
+    if (__atomic_sub_fetch(&dev->users, 1, __ATOMIC_RELEASE) == DEVICE_UNREGISTERING) {
+        pthread_mutex_lock(&bus->idle_lock);
+        pthread_cond_broadcast(&bus->idle);
+        pthread_mutex_unlock(&bus->idle_lock);
+    }
+}
+
+/* Run one access on the device that claims it, outside the bus lock.
+ * Returns 0 or why nobody took it. */
 static int bus_dispatch(struct vmm_bus *bus, uint64_t addr, uint8_t *rdata, const uint8_t *wdata,
                         uint32_t len)
 {
     if (len == 0 || len > 8)
         return -EINVAL;
-    bool nested = dispatching_on(bus);
-    if (!nested)
-        pthread_rwlock_rdlock(&bus->lock);
+    uint64_t offset = 0;
     int err;
-    const struct bus_entry *e = bus_lookup(bus, addr, len, &err);
-    struct dispatch_frame frame = {bus, dispatch_top};
-    dispatch_top = &frame;
-    if (rdata) {
-        if (e && e->ops.read)
-            e->ops.read(e->opaque, addr - e->base, rdata, len);
-        else
+    struct bus_device *dev = bus_get(bus, addr, len, &offset, &err);
+    if (!dev) {
+        if (rdata)
             memset(rdata, 0xff, len);
-    } else if (e && e->ops.write) {
-        e->ops.write(e->opaque, addr - e->base, wdata, len);
-    }
-    dispatch_top = frame.outer;
-    if (!nested)
-        pthread_rwlock_unlock(&bus->lock);
-    if (!e) {
         bus_count_unclaimed(bus, addr, len, wdata != NULL);
         return err;
     }
+    struct dispatch_frame frame = {bus, dispatch_top};
+    dispatch_top = &frame;
+    if (rdata) {
+        if (dev->ops.read)
+            dev->ops.read(dev->opaque, offset, rdata, len);
+        else
+            memset(rdata, 0xff, len);
+    } else if (dev->ops.write) {
+        dev->ops.write(dev->opaque, offset, wdata, len);
+    }
+    dispatch_top = frame.outer;
+    bus_put(bus, dev);
     return 0;
 }
 
