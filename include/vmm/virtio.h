@@ -255,6 +255,8 @@ struct vmm_virtq_stats {
     uint64_t throttled;    /* times pop held back for VMM_VIRTQ_MAX_HELD_BYTES */
 };
 
+/* Copy q's counters into *stats. Under the device lock, like every queue
+ * call (the queue has no lock of its own). */
 VMM_API void vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats);
 
 /* ---- virtqueues: what a transport (and a unit test) uses ---- */
@@ -308,10 +310,12 @@ VMM_API void vmm_virtq_reset(struct vmm_virtq *q);
 struct vmm_virtio_transport;
 
 /*
- * Callbacks of a device model. All run with the device lock held: the config
- * and status ones on the vCPU thread that made the register access,
- * queue_notify on the event loop thread. opaque is struct
- * vmm_virtio_device.opaque. Every callback but the config ones may be NULL.
+ * Callbacks of a device model. All but attach and destroy run with the device
+ * lock held: the config and status ones on the vCPU thread that made the
+ * register access, queue_notify on the event loop thread (on the vCPU thread
+ * for a standalone transport without a loop). attach and destroy run without
+ * it, when no other callback can run. opaque is struct
+ * vmm_virtio_device.opaque. Every callback but config_read may be NULL.
  */
 struct vmm_virtio_device_ops {
     /* Once, when the device is put on a transport, before the guest can see
@@ -342,7 +346,9 @@ struct vmm_virtio_device_ops {
     /* VIRTIO_F_RING_RESET: the driver is resetting queue index alone; like
      * reset, for one queue. The queue is reset after it returns. */
     void (*queue_reset)(void *opaque, unsigned index);
-    /* The transport is being destroyed (after reset): free the device. */
+    /* The transport is being destroyed (after reset): free the device. Also
+     * called when attach or the transport's creation fails. Without the lock,
+     * so it may remove its fds from the event loop. */
     void (*destroy)(void *opaque);
 };
 

@@ -1,10 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The virtio-mmio transport (version 2, virtio 1.2 section 4.2.2): a device
- * model (struct vmm_virtio_device, virtio.h) behind a 4 KiB register window,
- * either put on a VM (vmm_vm_add_virtio_mmio: MMIO bus, ioeventfds, irqfd,
- * event loop) or standalone on a bus of the caller's. The register layout is
- * the specification's and stays private to the library.
+ * The virtio-mmio transport (version 2, virtio 1.2 section 4.2.2). It puts a
+ * device model (struct vmm_virtio_device, virtio.h) behind a 4 KiB register
+ * window, either on a VM (vmm_vm_add_virtio_mmio: MMIO bus, ioeventfds,
+ * irqfd, event loop) or standalone on a bus of the caller's. The register
+ * layout is the specification's and stays private to the library.
  */
 #ifndef VMM_VIRTIO_MMIO_H
 #define VMM_VIRTIO_MMIO_H
@@ -113,6 +113,8 @@ struct vmm_virtio_mmio_stats {
                                 caught by an ioeventfd) */
 };
 
+/* Copy the transport's counters into *stats. Takes the device lock: any
+ * thread, but not from inside the device's callbacks. */
 VMM_API void vmm_virtio_mmio_get_stats(struct vmm_virtio_mmio *mmio,
                                        struct vmm_virtio_mmio_stats *stats);
 
