@@ -10,7 +10,7 @@ run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
 # shares vmm_virtio_lock's through a .so link) and the Markdown.
 foreach(f include/vmm/vmm.h include/vmm/memory.h include/vmm/version.h include/vmm/virtio_mmio.h
         share/man/man3/libvmm.3 share/man/man3/vmm_vm_create.3 share/man/man3/vmm_virtio_unlock.3
-        share/doc/libvmm/reference.md)
+        share/doc/libvmm/reference.md share/doc/libvmm/writing-a-device.md)
   if(NOT EXISTS ${prefix}/${f})
     message(FATAL_ERROR "not installed: ${f}")
   endif()
