@@ -32,10 +32,15 @@ usage() {
     exit 2
 }
 
+# The headers vmm.h includes, in its order, on one line.
+umbrella() {
+    sed -n 's|^#include <vmm/\([A-Za-z0-9_]*\.h\)>.*|\1|p' "$inc/vmm.h" | tr '\n' ' '
+}
+
 # The headers in the order vmm.h includes them, then any it does not include
 # (which --check refuses). version.h is generated from version.h.in.
 headers() {
-    umbrella=$(sed -n 's|^#include <vmm/\([A-Za-z0-9_]*\.h\)>.*|\1|p' "$inc/vmm.h")
+    umbrella=$(umbrella)
     for h in $umbrella; do
         if [ -f "$inc/$h" ]; then
             echo "$inc/$h"
@@ -48,7 +53,7 @@ headers() {
         h=${f##*/}
         h=${h%.in}
         [ "$h" = vmm.h ] && continue
-        case " $(echo $umbrella) " in
+        case " $umbrella " in
         *" $h "*) ;;
         *) echo "$f" ;;
         esac
@@ -61,9 +66,8 @@ gen() {
     mode=$1
     outdir=${2:-}
     version=${3:-}
-    umbrella=$(sed -n 's|^#include <vmm/\([A-Za-z0-9_]*\.h\)>.*|\1|p' "$inc/vmm.h" | tr '\n' ' ')
     # shellcheck disable=SC2046 # header paths have no spaces
-    awk -v mode="$mode" -v outdir="$outdir" -v version="$version" -v umbrella=" $umbrella" \
+    awk -v mode="$mode" -v outdir="$outdir" -v version="$version" -v umbrella=" $(umbrella)" \
         -f "$awk_prog" $(headers)
 }
 
@@ -93,7 +97,9 @@ case ${1:-} in
     [ "$status" -eq 0 ] || exit 1
     ;;
 --man)
-    [ $# -ge 2 ] && [ $# -le 3 ] || usage
+    if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+        usage
+    fi
     mkdir -p "$2/man3"
     out=$(cd "$2/man3" && pwd)
     rm -f "$out"/*.3
