@@ -175,11 +175,199 @@ VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu,
  * whole VM (guest exit, power-off, reset, fatal exit, vmm_vm_stop, a device's
  * vmm_vm_request_exit), dispatching PIO/MMIO exits to the buses meanwhile.
  * The reason is stored in *exit (the VM's first reason when several vCPUs
- * end it). Returns 0 (see exit->reason) or -EBUSY when already running on
- * another thread. Single-vCPU embedders can call this directly; vmm_vm_run
- * calls it on one thread per vCPU.
+ * end it). Returns 0 (see exit->reason), -EBUSY when already running on
+ * another thread (or vmm_vm_run owns the VM), -EDEADLK from inside a bus
+ * callback of a running vCPU. Single-vCPU embedders can call this directly;
+ * vmm_vm_run calls it on one thread per vCPU.
+ *
+ * It is a loop over the steps of vmm_vcpu_run_once (below) with a fixed
+ * policy for the exits the library leaves to its caller: port I/O and MMIO
+ * nobody claims read as all ones and writes are dropped (counted in
+ * vmm_bus_get_stats); HLT, triple fault, system events, KVM errors and
+ * every other exit end the run (VMM_EXIT_HLT, _SHUTDOWN, _POWEROFF, _RESET,
+ * _ERROR with the KVM exit named in detail).
  */
 VMM_API VMM_MUST_USE int vmm_vcpu_run(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
+
+/*
+ * ---- Stepping a vCPU: the exits the embedder handles ----
+ *
+ * vmm_vcpu_run_once is the library's KVM_RUN, in the spirit of kvm-ioctls'
+ * VcpuFd::run(): one guest entry on the calling thread, after which the
+ * library does its own share of the exit (devices registered on the VM's
+ * PIO and MMIO buses, IOAPIC EOIs, runs interrupted by a kick or a signal)
+ * and hands back everything else as a struct vmm_vcpu_exit, including exits
+ * it has never heard of. That is how an application adds a device of its own
+ * without registering it (answer the port or MMIO record), handles the MSRs
+ * and hypercalls it asked KVM to pass on (vmm_vm_enable_cap), or decides
+ * itself what a HLT or a triple fault means.
+ *
+ *     struct vmm_vcpu_exit ex = {.size = sizeof(ex)};
+ *     for (;;) {
+ *         int r = vmm_vcpu_run_once(vcpu, &ex);
+ *         if (r < 0)
+ *             return r;
+ *         if (ex.kind == VMM_VCPU_EXIT_END)
+ *             break;                      // ex.end says why
+ *         if (ex.kind == VMM_VCPU_EXIT_IO && ex.io.port == MY_PORT && !ex.io.write)
+ *             memcpy(ex.io.data, &my_value, ex.io.size);
+ *         // VMM_VCPU_EXIT_HANDLED: nothing to do; other kinds: as you see fit
+ *     }
+ *
+ * Growth convention (for every struct of this section): the caller sets
+ * .size to sizeof the struct as its headers declare it. Fields are only
+ * appended, and the library fills only the first .size bytes, so a program
+ * built against older headers keeps working; a size the library does not know
+ * (0, or larger than its own struct: newer headers than the library) is
+ * refused with -EINVAL and nothing runs. The payload union never grows: new
+ * kinds fit in its reserved room, and kinds may be added, so treat a kind you
+ * do not know like VMM_VCPU_EXIT_UNKNOWN (kvm_reason and run say what it is).
+ *
+ * Borrowed pointers (run, and data/error/ret in the payloads) point into the
+ * vCPU's kvm_run page: valid until the next vmm_vcpu_run_once or
+ * vmm_vcpu_run on this vCPU, which is also when KVM takes what was written
+ * through them (the data of a port or MMIO read, an MSR value, a hypercall's
+ * return value). Nothing needs to be handed back: just call again.
+ */
+
+/* What a step returned. */
+enum vmm_vcpu_exit_kind {
+    /* The library handled the exit (a device on a bus, an IOAPIC EOI, an
+     * interrupted run): call again. */
+    VMM_VCPU_EXIT_HANDLED = 0,
+    /* The VM's run has ended: vmm_vm_stop, vmm_vm_request_exit (the exit
+     * device, the i8042 reset line, the ACPI sleep register, a device of the
+     * application's). .end has the reason, as vmm_vcpu_run would return it;
+     * the guest did not enter when the run had ended before the call. */
+    VMM_VCPU_EXIT_END,
+    /* Port I/O no device on the VM's PIO bus claims: .io. */
+    VMM_VCPU_EXIT_IO,
+    /* MMIO no device on the VM's MMIO bus claims (and no RAM backs): .mmio. */
+    VMM_VCPU_EXIT_MMIO,
+    /* RDMSR / WRMSR passed to user space (KVM_EXIT_X86_RDMSR/WRMSR: only
+     * after the application enabled KVM_CAP_X86_USER_SPACE_MSR through
+     * vmm_vm_enable_cap): .msr. */
+    VMM_VCPU_EXIT_RDMSR,
+    VMM_VCPU_EXIT_WRMSR,
+    /* A hypercall passed to user space (KVM_EXIT_HYPERCALL: only after the
+     * application enabled KVM_CAP_EXIT_HYPERCALL for it): .hypercall. */
+    VMM_VCPU_EXIT_HYPERCALL,
+    /* The vCPU halted and KVM did not wait for an interrupt itself. */
+    VMM_VCPU_EXIT_HLT,
+    /* Triple fault (KVM_EXIT_SHUTDOWN): the vCPU's state is undefined; do not
+     * run it again without setting new state. */
+    VMM_VCPU_EXIT_SHUTDOWN,
+    /* KVM_EXIT_SYSTEM_EVENT (power-off, reset, crash...): .system_event. */
+    VMM_VCPU_EXIT_SYSTEM_EVENT,
+    /* KVM_EXIT_INTERNAL_ERROR (e.g. an instruction KVM could not emulate):
+     * .internal. */
+    VMM_VCPU_EXIT_INTERNAL_ERROR,
+    /* KVM_EXIT_FAIL_ENTRY (the hardware refused the vCPU state): .fail_entry. */
+    VMM_VCPU_EXIT_FAIL_ENTRY,
+    /* Any other KVM exit: kvm_reason has its KVM_EXIT_* code and run the
+     * kvm_run page with its data. */
+    VMM_VCPU_EXIT_UNKNOWN,
+};
+
+struct vmm_vcpu_exit_io {
+    uint16_t port;
+    uint8_t size;   /* bytes per access: 1, 2 or 4 */
+    bool write;     /* OUT/OUTS: data holds what the guest wrote */
+    uint32_t count; /* accesses, > 1 for a REP INS/OUTS: data has count * size bytes */
+    /* Borrowed. For IN/INS, what the guest reads: all ones unless the
+     * application writes it before the next run call. */
+    uint8_t *data;
+};
+
+struct vmm_vcpu_exit_mmio {
+    uint64_t addr;
+    uint32_t len; /* 1..8 */
+    bool write;
+    /* Borrowed: len bytes, little-endian guest order. For a read, what the
+     * guest gets: all ones unless the application writes it. */
+    uint8_t *data;
+};
+
+struct vmm_vcpu_exit_msr {
+    uint32_t index;  /* the MSR (ECX) */
+    uint32_t reason; /* why KVM passed it on: KVM_MSR_EXIT_REASON_* */
+    uint64_t value;  /* WRMSR: the value written (EDX:EAX) */
+    uint64_t *data;  /* borrowed; RDMSR: store the value the guest reads */
+    uint8_t *error;  /* borrowed; store 1 to give the guest a #GP instead */
+};
+
+struct vmm_vcpu_exit_hypercall {
+    uint64_t nr;      /* RAX */
+    uint64_t args[6]; /* as KVM passes them: RBX, RCX, RDX, RSI, 0, 0 */
+    uint64_t flags;   /* bit 0: the guest was in 64-bit mode */
+    uint64_t *ret;    /* borrowed: store the value the guest gets in RAX */
+};
+
+struct vmm_vcpu_exit_system_event {
+    uint32_t type;        /* KVM_SYSTEM_EVENT_* */
+    uint32_t ndata;       /* entries of data (at most 16) */
+    const uint64_t *data; /* borrowed */
+};
+
+struct vmm_vcpu_exit_internal {
+    uint32_t suberror;    /* KVM_INTERNAL_ERROR_* */
+    uint32_t ndata;       /* entries of data (at most 16) */
+    const uint64_t *data; /* borrowed */
+};
+
+struct vmm_vcpu_exit_fail_entry {
+    uint64_t hardware_reason; /* hardware_entry_failure_reason */
+    uint32_t cpu;             /* the host CPU it failed on */
+};
+
+/* One step's outcome (see the growth convention above). */
+struct vmm_vcpu_exit {
+    uint32_t size;       /* in: sizeof(struct vmm_vcpu_exit) */
+    uint32_t kind;       /* enum vmm_vcpu_exit_kind */
+    uint32_t kvm_reason; /* KVM_EXIT_* of this step's exit; 0 when the guest did
+                            not enter (VMM_VCPU_EXIT_END before the run) */
+    uint32_t vcpu;       /* the vCPU's index */
+    struct kvm_run *run; /* borrowed: the vCPU's kvm_run page, the raw view of
+                            any exit (and its request fields) */
+    union {
+        struct vmm_vcpu_exit_io io;
+        struct vmm_vcpu_exit_mmio mmio;
+        struct vmm_vcpu_exit_msr msr;             /* RDMSR, WRMSR */
+        struct vmm_vcpu_exit_hypercall hypercall; /* HYPERCALL */
+        struct vmm_vcpu_exit_system_event system_event;
+        struct vmm_vcpu_exit_internal internal; /* INTERNAL_ERROR */
+        struct vmm_vcpu_exit_fail_entry fail_entry;
+        struct vmm_exit end; /* END */
+        uint64_t reserved[32];
+    };
+};
+
+/*
+ * Run the vCPU once on the calling thread (one KVM_RUN, see above) and
+ * describe the exit in *exit, whose .size the caller has set. Before
+ * entering the guest it honours the VM's run state as vmm_vcpu_run does:
+ * while the VM is paused it waits (counted as parked) until resume or the
+ * end of the run; when the run has ended (vmm_vm_stop, a device's
+ * vmm_vm_request_exit, now or before the call) it returns
+ * VMM_VCPU_EXIT_END without entering, and so does a step whose exit ended
+ * it. The call that reports the end closes the run, like a vmm_vcpu_run
+ * returning: once no other vCPU is inside a run call, the next call runs
+ * the guest again. vmm_vm_stop, vmm_vm_pause and vmm_vm_request_exit work
+ * from any thread while a step runs (the kick interrupts KVM_RUN); between
+ * calls the vCPU counts as not running.
+ *
+ * Returns 0 with *exit filled, -EINVAL (exit NULL or a size the library
+ * does not know; nothing ran and *exit is untouched), -EBUSY (the vCPU is in
+ * a run on another thread, or vmm_vm_run owns the VM), -EDEADLK (called from
+ * inside a bus callback of a running vCPU), or a -errno from KVM_RUN or from
+ * applying the CPUID table (logged). One thread at a time per vCPU; each
+ * vCPU may be stepped on a thread of its own.
+ */
+VMM_API VMM_MUST_USE int vmm_vcpu_run_once(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *exit);
+
+/* Name of a step's kind ("io", "mmio", "end", ...); "?" for one this
+ * library does not know. */
+VMM_API const char *vmm_vcpu_exit_kind_name(uint32_t kind);
 
 /* Count of KVM exits this vCPU handled in userspace since creation. */
 VMM_API uint64_t vmm_vcpu_exit_count(const struct vmm_vcpu *vcpu);

@@ -159,6 +159,22 @@ VMM_API VMM_MUST_USE int vmm_vm_ioeventfd(struct vmm_vm *vm, int fd, uint64_t ad
 VMM_API int vmm_vm_ioeventfd_remove(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t len,
                                     uint64_t datamatch, unsigned flags);
 
+struct kvm_enable_cap;
+
+/*
+ * Enable a KVM capability on the VM (KVM_ENABLE_CAP on the VM fd), for exits
+ * the application handles itself through vmm_vcpu_run_once (vcpu.h): e.g.
+ * KVM_CAP_X86_USER_SPACE_MSR (args[0] = KVM_MSR_EXIT_REASON_*) to see the
+ * guest's accesses to MSRs KVM does not know, or KVM_CAP_EXIT_HYPERCALL
+ * (args[0] = the hypercall numbers as bits) to see those hypercalls. The
+ * library does not know what a capability changes: one that alters what it
+ * set up itself (the interrupt controller, the vCPUs' CPUID) can break it,
+ * and exits a capability adds end a vmm_vcpu_run/vmm_vm_run as an unhandled
+ * exit. Thread-safe (KVM serialises it). Returns 0, -EINVAL (cap NULL, or
+ * KVM does not support it) or another -errno from KVM.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_enable_cap(struct vmm_vm *vm, const struct kvm_enable_cap *cap);
+
 /*
  * Run every vCPU on a thread of its own (and the event loop on an I/O thread)
  * until one of them ends the run: the guest exits, powers off, resets, faults

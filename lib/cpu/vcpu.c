@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* vCPUs: creation, register access, and the run loop that dispatches exits
- * to the buses and turns fatal exits into a clear end of the run. */
+/* vCPUs: creation, register access, the step (one KVM_RUN, the buses' share
+ * of the exit, the rest described for the caller) and the run loops over it
+ * that turn fatal exits into a clear end of the run. */
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -308,7 +309,18 @@ static void vcpu_end_run(struct vmm_vcpu *vcpu, enum vmm_exit_reason reason, int
     vmm_vm_kick_all(vm);
 }
 
-static void handle_io(struct vmm_vcpu *vcpu)
+/* ---- one step: KVM_RUN and the library's share of its exit ----
+ *
+ * A step fills only what its kind uses (kind, kvm_reason, the payload), so
+ * the common case, a device on a bus, costs two stores over the dispatch.
+ * On a negative return, why says what went wrong. */
+
+#define WHY_SIZE 128
+
+/* Port I/O: a device on the PIO bus takes it, else the caller gets it. Every
+ * access of a REP goes through the bus, so an unclaimed one is counted and
+ * its reads come back all ones, as before steps existed. */
+static int step_io(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *rec, char *why)
 {
     struct kvm_run *run = vcpu->run;
     uint32_t size = run->io.size;
@@ -319,34 +331,150 @@ static void handle_io(struct vmm_vcpu *vcpu)
         __builtin_mul_overflow((uint64_t)size, (uint64_t)run->io.count, &total) ||
         run->io.data_offset > vcpu->vm->run_size ||
         total > vcpu->vm->run_size - run->io.data_offset) {
-        vcpu_end_run(vcpu, VMM_EXIT_ERROR, -EINVAL, "malformed port I/O exit (size %u count %u)",
-                     size, run->io.count);
-        return;
+        snprintf(why, WHY_SIZE, "malformed port I/O exit (size %u count %u)", size, run->io.count);
+        return -EINVAL;
     }
     uint8_t *data = (uint8_t *)run + run->io.data_offset;
-    for (uint32_t i = 0; i < run->io.count; i++, data += size) {
-        if (run->io.direction == KVM_EXIT_IO_OUT)
-            (void)vmm_bus_write(vcpu->vm->pio, run->io.port, data, size);
-        else
-            (void)vmm_bus_read(vcpu->vm->pio, run->io.port, data, size);
+    bool write = run->io.direction == KVM_EXIT_IO_OUT;
+    int first = 0;
+    for (uint32_t i = 0; i < run->io.count; i++) {
+        int r = write ? vmm_bus_write(vcpu->vm->pio, run->io.port, data + i * size, size)
+                      : vmm_bus_read(vcpu->vm->pio, run->io.port, data + i * size, size);
+        if (i == 0)
+            first = r;
     }
+    if (first != -ENOENT)
+        return 0;
+    rec->kind = VMM_VCPU_EXIT_IO;
+    rec->io = (struct vmm_vcpu_exit_io){.port = run->io.port,
+                                        .size = (uint8_t)size,
+                                        .write = write,
+                                        .count = run->io.count,
+                                        .data = data};
+    return 0;
 }
 
-static void handle_mmio(struct vmm_vcpu *vcpu)
+static int step_mmio(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *rec, char *why)
 {
     struct kvm_run *run = vcpu->run;
     uint32_t len = run->mmio.len;
     if (len == 0 || len > sizeof(run->mmio.data)) {
-        vcpu_end_run(vcpu, VMM_EXIT_ERROR, -EINVAL, "malformed MMIO exit (len %u)", len);
-        return;
+        snprintf(why, WHY_SIZE, "malformed MMIO exit (len %u)", len);
+        return -EINVAL;
     }
-    if (run->mmio.is_write)
-        (void)vmm_bus_write(vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
-    else
-        (void)vmm_bus_read(vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+    int r = run->mmio.is_write
+                ? vmm_bus_write(vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len)
+                : vmm_bus_read(vcpu->vm->mmio, run->mmio.phys_addr, run->mmio.data, len);
+    if (r != -ENOENT)
+        return 0;
+    rec->kind = VMM_VCPU_EXIT_MMIO;
+    rec->mmio = (struct vmm_vcpu_exit_mmio){.addr = run->mmio.phys_addr,
+                                            .len = len,
+                                            .write = run->mmio.is_write != 0,
+                                            .data = run->mmio.data};
+    return 0;
 }
 
-static void handle_system_event(struct vmm_vcpu *vcpu)
+/* Describe the exits the library leaves to its caller. kvm_run's __u64 is
+ * unsigned long long, the API's uint64_t unsigned long: same size and
+ * representation, so the borrowed pointers are converted. */
+static void step_describe(struct kvm_run *run, struct vmm_vcpu_exit *rec)
+{
+    switch (run->exit_reason) {
+    case KVM_EXIT_HLT:
+        rec->kind = VMM_VCPU_EXIT_HLT;
+        break;
+    case KVM_EXIT_SHUTDOWN:
+        rec->kind = VMM_VCPU_EXIT_SHUTDOWN;
+        break;
+    case KVM_EXIT_SYSTEM_EVENT:
+        rec->kind = VMM_VCPU_EXIT_SYSTEM_EVENT;
+        rec->system_event = (struct vmm_vcpu_exit_system_event){
+            .type = run->system_event.type,
+            .ndata = run->system_event.ndata < 16 ? run->system_event.ndata : 16,
+            .data = (const uint64_t *)(void *)run->system_event.data};
+        break;
+    case KVM_EXIT_INTERNAL_ERROR:
+        rec->kind = VMM_VCPU_EXIT_INTERNAL_ERROR;
+        rec->internal = (struct vmm_vcpu_exit_internal){
+            .suberror = run->internal.suberror,
+            .ndata = run->internal.ndata < 16 ? run->internal.ndata : 16,
+            .data = (const uint64_t *)(void *)run->internal.data};
+        break;
+    case KVM_EXIT_FAIL_ENTRY:
+        rec->kind = VMM_VCPU_EXIT_FAIL_ENTRY;
+        rec->fail_entry = (struct vmm_vcpu_exit_fail_entry){
+            .hardware_reason = run->fail_entry.hardware_entry_failure_reason,
+            .cpu = run->fail_entry.cpu};
+        break;
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+        rec->kind =
+            run->exit_reason == KVM_EXIT_X86_RDMSR ? VMM_VCPU_EXIT_RDMSR : VMM_VCPU_EXIT_WRMSR;
+        rec->msr = (struct vmm_vcpu_exit_msr){.index = run->msr.index,
+                                              .reason = run->msr.reason,
+                                              .value = run->msr.data,
+                                              .data = (uint64_t *)(void *)&run->msr.data,
+                                              .error = &run->msr.error};
+        break;
+    case KVM_EXIT_HYPERCALL: {
+        rec->kind = VMM_VCPU_EXIT_HYPERCALL;
+        rec->hypercall.nr = run->hypercall.nr;
+        memcpy(rec->hypercall.args, run->hypercall.args, sizeof(rec->hypercall.args));
+        /* Older headers call the 64-bit flags word "longmode" (+ pad). */
+        memcpy(&rec->hypercall.flags, &run->hypercall.longmode, sizeof(rec->hypercall.flags));
+        rec->hypercall.ret = (uint64_t *)(void *)&run->hypercall.ret;
+        break;
+    }
+    default:
+        rec->kind = VMM_VCPU_EXIT_UNKNOWN;
+        break;
+    }
+}
+
+/* Enter the guest once and do the library's part of the exit (inlined in
+ * both callers: the managed loop's hot path makes no call of its own besides
+ * KVM_RUN and the bus). Returns 0
+ * with rec->kind and kvm_reason set (and the payload of any kind but
+ * HANDLED), or a -errno with why filled: KVM_RUN failed, or KVM's exit data
+ * cannot be trusted. The caller is inside a run (run_enter). */
+static inline __attribute__((always_inline)) int vcpu_step(struct vmm_vcpu *vcpu,
+                                                           struct vmm_vcpu_exit *rec, char *why)
+{
+    struct kvm_run *run = vcpu->run;
+    int r = ioctl(vcpu->fd, KVM_RUN, 0);
+    int err = errno;
+    __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+    rec->kind = VMM_VCPU_EXIT_HANDLED;
+    if (r < 0) {
+        rec->kvm_reason = KVM_EXIT_INTR;
+        if (err == EINTR || err == EAGAIN)
+            return 0; /* a kick or a signal: the caller re-reads the requests */
+        snprintf(why, WHY_SIZE, "KVM_RUN failed: %s", vmm_strerror(-err));
+        return -err;
+    }
+    __atomic_store_n(&vcpu->exits, vcpu->exits + 1, __ATOMIC_RELAXED);
+    rec->kvm_reason = run->exit_reason;
+    switch (run->exit_reason) {
+    case KVM_EXIT_IO:
+        return step_io(vcpu, rec, why);
+    case KVM_EXIT_MMIO:
+        return step_mmio(vcpu, rec, why);
+    case KVM_EXIT_IOAPIC_EOI:
+        if (vcpu->vm->ioapic)
+            vmm_ioapic_eoi(vcpu->vm->ioapic, run->eoi.vector);
+        return 0;
+    case KVM_EXIT_INTR:
+        return 0;
+    default:
+        step_describe(run, rec);
+        return 0;
+    }
+}
+
+/* ---- the managed loops' policy for what a step leaves to its caller ---- */
+
+static void end_on_system_event(struct vmm_vcpu *vcpu)
 {
     switch (vcpu->run->system_event.type) {
     case KVM_SYSTEM_EVENT_SHUTDOWN:
@@ -362,52 +490,52 @@ static void handle_system_event(struct vmm_vcpu *vcpu)
     }
 }
 
-static void handle_exit(struct vmm_vcpu *vcpu)
+static void end_on_internal_error(struct vmm_vcpu *vcpu, const struct vmm_vcpu_exit *rec)
 {
-    struct kvm_run *run = vcpu->run;
-    switch (run->exit_reason) {
-    case KVM_EXIT_IO:
-        handle_io(vcpu);
+    char bytes[64] = "";
+    size_t off = 0;
+    uint32_t n = rec->internal.ndata < 4 ? rec->internal.ndata : 4;
+    for (uint32_t i = 0; i < n && off < sizeof(bytes); i++)
+        off += (size_t)snprintf(bytes + off, sizeof(bytes) - off, " %llx",
+                                (unsigned long long)rec->internal.data[i]);
+    vcpu_end_run(vcpu, VMM_EXIT_ERROR, -EIO, "KVM internal error, suberror %u, data:%s",
+                 rec->internal.suberror, bytes);
+}
+
+/* What vmm_vcpu_run and vmm_vm_run do with an exit the step left to them:
+ * unclaimed port I/O and MMIO keep the bus's answer (reads all ones, writes
+ * dropped); everything else ends the run, as it always has. */
+static void vcpu_default_exit(struct vmm_vcpu *vcpu, const struct vmm_vcpu_exit *rec)
+{
+    switch (rec->kind) {
+    case VMM_VCPU_EXIT_HANDLED:
+    case VMM_VCPU_EXIT_IO:
+    case VMM_VCPU_EXIT_MMIO:
         break;
-    case KVM_EXIT_MMIO:
-        handle_mmio(vcpu);
-        break;
-    case KVM_EXIT_IOAPIC_EOI:
-        if (vcpu->vm->ioapic)
-            vmm_ioapic_eoi(vcpu->vm->ioapic, run->eoi.vector);
-        break;
-    case KVM_EXIT_INTR:
-        break;
-    case KVM_EXIT_HLT:
+    case VMM_VCPU_EXIT_HLT:
         vcpu_end_run(vcpu, VMM_EXIT_HLT, 0, "vCPU %u halted", vcpu->index);
         break;
-    case KVM_EXIT_SHUTDOWN:
+    case VMM_VCPU_EXIT_SHUTDOWN:
         vcpu_end_run(vcpu, VMM_EXIT_SHUTDOWN, 0, "triple fault on vCPU %u", vcpu->index);
         break;
-    case KVM_EXIT_SYSTEM_EVENT:
-        handle_system_event(vcpu);
+    case VMM_VCPU_EXIT_SYSTEM_EVENT:
+        end_on_system_event(vcpu);
         break;
-    case KVM_EXIT_INTERNAL_ERROR: {
-        char bytes[64] = "";
-        size_t off = 0;
-        uint32_t n = run->internal.ndata < 4 ? run->internal.ndata : 4;
-        for (uint32_t i = 0; i < n && off < sizeof(bytes); i++)
-            off += (size_t)snprintf(bytes + off, sizeof(bytes) - off, " %llx",
-                                    (unsigned long long)run->internal.data[i]);
-        vcpu_end_run(vcpu, VMM_EXIT_ERROR, -EIO, "KVM internal error, suberror %u, data:%s",
-                     run->internal.suberror, bytes);
+    case VMM_VCPU_EXIT_INTERNAL_ERROR:
+        end_on_internal_error(vcpu, rec);
         break;
-    }
-    case KVM_EXIT_FAIL_ENTRY:
+    case VMM_VCPU_EXIT_FAIL_ENTRY:
         vcpu_end_run(vcpu, VMM_EXIT_ERROR, -EIO, "KVM entry failed, hardware reason 0x%llx",
-                     (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+                     (unsigned long long)rec->fail_entry.hardware_reason);
         break;
     default:
-        vcpu_end_run(vcpu, VMM_EXIT_ERROR, -ENOTSUP, "unhandled KVM exit %u (%s)", run->exit_reason,
-                     vmm_kvm_exit_name(run->exit_reason));
+        vcpu_end_run(vcpu, VMM_EXIT_ERROR, -ENOTSUP, "unhandled KVM exit %u (%s)", rec->kvm_reason,
+                     vmm_kvm_exit_name(rec->kvm_reason));
         break;
     }
 }
+
+/* ---- entering and leaving a run ---- */
 
 /* Park while the VM is paused. Returns with vm->lock released. */
 static void vcpu_park(struct vmm_vm *vm)
@@ -421,11 +549,43 @@ static void vcpu_park(struct vmm_vm *vm)
     pthread_mutex_unlock(&vm->lock);
 }
 
-static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool managed)
+/* Before each guest entry: wait out a pause; true when the run has ended. */
+static inline __attribute__((always_inline)) bool run_ended(struct vmm_vm *vm)
+{
+    for (;;) {
+        if (__atomic_load_n(&vm->exit_requested, __ATOMIC_SEQ_CST))
+            return true;
+        if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST))
+            return false;
+        vcpu_park(vm);
+    }
+}
+
+/* What run_enter changed on this thread, for run_leave to undo. */
+struct run_frame {
+    sigset_t kick;
+    bool kick_was_blocked;
+};
+
+/* Make this thread the vCPU's runner: kickable, counted in vm->running. */
+static int run_enter(struct vmm_vcpu *vcpu, bool managed, struct run_frame *f)
 {
     struct vmm_vm *vm = vcpu->vm;
+    /* From a bus callback of a running vCPU: that vCPU is mid-exit on this
+     * thread, and its run state is this thread's. */
+    if (current_vcpu)
+        return -EDEADLK;
     pthread_mutex_lock(&vcpu->kick_lock);
     if (vcpu->in_run) {
+        pthread_mutex_unlock(&vcpu->kick_lock);
+        return -EBUSY;
+    }
+    pthread_mutex_lock(&vm->lock);
+    bool taken = !managed && vm->managed_run;
+    if (!taken)
+        vm->running++;
+    pthread_mutex_unlock(&vm->lock);
+    if (taken) {
         pthread_mutex_unlock(&vcpu->kick_lock);
         return -EBUSY;
     }
@@ -433,60 +593,70 @@ static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool mana
     vcpu->thread = pthread_self();
     pthread_mutex_unlock(&vcpu->kick_lock);
 
-    pthread_mutex_lock(&vm->lock);
-    vm->running++;
-    pthread_mutex_unlock(&vm->lock);
-
-    /* The kick signal must be deliverable while this thread is in KVM_RUN. */
-    sigset_t kick, saved;
-    sigemptyset(&kick);
-    sigaddset(&kick, vm->cfg.kick_signal);
-    pthread_sigmask(SIG_UNBLOCK, &kick, &saved);
+    /* The kick signal must be deliverable while this thread is in KVM_RUN;
+     * only what was blocked is blocked again on the way out. */
+    sigset_t saved;
+    sigemptyset(&f->kick);
+    sigaddset(&f->kick, vm->cfg.kick_signal);
+    pthread_sigmask(SIG_UNBLOCK, &f->kick, &saved);
+    f->kick_was_blocked = sigismember(&saved, vm->cfg.kick_signal) == 1;
     current_vcpu = vcpu;
+    return 0;
+}
 
-    int r = vmm_vcpu_apply_cpuid(vcpu);
-    if (r < 0)
-        vcpu_end_run(vcpu, VMM_EXIT_ERROR, r, "applying CPUID: %s", vmm_strerror(r));
-    vcpu->has_run = true;
-
-    for (;;) {
-        if (__atomic_load_n(&vm->exit_requested, __ATOMIC_SEQ_CST))
-            break;
-        if (__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST)) {
-            vcpu_park(vm);
-            continue;
-        }
-        r = ioctl(vcpu->fd, KVM_RUN, 0);
-        int err = errno;
-        __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-        if (r < 0) {
-            if (err == EINTR || err == EAGAIN)
-                continue;
-            vcpu_end_run(vcpu, VMM_EXIT_ERROR, -err, "KVM_RUN failed: %s", strerror(err));
-            break;
-        }
-        __atomic_store_n(&vcpu->exits, vcpu->exits + 1, __ATOMIC_RELAXED);
-        handle_exit(vcpu);
-    }
-
+/* Undo run_enter. With ended, this run call reports the VM's end (copied to
+ * *end when not NULL); outside vmm_vm_run the last vCPU to leave such a call
+ * then closes the run, so the next run starts afresh. A call that does not
+ * report the end must not close it: the end would be lost. */
+static void run_leave(struct vmm_vcpu *vcpu, bool managed, bool ended, struct vmm_exit *end,
+                      struct run_frame *f)
+{
+    struct vmm_vm *vm = vcpu->vm;
     current_vcpu = NULL;
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    if (f->kick_was_blocked)
+        pthread_sigmask(SIG_BLOCK, &f->kick, NULL);
     pthread_mutex_lock(&vcpu->kick_lock);
     vcpu->in_run = false;
     pthread_mutex_unlock(&vcpu->kick_lock);
 
     pthread_mutex_lock(&vm->lock);
     vm->running--;
-    if (exit)
-        *exit = vm->exit;
-    /* Outside vmm_vm_run, the last vCPU to leave closes the run, so the
-     * next vmm_vcpu_run starts afresh. */
-    if (!managed && !vm->managed_run && vm->running == 0) {
+    if (ended && end)
+        *end = vm->exit;
+    if (ended && !managed && !vm->managed_run && vm->running == 0) {
         vm->exit = (struct vmm_exit){0};
         __atomic_store_n(&vm->exit_requested, 0, __ATOMIC_SEQ_CST);
     }
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
+}
+
+/* ---- the loops and the step API ---- */
+
+static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool managed)
+{
+    struct vmm_vm *vm = vcpu->vm;
+    struct run_frame f;
+    int r = run_enter(vcpu, managed, &f);
+    if (r < 0)
+        return r;
+    r = vmm_vcpu_apply_cpuid(vcpu);
+    if (r < 0)
+        vcpu_end_run(vcpu, VMM_EXIT_ERROR, r, "applying CPUID: %s", vmm_strerror(r));
+    vcpu->has_run = true;
+
+    struct vmm_vcpu_exit rec;
+    char why[WHY_SIZE];
+    while (!run_ended(vm)) {
+        r = vcpu_step(vcpu, &rec, why);
+        if (r < 0) {
+            vcpu_end_run(vcpu, VMM_EXIT_ERROR, r, "%s", why);
+            break;
+        }
+        if (rec.kind != VMM_VCPU_EXIT_HANDLED)
+            vcpu_default_exit(vcpu, &rec);
+    }
+    run_leave(vcpu, managed, true, exit, &f);
     return 0;
 }
 
@@ -498,6 +668,78 @@ int vmm_vcpu_run(struct vmm_vcpu *vcpu, struct vmm_exit *exit)
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit)
 {
     return vcpu_run_loop(vcpu, exit, true);
+}
+
+/* The sizes of struct vmm_vcpu_exit that programs may have been built with,
+ * oldest first: append a version's size when fields are appended. */
+static const uint32_t vcpu_exit_sizes[] = {
+    sizeof(struct vmm_vcpu_exit), /* 0.1 */
+};
+_Static_assert(sizeof(struct vmm_vcpu_exit) == 24 + 8 * 32,
+               "struct vmm_vcpu_exit changed size: list the new size in vcpu_exit_sizes and "
+               "check that the payload union did not grow");
+
+static bool vcpu_exit_size_known(uint32_t size)
+{
+    for (size_t i = 0; i < sizeof(vcpu_exit_sizes) / sizeof(vcpu_exit_sizes[0]); i++)
+        if (size == vcpu_exit_sizes[i])
+            return true;
+    return false;
+}
+
+int vmm_vcpu_run_once(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *exit)
+{
+    if (!vcpu || !exit || !vcpu_exit_size_known(exit->size))
+        return -EINVAL;
+    struct vmm_vm *vm = vcpu->vm;
+    struct vmm_vcpu_exit rec = {.size = exit->size, .vcpu = vcpu->index, .run = vcpu->run};
+    struct run_frame f;
+    int r = run_enter(vcpu, false, &f);
+    if (r < 0)
+        return r;
+    r = vmm_vcpu_apply_cpuid(vcpu);
+    if (r == 0) {
+        vcpu->has_run = true;
+        /* A kick that came while no step ran has done its job (the request
+         * it announced is read below): do not let it cut the next run short. */
+        __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+        if (run_ended(vm)) {
+            rec.kind = VMM_VCPU_EXIT_END;
+        } else {
+            char why[WHY_SIZE];
+            r = vcpu_step(vcpu, &rec, why);
+            if (r < 0)
+                vmm_log_error("vCPU %u: %s", vcpu->index, why);
+            else if (rec.kind == VMM_VCPU_EXIT_HANDLED &&
+                     __atomic_load_n(&vm->exit_requested, __ATOMIC_SEQ_CST))
+                rec.kind = VMM_VCPU_EXIT_END; /* this exit (or a kick) ended the run */
+        }
+    }
+    bool ended = r == 0 && rec.kind == VMM_VCPU_EXIT_END;
+    run_leave(vcpu, false, ended, ended ? &rec.end : NULL, &f);
+    if (r == 0)
+        memcpy(exit, &rec, rec.size);
+    return r;
+}
+
+const char *vmm_vcpu_exit_kind_name(uint32_t kind)
+{
+    static const char *const names[] = {
+        [VMM_VCPU_EXIT_HANDLED] = "handled",
+        [VMM_VCPU_EXIT_END] = "end",
+        [VMM_VCPU_EXIT_IO] = "io",
+        [VMM_VCPU_EXIT_MMIO] = "mmio",
+        [VMM_VCPU_EXIT_RDMSR] = "rdmsr",
+        [VMM_VCPU_EXIT_WRMSR] = "wrmsr",
+        [VMM_VCPU_EXIT_HYPERCALL] = "hypercall",
+        [VMM_VCPU_EXIT_HLT] = "hlt",
+        [VMM_VCPU_EXIT_SHUTDOWN] = "shutdown",
+        [VMM_VCPU_EXIT_SYSTEM_EVENT] = "system-event",
+        [VMM_VCPU_EXIT_INTERNAL_ERROR] = "internal-error",
+        [VMM_VCPU_EXIT_FAIL_ENTRY] = "fail-entry",
+        [VMM_VCPU_EXIT_UNKNOWN] = "unknown",
+    };
+    return kind < sizeof(names) / sizeof(names[0]) && names[kind] ? names[kind] : "?";
 }
 
 /* Used by vmm_vm_request_exit to say which vCPU a device ended the run on. */

@@ -389,6 +389,16 @@ int vmm_vm_ioeventfd_remove(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t l
     return r;
 }
 
+int vmm_vm_enable_cap(struct vmm_vm *vm, const struct kvm_enable_cap *cap)
+{
+    if (!cap)
+        return -EINVAL;
+    int r = vmm_kvm_ioctl(vm->vm_fd, KVM_ENABLE_CAP, (void *)cap);
+    if (r < 0)
+        vmm_log_warn("KVM_ENABLE_CAP %u: %s", cap->cap, vmm_strerror(r));
+    return r;
+}
+
 int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque)
 {
     if (!fn)
