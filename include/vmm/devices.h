@@ -1,11 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Platform devices: the 16550A UART, the exit device and the i8042 reset line.
+ * Platform devices: the 16550A UART, the exit device, the i8042 reset line,
+ * the CMOS RTC and the ACPI sleep and reset registers.
  *
  * Each has a VM-level constructor (vmm_vm_add_*) that registers it on the
- * VM's bus, wires its interrupt and ties its life to the VM. The UART also
- * has a standalone form so its register logic can be driven from a plain bus
- * (unit tests, other machine models).
+ * VM's bus, wires its interrupt and ties its life to the VM. Each also has a
+ * standalone form (create, destroy, bus callbacks) so its register logic can
+ * be driven from a plain bus without a VM (unit tests, other machine
+ * models): register the callbacks with the device as opaque, unregister them
+ * before destroying it. Where a guest can end the run through a device, the
+ * standalone form reports that through a vmm_device_exit_fn.
  */
 #ifndef VMM_DEVICES_H
 #define VMM_DEVICES_H
@@ -21,12 +25,29 @@
 extern "C" {
 #endif
 
-#define VMM_COM1_PORT   0x3f8
-#define VMM_COM1_IRQ    4
-#define VMM_EXIT_PORT   0xf4 /* a one-byte write of v ends the run with status v */
-#define VMM_I8042_PORT  0x60 /* data port; 0x64 is the command/status port */
-#define VMM_I8042_RESET 0xfe /* command written to 0x64 that pulses the reset line */
-#define VMM_RTC_PORT    0x70 /* CMOS index port; 0x71 is the data port */
+#define VMM_COM1_PORT          0x3f8
+#define VMM_COM1_IRQ           4
+#define VMM_EXIT_PORT          0xf4 /* a one-byte write of v ends the run with status v */
+#define VMM_EXIT_DEVICE_PORTS  4    /* ports the exit device covers from its base */
+#define VMM_I8042_PORT         0x60 /* data port */
+#define VMM_I8042_COMMAND_PORT 0x64 /* command/status port */
+#define VMM_I8042_RESET        0xfe /* command written to 0x64 that pulses the reset line */
+#define VMM_RTC_PORT           0x70 /* CMOS index port; 0x71 is the data port */
+#define VMM_RTC_PORTS          2    /* index and data */
+
+/*
+ * How the exit device, the i8042 and the ACPI sleep and reset registers pass
+ * on a guest's request to end the run: reason VMM_EXIT_GUEST_EXIT (status: the
+ * byte written), VMM_EXIT_RESET or VMM_EXIT_POWEROFF (status 0), and detail, a
+ * line saying what the guest did, valid during the call only: what
+ * vmm_vm_request_exit takes, which is where the vmm_vm_add_* forms send it.
+ * Called on the thread that dispatched the access, inside the device's bus
+ * callback, so it must not register or unregister on that bus.
+ */
+typedef void (*vmm_device_exit_fn)(void *opaque, enum vmm_exit_reason reason, int status,
+                                   const char *detail);
+
+/* ---- 16550A UART ---- */
 
 struct vmm_uart;
 
@@ -75,33 +96,115 @@ VMM_API int vmm_uart_poll_input(struct vmm_uart *uart);
 VMM_API VMM_MUST_USE int vmm_vm_add_uart(struct vmm_vm *vm, uint16_t port, unsigned gsi,
                                          const struct vmm_uart_config *cfg, struct vmm_uart **out);
 
-/* The exit device at port (4 ports): a write of v at port (1, 2 or 4 bytes;
- * the low byte counts) ends the run with VMM_EXIT_GUEST_EXIT, status v; reads
- * return 0. Returns 0 or -errno. */
+/* ---- exit device ---- */
+
+struct vmm_exit_device;
+
+/*
+ * Create a standalone exit device: a write of v at offset 0 (1, 2 or 4
+ * bytes; the low byte counts) calls request_exit(opaque, VMM_EXIT_GUEST_EXIT,
+ * v, ...); reads return 0. request_exit may be NULL (the write is dropped).
+ * Thread-safe. Returns 0, -EINVAL (out NULL) or -ENOMEM.
+ */
+VMM_API VMM_MUST_USE int vmm_exit_device_create(vmm_device_exit_fn request_exit, void *opaque,
+                                                struct vmm_exit_device **out);
+
+/* Free a standalone exit device (unregister it first). Accepts NULL. */
+VMM_API void vmm_exit_device_destroy(struct vmm_exit_device *dev);
+
+/* The bus callbacks of an exit device (opaque = the device), covering
+ * VMM_EXIT_DEVICE_PORTS ports, so that outw/outl at the base land too. */
+VMM_API const struct vmm_bus_ops *vmm_exit_device_bus_ops(void);
+
+/* The exit device on the VM's PIO bus at port (VMM_EXIT_DEVICE_PORTS
+ * ports), ending the VM's run (vmm_vm_request_exit). The VM owns it.
+ * Returns 0 or -errno (-EEXIST when the ports are taken). */
 VMM_API VMM_MUST_USE int vmm_vm_add_exit_device(struct vmm_vm *vm, uint16_t port);
 
-/* A minimal i8042 at 0x60/0x64: status reads say "nothing to read, ready to
- * accept", and command 0xfe (pulse reset) ends the run with VMM_EXIT_RESET.
- * Returns 0 or -errno. */
+/* ---- i8042 ---- */
+
+struct vmm_i8042;
+
+/*
+ * Create a standalone minimal i8042: the status register reads "nothing to
+ * read, ready to accept", data reads 0, and command VMM_I8042_RESET (pulse
+ * the reset line) calls request_exit(opaque, VMM_EXIT_RESET, 0, ...); other
+ * commands and data are ignored. request_exit may be NULL. Thread-safe.
+ * Returns 0, -EINVAL (out NULL) or -ENOMEM.
+ */
+VMM_API VMM_MUST_USE int vmm_i8042_create(vmm_device_exit_fn request_exit, void *opaque,
+                                          struct vmm_i8042 **out);
+
+/* Free a standalone i8042 (unregister it first). Accepts NULL. */
+VMM_API void vmm_i8042_destroy(struct vmm_i8042 *i8042);
+
+/* The bus callbacks of an i8042 (opaque = the i8042), one port each: the data
+ * port (VMM_I8042_PORT) and the command/status port (VMM_I8042_COMMAND_PORT).
+ * The ports between them belong to other devices. */
+VMM_API const struct vmm_bus_ops *vmm_i8042_data_bus_ops(void);
+VMM_API const struct vmm_bus_ops *vmm_i8042_command_bus_ops(void);
+
+/* An i8042 on the VM's PIO bus at 0x60/0x64 whose reset command ends the
+ * VM's run with VMM_EXIT_RESET. The VM owns it. Returns 0 or -errno
+ * (-EEXIST when the ports are taken). */
 VMM_API VMM_MUST_USE int vmm_vm_add_i8042(struct vmm_vm *vm);
 
-/*
- * A CMOS real-time clock at 0x70/0x71 (MC146818 register set): the time of
- * day from the host's clock (UTC, BCD and 24-hour by default, as a PC
- * firmware leaves it), status registers saying the time is valid and never
- * mid-update, and 128 bytes of CMOS RAM. A guest that sets the clock moves
- * only its own view (an offset from the host clock). No interrupts.
- * Returns 0 or -errno (-EEXIST when the ports are taken).
- */
-VMM_API VMM_MUST_USE int vmm_vm_add_rtc(struct vmm_vm *vm);
+/* ---- CMOS real-time clock ---- */
+
+struct vmm_rtc;
 
 /*
- * The hardware-reduced ACPI sleep and reset registers (see machine.h:
- * VMM_ACPI_SLEEP_PORT, VMM_ACPI_RESET_PORT): writing SLP_EN with SLP_TYP =
- * VMM_ACPI_S5_TYPE ends the run with VMM_EXIT_POWEROFF, writing
- * VMM_ACPI_RESET_VALUE to the reset port ends it with VMM_EXIT_RESET. The
- * ACPI tables (acpi.h) describe them when vmm_machine.acpi_pm is set.
- * Returns 0 or -errno.
+ * Create a standalone CMOS real-time clock (MC146818 register set, behind
+ * an index and a data port): the time of day from the host's clock (UTC,
+ * BCD and 24-hour by default, as a PC firmware leaves it), status registers
+ * saying the time is valid and never mid-update, and 128 bytes of CMOS RAM.
+ * A guest that sets the clock moves only its own view (an offset from the
+ * host clock). No interrupts. Thread-safe. Returns 0, -EINVAL (out NULL),
+ * -ENOMEM or another -errno.
+ */
+VMM_API VMM_MUST_USE int vmm_rtc_create(struct vmm_rtc **out);
+
+/* Free a standalone RTC (unregister it first). Accepts NULL. */
+VMM_API void vmm_rtc_destroy(struct vmm_rtc *rtc);
+
+/* The bus callbacks of an RTC (opaque = the rtc), covering VMM_RTC_PORTS
+ * ports: the index port, then the data port. */
+VMM_API const struct vmm_bus_ops *vmm_rtc_bus_ops(void);
+
+/* An RTC on the VM's PIO bus at VMM_RTC_PORT (0x70/0x71). The VM owns it.
+ * Returns 0 or -errno (-EEXIST when the ports are taken). */
+VMM_API VMM_MUST_USE int vmm_vm_add_rtc(struct vmm_vm *vm);
+
+/* ---- ACPI sleep and reset registers ---- */
+
+struct vmm_acpi_pm;
+
+/*
+ * Create the standalone hardware-reduced ACPI sleep and reset registers:
+ * writing SLP_EN with SLP_TYP = VMM_ACPI_S5_TYPE (machine.h) to the sleep
+ * register calls request_exit(opaque, VMM_EXIT_POWEROFF, 0, ...), writing
+ * VMM_ACPI_RESET_VALUE to the reset register calls request_exit(opaque,
+ * VMM_EXIT_RESET, 0, ...); other sleep states are logged and ignored, and
+ * sleep status reads WAK_STS. request_exit may be NULL. Thread-safe.
+ * Returns 0, -EINVAL (out NULL) or -ENOMEM.
+ */
+VMM_API VMM_MUST_USE int vmm_acpi_pm_create(vmm_device_exit_fn request_exit, void *opaque,
+                                            struct vmm_acpi_pm **out);
+
+/* Free standalone ACPI PM registers (unregister them first). Accepts NULL. */
+VMM_API void vmm_acpi_pm_destroy(struct vmm_acpi_pm *pm);
+
+/* The bus callbacks of the ACPI PM registers (opaque = the pm), one port
+ * each: the sleep control/status register and the reset register. */
+VMM_API const struct vmm_bus_ops *vmm_acpi_pm_sleep_bus_ops(void);
+VMM_API const struct vmm_bus_ops *vmm_acpi_pm_reset_bus_ops(void);
+
+/*
+ * The ACPI PM registers on the VM's PIO bus at VMM_ACPI_SLEEP_PORT and
+ * VMM_ACPI_RESET_PORT (machine.h), ending the VM's run with
+ * VMM_EXIT_POWEROFF or VMM_EXIT_RESET. The ACPI tables (acpi.h) describe
+ * them when vmm_machine.acpi_pm is set. The VM owns them. Returns 0 or
+ * -errno (-EEXIST when the ports are taken).
  */
 VMM_API VMM_MUST_USE int vmm_vm_add_acpi_pm(struct vmm_vm *vm);
 

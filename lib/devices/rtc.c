@@ -21,6 +21,7 @@
 #include <vmm/devices.h>
 #include <vmm/vm.h>
 
+#include "devices_internal.h"
 #include "vmm_internal.h"
 
 #define RTC_SECONDS     0x00
@@ -249,33 +250,51 @@ static const struct vmm_bus_ops rtc_ops = {
     .write = rtc_write,
 };
 
-static void rtc_free(void *opaque)
+const struct vmm_bus_ops *vmm_rtc_bus_ops(void)
 {
-    struct vmm_rtc *rtc = opaque;
+    return &rtc_ops;
+}
+
+int vmm_rtc_create(struct vmm_rtc **out)
+{
+    if (!out)
+        return -EINVAL;
+    struct vmm_rtc *rtc = calloc(1, sizeof(*rtc));
+    if (!rtc)
+        return -ENOMEM;
+    int r = pthread_mutex_init(&rtc->lock, NULL);
+    if (r) {
+        free(rtc);
+        return -r;
+    }
+    rtc->ram[RTC_REG_A] = REG_A_DEFAULT;
+    rtc->ram[RTC_REG_B] = REG_B_24H;
+    rtc->ram[RTC_REG_D] = REG_D_VRT;
+    *out = rtc;
+    return 0;
+}
+
+void vmm_rtc_destroy(struct vmm_rtc *rtc)
+{
+    if (!rtc)
+        return;
     pthread_mutex_destroy(&rtc->lock);
     free(rtc);
+}
+
+static void rtc_free(void *rtc)
+{
+    vmm_rtc_destroy(rtc);
 }
 
 int vmm_vm_add_rtc(struct vmm_vm *vm)
 {
     if (!vm)
         return -EINVAL;
-    struct vmm_rtc *rtc = calloc(1, sizeof(*rtc));
-    if (!rtc)
-        return -ENOMEM;
-    pthread_mutex_init(&rtc->lock, NULL);
-    rtc->ram[RTC_REG_A] = REG_A_DEFAULT;
-    rtc->ram[RTC_REG_B] = REG_B_24H;
-    rtc->ram[RTC_REG_D] = REG_D_VRT;
-    int r = vmm_vm_add_cleanup(vm, rtc_free, rtc);
-    if (r < 0) {
-        rtc_free(rtc);
-        return r;
-    }
-    /* From here the cleanup owns rtc; the bus registration dies with the
-     * VM's bus, which goes after the cleanups run only once vCPUs stopped. */
-    r = vmm_bus_register(vmm_vm_pio_bus(vm), VMM_RTC_PORT, 2, &rtc_ops, rtc);
+    struct vmm_rtc *rtc;
+    int r = vmm_rtc_create(&rtc);
     if (r < 0)
-        vmm_log_error("rtc: cannot claim ports 0x70/0x71: %s", vmm_strerror(r));
-    return r;
+        return r;
+    const struct devices_pio_range range = {VMM_RTC_PORT, VMM_RTC_PORTS, &rtc_ops};
+    return devices_vm_attach_pio(vm, "rtc", rtc, rtc_free, &range, 1);
 }

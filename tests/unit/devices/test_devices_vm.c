@@ -176,6 +176,21 @@ START_TEST(test_i8042)
 }
 END_TEST
 
+/* A device whose second range is taken claims nothing (and leaks nothing). */
+START_TEST(test_i8042_partly_taken)
+{
+    static const struct vmm_bus_ops none = {0};
+    ck_assert_int_eq(vmm_bus_register(pio, VMM_I8042_COMMAND_PORT, 1, &none, NULL), 0);
+    ck_assert_int_eq(vmm_vm_add_i8042(vm), -EEXIST);
+    uint8_t v;
+    ck_assert_int_eq(vmm_bus_read(pio, VMM_I8042_PORT, &v, 1), -ENOENT);
+    ck_assert_int_eq(vmm_bus_unregister(pio, VMM_I8042_COMMAND_PORT), 0);
+    ck_assert_int_eq(vmm_vm_add_i8042(vm), 0);
+    wr(VMM_I8042_COMMAND_PORT, VMM_I8042_RESET);
+    ck_assert_int_eq(vm->exit.reason, VMM_EXIT_RESET);
+}
+END_TEST
+
 static uint8_t cmos(uint8_t reg)
 {
     wr(0x70, reg);
@@ -325,6 +340,7 @@ static Suite *devices_vm_suite(void)
     tcase_add_test(tc, test_uart_unpollable_input);
     tcase_add_test(tc, test_exit_device);
     tcase_add_test(tc, test_i8042);
+    tcase_add_test(tc, test_i8042_partly_taken);
     tcase_add_test(tc, test_rtc);
     tcase_add_test(tc, test_acpi_pm_poweroff);
     tcase_add_test(tc, test_acpi_pm_reset);
