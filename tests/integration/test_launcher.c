@@ -163,8 +163,8 @@ START_TEST(reboot_ends_the_run_or_restarts_it)
               "--on-reboot", "restart", (char *)NULL);
         _exit(127);
     }
-    unsigned boots = 0;
-    for (int i = 0; i < 1000 && boots < 3; i++) {
+    unsigned boots = 0; /* three boots, waiting up to 30 s on a loaded machine */
+    for (int i = 0; i < 3000 && boots < 3; i++) {
         usleep(10000);
         boots = count_char(con, 'B');
     }

@@ -332,6 +332,7 @@ static Suite *cpuid_suite(void)
 {
     Suite *s = suite_create("cpuid");
     TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 20); /* a few hundred whole tables built and checked */
     tcase_add_test(tc, test_topology_for_counts);
     tcase_add_test(tc, test_other_counts);
     tcase_add_test(tc, test_large_counts);

@@ -165,8 +165,8 @@ START_TEST(test_stop_from_thread)
     pthread_t t;
     ck_assert_int_eq(pthread_create(&t, NULL, run_thread, loop), 0);
     ck_assert_int_eq(write(p1[1], "x", 1), 1);
-    for (int i = 0; i < 1000 && __atomic_load_n(&h.n, __ATOMIC_SEQ_CST) == 0; i++)
-        sleep_ms(1);
+    for (int i = 0; i < 10000 && __atomic_load_n(&h.n, __ATOMIC_SEQ_CST) == 0; i++)
+        sleep_ms(1); /* up to 10 s for the loop thread on a loaded machine */
     ck_assert_int_eq(__atomic_load_n(&h.n, __ATOMIC_SEQ_CST), 1);
     vmm_event_loop_stop(loop);
     void *ret;

@@ -918,8 +918,10 @@ static Suite *acpi_suite(void)
     tcase_add_test(aml, aml_full_buffer_is_sticky_enospc);
     suite_add_tcase(s, aml);
 
+    /* Tables built many times over, checked against 2 MiB of guest RAM. */
     TCase *acpi = tcase_create("acpi");
     tcase_add_checked_fixture(acpi, setup, teardown);
+    tcase_set_timeout(acpi, 20);
     tcase_add_test(acpi, acpi_tables_read_back);
     tcase_add_test(acpi, acpi_optional_devices_follow_the_machine);
     tcase_add_test(acpi, acpi_serial_above_isa_gets_an_extended_interrupt);
@@ -934,6 +936,7 @@ static Suite *acpi_suite(void)
 
     TCase *mp = tcase_create("mptable");
     tcase_add_checked_fixture(mp, setup, teardown);
+    tcase_set_timeout(mp, 20);
     tcase_add_test(mp, mptable_reads_back);
     tcase_add_test(mp, mptable_counts_and_space);
     tcase_add_test(mp, mptable_placement);

@@ -622,8 +622,11 @@ static Suite *elf_suite(void)
 {
     Suite *s = suite_create("elf");
 
+    /* Every test fills and scans 4 MiB of guest RAM; the file tests also
+     * write files and run rm: generous for ASan on a loaded machine. */
     TCase *tc = tcase_create("image");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20);
     tcase_add_test(tc, test_good_image);
     tcase_add_test(tc, test_good_image_unaligned);
     tcase_add_test(tc, test_good_image_high_vaddr);
@@ -637,6 +640,7 @@ static Suite *elf_suite(void)
 
     tc = tcase_create("file");
     tcase_add_checked_fixture(tc, file_setup, file_teardown);
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_file_good);
     tcase_add_test(tc, test_file_hostile);
     tcase_add_test(tc, test_file_missing);

@@ -371,6 +371,7 @@ static Suite *fdt_suite(void)
     Suite *s = suite_create("fdt");
     TCase *tc = tcase_create("fdt");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 20); /* trees built many times, 2 MiB of guest RAM */
     tcase_add_test(tc, fdt_tree_reads_back);
     tcase_add_test(tc, fdt_minimal_machine);
     tcase_add_test(tc, fdt_rom_is_not_memory);

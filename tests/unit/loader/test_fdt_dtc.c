@@ -122,6 +122,7 @@ static Suite *dtc_suite(void)
     Suite *s = suite_create("fdt_dtc");
     TCase *tc = tcase_create("dtc");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60); /* runs dtc through the shell */
     tcase_add_test(tc, dtc_decompiles_the_tree);
     tcase_add_test(tc, dtc_refuses_a_broken_blob);
     suite_add_tcase(s, tc);

@@ -1343,8 +1343,11 @@ END_TEST
 static Suite *linux_suite(void)
 {
     Suite *s = suite_create("linux");
+    /* Every test fills and scans 32 MiB of guest RAM (ASan makes that slow
+     * on a loaded machine); the file tests also write files and run rm. */
     TCase *tc = tcase_create("kernel");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_detect);
     tcase_add_test(tc, test_bzimage_good);
     tcase_add_test(tc, test_bzimage_setup_sects_zero);
@@ -1365,6 +1368,7 @@ static Suite *linux_suite(void)
 
     tc = tcase_create("boot");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_initrd_highest);
     tcase_add_test(tc, test_initrd_addr_max_and_kernel);
     tcase_add_test(tc, test_initrd_refused);
@@ -1386,6 +1390,7 @@ static Suite *linux_suite(void)
 
     tc = tcase_create("file");
     tcase_add_checked_fixture(tc, file_setup, file_teardown);
+    tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_file_kernels);
     tcase_add_test(tc, test_file_hostile);
     tcase_add_test(tc, test_file_initrd);

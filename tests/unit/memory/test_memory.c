@@ -758,6 +758,7 @@ static Suite *memory_suite(void)
     suite_add_tcase(s, tc);
 
     tc = tcase_create("dirty");
+    tcase_set_timeout(tc, 20); /* writer threads racing the fetches */
     tcase_add_test(tc, test_dirty_exact);
     tcase_add_test(tc, test_dirty_external_unaligned);
     tcase_add_test(tc, test_dirty_concurrent);

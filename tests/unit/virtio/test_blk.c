@@ -876,8 +876,10 @@ END_TEST
 static Suite *blk_suite(void)
 {
     Suite *s = suite_create("virtio-blk");
+    /* Real file I/O through io_uring, waited for by polling. */
     TCase *tc = tcase_create("requests");
     tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_features_and_config);
     tcase_add_test(tc, test_read);
     tcase_add_test(tc, test_write_scattered_and_flush);
@@ -897,10 +899,12 @@ static Suite *blk_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("readonly");
     tcase_add_checked_fixture(tc, setup_ro, teardown);
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_readonly_refusal);
     suite_add_tcase(s, tc);
     tc = tcase_create("no-loop");
     tcase_add_checked_fixture(tc, setup_noloop, teardown);
+    tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_synchronous_without_loop);
     suite_add_tcase(s, tc);
     return s;
