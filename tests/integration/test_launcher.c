@@ -4,6 +4,7 @@
  * option or image. */
 #include <check.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,8 +34,9 @@ static void slurp(const char *path, char *buf, size_t size)
 /* Run argv with stdin from /dev/null, capturing stdout and stderr. */
 static void run(struct result *res, char *const argv[])
 {
-    char out[] = "/tmp/vmm-test-outXXXXXX", err[] = "/tmp/vmm-test-errXXXXXX";
-    int ofd = mkstemp(out), efd = mkstemp(err);
+    char out[PATH_MAX], err[PATH_MAX];
+    int ofd = mkstemp(vmm_test_tmpname(out, sizeof(out), "vmm-test-out"));
+    int efd = mkstemp(vmm_test_tmpname(err, sizeof(err), "vmm-test-err"));
     ck_assert(ofd >= 0 && efd >= 0);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
@@ -85,8 +87,9 @@ END_TEST
 START_TEST(exits_with_the_guest_status)
 {
     static const uint8_t code[] = {0xb0, 0x07, 0xe6, 0xf4, 0xf4}; /* exit 7 */
-    char path[] = "/tmp/vmm-test-elfXXXXXX";
-    int fd = mkstemp(path);
+    char path[PATH_MAX];
+    int fd = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-test-elf"));
+    ck_assert_int_ge(fd, 0);
     close(fd);
     harness_write_raw_elf(path, code, sizeof(code));
     struct result r;
@@ -99,8 +102,9 @@ END_TEST
 
 START_TEST(smp_and_console_file)
 {
-    char path[] = "/tmp/vmm-test-conXXXXXX";
-    int fd = mkstemp(path);
+    char path[PATH_MAX];
+    int fd = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-test-con"));
+    ck_assert_int_ge(fd, 0);
     close(fd);
     struct result r;
     char *argv[] = {VMM_RUN_PATH, "-k",        (char *)harness_guest_path("smp"),
@@ -139,9 +143,12 @@ static unsigned count_char(const char *path, char c)
 
 START_TEST(reboot_ends_the_run_or_restarts_it)
 {
-    char elf[] = "/tmp/vmm-test-rebootXXXXXX", con[] = "/tmp/vmm-test-rbconXXXXXX";
-    close(mkstemp(elf));
-    close(mkstemp(con));
+    char elf[PATH_MAX], con[PATH_MAX];
+    int efd = mkstemp(vmm_test_tmpname(elf, sizeof(elf), "vmm-test-reboot"));
+    int cfd = mkstemp(vmm_test_tmpname(con, sizeof(con), "vmm-test-rbcon"));
+    ck_assert(efd >= 0 && cfd >= 0);
+    close(efd);
+    close(cfd);
     harness_write_raw_elf(elf, rebooter, sizeof(rebooter));
 
     /* By default a reboot ends vmm-run with status 0 after one boot. */
@@ -253,19 +260,22 @@ END_TEST
 START_TEST(bad_images_get_one_line_errors)
 {
     expect_error((char *[]){VMM_RUN_PATH, "-k", "/nonexistent.elf", NULL}, "cannot load");
-    expect_error((char *[]){VMM_RUN_PATH, "-k", "/tmp", NULL}, "cannot load");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", (char *)vmm_test_tmpdir(), NULL}, "cannot load");
     /* Not a regular file: refused at once instead of blocking on a read. */
     expect_error((char *[]){VMM_RUN_PATH, "-k", "/dev/null", NULL}, "not a regular file");
-    char fifo[] = "/tmp/vmm-test-fifoXXXXXX";
-    close(mkstemp(fifo));
+    char fifo[PATH_MAX];
+    int ffd = mkstemp(vmm_test_tmpname(fifo, sizeof(fifo), "vmm-test-fifo"));
+    ck_assert_int_ge(ffd, 0);
+    close(ffd);
     unlink(fifo);
     ck_assert_int_eq(mkfifo(fifo, 0600), 0);
     expect_error((char *[]){VMM_RUN_PATH, "-k", fifo, NULL}, "not a regular file");
     expect_error((char *[]){VMM_RUN_PATH, "-k", fifo, "--boot", "linux", NULL}, "cannot load");
     unlink(fifo);
 
-    char path[] = "/tmp/vmm-test-badXXXXXX";
-    int fd = mkstemp(path);
+    char path[PATH_MAX];
+    int fd = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-test-bad"));
+    ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, "#!/bin/sh\necho not an ELF\n", 26), 26);
     close(fd);
     expect_error((char *[]){VMM_RUN_PATH, "-k", path, NULL}, "cannot load");

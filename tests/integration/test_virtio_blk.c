@@ -9,6 +9,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,12 +38,11 @@ static uint8_t written(uint32_t i)
     return (uint8_t)(0xa5 ^ i ^ (i >> 8));
 }
 
-static char disk_a[64], disk_b[64];
+static char disk_a[PATH_MAX], disk_b[PATH_MAX];
 
 static void make_image(char *path, size_t n, uint32_t size, unsigned seed)
 {
-    snprintf(path, n, "/tmp/vmm-blk-test-XXXXXX");
-    int fd = mkstemp(path);
+    int fd = mkstemp(vmm_test_tmpname(path, n, "vmm-blk-test-"));
     ck_assert_int_ge(fd, 0);
     static uint8_t buf[DISK_A_SIZE];
     for (uint32_t i = 0; i < size; i++)
@@ -171,7 +171,7 @@ static void run(struct result *res, char *const argv[])
 
 START_TEST(launcher_disks)
 {
-    char ro[80];
+    char ro[PATH_MAX + 16];
     snprintf(ro, sizeof(ro), "%s,ro", disk_b);
     struct result r;
     char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_blk"),
@@ -191,7 +191,7 @@ START_TEST(launcher_disks_direct)
 {
     /* The same guest with both disks opened O_DIRECT; options in either
      * order after the path. */
-    char a[80], b[80];
+    char a[PATH_MAX + 16], b[PATH_MAX + 16];
     snprintf(a, sizeof(a), "%s,direct", disk_a);
     snprintf(b, sizeof(b), "%s,direct,ro", disk_b);
     struct result r;

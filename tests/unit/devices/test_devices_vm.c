@@ -116,7 +116,7 @@ START_TEST(test_uart_unpollable_input)
     ck_assert_uint_eq(rd(COM1 + 5), 0x60);
 
     /* A regular file is read as the guest drains the FIFO. */
-    FILE *f = tmpfile();
+    FILE *f = vmm_test_tmpfile();
     ck_assert_ptr_nonnull(f);
     char text[200];
     for (int i = 0; i < (int)sizeof(text); i++)

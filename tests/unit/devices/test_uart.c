@@ -573,7 +573,7 @@ END_TEST
 
 START_TEST(test_input_regular_file)
 {
-    FILE *f = tmpfile();
+    FILE *f = vmm_test_tmpfile();
     ck_assert_ptr_nonnull(f);
     ck_assert_int_ge(fputs("abc", f), 0);
     fflush(f);

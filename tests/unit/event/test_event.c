@@ -100,7 +100,7 @@ START_TEST(test_errors)
     ck_assert_uint_eq(vmm_event_loop_count(loop), 1);
 
     /* Regular files and /dev/null cannot be polled. */
-    FILE *f = tmpfile();
+    FILE *f = vmm_test_tmpfile();
     ck_assert_ptr_nonnull(f);
     ck_assert_int_eq(vmm_event_loop_add(loop, fileno(f), EPOLLIN, count_cb, &h), -EPERM);
     ck_assert_int_eq(vmm_event_loop_add(loop, fileno(f), 0, count_cb, &h), -EPERM);

@@ -4,6 +4,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -501,18 +502,17 @@ END_TEST
 
 /* ---- vmm_elf_load_file ---- */
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX];
 
 static void file_setup(void)
 {
     setup();
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmm-elf-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_ptr_nonnull(mkdtemp(vmm_test_tmpname(tmpdir, sizeof(tmpdir), "vmm-elf-test-")));
 }
 
 static void file_teardown(void)
 {
-    char cmd[128];
+    char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     ck_assert_int_eq(system(cmd), 0);
     teardown();
@@ -528,8 +528,8 @@ static void write_file(const char *path, const void *data, size_t size)
 
 START_TEST(test_file_good)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/good.elf", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "good.elf");
     struct image im = good_image();
     write_file(path, im.buf, im.size);
     struct vmm_load_result res;
@@ -545,8 +545,8 @@ END_TEST
 
 START_TEST(test_file_hostile)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/bad.elf", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "bad.elf");
     struct image im = good_image();
     m_overlap(&im);
     write_file(path, im.buf, im.size);
@@ -560,8 +560,8 @@ END_TEST
 
 START_TEST(test_file_missing)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/nope.elf", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "nope.elf");
     struct vmm_load_result res;
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -ENOENT);
     ck_assert_ptr_nonnull(strstr(res.error, "nope.elf"));
@@ -580,8 +580,8 @@ END_TEST
 
 START_TEST(test_file_empty)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/empty.elf", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "empty.elf");
     write_file(path, "", 0);
     struct vmm_load_result res;
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -EINVAL);
@@ -593,8 +593,8 @@ END_TEST
 /* A FIFO must be refused, not block waiting for a writer. */
 START_TEST(test_file_fifo)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "fifo");
     ck_assert_int_eq(mkfifo(path, 0600), 0);
     struct vmm_load_result res;
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -EINVAL);
@@ -604,8 +604,8 @@ END_TEST
 
 START_TEST(test_file_too_big)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/big.elf", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "big.elf");
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     ck_assert_int_ge(fd, 0);
     /* sparse: costs no disk */

@@ -5,6 +5,7 @@
  * Malloc-backed guest memory, no /dev/kvm. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1207,18 +1208,17 @@ END_TEST
 
 /* ---- files ---- */
 
-static char tmpdir[64];
+static char tmpdir[PATH_MAX];
 
 static void file_setup(void)
 {
     setup();
-    snprintf(tmpdir, sizeof(tmpdir), "/tmp/vmm-linux-test-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+    ck_assert_ptr_nonnull(mkdtemp(vmm_test_tmpname(tmpdir, sizeof(tmpdir), "vmm-linux-test-")));
 }
 
 static void file_teardown(void)
 {
-    char cmd[128];
+    char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     ck_assert_int_eq(system(cmd), 0);
     teardown();
@@ -1234,10 +1234,10 @@ static void write_file(const char *path, const void *data, size_t size)
 
 START_TEST(test_file_kernels)
 {
-    char path[128];
+    char path[PATH_MAX];
     struct vmm_linux_boot b;
     struct test_image im = build_bzimage();
-    snprintf(path, sizeof(path), "%s/bzImage", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "bzImage");
     write_file(path, im.buf, im.size);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), 0);
     ck_assert_uint_eq(b.entry, BZ_PREF + 0x200);
@@ -1246,7 +1246,7 @@ START_TEST(test_file_kernels)
     free(im.buf);
 
     im = build_vmlinux(8, VL_VIRT);
-    snprintf(path, sizeof(path), "%s/vmlinux", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "vmlinux");
     write_file(path, im.buf, im.size);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), 0);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_PVH);
@@ -1260,11 +1260,11 @@ END_TEST
 
 START_TEST(test_file_hostile)
 {
-    char path[128];
+    char path[PATH_MAX];
     struct vmm_linux_boot b;
     struct test_image im = build_bzimage();
     bz_syssize_past_end(&im);
-    snprintf(path, sizeof(path), "%s/bad", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "bad");
     write_file(path, im.buf, im.size);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), -EINVAL);
     ck_assert_ptr_nonnull(strstr(b.error, "syssize"));
@@ -1277,22 +1277,22 @@ START_TEST(test_file_hostile)
     check_reason(&b);
     free(im.buf);
 
-    snprintf(path, sizeof(path), "%s/missing", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "missing");
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), -ENOENT);
     ck_assert_ptr_nonnull(strstr(b.error, "missing"));
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, tmpdir, NULL, &b), -EISDIR);
-    snprintf(path, sizeof(path), "%s/empty", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "empty");
     write_file(path, "", 0);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), -EINVAL);
     ck_assert_int_eq(vmm_linux_load_initrd_file(mem, path, NULL, &b), -EINVAL);
-    snprintf(path, sizeof(path), "%s/fifo", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "fifo");
     ck_assert_int_eq(mkfifo(path, 0600), 0);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), -EINVAL);
     ck_assert_int_eq(vmm_linux_load_initrd_file(mem, path, NULL, &b), -EINVAL);
 
     /* a bzImage bigger than guest memory (sparse file) */
     im = build_bzimage();
-    snprintf(path, sizeof(path), "%s/huge", tmpdir);
+    vmm_test_path(path, sizeof(path), tmpdir, "huge");
     write_file(path, im.buf, im.size);
     ck_assert_int_eq(truncate(path, RAM_SIZE + 1), 0);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), -EFBIG);
@@ -1304,8 +1304,8 @@ END_TEST
 
 START_TEST(test_file_initrd)
 {
-    char path[128];
-    snprintf(path, sizeof(path), "%s/initrd", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "initrd");
     size_t n = 3 * 4096 + 17;
     unsigned char *rd = malloc(n);
     fill_initrd(rd, n);
@@ -1328,8 +1328,8 @@ START_TEST(test_file_across_regions)
     ck_assert_int_ge(vmm_memory_add_external(mem, VL_PHYS + 0x1000, RAM_SIZE - VL_PHYS - 0x1000,
                                              ram + VL_PHYS + 0x1000),
                      0);
-    char path[128];
-    snprintf(path, sizeof(path), "%s/vmlinux", tmpdir);
+    char path[PATH_MAX];
+    vmm_test_path(path, sizeof(path), tmpdir, "vmlinux");
     struct test_image im = build_vmlinux(0, VL_PHYS);
     write_file(path, im.buf, im.size);
     struct vmm_linux_boot b;

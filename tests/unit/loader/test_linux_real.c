@@ -8,6 +8,7 @@
  */
 #include <errno.h>
 #include <glob.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,18 +202,19 @@ static void extract_vmlinux(char *out, size_t out_len)
     size_t size;
     unsigned char *img = read_file(kernel_path, &size);
     ck_assert_uint_le(payload_offset + payload_length, size);
-    char in[64];
-    snprintf(in, sizeof(in), "/tmp/vmm-vmlinux-XXXXXX");
-    int fd = mkstemp(in);
+    char in[PATH_MAX];
+    int fd = mkstemp(vmm_test_tmpname(in, sizeof(in), "vmm-vmlinux-"));
     ck_assert_int_ge(fd, 0);
     ck_assert_int_eq(write(fd, img + payload_offset, payload_length), (ssize_t)payload_length);
     close(fd);
     free(img);
-    snprintf(out, out_len, "%s.elf", in);
+    int n = snprintf(out, out_len, "%s.elf", in);
+    ck_assert(n > 0 && (size_t)n < out_len);
     /* gzip warns (status 2) about the size trailer after the stream: judge by
      * the output instead. */
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "%s < '%s' > '%s' 2>/dev/null", decompressor, in, out);
+    char cmd[2 * PATH_MAX + 64];
+    n = snprintf(cmd, sizeof(cmd), "%s < '%s' > '%s' 2>/dev/null", decompressor, in, out);
+    ck_assert(n > 0 && (size_t)n < sizeof(cmd));
     int st = system(cmd);
     unlink(in);
     struct stat sb;
@@ -221,7 +223,7 @@ static void extract_vmlinux(char *out, size_t out_len)
 
 START_TEST(test_real_vmlinux)
 {
-    char path[96];
+    char path[PATH_MAX + 8];
     extract_vmlinux(path, sizeof(path));
 
     struct vmm_linux_boot b;

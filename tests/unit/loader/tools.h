@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "check_compat.h"
+
 /* Whether name is an executable on PATH. */
 static inline bool tool_available(const char *name)
 {
@@ -42,13 +44,11 @@ static inline void tool_require(const char *name, const char *package)
     exit(77);
 }
 
-/* A fresh scratch directory (static buffer). */
+/* A fresh scratch directory under $TMPDIR (static buffer). */
 static inline const char *tool_tmpdir(void)
 {
-    static char dir[256];
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/vmm-tables-XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(dir));
+    static char dir[PATH_MAX];
+    ck_assert_ptr_nonnull(mkdtemp(vmm_test_tmpname(dir, sizeof(dir), "vmm-tables-")));
     return dir;
 }
 
@@ -59,12 +59,11 @@ static inline void tool_rmdir(const char *dir)
     if (!d)
         return;
     struct dirent *e;
-    char path[512];
+    char path[PATH_MAX];
     while ((e = readdir(d)) != NULL) {
         if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
             continue;
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
+        unlink(vmm_test_path(path, sizeof(path), dir, e->d_name));
     }
     closedir(d);
     rmdir(dir);
@@ -72,9 +71,8 @@ static inline void tool_rmdir(const char *dir)
 
 static inline void tool_write_file(const char *dir, const char *name, const void *data, size_t len)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
+    char path[PATH_MAX];
+    FILE *f = fopen(vmm_test_path(path, sizeof(path), dir, name), "wb");
     ck_assert_ptr_nonnull(f);
     ck_assert_uint_eq(fwrite(data, 1, len, f), len);
     ck_assert_int_eq(fclose(f), 0);
@@ -83,9 +81,8 @@ static inline void tool_write_file(const char *dir, const char *name, const void
 /* The whole file as a NUL-terminated string (free it). */
 static inline char *tool_read_file(const char *dir, const char *name)
 {
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
+    char path[PATH_MAX];
+    FILE *f = fopen(vmm_test_path(path, sizeof(path), dir, name), "rb");
     ck_assert_msg(f != NULL, "cannot open %s", path);
     ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
     long len = ftell(f);
@@ -103,8 +100,9 @@ static inline char *tool_read_file(const char *dir, const char *name)
  * dir/out; returns its exit status. */
 static inline int tool_run(const char *dir, const char *cmd, const char *out)
 {
-    char line[1024];
-    snprintf(line, sizeof(line), "cd '%s' && { %s; } >'%s' 2>&1", dir, cmd, out);
+    char line[PATH_MAX + 1024];
+    int n = snprintf(line, sizeof(line), "cd '%s' && { %s; } >'%s' 2>&1", dir, cmd, out);
+    ck_assert_msg(n >= 0 && (size_t)n < sizeof(line), "command too long: %s", cmd);
     int st = system(line);
     ck_assert_int_ne(st, -1);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;

@@ -2,6 +2,7 @@
 /* Unit tests of the guest memory map: every backing, checked access, atomics and dirty tracking. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -67,8 +68,8 @@ static void assert_not_executable(const struct vmm_memory *mem, unsigned index)
 /* A temporary file of size bytes, already unlinked. */
 static int temp_file(uint64_t size)
 {
-    char path[] = "/tmp/vmm-test-memory-XXXXXX";
-    int fd = mkstemp(path);
+    char path[PATH_MAX];
+    int fd = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-test-memory-"));
     ck_assert_int_ge(fd, 0);
     unlink(path);
     ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
@@ -256,8 +257,8 @@ END_TEST
 /* A ROM from a file opened read-only: mapped read-only on the host too. */
 START_TEST(test_file_readonly)
 {
-    char path[] = "/tmp/vmm-test-rom-XXXXXX";
-    int wfd = mkstemp(path);
+    char path[PATH_MAX];
+    int wfd = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-test-rom-"));
     ck_assert_int_ge(wfd, 0);
     ck_assert_int_eq(pwrite(wfd, "ROM!", 4, 0), 4);
     ck_assert_int_eq(ftruncate(wfd, PAGE), 0);

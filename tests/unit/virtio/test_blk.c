@@ -4,6 +4,7 @@
  * short reads, and hostile chains each followed by a request that works. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +35,7 @@
 static struct td drv;
 static struct vmm_event_loop *loop;
 static struct vmm_virtio_mmio *mmio;
-static char img[64];
+static char img[PATH_MAX];
 static int img_fd = -1;
 static unsigned irqs;
 static unsigned ring_size; /* the queue size driver_init sets up */
@@ -47,8 +48,7 @@ static uint8_t pattern(uint64_t i)
 
 static void make_image(void)
 {
-    snprintf(img, sizeof(img), "/tmp/blk-test-XXXXXX");
-    img_fd = mkstemp(img);
+    img_fd = mkstemp(vmm_test_tmpname(img, sizeof(img), "blk-test-"));
     ck_assert_int_ge(img_fd, 0);
     static uint8_t buf[IMG_SIZE];
     for (uint64_t i = 0; i < IMG_SIZE; i++)

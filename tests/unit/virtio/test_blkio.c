@@ -4,6 +4,7 @@
  * discard, write-zeroes and their fall-backs, short reads, refusals. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
 #include <poll.h>
@@ -30,7 +31,7 @@ static struct {
     int64_t res[MAX_DONE];
 } seen;
 
-static char path[64];
+static char path[PATH_MAX];
 static int file_fd = -1;
 
 /* Check has no per-test skip: a test that cannot run here says so on stderr
@@ -59,8 +60,7 @@ static uint8_t pattern(uint64_t i)
 
 static void make_file(const char *dir, uint64_t size)
 {
-    snprintf(path, sizeof(path), "%s/blkio-test-XXXXXX", dir);
-    file_fd = mkstemp(path);
+    file_fd = mkstemp(vmm_test_path(path, sizeof(path), dir, "blkio-test-XXXXXX"));
     ck_assert_int_ge(file_fd, 0);
     uint8_t *buf = malloc(size);
     ck_assert_ptr_nonnull(buf);
@@ -73,7 +73,7 @@ static void make_file(const char *dir, uint64_t size)
 static void setup(void)
 {
     memset(&seen, 0, sizeof(seen));
-    make_file("/tmp", FILE_SIZE);
+    make_file(vmm_test_tmpdir(), FILE_SIZE);
 }
 
 static void teardown(void)
@@ -140,7 +140,7 @@ START_TEST(test_open_errors)
     struct vmm_blkio *b = (void *)1;
     struct vmm_blkio_config cfg = {.path = "/nonexistent/disk.img"};
     ck_assert_int_eq(vmm_blkio_open(&cfg, on_done, NULL, &b), -ENOENT);
-    cfg.path = "/tmp";
+    cfg.path = vmm_test_tmpdir();
     ck_assert_int_lt(vmm_blkio_open(&cfg, on_done, NULL, &b), 0); /* a directory */
     cfg.path = "/dev/null";
     ck_assert_int_eq(vmm_blkio_open(&cfg, on_done, NULL, &b), -EINVAL); /* a character device */

@@ -4,6 +4,7 @@
  * and console devices on a standalone transport. No /dev/kvm needed. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -1106,8 +1107,8 @@ START_TEST(test_console_oversize_chain_is_capped)
     /* One chain of 8 x 64 KiB readable descriptors (512 KiB) to a regular
      * file: the device writes its first 256 KiB and drops the rest, so a
      * guest cannot make one notification write without bound. */
-    char path[] = "/tmp/vmm-test-vconXXXXXX";
-    int out = mkstemp(path);
+    char path[PATH_MAX];
+    int out = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-test-vcon"));
     ck_assert_int_ge(out, 0);
     unlink(path);
     console_up(-1, out);
@@ -1238,8 +1239,8 @@ END_TEST
 START_TEST(test_console_input_regular_file)
 {
     /* A regular file cannot be polled: it is read as buffers come. */
-    char path[] = "/tmp/vmm-virtio-inXXXXXX";
-    int fd = mkstemp(path);
+    char path[PATH_MAX];
+    int fd = mkstemp(vmm_test_tmpname(path, sizeof(path), "vmm-virtio-in"));
     ck_assert_int_ge(fd, 0);
     unlink(path);
     ck_assert_int_eq(write(fd, "from a file\n", 12), 12);
