@@ -19,6 +19,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <liburing.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -72,7 +73,8 @@ static uint64_t rng_next(struct rng *r, uint64_t nblocks)
  * checked for landing where it was aimed. */
 static int make_file(const char *dir, uint64_t size, char *path, size_t n)
 {
-    snprintf(path, n, "%s/bench-blk-XXXXXX", dir);
+    if ((size_t)snprintf(path, n, "%s/bench-blk-XXXXXX", dir) >= n)
+        return -ENAMETOOLONG;
     int fd = mkstemp(path);
     if (fd < 0)
         return -errno;
@@ -455,7 +457,8 @@ static void usage(const char *prog)
            "4 KiB random reads at queue depth 1 and 32: raw liburing vs libvmm's virtio-blk\n"
            "driven from the host side, interleaved in one process.\n"
            "  --file PATH  read this file or block device (never written; default: a new\n"
-           "               temporary file in /tmp, page-cache warm, removed at the end)\n"
+           "               temporary file in $TMPDIR or /tmp, page-cache warm, removed at\n"
+           "               the end)\n"
            "  --size MIB   size of the temporary file (default %llu)\n"
            "  --ops1 N     reads per run at depth 1 (default %lu)\n"
            "  --ops32 N    reads per run at depth 32 (default %lu)\n"
@@ -516,7 +519,7 @@ int main(int argc, char **argv)
     }
     vmm_log_set_handler(log_to_stderr, NULL, VMM_LOG_WARN);
 
-    char tmp[64] = "";
+    char tmp[PATH_MAX] = "";
     int fd;
     if (file) {
         fd = open(file, O_RDONLY | O_CLOEXEC);
@@ -525,7 +528,8 @@ int main(int argc, char **argv)
             return 1;
         }
     } else {
-        fd = make_file("/tmp", (uint64_t)size_mib << 20, tmp, sizeof(tmp));
+        const char *dir = getenv("TMPDIR");
+        fd = make_file(dir && *dir ? dir : "/tmp", (uint64_t)size_mib << 20, tmp, sizeof(tmp));
         if (fd < 0) {
             fprintf(stderr, "bench_blk: cannot make the test file: %s\n", strerror(-fd));
             return 1;
