@@ -4,6 +4,7 @@
  * holding a reference that unregistering waits for (as kvmtool does). */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,10 @@
 /* In bus_device.users beside the count of calls in progress: the device is
  * off the table and its unregister waits for the count to reach zero. */
 #define DEVICE_UNREGISTERING (1u << 31)
+
+/* In vmm_bus.readers beside the count of look-ups in progress: a writer
+ * holds or waits for the table. */
+#define TABLE_WRITER (1u << 31)
 
 /* One registration. On the heap, so that a dispatch can go on using it
  * after dropping the bus lock; freed by the unregister that removed it,
@@ -35,17 +40,24 @@ struct bus_entry {
 };
 
 /*
- * Locking: lock guards the table only. Dispatch holds it for reading while
- * it looks the address up and takes a reference on the device, never while
- * the device runs, so a device that blocks (the UART waiting on a full
- * output fd) holds up neither dispatches to other devices nor register and
- * unregister. Unregister takes the entry off the table under the write lock,
- * then, without it, waits on idle for that device's calls in progress only.
+ * Locking: the table lock guards the table only. Dispatch holds it for
+ * reading while it looks the address up and takes a reference on the
+ * device, never while the device runs, so a device that blocks (the UART
+ * waiting on a full output fd) holds up neither dispatches to other devices
+ * nor register and unregister. Unregister takes the entry off the table
+ * under the write lock, then, without it, waits on idle for that device's
+ * calls in progress only.
+ *
+ * The table lock is a reader count (table_read_lock) rather than a
+ * pthread_rwlock_t: a read side held for one binary search needs no more
+ * than an atomic increment and decrement, which keeps a dispatch, two
+ * reference-count atomics included, cheaper than the rwlock alone was.
  */
 struct vmm_bus {
     char name[16];
     /* Writers (register/unregister) are rare; readers are every vCPU exit. */
-    pthread_rwlock_t lock;
+    uint32_t readers;          /* atomic: look-ups in progress | TABLE_WRITER */
+    pthread_mutex_t writer;    /* held by the writer; readers it stops wait on it */
     struct bus_entry *entries; /* sorted by base, non-overlapping */
     size_t count;
     size_t cap;
@@ -74,35 +86,61 @@ static bool dispatching_on(const struct vmm_bus *bus)
     return false;
 }
 
+/* Hold the table for a look-up. Writers go first: a reader that meets one
+ * backs out and sleeps on the writer's mutex until the table is free. */
+static inline void table_read_lock(struct vmm_bus *bus)
+{
+    while (__atomic_fetch_add(&bus->readers, 1, __ATOMIC_ACQUIRE) & TABLE_WRITER) {
+        __atomic_fetch_sub(&bus->readers, 1, __ATOMIC_RELAXED);
+        pthread_mutex_lock(&bus->writer);
+        pthread_mutex_unlock(&bus->writer);
+    }
+}
+
+static inline void table_read_unlock(struct vmm_bus *bus)
+{
+    __atomic_fetch_sub(&bus->readers, 1, __ATOMIC_RELEASE);
+}
+
+/* Hold the table to change it. Readers hold it for one binary search and
+ * never across a call, so waiting for those already inside is yielding a
+ * few times, not sleeping. */
+static void table_write_lock(struct vmm_bus *bus)
+{
+    pthread_mutex_lock(&bus->writer);
+    __atomic_fetch_or(&bus->readers, TABLE_WRITER, __ATOMIC_RELAXED);
+    while (__atomic_load_n(&bus->readers, __ATOMIC_ACQUIRE) != TABLE_WRITER)
+        sched_yield();
+}
+
+static void table_write_unlock(struct vmm_bus *bus)
+{
+    __atomic_fetch_and(&bus->readers, ~TABLE_WRITER, __ATOMIC_RELEASE);
+    pthread_mutex_unlock(&bus->writer);
+}
+
 int vmm_bus_create(const char *name, struct vmm_bus **out)
 {
     struct vmm_bus *bus = calloc(1, sizeof(*bus));
     if (!bus)
         return -ENOMEM;
     snprintf(bus->name, sizeof(bus->name), "%s", name ? name : "bus");
-    /* Prefer writers: with many busy vCPUs a reader-preferring lock can keep
-     * an unregister waiting indefinitely. No thread holds the read lock
-     * while a device runs, so a nested dispatch cannot wait on itself. */
-    pthread_rwlockattr_t attr;
-    pthread_rwlockattr_init(&attr);
-    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
-    int r = pthread_rwlock_init(&bus->lock, &attr);
-    pthread_rwlockattr_destroy(&attr);
+    int r = pthread_mutex_init(&bus->writer, NULL);
     if (r)
         goto err_free;
     r = pthread_mutex_init(&bus->idle_lock, NULL);
     if (r)
-        goto err_rwlock;
+        goto err_writer;
     r = pthread_cond_init(&bus->idle, NULL);
     if (r)
-        goto err_mutex;
+        goto err_idle_lock;
     *out = bus;
     return 0;
 
-err_mutex:
+err_idle_lock:
     pthread_mutex_destroy(&bus->idle_lock);
-err_rwlock:
-    pthread_rwlock_destroy(&bus->lock);
+err_writer:
+    pthread_mutex_destroy(&bus->writer);
 err_free:
     free(bus);
     return -r;
@@ -116,7 +154,7 @@ void vmm_bus_destroy(struct vmm_bus *bus)
         free(bus->entries[i].dev);
     pthread_cond_destroy(&bus->idle);
     pthread_mutex_destroy(&bus->idle_lock);
-    pthread_rwlock_destroy(&bus->lock);
+    pthread_mutex_destroy(&bus->writer);
     free(bus->entries);
     free(bus);
 }
@@ -173,9 +211,9 @@ int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,
         return -ENOMEM;
     *dev = (struct bus_device){.ops = *ops, .opaque = opaque};
 
-    pthread_rwlock_wrlock(&bus->lock);
+    table_write_lock(bus);
     int r = bus_insert(bus, base, len, end, dev);
-    pthread_rwlock_unlock(&bus->lock);
+    table_write_unlock(bus);
     if (r < 0)
         free(dev);
     return r;
@@ -201,7 +239,7 @@ int vmm_bus_unregister(struct vmm_bus *bus, uint64_t base)
     if (dispatching_on(bus))
         return -EDEADLK;
     struct bus_device *dev = NULL;
-    pthread_rwlock_wrlock(&bus->lock);
+    table_write_lock(bus);
     ssize_t i = bus_floor(bus, base);
     if (i >= 0 && bus->entries[i].base == base) {
         dev = bus->entries[i].dev;
@@ -209,7 +247,7 @@ int vmm_bus_unregister(struct vmm_bus *bus, uint64_t base)
                 (bus->count - (size_t)i - 1) * sizeof(bus->entries[0]));
         bus->count--;
     }
-    pthread_rwlock_unlock(&bus->lock);
+    table_write_unlock(bus);
     if (!dev)
         return -ENOENT;
     /* No new call can find it now; wait out those already on their way,
@@ -254,7 +292,7 @@ static const struct bus_entry *bus_lookup(const struct vmm_bus *bus, uint64_t ad
 static struct bus_device *bus_get(struct vmm_bus *bus, uint64_t addr, uint32_t len,
                                   uint64_t *offset, int *err)
 {
-    pthread_rwlock_rdlock(&bus->lock);
+    table_read_lock(bus);
     const struct bus_entry *e = bus_lookup(bus, addr, len, err);
     struct bus_device *dev = NULL;
     if (e) {
@@ -264,7 +302,7 @@ static struct bus_device *bus_get(struct vmm_bus *bus, uint64_t addr, uint32_t l
          * after we drop the read lock, and so sees this. */
         __atomic_add_fetch(&dev->users, 1, __ATOMIC_RELAXED);
     }
-    pthread_rwlock_unlock(&bus->lock);
+    table_read_unlock(bus);
     return dev;
 }
 

@@ -325,6 +325,62 @@ START_TEST(test_unregister_races_short_calls)
 }
 END_TEST
 
+/* The table changing under dispatches: entries move (memmove) and the
+ * table grows (realloc) while other threads look a device up; they must
+ * always find it, never a neighbour or nothing. */
+struct steady {
+    struct vmm_bus *bus;
+    bool stop;        /* atomic */
+    unsigned lookups; /* atomic */
+    unsigned misses;  /* atomic: dispatches that did not reach the device */
+};
+
+static void *steady_thread(void *arg)
+{
+    struct steady *st = arg;
+    while (!__atomic_load_n(&st->stop, __ATOMIC_SEQ_CST)) {
+        uint8_t v = 0;
+        if (vmm_bus_read(st->bus, OTHER + 3, &v, 1) != 0 || v != 0x5a)
+            __atomic_add_fetch(&st->misses, 1, __ATOMIC_SEQ_CST);
+        __atomic_add_fetch(&st->lookups, 1, __ATOMIC_SEQ_CST);
+    }
+    return NULL;
+}
+
+START_TEST(test_table_changes_under_dispatch)
+{
+    struct vmm_bus *bus;
+    ck_assert_int_eq(vmm_bus_create("pio", &bus), 0);
+    unsigned calls = 0;
+    ck_assert_int_eq(vmm_bus_register(bus, OTHER, 8, &count_ops, &calls), 0);
+    struct steady st = {.bus = bus};
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(pthread_create(&t[k], NULL, steady_thread, &st), 0);
+    static const struct vmm_bus_ops none = {0};
+    for (int round = 0; round < 50; round++) {
+        /* Below and above the steady device, so that it moves in the table,
+         * and more of them than the table first holds, so that it grows. */
+        for (uint64_t i = 0; i < 40; i++) {
+            ck_assert_int_eq(vmm_bus_register(bus, 0x100 + i, 1, &none, NULL), 0);
+            ck_assert_int_eq(vmm_bus_register(bus, 0x1000 + i, 1, &none, NULL), 0);
+        }
+        for (uint64_t i = 0; i < 40; i++) {
+            ck_assert_int_eq(vmm_bus_unregister(bus, 0x100 + i), 0);
+            ck_assert_int_eq(vmm_bus_unregister(bus, 0x1000 + i), 0);
+        }
+    }
+    __atomic_store_n(&st.stop, true, __ATOMIC_SEQ_CST);
+    for (int k = 0; k < 2; k++)
+        pthread_join(t[k], NULL);
+    ck_assert_uint_gt(st.lookups, 0);
+    ck_assert_uint_eq(st.misses, 0);
+    ck_assert_uint_eq(__atomic_load_n(&calls, __ATOMIC_SEQ_CST), st.lookups);
+    ck_assert_int_eq(vmm_bus_unregister(bus, OTHER), 0);
+    vmm_bus_destroy(bus);
+}
+END_TEST
+
 static Suite *bus_blocking_suite(void)
 {
     Suite *s = suite_create("bus_blocking");
@@ -334,6 +390,7 @@ static Suite *bus_blocking_suite(void)
     tcase_add_test(tc, test_blocked_device_blocks_no_other);
     tcase_add_test(tc, test_unregister_waits_for_blocked_calls);
     tcase_add_test(tc, test_unregister_races_short_calls);
+    tcase_add_test(tc, test_table_changes_under_dispatch);
     suite_add_tcase(s, tc);
     return s;
 }
