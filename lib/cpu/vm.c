@@ -55,6 +55,11 @@ static int setup_irqchip(struct vmm_vm *vm)
             vmm_log_error("KVM_CREATE_IRQCHIP: %s", vmm_strerror(r));
             return r;
         }
+        r = vmm_x86_kernel_irqchip_routes(vm->vm_fd);
+        if (r < 0) {
+            vmm_log_error("KVM_SET_GSI_ROUTING: %s", vmm_strerror(r));
+            return r;
+        }
         struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
         r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
         if (r < 0)
@@ -645,6 +650,7 @@ static int fetch_supported(int kvm_fd, struct kvm_cpuid2 **out)
         c->nent = n;
         int r = vmm_kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
         if (r == 0) {
+            vmm_x86_cpuid_add_kvm_features(kvm_fd, c);
             *out = c;
             return 0;
         }

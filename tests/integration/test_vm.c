@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
@@ -368,6 +369,40 @@ START_TEST(cpuid_filter_round_trips)
 }
 END_TEST
 
+START_TEST(cpuid_offers_the_tsc_deadline_timer)
+{
+    /* KVM_GET_SUPPORTED_CPUID leaves the TSC-deadline timer out although the
+     * in-kernel LAPIC has it: without it Linux calibrates its LAPIC timer
+     * against a PIT, which the split irqchip lacks (acpi=off guests lost
+     * their clock). The vCPU offers it exactly when KVM says it can. */
+    int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(kvm, 0);
+    bool cap = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+    close(kvm);
+    struct vmm_vm *vm;
+    ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
+    struct vmm_vcpu *vcpu;
+    ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);
+    static struct kvm_cpuid_entry2 e[256];
+    int n = vmm_vcpu_get_cpuid(vcpu, e, 256);
+    ck_assert_int_gt(n, 2);
+    bool leaf1 = false;
+    for (int i = 0; i < n; i++) {
+        if (e[i].function == 1) {
+            leaf1 = true;
+            ck_assert_int_eq(!!(e[i].ecx & (1u << 24)), cap);
+        }
+    }
+    ck_assert(leaf1);
+    /* --cpu-disable tsc-deadline still takes it away. */
+    ck_assert_int_ge(vmm_cpuid_set_feature(e, (unsigned)n, "tsc-deadline", false), 0);
+    for (int i = 0; i < n; i++)
+        if (e[i].function == 1)
+            ck_assert_uint_eq(e[i].ecx & (1u << 24), 0);
+    vmm_vm_destroy(vm);
+}
+END_TEST
+
 START_TEST(cpuid_named_features_apply)
 {
     /* What vmm-run --cpu-disable does, on KVM's real table: the named bits
@@ -419,6 +454,7 @@ int main(void)
     tcase_add_test(tc, bad_configuration_is_refused);
     tcase_add_test(tc, cpuid_filter_round_trips);
     tcase_add_test(tc, cpuid_named_features_apply);
+    tcase_add_test(tc, cpuid_offers_the_tsc_deadline_timer);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }

@@ -34,4 +34,8 @@ for hook in /etc/l2-init.d/*.sh; do
     [ -f "$hook" ] && . "$hook"
 done
 echo "L2-DONE uptime=$(cut -d' ' -f1 /proc/uptime)"
+# libvmm.reboot on the command line: end by rebooting instead (vmm-run ends on either).
+case " $(cat /proc/cmdline) " in
+*" libvmm.reboot "*) reboot -f ;;
+esac
 poweroff -f

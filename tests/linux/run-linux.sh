@@ -245,6 +245,12 @@ while IFS='|' read -r name state kind timeout expect args; do
     vcpus_re=' --vcpus ([0-9]+) '
     [[ " $args " =~ $vcpus_re ]] && c_cpus[i]=${BASH_REMATCH[1]}
     c_cmdline[i]="$cmdline_base libvmm.case=$name"
+    # @CMDLINE:words@ is @CMDLINE@ with more words at its end.
+    extra_re='@CMDLINE:([^@]*)@'
+    if [[ "$args" =~ $extra_re ]]; then
+        c_cmdline[i]+=" ${BASH_REMATCH[1]}"
+        args=${args//"${BASH_REMATCH[0]}"/@CMDLINE@}
+    fi
     status=run
     [ "$state" = off ] && [ "${VMM_LINUX_ALL:-0}" = 1 ] && state=on
     case "$state" in

@@ -44,6 +44,21 @@ int vmm_x86_enter_boot_state(struct vmm_vcpu *vcpu, void (*set_sregs)(struct kvm
 int vmm_x86_cpuid_build(const struct kvm_cpuid_entry2 *supported, unsigned n, unsigned index,
                         unsigned nr_vcpus, struct kvm_cpuid_entry2 *out, unsigned max);
 
+/*
+ * Add what KVM_GET_SUPPORTED_CPUID leaves out although KVM provides it: the
+ * TSC-deadline timer (leaf 1 ECX bit 24) where KVM_CAP_TSC_DEADLINE_TIMER says
+ * the in-kernel LAPIC emulates it. Without it Linux calibrates its LAPIC timer
+ * against the 8254 PIT, which the split irqchip does not have.
+ */
+void vmm_x86_cpuid_add_kvm_features(int kvm_fd, struct kvm_cpuid2 *supported);
+
+/*
+ * Route the in-kernel irqchip's GSIs as the MP table and the MADT describe
+ * them: ISA IRQ 0 (the in-kernel PIT) reaches IOAPIC pin 2, as on a PC, where
+ * KVM's default routes send it to pin 0, which no guest listens on.
+ */
+int vmm_x86_kernel_irqchip_routes(int vm_fd);
+
 /* The library's IOAPIC for the split irqchip. */
 struct vmm_ioapic;
 

@@ -3,11 +3,13 @@
  * consistent for the VM's vCPU count, and the hypervisor leaves. */
 #include <errno.h>
 #include <string.h>
+#include <sys/ioctl.h>
 
 #include "../cpu_internal.h"
 
-#define CPUID_1_ECX_HYPERVISOR (1u << 31)
-#define CPUID_1_EDX_HTT        (1u << 28)
+#define CPUID_1_ECX_TSC_DEADLINE (1u << 24)
+#define CPUID_1_ECX_HYPERVISOR   (1u << 31)
+#define CPUID_1_EDX_HTT          (1u << 28)
 
 /* Bits needed to number n things (ceil(log2(n))), 0 for n <= 1. */
 static unsigned bits_for(unsigned n)
@@ -261,4 +263,13 @@ int vmm_cpuid_set_feature(struct kvm_cpuid_entry2 *entries, unsigned n, const ch
         changed += old != *r;
     }
     return changed;
+}
+
+void vmm_x86_cpuid_add_kvm_features(int kvm_fd, struct kvm_cpuid2 *supported)
+{
+    if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) <= 0)
+        return;
+    for (uint32_t i = 0; i < supported->nent; i++)
+        if (supported->entries[i].function == 0x1)
+            supported->entries[i].ecx |= CPUID_1_ECX_TSC_DEADLINE;
 }
