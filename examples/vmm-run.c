@@ -411,6 +411,21 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
     }
 }
 
+/* -v: where each vCPU was when a signal stopped the VM (a guest that hangs). */
+static void report_vcpus(struct vmm_vm *vm, unsigned vcpus)
+{
+    for (unsigned i = 0; i < vcpus; i++) {
+        struct kvm_regs regs;
+        struct kvm_sregs sregs;
+        if (vmm_vcpu_get_regs(vmm_vm_vcpu(vm, i), &regs) < 0 ||
+            vmm_vcpu_get_sregs(vmm_vm_vcpu(vm, i), &sregs) < 0)
+            continue;
+        fprintf(stderr, "%s: vCPU %u stopped at rip 0x%llx rflags 0x%llx cr0 0x%llx\n", prog, i,
+                (unsigned long long)regs.rip, (unsigned long long)regs.rflags,
+                (unsigned long long)sregs.cr0);
+    }
+}
+
 /* Build one VM, run it to the end, tear it down; returns how the run ended. */
 static struct vmm_exit run_vm(const struct options *o, int sfd)
 {
@@ -446,6 +461,8 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     r = vmm_vm_run(vm, &ex);
     if (r < 0)
         fail("cannot run the VM: %s", vmm_strerror(r));
+    if (ex.reason == VMM_EXIT_STOPPED && o->verbose)
+        report_vcpus(vm, o->vcpus);
     vmm_vm_destroy(vm);
     return ex;
 }
@@ -677,6 +694,13 @@ int main(int argc, char **argv)
     struct vmm_exit ex;
     for (;;) {
         ex = run_vm(&o, sfd);
+        /* A triple fault resets a PC, and Linux's reboot=t relies on it. */
+        if (ex.reason == VMM_EXIT_SHUTDOWN) {
+            if (o.verbose)
+                fprintf(stderr, "%s: %s (rip 0x%llx): a reset, as on a PC\n", prog, ex.detail,
+                        (unsigned long long)ex.rip);
+            ex.reason = VMM_EXIT_RESET;
+        }
         if (ex.reason != VMM_EXIT_RESET || !o.restart_on_reboot)
             break;
         if (atomic_load(&stop_signal)) {
