@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Virtual CPUs: creation, register state, the x86_64 boot state and the run
- * loop of one vCPU.
+ * Virtual CPUs: creation, register state, the x86_64 boot state, the run
+ * loop of one vCPU and the single step it is made of.
  *
- * Threads: every vCPU belongs to the VM that created it. vmm_vcpu_run must be
- * called from one thread at a time (the vCPU's thread); register get/set only
- * while the vCPU is not running (before a run, after it returned, or while
- * the VM is paused). Everything else is documented per function.
+ * Threads: every vCPU belongs to the VM that created it. vmm_vcpu_run and
+ * vmm_vcpu_run_once must be called from one thread at a time (the vCPU's
+ * thread); register get/set only while the vCPU is not running (before a
+ * run, after it returned, between steps, or while the VM is paused).
+ * Everything else is documented per function.
  */
 #ifndef VMM_VCPU_H
 #define VMM_VCPU_H
@@ -324,8 +325,9 @@ struct vmm_vcpu_exit_fail_entry {
 struct vmm_vcpu_exit {
     uint32_t size;       /* in: sizeof(struct vmm_vcpu_exit) */
     uint32_t kind;       /* enum vmm_vcpu_exit_kind */
-    uint32_t kvm_reason; /* KVM_EXIT_* of this step's exit; 0 when the guest did
-                            not enter (VMM_VCPU_EXIT_END before the run) */
+    uint32_t kvm_reason; /* KVM_EXIT_* of this step's exit (KVM_EXIT_INTR for a
+                            run cut short by a kick or a signal); 0 when the
+                            guest did not enter (VMM_VCPU_EXIT_END first) */
     uint32_t vcpu;       /* the vCPU's index */
     struct kvm_run *run; /* borrowed: the vCPU's kvm_run page, the raw view of
                             any exit (and its request fields) */
