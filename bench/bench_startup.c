@@ -137,7 +137,7 @@ static int libvmm_once(enum vmm_irqchip chip, bool threaded, struct phases *p)
     static const struct vmm_bus_ops end_ops = {.write = end_write};
     uint64_t t0 = bench_now_ns();
     struct vmm_vm *vm;
-    int r = vmm_vm_create(&(struct vmm_vm_config){.irqchip = chip}, &vm);
+    int r = vmm_vm_create(&VMM_INIT(struct vmm_vm_config, .irqchip = chip), &vm);
     if (r < 0)
         return r;
     struct vmm_region_config rc = {.gpa = 0, .size = GUEST_MEM};

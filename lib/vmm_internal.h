@@ -3,7 +3,11 @@
 #ifndef VMM_INTERNAL_H
 #define VMM_INTERNAL_H
 
+#include <errno.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
 #include <vmm/error.h>
 
 /* Log through the application's handler (no-op without one). */
@@ -32,6 +36,57 @@ void vmm_log_limited(struct vmm_log_limit *l, unsigned max, const char *fmt, ...
 
 #define VMM_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
+/*
+ * The growth convention (vmm/abi.h). Every struct under it starts with
+ * uint32_t size; the sizes past versions had all lie in [4, sizeof], since
+ * fields are only appended, so any size in that range is one the library
+ * knows. VMM_ABI_COPY_IN(&local, caller) copies the caller's first .size
+ * bytes into the zeroed full-size local (fields the caller does not know
+ * read as their zero default), or returns -EINVAL touching nothing.
+ * VMM_ABI_OUT_OK(caller) checks a struct to fill out before any work;
+ * VMM_ABI_COPY_OUT(caller, &local) then fills its first .size bytes from
+ * the full-size local, keeping the caller's .size.
+ */
+static inline bool vmm_abi_size_ok(uint32_t size, size_t full)
+{
+    return size >= sizeof(uint32_t) && size <= full;
+}
+
+static inline int vmm_abi_copy_in(void *dst, size_t full, const void *src)
+{
+    uint32_t size;
+    memcpy(&size, src, sizeof(size));
+    if (!vmm_abi_size_ok(size, full))
+        return -EINVAL;
+    memset(dst, 0, full);
+    memcpy(dst, src, size);
+    return 0;
+}
+
+static inline void vmm_abi_copy_out(void *dst, const void *src)
+{
+    uint32_t size;
+    memcpy(&size, dst, sizeof(size));
+    memcpy((char *)dst + sizeof(size), (const char *)src + sizeof(size), size - sizeof(size));
+}
+
+#define VMM_ABI_SIZE_CHECK(p)                                                                      \
+    _Static_assert(__builtin_offsetof(__typeof__(*(p)), size) == 0 &&                              \
+                       sizeof((p)->size) == sizeof(uint32_t),                                      \
+                   "growth convention: uint32_t size first")
+#define VMM_ABI_COPY_IN(dst, src)                                                                  \
+    __extension__({                                                                                \
+        VMM_ABI_SIZE_CHECK(dst);                                                                   \
+        vmm_abi_copy_in((dst), sizeof(*(dst)), (src));                                             \
+    })
+#define VMM_ABI_OUT_OK(p) vmm_abi_size_ok((p)->size, sizeof(*(p)))
+#define VMM_ABI_COPY_OUT(dst, src)                                                                 \
+    __extension__({                                                                                \
+        VMM_ABI_SIZE_CHECK(src);                                                                   \
+        _Static_assert(sizeof(*(dst)) == sizeof(*(src)), "same struct");                           \
+        vmm_abi_copy_out((dst), (src));                                                            \
+    })
+
 struct iovec;
 /*
  * writev(2) that a vanished reader cannot kill the process with: SIGPIPE is
@@ -40,32 +95,5 @@ struct iovec;
  * EINTR; returns what writev returns, errno set (EPIPE for a gone reader).
  */
 long vmm_writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt);
-
-/* How a device's output reaches its fd without blocking a vCPU forever or
- * killing the process with SIGPIPE (the UART's and the virtio console's). */
-enum vmm_out_kind {
-    VMM_OUT_NONE,    /* no fd: output is dropped */
-    VMM_OUT_REGULAR, /* regular file or block device: never blocks */
-    VMM_OUT_PIPE,    /* pipe/FIFO: may block, may raise SIGPIPE */
-    VMM_OUT_SOCKET,  /* sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) */
-    VMM_OUT_OTHER,   /* tty and other character devices: may block */
-};
-
-/* What kind of output fd is (VMM_OUT_NONE for -1). */
-enum vmm_out_kind vmm_out_classify(int fd);
-
-/* Whether a write to this kind may block: poll for POLLOUT first. */
-static inline bool vmm_out_needs_poll(enum vmm_out_kind kind)
-{
-    return kind == VMM_OUT_PIPE || kind == VMM_OUT_OTHER;
-}
-
-/*
- * One write of iov[0..n) to fd the way its kind needs: sendmsg without
- * waiting or SIGPIPE for a socket, vmm_writev_nosigpipe for a pipe, writev
- * otherwise. Retries on EINTR; does not poll. Returns what writev returns,
- * errno set.
- */
-long vmm_out_writev(int fd, enum vmm_out_kind kind, const struct iovec *iov, int n);
 
 #endif /* VMM_INTERNAL_H */

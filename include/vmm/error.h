@@ -15,6 +15,7 @@
 #define VMM_ERROR_H
 
 #include <stdarg.h>
+#include <vmm/abi.h>
 
 #ifdef __cplusplus
 extern "C" {

@@ -215,12 +215,13 @@ VMM_API VMM_MUST_USE int vmm_vcpu_run(struct vmm_vcpu *vcpu, struct vmm_exit *ex
  *         // VMM_VCPU_EXIT_HANDLED: nothing to do; other kinds: as you see fit
  *     }
  *
- * Growth convention (for every struct of this section): the caller sets
- * .size to sizeof the struct as its headers declare it. Fields are only
- * appended, and the library fills only the first .size bytes, so a program
- * built against older headers keeps working; a size the library does not know
- * (0, or larger than its own struct: newer headers than the library) is
- * refused with -EINVAL and nothing runs. The payload union never grows: new
+ * Growth convention (vmm/abi.h, as for every struct the API passes): the
+ * caller sets .size to sizeof(struct vmm_vcpu_exit) as its headers declare it
+ * (VMM_INIT); the library fills only the first .size bytes, and refuses a
+ * size it does not know with -EINVAL before anything runs. Unlike the
+ * structs passed in, a record is known only at the sizes versions declared
+ * (0.1: the whole struct), never cut inside the payloads, which the record
+ * covers. The union never grows: new
  * kinds fit in its reserved room, and kinds may be added, so treat a kind you
  * do not know like VMM_VCPU_EXIT_UNKNOWN (kvm_reason and run say what it is).
  *

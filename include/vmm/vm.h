@@ -45,8 +45,9 @@ enum vmm_irqchip {
 /* Number of interrupt lines (GSIs) the IOAPIC has. */
 #define VMM_IOAPIC_PINS 24
 
-/* VM configuration. Zero means default; fields are only appended. */
+/* VM configuration. Zero means default; growth convention (abi.h). */
 struct vmm_vm_config {
+    uint32_t size; /* sizeof(struct vmm_vm_config) */
     enum vmm_irqchip irqchip;
     const char *kvm_path; /* default "/dev/kvm" */
     int kick_signal;      /* signal used to kick vCPU threads; default SIGRTMIN + 1 */
@@ -78,7 +79,8 @@ struct vmm_exit {
 /*
  * Open /dev/kvm, check the API version (12) and the capabilities the library
  * needs, and create a VM with the configured interrupt controller. cfg may be
- * NULL for defaults. Returns 0, -ENOENT/-EACCES (no usable /dev/kvm),
+ * NULL for defaults. Returns 0, -EINVAL (a bad irqchip, or a cfg->size the
+ * library does not know), -ENOENT/-EACCES (no usable /dev/kvm),
  * -ENOTSUP (wrong API version or a missing capability; the log names which),
  * or another -errno from KVM.
  */

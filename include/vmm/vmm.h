@@ -3,6 +3,7 @@
 #ifndef VMM_VMM_H
 #define VMM_VMM_H
 
+#include <vmm/abi.h>
 #include <vmm/error.h>
 #include <vmm/version.h>
 #include <vmm/memory.h>

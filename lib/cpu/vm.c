@@ -78,17 +78,19 @@ static int setup_irqchip(struct vmm_vm *vm)
     r = vmm_ioapic_create(&be, &vm->ioapic);
     if (r < 0)
         return r;
-    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_ADDR, VMM_X86_IOAPIC_SIZE,
+    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_BASE, VMM_X86_IOAPIC_SIZE,
                             vmm_ioapic_bus_ops(), vm->ioapic);
 }
 
 int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
 {
+    struct vmm_vm_config c = {0};
+    if (cfg && VMM_ABI_COPY_IN(&c, cfg) < 0)
+        return -EINVAL;
     struct vmm_vm *vm = calloc(1, sizeof(*vm));
     if (!vm)
         return -ENOMEM;
-    if (cfg)
-        vm->cfg = *cfg;
+    vm->cfg = c;
     if (!vm->cfg.kvm_path)
         vm->cfg.kvm_path = KVM_DEFAULT_PATH;
     if (!vm->cfg.kick_signal)
@@ -160,7 +162,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
     free(vm->vcpus);
     free(vm->supported_cpuid);
     if (vm->ioapic && vm->mmio)
-        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_ADDR);
+        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_BASE);
     vmm_ioapic_destroy(vm->ioapic);
     vmm_event_loop_destroy(vm->loop);
     vmm_bus_destroy(vm->mmio);

@@ -24,7 +24,7 @@ void harness_init(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb)
     /* Make the console pipe big enough that a chatty guest never blocks. */
     fcntl(h->console[1], F_SETPIPE_SZ, 1 << 20);
 
-    struct vmm_vm_config cfg = {.irqchip = irqchip};
+    struct vmm_vm_config cfg = VMM_INIT(struct vmm_vm_config, .irqchip = irqchip);
     ck_assert_int_eq(vmm_vm_create(&cfg, &h->vm), 0);
     struct vmm_region_config ram = {.gpa = 0, .size = (uint64_t)mem_mb << 20};
     ck_assert_int_eq(vmm_vm_add_memory(h->vm, &ram), 0);

@@ -321,10 +321,22 @@ END_TEST
 START_TEST(bad_configuration_is_refused)
 {
     struct vmm_vm *vm;
-    struct vmm_vm_config cfg = {.irqchip = 42};
+    struct vmm_vm_config cfg = VMM_INIT(struct vmm_vm_config, .irqchip = 42);
     ck_assert_int_eq(vmm_vm_create(&cfg, &vm), -EINVAL);
-    cfg = (struct vmm_vm_config){.kvm_path = "/nonexistent/kvm"};
+    cfg = VMM_INIT(struct vmm_vm_config, .kvm_path = "/nonexistent/kvm");
     ck_assert_int_eq(vmm_vm_create(&cfg, &vm), -ENOENT);
+    /* The growth convention: a size of 0 or past the library's struct is
+     * refused before anything opens; an older, shorter struct gets defaults
+     * (kick_signal here) for the fields it lacks. */
+    cfg = VMM_INIT(struct vmm_vm_config, .kvm_path = "/nonexistent/kvm");
+    cfg.size = 0;
+    ck_assert_int_eq(vmm_vm_create(&cfg, &vm), -EINVAL);
+    cfg.size = sizeof(cfg) + 8;
+    ck_assert_int_eq(vmm_vm_create(&cfg, &vm), -EINVAL);
+    cfg = VMM_INIT(struct vmm_vm_config, .kick_signal = -1);
+    cfg.size = offsetof(struct vmm_vm_config, kick_signal);
+    ck_assert_int_eq(vmm_vm_create(&cfg, &vm), 0);
+    vmm_vm_destroy(vm);
 
     ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
     struct vmm_vcpu *vcpu;
