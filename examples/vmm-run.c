@@ -6,7 +6,6 @@
  * message on stderr for anything that went wrong.
  */
 #define _GNU_SOURCE /* asprintf, strsignal */
-#include <elf.h>
 #include <errno.h>
 #include <getopt.h>
 #include <fcntl.h>
@@ -342,24 +341,7 @@ static enum boot_kind classify_image(const char *path)
     close(fd);
     if (n < 0)
         fail("cannot load '%s': %s", path, strerror(errno));
-    enum vmm_kernel_format fmt = vmm_kernel_detect(buf, (size_t)n);
-    if (fmt == VMM_KERNEL_BZIMAGE)
-        return BOOT_LINUX;
-    if (fmt != VMM_KERNEL_ELF || (size_t)n < sizeof(Elf64_Ehdr))
-        return BOOT_PROGRAM; /* the ELF loader explains what is wrong */
-    const Elf64_Ehdr *eh = (const Elf64_Ehdr *)buf;
-    if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_phentsize != sizeof(Elf64_Phdr))
-        return BOOT_PROGRAM;
-    for (unsigned i = 0; i < eh->e_phnum; i++) {
-        uint64_t off = eh->e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
-        if (off < eh->e_phoff || off > (uint64_t)n || (uint64_t)n - off < sizeof(Elf64_Phdr))
-            break; /* headers beyond what was read: the loader checks them */
-        Elf64_Phdr ph;
-        memcpy(&ph, buf + off, sizeof(ph));
-        if (ph.p_type == PT_LOAD && ph.p_vaddr != ph.p_paddr)
-            return BOOT_LINUX;
-    }
-    return BOOT_PROGRAM;
+    return vmm_kernel_is_linux(buf, (size_t)n) ? BOOT_LINUX : BOOT_PROGRAM;
 }
 
 /* MTRRdefType: MTRRs on, default type write-back, as firmware leaves it; a

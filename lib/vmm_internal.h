@@ -96,4 +96,31 @@ struct iovec;
  */
 long vmm_writev_nosigpipe(int fd, const struct iovec *iov, int iovcnt);
 
+/* How a device's output reaches its fd without blocking a vCPU forever or
+ * killing the process with SIGPIPE (the UART's and the virtio console's). */
+enum vmm_out_kind {
+    VMM_OUT_NONE,    /* no fd: output is dropped */
+    VMM_OUT_REGULAR, /* regular file or block device: never blocks */
+    VMM_OUT_PIPE,    /* pipe/FIFO: may block, may raise SIGPIPE */
+    VMM_OUT_SOCKET,  /* sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) */
+    VMM_OUT_OTHER,   /* tty and other character devices: may block */
+};
+
+/* What kind of output fd is (VMM_OUT_NONE for -1). */
+enum vmm_out_kind vmm_out_classify(int fd);
+
+/* Whether a write to this kind may block: poll for POLLOUT first. */
+static inline bool vmm_out_needs_poll(enum vmm_out_kind kind)
+{
+    return kind == VMM_OUT_PIPE || kind == VMM_OUT_OTHER;
+}
+
+/*
+ * One write of iov[0..n) to fd the way its kind needs: sendmsg without
+ * waiting or SIGPIPE for a socket, vmm_writev_nosigpipe for a pipe, writev
+ * otherwise. Retries on EINTR; does not poll. Returns what writev returns,
+ * errno set.
+ */
+long vmm_out_writev(int fd, enum vmm_out_kind kind, const struct iovec *iov, int n);
+
 #endif /* VMM_INTERNAL_H */

@@ -304,6 +304,14 @@ struct vmm_linux_boot {
 VMM_API enum vmm_kernel_format vmm_kernel_detect(const void *image, size_t size);
 
 /*
+ * Whether image[0..size) (the start of a file is enough) is a Linux kernel
+ * rather than a guest program: a bzImage, or an ELF64 with a loadable segment
+ * linked at a virtual address other than its physical load address, as every
+ * x86-64 vmlinux is. Program headers past size are not looked at. Pure.
+ */
+VMM_API bool vmm_kernel_is_linux(const void *image, size_t size);
+
+/*
  * Load a kernel from image[0..size) into mem and start *boot afresh with what
  * later steps need.
  *

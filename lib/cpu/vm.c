@@ -78,7 +78,7 @@ static int setup_irqchip(struct vmm_vm *vm)
     r = vmm_ioapic_create(&be, &vm->ioapic);
     if (r < 0)
         return r;
-    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_BASE, VMM_X86_IOAPIC_SIZE,
+    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_ADDR, VMM_X86_IOAPIC_SIZE,
                             vmm_ioapic_bus_ops(), vm->ioapic);
 }
 
@@ -162,7 +162,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
     free(vm->vcpus);
     free(vm->supported_cpuid);
     if (vm->ioapic && vm->mmio)
-        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_BASE);
+        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_ADDR);
     vmm_ioapic_destroy(vm->ioapic);
     vmm_event_loop_destroy(vm->loop);
     vmm_bus_destroy(vm->mmio);

@@ -83,16 +83,6 @@
 #define MSR_RI   0x40
 #define MSR_DCD  0x80
 
-/* How a transmitted byte reaches out_fd without blocking a vCPU forever or
- * killing the process with SIGPIPE. */
-enum uart_out_kind {
-    OUT_NONE,
-    OUT_REGULAR, /* regular file or block device: never blocks */
-    OUT_PIPE,    /* pipe/FIFO: may block, may raise SIGPIPE */
-    OUT_SOCKET,  /* send(MSG_NOSIGNAL | MSG_DONTWAIT) */
-    OUT_OTHER,   /* tty and other character devices: may block */
-};
-
 /*
  * Locking: lock guards the registers, the FIFO and the input-fd state; it is
  * taken by vCPU threads (bus callbacks) and the event-loop thread
@@ -128,7 +118,7 @@ struct vmm_uart {
 
     pthread_mutex_t tx_lock;
     int out_fd;
-    enum uart_out_kind out_kind;
+    enum vmm_out_kind out_kind;
     bool tx_stalled; /* under tx_lock */
     bool tx_failing; /* under tx_lock: a drop was logged, not yet recovered */
     uint64_t tx_dropped;
@@ -416,47 +406,20 @@ static int out_wait_writable(struct vmm_uart *u)
 
 static int out_write_byte(struct vmm_uart *u, uint8_t byte)
 {
-    ssize_t n;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
     int r;
-    switch (u->out_kind) {
-    case OUT_NONE:
+    if (u->out_kind == VMM_OUT_NONE)
         return 0;
-    case OUT_REGULAR:
-        do {
-            n = write(u->out_fd, &byte, 1);
-        } while (n < 0 && errno == EINTR);
-        break;
-    case OUT_SOCKET:
-        do {
-            n = send(u->out_fd, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-        } while (n < 0 && errno == EINTR);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            r = out_wait_writable(u);
-            if (r < 0)
-                return r;
-            do {
-                n = send(u->out_fd, &byte, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-            } while (n < 0 && errno == EINTR);
-        }
-        break;
-    case OUT_PIPE:
-    case OUT_OTHER:
-        /* Blocking fds are the caller's; we may not make them non-blocking,
-         * so poll first: a pipe or tty that polls writable takes one byte. */
-        r = out_wait_writable(u);
-        if (r < 0)
+    /* Blocking fds are the caller's; we may not make them non-blocking, so
+     * poll first: a pipe or tty that polls writable takes one byte. */
+    if (vmm_out_needs_poll(u->out_kind) && (r = out_wait_writable(u)) < 0)
+        return r;
+    long n = vmm_out_writev(u->out_fd, u->out_kind, &iov, 1);
+    if (n < 0 && u->out_kind == VMM_OUT_SOCKET && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        /* A full socket: wait (bounded) for room, then once more. */
+        if ((r = out_wait_writable(u)) < 0)
             return r;
-        if (u->out_kind == OUT_PIPE) {
-            n = vmm_writev_nosigpipe(u->out_fd, &(struct iovec){.iov_base = &byte, .iov_len = 1},
-                                     1);
-        } else {
-            do {
-                n = write(u->out_fd, &byte, 1);
-            } while (n < 0 && errno == EINTR);
-        }
-        break;
-    default:
-        return -EINVAL;
+        n = vmm_out_writev(u->out_fd, u->out_kind, &iov, 1);
     }
     if (n < 0)
         return -errno;
@@ -465,7 +428,7 @@ static int out_write_byte(struct vmm_uart *u, uint8_t byte)
 
 static void uart_transmit(struct vmm_uart *u, uint8_t byte)
 {
-    if (u->out_kind == OUT_NONE)
+    if (u->out_kind == VMM_OUT_NONE)
         return;
     pthread_mutex_lock(&u->tx_lock);
     int r = out_write_byte(u, byte);
@@ -528,22 +491,6 @@ const struct vmm_bus_ops *vmm_uart_bus_ops(void)
 
 /* ---- create / destroy ---- */
 
-static enum uart_out_kind classify_out_fd(int fd)
-{
-    if (fd < 0)
-        return OUT_NONE;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return OUT_OTHER;
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
-        return OUT_REGULAR;
-    if (S_ISFIFO(st.st_mode))
-        return OUT_PIPE;
-    if (S_ISSOCK(st.st_mode))
-        return OUT_SOCKET;
-    return OUT_OTHER;
-}
-
 static bool fd_is_valid(int fd)
 {
     return fcntl(fd, F_GETFL) >= 0;
@@ -577,7 +524,7 @@ int vmm_uart_create(const struct vmm_uart_config *cfg, struct vmm_uart **out)
     u->set_irq = c.set_irq;
     u->irq_opaque = c.irq_opaque;
     u->out_fd = c.out_fd;
-    u->out_kind = classify_out_fd(c.out_fd);
+    u->out_kind = vmm_out_classify(c.out_fd);
     u->in_fd = c.in_fd;
     if (c.in_fd >= 0) {
         struct stat st;

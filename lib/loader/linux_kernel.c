@@ -35,6 +35,30 @@ enum vmm_kernel_format vmm_kernel_detect(const void *image, size_t size)
     return VMM_KERNEL_UNKNOWN;
 }
 
+bool vmm_kernel_is_linux(const void *image, size_t size)
+{
+    enum vmm_kernel_format fmt = vmm_kernel_detect(image, size);
+    if (fmt == VMM_KERNEL_BZIMAGE)
+        return true;
+    if (fmt != VMM_KERNEL_ELF || size < sizeof(Elf64_Ehdr))
+        return false;
+    const unsigned char *p = image;
+    Elf64_Ehdr eh;
+    memcpy(&eh, p, sizeof(eh));
+    if (eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr))
+        return false;
+    for (unsigned i = 0; i < eh.e_phnum; i++) {
+        uint64_t off = eh.e_phoff + (uint64_t)i * sizeof(Elf64_Phdr);
+        if (off < eh.e_phoff || off > size || size - off < sizeof(Elf64_Phdr))
+            break; /* headers past what the caller read */
+        Elf64_Phdr ph;
+        memcpy(&ph, p + off, sizeof(ph));
+        if (ph.p_type == PT_LOAD && ph.p_vaddr != ph.p_paddr)
+            return true;
+    }
+    return false;
+}
+
 static uint64_t align_up(uint64_t v, uint64_t align, bool *overflow)
 {
     uint64_t r;
@@ -91,8 +115,22 @@ static int check_kernel_writable(const struct vmm_memory *mem, uint64_t base, ui
 
 /* ---- bzImage ---- */
 
-static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
-                        const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+/* What the bzImage header says, once read and checked. */
+struct bz_info {
+    struct vmm_linux_setup_header hdr;
+    uint32_t hdr_len;
+    uint16_t version;
+    uint64_t setup_size;  /* real-mode setup: skipped */
+    uint64_t kernel_size; /* protected-mode kernel: copied */
+    uint64_t span;        /* bytes the kernel owns from its load address */
+    uint64_t align;
+    bool relocatable;
+};
+
+/* Read the setup header: magic, boot flag, protocol version and where the
+ * header ends (its leading short jump says). */
+static int bz_read_header(const struct vmm_image *im, struct bz_info *bz,
+                          struct vmm_linux_boot *boot)
 {
     uint64_t size = im->size;
     unsigned char head[BZ_PROBE_SIZE] = {0};
@@ -130,23 +168,33 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
     if (hdr_end > BZ_HDR_AREA_END)
         hdr_end = BZ_HDR_AREA_END;
 
-    struct vmm_linux_setup_header hdr;
-    memset(&hdr, 0, sizeof(hdr));
-    uint32_t hdr_len = hdr_end - VMM_LINUX_HDR_OFFSET;
-    memcpy(&hdr, head + VMM_LINUX_HDR_OFFSET, hdr_len < sizeof(hdr) ? hdr_len : sizeof(hdr));
+    memset(&bz->hdr, 0, sizeof(bz->hdr));
+    bz->hdr_len = hdr_end - VMM_LINUX_HDR_OFFSET;
+    memcpy(&bz->hdr, head + VMM_LINUX_HDR_OFFSET,
+           bz->hdr_len < sizeof(bz->hdr) ? bz->hdr_len : sizeof(bz->hdr));
+    bz->version = version;
+    return 0;
+}
 
-    unsigned setup_sects = hdr.setup_sects ? hdr.setup_sects : 4;
+/* Check what the header says about the image against the image: setup and
+ * kernel sizes, the 64-bit entry, payload, command-line limit, alignment. */
+static int bz_check_layout(const struct vmm_image *im, struct bz_info *bz,
+                           struct vmm_linux_boot *boot)
+{
+    const struct vmm_linux_setup_header *hdr = &bz->hdr;
+    uint64_t size = im->size;
+    unsigned setup_sects = hdr->setup_sects ? hdr->setup_sects : 4;
     uint64_t setup_size = (uint64_t)(setup_sects + 1) * 512;
     if (setup_size >= size)
         return linux_fail(boot, -EINVAL,
                           "setup_sects %u puts the kernel at 0x%" PRIx64
                           ", past the end of the %" PRIu64 "-byte image",
-                          hdr.setup_sects, setup_size, size);
+                          hdr->setup_sects, setup_size, size);
     uint64_t kernel_size = size - setup_size;
 
-    if (!(hdr.loadflags & VMM_LINUX_LOADED_HIGH))
+    if (!(hdr->loadflags & VMM_LINUX_LOADED_HIGH))
         return linux_fail(boot, -EINVAL, "kernel is not loaded high (a zImage): not supported");
-    if (version < 0x020c || !(hdr.xloadflags & VMM_LINUX_XLF_KERNEL_64))
+    if (bz->version < 0x020c || !(hdr->xloadflags & VMM_LINUX_XLF_KERNEL_64))
         return linux_fail(boot, -EINVAL,
                           "kernel has no 64-bit entry point (xloadflags lacks XLF_KERNEL_64)");
     if (kernel_size <= BZ_ENTRY64_OFFSET)
@@ -155,120 +203,155 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
                           " bytes is too short for the 64-bit entry at 0x200",
                           kernel_size);
 
-    uint64_t sys_bytes = (uint64_t)hdr.syssize * 16;
-    if (hdr.syssize == 0 || sys_bytes > kernel_size)
+    uint64_t sys_bytes = (uint64_t)hdr->syssize * 16;
+    if (hdr->syssize == 0 || sys_bytes > kernel_size)
         return linux_fail(boot, -EINVAL,
                           "syssize says 0x%" PRIx64 " bytes of kernel, the image has 0x%" PRIx64
                           " after the setup",
                           sys_bytes, kernel_size);
-    uint64_t payload_end = (uint64_t)hdr.payload_offset + hdr.payload_length;
+    uint64_t payload_end = (uint64_t)hdr->payload_offset + hdr->payload_length;
     if (payload_end > kernel_size)
         return linux_fail(boot, -EINVAL,
                           "payload [0x%x, +0x%x) lies outside the 0x%" PRIx64
                           "-byte protected-mode kernel",
-                          hdr.payload_offset, hdr.payload_length, kernel_size);
+                          hdr->payload_offset, hdr->payload_length, kernel_size);
 
     /* 2.06+ states its command-line limit; 0 would take nothing at all. */
-    if (hdr.cmdline_size == 0)
+    if (hdr->cmdline_size == 0)
         return linux_fail(boot, -EINVAL, "cmdline_size is 0 (protocol 2.06+ must state it)");
 
-    bool relocatable = hdr.relocatable_kernel != 0;
-    uint64_t align = hdr.kernel_alignment;
-    if (relocatable && (align == 0 || (align & (align - 1)) != 0))
+    bz->relocatable = hdr->relocatable_kernel != 0;
+    uint64_t align = hdr->kernel_alignment;
+    if (bz->relocatable && (align == 0 || (align & (align - 1)) != 0))
         return linux_fail(boot, -EINVAL, "kernel_alignment 0x%" PRIx64 " is not a power of two",
                           align);
-    if (align < 0x1000)
-        align = 0x1000;
+    bz->align = align < 0x1000 ? 0x1000 : align;
 
     /* The kernel decompresses in place: it owns init_size bytes from its load
      * address (and at least the image itself). */
-    uint64_t span = hdr.init_size > kernel_size ? hdr.init_size : kernel_size;
+    uint64_t span = hdr->init_size > kernel_size ? hdr->init_size : kernel_size;
     bool ovf = false;
-    span = align_up(span, 0x1000, &ovf);
+    bz->span = align_up(span, 0x1000, &ovf);
+    bz->setup_size = setup_size;
+    bz->kernel_size = kernel_size;
+    return 0;
+}
 
+/* Check the load address the caller asked for; below pref_address a
+ * relocatable kernel moves itself up to it and decompresses there, so it owns
+ * [load, pref_address + init_size). */
+static int bz_place_at(struct vmm_memory *mem, struct bz_info *bz, uint64_t load,
+                       vmm_gpa_t min_addr, const struct vmm_range *res, unsigned nres,
+                       struct vmm_linux_boot *boot)
+{
+    uint64_t pref = bz->hdr.pref_address;
+    if (!bz->relocatable && load != pref)
+        return linux_fail(boot, -EINVAL,
+                          "kernel is not relocatable: it must go at 0x%" PRIx64 ", not 0x%" PRIx64,
+                          pref, load);
+    if (bz->relocatable && (load & (bz->align - 1)) != 0)
+        return linux_fail(boot, -EINVAL,
+                          "load address 0x%" PRIx64
+                          " is not aligned to kernel_alignment 0x%" PRIx64,
+                          load, bz->align);
+    if (bz->relocatable && load < pref && __builtin_add_overflow(bz->span, pref - load, &bz->span))
+        return linux_fail(boot, -EINVAL,
+                          "pref_address 0x%" PRIx64 " + init_size wraps the address space", pref);
+    return check_kernel_range(mem, load, bz->span, min_addr, res, nres, "load address", boot);
+}
+
+/* Find room for a relocatable kernel: below pref_address it would move itself
+ * up to it before decompressing, so search from there up. */
+static int bz_place_search(struct vmm_memory *mem, const struct bz_info *bz, vmm_gpa_t min_addr,
+                           const struct vmm_range *res, unsigned nres, uint64_t *load,
+                           struct vmm_linux_boot *boot)
+{
+    bool ovf = false;
+    uint64_t lo = bz->hdr.pref_address > min_addr ? bz->hdr.pref_address : min_addr;
+    lo = align_up(lo, bz->align, &ovf);
+    struct linux_place req = {.size = bz->span,
+                              .align = bz->align,
+                              .lo = lo,
+                              .hi = LINUX_IDENTITY_MAP_END,
+                              .avoid = res,
+                              .navoid = nres};
+    int r = ovf ? -ENOSPC : linux_place(mem, &req, load);
+    if (r == -ENOMEM)
+        return linux_fail(boot, r, "out of memory");
+    if (r < 0)
+        return linux_fail(boot, -ENOSPC,
+                          "no room for the kernel: 0x%" PRIx64
+                          " bytes (init_size) of RAM aligned to 0x%" PRIx64 " from 0x%" PRIx64
+                          " below 4 GiB",
+                          bz->span, bz->align, lo);
+    return 0;
+}
+
+/* Choose the load address: the caller's, pref_address for a fixed kernel, or
+ * the first free aligned range. */
+static int bz_place(struct vmm_memory *mem, const struct vmm_kernel_options *opts,
+                    struct bz_info *bz, uint64_t *load, struct vmm_linux_boot *boot)
+{
     vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LINUX_MIN_ADDR;
     struct vmm_range res[VMM_MACHINE_MAX_RESERVED];
     int nres = vmm_loader_machine_reserved(opts ? opts->machine : NULL, res);
     if (nres < 0)
         return linux_fail(boot, -EINVAL, "machine has a malformed reserved range");
 
-    uint64_t load;
-    int r;
     if (opts && opts->load_addr) {
-        load = opts->load_addr;
-        if (!relocatable && load != hdr.pref_address)
-            return linux_fail(boot, -EINVAL,
-                              "kernel is not relocatable: it must go at 0x%" PRIx64
-                              ", not 0x%" PRIx64,
-                              (uint64_t)hdr.pref_address, load);
-        if (relocatable && (load & (align - 1)) != 0)
-            return linux_fail(boot, -EINVAL,
-                              "load address 0x%" PRIx64
-                              " is not aligned to kernel_alignment 0x%" PRIx64,
-                              load, align);
-        /* Below pref_address a relocatable kernel moves itself up to it and
-         * decompresses there: it owns [load, pref_address + init_size). */
-        if (relocatable && load < hdr.pref_address &&
-            __builtin_add_overflow(span, hdr.pref_address - load, &span))
-            return linux_fail(boot, -EINVAL,
-                              "pref_address 0x%" PRIx64 " + init_size wraps the address space",
-                              (uint64_t)hdr.pref_address);
-        r = check_kernel_range(mem, load, span, min_addr, res, (unsigned)nres, "load address",
-                               boot);
-        if (r < 0)
-            return r;
-    } else if (!relocatable) {
-        load = hdr.pref_address;
-        r = check_kernel_range(mem, load, span, min_addr, res, (unsigned)nres, "pref_address",
-                               boot);
-        if (r < 0)
-            return r;
-    } else {
-        /* Below pref_address the kernel would move itself up to it before
-         * decompressing: search from there up. */
-        uint64_t lo = hdr.pref_address > min_addr ? hdr.pref_address : min_addr;
-        lo = align_up(lo, align, &ovf);
-        struct linux_place req = {.size = span,
-                                  .align = align,
-                                  .lo = lo,
-                                  .hi = LINUX_IDENTITY_MAP_END,
-                                  .avoid = res,
-                                  .navoid = (unsigned)nres};
-        r = ovf ? -ENOSPC : linux_place(mem, &req, &load);
-        if (r == -ENOMEM)
-            return linux_fail(boot, r, "out of memory");
-        if (r < 0)
-            return linux_fail(boot, -ENOSPC,
-                              "no room for the kernel: 0x%" PRIx64
-                              " bytes (init_size) of RAM aligned to 0x%" PRIx64 " from 0x%" PRIx64
-                              " below 4 GiB",
-                              span, align, lo);
+        *load = opts->load_addr;
+        return bz_place_at(mem, bz, *load, min_addr, res, (unsigned)nres, boot);
     }
-    r = check_kernel_writable(mem, load, load + span, boot);
-    if (r < 0)
-        return r;
+    if (!bz->relocatable) {
+        *load = bz->hdr.pref_address;
+        return check_kernel_range(mem, *load, bz->span, min_addr, res, (unsigned)nres,
+                                  "pref_address", boot);
+    }
+    return bz_place_search(mem, bz, min_addr, res, (unsigned)nres, load, boot);
+}
 
-    r = vmm_image_to_guest(mem, load, im, setup_size, kernel_size);
-    if (r < 0)
-        return linux_fail(boot, r, "copying the kernel to 0x%" PRIx64 " failed: %s", load,
-                          r == -EINVAL && !im->buf ? "the file shrank" : vmm_strerror(r));
-
+/* Record where the kernel went and what its header allows. */
+static void bz_fill_boot(const struct bz_info *bz, uint64_t load, struct vmm_linux_boot *boot)
+{
     boot->format = VMM_KERNEL_BZIMAGE;
     boot->protocol = VMM_LINUX_BOOT_64;
     boot->entry = load + BZ_ENTRY64_OFFSET;
     boot->kernel_low = load;
-    boot->kernel_high = load + span;
-    boot->boot_version = version;
-    boot->hdr = hdr;
-    boot->hdr_len = hdr_len;
+    boot->kernel_high = load + bz->span;
+    boot->boot_version = bz->version;
+    boot->hdr = bz->hdr;
+    boot->hdr_len = bz->hdr_len;
     /* 0 would leave no room at all; the protocol's old default is the sane
      * reading. */
-    boot->initrd_addr_max = hdr.initrd_addr_max ? hdr.initrd_addr_max : 0x37ffffffu;
-    boot->cmdline_max =
-        hdr.cmdline_size < VMM_X86_CMDLINE_MAX - 1 ? hdr.cmdline_size : VMM_X86_CMDLINE_MAX - 1;
+    boot->initrd_addr_max = bz->hdr.initrd_addr_max ? bz->hdr.initrd_addr_max : 0x37ffffffu;
+    boot->cmdline_max = bz->hdr.cmdline_size < VMM_X86_CMDLINE_MAX - 1 ? bz->hdr.cmdline_size
+                                                                       : VMM_X86_CMDLINE_MAX - 1;
+}
+
+static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
+                        const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    struct bz_info bz;
+    uint64_t load;
+    int r = bz_read_header(im, &bz, boot);
+    if (r == 0)
+        r = bz_check_layout(im, &bz, boot);
+    if (r == 0)
+        r = bz_place(mem, opts, &bz, &load, boot);
+    if (r == 0)
+        r = check_kernel_writable(mem, load, load + bz.span, boot);
+    if (r < 0)
+        return r;
+
+    r = vmm_image_to_guest(mem, load, im, bz.setup_size, bz.kernel_size);
+    if (r < 0)
+        return linux_fail(boot, r, "copying the kernel to 0x%" PRIx64 " failed: %s", load,
+                          r == -EINVAL && !im->buf ? "the file shrank" : vmm_strerror(r));
+
+    bz_fill_boot(&bz, load, boot);
     vmm_log_debug("linux: bzImage protocol %u.%02u at [0x%" PRIx64 ", 0x%" PRIx64
                   "), entry 0x%" PRIx64,
-                  version >> 8, version & 0xff, load, load + span, boot->entry);
+                  bz.version >> 8, bz.version & 0xff, load, load + bz.span, boot->entry);
     return 0;
 }
 

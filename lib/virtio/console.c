@@ -50,14 +50,6 @@
  * it is writable: small enough that the write does not block. */
 #define CONSOLE_TTY_CHUNK 256
 
-enum out_kind {
-    OUT_NONE,
-    OUT_REGULAR, /* regular file, block device: never blocks */
-    OUT_PIPE,    /* may block, may raise SIGPIPE */
-    OUT_SOCKET,  /* sendmsg(MSG_DONTWAIT | MSG_NOSIGNAL) */
-    OUT_OTHER,   /* terminal and other character devices */
-};
-
 struct console {
     struct vmm_virtio_transport *t;
     struct vmm_event_loop *loop;
@@ -72,14 +64,14 @@ struct console {
     size_t in_off, in_len; /* pending input: in_buf[in_off, in_off + in_len) */
 
     int out_fd;
-    enum out_kind out_kind;
+    enum vmm_out_kind out_kind;
     int out_watch_fd; /* a dup of out_fd the loop watches for POLLOUT; -1: none */
     bool out_watched;
     bool out_waiting;                 /* out_watch_fd is armed */
     struct vmm_virtq_chain *tx_chain; /* a chain being written out */
     uint64_t tx_off;                  /* bytes of it already written */
     bool out_error_logged;
-    bool tx_oversize_logged;
+    struct vmm_log_limit tx_oversize_log;
 
     uint64_t rx_bytes, tx_bytes, tx_dropped;
 };
@@ -182,7 +174,7 @@ static int clamp_iov(struct iovec *iov, int n, size_t max)
 static int tx_write(struct console *c)
 {
     struct vmm_virtq_chain *ch = c->tx_chain;
-    if (c->out_kind == OUT_NONE) {
+    if (c->out_kind == VMM_OUT_NONE) {
         c->tx_off = ch->readable_len;
         return 0;
     }
@@ -190,12 +182,11 @@ static int tx_write(struct console *c)
     if (end > CONSOLE_TX_MAX_CHAIN) {
         if (c->tx_off == 0) {
             c->tx_dropped += end - CONSOLE_TX_MAX_CHAIN;
-            if (!c->tx_oversize_logged) {
-                c->tx_oversize_logged = true;
-                vmm_log_warn("virtio-console: a %" PRIu64 "-byte transmit buffer; writing the "
-                             "first %u bytes and dropping the rest",
-                             end, CONSOLE_TX_MAX_CHAIN);
-            }
+            /* The guest can send these at will: one warning, then debug. */
+            vmm_log_limited(&c->tx_oversize_log, 1,
+                            "virtio-console: a %" PRIu64 "-byte transmit buffer; writing the "
+                            "first %u bytes and dropping the rest",
+                            end, CONSOLE_TX_MAX_CHAIN);
         }
         end = CONSOLE_TX_MAX_CHAIN;
     }
@@ -220,35 +211,14 @@ static int tx_write(struct console *c)
             c->tx_off = end;
             return 0;
         }
-        ssize_t w;
-        switch (c->out_kind) {
-        case OUT_SOCKET: {
-            struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-            do {
-                w = sendmsg(c->out_fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
-            } while (w < 0 && errno == EINTR);
-            break;
-        }
-        case OUT_PIPE:
+        /* A pipe or terminal takes what fits without blocking once it
+         * polls writable: a pipe PIPE_BUF bytes, a terminal a chunk. */
+        if (vmm_out_needs_poll(c->out_kind)) {
             if (!out_writable_now(c->out_fd))
                 return -EAGAIN;
-            n = clamp_iov(iov, n, PIPE_BUF);
-            w = vmm_writev_nosigpipe(c->out_fd, iov, n);
-            break;
-        case OUT_OTHER:
-            if (!out_writable_now(c->out_fd))
-                return -EAGAIN;
-            n = clamp_iov(iov, n, CONSOLE_TTY_CHUNK);
-            do {
-                w = writev(c->out_fd, iov, n);
-            } while (w < 0 && errno == EINTR);
-            break;
-        default: /* OUT_REGULAR */
-            do {
-                w = writev(c->out_fd, iov, n);
-            } while (w < 0 && errno == EINTR);
-            break;
+            n = clamp_iov(iov, n, c->out_kind == VMM_OUT_PIPE ? PIPE_BUF : CONSOLE_TTY_CHUNK);
         }
+        long w = vmm_out_writev(c->out_fd, c->out_kind, iov, n);
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return -EAGAIN;
         if (w <= 0) {
@@ -316,22 +286,6 @@ static void out_event(void *opaque, int fd, uint32_t events)
 
 /* ---- device callbacks ---- */
 
-static enum out_kind classify_out(int fd)
-{
-    if (fd < 0)
-        return OUT_NONE;
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return OUT_OTHER;
-    if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode))
-        return OUT_REGULAR;
-    if (S_ISFIFO(st.st_mode))
-        return OUT_PIPE;
-    if (S_ISSOCK(st.st_mode))
-        return OUT_SOCKET;
-    return OUT_OTHER;
-}
-
 static int console_attach(void *opaque, struct vmm_virtio_transport *t)
 {
     struct console *c = opaque;
@@ -355,7 +309,8 @@ static int console_attach(void *opaque, struct vmm_virtio_transport *t)
             c->in_events = EPOLLIN;
         }
     }
-    if (c->out_kind == OUT_PIPE || c->out_kind == OUT_SOCKET || c->out_kind == OUT_OTHER) {
+    if (c->out_kind == VMM_OUT_PIPE || c->out_kind == VMM_OUT_SOCKET ||
+        c->out_kind == VMM_OUT_OTHER) {
         /* A dup: the loop keys on fd numbers, and out_fd may equal in_fd. */
         c->out_watch_fd = fcntl(c->out_fd, F_DUPFD_CLOEXEC, 0);
         if (c->out_watch_fd >= 0 &&
@@ -450,7 +405,7 @@ int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,
         return -ENOMEM;
     c->in_fd = cfg->in_fd < 0 ? -1 : cfg->in_fd;
     c->out_fd = cfg->out_fd < 0 ? -1 : cfg->out_fd;
-    c->out_kind = classify_out(c->out_fd);
+    c->out_kind = vmm_out_classify(c->out_fd);
     c->out_watch_fd = -1;
     c->cols = (uint16_t)cfg->cols;
     c->rows = (uint16_t)cfg->rows;

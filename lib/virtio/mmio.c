@@ -275,6 +275,74 @@ static void device_reset(struct vmm_virtio_mmio *m)
     m->interrupt_status = 0;
 }
 
+/* Whether the driver may go from old to v (NEEDS_RESET and FAILED left
+ * out): bits only added, known ones, in the order the spec sets them. */
+static bool status_step_allowed(struct vmm_virtio_mmio *m, uint32_t old, uint32_t v)
+{
+    uint32_t added = v & ~old;
+    if (old & ~v) {
+        refused(m, "status 0x%x clears bits of 0x%x (only a reset can)", v, old);
+        return false;
+    }
+    if (v & ~(VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER |
+              VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
+        refused(m, "status 0x%x has unknown bits", v);
+        return false;
+    }
+    if ((v & VMM_VIRTIO_STATUS_DRIVER) && !(v & VMM_VIRTIO_STATUS_ACKNOWLEDGE)) {
+        refused(m, "status DRIVER without ACKNOWLEDGE");
+        return false;
+    }
+    if ((v & VMM_VIRTIO_STATUS_FEATURES_OK) && !(v & VMM_VIRTIO_STATUS_DRIVER)) {
+        refused(m, "status FEATURES_OK without DRIVER");
+        return false;
+    }
+    if ((added & VMM_VIRTIO_STATUS_DRIVER_OK) && !(v & VMM_VIRTIO_STATUS_FEATURES_OK)) {
+        refused(m, "status DRIVER_OK before FEATURES_OK");
+        return false;
+    }
+    return true;
+}
+
+/* FEATURES_OK: accept the driver's features, or leave the bit clear (per
+ * spec the driver sees that when it reads the status back). */
+static bool accept_features(struct vmm_virtio_mmio *m)
+{
+    struct vmm_virtio_transport *t = &m->t;
+    uint64_t extra = m->driver_features & ~t->offered;
+    if (extra) {
+        refused(m, "FEATURES_OK with features 0x%" PRIx64 " not offered", extra);
+        return false;
+    }
+    if (!(m->driver_features & VMM_VIRTIO_F_VERSION_1)) {
+        refused(m, "FEATURES_OK without VIRTIO_F_VERSION_1");
+        return false;
+    }
+    t->features = m->driver_features;
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        vmm_virtq_set_features(t->queues[i], t->features);
+    return true;
+}
+
+/* DRIVER_OK: activate the device, then look at every ready queue. */
+static void activate(struct vmm_virtio_mmio *m)
+{
+    struct vmm_virtio_transport *t = &m->t;
+    int r = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
+    if (r < 0) {
+        vmm_log_limited(&t->activate_log, VMM_VIRTIO_LOG_BUDGET, "%s: activation failed: %s",
+                        t->name, vmm_strerror(r));
+        vmm_virtio_set_needs_reset(t);
+        return;
+    }
+    t->activated = true;
+    /* Drivers fill queues (and notify) before DRIVER_OK; those notifications
+     * were dropped, so look at every ready queue now. */
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        if (m->q[i].ready)
+            kick_queue(m, i);
+}
+
 static void write_status(struct vmm_virtio_mmio *m, uint32_t v)
 {
     struct vmm_virtio_transport *t = &m->t;
@@ -293,67 +361,18 @@ static void write_status(struct vmm_virtio_mmio *m, uint32_t v)
         t->status = old | VMM_VIRTIO_STATUS_FAILED | keep;
         return;
     }
-    if (old & ~v) {
-        refused(m, "status 0x%x clears bits of 0x%x (only a reset can)", v, old);
+    if (!status_step_allowed(m, old, v))
         return;
-    }
-    if (v & ~(VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER |
-              VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
-        refused(m, "status 0x%x has unknown bits", v);
-        return;
-    }
-    if ((v & VMM_VIRTIO_STATUS_DRIVER) && !(v & VMM_VIRTIO_STATUS_ACKNOWLEDGE)) {
-        refused(m, "status DRIVER without ACKNOWLEDGE");
-        return;
-    }
-    if ((v & VMM_VIRTIO_STATUS_FEATURES_OK) && !(v & VMM_VIRTIO_STATUS_DRIVER)) {
-        refused(m, "status FEATURES_OK without DRIVER");
-        return;
-    }
-    if ((added & VMM_VIRTIO_STATUS_DRIVER_OK) && !(v & VMM_VIRTIO_STATUS_FEATURES_OK)) {
-        refused(m, "status DRIVER_OK before FEATURES_OK");
-        return;
-    }
-    if (added & VMM_VIRTIO_STATUS_FEATURES_OK) {
-        uint64_t extra = m->driver_features & ~t->offered;
-        if (extra || !(m->driver_features & VMM_VIRTIO_F_VERSION_1)) {
-            /* Per spec the device leaves FEATURES_OK clear; the driver sees
-             * that when it reads the status back. */
-            if (extra)
-                refused(m, "FEATURES_OK with features 0x%" PRIx64 " not offered", extra);
-            else
-                refused(m, "FEATURES_OK without VIRTIO_F_VERSION_1");
-            v &= ~VMM_VIRTIO_STATUS_FEATURES_OK;
-            added &= ~VMM_VIRTIO_STATUS_FEATURES_OK;
-        } else {
-            t->features = m->driver_features;
-            for (unsigned i = 0; i < t->dev.num_queues; i++)
-                vmm_virtq_set_features(t->queues[i], t->features);
-        }
-    }
-    /* FEATURES_OK refused in this very write (logged above): so is
-     * DRIVER_OK, which the check above let through because it was asked for
+    /* FEATURES_OK refused in this very write (logged): so is DRIVER_OK,
+     * which status_step_allowed let through because it was asked for
      * together with FEATURES_OK. */
-    if ((added & VMM_VIRTIO_STATUS_DRIVER_OK) && !(v & VMM_VIRTIO_STATUS_FEATURES_OK)) {
-        v &= ~VMM_VIRTIO_STATUS_DRIVER_OK;
-        added &= ~VMM_VIRTIO_STATUS_DRIVER_OK;
+    if ((added & VMM_VIRTIO_STATUS_FEATURES_OK) && !accept_features(m)) {
+        v &= ~(VMM_VIRTIO_STATUS_FEATURES_OK | (added & VMM_VIRTIO_STATUS_DRIVER_OK));
+        added &= ~(VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK);
     }
     t->status = v | keep;
-    if (added & VMM_VIRTIO_STATUS_DRIVER_OK) {
-        int r = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
-        if (r < 0) {
-            vmm_log_limited(&t->activate_log, VMM_VIRTIO_LOG_BUDGET, "%s: activation failed: %s",
-                            t->name, vmm_strerror(r));
-            vmm_virtio_set_needs_reset(t);
-            return;
-        }
-        t->activated = true;
-        /* Drivers fill queues (and notify) before DRIVER_OK; those
-         * notifications were dropped, so look at every ready queue now. */
-        for (unsigned i = 0; i < t->dev.num_queues; i++)
-            if (m->q[i].ready)
-                kick_queue(m, i);
-    }
+    if (added & VMM_VIRTIO_STATUS_DRIVER_OK)
+        activate(m);
 }
 
 /* ---- register file ---- */
@@ -432,25 +451,95 @@ static void set_half(uint64_t *reg, bool high, uint32_t v)
         *reg = (*reg & ~0xffffffffull) | v;
 }
 
-static void write_reg(struct vmm_virtio_mmio *m, uint64_t off, uint32_t v)
+static void write_driver_features(struct vmm_virtio_mmio *m, uint32_t v)
+{
+    if (m->t.status & (VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
+        refused(m, "DriverFeatures after FEATURES_OK");
+        return;
+    }
+    if (m->driver_features_sel >= 2) {
+        if (v)
+            refused(m, "DriverFeatures word %u: 0x%x", m->driver_features_sel, v);
+        return;
+    }
+    set_half(&m->driver_features, m->driver_features_sel == 1, v);
+}
+
+static void write_queue_ready(struct vmm_virtio_mmio *m, uint32_t v)
 {
     struct vmm_virtio_transport *t = &m->t;
+    if (m->queue_sel >= t->dev.num_queues) {
+        refused(m, "QueueReady for queue %u, which does not exist", m->queue_sel);
+        return;
+    }
+    struct mmio_queue *mq = &m->q[m->queue_sel];
+    if (v == 1 && !mq->ready)
+        queue_set_ready(m, m->queue_sel);
+    else if (v == 0 && mq->ready) {
+        /* The device lets go of the queue's requests first, so none
+         * completes into a queue the driver took away. */
+        if (t->dev.ops->queue_reset)
+            t->dev.ops->queue_reset(t->dev.opaque, m->queue_sel);
+        queue_disable(m, m->queue_sel);
+    } else if (v > 1)
+        refused(m, "QueueReady 0x%x", v);
+}
+
+static void write_queue_notify(struct vmm_virtio_mmio *m, uint32_t v)
+{
+    struct vmm_virtio_transport *t = &m->t;
+    /* With an ioeventfd bound this only sees writes KVM did not match: a
+     * queue that is not ready or does not exist. */
+    m->stats.notify_exits++;
+    if (v >= t->dev.num_queues || !m->q[v].ready) {
+        vmm_log_debug("%s: notify of queue %u, which is not ready", t->name, v);
+        return;
+    }
+    if (!vmm_virtio_driver_ok(t))
+        return; /* looked at when DRIVER_OK is set */
+    kick_queue(m, v);
+}
+
+static void write_queue_reset(struct vmm_virtio_mmio *m, uint32_t v)
+{
+    if (v != 1 || m->queue_sel >= m->t.dev.num_queues) {
+        refused(m, "QueueReset 0x%x for queue %u", v, m->queue_sel);
+        return;
+    }
+    queue_reset_one(m, m->queue_sel);
+}
+
+/* One half of the selected queue's descriptor, driver or device area. */
+static void write_queue_area(struct vmm_virtio_mmio *m, uint64_t off, uint32_t v)
+{
+    struct mmio_queue *mq;
+    switch (off) {
+    case VMM_VIRTIO_MMIO_QUEUE_DESC_LOW:
+    case VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH:
+        if ((mq = queue_for_setup(m, "QueueDesc")))
+            set_half(&mq->desc, off == VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH, v);
+        return;
+    case VMM_VIRTIO_MMIO_QUEUE_DRIVER_LOW:
+    case VMM_VIRTIO_MMIO_QUEUE_DRIVER_HIGH:
+        if ((mq = queue_for_setup(m, "QueueDriver")))
+            set_half(&mq->driver, off == VMM_VIRTIO_MMIO_QUEUE_DRIVER_HIGH, v);
+        return;
+    default:
+        if ((mq = queue_for_setup(m, "QueueDevice")))
+            set_half(&mq->device, off == VMM_VIRTIO_MMIO_QUEUE_DEVICE_HIGH, v);
+        return;
+    }
+}
+
+static void write_reg(struct vmm_virtio_mmio *m, uint64_t off, uint32_t v)
+{
     struct mmio_queue *mq;
     switch (off) {
     case VMM_VIRTIO_MMIO_DEVICE_FEATURES_SEL:
         m->device_features_sel = v;
         return;
     case VMM_VIRTIO_MMIO_DRIVER_FEATURES:
-        if (t->status & (VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
-            refused(m, "DriverFeatures after FEATURES_OK");
-            return;
-        }
-        if (m->driver_features_sel >= 2) {
-            if (v)
-                refused(m, "DriverFeatures word %u: 0x%x", m->driver_features_sel, v);
-            return;
-        }
-        set_half(&m->driver_features, m->driver_features_sel == 1, v);
+        write_driver_features(m, v);
         return;
     case VMM_VIRTIO_MMIO_DRIVER_FEATURES_SEL:
         m->driver_features_sel = v;
@@ -463,33 +552,10 @@ static void write_reg(struct vmm_virtio_mmio *m, uint64_t off, uint32_t v)
             mq->num = v;
         return;
     case VMM_VIRTIO_MMIO_QUEUE_READY:
-        if (m->queue_sel >= t->dev.num_queues) {
-            refused(m, "QueueReady for queue %u, which does not exist", m->queue_sel);
-            return;
-        }
-        mq = &m->q[m->queue_sel];
-        if (v == 1 && !mq->ready)
-            queue_set_ready(m, m->queue_sel);
-        else if (v == 0 && mq->ready) {
-            /* The device lets go of the queue's requests first, so none
-             * completes into a queue the driver took away. */
-            if (t->dev.ops->queue_reset)
-                t->dev.ops->queue_reset(t->dev.opaque, m->queue_sel);
-            queue_disable(m, m->queue_sel);
-        } else if (v > 1)
-            refused(m, "QueueReady 0x%x", v);
+        write_queue_ready(m, v);
         return;
     case VMM_VIRTIO_MMIO_QUEUE_NOTIFY:
-        /* With an ioeventfd bound this only sees writes KVM did not match:
-         * a queue that is not ready or does not exist. */
-        m->stats.notify_exits++;
-        if (v >= t->dev.num_queues || !m->q[v].ready) {
-            vmm_log_debug("%s: notify of queue %u, which is not ready", t->name, v);
-            return;
-        }
-        if (!vmm_virtio_driver_ok(t))
-            return; /* looked at when DRIVER_OK is set */
-        kick_queue(m, v);
+        write_queue_notify(m, v);
         return;
     case VMM_VIRTIO_MMIO_INTERRUPT_ACK:
         m->interrupt_status &= ~v;
@@ -499,28 +565,17 @@ static void write_reg(struct vmm_virtio_mmio *m, uint64_t off, uint32_t v)
         return;
     case VMM_VIRTIO_MMIO_QUEUE_DESC_LOW:
     case VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH:
-        if ((mq = queue_for_setup(m, "QueueDesc")))
-            set_half(&mq->desc, off == VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH, v);
-        return;
     case VMM_VIRTIO_MMIO_QUEUE_DRIVER_LOW:
     case VMM_VIRTIO_MMIO_QUEUE_DRIVER_HIGH:
-        if ((mq = queue_for_setup(m, "QueueDriver")))
-            set_half(&mq->driver, off == VMM_VIRTIO_MMIO_QUEUE_DRIVER_HIGH, v);
-        return;
     case VMM_VIRTIO_MMIO_QUEUE_DEVICE_LOW:
     case VMM_VIRTIO_MMIO_QUEUE_DEVICE_HIGH:
-        if ((mq = queue_for_setup(m, "QueueDevice")))
-            set_half(&mq->device, off == VMM_VIRTIO_MMIO_QUEUE_DEVICE_HIGH, v);
+        write_queue_area(m, off, v);
         return;
     case VMM_VIRTIO_MMIO_SHM_SEL:
         m->shm_sel = v;
         return;
     case VMM_VIRTIO_MMIO_QUEUE_RESET:
-        if (v != 1 || m->queue_sel >= t->dev.num_queues) {
-            refused(m, "QueueReset 0x%x for queue %u", v, m->queue_sel);
-            return;
-        }
-        queue_reset_one(m, m->queue_sel);
+        write_queue_reset(m, v);
         return;
     default:
         refused(m, "write of 0x%x to read-only or reserved register 0x%" PRIx64, v, off);

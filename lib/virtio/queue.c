@@ -600,6 +600,93 @@ struct chain_shape {
     const char *why; /* set when the chain is malformed */
 };
 
+/* Where a chain walk stands: the table it reads and the segments so far. */
+struct chain_walk {
+    struct vmm_virtq_seg *seg;
+    struct virtq_seg_host *hseg;
+    unsigned cap;              /* room in seg/hseg */
+    vmm_gpa_t table;           /* the table being walked */
+    const uint8_t *table_host; /* its host mapping, or NULL */
+    unsigned table_size;
+    bool in_indirect;
+    unsigned steps;  /* descriptors visited in the current table */
+    unsigned length; /* buffer descriptors, direct and indirect */
+    unsigned n;      /* segments recorded */
+    bool seen_writable;
+};
+
+/* Switch the walk to the indirect table d names. NULL, or why not. */
+static const char *enter_indirect(struct vmm_virtq *q, struct chain_walk *w,
+                                  const struct virtq_desc *d)
+{
+    if (!q->indirect)
+        return "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
+    if (w->in_indirect)
+        return "indirect table inside an indirect table";
+    if (d->flags & VIRTQ_DESC_F_NEXT)
+        return "indirect descriptor with the NEXT flag";
+    if (d->len == 0 || d->len % VIRTQ_DESC_SIZE)
+        return "indirect table length zero or not a multiple of 16";
+    /* Refused unread: a table longer than any chain may be is what a driver
+     * out to waste our time would make. */
+    if (d->len / VIRTQ_DESC_SIZE > q->chain_max)
+        return "indirect table longer than a chain may be";
+    /* One region holds the table (q->last tried first): read it in place.
+     * Else it must still be guest memory, read word by word through the
+     * checked accessors. */
+    w->table_host = area_host(q, d->addr, d->len, 8, false, NULL);
+    if (!w->table_host && vmm_memory_check_range(q->mem, d->addr, d->len) < 0)
+        return "indirect table outside guest memory";
+    w->in_indirect = true;
+    w->table = d->addr;
+    w->table_size = d->len / VIRTQ_DESC_SIZE;
+    w->steps = 0;
+    return NULL;
+}
+
+/* The chain is longer than the box has room for: go on in q->scratch,
+ * copying what was recorded so far the first time. 0 or -ENOMEM. */
+static int spill_to_scratch(struct vmm_virtq *q, struct chain_walk *w, struct chain_shape *shape)
+{
+    while (q->scratch_cap <= w->n) {
+        if (scratch_grow(q) < 0)
+            return -ENOMEM;
+    }
+    if (!shape->spilled) {
+        memcpy(q->scratch, w->seg, w->n * sizeof(*w->seg));
+        memcpy(q->scratch_host, w->hseg, w->n * sizeof(*w->hseg));
+        shape->spilled = true;
+    }
+    w->seg = q->scratch;
+    w->hseg = q->scratch_host;
+    w->cap = q->scratch_cap;
+    return 0;
+}
+
+/* Check the buffer d describes and record it. NULL, or why not. */
+static inline const char *add_buffer(struct vmm_virtq *q, struct chain_walk *w,
+                                     const struct virtq_desc *d, struct chain_shape *shape)
+{
+    bool writable = d->flags & VIRTQ_DESC_F_WRITE;
+    if (check_buffer(q, &q->last, d->addr, d->len, writable, &w->hseg[w->n]) < 0)
+        return "buffer outside guest memory";
+    if (writable) {
+        w->seen_writable = true;
+        shape->writable_len += d->len;
+    } else {
+        if (w->seen_writable)
+            return "device-readable descriptor after a device-writable one";
+        shape->readable_len += d->len;
+    }
+    /* Empty buffers carry nothing: keep them out of the segment list. */
+    if (d->len > 0) {
+        w->seg[w->n] = (struct vmm_virtq_seg){.gpa = d->addr, .len = d->len};
+        w->n++;
+        shape->nr_readable += !writable;
+    }
+    return NULL;
+}
+
 /*
  * Walk the chain starting at head (< size), copying each descriptor out of
  * guest memory before looking at it, into b's segments; past its room, into
@@ -609,136 +696,59 @@ struct chain_shape {
 static int parse_chain(struct vmm_virtq *q, uint16_t head, struct virtq_box *b,
                        struct chain_shape *shape)
 {
-    struct vmm_virtq_seg *seg = box_seg(b);
-    struct virtq_seg_host *hseg = box_hseg(b);
-    unsigned cap = b->cap;
-    vmm_gpa_t table = q->desc; /* the table being walked */
-    const uint8_t *table_host = q->desc_host;
-    unsigned table_size = q->size;
-    bool in_indirect = false;
-    unsigned steps = 0;  /* descriptors visited in the current table */
-    unsigned length = 0; /* buffer descriptors, direct and indirect */
-    unsigned n = 0, nr_readable = 0;
-    uint64_t readable_len = 0, writable_len = 0;
-    bool seen_writable = false, spilled = false;
+    struct chain_walk w = {.seg = box_seg(b),
+                           .hseg = box_hseg(b),
+                           .cap = b->cap,
+                           .table = q->desc,
+                           .table_host = q->desc_host,
+                           .table_size = q->size};
+    *shape = (struct chain_shape){0};
     unsigned i = head;
     const char *why;
-    int r = -EINVAL;
 
     for (;;) {
-        if (i >= table_size) {
-            why = in_indirect ? "next index past the indirect table"
-                              : "descriptor index past the queue size";
+        if (i >= w.table_size) {
+            why = w.in_indirect ? "next index past the indirect table"
+                                : "descriptor index past the queue size";
             goto bad;
         }
         /* A chain visits each descriptor of a table at most once: more
          * steps than the table has entries means a loop. */
-        if (++steps > table_size) {
+        if (++w.steps > w.table_size) {
             why = "descriptor loop";
             goto bad;
         }
         struct virtq_desc d;
-        if (read_desc(q, table_host, table, i, &d) < 0) {
+        if (read_desc(q, w.table_host, w.table, i, &d) < 0) {
             why = "descriptor table outside guest memory";
             goto bad;
         }
         if (d.flags & VIRTQ_DESC_F_INDIRECT) {
-            if (!q->indirect) {
-                why = "indirect descriptor without VIRTIO_RING_F_INDIRECT_DESC";
+            if ((why = enter_indirect(q, &w, &d)))
                 goto bad;
-            }
-            if (in_indirect) {
-                why = "indirect table inside an indirect table";
-                goto bad;
-            }
-            if (d.flags & VIRTQ_DESC_F_NEXT) {
-                why = "indirect descriptor with the NEXT flag";
-                goto bad;
-            }
-            if (d.len == 0 || d.len % VIRTQ_DESC_SIZE) {
-                why = "indirect table length zero or not a multiple of 16";
-                goto bad;
-            }
-            /* Refused unread: a table longer than any chain may be is
-             * what a driver out to waste our time would make. */
-            if (d.len / VIRTQ_DESC_SIZE > q->chain_max) {
-                why = "indirect table longer than a chain may be";
-                goto bad;
-            }
-            /* One region holds the table (q->last tried first): read it in
-             * place. Else it must still be guest memory, read word by word
-             * through the checked accessors. */
-            table_host = area_host(q, d.addr, d.len, 8, false, NULL);
-            if (!table_host && vmm_memory_check_range(q->mem, d.addr, d.len) < 0) {
-                why = "indirect table outside guest memory";
-                goto bad;
-            }
-            in_indirect = true;
-            table = d.addr;
-            table_size = d.len / VIRTQ_DESC_SIZE;
-            steps = 0;
             i = 0;
             continue;
         }
-        if (++length > q->chain_max) {
+        if (++w.length > q->chain_max) {
             why = "chain longer than the queue size allows";
             goto bad;
         }
-        bool writable = d.flags & VIRTQ_DESC_F_WRITE;
-        if (__builtin_expect(n == cap, 0)) {
-            /* Longer than the chain has room for: go on in the scratch. */
-            while (q->scratch_cap <= n) {
-                if (scratch_grow(q) < 0) {
-                    r = -ENOMEM;
-                    why = "out of memory";
-                    goto bad;
-                }
-            }
-            if (!spilled) {
-                memcpy(q->scratch, seg, n * sizeof(*seg));
-                memcpy(q->scratch_host, hseg, n * sizeof(*hseg));
-                spilled = true;
-            }
-            seg = q->scratch;
-            hseg = q->scratch_host;
-            cap = q->scratch_cap;
+        if (__builtin_expect(w.n == w.cap, 0) && spill_to_scratch(q, &w, shape) < 0) {
+            shape->why = "out of memory";
+            return -ENOMEM;
         }
-        if (check_buffer(q, &q->last, d.addr, d.len, writable, &hseg[n]) < 0) {
-            why = "buffer outside guest memory";
+        if ((why = add_buffer(q, &w, &d, shape)))
             goto bad;
-        }
-        if (writable) {
-            seen_writable = true;
-            writable_len += d.len;
-        } else {
-            if (seen_writable) {
-                why = "device-readable descriptor after a device-writable one";
-                goto bad;
-            }
-            readable_len += d.len;
-        }
-        /* Empty buffers carry nothing: keep them out of the segment list. */
-        if (d.len > 0) {
-            seg[n] = (struct vmm_virtq_seg){.gpa = d.addr, .len = d.len};
-            n++;
-            nr_readable += !writable;
-        }
         if (!(d.flags & VIRTQ_DESC_F_NEXT))
             break;
         i = d.next;
     }
-    /* Readable segments come first (checked above). */
-    *shape = (struct chain_shape){
-        .nr_readable = nr_readable,
-        .nr_writable = n - nr_readable,
-        .readable_len = readable_len,
-        .writable_len = writable_len,
-        .spilled = spilled,
-    };
+    /* Readable segments come first (add_buffer checked). */
+    shape->nr_writable = w.n - shape->nr_readable;
     return 0;
 bad:
     shape->why = why;
-    return r;
+    return -EINVAL;
 }
 
 /* Read avail->idx and check it moved sanely. 0 or -EIO. */

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <vmm/bus.h>
+#include <vmm/machine.h>
 #include <vmm/memory.h>
 #include <vmm/vcpu.h>
 
@@ -16,7 +17,8 @@
 #define VMM_X86_TSS_ADDR      0xfffbd000ull
 #define VMM_X86_IDENTITY_ADDR 0xfffbc000ull
 
-#define VMM_X86_IOAPIC_BASE 0xfec00000ull
+/* The IOAPIC sits at VMM_X86_IOAPIC_ADDR (vmm/machine.h), where the tables
+ * the loader writes say it is. */
 #define VMM_X86_IOAPIC_SIZE 0x1000ull
 
 /* Write the long-mode page tables and GDT into the boot area. */

@@ -521,17 +521,17 @@ START_TEST(test_through_bus)
     struct vmm_bus *bus = NULL;
     ck_assert_int_eq(vmm_bus_create("mmio", &bus), 0);
     ck_assert_int_eq(
-        vmm_bus_register(bus, VMM_X86_IOAPIC_BASE, VMM_X86_IOAPIC_SIZE, vmm_ioapic_bus_ops(), io),
+        vmm_bus_register(bus, VMM_X86_IOAPIC_ADDR, VMM_X86_IOAPIC_SIZE, vmm_ioapic_bus_ops(), io),
         0);
     uint32_t v = REG_VERSION;
-    ck_assert_int_eq(vmm_bus_write(bus, VMM_X86_IOAPIC_BASE, (uint8_t *)&v, 4), 0);
+    ck_assert_int_eq(vmm_bus_write(bus, VMM_X86_IOAPIC_ADDR, (uint8_t *)&v, 4), 0);
     v = 0;
-    ck_assert_int_eq(vmm_bus_read(bus, VMM_X86_IOAPIC_BASE + IOWIN, (uint8_t *)&v, 4), 0);
+    ck_assert_int_eq(vmm_bus_read(bus, VMM_X86_IOAPIC_ADDR + IOWIN, (uint8_t *)&v, 4), 0);
     ck_assert_uint_eq(v, 0x11u | ((PINS - 1u) << 16));
     /* Off the end of the window: refused by the bus, all ones. */
-    ck_assert_int_eq(vmm_bus_read(bus, VMM_X86_IOAPIC_BASE + 0xffe, (uint8_t *)&v, 4), -EINVAL);
+    ck_assert_int_eq(vmm_bus_read(bus, VMM_X86_IOAPIC_ADDR + 0xffe, (uint8_t *)&v, 4), -EINVAL);
     ck_assert_uint_eq(v, 0xffffffffu);
-    ck_assert_int_eq(vmm_bus_unregister(bus, VMM_X86_IOAPIC_BASE), 0);
+    ck_assert_int_eq(vmm_bus_unregister(bus, VMM_X86_IOAPIC_ADDR), 0);
     vmm_bus_destroy(bus);
 }
 END_TEST
