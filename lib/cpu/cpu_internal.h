@@ -86,11 +86,13 @@ int vmm_kvm_check_caps(int kvm_fd, int vm_fd, enum vmm_irqchip irqchip);
 int vmm_kvm_ioctl(int fd, unsigned long req, void *arg);
 const char *vmm_kvm_exit_name(uint32_t reason);
 
+/* Most CPUID entries a vCPU holds. */
+#define MAX_CPUID_ENTRIES 256
+
 /* lib/cpu/vcpu.c */
 void vmm_vcpu_free(struct vmm_vcpu *vcpu);
 void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
-int vmm_vcpu_apply_cpuid(struct vmm_vcpu *vcpu);
 struct vmm_vcpu *vmm_vcpu_current(void);
 
 /* lib/cpu/vm.c */

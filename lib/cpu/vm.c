@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "arch.h"
 #include "cpu_internal.h"
 
 #define KVM_DEFAULT_PATH "/dev/kvm"
@@ -33,53 +34,6 @@ static int install_kick_handler(int sig)
             return -errno;
     }
     return 0;
-}
-
-static int ioapic_msi(void *opaque, uint64_t address, uint32_t data)
-{
-    return vmm_ioapic_kvm_signal_msi(opaque, address, data);
-}
-
-static int ioapic_routes(void *opaque, const uint64_t *address, const uint32_t *data,
-                         const bool *valid, unsigned n)
-{
-    return vmm_ioapic_kvm_set_routes(opaque, address, data, valid, n);
-}
-
-static int setup_irqchip(struct vmm_vm *vm)
-{
-    int r;
-    if (vm->cfg.irqchip == VMM_IRQCHIP_KERNEL) {
-        r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL);
-        if (r < 0) {
-            vmm_log_error("KVM_CREATE_IRQCHIP: %s", vmm_strerror(r));
-            return r;
-        }
-        r = vmm_x86_kernel_irqchip_routes(vm->vm_fd);
-        if (r < 0) {
-            vmm_log_error("KVM_SET_GSI_ROUTING: %s", vmm_strerror(r));
-            return r;
-        }
-        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-        r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
-        if (r < 0)
-            vmm_log_error("KVM_CREATE_PIT2: %s", vmm_strerror(r));
-        return r;
-    }
-
-    struct kvm_enable_cap cap = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {VMM_IOAPIC_PINS}};
-    r = vmm_kvm_ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap);
-    if (r < 0) {
-        vmm_log_error("enabling KVM_CAP_SPLIT_IRQCHIP: %s", vmm_strerror(r));
-        return r;
-    }
-    struct vmm_ioapic_backend be = {
-        .signal_msi = ioapic_msi, .set_routes = ioapic_routes, .opaque = &vm->vm_fd};
-    r = vmm_ioapic_create(&be, &vm->ioapic);
-    if (r < 0)
-        return r;
-    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_ADDR, VMM_X86_IOAPIC_SIZE,
-                            vmm_ioapic_bus_ops(), vm->ioapic);
 }
 
 int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
@@ -127,18 +81,16 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     }
     vm->run_size = (size_t)r;
 
-    r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)VMM_X86_TSS_ADDR);
-    if (r < 0) {
-        vmm_log_error("KVM_SET_TSS_ADDR: %s", vmm_strerror(r));
+    r = vmm_arch_vm_init(vm);
+    if (r < 0)
         goto fail;
-    }
     r = vmm_bus_create("pio", &vm->pio);
     if (r < 0)
         goto fail;
     r = vmm_bus_create("mmio", &vm->mmio);
     if (r < 0)
         goto fail;
-    r = setup_irqchip(vm);
+    r = vmm_arch_irqchip_create(vm);
     if (r < 0)
         goto fail;
     *out = vm;
@@ -161,9 +113,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
         vmm_vcpu_free(vm->vcpus[i]);
     free(vm->vcpus);
     free(vm->supported_cpuid);
-    if (vm->ioapic && vm->mmio)
-        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_ADDR);
-    vmm_ioapic_destroy(vm->ioapic);
+    vmm_arch_irqchip_destroy(vm);
     vmm_event_loop_destroy(vm->loop);
     vmm_bus_destroy(vm->mmio);
     vmm_bus_destroy(vm->pio);
@@ -311,10 +261,7 @@ int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level)
 {
     if (gsi >= VMM_IOAPIC_PINS)
         return -EINVAL;
-    if (vm->ioapic)
-        return vmm_ioapic_set_irq(vm->ioapic, gsi, level);
-    struct kvm_irq_level irq = {.irq = gsi, .level = level};
-    return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq);
+    return vmm_arch_irq_line(vm, gsi, level);
 }
 
 int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
@@ -539,7 +486,7 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
         goto out;
     }
     for (unsigned i = 0; i < vm->nr_vcpus && r == 0; i++) {
-        r = vmm_vcpu_apply_cpuid(vm->vcpus[i]);
+        r = vmm_arch_vcpu_apply_cpuid(vm->vcpus[i]);
     }
     if (r < 0)
         goto out;
@@ -643,25 +590,6 @@ static pthread_mutex_t supported_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct kvm_cpuid2 *supported_cache;
 static char supported_path[256];
 
-static int fetch_supported(int kvm_fd, struct kvm_cpuid2 **out)
-{
-    for (unsigned n = 128;; n *= 2) {
-        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
-        if (!c)
-            return -ENOMEM;
-        c->nent = n;
-        int r = vmm_kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
-        if (r == 0) {
-            vmm_x86_cpuid_add_kvm_features(kvm_fd, c);
-            *out = c;
-            return 0;
-        }
-        free(c);
-        if (r != -E2BIG || n >= 4096)
-            return r;
-    }
-}
-
 int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
 {
     if (vm->supported_cpuid)
@@ -670,7 +598,7 @@ int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
     int r = 0;
     if (!supported_cache || strcmp(supported_path, vm->cfg.kvm_path) != 0) {
         struct kvm_cpuid2 *c;
-        r = fetch_supported(vm->kvm_fd, &c);
+        r = vmm_arch_fetch_supported_cpuid(vm->kvm_fd, &c);
         if (r == 0 && strlen(vm->cfg.kvm_path) < sizeof(supported_path)) {
             free(supported_cache);
             supported_cache = c;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "../arch.h"
 #include "../cpu_internal.h"
 
 #define PTE_P  (1ull << 0)
@@ -184,7 +185,7 @@ int vmm_x86_enter_boot_state(struct vmm_vcpu *vcpu, void (*set_sregs)(struct kvm
         vm->boot_tables_written = true;
     }
     /* EFER.NX and friends are checked against the guest's CPUID. */
-    r = vmm_vcpu_apply_cpuid(vcpu);
+    r = vmm_arch_vcpu_apply_cpuid(vcpu);
     if (r < 0)
         return r;
 

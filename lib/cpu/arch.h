@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* What the generic VM and vCPU code asks of the architecture. lib/cpu/x86_64/
+ * implements these hooks; another architecture is a folder beside it with
+ * its own. The generic code issues no architecture-specific ioctl. */
+#ifndef VMM_CPU_ARCH_H
+#define VMM_CPU_ARCH_H
+
+#include <linux/kvm.h>
+#include <stdbool.h>
+
+struct vmm_vm;
+struct vmm_vcpu;
+
+/* Right after KVM_CREATE_VM, before any vCPU or memory slot: VM-wide state
+ * the architecture needs (x86: where KVM keeps the real-mode TSS). */
+int vmm_arch_vm_init(struct vmm_vm *vm);
+
+/* Create the interrupt controller vm->cfg.irqchip names (x86: the in-kernel
+ * irqchip with its GSI routes and PIT, or the split irqchip with the
+ * library's IOAPIC on vm->mmio). Logs why it fails. */
+int vmm_arch_irqchip_create(struct vmm_vm *vm);
+
+/* Undo vmm_arch_irqchip_create's userspace part; safe after a partial one. */
+void vmm_arch_irqchip_destroy(struct vmm_vm *vm);
+
+/* Drive interrupt line gsi (< VMM_IOAPIC_PINS) to level. */
+int vmm_arch_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
+
+/* What the host's KVM supports, as the architecture describes its vCPUs
+ * (x86: KVM_GET_SUPPORTED_CPUID plus what it leaves out). Caller frees. */
+int vmm_arch_fetch_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out);
+
+/* Apply the vCPU's CPUID table for the current vCPU count, unless the
+ * application set its own or it is already applied (x86; a no-op elsewhere). */
+int vmm_arch_vcpu_apply_cpuid(struct vmm_vcpu *vcpu);
+
+#endif /* VMM_CPU_ARCH_H */

@@ -1,0 +1,100 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The x86 side of a VM: the TSS KVM needs, the interrupt controllers (in-kernel
+ * irqchip with PIT, or split irqchip with the library's IOAPIC), interrupt
+ * lines, and the CPUID KVM supports. */
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+
+#include "../arch.h"
+#include "../cpu_internal.h"
+
+int vmm_arch_vm_init(struct vmm_vm *vm)
+{
+    int r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (void *)(uintptr_t)VMM_X86_TSS_ADDR);
+    if (r < 0)
+        vmm_log_error("KVM_SET_TSS_ADDR: %s", vmm_strerror(r));
+    return r;
+}
+
+static int ioapic_msi(void *opaque, uint64_t address, uint32_t data)
+{
+    return vmm_ioapic_kvm_signal_msi(opaque, address, data);
+}
+
+static int ioapic_routes(void *opaque, const uint64_t *address, const uint32_t *data,
+                         const bool *valid, unsigned n)
+{
+    return vmm_ioapic_kvm_set_routes(opaque, address, data, valid, n);
+}
+
+int vmm_arch_irqchip_create(struct vmm_vm *vm)
+{
+    int r;
+    if (vm->cfg.irqchip == VMM_IRQCHIP_KERNEL) {
+        r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, NULL);
+        if (r < 0) {
+            vmm_log_error("KVM_CREATE_IRQCHIP: %s", vmm_strerror(r));
+            return r;
+        }
+        r = vmm_x86_kernel_irqchip_routes(vm->vm_fd);
+        if (r < 0) {
+            vmm_log_error("KVM_SET_GSI_ROUTING: %s", vmm_strerror(r));
+            return r;
+        }
+        struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+        r = vmm_kvm_ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit);
+        if (r < 0)
+            vmm_log_error("KVM_CREATE_PIT2: %s", vmm_strerror(r));
+        return r;
+    }
+
+    struct kvm_enable_cap cap = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {VMM_IOAPIC_PINS}};
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_ENABLE_CAP, &cap);
+    if (r < 0) {
+        vmm_log_error("enabling KVM_CAP_SPLIT_IRQCHIP: %s", vmm_strerror(r));
+        return r;
+    }
+    struct vmm_ioapic_backend be = {
+        .signal_msi = ioapic_msi, .set_routes = ioapic_routes, .opaque = &vm->vm_fd};
+    r = vmm_ioapic_create(&be, &vm->ioapic);
+    if (r < 0)
+        return r;
+    return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_ADDR, VMM_X86_IOAPIC_SIZE,
+                            vmm_ioapic_bus_ops(), vm->ioapic);
+}
+
+void vmm_arch_irqchip_destroy(struct vmm_vm *vm)
+{
+    if (vm->ioapic && vm->mmio)
+        (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_ADDR);
+    vmm_ioapic_destroy(vm->ioapic);
+    vm->ioapic = NULL;
+}
+
+int vmm_arch_irq_line(struct vmm_vm *vm, unsigned gsi, bool level)
+{
+    if (vm->ioapic)
+        return vmm_ioapic_set_irq(vm->ioapic, gsi, level);
+    struct kvm_irq_level irq = {.irq = gsi, .level = level};
+    return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq);
+}
+
+int vmm_arch_fetch_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
+{
+    for (unsigned n = 128;; n *= 2) {
+        struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(c->entries[0]));
+        if (!c)
+            return -ENOMEM;
+        c->nent = n;
+        int r = vmm_kvm_ioctl(kvm_fd, KVM_GET_SUPPORTED_CPUID, c);
+        if (r == 0) {
+            vmm_x86_cpuid_add_kvm_features(kvm_fd, c);
+            *out = c;
+            return 0;
+        }
+        free(c);
+        if (r != -E2BIG || n >= 4096)
+            return r;
+    }
+}
