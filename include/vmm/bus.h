@@ -47,6 +47,7 @@ struct vmm_bus_ops {
 
 /* Counters of accesses nobody claimed. */
 struct vmm_bus_stats {
+    uint32_t size; /* sizeof(struct vmm_bus_stats); growth convention (abi.h) */
     uint64_t unclaimed_reads;
     uint64_t unclaimed_writes;
     uint64_t last_unclaimed_addr; /* the most recent unclaimed address */
@@ -80,8 +81,10 @@ VMM_API int vmm_bus_unregister(struct vmm_bus *bus, uint64_t base);
 VMM_API int vmm_bus_read(struct vmm_bus *bus, uint64_t addr, uint8_t *data, uint32_t len);
 VMM_API int vmm_bus_write(struct vmm_bus *bus, uint64_t addr, const uint8_t *data, uint32_t len);
 
-/* Copy the unclaimed-access counters. */
-VMM_API void vmm_bus_get_stats(struct vmm_bus *bus, struct vmm_bus_stats *stats);
+/* Copy the unclaimed-access counters into *stats, whose .size the caller has
+ * set (abi.h). Returns 0, or -EINVAL (NULL, or a size the library does not
+ * know: nothing is written). */
+VMM_API int vmm_bus_get_stats(struct vmm_bus *bus, struct vmm_bus_stats *stats);
 
 #ifdef __cplusplus
 }

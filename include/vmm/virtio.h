@@ -244,6 +244,7 @@ VMM_API VMM_MUST_USE int vmm_virtq_chain_iov(const struct vmm_virtq_chain *chain
 
 /* Counters of one queue. */
 struct vmm_virtq_stats {
+    uint32_t size;         /* sizeof(struct vmm_virtq_stats); growth convention (abi.h) */
     uint64_t popped;       /* chains handed to the device */
     uint64_t pushed;       /* used entries written (including bad chains) */
     uint64_t bad_chains;   /* malformed chains completed with 0 bytes */
@@ -255,9 +256,11 @@ struct vmm_virtq_stats {
     uint64_t throttled;    /* times pop held back for VMM_VIRTQ_MAX_HELD_BYTES */
 };
 
-/* Copy q's counters into *stats. Under the device lock, like every queue
- * call (the queue has no lock of its own). */
-VMM_API void vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats);
+/* Copy q's counters into *stats, whose .size the caller has set (abi.h).
+ * Returns 0, or -EINVAL (NULL, or a size the library does not know: nothing
+ * is written). Under the device lock, like every queue call (the queue has
+ * no lock of its own). */
+VMM_API int vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats);
 
 /* ---- virtqueues: what a transport (and a unit test) uses ---- */
 

@@ -116,6 +116,7 @@ VMM_API VMM_MUST_USE int vmm_vm_add_virtio_blk(struct vmm_vm *vm, uint64_t base,
 
 /* Counters of one disk. */
 struct vmm_virtio_blk_stats {
+    uint32_t size; /* sizeof(struct vmm_virtio_blk_stats); growth convention (abi.h) */
     uint64_t reads, writes, flushes, discards, write_zeroes, get_ids;
     uint64_t bytes_read, bytes_written;
     uint64_t io_errors;    /* requests answered IOERR, bad ones included */
@@ -124,8 +125,10 @@ struct vmm_virtio_blk_stats {
     uint64_t capacity;     /* in 512-byte sectors */
 };
 
-/* Counters of the disk on transport t (vmm_virtio_mmio_transport(mmio)).
- * Returns 0, or -EINVAL when t's device is not a virtio-blk disk. Any thread
+/* Counters of the disk on transport t (vmm_virtio_mmio_transport(mmio)) into
+ * *stats, whose .size the caller has set (abi.h). Returns 0, or -EINVAL when
+ * t's device is not a virtio-blk disk or stats->size is one the library does
+ * not know (nothing is written). Any thread
  * but from inside the device's callbacks (it takes the device lock). */
 VMM_API int vmm_virtio_blk_get_stats(struct vmm_virtio_transport *t,
                                      struct vmm_virtio_blk_stats *stats);

@@ -105,6 +105,7 @@ VMM_API VMM_MUST_USE int vmm_virtio_mmio_cmdline(const struct vmm_machine *machi
 
 /* Counters of a transport. */
 struct vmm_virtio_mmio_stats {
+    uint32_t size;           /* sizeof(struct vmm_virtio_mmio_stats); growth convention (abi.h) */
     uint64_t notifies;       /* queue notifications handled */
     uint64_t interrupts;     /* interrupts raised (either cause) */
     uint64_t refused_writes; /* register writes refused by the state machine */
@@ -113,10 +114,12 @@ struct vmm_virtio_mmio_stats {
                                 caught by an ioeventfd) */
 };
 
-/* Copy the transport's counters into *stats. Takes the device lock: any
- * thread, but not from inside the device's callbacks. */
-VMM_API void vmm_virtio_mmio_get_stats(struct vmm_virtio_mmio *mmio,
-                                       struct vmm_virtio_mmio_stats *stats);
+/* Copy the transport's counters into *stats, whose .size the caller has set
+ * (abi.h). Returns 0, or -EINVAL (NULL, or a size the library does not know:
+ * nothing is written). Takes the device lock: any thread, but not from
+ * inside the device's callbacks. */
+VMM_API int vmm_virtio_mmio_get_stats(struct vmm_virtio_mmio *mmio,
+                                      struct vmm_virtio_mmio_stats *stats);
 
 #ifdef __cplusplus
 }

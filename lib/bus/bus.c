@@ -359,9 +359,15 @@ int vmm_bus_write(struct vmm_bus *bus, uint64_t addr, const uint8_t *data, uint3
     return bus_dispatch(bus, addr, NULL, data, len);
 }
 
-void vmm_bus_get_stats(struct vmm_bus *bus, struct vmm_bus_stats *stats)
+int vmm_bus_get_stats(struct vmm_bus *bus, struct vmm_bus_stats *stats)
 {
-    stats->unclaimed_reads = __atomic_load_n(&bus->unclaimed_reads, __ATOMIC_RELAXED);
-    stats->unclaimed_writes = __atomic_load_n(&bus->unclaimed_writes, __ATOMIC_RELAXED);
-    stats->last_unclaimed_addr = __atomic_load_n(&bus->last_unclaimed, __ATOMIC_RELAXED);
+    if (!bus || !stats || !VMM_ABI_OUT_OK(stats))
+        return -EINVAL;
+    struct vmm_bus_stats s = {
+        .unclaimed_reads = __atomic_load_n(&bus->unclaimed_reads, __ATOMIC_RELAXED),
+        .unclaimed_writes = __atomic_load_n(&bus->unclaimed_writes, __ATOMIC_RELAXED),
+        .last_unclaimed_addr = __atomic_load_n(&bus->last_unclaimed, __ATOMIC_RELAXED),
+    };
+    VMM_ABI_COPY_OUT(stats, &s);
+    return 0;
 }

@@ -662,11 +662,12 @@ int vmm_vm_add_virtio_blk(struct vmm_vm *vm, uint64_t base, unsigned gsi,
 
 int vmm_virtio_blk_get_stats(struct vmm_virtio_transport *t, struct vmm_virtio_blk_stats *stats)
 {
-    if (!t || !stats || t->dev.ops != &blk_ops)
+    if (!t || !stats || t->dev.ops != &blk_ops || !VMM_ABI_OUT_OK(stats))
         return -EINVAL;
     struct blk *d = t->dev.opaque;
     vmm_virtio_lock(t);
-    *stats = d->stats;
+    struct vmm_virtio_blk_stats s = d->stats;
     vmm_virtio_unlock(t);
+    VMM_ABI_COPY_OUT(stats, &s);
     return 0;
 }

@@ -807,12 +807,16 @@ int vmm_vm_add_virtio_mmio(struct vmm_vm *vm, uint64_t base, unsigned gsi,
     return 0;
 }
 
-void vmm_virtio_mmio_get_stats(struct vmm_virtio_mmio *mmio, struct vmm_virtio_mmio_stats *stats)
+int vmm_virtio_mmio_get_stats(struct vmm_virtio_mmio *mmio, struct vmm_virtio_mmio_stats *stats)
 {
+    if (!mmio || !stats || !VMM_ABI_OUT_OK(stats))
+        return -EINVAL;
     vmm_virtio_lock(&mmio->t);
-    *stats = mmio->stats;
-    stats->status = mmio->t.status;
+    struct vmm_virtio_mmio_stats s = mmio->stats;
+    s.status = mmio->t.status;
     vmm_virtio_unlock(&mmio->t);
+    VMM_ABI_COPY_OUT(stats, &s);
+    return 0;
 }
 
 /* ---- describing the devices to the guest ---- */

@@ -492,11 +492,15 @@ bool vmm_virtq_ready(const struct vmm_virtq *q)
     return q->ready && !q->broken;
 }
 
-void vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats)
+int vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats)
 {
-    *stats = q->stats;
-    stats->broken = q->broken;
-    stats->held_bytes = q->pool->held;
+    if (!q || !stats || !VMM_ABI_OUT_OK(stats))
+        return -EINVAL;
+    struct vmm_virtq_stats s = q->stats;
+    s.broken = q->broken;
+    s.held_bytes = q->pool->held;
+    VMM_ABI_COPY_OUT(stats, &s);
+    return 0;
 }
 
 /* The driver broke the ring's rules in a way no single chain can absorb. */

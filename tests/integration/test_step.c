@@ -185,7 +185,7 @@ START_TEST(in_from_an_unclaimed_port_gets_the_embedders_answer)
     ck_assert_uint_eq(ex.kvm_reason, KVM_EXIT_IO);
     ck_assert_uint_eq(ex.end.kvm_reason, KVM_EXIT_IO);
     /* The bus still counts what it did not claim. */
-    struct vmm_bus_stats stats;
+    struct vmm_bus_stats stats = VMM_INIT(struct vmm_bus_stats);
     vmm_bus_get_stats(vmm_vm_pio_bus(h.vm), &stats);
     ck_assert_uint_eq(stats.unclaimed_reads, 2);
     ck_assert_uint_eq(stats.unclaimed_writes, 2);

@@ -233,7 +233,7 @@ static void library_round_trip(enum vmm_irqchip irqchip)
     ck_assert_ptr_nonnull(strstr(out, "echo: lib\n"));
     /* Every notification came through the ioeventfd, none as an exit to
      * the bus; the guest took interrupts through the irqfd. */
-    struct vmm_virtio_mmio_stats st;
+    struct vmm_virtio_mmio_stats st = VMM_INIT(struct vmm_virtio_mmio_stats);
     vmm_virtio_mmio_get_stats(console, &st);
     ck_assert_uint_eq(st.notify_exits, 0);
     ck_assert_uint_ge(st.notifies, 3);

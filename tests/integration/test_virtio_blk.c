@@ -282,7 +282,8 @@ static void library_disks(enum vmm_irqchip irqchip)
     ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0,
                   "exit %s status %d: %s", vmm_exit_reason_name(h.exit.reason), h.exit.status,
                   h.output);
-    struct vmm_virtio_blk_stats sa, sb;
+    struct vmm_virtio_blk_stats sa = VMM_INIT(struct vmm_virtio_blk_stats),
+                                sb = VMM_INIT(struct vmm_virtio_blk_stats);
     ck_assert_int_eq(vmm_virtio_blk_get_stats(vmm_virtio_mmio_transport(a), &sa), 0);
     ck_assert_int_eq(vmm_virtio_blk_get_stats(vmm_virtio_mmio_transport(b), &sb), 0);
     ck_assert_uint_eq(sa.capacity, DISK_A_SIZE / 512);

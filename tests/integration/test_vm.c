@@ -151,7 +151,8 @@ START_TEST(unclaimed_accesses_read_ones_and_are_counted)
     harness_run(&h);
     ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0,
                   "exit %d status %d: %s", h.exit.reason, h.exit.status, h.output);
-    struct vmm_bus_stats pio, mmio;
+    struct vmm_bus_stats pio = VMM_INIT(struct vmm_bus_stats),
+                         mmio = VMM_INIT(struct vmm_bus_stats);
     vmm_bus_get_stats(vmm_vm_pio_bus(h.vm), &pio);
     vmm_bus_get_stats(vmm_vm_mmio_bus(h.vm), &mmio);
     ck_assert_uint_ge(pio.unclaimed_reads, 3);

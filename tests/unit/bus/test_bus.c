@@ -2,6 +2,7 @@
 /* Unit tests of the PIO/MMIO bus: range claims, dispatch, unclaimed accesses,
  * re-entrancy and unregistering while another thread dispatches. */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -149,10 +150,41 @@ START_TEST(test_dispatch_offsets_and_sizes)
     ck_assert_int_eq(owner_of(bus, 0xfff), -1);
     ck_assert_int_eq(owner_of(bus, 0x1100), -1);
 
-    struct vmm_bus_stats st;
+    struct vmm_bus_stats st = VMM_INIT(struct vmm_bus_stats);
     vmm_bus_get_stats(bus, &st);
     ck_assert_uint_eq(st.unclaimed_reads, 2);
     ck_assert_uint_eq(st.unclaimed_writes, 0);
+    vmm_bus_destroy(bus);
+}
+END_TEST
+
+/* The growth convention (abi.h) on a stats struct: a size of 0 or past the
+ * library's struct is refused with nothing written; an older, shorter one
+ * gets its first .size bytes only. */
+START_TEST(test_stats_size_checked)
+{
+    struct vmm_bus *bus;
+    ck_assert_int_eq(vmm_bus_create("test", &bus), 0);
+    uint8_t b;
+    ck_assert_int_eq(vmm_bus_read(bus, 0x10, &b, 1), -ENOENT); /* unclaimed */
+    static const uint32_t bad[] = {0, 3, sizeof(struct vmm_bus_stats) + 8, UINT32_MAX};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct vmm_bus_stats st;
+        memset(&st, 0x5a, sizeof(st));
+        st.size = bad[i];
+        ck_assert_int_eq(vmm_bus_get_stats(bus, &st), -EINVAL);
+        ck_assert_uint_eq(st.size, bad[i]);
+        ck_assert_uint_eq(st.unclaimed_reads, 0x5a5a5a5a5a5a5a5aull);
+    }
+    ck_assert_int_eq(vmm_bus_get_stats(bus, NULL), -EINVAL);
+    struct vmm_bus_stats st;
+    memset(&st, 0x5a, sizeof(st));
+    st.size = offsetof(struct vmm_bus_stats, last_unclaimed_addr);
+    ck_assert_int_eq(vmm_bus_get_stats(bus, &st), 0);
+    ck_assert_uint_eq(st.size, offsetof(struct vmm_bus_stats, last_unclaimed_addr));
+    ck_assert_uint_eq(st.unclaimed_reads, 1);
+    ck_assert_uint_eq(st.unclaimed_writes, 0);
+    ck_assert_uint_eq(st.last_unclaimed_addr, 0x5a5a5a5a5a5a5a5aull); /* past .size */
     vmm_bus_destroy(bus);
 }
 END_TEST
@@ -371,7 +403,7 @@ END_TEST
 START_TEST(test_unclaimed_counted)
 {
     struct vmm_bus *bus = new_bus();
-    struct vmm_bus_stats st;
+    struct vmm_bus_stats st = VMM_INIT(struct vmm_bus_stats);
     vmm_bus_get_stats(bus, &st);
     ck_assert_uint_eq(st.unclaimed_reads, 0);
     ck_assert_uint_eq(st.unclaimed_writes, 0);
@@ -420,7 +452,7 @@ START_TEST(test_access_runs_off_device)
     ck_assert_uint_eq(d.reads, 0);
     ck_assert_uint_eq(d.writes, 0);
 
-    struct vmm_bus_stats st;
+    struct vmm_bus_stats st = VMM_INIT(struct vmm_bus_stats);
     vmm_bus_get_stats(bus, &st);
     ck_assert_uint_eq(st.unclaimed_reads, 2);
     ck_assert_uint_eq(st.unclaimed_writes, 1);
@@ -482,7 +514,7 @@ START_TEST(test_null_callbacks)
     ck_assert_uint_eq(wo.last_offset, 4);
     ck_assert_uint_eq(ro.reads, 1);
 
-    struct vmm_bus_stats st;
+    struct vmm_bus_stats st = VMM_INIT(struct vmm_bus_stats);
     vmm_bus_get_stats(bus, &st);
     ck_assert_uint_eq(st.unclaimed_reads, 0);
     ck_assert_uint_eq(st.unclaimed_writes, 0);
@@ -744,6 +776,7 @@ static Suite *bus_suite(void)
     tcase_add_test(tc, test_register_invalid);
     tcase_add_test(tc, test_range_at_top_of_space);
     tcase_add_test(tc, test_unclaimed_counted);
+    tcase_add_test(tc, test_stats_size_checked);
     tcase_add_test(tc, test_access_runs_off_device);
     tcase_add_test(tc, test_bad_access_length);
     tcase_add_test(tc, test_null_callbacks);

@@ -306,7 +306,7 @@ static void good_read_works(void)
 
 static struct vmm_virtio_blk_stats stats(void)
 {
-    struct vmm_virtio_blk_stats st;
+    struct vmm_virtio_blk_stats st = VMM_INIT(struct vmm_virtio_blk_stats);
     ck_assert_int_eq(vmm_virtio_blk_get_stats(vmm_virtio_mmio_transport(mmio), &st), 0);
     return st;
 }
@@ -733,7 +733,7 @@ START_TEST(test_issue_recipe_refused)
     }
     drv.used_seen = (uint16_t)(drv.used_seen + 256);
     ck_assert_uint_eq(stats().flushes, 0);
-    struct vmm_virtq_stats qs;
+    struct vmm_virtq_stats qs = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(vmm_virtio_queue(vmm_virtio_mmio_transport(mmio), 0), &qs);
     ck_assert_uint_eq(qs.bad_chains, 256);
     ck_assert_uint_eq(qs.held_bytes, 0);
@@ -868,7 +868,7 @@ START_TEST(test_create_errors)
     ck_assert_int_eq(vmm_virtio_blk_create(&bc, &dev), 0);
     vmm_virtio_device_free(&dev);
     /* Stats of something that is not a disk. */
-    struct vmm_virtio_blk_stats st;
+    struct vmm_virtio_blk_stats st = VMM_INIT(struct vmm_virtio_blk_stats);
     ck_assert_int_eq(vmm_virtio_blk_get_stats(NULL, &st), -EINVAL);
 }
 END_TEST

@@ -283,7 +283,7 @@ START_TEST(test_identity)
     ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_QUEUE_NOTIFY), 0);
     wr(VMM_VIRTIO_MMIO_MAGIC_VALUE, 0);
     ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
-    struct vmm_virtio_mmio_stats st;
+    struct vmm_virtio_mmio_stats st = VMM_INIT(struct vmm_virtio_mmio_stats);
     vmm_virtio_mmio_get_stats(m, &st);
     ck_assert_uint_eq(st.refused_writes, 1);
     /* Destroying the transport resets and frees the device. */
@@ -342,7 +342,7 @@ START_TEST(test_status_order)
     /* FAILED is accepted any time. */
     wr(VMM_VIRTIO_MMIO_STATUS, VMM_VIRTIO_STATUS_FAILED);
     ck_assert(status() & VMM_VIRTIO_STATUS_FAILED);
-    struct vmm_virtio_mmio_stats st;
+    struct vmm_virtio_mmio_stats st = VMM_INIT(struct vmm_virtio_mmio_stats);
     vmm_virtio_mmio_get_stats(m, &st);
     ck_assert_uint_ge(st.refused_writes, 7);
 }
@@ -727,7 +727,7 @@ START_TEST(test_warnings_bounded_across_resets)
     /* Malformed chain, queue break, device needs reset. */
     ck_assert_uint_eq(warn_lines, 3 * VMM_VIRTIO_LOG_BUDGET);
     ck_assert_uint_eq(suppressed_notes, 3);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(vmm_virtio_queue(fake.t, 0), &st);
     ck_assert_uint_eq(st.bad_chains, cycles);
     ck_assert_uint_eq(fake.resets, cycles);
@@ -758,7 +758,7 @@ START_TEST(test_held_back_queue_resumes_standalone)
     wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
     ck_assert_uint_eq(td_used_idx(&d), 256);
     ck_assert_uint_eq(fake.notifies[0] - before, 2);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(vmm_virtio_queue(fake.t, 0), &st);
     ck_assert_uint_eq(st.throttled, 1);
     ck_assert_uint_eq(st.held_bytes, 0);

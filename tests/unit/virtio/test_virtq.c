@@ -75,7 +75,8 @@ static void teardown(void)
  * bytes, counted, and nothing handed to the device. */
 static void expect_bad_chain(uint16_t head)
 {
-    struct vmm_virtq_stats before, after;
+    struct vmm_virtq_stats before = VMM_INIT(struct vmm_virtq_stats),
+                           after = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &before);
     uint16_t used_before = td_used_idx(&d);
     struct vmm_virtq_chain *c = (void *)1;
@@ -294,7 +295,7 @@ START_TEST(test_issue_recipe_refused_cheaply)
     long rss = td_peak_rss_kib();
     struct vmm_virtq_chain *c;
     ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.bad_chains, 256);
     ck_assert_uint_eq(st.popped, 0);
@@ -336,7 +337,7 @@ START_TEST(test_held_memory_budget)
     }
     ck_assert_uint_gt(n, 64);
     ck_assert_uint_lt(n, 256);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.throttled, 1);
     ck_assert_uint_le(st.held_bytes, VMM_VIRTQ_MAX_HELD_BYTES);
@@ -383,7 +384,7 @@ START_TEST(test_held_budget_after_reset)
     for (unsigned i = 0; i < n; i++)
         vmm_virtq_chain_free(held[i]);
     ck_assert_uint_eq(resumes, 0);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.held_bytes, 0);
 }
@@ -552,7 +553,7 @@ START_TEST(test_head_past_queue_size_breaks)
     ck_assert_int_eq(vmm_virtq_pop(q, &c), -EIO);
     ck_assert_uint_eq(breaks, 1);
     ck_assert(!vmm_virtq_ready(q));
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert(st.broken);
     /* Stays broken (and reported once) until reset. */
@@ -614,7 +615,7 @@ START_TEST(test_bad_chain_budget_per_pop)
     struct vmm_virtq_chain *c;
     ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
     ck_assert_uint_eq(td_used_idx(&d), QSIZE);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.bad_chains, QSIZE);
     /* Bad chains get their used-buffer notification too. */
@@ -632,7 +633,7 @@ START_TEST(test_no_interrupt_flag)
     ck_assert_int_eq(vmm_virtq_push(q, c, 1), 0);
     ck_assert(!vmm_virtq_notify(q));
     ck_assert_uint_eq(interrupts, 0);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.suppressed, 1);
     td_set_u16(&d, TD_AVAIL, 0);
@@ -732,7 +733,7 @@ START_TEST(test_reset_makes_chains_stale)
     td_set_u16(&d, TD_USED + 2, 0);
     ck_assert_int_eq(vmm_virtq_push(q, c, 8), 0);
     ck_assert_uint_eq(td_used_idx(&d), 0); /* not written */
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.stale_pushes, 1);
     ck_assert_int_eq(vmm_virtq_push(q, NULL, 0), 0);

@@ -179,7 +179,7 @@ START_TEST(test_rings_straddle_regions)
     ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
     ck_assert_uint_eq(td_avail_event(&d), d.avail_idx);
     ck_assert_uint_eq(breaks, 0);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.bad_chains, 0);
     fini();
@@ -203,7 +203,7 @@ START_TEST(test_hostile_chains_on_straddling_table)
     td_avail(&d, 10);
     struct vmm_virtq_chain *c;
     ck_assert_int_eq(vmm_virtq_pop(q, &c), 0);
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.bad_chains, 3);
     ck_assert_uint_eq(td_used_idx(&d), 3);
@@ -404,7 +404,7 @@ START_TEST(test_pool_long_and_short_chains)
         ck_assert_int_eq(vmm_virtq_push(q, small, 4), 0);
         ck_assert_int_eq(vmm_virtq_push(q, big, 0), 0);
     }
-    struct vmm_virtq_stats st;
+    struct vmm_virtq_stats st = VMM_INIT(struct vmm_virtq_stats);
     vmm_virtq_get_stats(q, &st);
     ck_assert_uint_eq(st.stale_pushes, 2);
 }
