@@ -293,16 +293,18 @@ static int drv_create(struct drv *d, const char *path)
     memset(d, 0, sizeof(*d));
     struct vmm_region_config rc = {.gpa = 0, .size = G_MEM};
     struct vmm_region_info ri;
-    struct vmm_virtio_device dev;
-    struct vmm_virtio_blk_config bc = {.path = path, .readonly = true, .queue_size = G_QSIZE};
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    struct vmm_virtio_blk_config bc = VMM_INIT(struct vmm_virtio_blk_config, .path = path,
+                                               .readonly = true, .queue_size = G_QSIZE);
     int r;
     if ((r = vmm_memory_create(&d->mem)) < 0 || (r = vmm_memory_add_region(d->mem, &rc)) < 0 ||
         (r = vmm_memory_region_info(d->mem, 0, &ri)) < 0 ||
         (r = vmm_event_loop_create(&d->loop)) < 0 || (r = vmm_virtio_blk_create(&bc, &dev)) < 0)
         goto fail;
     d->host = ri.host;
-    struct vmm_virtio_mmio_config mc = {
-        .mem = d->mem, .loop = d->loop, .interrupt = drv_irq, .irq_opaque = d};
+    struct vmm_virtio_mmio_config mc =
+        VMM_INIT(struct vmm_virtio_mmio_config, .mem = d->mem, .loop = d->loop,
+                 .interrupt = drv_irq, .irq_opaque = d);
     if ((r = vmm_virtio_mmio_create(&mc, &dev, &d->mmio)) < 0)
         goto fail;
     uint32_t st = VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER;

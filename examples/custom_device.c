@@ -141,6 +141,7 @@ static void echo_destroy(void *opaque)
 }
 
 static const struct vmm_virtio_device_ops echo_ops = {
+    .size = sizeof(struct vmm_virtio_device_ops),
     .attach = echo_attach,
     .config_read = echo_config_read,
     .config_write = echo_config_write,
@@ -265,13 +266,9 @@ int main(int argc, char **argv)
     if (r < 0) {
         free(echo);
     } else {
-        struct vmm_virtio_device dev = {.type = ECHO_DEVICE_ID,
-                                        .num_queues = 1,
-                                        .queue_max_size = 16,
-                                        .config_size = ECHO_CFG_SIZE,
-                                        .ops = &echo_ops,
-                                        .opaque = echo,
-                                        .name = "virtio-echo"};
+        struct vmm_virtio_device dev = VMM_INIT(
+            struct vmm_virtio_device, .type = ECHO_DEVICE_ID, .num_queues = 1, .queue_max_size = 16,
+            .config_size = ECHO_CFG_SIZE, .ops = &echo_ops, .opaque = echo, .name = "virtio-echo");
         /* The transport owns echo from here on (destroying it if this
          * fails), and the VM owns the transport: echo lives until
          * vmm_vm_destroy. */

@@ -273,7 +273,8 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
     if (o->virtio_console) {
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
-        struct vmm_virtio_console_config con = {.in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO};
+        struct vmm_virtio_console_config con = VMM_INIT(
+            struct vmm_virtio_console_config, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO);
         r = vmm_vm_add_virtio_console(vm, base, virtio_gsi(n), &con, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add the virtio console: %s", vmm_strerror(r));
@@ -557,7 +558,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             if (o->nr_disks == MAX_DISKS)
                 fail("too many --disk options (at most %d)", MAX_DISKS);
             struct vmm_virtio_blk_config *disk = &o->disks[o->nr_disks++];
-            *disk = (struct vmm_virtio_blk_config){.path = optarg};
+            *disk = VMM_INIT(struct vmm_virtio_blk_config, .path = optarg);
             /* Trailing ",ro", ",rw" and ",direct" are options (the last of
              * ro/rw wins); anything else after a comma is part of the path.
              * Options are peeled from the end, so the first one seen is the

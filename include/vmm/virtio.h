@@ -267,6 +267,7 @@ VMM_API int vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stat
 /* How a queue tells its transport about events. Both are called with the
  * device lock held, from whatever thread called the queue function. */
 struct vmm_virtq_callbacks {
+    uint32_t size; /* sizeof(struct vmm_virtq_callbacks); growth convention (abi.h) */
     /* Raise a used-buffer interrupt. */
     void (*interrupt)(void *opaque, struct vmm_virtq *q);
     /* The queue broke (see the top of this file); called once per break. */
@@ -282,7 +283,8 @@ struct vmm_virtq_callbacks {
 /*
  * Create a split queue on mem (borrowed; must outlive the queue), with index
  * (its number on the device) and max_size (a power of two, 1..32768).
- * cb may be NULL (no interrupts). Returns 0, -EINVAL or -ENOMEM.
+ * cb may be NULL (no interrupts); the queue keeps a copy of it. Returns 0,
+ * -EINVAL (also a cb->size the library does not know) or -ENOMEM.
  */
 VMM_API VMM_MUST_USE int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
                                           const struct vmm_virtq_callbacks *cb,
@@ -319,8 +321,11 @@ struct vmm_virtio_transport;
  * for a standalone transport without a loop). attach and destroy run without
  * it, when no other callback can run. opaque is struct
  * vmm_virtio_device.opaque. Every callback but config_read may be NULL.
+ * Growth convention (abi.h): the transport keeps a copy of the first .size
+ * bytes, and a callback past them is NULL.
  */
 struct vmm_virtio_device_ops {
+    uint32_t size; /* sizeof(struct vmm_virtio_device_ops) */
     /* Once, when the device is put on a transport, before the guest can see
      * it: keep t (valid until destroy) and add the device's own fds to
      * vmm_virtio_event_loop(t). Return 0 or -errno (the transport then fails
@@ -356,10 +361,13 @@ struct vmm_virtio_device_ops {
 };
 
 /*
- * A device model's description, handed to a transport (which copies it).
- * Zero means default; fields are only appended.
+ * A device model's description, handed to a transport (which copies it) or
+ * filled by a vmm_virtio_*_create. Zero means default; growth convention
+ * (abi.h): a transport refuses a size it does not know, here or in ops, with
+ * -EINVAL and without calling ops->destroy.
  */
 struct vmm_virtio_device {
+    uint32_t size;           /* sizeof(struct vmm_virtio_device) */
     uint32_t type;           /* VMM_VIRTIO_ID_* */
     uint64_t features;       /* device features offered (only those in
                                 VMM_VIRTIO_DEVICE_FEATURES_MASK); the transport

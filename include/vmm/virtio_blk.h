@@ -85,8 +85,9 @@ extern "C" {
 #define VMM_VIRTIO_BLK_MAX_DISCARD  (1u << 22) /* sectors per discard / write-zeroes (2 GiB) */
 #define VMM_VIRTIO_BLK_MAX_DISC_SEG 1u
 
-/* Configuration of a disk. Zero means default; fields are only appended. */
+/* Configuration of a disk. Zero means default; growth convention (abi.h). */
 struct vmm_virtio_blk_config {
+    uint32_t size;        /* sizeof(struct vmm_virtio_blk_config) */
     const char *path;     /* image file or block device, required */
     bool readonly;        /* open read-only and offer VIRTIO_BLK_F_RO; writes fail with IOERR */
     bool direct;          /* O_DIRECT (guest buffers must then be aligned, else IOERR) */
@@ -99,10 +100,11 @@ struct vmm_virtio_blk_config {
 
 /*
  * Describe a disk for a transport: opens cfg->path (so a missing or
- * unreadable image fails here) and fills *dev; the device is freed by the
- * transport (ops->destroy), or with vmm_virtio_device_free if *dev is never
- * handed to one. The capacity is the image size rounded down to 512 bytes.
- * Returns 0, -EINVAL (bad config, not a file or block device, an image
+ * unreadable image fails here) and fills *dev, whose .size the caller has
+ * set (abi.h); the device is freed by the transport (ops->destroy), or with
+ * vmm_virtio_device_free if *dev is never handed to one. The capacity is the
+ * image size rounded down to 512 bytes. Returns 0, -EINVAL (bad config, a
+ * cfg->size or dev->size the library does not know, not a file or block device, an image
  * smaller than 512 bytes), -ENOMEM, or the -errno of open/io_uring set-up.
  */
 VMM_API VMM_MUST_USE int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg,

@@ -14,7 +14,9 @@
 extern "C" {
 #endif
 
+/* Configuration of a console. Growth convention (abi.h). */
 struct vmm_virtio_console_config {
+    uint32_t size; /* sizeof(struct vmm_virtio_console_config) */
     /* Host input, copied into receiveq (queue 0) buffers; -1: none. A
      * pollable fd (tty, pipe, socket) is read by the event loop when it has
      * data (its flags are left alone); one epoll cannot watch (regular file,
@@ -34,10 +36,12 @@ struct vmm_virtio_console_config {
 #define VMM_VIRTIO_CONSOLE_F_MULTIPORT (1ull << 1)
 
 /*
- * Describe a console for a transport: fills *dev (its opaque is a new device
- * that the transport frees through ops->destroy; if *dev is never handed to a
- * transport, free it with vmm_virtio_device_free). The fds stay the caller's.
- * Returns 0, -EINVAL (cfg NULL, bad queue size, cols or rows over 65535),
+ * Describe a console for a transport: fills *dev, whose .size the caller has
+ * set (abi.h; its opaque is a new device that the transport frees through
+ * ops->destroy; if *dev is never handed to a transport, free it with
+ * vmm_virtio_device_free). The fds stay the caller's. Returns 0, -EINVAL
+ * (cfg NULL, a cfg->size or dev->size the library does not know, bad queue
+ * size, cols or rows over 65535),
  * -EBADF (an fd that is not open) or -ENOMEM.
  */
 VMM_API VMM_MUST_USE int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,

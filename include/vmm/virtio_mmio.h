@@ -32,9 +32,10 @@ struct vmm_virtio_mmio;
  * A standalone transport (not on a VM): the caller registers
  * vmm_virtio_mmio_bus_ops() at base on some bus, and provides the interrupt.
  * Used by the unit tests and by embedders with their own machine model.
- * Zero means default; fields are only appended.
+ * Zero means default; growth convention (abi.h).
  */
 struct vmm_virtio_mmio_config {
+    uint32_t size;               /* sizeof(struct vmm_virtio_mmio_config) */
     uint64_t base;               /* guest-physical base (for vmm_virtio_mmio_info) */
     unsigned gsi;                /* interrupt line (for vmm_virtio_mmio_info) */
     struct vmm_memory *mem;      /* guest memory (borrowed), required */
@@ -49,8 +50,10 @@ struct vmm_virtio_mmio_config {
 /*
  * Create a transport for dev (copied). Calls dev->ops->attach. On success
  * the transport owns the device (destroy calls its reset and destroy); on
- * failure dev->ops->destroy has been called too. Returns 0, -EINVAL (bad
- * device description) or -ENOMEM.
+ * failure dev->ops->destroy has been called too, unless dev->size or
+ * dev->ops->size is one the library does not know (abi.h: nothing is
+ * called then). Returns 0, -EINVAL (bad device description, a size the
+ * library does not know in cfg, dev or its ops) or -ENOMEM.
  */
 VMM_API VMM_MUST_USE int vmm_virtio_mmio_create(const struct vmm_virtio_mmio_config *cfg,
                                                 const struct vmm_virtio_device *dev,

@@ -14,7 +14,9 @@
 extern "C" {
 #endif
 
+/* Configuration of an entropy device. Growth convention (abi.h). */
 struct vmm_virtio_rng_config {
+    uint32_t size; /* sizeof(struct vmm_virtio_rng_config) */
     /* Bytes per second the guest may draw (token bucket with one second of
      * burst); 0: unlimited. */
     uint64_t rate_limit;
@@ -22,10 +24,11 @@ struct vmm_virtio_rng_config {
 };
 
 /*
- * Describe an entropy device for a transport: fills *dev (its opaque is a
- * new device that the transport frees through ops->destroy; if *dev is never
- * handed to a transport, free it with vmm_virtio_device_free). Returns 0,
- * -EINVAL or -ENOMEM.
+ * Describe an entropy device for a transport: fills *dev, whose .size the
+ * caller has set (abi.h; its opaque is a new device that the transport frees
+ * through ops->destroy; if *dev is never handed to a transport, free it with
+ * vmm_virtio_device_free). cfg may be NULL. Returns 0, -EINVAL (also a
+ * cfg->size or dev->size the library does not know) or -ENOMEM.
  */
 VMM_API VMM_MUST_USE int vmm_virtio_rng_create(const struct vmm_virtio_rng_config *cfg,
                                                struct vmm_virtio_device *dev);

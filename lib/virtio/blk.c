@@ -577,6 +577,7 @@ static uint32_t blk_seg_max(unsigned qsize)
 }
 
 static const struct vmm_virtio_device_ops blk_ops = {
+    .size = sizeof(struct vmm_virtio_device_ops),
     .attach = blk_attach,
     .config_read = blk_config_read,
     .reset = blk_reset,
@@ -587,8 +588,10 @@ static const struct vmm_virtio_device_ops blk_ops = {
 
 int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg, struct vmm_virtio_device *dev)
 {
-    if (!cfg || !cfg->path || !dev)
+    struct vmm_virtio_blk_config c;
+    if (!cfg || !dev || !VMM_ABI_OUT_OK(dev) || VMM_ABI_COPY_IN(&c, cfg) < 0 || !c.path)
         return -EINVAL;
+    cfg = &c;
     unsigned qsize = cfg->queue_size ? cfg->queue_size : 256;
     if (!vmm_is_pow2(qsize) || qsize > VMM_VIRTQ_MAX_SIZE || qsize > VMM_BLKIO_MAX_DEPTH)
         return -EINVAL;
@@ -637,7 +640,8 @@ int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg, struct vmm_vi
                         VMM_VIRTIO_BLK_F_FLUSH | (cfg->readonly ? VMM_VIRTIO_BLK_F_RO : 0) |
                         (d->discard ? VMM_VIRTIO_BLK_F_DISCARD : 0) |
                         (d->write_zeroes ? VMM_VIRTIO_BLK_F_WRITE_ZEROES : 0);
-    *dev = (struct vmm_virtio_device){
+    struct vmm_virtio_device full = {
+        .size = sizeof(full),
         .type = VMM_VIRTIO_ID_BLOCK,
         .features = features,
         .num_queues = 1,
@@ -647,13 +651,14 @@ int vmm_virtio_blk_create(const struct vmm_virtio_blk_config *cfg, struct vmm_vi
         .opaque = d,
         .name = "virtio-blk",
     };
+    VMM_ABI_COPY_OUT(dev, &full);
     return 0;
 }
 
 int vmm_vm_add_virtio_blk(struct vmm_vm *vm, uint64_t base, unsigned gsi,
                           const struct vmm_virtio_blk_config *cfg, struct vmm_virtio_mmio **out)
 {
-    struct vmm_virtio_device dev;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     int r = vmm_virtio_blk_create(cfg, &dev);
     if (r < 0)
         return r;
@@ -662,7 +667,7 @@ int vmm_vm_add_virtio_blk(struct vmm_vm *vm, uint64_t base, unsigned gsi,
 
 int vmm_virtio_blk_get_stats(struct vmm_virtio_transport *t, struct vmm_virtio_blk_stats *stats)
 {
-    if (!t || !stats || t->dev.ops != &blk_ops || !VMM_ABI_OUT_OK(stats))
+    if (!t || !stats || t->caller_ops != &blk_ops || !VMM_ABI_OUT_OK(stats))
         return -EINVAL;
     struct blk *d = t->dev.opaque;
     vmm_virtio_lock(t);

@@ -380,6 +380,7 @@ static void console_destroy(void *opaque)
 }
 
 static const struct vmm_virtio_device_ops console_ops = {
+    .size = sizeof(struct vmm_virtio_device_ops),
     .attach = console_attach,
     .config_read = console_config_read,
     .reset = console_reset,
@@ -391,8 +392,10 @@ static const struct vmm_virtio_device_ops console_ops = {
 int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,
                               struct vmm_virtio_device *dev)
 {
-    if (!dev || !cfg)
+    struct vmm_virtio_console_config cfg_copy;
+    if (!dev || !cfg || !VMM_ABI_OUT_OK(dev) || VMM_ABI_COPY_IN(&cfg_copy, cfg) < 0)
         return -EINVAL;
+    cfg = &cfg_copy;
     unsigned qsize = cfg->queue_size ? cfg->queue_size : 256;
     if (!vmm_is_pow2(qsize) || qsize > VMM_VIRTQ_MAX_SIZE || cfg->cols > UINT16_MAX ||
         cfg->rows > UINT16_MAX)
@@ -409,7 +412,8 @@ int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,
     c->out_watch_fd = -1;
     c->cols = (uint16_t)cfg->cols;
     c->rows = (uint16_t)cfg->rows;
-    *dev = (struct vmm_virtio_device){
+    struct vmm_virtio_device full = {
+        .size = sizeof(full),
         .type = VMM_VIRTIO_ID_CONSOLE,
         .features = (cfg->cols || cfg->rows) ? VMM_VIRTIO_CONSOLE_F_SIZE : 0,
         .num_queues = 2,
@@ -419,6 +423,7 @@ int vmm_virtio_console_create(const struct vmm_virtio_console_config *cfg,
         .opaque = c,
         .name = "virtio-console",
     };
+    VMM_ABI_COPY_OUT(dev, &full);
     return 0;
 }
 
@@ -426,7 +431,7 @@ int vmm_vm_add_virtio_console(struct vmm_vm *vm, uint64_t base, unsigned gsi,
                               const struct vmm_virtio_console_config *cfg,
                               struct vmm_virtio_mmio **out)
 {
-    struct vmm_virtio_device dev;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     int r = vmm_virtio_console_create(cfg, &dev);
     if (r < 0)
         return r;

@@ -38,10 +38,13 @@ static void queue_resume(void *opaque, struct vmm_virtq *q)
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop)
 {
-    if (!dev || !dev->ops || !dev->ops->config_read || !mem || dev->num_queues == 0 ||
-        dev->num_queues > VMM_VIRTIO_MAX_QUEUES)
+    struct vmm_virtio_device d;
+    if (!dev || VMM_ABI_COPY_IN(&d, dev) < 0 || !d.ops || VMM_ABI_COPY_IN(&t->ops, d.ops) < 0 ||
+        !t->ops.config_read || !mem || d.num_queues == 0 || d.num_queues > VMM_VIRTIO_MAX_QUEUES)
         return -EINVAL;
-    t->dev = *dev;
+    t->caller_ops = d.ops;
+    d.ops = &t->ops;
+    t->dev = d;
     if (!t->dev.queue_max_size)
         t->dev.queue_max_size = DEFAULT_QUEUE_SIZE;
     if (!vmm_is_pow2(t->dev.queue_max_size) || t->dev.queue_max_size > VMM_VIRTQ_MAX_SIZE)
@@ -63,8 +66,11 @@ int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_v
     int r = -pthread_mutex_init(&t->lock, NULL);
     if (r < 0)
         return r;
-    struct vmm_virtq_callbacks cb = {
-        .interrupt = queue_interrupt, .broken = queue_broken, .opaque = t, .resume = queue_resume};
+    struct vmm_virtq_callbacks cb = {.size = sizeof(cb),
+                                     .interrupt = queue_interrupt,
+                                     .broken = queue_broken,
+                                     .opaque = t,
+                                     .resume = queue_resume};
     for (unsigned i = 0; i < t->dev.num_queues; i++) {
         r = vmm_virtq_create(mem, i, t->dev.queue_max_size, &cb, &t->queues[i]);
         if (r == 0)
@@ -157,12 +163,21 @@ struct vmm_memory *vmm_virtio_memory(struct vmm_virtio_transport *t)
     return t->mem;
 }
 
+bool vmm_virtio_device_destroy_unused(const struct vmm_virtio_device *dev)
+{
+    struct vmm_virtio_device d;
+    struct vmm_virtio_device_ops ops;
+    if (!dev || VMM_ABI_COPY_IN(&d, dev) < 0 || !d.ops || VMM_ABI_COPY_IN(&ops, d.ops) < 0)
+        return false;
+    if (ops.destroy)
+        ops.destroy(d.opaque);
+    return true;
+}
+
 void vmm_virtio_device_free(struct vmm_virtio_device *dev)
 {
-    if (!dev || !dev->ops)
+    if (!vmm_virtio_device_destroy_unused(dev))
         return;
-    if (dev->ops->destroy)
-        dev->ops->destroy(dev->opaque);
     dev->ops = NULL;
     dev->opaque = NULL;
 }

@@ -664,10 +664,12 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
 {
     int r;
     struct vmm_virtio_mmio *m = NULL;
-    if (!cfg || !cfg->mem || !dev || !dev->ops || !out) {
+    struct vmm_virtio_mmio_config c;
+    if (!cfg || VMM_ABI_COPY_IN(&c, cfg) < 0 || !c.mem || !dev || !out) {
         r = -EINVAL;
         goto fail_dev;
     }
+    cfg = &c;
     m = calloc(1, sizeof(*m));
     if (!m) {
         r = -ENOMEM;
@@ -732,8 +734,7 @@ fail:
     mmio_free(m); /* destroys the device too */
     return r;
 fail_dev:
-    if (dev && dev->ops && dev->ops->destroy)
-        dev->ops->destroy(dev->opaque);
+    vmm_virtio_device_destroy_unused(dev);
     return r;
 }
 
@@ -766,6 +767,7 @@ int vmm_vm_add_virtio_mmio(struct vmm_vm *vm, uint64_t base, unsigned gsi,
                            const struct vmm_virtio_device *dev, struct vmm_virtio_mmio **out)
 {
     struct vmm_virtio_mmio_config cfg = {
+        .size = sizeof(cfg),
         .base = base,
         .gsi = gsi,
         .mem = vm ? vmm_vm_memory(vm) : NULL,
@@ -782,8 +784,7 @@ int vmm_vm_add_virtio_mmio(struct vmm_vm *vm, uint64_t base, unsigned gsi,
                 vmm_log_error("virtio-mmio: the VM has no memory yet");
             r = -EINVAL;
         }
-        if (dev && dev->ops && dev->ops->destroy)
-            dev->ops->destroy(dev->opaque);
+        vmm_virtio_device_destroy_unused(dev);
         return r;
     }
     r = mmio_create(&cfg, dev, vm, &m);

@@ -388,7 +388,9 @@ static void pool_destroy(struct virtq_pool *p)
 int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
                      const struct vmm_virtq_callbacks *cb, struct vmm_virtq **out)
 {
-    if (!mem || !out || !vmm_is_pow2(max_size) || max_size > VMM_VIRTQ_MAX_SIZE)
+    struct vmm_virtq_callbacks c = {0};
+    if (!mem || !out || !vmm_is_pow2(max_size) || max_size > VMM_VIRTQ_MAX_SIZE ||
+        (cb && VMM_ABI_COPY_IN(&c, cb) < 0))
         return -EINVAL;
     struct vmm_virtq *q = calloc(1, sizeof(*q));
     if (!q)
@@ -403,8 +405,7 @@ int vmm_virtq_create(struct vmm_memory *mem, unsigned index, unsigned max_size,
     q->mem = mem;
     q->index = index;
     q->max_size = max_size;
-    if (cb)
-        q->cb = *cb;
+    q->cb = c;
     q->label = "virtio";
     *out = q;
     return 0;

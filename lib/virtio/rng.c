@@ -203,6 +203,7 @@ static void rng_destroy(void *opaque)
 }
 
 static const struct vmm_virtio_device_ops rng_ops = {
+    .size = sizeof(struct vmm_virtio_device_ops),
     .attach = rng_attach,
     .config_read = rng_config_read,
     .reset = rng_reset,
@@ -212,8 +213,10 @@ static const struct vmm_virtio_device_ops rng_ops = {
 
 int vmm_virtio_rng_create(const struct vmm_virtio_rng_config *cfg, struct vmm_virtio_device *dev)
 {
-    if (!dev)
+    struct vmm_virtio_rng_config c = {0};
+    if (!dev || !VMM_ABI_OUT_OK(dev) || (cfg && VMM_ABI_COPY_IN(&c, cfg) < 0))
         return -EINVAL;
+    cfg = &c;
     unsigned qsize = cfg && cfg->queue_size ? cfg->queue_size : 256;
     if (!vmm_is_pow2(qsize) || qsize > VMM_VIRTQ_MAX_SIZE)
         return -EINVAL;
@@ -224,7 +227,8 @@ int vmm_virtio_rng_create(const struct vmm_virtio_rng_config *cfg, struct vmm_vi
     d->tokens = d->rate;
     d->timer_fd = -1;
     clock_gettime(CLOCK_MONOTONIC, &d->last_refill);
-    *dev = (struct vmm_virtio_device){
+    struct vmm_virtio_device full = {
+        .size = sizeof(full),
         .type = VMM_VIRTIO_ID_RNG,
         .num_queues = 1,
         .queue_max_size = qsize,
@@ -233,13 +237,14 @@ int vmm_virtio_rng_create(const struct vmm_virtio_rng_config *cfg, struct vmm_vi
         .opaque = d,
         .name = "virtio-rng",
     };
+    VMM_ABI_COPY_OUT(dev, &full);
     return 0;
 }
 
 int vmm_vm_add_virtio_rng(struct vmm_vm *vm, uint64_t base, unsigned gsi,
                           const struct vmm_virtio_rng_config *cfg, struct vmm_virtio_mmio **out)
 {
-    struct vmm_virtio_device dev;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     int r = vmm_virtio_rng_create(cfg, &dev);
     if (r < 0)
         return r;

@@ -18,7 +18,11 @@
 struct vmm_virtio_transport {
     pthread_mutex_t lock;
     struct vmm_virtio_device dev; /* the device's description (copied) */
-    const char *name;             /* dev.name or "virtio" */
+    /* dev.ops points here: the device's table, zero-filled past its .size
+     * (abi.h), so a callback an older device lacks reads as NULL. */
+    struct vmm_virtio_device_ops ops;
+    const struct vmm_virtio_device_ops *caller_ops; /* the table handed in (its identity) */
+    const char *name;                               /* dev.name or "virtio" */
     struct vmm_memory *mem;
     struct vmm_event_loop *loop;
     struct vmm_virtq *queues[VMM_VIRTIO_MAX_QUEUES];
@@ -54,6 +58,9 @@ void vmm_virtq_chain_mark_dirty(const struct vmm_virtq_chain *chain, uint64_t le
 /* lib/virtio/device.c */
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop);
+/* Call ops->destroy of a description no transport took, when its sizes
+ * (and its ops') are ones the library knows (abi.h). Returns whether it did. */
+bool vmm_virtio_device_destroy_unused(const struct vmm_virtio_device *dev);
 void vmm_virtio_transport_fini(struct vmm_virtio_transport *t);
 /* Reset the device and every queue (lock held). */
 void vmm_virtio_transport_reset(struct vmm_virtio_transport *t);

@@ -207,7 +207,8 @@ static void library_round_trip(enum vmm_irqchip irqchip)
     ck_assert_int_eq(pipe2(cout, O_CLOEXEC | O_NONBLOCK), 0);
     struct vmm_machine m = {0};
     struct vmm_virtio_mmio *dev;
-    struct vmm_virtio_console_config con = {.in_fd = cin[0], .out_fd = cout[1]};
+    struct vmm_virtio_console_config con =
+        VMM_INIT(struct vmm_virtio_console_config, .in_fd = cin[0], .out_fd = cout[1]);
     struct vmm_virtio_mmio *console;
     ck_assert_int_eq(vmm_vm_add_virtio_console(h.vm, 0xd0000000, 5, &con, &console), 0);
     ck_assert_int_eq(vmm_virtio_mmio_add_to_machine(console, &m), 0);

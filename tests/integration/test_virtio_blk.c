@@ -269,13 +269,16 @@ static void library_disks(enum vmm_irqchip irqchip)
     struct harness h;
     harness_init(&h, irqchip, 16);
     struct vmm_virtio_mmio *a, *b;
-    struct vmm_virtio_blk_config ca = {.path = disk_a, .serial = "libvmm-disk0"};
-    struct vmm_virtio_blk_config cb = {.path = disk_b, .readonly = true};
+    struct vmm_virtio_blk_config ca =
+        VMM_INIT(struct vmm_virtio_blk_config, .path = disk_a, .serial = "libvmm-disk0");
+    struct vmm_virtio_blk_config cb =
+        VMM_INIT(struct vmm_virtio_blk_config, .path = disk_b, .readonly = true);
     ck_assert_int_eq(vmm_vm_add_virtio_blk(h.vm, 0xd0000000, 5, &ca, &a), 0);
     ck_assert_int_eq(vmm_vm_add_virtio_blk(h.vm, 0xd0001000, 6, &cb, &b), 0);
     /* The window is taken now; a missing image fails before anything. */
     ck_assert_int_eq(vmm_vm_add_virtio_blk(h.vm, 0xd0001000, 7, &ca, NULL), -EEXIST);
-    struct vmm_virtio_blk_config missing = {.path = "/nonexistent/disk.img"};
+    struct vmm_virtio_blk_config missing =
+        VMM_INIT(struct vmm_virtio_blk_config, .path = "/nonexistent/disk.img");
     ck_assert_int_eq(vmm_vm_add_virtio_blk(h.vm, 0xd0002000, 7, &missing, NULL), -ENOENT);
     harness_load_guest(&h, "virtio_blk", 1);
     harness_run(&h);

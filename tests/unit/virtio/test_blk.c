@@ -118,13 +118,11 @@ static void driver_init(uint64_t want)
 
 static void attach_disk(const struct vmm_virtio_blk_config *bc, bool with_loop)
 {
-    struct vmm_virtio_device dev;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     ck_assert_int_eq(vmm_virtio_blk_create(bc, &dev), 0);
-    struct vmm_virtio_mmio_config mc = {.base = 0xd0000000,
-                                        .gsi = 5,
-                                        .mem = drv.mem,
-                                        .loop = with_loop ? loop : NULL,
-                                        .interrupt = count_irq};
+    struct vmm_virtio_mmio_config mc =
+        VMM_INIT(struct vmm_virtio_mmio_config, .base = 0xd0000000, .gsi = 5, .mem = drv.mem,
+                 .loop = with_loop ? loop : NULL, .interrupt = count_irq);
     ck_assert_int_eq(vmm_virtio_mmio_create(&mc, &dev, &mmio), 0);
     ck_assert_uint_eq(r32(VMM_VIRTIO_MMIO_MAGIC_VALUE), VMM_VIRTIO_MMIO_MAGIC);
     ck_assert_uint_eq(r32(VMM_VIRTIO_MMIO_DEVICE_ID), VMM_VIRTIO_ID_BLOCK);
@@ -137,8 +135,9 @@ static void setup_common(bool ro, bool with_loop)
     make_image();
     td_init(&drv, QSIZE);
     ck_assert_int_eq(vmm_event_loop_create(&loop), 0);
-    struct vmm_virtio_blk_config bc = {
-        .path = img, .readonly = ro, .serial = "test-serial-0123", .queue_size = 256};
+    struct vmm_virtio_blk_config bc =
+        VMM_INIT(struct vmm_virtio_blk_config, .path = img, .readonly = ro,
+                 .serial = "test-serial-0123", .queue_size = 256);
     attach_disk(&bc, with_loop);
     driver_init(VMM_VIRTIO_BLK_F_SEG_MAX | VMM_VIRTIO_BLK_F_BLK_SIZE | VMM_VIRTIO_BLK_F_FLUSH |
                 VMM_VIRTIO_BLK_F_RO | VMM_VIRTIO_BLK_F_DISCARD | VMM_VIRTIO_BLK_F_WRITE_ZEROES);
@@ -748,8 +747,9 @@ START_TEST(test_seg_max_fits_the_queue)
     const unsigned sizes[] = {1, 2, 4, 16, 128, 256, 1024};
     const uint32_t want[] = {1, 1, 2, 14, 126, 126, 126};
     for (unsigned i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-        struct vmm_virtio_blk_config bc = {.path = img, .queue_size = sizes[i]};
-        struct vmm_virtio_device dev;
+        struct vmm_virtio_blk_config bc =
+            VMM_INIT(struct vmm_virtio_blk_config, .path = img, .queue_size = sizes[i]);
+        struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
         ck_assert_int_eq(vmm_virtio_blk_create(&bc, &dev), 0);
         uint32_t seg_max = 0;
         dev.ops->config_read(dev.opaque, VMM_VIRTIO_BLK_CFG_SEG_MAX, &seg_max, 4);
@@ -849,9 +849,10 @@ END_TEST
 
 START_TEST(test_create_errors)
 {
-    struct vmm_virtio_device dev;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     ck_assert_int_eq(vmm_virtio_blk_create(NULL, &dev), -EINVAL);
-    struct vmm_virtio_blk_config bc = {.path = "/nonexistent/disk.img"};
+    struct vmm_virtio_blk_config bc =
+        VMM_INIT(struct vmm_virtio_blk_config, .path = "/nonexistent/disk.img");
     ck_assert_int_eq(vmm_virtio_blk_create(&bc, &dev), -ENOENT);
     bc.path = img;
     bc.queue_size = 100;

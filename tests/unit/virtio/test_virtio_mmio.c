@@ -3,6 +3,7 @@
  * file and the status state machine), the command-line helper, and the rng
  * and console devices on a standalone transport. No /dev/kvm needed. */
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -131,6 +132,7 @@ static void fake_destroy(void *opaque)
 }
 
 static const struct vmm_virtio_device_ops fake_ops = {
+    .size = sizeof(struct vmm_virtio_device_ops),
     .attach = fake_attach,
     .config_read = fake_config_read,
     .config_write = fake_config_write,
@@ -156,18 +158,13 @@ static void on_irq(void *opaque)
 
 static void make_transport(struct vmm_event_loop *loop)
 {
-    struct vmm_virtio_device dev = {
-        .type = 42,
-        .features = F_DEV0,
-        .num_queues = 2,
+    struct vmm_virtio_device dev = VMM_INIT(
+        struct vmm_virtio_device, .type = 42, .features = F_DEV0, .num_queues = 2,
         .queue_max_size = fake.queue_max ? fake.queue_max : QSIZE,
-        .config_size = sizeof(fake.config),
-        .ops = &fake_ops,
-        .opaque = &fake,
-        .name = "fake",
-    };
-    struct vmm_virtio_mmio_config cfg = {
-        .base = 0xd0000000, .gsi = 5, .mem = d.mem, .loop = loop, .interrupt = on_irq};
+        .config_size = sizeof(fake.config), .ops = &fake_ops, .opaque = &fake, .name = "fake");
+    struct vmm_virtio_mmio_config cfg =
+        VMM_INIT(struct vmm_virtio_mmio_config, .base = 0xd0000000, .gsi = 5, .mem = d.mem,
+                 .loop = loop, .interrupt = on_irq);
     ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &m), 0);
     ck_assert_uint_eq(fake.attaches, 1);
     ck_assert_ptr_eq(fake.t, vmm_virtio_mmio_transport(m));
@@ -355,17 +352,14 @@ START_TEST(test_features_offered_mask)
     vmm_virtio_mmio_destroy(m);
     m = NULL;
     const uint64_t notification_data = 1ull << 38, f_dev50 = 1ull << 50, f_res24 = 1ull << 24;
-    struct vmm_virtio_device dev = {
-        .type = 42,
+    struct vmm_virtio_device dev = VMM_INIT(
+        struct vmm_virtio_device, .type = 42,
         .features = F_DEV0 | f_dev50 | f_res24 | notification_data | VMM_VIRTIO_F_IN_ORDER |
                     VMM_VIRTIO_F_RING_PACKED | VMM_VIRTIO_F_ACCESS_PLATFORM,
-        .num_queues = 1,
-        .queue_max_size = QSIZE,
-        .config_size = sizeof(fake.config),
-        .ops = &fake_ops,
-        .opaque = &fake,
-    };
-    struct vmm_virtio_mmio_config cfg = {.base = 0xd0000000, .gsi = 5, .mem = d.mem};
+        .num_queues = 1, .queue_max_size = QSIZE, .config_size = sizeof(fake.config),
+        .ops = &fake_ops, .opaque = &fake);
+    struct vmm_virtio_mmio_config cfg =
+        VMM_INIT(struct vmm_virtio_mmio_config, .base = 0xd0000000, .gsi = 5, .mem = d.mem);
     ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &m), 0);
     wr(VMM_VIRTIO_MMIO_DEVICE_FEATURES_SEL, 0);
     uint64_t lo = rd(VMM_VIRTIO_MMIO_DEVICE_FEATURES);
@@ -802,9 +796,10 @@ END_TEST
 START_TEST(test_create_errors)
 {
     struct vmm_virtio_mmio *x;
-    struct vmm_virtio_mmio_config cfg = {.mem = d.mem};
+    struct vmm_virtio_mmio_config cfg = VMM_INIT(struct vmm_virtio_mmio_config, .mem = d.mem);
     unsigned destroys = fake.destroys;
-    struct vmm_virtio_device dev = {.type = 1, .num_queues = 0, .ops = &fake_ops, .opaque = &fake};
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device, .type = 1, .num_queues = 0,
+                                            .ops = &fake_ops, .opaque = &fake);
     ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &x), -EINVAL);
     ck_assert_uint_eq(fake.destroys, destroys + 1); /* the device is freed on failure */
     dev.num_queues = VMM_VIRTIO_MAX_QUEUES + 1;
@@ -819,6 +814,30 @@ START_TEST(test_create_errors)
     cfg.mem = NULL;
     ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &x), -EINVAL);
     ck_assert_uint_eq(fake.destroys, destroys + 5);
+
+    /* The growth convention (abi.h) on the ops table and the description: a
+     * size of 0 or past the library's is refused without calling anything;
+     * an older table, one that ends before destroy, is taken with the
+     * callbacks it lacks as NULL. */
+    cfg.mem = d.mem;
+    struct vmm_virtio_device_ops old_ops = fake_ops;
+    dev.ops = &old_ops;
+    static const uint32_t bad[] = {0, sizeof(struct vmm_virtio_device_ops) + 8};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        old_ops.size = bad[i];
+        ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &x), -EINVAL);
+        old_ops.size = sizeof(old_ops);
+        dev.size = bad[i] ? sizeof(dev) + 8 : 0;
+        ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &x), -EINVAL);
+        dev.size = sizeof(dev);
+    }
+    ck_assert_uint_eq(fake.destroys, destroys + 5); /* none called */
+    old_ops.size = offsetof(struct vmm_virtio_device_ops, destroy);
+    unsigned attaches = fake.attaches;
+    ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, &dev, &x), 0);
+    ck_assert_uint_eq(fake.attaches, attaches + 1);
+    vmm_virtio_mmio_destroy(x);
+    ck_assert_uint_eq(fake.destroys, destroys + 5); /* past .size: NULL */
     fake.destroys = destroys;
 }
 END_TEST
@@ -856,8 +875,9 @@ END_TEST
 static struct vmm_virtio_mmio *make_device(struct vmm_virtio_device *dev,
                                            struct vmm_event_loop *loop)
 {
-    struct vmm_virtio_mmio_config cfg = {
-        .base = 0xd0000000, .gsi = 5, .mem = d.mem, .loop = loop, .interrupt = on_irq};
+    struct vmm_virtio_mmio_config cfg =
+        VMM_INIT(struct vmm_virtio_mmio_config, .base = 0xd0000000, .gsi = 5, .mem = d.mem,
+                 .loop = loop, .interrupt = on_irq);
     struct vmm_virtio_mmio *x;
     ck_assert_int_eq(vmm_virtio_mmio_create(&cfg, dev, &x), 0);
     return x;
@@ -875,7 +895,7 @@ START_TEST(test_rng)
 {
     vmm_virtio_mmio_destroy(m);
     fake.destroys = 0;
-    struct vmm_virtio_device dev;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     ck_assert_int_eq(vmm_virtio_rng_create(NULL, &dev), 0);
     ck_assert_uint_eq(dev.type, VMM_VIRTIO_ID_RNG);
     m = make_device(&dev, NULL);
@@ -920,8 +940,8 @@ START_TEST(test_rng_rate_limit)
 {
     vmm_virtio_mmio_destroy(m);
     fake.destroys = 0;
-    struct vmm_virtio_device dev;
-    struct vmm_virtio_rng_config cfg = {.rate_limit = 100};
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    struct vmm_virtio_rng_config cfg = VMM_INIT(struct vmm_virtio_rng_config, .rate_limit = 100);
     ck_assert_int_eq(vmm_virtio_rng_create(&cfg, &dev), 0);
     m = make_device(&dev, NULL);
     bring_up(VMM_VIRTIO_F_VERSION_1);
@@ -934,8 +954,9 @@ START_TEST(test_rng_rate_limit)
     td_used_elem(&d, 0, &id, &len);
     ck_assert_uint_gt(len, 0);
     ck_assert_uint_le(len, 100);
-    ck_assert_int_eq(vmm_virtio_rng_create(&(struct vmm_virtio_rng_config){.queue_size = 3}, &dev),
-                     -EINVAL);
+    ck_assert_int_eq(
+        vmm_virtio_rng_create(&VMM_INIT(struct vmm_virtio_rng_config, .queue_size = 3), &dev),
+        -EINVAL);
 }
 END_TEST
 
@@ -946,8 +967,8 @@ START_TEST(test_rng_rate_limit_timer)
     vmm_virtio_mmio_destroy(m);
     struct vmm_event_loop *loop;
     ck_assert_int_eq(vmm_event_loop_create(&loop), 0);
-    struct vmm_virtio_device dev;
-    struct vmm_virtio_rng_config cfg = {.rate_limit = 200};
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    struct vmm_virtio_rng_config cfg = VMM_INIT(struct vmm_virtio_rng_config, .rate_limit = 200);
     ck_assert_int_eq(vmm_virtio_rng_create(&cfg, &dev), 0);
     m = make_device(&dev, loop);
     ck_assert_uint_eq(vmm_event_loop_count(loop), 2); /* the queue's eventfd and the timer */
@@ -992,9 +1013,9 @@ static void console_up(int in_fd, int out_fd)
     vmm_virtio_mmio_destroy(m);
     fake.destroys = 0;
     ck_assert_int_eq(vmm_event_loop_create(&cloop), 0);
-    struct vmm_virtio_device dev;
-    struct vmm_virtio_console_config cfg = {
-        .in_fd = in_fd, .out_fd = out_fd, .cols = 80, .rows = 25};
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    struct vmm_virtio_console_config cfg = VMM_INIT(
+        struct vmm_virtio_console_config, .in_fd = in_fd, .out_fd = out_fd, .cols = 80, .rows = 25);
     ck_assert_int_eq(vmm_virtio_console_create(&cfg, &dev), 0);
     ck_assert(dev.features & VMM_VIRTIO_CONSOLE_F_SIZE);
     m = make_device(&dev, cloop);
@@ -1277,8 +1298,9 @@ START_TEST(test_console_queue_reset_drops_parked_output)
     /* RING_RESET negotiated through a custom bring-up. */
     vmm_virtio_mmio_destroy(m);
     ck_assert_int_eq(vmm_event_loop_create(&cloop), 0);
-    struct vmm_virtio_device dev;
-    struct vmm_virtio_console_config cfg = {.in_fd = -1, .out_fd = out[1]};
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    struct vmm_virtio_console_config cfg =
+        VMM_INIT(struct vmm_virtio_console_config, .in_fd = -1, .out_fd = out[1]);
     ck_assert_int_eq(vmm_virtio_console_create(&cfg, &dev), 0);
     m = make_device(&dev, cloop);
     td_other_ring(&tx, &d, QSIZE, 0x15000, 0x16000, 0x17000);

@@ -4,6 +4,7 @@
  * hostile rings (loops, bad indices, addresses and lengths past memory,
  * nested or malformed indirect tables, an available index that jumps). */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <vmm/virtio.h>
@@ -42,8 +43,8 @@ static void on_resume(void *opaque, struct vmm_virtq *vq)
 /* A queue of size entries (up to 256: the driver's areas hold no more). */
 static void make_queue_of(uint64_t features, unsigned size)
 {
-    struct vmm_virtq_callbacks cb = {
-        .interrupt = on_interrupt, .broken = on_broken, .resume = on_resume};
+    struct vmm_virtq_callbacks cb = VMM_INIT(struct vmm_virtq_callbacks, .interrupt = on_interrupt,
+                                             .broken = on_broken, .resume = on_resume);
     ck_assert_int_eq(vmm_virtq_create(d.mem, 3, size < 64 ? 64 : size, &cb, &q), 0);
     vmm_virtq_set_features(q, features);
     ck_assert_int_eq(vmm_virtq_enable(q, size, TD_DESC, TD_AVAIL, TD_USED), 0);
@@ -70,6 +71,23 @@ static void teardown(void)
     free(extra);
     extra = NULL;
 }
+
+/* The growth convention (abi.h) on the callback table: a size of 0 or past
+ * the library's is refused, with no queue made. */
+START_TEST(test_callbacks_size_checked)
+{
+    struct vmm_virtq *x = NULL;
+    struct vmm_virtq_callbacks cb = VMM_INIT(struct vmm_virtq_callbacks, .interrupt = on_interrupt);
+    cb.size = 0;
+    ck_assert_int_eq(vmm_virtq_create(d.mem, 0, 64, &cb, &x), -EINVAL);
+    cb.size = sizeof(cb) + 8;
+    ck_assert_int_eq(vmm_virtq_create(d.mem, 0, 64, &cb, &x), -EINVAL);
+    ck_assert_ptr_null(x);
+    cb.size = offsetof(struct vmm_virtq_callbacks, resume);
+    ck_assert_int_eq(vmm_virtq_create(d.mem, 0, 64, &cb, &x), 0);
+    vmm_virtq_destroy(x);
+}
+END_TEST
 
 /* Expect the next pop to skip a malformed chain at head: completed with 0
  * bytes, counted, and nothing handed to the device. */
@@ -777,6 +795,7 @@ static Suite *virtq_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_simple_chain);
+    tcase_add_test(tc, test_callbacks_size_checked);
     tcase_add_test(tc, test_chain_is_a_copy);
     tcase_add_test(tc, test_not_ready_and_empty);
     tcase_add_test(tc, test_enable_checks);

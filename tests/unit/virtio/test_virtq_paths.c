@@ -39,7 +39,8 @@ static void on_broken(void *opaque, struct vmm_virtq *vq)
 
 static void make_queue(uint64_t features)
 {
-    struct vmm_virtq_callbacks cb = {.interrupt = on_interrupt, .broken = on_broken};
+    struct vmm_virtq_callbacks cb =
+        VMM_INIT(struct vmm_virtq_callbacks, .interrupt = on_interrupt, .broken = on_broken);
     ck_assert_int_eq(vmm_virtq_create(d.mem, 0, 64, &cb, &q), 0);
     vmm_virtq_set_features(q, features);
 }
