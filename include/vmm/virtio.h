@@ -141,7 +141,9 @@ struct vmm_virtq_seg {
 /*
  * A descriptor chain popped from a queue: plain data, owned by the device
  * from vmm_virtq_pop until it hands it back with vmm_virtq_push (or frees it
- * with vmm_virtq_chain_free). The segments were copied out of the guest's
+ * with vmm_virtq_chain_free). The library allocates it (with the ring's
+ * bookkeeping beside it, out of the device's reach), so it needs no size
+ * field: fields may be appended. The segments were copied out of the guest's
  * descriptor table (direct or indirect) and checked; the guest cannot change
  * them any more, only the bytes of the buffers they point to.
  *
@@ -159,10 +161,6 @@ struct vmm_virtq_chain {
     uint64_t writable_len; /* sum of the writable segments' lengths */
     struct vmm_virtq_seg *seg;
     void *priv; /* free for the device's own use (e.g. its request) */
-    /* The ring's private bookkeeping: do not touch. */
-    uint16_t id;        /* head descriptor index (split) / buffer id (packed) */
-    uint16_t ndesc;     /* ring slots the chain took (packed) */
-    uint32_t reset_gen; /* the queue's reset count when popped */
 };
 
 /*

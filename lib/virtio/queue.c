@@ -106,6 +106,10 @@ struct virtq_pool;
  */
 struct virtq_box {
     struct vmm_virtq_chain c;
+    /* The ring's bookkeeping, which the device must not touch. */
+    uint16_t id;        /* head descriptor index (split) / buffer id (packed) */
+    uint16_t ndesc;     /* ring slots the chain took (packed) */
+    uint32_t reset_gen; /* the queue's reset count when popped */
     struct virtq_pool *pool;
     struct virtq_box *next; /* on the pool's free list */
     uint32_t cap;           /* segments it has room for; only VIRTQ_POOL_SEGS
@@ -866,9 +870,9 @@ int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_chain **out)
         c->writable_len = shape.writable_len;
         c->seg = box_seg(b); /* the device may have moved it */
         c->priv = NULL;
-        c->id = head;
-        c->ndesc = 1;
-        c->reset_gen = q->reset_gen;
+        b->id = head;
+        b->ndesc = 1;
+        b->reset_gen = q->reset_gen;
         q->stats.popped++;
         *out = c;
         return 1;
@@ -884,7 +888,8 @@ int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t 
 {
     if (!chain)
         return 0;
-    if (!((struct virtq_box *)chain)->in_flight) {
+    struct virtq_box *b = (struct virtq_box *)chain;
+    if (!b->in_flight) {
         /* Pushed (or freed) already: completing its head again would
          * tell the driver about a buffer it may have reused. */
         vmm_log_error("%s: queue %u: a chain was pushed after it was released (ignored)", q->label,
@@ -892,7 +897,7 @@ int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t 
         return -EINVAL;
     }
     int r = 0;
-    if (chain->queue != q || chain->reset_gen != q->reset_gen || !q->ready) {
+    if (chain->queue != q || b->reset_gen != q->reset_gen || !q->ready) {
         /* Popped before a reset: the driver has forgotten it. */
         q->stats.stale_pushes++;
     } else if (q->broken) {
@@ -903,10 +908,15 @@ int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t 
                          q->label, q->index, written, (unsigned long long)chain->writable_len);
             written = (uint32_t)chain->writable_len;
         }
-        r = used_append(q, chain->id, written);
+        r = used_append(q, b->id, written);
     }
     chain_release(chain);
     return r;
+}
+
+uint16_t vmm_virtq_chain_head(const struct vmm_virtq_chain *chain)
+{
+    return ((const struct virtq_box *)chain)->id;
 }
 
 void vmm_virtq_chain_free(struct vmm_virtq_chain *chain)

@@ -58,6 +58,10 @@ void vmm_virtq_chain_mark_dirty(const struct vmm_virtq_chain *chain, uint64_t le
 /* lib/virtio/device.c */
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop);
+/* The head descriptor index (split ring) of a popped chain: the ring's
+ * bookkeeping, kept beside the chain rather than in it. For tests and log lines. */
+uint16_t vmm_virtq_chain_head(const struct vmm_virtq_chain *chain);
+
 /* Call ops->destroy of a description no transport took, when its sizes
  * (and its ops') are ones the library knows (abi.h). Returns whether it did. */
 bool vmm_virtio_device_destroy_unused(const struct vmm_virtio_device *dev);

@@ -10,6 +10,7 @@
 #include <vmm/virtio.h>
 
 #include "check_compat.h"
+#include "virtio/virtio_internal.h"
 #include "vq_driver.h"
 
 #define QSIZE 16
@@ -350,7 +351,7 @@ START_TEST(test_held_memory_budget)
     unsigned n = 0;
     while (n < 256 && vmm_virtq_pop(q, &held[n]) == 1) {
         ck_assert_uint_eq(held[n]->nr_writable, 256);
-        ck_assert_uint_eq(held[n]->id, n);
+        ck_assert_uint_eq(vmm_virtq_chain_head(held[n]), n);
         n++;
     }
     ck_assert_uint_gt(n, 64);
@@ -371,7 +372,7 @@ START_TEST(test_held_memory_budget)
     unsigned next = n;
     for (unsigned id = 1;; id++) {
         while (next < 256 && vmm_virtq_pop(q, &c) == 1) {
-            ck_assert_uint_eq(c->id, next);
+            ck_assert_uint_eq(vmm_virtq_chain_head(c), next);
             held[next++] = c;
         }
         if (id == 256)

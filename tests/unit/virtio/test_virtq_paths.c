@@ -331,7 +331,7 @@ START_TEST(test_pool_never_hands_out_a_held_chain)
     }
     for (unsigned i = 0; i < QSIZE; i++) {
         ck_assert_int_eq(vmm_virtq_pop(q, &held[i]), 1);
-        ck_assert_uint_eq(held[i]->id, i);
+        ck_assert_uint_eq(vmm_virtq_chain_head(held[i]), i);
         for (unsigned j = 0; j < i; j++) {
             ck_assert_ptr_ne(held[i], held[j]);
             ck_assert_ptr_ne(held[i]->seg, held[j]->seg);
@@ -348,13 +348,13 @@ START_TEST(test_pool_never_hands_out_a_held_chain)
         td_avail(&d, (uint16_t)slot);
         struct vmm_virtq_chain *c;
         ck_assert_int_eq(vmm_virtq_pop(q, &c), 1);
-        ck_assert_uint_eq(c->id, slot);
+        ck_assert_uint_eq(vmm_virtq_chain_head(c), slot);
         ck_assert_uint_eq(c->seg[0].gpa, TD_BUF + 0x1000 + 8 * slot);
         ck_assert_uint_eq(c->seg[0].len, 8);
         for (unsigned j = 1; j < QSIZE; j += 2) {
             ck_assert_ptr_ne(c, held[j]);
             /* The held chains are untouched. */
-            ck_assert_uint_eq(held[j]->id, j);
+            ck_assert_uint_eq(vmm_virtq_chain_head(held[j]), j);
             ck_assert_uint_eq(held[j]->seg[0].gpa, TD_BUF + 64 * j);
         }
         for (unsigned j = 0; j < QSIZE; j += 2)
