@@ -345,11 +345,6 @@ static enum boot_kind classify_image(const char *path)
     return vmm_kernel_is_linux(buf, (size_t)n) ? BOOT_LINUX : BOOT_PROGRAM;
 }
 
-/* MTRRdefType: MTRRs on, default type write-back, as firmware leaves it; a
- * kernel that finds them off maps all of RAM uncached in its bookkeeping. */
-#define MSR_MTRR_DEF_TYPE 0x2ff
-#define MTRR_ENABLE_WB    ((1u << 11) | 6u)
-
 /* A Linux kernel: firmware tables describing the machine, then the loader's
  * steps; vCPU 0 enters the kernel, the others wait for its INIT/SIPI. */
 static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kind kind,
@@ -383,12 +378,14 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
         fail("cannot load '%s': %s", o->kernel, boot.error[0] ? boot.error : vmm_strerror(r));
     if (kind == BOOT_PVH && boot.protocol != VMM_LINUX_BOOT_PVH)
         fail("cannot boot '%s' through PVH: it has no PVH entry note", o->kernel);
-    r = vmm_linux_set_entry(vmm_vm_vcpu(vm, 0), &boot);
+    struct vmm_x86_linux_entry entry = VMM_INIT(struct vmm_x86_linux_entry);
+    r = vmm_linux_get_entry(&boot, &entry);
+    if (r == 0)
+        r = vmm_vcpu_set_linux_entry(vmm_vm_vcpu(vm, 0), &entry);
     if (r < 0)
         fail("cannot set up vCPU 0: %s", vmm_strerror(r));
-    for (unsigned i = 0; i < o->vcpus; i++) {
-        struct kvm_msr_entry msr = {.index = MSR_MTRR_DEF_TYPE, .data = MTRR_ENABLE_WB};
-        r = vmm_vcpu_set_msrs(vmm_vm_vcpu(vm, i), &msr, 1);
+    for (unsigned i = 1; i < o->vcpus; i++) {
+        r = vmm_vcpu_set_linux_ap_state(vmm_vm_vcpu(vm, i));
         if (r < 0)
             fail("cannot set up vCPU %u: %s", i, vmm_strerror(r));
     }

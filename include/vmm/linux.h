@@ -12,11 +12,22 @@
  *   4. vmm_linux_add_setup_data        setup_data blobs (a device tree, ...)
  *   5. vmm_linux_write_params          the zero page (struct boot_params, with
  *                                      the e820 map) or the PVH hvm_start_info
- *   6. vmm_linux_set_entry             the boot vCPU's entry state
+ *   6. vmm_linux_get_entry             the entry description: mode, entry
+ *                                      address, zero page or hvm_start_info
  *
  * vmm_linux_boot_setup does 1-5 in one call. Each step reads what the earlier
  * ones recorded in a struct vmm_linux_boot and adds its own part; an
  * application that does a step itself fills those fields instead.
+ *
+ * The steps write guest memory only; no vCPU is touched. The application
+ * puts its boot vCPU at the entry with vmm_vcpu_set_linux_entry (vcpu.h) and
+ * gives every other vCPU vmm_vcpu_set_linux_ap_state:
+ *
+ *     struct vmm_x86_linux_entry entry = VMM_INIT(struct vmm_x86_linux_entry);
+ *     if ((r = vmm_linux_boot_setup(mem, &cfg, &boot)) < 0 ||
+ *         (r = vmm_linux_get_entry(&boot, &entry)) < 0 ||
+ *         (r = vmm_vcpu_set_linux_entry(vcpu0, &entry)) < 0)
+ *         ...
  *
  * Where things go (machine.h): zero page or hvm_start_info at 0x10000, the
  * PVH memory map at 0x11000 and module list at VMM_LINUX_PVH_MODLIST, the
@@ -45,12 +56,11 @@
 #include <vmm/error.h>
 #include <vmm/machine.h>
 #include <vmm/memory.h>
+#include <vmm/vcpu.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-struct vmm_vcpu;
 
 /* ---- the kernel's structures (Documentation/arch/x86/boot.rst, zero-page.rst;
  * xen/include/public/arch-x86/hvm/start_info.h), little-endian, packed ---- */
@@ -430,16 +440,20 @@ VMM_API VMM_MUST_USE int vmm_linux_write_params(struct vmm_memory *mem,
                                                 struct vmm_linux_boot *boot);
 
 /*
- * Put the boot vCPU at the kernel's entry: for the 64-bit protocol
- * vmm_vcpu_set_boot_state with RIP = entry, RSI = boot->params_addr and no
- * stack, then CS = __BOOT_CS (0x10) and DS/ES/FS/GS/SS = __BOOT_DS (0x18),
- * flat, from the boot area's VMM_X86_BOOT_GDT_LINUX (vcpu.h); for PVH vmm_vcpu_set_boot_state_pm32
- * with EIP = pvh_entry and EBX = boot->params_addr. Only the boot vCPU: Linux starts the others
- * with INIT/SIPI. Call after vmm_linux_write_params. Returns 0, -EINVAL (nothing loaded or no
- * params written) or what the vCPU call returns.
+ * Describe how to enter the kernel the steps loaded, for
+ * vmm_vcpu_set_linux_entry (vcpu.h): for the 64-bit protocol mode
+ * VMM_X86_LINUX_ENTRY_64, entry = boot->entry, params = boot->params_addr
+ * (the zero page, for RSI); for PVH mode VMM_X86_LINUX_ENTRY_PVH, entry =
+ * boot->pvh_entry, params = boot->params_addr (the hvm_start_info, for EBX);
+ * stack 0 either way (the kernel sets up its own). Call after
+ * vmm_linux_write_params. entry is filled out under the growth convention
+ * (abi.h): its first entry->size bytes, nothing on failure. Returns 0 or
+ * -EINVAL (boot or entry NULL, a size the library does not know, no kernel
+ * loaded, no parameters written, a PVH kernel without its entry or with
+ * parameters above 4 GiB). Writes no guest memory; thread-safe.
  */
-VMM_API VMM_MUST_USE int vmm_linux_set_entry(struct vmm_vcpu *vcpu,
-                                             const struct vmm_linux_boot *boot);
+VMM_API VMM_MUST_USE int vmm_linux_get_entry(const struct vmm_linux_boot *boot,
+                                             struct vmm_x86_linux_entry *entry);
 
 /* All of the steps in one call. Zero means default; fields are only appended. */
 struct vmm_linux_config {
@@ -461,9 +475,11 @@ struct vmm_linux_config {
 
 /*
  * Load the kernel, the initrd, the command line and the device tree, and
- * write the boot parameters for the chosen protocol, as the steps above.
- * Then call vmm_linux_set_entry on vCPU 0. boot must not be NULL; on failure
- * boot->error says which step refused what. Returns 0 or a -errno.
+ * write the boot parameters for the chosen protocol, as the steps 1-5 above.
+ * Touches no vCPU: boot then holds what vmm_linux_get_entry turns into the
+ * entry description for vmm_vcpu_set_linux_entry (see the top). boot must not
+ * be NULL; on failure boot->error says which step refused what. Returns 0 or
+ * a -errno.
  */
 VMM_API VMM_MUST_USE int vmm_linux_boot_setup(struct vmm_memory *mem,
                                               const struct vmm_linux_config *cfg,

@@ -118,7 +118,7 @@ VMM_API const char *vmm_cpuid_feature_name(unsigned i, const char **what);
 
 /* A second long-mode GDT, written with the first, with the Linux 64-bit boot
  * protocol's selectors: flat 64-bit code at __BOOT_CS (0x10) and data at
- * __BOOT_DS (0x18). vmm_linux_set_entry (linux.h) switches to it. */
+ * __BOOT_DS (0x18). vmm_vcpu_set_linux_entry (below) switches to it. */
 #define VMM_X86_BOOT_GDT_LINUX       0x1400ull
 #define VMM_X86_BOOT_GDT_LINUX_LIMIT 31u
 #define VMM_X86_BOOT_LINUX_CS        0x10u
@@ -170,6 +170,65 @@ struct vmm_x86_pm32_boot_state {
  */
 VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu,
                                                       const struct vmm_x86_pm32_boot_state *boot);
+
+/*
+ * The entry state of a Linux kernel (Documentation/arch/x86/boot.rst, "64-bit
+ * Boot Protocol"; the PVH boot ABI), as the Linux loader describes it
+ * (vmm_linux_get_entry, linux.h):
+ *
+ * - VMM_X86_LINUX_ENTRY_64: the long-mode state of vmm_vcpu_set_boot_state
+ *   (paging on, the first 4 GiB identity-mapped, interrupts off) with
+ *   RIP = entry, RSI = params (the zero page), RSP = stack, and the
+ *   protocol's selectors: CS = __BOOT_CS (0x10, flat 64-bit execute/read),
+ *   DS/ES/FS/GS/SS = __BOOT_DS (0x18, flat read/write), from the GDT at
+ *   VMM_X86_BOOT_GDT_LINUX;
+ * - VMM_X86_LINUX_ENTRY_PVH: the 32-bit protected-mode state of
+ *   vmm_vcpu_set_boot_state_pm32 (paging off, CS 0x8, DS/ES/FS/GS/SS 0x10,
+ *   a 32-bit TSS, interrupts off) with EIP = entry, EBX = params (the
+ *   hvm_start_info), ESP = stack;
+ * - either way, MTRRdefType (MSR 0x2ff) = VMM_X86_MTRR_DEF_TYPE_WB: MTRRs
+ *   enabled, default type write-back, as firmware leaves it. A kernel that
+ *   finds the MTRRs off takes all of RAM for uncached in its bookkeeping.
+ *
+ * Growth convention (abi.h): .size first.
+ */
+enum vmm_x86_linux_mode {
+    VMM_X86_LINUX_ENTRY_NONE = 0, /* nothing to enter (refused) */
+    VMM_X86_LINUX_ENTRY_64,       /* the 64-bit boot protocol */
+    VMM_X86_LINUX_ENTRY_PVH,      /* PVH: 32-bit protected mode */
+};
+
+struct vmm_x86_linux_entry {
+    uint32_t size;   /* sizeof(struct vmm_x86_linux_entry) (VMM_INIT) */
+    uint32_t mode;   /* enum vmm_x86_linux_mode */
+    uint64_t entry;  /* RIP, or EIP (PVH: below 4 GiB) */
+    uint64_t params; /* RSI = zero page, or EBX = hvm_start_info (below 4 GiB) */
+    uint64_t stack;  /* RSP or ESP (0: none; Linux sets up its own) */
+};
+
+#define VMM_X86_MSR_MTRR_DEF_TYPE 0x2ffu
+#define VMM_X86_MTRR_DEF_TYPE_WB  0xc06u /* E (bit 11) | default type 6, write-back */
+
+/*
+ * Put the boot vCPU in the Linux entry state above, writing the boot area
+ * into guest memory if no vCPU of the VM did yet. Only the boot vCPU: Linux
+ * starts the others with INIT/SIPI (give those vmm_vcpu_set_linux_ap_state).
+ * Returns 0, -EINVAL (vcpu or entry NULL, a size the library does not know,
+ * an unknown mode, a PVH address above 4 GiB), -EFAULT (no RAM for the boot
+ * area), -ENOTSUP (KVM refused the MSR) or another -errno of the vCPU calls.
+ * Call from the thread that owns the vCPU, before it runs.
+ */
+VMM_API VMM_MUST_USE int vmm_vcpu_set_linux_entry(struct vmm_vcpu *vcpu,
+                                                  const struct vmm_x86_linux_entry *entry);
+
+/*
+ * Give a vCPU that a Linux kernel will start with INIT/SIPI (every vCPU but
+ * the boot one) what firmware leaves on each CPU and INIT keeps:
+ * MTRRdefType = VMM_X86_MTRR_DEF_TYPE_WB. Its registers stay as KVM made
+ * them (waiting for SIPI). Returns 0, -EINVAL (vcpu NULL), -ENOTSUP (KVM
+ * refused the MSR) or another -errno. Same threading as above.
+ */
+VMM_API VMM_MUST_USE int vmm_vcpu_set_linux_ap_state(struct vmm_vcpu *vcpu);
 
 /*
  * Run the vCPU on the calling thread until something ends the run for the

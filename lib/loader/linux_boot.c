@@ -1,11 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The Linux boot steps after the kernel: initrd placement, the command line,
- * setup_data, the vCPU entry state, and the one-call vmm_linux_boot_setup. */
+ * setup_data, the entry description, and the one-call vmm_linux_boot_setup. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <vmm/vcpu.h>
 
 #include "linux_internal.h"
 
@@ -230,38 +229,27 @@ int vmm_linux_add_setup_data(struct vmm_memory *mem, uint32_t type, const void *
 
 /* ---- entry ---- */
 
-int vmm_linux_set_entry(struct vmm_vcpu *vcpu, const struct vmm_linux_boot *boot)
+int vmm_linux_get_entry(const struct vmm_linux_boot *boot, struct vmm_x86_linux_entry *entry)
 {
-    if (!vcpu || !boot || !boot->params_addr)
+    if (!boot || !entry || !VMM_ABI_OUT_OK(entry) || !boot->params_addr)
         return -EINVAL;
+    struct vmm_x86_linux_entry e = {.size = sizeof(e), .params = boot->params_addr};
     switch (boot->protocol) {
-    case VMM_LINUX_BOOT_64: {
-        struct vmm_x86_boot_state st = {.entry = boot->entry, .arg1 = boot->params_addr};
-        int r = vmm_vcpu_set_boot_state(vcpu, &st);
-        if (r < 0)
-            return r;
-        /* The protocol asks for CS = __BOOT_CS and DS/ES/SS = __BOOT_DS: the
-         * same flat segments, from the GDT with that layout. */
-        struct kvm_sregs sregs;
-        if ((r = vmm_vcpu_get_sregs(vcpu, &sregs)) < 0)
-            return r;
-        sregs.cs.selector = VMM_X86_BOOT_LINUX_CS;
-        sregs.ds.selector = sregs.es.selector = sregs.fs.selector = sregs.gs.selector =
-            sregs.ss.selector = VMM_X86_BOOT_LINUX_DS;
-        sregs.gdt.base = VMM_X86_BOOT_GDT_LINUX;
-        sregs.gdt.limit = VMM_X86_BOOT_GDT_LINUX_LIMIT;
-        return vmm_vcpu_set_sregs(vcpu, &sregs);
-    }
-    case VMM_LINUX_BOOT_PVH: {
+    case VMM_LINUX_BOOT_64:
+        e.mode = VMM_X86_LINUX_ENTRY_64;
+        e.entry = boot->entry;
+        break;
+    case VMM_LINUX_BOOT_PVH:
         if (!boot->pvh_entry || boot->params_addr > UINT32_MAX)
             return -EINVAL;
-        struct vmm_x86_pm32_boot_state st = {.entry = boot->pvh_entry,
-                                             .ebx = (uint32_t)boot->params_addr};
-        return vmm_vcpu_set_boot_state_pm32(vcpu, &st);
-    }
+        e.mode = VMM_X86_LINUX_ENTRY_PVH;
+        e.entry = boot->pvh_entry;
+        break;
     default:
         return -EINVAL;
     }
+    VMM_ABI_COPY_OUT(entry, &e);
+    return 0;
 }
 
 /* ---- all in one ---- */

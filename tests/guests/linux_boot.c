@@ -137,6 +137,15 @@ static const char *check_cmdline(uint64_t addr)
     return cmdline;
 }
 
+/* MTRRdefType, which firmware leaves enabled with write-back as the default
+ * type (the library's Linux entry state sets it). */
+static uint64_t mtrr_def_type(void)
+{
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0x2ffu));
+    return (uint64_t)hi << 32 | lo;
+}
+
 static int check_zero_page(uint64_t params)
 {
     CHECK(50, "RSI (zero page)", params, VMM_X86_ZERO_PAGE);
@@ -144,6 +153,7 @@ static int check_zero_page(uint64_t params)
     CHECK(52, "CS at entry (__BOOT_CS)", entry_cs, 0x10);
     CHECK(65, "DS at entry (__BOOT_DS)", entry_ds, 0x18);
     CHECK(66, "SS at entry (__BOOT_DS)", entry_ss, 0x18);
+    CHECK(67, "MTRRdefType (enabled, write-back)", mtrr_def_type(), 0xc06);
     const struct vmm_linux_boot_params *zp = (const void *)params;
     CHECK(53, "hdr.header", zp->hdr.header, VMM_LINUX_HDR_MAGIC);
     CHECK(54, "hdr.boot_flag", zp->hdr.boot_flag, VMM_LINUX_BOOT_FLAG);
@@ -190,6 +200,9 @@ static int check_pvh(uint64_t params)
     CHECK(71, "CR0.PE|PG at entry", entry_cr0 & 0x80000001u, 1);
     CHECK(72, "EFLAGS.IF at entry", entry_flags & 0x200, 0);
     CHECK(73, "CS at entry", entry_cs, 0x8);
+    CHECK(68, "DS at entry", entry_ds, 0x10);
+    CHECK(69, "SS at entry", entry_ss, 0x10);
+    CHECK(79, "MTRRdefType (enabled, write-back)", mtrr_def_type(), 0xc06);
     const struct vmm_hvm_start_info *si = (const void *)params;
     CHECK(74, "start info magic", si->magic, VMM_HVM_START_MAGIC);
     CHECK(75, "start info version", si->version, 1);

@@ -70,6 +70,10 @@ pvh_entry32:
     mov %eax, entry_flags
     mov %cs, %ax
     mov %ax, entry_cs
+    mov %ds, %ax
+    mov %ax, entry_ds
+    mov %ss, %ax
+    mov %ax, entry_ss
     /* PML4 -> PDPT -> one PD of 2 MiB pages: the first 1 GiB, identity */
     mov $pml4, %edi
     xor %eax, %eax

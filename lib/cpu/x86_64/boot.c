@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The x86_64 long-mode entry state: identity page tables and a flat GDT in
  * the boot area, and the register values documented in vcpu.h; also the
- * 32-bit protected-mode (PVH) entry state, with its own GDT in the area. */
+ * 32-bit protected-mode (PVH) entry state, with its own GDT in the area, and
+ * the Linux entry states built on the two. */
 #include <errno.h>
 #include <string.h>
 
@@ -43,7 +44,7 @@ static const uint64_t boot_gdt32[] = {
     0x00cf93000000ffffull,                        /* data: present, DPL 0, read/write, B=1, G=1 */
 };
 
-/* The Linux 64-bit boot protocol's layout (vmm_linux_set_entry): null,
+/* The Linux 64-bit boot protocol's layout (vmm_vcpu_set_linux_entry): null,
  * unused, 64-bit code at __BOOT_CS (0x10), data at __BOOT_DS (0x18). */
 static const uint64_t boot_gdt_linux[] = {
     0x0000000000000000ull, 0x0000000000000000ull,
@@ -225,4 +226,55 @@ int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm3
         .rsi = boot->esi,
     };
     return vmm_x86_enter_boot_state(vcpu, boot_sregs_pm32, &regs, "protected mode");
+}
+
+/* ---- Linux (the 64-bit boot protocol and PVH) ---- */
+
+/* The long-mode state with the boot protocol's selectors: the same flat
+ * segments, from the GDT with the __BOOT_CS/__BOOT_DS layout. */
+static void boot_sregs_linux64(struct kvm_sregs *sregs)
+{
+    vmm_x86_boot_sregs(sregs);
+    sregs->cs.selector = VMM_X86_BOOT_LINUX_CS;
+    sregs->ds.selector = sregs->es.selector = sregs->fs.selector = sregs->gs.selector =
+        sregs->ss.selector = VMM_X86_BOOT_LINUX_DS;
+    sregs->gdt.base = VMM_X86_BOOT_GDT_LINUX;
+    sregs->gdt.limit = sizeof(boot_gdt_linux) - 1;
+}
+
+int vmm_vcpu_set_linux_ap_state(struct vmm_vcpu *vcpu)
+{
+    if (!vcpu)
+        return -EINVAL;
+    struct kvm_msr_entry msr = {.index = VMM_X86_MSR_MTRR_DEF_TYPE,
+                                .data = VMM_X86_MTRR_DEF_TYPE_WB};
+    int r = vmm_vcpu_set_msrs(vcpu, &msr, 1);
+    if (r < 0)
+        return r;
+    return r == 1 ? 0 : -ENOTSUP;
+}
+
+int vmm_vcpu_set_linux_entry(struct vmm_vcpu *vcpu, const struct vmm_x86_linux_entry *entry)
+{
+    struct vmm_x86_linux_entry e;
+    if (!vcpu || !entry || VMM_ABI_COPY_IN(&e, entry) < 0)
+        return -EINVAL;
+    /* Interrupts off; RSI or EBX the parameters, as the two ABIs ask. */
+    struct kvm_regs regs = {.rflags = 0x2, .rip = e.entry, .rsp = e.stack};
+    int r;
+    switch (e.mode) {
+    case VMM_X86_LINUX_ENTRY_64:
+        regs.rsi = e.params;
+        r = vmm_x86_enter_boot_state(vcpu, boot_sregs_linux64, &regs, "Linux 64-bit");
+        break;
+    case VMM_X86_LINUX_ENTRY_PVH:
+        if (e.entry > UINT32_MAX || e.params > UINT32_MAX || e.stack > UINT32_MAX)
+            return -EINVAL;
+        regs.rbx = e.params;
+        r = vmm_x86_enter_boot_state(vcpu, boot_sregs_pm32, &regs, "PVH");
+        break;
+    default:
+        return -EINVAL;
+    }
+    return r < 0 ? r : vmm_vcpu_set_linux_ap_state(vcpu);
 }

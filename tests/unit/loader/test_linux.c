@@ -1082,7 +1082,96 @@ START_TEST(test_params_need_kernel)
     struct vmm_linux_boot b = {0};
     ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), -EINVAL);
     check_reason(&b);
-    ck_assert_int_eq(vmm_linux_set_entry(NULL, &b), -EINVAL);
+    struct vmm_x86_linux_entry e = VMM_INIT(struct vmm_x86_linux_entry);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL);
+    ck_assert(ram_untouched());
+}
+END_TEST
+
+/* ---- the entry description ---- */
+
+/* Every protocol's entry, described without a vCPU: the 64-bit protocol
+ * enters at the kernel's 64-bit entry with the zero page, PVH at the note's
+ * 32-bit entry with the start info; no stack either way. */
+START_TEST(test_entry_description)
+{
+    struct vmm_linux_boot b;
+    struct vmm_x86_linux_entry e;
+
+    struct test_image im = build_bzimage();
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
+    e = VMM_INIT(struct vmm_x86_linux_entry);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL); /* no parameters yet */
+    ck_assert_uint_eq(e.mode, VMM_X86_LINUX_ENTRY_NONE);
+    ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), 0);
+    ck_assert_uint_eq(e.size, sizeof(e));
+    ck_assert_uint_eq(e.mode, VMM_X86_LINUX_ENTRY_64);
+    ck_assert_uint_eq(e.entry, b.entry);
+    ck_assert_uint_eq(e.entry, b.kernel_low + 0x200);
+    ck_assert_uint_eq(e.params, VMM_X86_ZERO_PAGE);
+    ck_assert_uint_eq(e.stack, 0);
+    free(im.buf);
+
+    im = build_vmlinux(4, VL_PHYS);
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
+    ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), 0);
+    ck_assert_uint_eq(e.mode, VMM_X86_LINUX_ENTRY_PVH);
+    ck_assert_uint_eq(e.entry, VL_PVH_ENTRY);
+    ck_assert_uint_eq(e.params, VMM_X86_PVH_INFO);
+    ck_assert_uint_eq(e.stack, 0);
+
+    struct vmm_kernel_options o = {.no_pvh = true};
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
+    ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), 0);
+    ck_assert_uint_eq(e.mode, VMM_X86_LINUX_ENTRY_64);
+    ck_assert_uint_eq(e.entry, VL_PHYS);
+    ck_assert_uint_eq(e.params, VMM_X86_ZERO_PAGE);
+    free(im.buf);
+}
+END_TEST
+
+/* Descriptions the loader cannot give, and the growth convention: a size the
+ * library does not know is refused with nothing written, an older (smaller)
+ * struct gets its first .size bytes only. */
+START_TEST(test_entry_description_refused)
+{
+    struct vmm_linux_boot b = {.protocol = VMM_LINUX_BOOT_PVH,
+                               .entry = VL_PHYS,
+                               .pvh_entry = (uint32_t)VL_PVH_ENTRY,
+                               .params_addr = VMM_X86_PVH_INFO};
+    struct vmm_x86_linux_entry e = VMM_INIT(struct vmm_x86_linux_entry);
+    ck_assert_int_eq(vmm_linux_get_entry(NULL, &e), -EINVAL);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, NULL), -EINVAL);
+
+    struct vmm_x86_linux_entry fill;
+    memset(&fill, 0xa5, sizeof(fill));
+    fill.size = sizeof(fill) + 8;
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &fill), -EINVAL);
+    ck_assert_uint_eq(fill.mode, 0xa5a5a5a5u);
+    fill.size = 0;
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &fill), -EINVAL);
+    ck_assert_uint_eq(fill.mode, 0xa5a5a5a5u);
+    fill.size = offsetof(struct vmm_x86_linux_entry, params);
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &fill), 0);
+    ck_assert_uint_eq(fill.size, offsetof(struct vmm_x86_linux_entry, params));
+    ck_assert_uint_eq(fill.mode, VMM_X86_LINUX_ENTRY_PVH);
+    ck_assert_uint_eq(fill.entry, VL_PVH_ENTRY);
+    ck_assert_uint_eq(fill.params, 0xa5a5a5a5a5a5a5a5ull); /* past .size: untouched */
+
+    b.pvh_entry = 0; /* PVH without its entry */
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL);
+    b.pvh_entry = (uint32_t)VL_PVH_ENTRY;
+    b.params_addr = 0x100000000ull; /* EBX cannot hold it */
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL);
+    b.params_addr = 0; /* no parameters written */
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL);
+    b.protocol = VMM_LINUX_BOOT_NONE;
+    b.params_addr = VMM_X86_ZERO_PAGE;
+    ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL);
+    ck_assert_uint_eq(e.mode, VMM_X86_LINUX_ENTRY_NONE);
     ck_assert(ram_untouched());
 }
 END_TEST
@@ -1384,6 +1473,8 @@ static Suite *linux_suite(void)
     tcase_add_test(tc, test_pvh_no_initrd_no_cmdline);
     tcase_add_test(tc, test_params_need_kernel);
     tcase_add_test(tc, test_params_no_low_ram);
+    tcase_add_test(tc, test_entry_description);
+    tcase_add_test(tc, test_entry_description_refused);
     tcase_add_test(tc, test_boot_setup);
     tcase_add_test(tc, test_boot_setup_kernel_opts_machine);
     suite_add_tcase(s, tc);
