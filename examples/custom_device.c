@@ -233,7 +233,7 @@ static int setup(struct vmm_vm *vm, const char *guest, struct vmm_load_result *i
                  struct vmm_vcpu **vcpu)
 {
     struct vmm_region_config ram = {.gpa = 0, .size = 64 << 20};
-    struct vmm_uart_config console = {.out_fd = 1, .in_fd = -1};
+    struct vmm_uart_config console = VMM_INIT(struct vmm_uart_config, .out_fd = 1, .in_fd = -1);
     int r;
     if ((r = vmm_vm_add_memory(vm, &ram)) < 0 ||
         (r = vmm_elf_load_file(vmm_vm_memory(vm), guest, NULL, image)) < 0 ||

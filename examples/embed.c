@@ -24,7 +24,7 @@ int main(int argc, char **argv)
         return 1;
     }
     struct vmm_region_config ram = {.gpa = 0, .size = 64 << 20};
-    struct vmm_uart_config console = {.out_fd = 1, .in_fd = -1};
+    struct vmm_uart_config console = VMM_INIT(struct vmm_uart_config, .out_fd = 1, .in_fd = -1);
     struct vmm_load_result image = {0};
     struct vmm_vcpu *vcpu;
     if ((r = vmm_vm_add_memory(vm, &ram)) < 0 ||

@@ -237,7 +237,8 @@ static void add_memory(struct vmm_vm *vm, uint64_t mem_size)
  * tables as they are added. */
 static void add_platform_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
 {
-    struct vmm_uart_config uart = {.out_fd = o->out_fd, .in_fd = o->in_fd};
+    struct vmm_uart_config uart =
+        VMM_INIT(struct vmm_uart_config, .out_fd = o->out_fd, .in_fd = o->in_fd);
     int r;
     if ((r = vmm_vm_add_uart(vm, VMM_COM1_PORT, VMM_COM1_IRQ, &uart, NULL)) < 0 ||
         (r = vmm_vm_add_exit_device(vm, VMM_EXIT_PORT)) < 0 || (r = vmm_vm_add_i8042(vm)) < 0 ||

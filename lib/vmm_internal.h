@@ -79,6 +79,18 @@ static inline void vmm_abi_copy_out(void *dst, const void *src)
         VMM_ABI_SIZE_CHECK(dst);                                                                   \
         vmm_abi_copy_in((dst), sizeof(*(dst)), (src));                                             \
     })
+/* As VMM_ABI_COPY_IN, over defaults already in dst (for a struct whose
+ * defaults are not all zero): only the caller's first .size bytes change. */
+#define VMM_ABI_COPY_OVER(dst, src)                                                                \
+    __extension__({                                                                                \
+        VMM_ABI_SIZE_CHECK(dst);                                                                   \
+        uint32_t size_;                                                                            \
+        memcpy(&size_, (src), sizeof(size_));                                                      \
+        int r_ = vmm_abi_size_ok(size_, sizeof(*(dst))) ? 0 : -EINVAL;                             \
+        if (r_ == 0)                                                                               \
+            memcpy((dst), (src), size_);                                                           \
+        r_;                                                                                        \
+    })
 #define VMM_ABI_OUT_OK(p) vmm_abi_size_ok((p)->size, sizeof(*(p)))
 #define VMM_ABI_COPY_OUT(dst, src)                                                                 \
     __extension__({                                                                                \

@@ -51,12 +51,14 @@ typedef void (*vmm_device_exit_fn)(void *opaque, enum vmm_exit_reason reason, in
 
 struct vmm_uart;
 
-/* UART configuration. Zero means default; fields are only appended. */
+/* UART configuration. Growth convention (abi.h); the fds of a caller whose
+ * struct ends before them are -1. */
 struct vmm_uart_config {
-    int out_fd; /* transmitted bytes are written here; -1: discarded */
-    int in_fd;  /* received bytes are read from here; -1: none. Pollable fds
-                   (tty, pipe, socket) are read by the event loop as data
-                   arrives; a regular file is read as the guest drains the FIFO. */
+    uint32_t size; /* sizeof(struct vmm_uart_config) */
+    int out_fd;    /* transmitted bytes are written here; -1: discarded */
+    int in_fd;     /* received bytes are read from here; -1: none. Pollable fds
+                      (tty, pipe, socket) are read by the event loop as data
+                      arrives; a regular file is read as the guest drains the FIFO. */
     /* Interrupt line: called with the new level whenever it changes, with the
      * UART's lock held (so level changes stay in order): it must not call
      * back into the UART. NULL: no interrupt. Called on vCPU or event-loop
@@ -69,8 +71,9 @@ struct vmm_uart_config {
  * Create a standalone 16550A: a 64-byte receive FIFO (output is written out
  * at once), THRE/RDA/RLS/MSR interrupts gated by MCR.OUT2 as on a PC,
  * scratch, line control, modem control with loopback, divisor latch. Enough of
- * the register set for Linux's 8250 driver. Returns 0, -EINVAL or -ENOMEM.
- * The fds stay the caller's.
+ * the register set for Linux's 8250 driver. cfg may be NULL (no fds, no
+ * interrupt). Returns 0, -EINVAL (also a cfg->size the library does not
+ * know) or -ENOMEM. The fds stay the caller's.
  */
 VMM_API VMM_MUST_USE int vmm_uart_create(const struct vmm_uart_config *cfg, struct vmm_uart **out);
 

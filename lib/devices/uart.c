@@ -500,9 +500,9 @@ int vmm_uart_create(const struct vmm_uart_config *cfg, struct vmm_uart **out)
 {
     if (!out)
         return -EINVAL;
-    struct vmm_uart_config c = {.out_fd = -1, .in_fd = -1};
-    if (cfg)
-        c = *cfg;
+    struct vmm_uart_config c = {.size = sizeof(c), .out_fd = -1, .in_fd = -1};
+    if (cfg && VMM_ABI_COPY_OVER(&c, cfg) < 0)
+        return -EINVAL;
     if (c.out_fd < -1 || c.in_fd < -1 || (c.out_fd >= 0 && !fd_is_valid(c.out_fd)) ||
         (c.in_fd >= 0 && !fd_is_valid(c.in_fd)))
         return -EINVAL;
@@ -665,9 +665,10 @@ int vmm_vm_add_uart(struct vmm_vm *vm, uint16_t port, unsigned gsi,
 {
     if (!vm || gsi >= VMM_IOAPIC_PINS || (unsigned)port + UART_NPORTS > 0x10000)
         return -EINVAL;
-    struct vmm_uart_config c = {.out_fd = -1, .in_fd = -1};
-    if (cfg)
-        c = *cfg;
+    struct vmm_uart_config c = {.size = sizeof(c), .out_fd = -1, .in_fd = -1};
+    if (cfg && VMM_ABI_COPY_OVER(&c, cfg) < 0)
+        return -EINVAL;
+    c.size = sizeof(c);
     /* The VM drives the line; a caller's set_irq has no place here. */
     c.set_irq = NULL;
     c.irq_opaque = NULL;

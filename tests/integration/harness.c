@@ -28,7 +28,8 @@ void harness_init(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb)
     ck_assert_int_eq(vmm_vm_create(&cfg, &h->vm), 0);
     struct vmm_region_config ram = {.gpa = 0, .size = (uint64_t)mem_mb << 20};
     ck_assert_int_eq(vmm_vm_add_memory(h->vm, &ram), 0);
-    struct vmm_uart_config uart = {.out_fd = h->console[1], .in_fd = h->input[0]};
+    struct vmm_uart_config uart =
+        VMM_INIT(struct vmm_uart_config, .out_fd = h->console[1], .in_fd = h->input[0]);
     ck_assert_int_eq(vmm_vm_add_uart(h->vm, VMM_COM1_PORT, VMM_COM1_IRQ, &uart, NULL), 0);
     ck_assert_int_eq(vmm_vm_add_exit_device(h->vm, VMM_EXIT_PORT), 0);
     ck_assert_int_eq(vmm_vm_add_i8042(h->vm), 0);

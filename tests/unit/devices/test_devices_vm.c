@@ -51,7 +51,7 @@ START_TEST(test_uart_on_vm)
     int out[2], in[2];
     ck_assert_int_eq(pipe2(out, O_CLOEXEC | O_NONBLOCK), 0);
     ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
-    struct vmm_uart_config cfg = {.out_fd = out[1], .in_fd = in[0]};
+    struct vmm_uart_config cfg = VMM_INIT(struct vmm_uart_config, .out_fd = out[1], .in_fd = in[0]);
     struct vmm_uart *u = NULL;
     ck_assert_int_eq(vmm_vm_add_uart(vm, COM1, VMM_COM1_IRQ, &cfg, &u), 0);
     ck_assert_ptr_nonnull(u);
@@ -110,7 +110,7 @@ START_TEST(test_uart_unpollable_input)
     /* /dev/null: epoll refuses it; read lazily, at once at end of input. */
     int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     ck_assert_int_ge(null_fd, 0);
-    struct vmm_uart_config cfg = {.out_fd = -1, .in_fd = null_fd};
+    struct vmm_uart_config cfg = VMM_INIT(struct vmm_uart_config, .out_fd = -1, .in_fd = null_fd);
     ck_assert_int_eq(vmm_vm_add_uart(vm, COM1, VMM_COM1_IRQ, &cfg, NULL), 0);
     ck_assert_uint_eq(vmm_event_loop_count(loop), 0);
     ck_assert_uint_eq(rd(COM1 + 5), 0x60);

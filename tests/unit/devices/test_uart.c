@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* 16550A UART on a plain bus: registers, interrupts, FIFO, host fds. */
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -52,12 +53,8 @@ static void fake_set_irq(void *opaque, bool level)
 
 static void make_uart(int out_fd, int in_fd)
 {
-    struct vmm_uart_config cfg = {
-        .out_fd = out_fd,
-        .in_fd = in_fd,
-        .set_irq = fake_set_irq,
-        .irq_opaque = &irq_calls,
-    };
+    struct vmm_uart_config cfg = VMM_INIT(struct vmm_uart_config, .out_fd = out_fd, .in_fd = in_fd,
+                                          .set_irq = fake_set_irq, .irq_opaque = &irq_calls);
     ck_assert_int_eq(vmm_uart_create(&cfg, &uart), 0);
     ck_assert_int_eq(vmm_bus_register(bus, BASE, 8, vmm_uart_bus_ops(), uart), 0);
 }
@@ -597,14 +594,30 @@ START_TEST(test_create_errors)
 {
     struct vmm_uart *u = NULL;
     ck_assert_int_eq(vmm_uart_create(NULL, NULL), -EINVAL);
-    struct vmm_uart_config bad = {.out_fd = 9999, .in_fd = -1};
+    struct vmm_uart_config bad = VMM_INIT(struct vmm_uart_config, .out_fd = 9999, .in_fd = -1);
     ck_assert_int_eq(vmm_uart_create(&bad, &u), -EINVAL);
-    bad = (struct vmm_uart_config){.out_fd = -1, .in_fd = -7};
+    bad = VMM_INIT(struct vmm_uart_config, .out_fd = -1, .in_fd = -7);
     ck_assert_int_eq(vmm_uart_create(&bad, &u), -EINVAL);
     ck_assert_int_eq(vmm_uart_create(NULL, &u), 0);
     ck_assert_int_eq(vmm_uart_poll_input(u), 0);
     vmm_uart_destroy(u);
     vmm_uart_destroy(NULL);
+
+    /* The growth convention (abi.h): 0 or a size past the library's is
+     * refused, nothing made; a struct that ends before in_fd gets -1 there
+     * (not 0, stdin), as its default says. */
+    u = NULL;
+    bad = VMM_INIT(struct vmm_uart_config, .out_fd = -1, .in_fd = -1);
+    bad.size = 0;
+    ck_assert_int_eq(vmm_uart_create(&bad, &u), -EINVAL);
+    bad.size = sizeof(bad) + 8;
+    ck_assert_int_eq(vmm_uart_create(&bad, &u), -EINVAL);
+    ck_assert_ptr_null(u);
+    struct vmm_uart_config old = VMM_INIT(struct vmm_uart_config, .out_fd = -1, .in_fd = 0);
+    old.size = offsetof(struct vmm_uart_config, in_fd);
+    ck_assert_int_eq(vmm_uart_create(&old, &u), 0);
+    ck_assert_int_eq(vmm_uart_poll_input(u), 0);
+    vmm_uart_destroy(u);
 }
 END_TEST
 
