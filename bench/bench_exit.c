@@ -115,11 +115,12 @@ static double libvmm_round(const uint8_t *code, size_t len, uint32_t n, uint64_t
         (r = vmm_bus_register(vmm_vm_pio_bus(vm), LOOP_PORT, 1, &loop_ops, NULL)) < 0 ||
         (r = vmm_bus_register(vmm_vm_pio_bus(vm), RAW_EXIT_PORT, 1, &end_ops, vm)) < 0 ||
         (r = vmm_vcpu_create(vm, 0, &v)) < 0 ||
-        (r = vmm_vcpu_set_boot_state(v, &(struct vmm_x86_boot_state){.entry = RAW_CODE})) < 0) {
+        (r = vmm_vcpu_set_boot_state(v, &VMM_INIT(struct vmm_x86_boot_state, .entry = RAW_CODE))) <
+            0) {
         out = r;
         goto done;
     }
-    struct vmm_exit e;
+    struct vmm_exit e = VMM_INIT(struct vmm_exit);
     uint64_t before = vmm_vcpu_exit_count(v);
     user_clock_start();
     uint64_t t0 = bench_now_ns();

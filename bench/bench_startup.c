@@ -142,13 +142,14 @@ static int libvmm_once(enum vmm_irqchip chip, bool threaded, struct phases *p)
         return r;
     struct vmm_region_config rc = {.gpa = 0, .size = GUEST_MEM};
     struct vmm_vcpu *v;
-    struct vmm_exit e;
+    struct vmm_exit e = VMM_INIT(struct vmm_exit);
     if ((r = vmm_vm_add_memory(vm, &rc)) < 0 ||
         (r = vmm_memory_write(vmm_vm_memory(vm), RAW_CODE, bench_exit_guest,
                               sizeof(bench_exit_guest))) < 0 ||
         (r = vmm_bus_register(vmm_vm_pio_bus(vm), RAW_EXIT_PORT, 1, &end_ops, vm)) < 0 ||
         (r = vmm_vcpu_create(vm, 0, &v)) < 0 ||
-        (r = vmm_vcpu_set_boot_state(v, &(struct vmm_x86_boot_state){.entry = RAW_CODE})) < 0) {
+        (r = vmm_vcpu_set_boot_state(v, &VMM_INIT(struct vmm_x86_boot_state, .entry = RAW_CODE))) <
+            0) {
         vmm_vm_destroy(vm);
         return r;
     }

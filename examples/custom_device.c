@@ -212,7 +212,7 @@ static int run(struct vmm_vm *vm, struct vmm_vcpu *vcpu, const struct echo *echo
         return r;
     struct accumulator acc = {.message = "libvmm"};
     unsigned unclaimed = 0;
-    struct vmm_exit end;
+    struct vmm_exit end = VMM_INIT(struct vmm_exit);
     r = step_loop(vcpu, &acc, &unclaimed, &end);
     vmm_event_loop_stop(loop);
     pthread_join(loop_thread, NULL);
@@ -241,7 +241,8 @@ static int setup(struct vmm_vm *vm, const char *guest, struct vmm_load_result *i
         (r = vmm_vm_add_exit_device(vm, VMM_EXIT_PORT)) < 0 ||
         (r = vmm_vcpu_create(vm, 0, vcpu)) < 0)
         return r;
-    struct vmm_x86_boot_state boot = {.entry = image->entry, .arg0 = 0, .arg1 = 1};
+    struct vmm_x86_boot_state boot =
+        VMM_INIT(struct vmm_x86_boot_state, .entry = image->entry, .arg0 = 0, .arg1 = 1);
     return vmm_vcpu_set_boot_state(*vcpu, &boot);
 }
 

@@ -34,11 +34,13 @@ int main(int argc, char **argv)
         (r = vmm_vcpu_create(vm, 0, &vcpu)) < 0)
         goto out;
 
-    struct vmm_x86_boot_state boot = {.entry = image.entry, .arg0 = 0, .arg1 = 1};
+    struct vmm_x86_boot_state boot =
+        VMM_INIT(struct vmm_x86_boot_state, .entry = image.entry, .arg0 = 0, .arg1 = 1);
     if ((r = vmm_vcpu_set_boot_state(vcpu, &boot)) < 0)
         goto out;
 
-    struct vmm_exit exit; /* one vCPU: run it right here on this thread */
+    /* One vCPU: run it right here on this thread. */
+    struct vmm_exit exit = VMM_INIT(struct vmm_exit);
     if ((r = vmm_vcpu_run(vcpu, &exit)) < 0)
         goto out;
     printf("guest ended: %s, status %d (%s)\n", vmm_exit_reason_name(exit.reason), exit.status,

@@ -315,7 +315,8 @@ static void boot_program(struct vmm_vm *vm, const struct options *o)
     if (r < 0)
         fail("cannot load '%s': %s", o->kernel, img.error[0] ? img.error : vmm_strerror(r));
     for (unsigned i = 0; i < o->vcpus; i++) {
-        struct vmm_x86_boot_state boot = {.entry = img.entry, .arg0 = i, .arg1 = o->vcpus};
+        struct vmm_x86_boot_state boot =
+            VMM_INIT(struct vmm_x86_boot_state, .entry = img.entry, .arg0 = i, .arg1 = o->vcpus);
         r = vmm_vcpu_set_boot_state(vmm_vm_vcpu(vm, i), &boot);
         if (r < 0)
             fail("cannot set up vCPU %u: %s", i, vmm_strerror(r));
@@ -438,7 +439,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
 
     if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
         fail("cannot watch for SIGINT/SIGTERM");
-    struct vmm_exit ex;
+    struct vmm_exit ex = VMM_INIT(struct vmm_exit);
     r = vmm_vm_run(vm, &ex);
     if (r < 0)
         fail("cannot run the VM: %s", vmm_strerror(r));

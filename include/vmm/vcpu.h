@@ -125,6 +125,7 @@ VMM_API const char *vmm_cpuid_feature_name(unsigned i, const char **what);
 #define VMM_X86_BOOT_LINUX_DS        0x18u
 
 struct vmm_x86_boot_state {
+    uint32_t size;  /* sizeof(struct vmm_x86_boot_state) (vmm/abi.h) */
     uint64_t entry; /* RIP */
     uint64_t stack; /* RSP (0: the guest sets its own stack first thing) */
     uint64_t arg0;  /* RDI */
@@ -134,7 +135,8 @@ struct vmm_x86_boot_state {
 /*
  * Put the vCPU in the long-mode entry state above, writing the page tables
  * and GDT into guest memory (they must fit in RAM: -EFAULT otherwise).
- * Returns 0 or -errno.
+ * Returns 0, -EINVAL (a boot->size the library does not know: nothing
+ * changed) or -errno.
  */
 VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state(struct vmm_vcpu *vcpu,
                                                  const struct vmm_x86_boot_state *boot);
@@ -157,6 +159,7 @@ VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state(struct vmm_vcpu *vcpu,
 #define VMM_X86_BOOT_GDT32 0x1800ull
 
 struct vmm_x86_pm32_boot_state {
+    uint32_t size;  /* sizeof(struct vmm_x86_pm32_boot_state) (vmm/abi.h) */
     uint32_t entry; /* EIP */
     uint32_t stack; /* ESP (0: the guest sets its own) */
     uint32_t ebx;   /* EBX (PVH: the hvm_start_info address) */
@@ -166,7 +169,8 @@ struct vmm_x86_pm32_boot_state {
 /*
  * Put the vCPU in the 32-bit protected-mode entry state above, writing the
  * boot area (GDTs and long-mode page tables) into guest memory if no vCPU of
- * the VM did yet (-EFAULT without RAM there). Returns 0 or -errno.
+ * the VM did yet (-EFAULT without RAM there). Returns 0, -EINVAL (a
+ * boot->size the library does not know: nothing changed) or -errno.
  */
 VMM_API VMM_MUST_USE int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu,
                                                       const struct vmm_x86_pm32_boot_state *boot);
@@ -245,7 +249,9 @@ VMM_API VMM_MUST_USE int vmm_vcpu_set_linux_ap_state(struct vmm_vcpu *vcpu);
  * nobody claims read as all ones and writes are dropped (counted in
  * vmm_bus_get_stats); HLT, triple fault, system events, KVM errors and
  * every other exit end the run (VMM_EXIT_HLT, _SHUTDOWN, _POWEROFF, _RESET,
- * _ERROR with the KVM exit named in detail).
+ * _ERROR with the KVM exit named in detail). exit may be NULL; otherwise
+ * the caller sets exit->size (VMM_INIT), and a size the library does not
+ * know is refused with -EINVAL before anything runs.
  */
 VMM_API VMM_MUST_USE int vmm_vcpu_run(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
 

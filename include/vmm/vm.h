@@ -67,6 +67,7 @@ enum vmm_exit_reason {
 
 /* The outcome of a run. */
 struct vmm_exit {
+    uint32_t size; /* in: sizeof(struct vmm_exit) (vmm/abi.h): filled that far */
     enum vmm_exit_reason reason;
     int status;          /* VMM_EXIT_GUEST_EXIT: the guest's status byte */
     int error;           /* VMM_EXIT_ERROR: negative errno */
@@ -182,8 +183,10 @@ VMM_API VMM_MUST_USE int vmm_vm_enable_cap(struct vmm_vm *vm, const struct kvm_e
  * until one of them ends the run: the guest exits, powers off, resets, faults
  * fatally, or vmm_vm_stop is called. All vCPUs are then stopped and joined,
  * and the first reason is stored in *exit. vCPUs must have been created and
- * given their boot state. Returns 0 (see exit->reason), or a -errno if
- * threads could not be started. The VM may not be run again after a reset
+ * given their boot state. exit may be NULL; otherwise the caller sets
+ * exit->size (VMM_INIT). Returns 0 (see exit->reason), -EINVAL (an
+ * exit->size the library does not know: checked before anything runs), or a
+ * -errno if threads could not be started. The VM may not be run again after a reset
  * without the application restoring vCPU state.
  */
 VMM_API VMM_MUST_USE int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit);

@@ -134,7 +134,8 @@ static void vcpu_end_run(struct vmm_vcpu *vcpu, enum vmm_exit_reason reason, int
 
     pthread_mutex_lock(&vm->lock);
     if (!vm->exit_requested) {
-        vm->exit = (struct vmm_exit){.reason = reason,
+        vm->exit = (struct vmm_exit){.size = sizeof(struct vmm_exit),
+                                     .reason = reason,
                                      .error = error,
                                      .vcpu = vcpu->index,
                                      .kvm_reason = vcpu->run->exit_reason,
@@ -461,10 +462,12 @@ static void run_leave(struct vmm_vcpu *vcpu, bool managed, bool ended, struct vm
 
     pthread_mutex_lock(&vm->lock);
     vm->running--;
-    if (ended && end)
+    if (ended && end) {
         *end = vm->exit;
+        end->size = sizeof(*end);
+    }
     if (ended && !managed && !vm->managed_run && vm->running == 0) {
-        vm->exit = (struct vmm_exit){0};
+        vm->exit = VMM_INIT(struct vmm_exit);
         __atomic_store_n(&vm->exit_requested, 0, __ATOMIC_SEQ_CST);
     }
     pthread_cond_broadcast(&vm->cond);
@@ -475,6 +478,8 @@ static void run_leave(struct vmm_vcpu *vcpu, bool managed, bool ended, struct vm
 
 static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool managed)
 {
+    if (exit && !VMM_ABI_OUT_OK(exit))
+        return -EINVAL;
     struct vmm_vm *vm = vcpu->vm;
     struct run_frame f;
     int r = run_enter(vcpu, managed, &f);
@@ -496,7 +501,10 @@ static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool mana
         if (rec.kind != VMM_VCPU_EXIT_HANDLED)
             vcpu_default_exit(vcpu, &rec);
     }
-    run_leave(vcpu, managed, true, exit, &f);
+    struct vmm_exit end;
+    run_leave(vcpu, managed, true, &end, &f);
+    if (exit)
+        VMM_ABI_COPY_OUT(exit, &end);
     return 0;
 }
 

@@ -386,7 +386,7 @@ void vmm_vm_request_exit(struct vmm_vm *vm, enum vmm_exit_reason reason, int sta
 {
     pthread_mutex_lock(&vm->lock);
     if (!vm->exit_requested) {
-        vm->exit = (struct vmm_exit){.reason = reason, .status = status};
+        vm->exit = VMM_INIT(struct vmm_exit, .reason = reason, .status = status);
         /* From a device callback: say which vCPU's access ended the run. */
         struct vmm_vcpu *cur = vmm_vcpu_current();
         if (cur && cur->vm == vm) {
@@ -454,7 +454,7 @@ struct vcpu_thread {
 static void *vcpu_thread_main(void *arg)
 {
     struct vcpu_thread *t = arg;
-    struct vmm_exit ignored;
+    struct vmm_exit ignored = VMM_INIT(struct vmm_exit);
     t->ret = vmm_vcpu_run_managed(t->vcpu, &ignored);
     return NULL;
 }
@@ -467,7 +467,7 @@ static void *loop_thread_main(void *arg)
 
 int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
 {
-    if (vm->nr_vcpus == 0)
+    if (vm->nr_vcpus == 0 || (exit && !VMM_ABI_OUT_OK(exit)))
         return -EINVAL;
     pthread_mutex_lock(&vm->lock);
     if (vm->managed_run || vm->running) {
@@ -516,10 +516,12 @@ out:
     }
     free(threads);
     pthread_mutex_lock(&vm->lock);
-    if (r == 0 && exit)
-        *exit = vm->exit;
+    if (r == 0 && exit) {
+        vm->exit.size = sizeof(vm->exit);
+        VMM_ABI_COPY_OUT(exit, &vm->exit);
+    }
     /* The run is over: the next one starts from a clean state. */
-    vm->exit = (struct vmm_exit){0};
+    vm->exit = VMM_INIT(struct vmm_exit);
     __atomic_store_n(&vm->exit_requested, 0, __ATOMIC_SEQ_CST);
     vm->managed_run = false;
     pthread_mutex_unlock(&vm->lock);

@@ -42,7 +42,8 @@ static void create_vcpus(struct harness *h, uint64_t entry, unsigned vcpus)
         ck_assert_int_eq(vmm_vcpu_create(h->vm, i, &vcpu), 0);
     }
     for (unsigned i = 0; i < vcpus; i++) {
-        struct vmm_x86_boot_state boot = {.entry = entry, .arg0 = i, .arg1 = vcpus};
+        struct vmm_x86_boot_state boot =
+            VMM_INIT(struct vmm_x86_boot_state, .entry = entry, .arg0 = i, .arg1 = vcpus);
         ck_assert_int_eq(vmm_vcpu_set_boot_state(vmm_vm_vcpu(h->vm, i), &boot), 0);
     }
 }
@@ -77,6 +78,7 @@ static void drain_console(struct harness *h)
 
 void harness_run(struct harness *h)
 {
+    h->exit = VMM_INIT(struct vmm_exit);
     ck_assert_int_eq(vmm_vm_run(h->vm, &h->exit), 0);
     drain_console(h);
 }

@@ -513,7 +513,7 @@ START_TEST(stepping_from_the_wrong_place_is_refused)
 {
     struct harness h;
     struct vmm_vcpu *vcpu = raw_vm(&h, VMM_IRQCHIP_SPLIT, out_loop, sizeof(out_loop));
-    struct runner r = {.vcpu = vcpu};
+    struct runner r = {.vcpu = vcpu, .exit = VMM_INIT(struct vmm_exit)};
     pthread_t t;
     pthread_create(&t, NULL, run_vcpu, &r);
     while (vmm_vcpu_exit_count(vcpu) == 0)

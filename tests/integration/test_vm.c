@@ -4,6 +4,7 @@
  * fatal exits and dirty logging, on both interrupt controller models. */
 #include <check.h>
 #include <errno.h>
+#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -343,13 +344,77 @@ START_TEST(bad_configuration_is_refused)
     struct vmm_vcpu *vcpu;
     ck_assert_int_eq(vmm_vcpu_create(vm, 1, &vcpu), -EINVAL); /* out of order */
     ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);
-    struct vmm_x86_boot_state boot = {.entry = 0x100000};
+    struct vmm_x86_boot_state boot = VMM_INIT(struct vmm_x86_boot_state, .entry = 0x100000);
     ck_assert_int_eq(vmm_vcpu_set_boot_state(vcpu, &boot), -EFAULT); /* no memory */
     ck_assert_int_eq(vmm_vm_set_irq(vm, VMM_IOAPIC_PINS, true), -EINVAL);
     ck_assert_int_eq(vmm_vm_set_irq(vm, 4, true), 0);
     ck_assert_int_eq(vmm_vm_irqfd(vm, 0, 4, 1), -ENOTSUP); /* resample needs the kernel irqchip */
     vmm_vm_destroy(vm);
     vmm_vm_destroy(NULL);
+}
+END_TEST
+
+START_TEST(boot_states_and_exit_records_check_their_size)
+{
+    /* Growth convention (vmm/abi.h): a boot state or an exit record whose
+     * .size is 0 or larger than the library's struct is refused with -EINVAL
+     * before anything changes or runs; an older, shorter one is read (or
+     * filled) that far, the fields it lacks taking their zero defaults. */
+    static const uint8_t reset[] = {0xb0, 0xfe, 0xe6, 0x64, 0xf4}; /* mov al,0xfe; out 0x64,al */
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
+    harness_load_raw(&h, reset, sizeof(reset), 1);
+    struct vmm_vcpu *vcpu = vmm_vm_vcpu(h.vm, 0);
+    struct kvm_regs regs;
+
+    struct vmm_x86_boot_state boot =
+        VMM_INIT(struct vmm_x86_boot_state, .entry = 0x200000, .arg0 = 7, .arg1 = 9);
+    boot.size = 0;
+    ck_assert_int_eq(vmm_vcpu_set_boot_state(vcpu, &boot), -EINVAL);
+    boot.size = sizeof(boot) + 8;
+    ck_assert_int_eq(vmm_vcpu_set_boot_state(vcpu, &boot), -EINVAL);
+    struct vmm_x86_pm32_boot_state pm32 =
+        VMM_INIT(struct vmm_x86_pm32_boot_state, .entry = 0x200000, .ebx = 7, .esi = 9);
+    pm32.size = 0;
+    ck_assert_int_eq(vmm_vcpu_set_boot_state_pm32(vcpu, &pm32), -EINVAL);
+    pm32.size = sizeof(pm32) + 4;
+    ck_assert_int_eq(vmm_vcpu_set_boot_state_pm32(vcpu, &pm32), -EINVAL);
+    ck_assert_int_eq(vmm_vcpu_get_regs(vcpu, &regs), 0);
+    ck_assert_uint_eq(regs.rip, HARNESS_RAW_ENTRY); /* untouched */
+
+    pm32.size = offsetof(struct vmm_x86_pm32_boot_state, esi);
+    ck_assert_int_eq(vmm_vcpu_set_boot_state_pm32(vcpu, &pm32), 0);
+    ck_assert_int_eq(vmm_vcpu_get_regs(vcpu, &regs), 0);
+    ck_assert_uint_eq(regs.rip, 0x200000);
+    ck_assert_uint_eq(regs.rbx, 7);
+    ck_assert_uint_eq(regs.rsi, 0); /* beyond the older struct: default */
+
+    boot = VMM_INIT(struct vmm_x86_boot_state, .entry = HARNESS_RAW_ENTRY, .arg0 = 7, .arg1 = 9);
+    boot.size = offsetof(struct vmm_x86_boot_state, arg1);
+    ck_assert_int_eq(vmm_vcpu_set_boot_state(vcpu, &boot), 0);
+    ck_assert_int_eq(vmm_vcpu_get_regs(vcpu, &regs), 0);
+    ck_assert_uint_eq(regs.rip, HARNESS_RAW_ENTRY);
+    ck_assert_uint_eq(regs.rdi, 7);
+    ck_assert_uint_eq(regs.rsi, 0);
+
+    struct vmm_exit ex = VMM_INIT(struct vmm_exit);
+    ex.size = 0;
+    ck_assert_int_eq(vmm_vm_run(h.vm, &ex), -EINVAL);
+    ck_assert_int_eq(vmm_vcpu_run(vcpu, &ex), -EINVAL);
+    ex.size = sizeof(ex) + 8;
+    ck_assert_int_eq(vmm_vm_run(h.vm, &ex), -EINVAL);
+    ck_assert_int_eq(vmm_vcpu_run(vcpu, &ex), -EINVAL);
+    ck_assert_uint_eq(vmm_vcpu_exit_count(vcpu), 0); /* nothing ran */
+    ck_assert_int_eq(ex.reason, VMM_EXIT_NONE);
+
+    /* An older record without detail: filled up to it, detail untouched. */
+    memset(&ex, 0x5a, sizeof(ex));
+    ex.size = offsetof(struct vmm_exit, detail);
+    ck_assert_int_eq(vmm_vm_run(h.vm, &ex), 0);
+    ck_assert_uint_eq(ex.size, offsetof(struct vmm_exit, detail));
+    ck_assert_int_eq(ex.reason, VMM_EXIT_RESET);
+    ck_assert_uint_eq((uint8_t)ex.detail[0], 0x5a);
+    harness_fini(&h);
 }
 END_TEST
 
@@ -465,6 +530,7 @@ int main(void)
     tcase_add_loop_test(tc, fatal_exits_end_the_run_with_a_reason_and_rip, 0, 2);
     tcase_add_test(tc, dirty_log_sees_guest_and_vmm_writes);
     tcase_add_test(tc, bad_configuration_is_refused);
+    tcase_add_test(tc, boot_states_and_exit_records_check_their_size);
     tcase_add_test(tc, cpuid_filter_round_trips);
     tcase_add_test(tc, cpuid_named_features_apply);
     tcase_add_test(tc, cpuid_offers_the_tsc_deadline_timer);

@@ -216,14 +216,15 @@ int vmm_x86_enter_boot_state(struct vmm_vcpu *vcpu, void (*set_sregs)(struct kvm
 
 int vmm_vcpu_set_boot_state_pm32(struct vmm_vcpu *vcpu, const struct vmm_x86_pm32_boot_state *boot)
 {
-    if (!vcpu || !boot)
+    struct vmm_x86_pm32_boot_state b;
+    if (!vcpu || !boot || VMM_ABI_COPY_IN(&b, boot) < 0)
         return -EINVAL;
     struct kvm_regs regs = {
         .rflags = 0x2,
-        .rip = boot->entry,
-        .rsp = boot->stack,
-        .rbx = boot->ebx,
-        .rsi = boot->esi,
+        .rip = b.entry,
+        .rsp = b.stack,
+        .rbx = b.ebx,
+        .rsi = b.esi,
     };
     return vmm_x86_enter_boot_state(vcpu, boot_sregs_pm32, &regs, "protected mode");
 }

@@ -161,9 +161,10 @@ int vmm_vcpu_set_cpuid(struct vmm_vcpu *vcpu, const struct kvm_cpuid_entry2 *ent
 
 int vmm_vcpu_set_boot_state(struct vmm_vcpu *vcpu, const struct vmm_x86_boot_state *boot)
 {
-    if (!boot)
+    struct vmm_x86_boot_state b;
+    if (!boot || VMM_ABI_COPY_IN(&b, boot) < 0)
         return -EINVAL;
     struct kvm_regs regs;
-    vmm_x86_boot_regs(&regs, boot);
+    vmm_x86_boot_regs(&regs, &b);
     return vmm_x86_enter_boot_state(vcpu, vmm_x86_boot_sregs, &regs, "long mode");
 }

@@ -53,7 +53,7 @@ static int run_guest(void)
     if (r < 0)
         return r;
     struct vmm_region_config ram = {.gpa = 0, .size = 2 << 20};
-    struct vmm_x86_boot_state boot = {.entry = CODE_GPA};
+    struct vmm_x86_boot_state boot = VMM_INIT(struct vmm_x86_boot_state, .entry = CODE_GPA);
     struct vmm_vcpu *vcpu;
     if ((r = vmm_vm_add_memory(vm, &ram)) >= 0 &&
         (r = vmm_memory_write(vmm_vm_memory(vm), CODE_GPA, code, sizeof(code))) >= 0 &&
