@@ -105,8 +105,9 @@ static double libvmm_round(const uint8_t *code, size_t len, uint32_t n, uint64_t
     int r = vmm_vm_create(NULL, &vm);
     if (r < 0)
         return r;
-    static const struct vmm_bus_ops loop_ops = {.write = empty_write};
-    const struct vmm_bus_ops end_ops = {.write = end_write};
+    static const struct vmm_bus_ops loop_ops = {.size = sizeof(struct vmm_bus_ops),
+                                                .write = empty_write};
+    const struct vmm_bus_ops end_ops = {.size = sizeof(struct vmm_bus_ops), .write = end_write};
     struct vmm_region_config rc = {.gpa = 0, .size = GUEST_MEM};
     struct vmm_vcpu *v;
     double out = -EIO;

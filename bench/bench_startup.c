@@ -134,7 +134,8 @@ static void end_write(void *opaque, uint64_t offset, const uint8_t *data, uint32
  * vmm_vcpu_run on this thread. */
 static int libvmm_once(enum vmm_irqchip chip, bool threaded, struct phases *p)
 {
-    static const struct vmm_bus_ops end_ops = {.write = end_write};
+    static const struct vmm_bus_ops end_ops = {.size = sizeof(struct vmm_bus_ops),
+                                               .write = end_write};
     uint64_t t0 = bench_now_ns();
     struct vmm_vm *vm;
     int r = vmm_vm_create(&VMM_INIT(struct vmm_vm_config, .irqchip = chip), &vm);

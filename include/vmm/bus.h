@@ -41,6 +41,7 @@ struct vmm_bus;
  * Either may be NULL (reads then give all ones, writes are dropped).
  */
 struct vmm_bus_ops {
+    uint32_t size; /* sizeof(struct vmm_bus_ops); growth convention (abi.h) */
     void (*read)(void *opaque, uint64_t offset, uint8_t *data, uint32_t len);
     void (*write)(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len);
 };
@@ -61,8 +62,10 @@ VMM_API VMM_MUST_USE int vmm_bus_create(const char *name, struct vmm_bus **out);
 VMM_API void vmm_bus_destroy(struct vmm_bus *bus);
 
 /*
- * Claim [base, base + len) for a device. ops is copied. Returns 0, -EINVAL
- * (len 0 or base + len overflows), -EEXIST (overlaps a registered range),
+ * Claim [base, base + len) for a device. ops is copied (its first ops->size
+ * bytes; a callback an older table lacks is NULL), so it may be temporary.
+ * Returns 0, -EINVAL (ops NULL, an ops->size the library does not know, len
+ * 0 or base + len overflows: nothing registered), -EEXIST (overlaps a registered range),
  * -ENOMEM, or -EDEADLK (called from a callback of this bus).
  */
 VMM_API VMM_MUST_USE int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,

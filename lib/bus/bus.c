@@ -202,14 +202,16 @@ int vmm_bus_register(struct vmm_bus *bus, uint64_t base, uint64_t len,
                      const struct vmm_bus_ops *ops, void *opaque)
 {
     uint64_t end;
-    if (!ops || len == 0 || __builtin_add_overflow(base, len - 1, &end))
+    struct vmm_bus_ops copy; /* an older, shorter table: the rest reads as NULL */
+    if (!ops || VMM_ABI_COPY_IN(&copy, ops) < 0 || len == 0 ||
+        __builtin_add_overflow(base, len - 1, &end))
         return -EINVAL;
     if (dispatching_on(bus))
         return -EDEADLK;
     struct bus_device *dev = malloc(sizeof(*dev));
     if (!dev)
         return -ENOMEM;
-    *dev = (struct bus_device){.ops = *ops, .opaque = opaque};
+    *dev = (struct bus_device){.ops = copy, .opaque = opaque};
 
     table_write_lock(bus);
     int r = bus_insert(bus, base, len, end, dev);

@@ -65,8 +65,10 @@ static void reset_write(void *opaque, uint64_t offset, const uint8_t *data, uint
         pm->request_exit(pm->opaque, VMM_EXIT_RESET, 0, "ACPI reset register");
 }
 
-static const struct vmm_bus_ops sleep_ops = {.read = sleep_read, .write = sleep_write};
-static const struct vmm_bus_ops reset_ops = {.read = reset_read, .write = reset_write};
+static const struct vmm_bus_ops sleep_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = sleep_read, .write = sleep_write};
+static const struct vmm_bus_ops reset_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = reset_read, .write = reset_write};
 
 const struct vmm_bus_ops *vmm_acpi_pm_sleep_bus_ops(void)
 {

@@ -35,6 +35,7 @@ static void exit_dev_write(void *opaque, uint64_t offset, const uint8_t *data, u
 }
 
 static const struct vmm_bus_ops exit_dev_ops = {
+    .size = sizeof(struct vmm_bus_ops),
     .read = exit_dev_read,
     .write = exit_dev_write,
 };

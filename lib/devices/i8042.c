@@ -49,11 +49,13 @@ static void i8042_command_write(void *opaque, uint64_t offset, const uint8_t *da
 }
 
 static const struct vmm_bus_ops i8042_data_ops = {
+    .size = sizeof(struct vmm_bus_ops),
     .read = i8042_read,
     .write = i8042_data_write,
 };
 
 static const struct vmm_bus_ops i8042_command_ops = {
+    .size = sizeof(struct vmm_bus_ops),
     .read = i8042_read,
     .write = i8042_command_write,
 };

@@ -246,6 +246,7 @@ static void rtc_write(void *opaque, uint64_t offset, const uint8_t *data, uint32
 }
 
 static const struct vmm_bus_ops rtc_ops = {
+    .size = sizeof(struct vmm_bus_ops),
     .read = rtc_read,
     .write = rtc_write,
 };

@@ -480,6 +480,7 @@ static void uart_bus_write(void *opaque, uint64_t offset, const uint8_t *data, u
 }
 
 static const struct vmm_bus_ops uart_ops = {
+    .size = sizeof(struct vmm_bus_ops),
     .read = uart_bus_read,
     .write = uart_bus_write,
 };

@@ -625,7 +625,8 @@ static void mmio_write(void *opaque, uint64_t offset, const uint8_t *data, uint3
     vmm_virtio_unlock(t);
 }
 
-static const struct vmm_bus_ops mmio_ops = {.read = mmio_read, .write = mmio_write};
+static const struct vmm_bus_ops mmio_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = mmio_read, .write = mmio_write};
 
 const struct vmm_bus_ops *vmm_virtio_mmio_bus_ops(void)
 {

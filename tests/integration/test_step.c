@@ -251,7 +251,7 @@ START_TEST(claimed_exits_are_handled_by_the_library)
         0xee,                   /* out dx, al: nobody's */
         0xb0, 0x03, 0xe6, 0xf4, /* exit 3 */
     };
-    struct vmm_bus_ops ops = {.write = count_write};
+    struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops), .write = count_write};
     struct harness h;
     struct vmm_vcpu *vcpu = raw_vm(&h, VMM_IRQCHIP_SPLIT, code, sizeof(code));
     ck_assert_int_eq(vmm_bus_register(vmm_vm_pio_bus(h.vm), 0x70, 1, &ops, NULL), 0);
@@ -530,7 +530,7 @@ START_TEST(stepping_from_the_wrong_place_is_refused)
     static const uint8_t out[] = {0xe6, 0x70, 0xb0, 0x00, 0xe6, 0xf4}; /* out 0x70; exit 0 */
     vcpu = raw_vm(&h, VMM_IRQCHIP_SPLIT, out, sizeof(out));
     struct nested n = {.vcpu = vcpu, .ret = 1};
-    struct vmm_bus_ops ops = {.write = nested_step};
+    struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops), .write = nested_step};
     ck_assert_int_eq(vmm_bus_register(vmm_vm_pio_bus(h.vm), 0x70, 1, &ops, &n), 0);
     expect_guest_exit((struct vmm_vcpu_exit[]){next_exit(vcpu)}, 0);
     ck_assert_int_eq(n.ret, -EDEADLK);

@@ -275,7 +275,7 @@ static void rec_write(void *opaque, uint64_t offset, const uint8_t *data, uint32
     r->last_value = v;
 }
 
-static const struct vmm_bus_ops rec_ops = {.write = rec_write};
+static const struct vmm_bus_ops rec_ops = {.size = sizeof(struct vmm_bus_ops), .write = rec_write};
 
 static uint64_t eventfd_count(int fd)
 {

@@ -4,9 +4,9 @@
  * fatal exits and dirty logging, on both interrupt controller models. */
 #include <check.h>
 #include <errno.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <time.h>
@@ -86,7 +86,7 @@ START_TEST(smp_every_vcpu_reports_its_apic_id)
     for (unsigned k = 0; k < 3; k++) {
         unsigned n = counts[k];
         struct id_report rep = {.lock = PTHREAD_MUTEX_INITIALIZER};
-        struct vmm_bus_ops ops = {.write = report_write};
+        struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops), .write = report_write};
         struct harness h;
         harness_init(&h, chip(_i), 64);
         ck_assert_int_eq(vmm_bus_register(vmm_vm_pio_bus(h.vm), 0x510, 4, &ops, &rep), 0);
@@ -126,7 +126,8 @@ static void echo_write(void *opaque, uint64_t off, const uint8_t *data, uint32_t
 START_TEST(pio_and_mmio_round_trips)
 {
     struct echo_dev pio = {0}, mmio = {0};
-    struct vmm_bus_ops ops = {.read = echo_read, .write = echo_write};
+    struct vmm_bus_ops ops = {
+        .size = sizeof(struct vmm_bus_ops), .read = echo_read, .write = echo_write};
     struct harness h;
     harness_init(&h, chip(_i), 64);
     ck_assert_int_eq(vmm_bus_register(vmm_vm_pio_bus(h.vm), 0x520, 8, &ops, &pio), 0);
@@ -235,7 +236,7 @@ START_TEST(pause_holds_every_vcpu_and_resume_lets_them_go)
 {
     /* mov dx, 0x540; 1: out dx, al; jmp 1b */
     static const uint8_t loop[] = {0x66, 0xba, 0x40, 0x05, 0xee, 0xeb, 0xfd};
-    struct vmm_bus_ops ops = {.write = tick_write};
+    struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops), .write = tick_write};
     struct harness h;
     harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
     ck_assert_int_eq(vmm_bus_register(vmm_vm_pio_bus(h.vm), 0x540, 1, &ops, NULL), 0);

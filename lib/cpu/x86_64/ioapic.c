@@ -223,7 +223,8 @@ static void ioapic_write(void *opaque, uint64_t offset, const uint8_t *data, uin
     pthread_mutex_unlock(&io->lock);
 }
 
-static const struct vmm_bus_ops ioapic_ops = {.read = ioapic_read, .write = ioapic_write};
+static const struct vmm_bus_ops ioapic_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = ioapic_read, .write = ioapic_write};
 
 const struct vmm_bus_ops *vmm_ioapic_bus_ops(void)
 {

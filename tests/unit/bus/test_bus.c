@@ -2,9 +2,9 @@
 /* Unit tests of the PIO/MMIO bus: range claims, dispatch, unclaimed accesses,
  * re-entrancy and unregistering while another thread dispatches. */
 #include <errno.h>
-#include <stddef.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -61,7 +61,8 @@ static void rec_write(void *opaque, uint64_t offset, const uint8_t *data, uint32
     memcpy(d->last_data, data, len);
 }
 
-static const struct vmm_bus_ops rec_ops = {.read = rec_read, .write = rec_write};
+static const struct vmm_bus_ops rec_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = rec_read, .write = rec_write};
 
 static struct vmm_bus *new_bus(void)
 {
@@ -490,9 +491,11 @@ END_TEST
 START_TEST(test_null_callbacks)
 {
     struct vmm_bus *bus = new_bus();
-    static const struct vmm_bus_ops none = {0};
-    static const struct vmm_bus_ops read_only = {.read = rec_read};
-    static const struct vmm_bus_ops write_only = {.write = rec_write};
+    static const struct vmm_bus_ops none = {.size = sizeof(struct vmm_bus_ops)};
+    static const struct vmm_bus_ops read_only = {.size = sizeof(struct vmm_bus_ops),
+                                                 .read = rec_read};
+    static const struct vmm_bus_ops write_only = {.size = sizeof(struct vmm_bus_ops),
+                                                  .write = rec_write};
     struct rec_dev ro = {.id = 1}, wo = {.id = 2};
     ck_assert_int_eq(vmm_bus_register(bus, 0x10, 0x10, &none, NULL), 0);
     ck_assert_int_eq(vmm_bus_register(bus, 0x20, 0x10, &read_only, &ro), 0);
@@ -518,6 +521,37 @@ START_TEST(test_null_callbacks)
     vmm_bus_get_stats(bus, &st);
     ck_assert_uint_eq(st.unclaimed_reads, 0);
     ck_assert_uint_eq(st.unclaimed_writes, 0);
+    vmm_bus_destroy(bus);
+}
+END_TEST
+
+START_TEST(test_ops_size_checked)
+{
+    /* Growth convention (vmm/abi.h): an ops table whose .size is 0 or larger
+     * than the library's struct is refused with -EINVAL and nothing is
+     * registered; an older, shorter table is copied that far, the callbacks
+     * it lacks reading as NULL (a write then is dropped, not a wild call). */
+    struct vmm_bus *bus = new_bus();
+    struct rec_dev a = {.id = 1};
+    struct vmm_bus_ops ops = rec_ops;
+    int r;
+    ops.size = 0;
+    ck_assert_int_eq(vmm_bus_register(bus, 0x10, 0x10, &ops, &a), -EINVAL);
+    ops.size = sizeof(ops) + 8;
+    ck_assert_int_eq(vmm_bus_register(bus, 0x10, 0x10, &ops, &a), -EINVAL);
+    read_u64(bus, 0x14, 4, &r);
+    ck_assert_int_eq(r, -ENOENT); /* nothing claimed the range */
+    ck_assert_uint_eq(a.reads, 0);
+
+    ops.size = offsetof(struct vmm_bus_ops, write);
+    ck_assert_int_eq(vmm_bus_register(bus, 0x10, 0x10, &ops, &a), 0);
+    memset(&ops, 0xff, sizeof(ops)); /* the bus keeps its own copy */
+    ck_assert_uint_eq(read_u64(bus, 0x14, 4, &r), dev_value(1, 4) & 0xffffffffu);
+    ck_assert_int_eq(r, 0);
+    uint8_t w[4] = {1, 2, 3, 4};
+    ck_assert_int_eq(vmm_bus_write(bus, 0x14, w, 4), 0); /* claimed, dropped */
+    ck_assert_uint_eq(a.reads, 1);
+    ck_assert_uint_eq(a.writes, 0);
     vmm_bus_destroy(bus);
 }
 END_TEST
@@ -582,7 +616,8 @@ START_TEST(test_register_from_callback_refused)
 {
     struct vmm_bus *bus = new_bus();
     struct vmm_bus *other = new_bus();
-    static const struct vmm_bus_ops ops = {.read = reenter_read, .write = reenter_write};
+    static const struct vmm_bus_ops ops = {
+        .size = sizeof(struct vmm_bus_ops), .read = reenter_read, .write = reenter_write};
     struct reenter re = {.bus = bus, .other = other};
     ck_assert_int_eq(vmm_bus_register(bus, 0x10, 0x10, &ops, &re), 0);
 
@@ -639,8 +674,10 @@ static void nested_a_write(void *opaque, uint64_t offset, const uint8_t *data, u
 START_TEST(test_register_from_nested_callback_refused)
 {
     struct nested n = {.a = new_bus(), .b = new_bus(), .reg_a = 1, .unreg_a = 1};
-    static const struct vmm_bus_ops a_ops = {.write = nested_a_write};
-    static const struct vmm_bus_ops b_ops = {.write = nested_b_write};
+    static const struct vmm_bus_ops a_ops = {.size = sizeof(struct vmm_bus_ops),
+                                             .write = nested_a_write};
+    static const struct vmm_bus_ops b_ops = {.size = sizeof(struct vmm_bus_ops),
+                                             .write = nested_b_write};
     ck_assert_int_eq(vmm_bus_register(n.a, 0x10, 0x10, &a_ops, &n), 0);
     ck_assert_int_eq(vmm_bus_register(n.b, 0x10, 0x10, &b_ops, &n), 0);
     uint8_t v[4] = {0};
@@ -715,7 +752,8 @@ static void run_unregister_race(unsigned nthreads, unsigned rounds)
         ck_assert_ptr_nonnull(h);
         h->bus = bus;
         h->addr = 0x3f8;
-        static const struct vmm_bus_ops ops = {.read = hammer_read};
+        static const struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops),
+                                               .read = hammer_read};
         /* A neighbour that stays, so the table is not simply empty afterwards. */
         ck_assert_int_eq(vmm_bus_register(bus, 0x3f0, 8, &rec_ops, &(struct rec_dev){0}), 0);
         ck_assert_int_eq(vmm_bus_register(bus, 0x3f8, 8, &ops, h), 0);
@@ -769,6 +807,7 @@ static Suite *bus_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 10);
     tcase_add_test(tc, test_create_destroy);
+    tcase_add_test(tc, test_ops_size_checked);
     tcase_add_test(tc, test_dispatch_offsets_and_sizes);
     tcase_add_test(tc, test_many_ranges_random_order);
     tcase_add_test(tc, test_adjacent_ranges);

@@ -71,7 +71,8 @@ static void blocker_write(void *opaque, uint64_t offset, const uint8_t *data, ui
     pthread_mutex_unlock(&b->lock);
 }
 
-static const struct vmm_bus_ops blocker_ops = {.write = blocker_write};
+static const struct vmm_bus_ops blocker_ops = {.size = sizeof(struct vmm_bus_ops),
+                                               .write = blocker_write};
 
 /* Wait until *counter reaches n (under b->lock); false after PROMPT_MS. */
 static bool blocker_wait(struct blocker *b, const unsigned *counter, unsigned n)
@@ -117,7 +118,8 @@ static void count_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t le
     memset(data, 0x5a, len);
 }
 
-static const struct vmm_bus_ops count_ops = {.read = count_read, .write = count_write};
+static const struct vmm_bus_ops count_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = count_read, .write = count_write};
 
 /* ---- bus calls on a helper thread, so that the test can see them hang ---- */
 
@@ -303,7 +305,8 @@ static void *churn_thread(void *arg)
 
 START_TEST(test_unregister_races_short_calls)
 {
-    static const struct vmm_bus_ops ops = {.write = churn_write};
+    static const struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops),
+                                           .write = churn_write};
     for (int round = 0; round < 200; round++) {
         struct vmm_bus *bus;
         ck_assert_int_eq(vmm_bus_create("pio", &bus), 0);
@@ -357,7 +360,7 @@ START_TEST(test_table_changes_under_dispatch)
     pthread_t t[2];
     for (int k = 0; k < 2; k++)
         ck_assert_int_eq(pthread_create(&t[k], NULL, steady_thread, &st), 0);
-    static const struct vmm_bus_ops none = {0};
+    static const struct vmm_bus_ops none = {.size = sizeof(struct vmm_bus_ops)};
     for (int round = 0; round < 50; round++) {
         /* Below and above the steady device, so that it moves in the table,
          * and more of them than the table first holds, so that it grows. */

@@ -179,7 +179,7 @@ END_TEST
 /* A device whose second range is taken claims nothing (and leaks nothing). */
 START_TEST(test_i8042_partly_taken)
 {
-    static const struct vmm_bus_ops none = {0};
+    static const struct vmm_bus_ops none = {.size = sizeof(struct vmm_bus_ops)};
     ck_assert_int_eq(vmm_bus_register(pio, VMM_I8042_COMMAND_PORT, 1, &none, NULL), 0);
     ck_assert_int_eq(vmm_vm_add_i8042(vm), -EEXIST);
     uint8_t v;
