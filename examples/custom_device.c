@@ -260,7 +260,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "create VM: %s\n", vmm_strerror(r));
         return 1;
     }
-    struct vmm_load_result image = {0};
+    struct vmm_load_result image = VMM_INIT(struct vmm_load_result);
     struct vmm_vcpu *vcpu;
     struct echo *echo = calloc(1, sizeof(*echo));
     r = echo ? setup(vm, argv[1], &image, &vcpu) : -ENOMEM;

@@ -25,7 +25,7 @@ int main(int argc, char **argv)
     }
     struct vmm_region_config ram = {.gpa = 0, .size = 64 << 20};
     struct vmm_uart_config console = VMM_INIT(struct vmm_uart_config, .out_fd = 1, .in_fd = -1);
-    struct vmm_load_result image = {0};
+    struct vmm_load_result image = VMM_INIT(struct vmm_load_result);
     struct vmm_vcpu *vcpu;
     if ((r = vmm_vm_add_memory(vm, &ram)) < 0 ||
         (r = vmm_elf_load_file(vmm_vm_memory(vm), argv[1], NULL, &image)) < 0 ||

@@ -310,7 +310,7 @@ static void boot_program(struct vmm_vm *vm, const struct options *o)
         fail("--initrd and --cmdline need a Linux kernel, and '%s' is booted as an ELF "
              "program (use --boot linux to boot it as a vmlinux)",
              o->kernel);
-    struct vmm_load_result img;
+    struct vmm_load_result img = VMM_INIT(struct vmm_load_result);
     int r = vmm_elf_load_file(vmm_vm_memory(vm), o->kernel, NULL, &img);
     if (r < 0)
         fail("cannot load '%s': %s", o->kernel, img.error[0] ? img.error : vmm_strerror(r));
@@ -353,15 +353,16 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
                        const struct vmm_machine *m)
 {
     struct vmm_memory *mem = vmm_vm_memory(vm);
-    struct vmm_acpi_result acpi;
+    struct vmm_acpi_result acpi = VMM_INIT(struct vmm_acpi_result);
     int r = vmm_acpi_write(mem, m, NULL, &acpi);
     if (r < 0)
         fail("cannot write the ACPI tables: %s", vmm_strerror(r));
     /* The floating pointer goes in the last KiB of base memory, where a
      * kernel looks; the table may run on into the reserved range below the
      * ACPI tables, which holds all 255 vCPUs. */
-    struct vmm_mptable_result mp;
-    struct vmm_mptable_options mp_opts = {.end = VMM_X86_ACPI_TABLES};
+    struct vmm_mptable_result mp = VMM_INIT(struct vmm_mptable_result);
+    struct vmm_mptable_options mp_opts = {.size = sizeof(struct vmm_mptable_options),
+                                          .end = VMM_X86_ACPI_TABLES};
     r = vmm_mptable_write(mem, m, &mp_opts, &mp);
     if (r < 0)
         fail("cannot write the MP table: %s", vmm_strerror(r));

@@ -93,6 +93,7 @@ extern "C" {
 
 /* Where the ACPI tables go. Zero means default; fields are only appended. */
 struct vmm_acpi_options {
+    uint32_t size;  /* sizeof(struct vmm_acpi_options); growth convention (abi.h) */
     vmm_gpa_t addr; /* the RSDP, 16-byte aligned (0: VMM_X86_ACPI_TABLES). A
                      * guest that scans for it looks in 0xe0000..0xfffff; one
                      * booted through boot_params/PVH can take the address. */
@@ -101,20 +102,23 @@ struct vmm_acpi_options {
 
 /* Where each ACPI table went (guest-physical addresses). */
 struct vmm_acpi_result {
+    uint32_t size;  /* in: sizeof(struct vmm_acpi_result) (abi.h): filled that far */
     vmm_gpa_t rsdp; /* == addr */
     vmm_gpa_t xsdt;
     vmm_gpa_t fadt;
     vmm_gpa_t madt;
     vmm_gpa_t dsdt;
-    uint64_t size; /* bytes used: every table lies in [rsdp, rsdp + size) */
+    uint64_t len; /* bytes used: every table lies in [rsdp, rsdp + len) */
 };
 
 /*
  * Build the ACPI tables for machine into buf[0..size), as they will lie at
  * guest-physical address addr (buf[0] is addr; addr 16-byte aligned; every
  * pointer between the tables is addr-relative). The rest of buf is left
- * alone. res may be NULL. Returns the number of bytes used (> 0), or
- * -EINVAL (see the checks above; also buf NULL) or -ENOSPC (size too small).
+ * alone. res may be NULL (else the caller sets res->size, abi.h). Returns
+ * the number of bytes used (> 0), or -EINVAL (see the checks above; also buf
+ * NULL, or a res->size the library does not know) or -ENOSPC (size too
+ * small).
  * Nothing is written to buf on failure.
  */
 VMM_API VMM_MUST_USE int vmm_acpi_build(const struct vmm_machine *machine, vmm_gpa_t addr,
@@ -122,9 +126,10 @@ VMM_API VMM_MUST_USE int vmm_acpi_build(const struct vmm_machine *machine, vmm_g
 
 /*
  * Build the ACPI tables and copy them into guest memory at opts->addr; they
- * must fit below opts->end. opts and res may be NULL. Returns the number of
- * bytes written (also in res->size; reserve [addr, addr + size) in the
- * guest's memory map), or -EINVAL/-ENOSPC/-EFAULT/-EROFS (see above);
+ * must fit below opts->end. opts and res may be NULL; the caller sets their
+ * .size (abi.h; a size the library does not know: -EINVAL, nothing
+ * written). Returns the number of bytes written (also in res->len; reserve
+ * [addr, addr + len) in the guest's memory map), or -EINVAL/-ENOSPC/-EFAULT/-EROFS (see above);
  * nothing is written on failure.
  */
 VMM_API VMM_MUST_USE int vmm_acpi_write(struct vmm_memory *mem, const struct vmm_machine *machine,
@@ -133,6 +138,7 @@ VMM_API VMM_MUST_USE int vmm_acpi_write(struct vmm_memory *mem, const struct vmm
 
 /* Where the MP table goes. Zero means default; fields are only appended. */
 struct vmm_mptable_options {
+    uint32_t size;  /* sizeof(struct vmm_mptable_options); growth convention (abi.h) */
     vmm_gpa_t addr; /* the floating pointer, 16-byte aligned (0: VMM_X86_MPTABLE) */
     vmm_gpa_t end;  /* the table ends at or below this (0: VMM_X86_MPTABLE_END). The
                      * default KiB holds 40 vCPUs when every device GSI is below
@@ -144,25 +150,28 @@ struct vmm_mptable_options {
 
 /* Where the MP table went. */
 struct vmm_mptable_result {
+    uint32_t size;      /* in: sizeof(struct vmm_mptable_result) (abi.h): filled that far */
     vmm_gpa_t floating; /* the 16-byte floating pointer, == addr */
     vmm_gpa_t table;    /* the configuration table ("PCMP") */
-    uint64_t size;      /* bytes used from addr */
+    uint64_t len;       /* bytes used from addr */
     unsigned entries;   /* entries in the configuration table */
 };
 
 /*
  * Build the MP floating pointer and configuration table for machine into
  * buf[0..size), as they will lie at guest-physical address addr (16-byte
- * aligned; buf[0] is addr). res may be NULL. Returns the number of bytes used
- * (> 0), or -EINVAL/-ENOSPC; nothing is written to buf on failure.
+ * aligned; buf[0] is addr). res may be NULL (else the caller sets res->size,
+ * abi.h). Returns the number of bytes used (> 0), or -EINVAL (also a
+ * res->size the library does not know)/-ENOSPC; nothing is written to buf on failure.
  */
 VMM_API VMM_MUST_USE int vmm_mptable_build(const struct vmm_machine *machine, vmm_gpa_t addr,
                                            void *buf, size_t size, struct vmm_mptable_result *res);
 
 /*
  * Build the MP table and copy it into guest memory at opts->addr (it must
- * end at or below opts->end). opts and res may be NULL. Returns the number of
- * bytes written, or -EINVAL/-ENOSPC/-EFAULT/-EROFS; nothing is written on
+ * end at or below opts->end). opts and res may be NULL; the caller sets their
+ * .size (abi.h; a size the library does not know: -EINVAL). Returns the
+ * number of bytes written, or -EINVAL/-ENOSPC/-EFAULT/-EROFS; nothing is written on
  * failure.
  */
 VMM_API VMM_MUST_USE int vmm_mptable_write(struct vmm_memory *mem,

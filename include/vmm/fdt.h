@@ -78,8 +78,11 @@ extern "C" {
 #define VMM_FDT_MAX_CMDLINE 65536      /* bytes of bootargs, excluding the NUL */
 #define VMM_FDT_MAX_SIZE    (2u << 20) /* largest blob vmm_fdt_create makes */
 
-/* What /chosen says. Zero means default (nothing); fields are only appended. */
+/* What /chosen says. Zero means default (nothing). params, when not NULL,
+ * has its .size set (growth convention, abi.h): a size the library does not
+ * know is refused with -EINVAL before anything is built. */
 struct vmm_fdt_params {
+    uint32_t size;         /* sizeof(struct vmm_fdt_params); growth convention (abi.h) */
     const char *cmdline;   /* bootargs; NULL or "": no bootargs property */
     uint64_t initrd_start; /* guest-physical start of the initrd */
     uint64_t initrd_size;  /* 0: no linux,initrd-* properties */

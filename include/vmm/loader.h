@@ -30,11 +30,13 @@ extern "C" {
 
 /* Loader options. Zero means default; fields are only appended. */
 struct vmm_load_options {
+    uint32_t size;      /* sizeof(struct vmm_load_options); growth convention (abi.h) */
     vmm_gpa_t min_addr; /* refuse segments below this (0: VMM_LOAD_DEFAULT_MIN_ADDR) */
 };
 
 /* Where an image went. */
 struct vmm_load_result {
+    uint32_t size;     /* in: sizeof(struct vmm_load_result) (abi.h): filled that far */
     uint64_t entry;    /* entry point (guest-physical = virtual under the identity map) */
     vmm_gpa_t low;     /* lowest byte written */
     vmm_gpa_t high;    /* one past the highest byte written (including .bss) */
@@ -50,7 +52,8 @@ struct vmm_load_result {
  * p_filesz > p_memsz, overlapping segments, no PT_LOAD, an entry point
  * outside every executable segment. -EFAULT: a segment outside guest memory
  * or below min_addr; -EROFS: a segment on a read-only region. res must not
- * be NULL.
+ * be NULL; the caller sets res->size and opts->size (abi.h): a size the
+ * library does not know is -EINVAL before anything is read or written.
  */
 VMM_API VMM_MUST_USE int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
                                       const struct vmm_load_options *opts,

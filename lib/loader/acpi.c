@@ -332,12 +332,13 @@ static int build(const struct tables_machine *t, vmm_gpa_t addr, uint8_t *s, siz
     size_t used = dsdt + (size_t)dsdt_len;
     if (res) {
         *res = (struct vmm_acpi_result){
+            .size = sizeof(struct vmm_acpi_result),
             .rsdp = addr,
             .xsdt = addr + xsdt,
             .fadt = addr + fadt,
             .madt = addr + madt,
             .dsdt = addr + dsdt,
-            .size = used,
+            .len = used,
         };
     }
     return (int)used;
@@ -380,27 +381,32 @@ static int build_scratch(const struct vmm_machine *machine, vmm_gpa_t addr, uint
 int vmm_acpi_build(const struct vmm_machine *machine, vmm_gpa_t addr, void *buf, size_t size,
                    struct vmm_acpi_result *res)
 {
+    struct vmm_acpi_result tmp;
     uint8_t *s;
-    if (!buf)
+    if (!buf || (res && !VMM_ABI_OUT_OK(res)))
         return -EINVAL;
-    int r = build_scratch(machine, addr, size, &s, res);
+    int r = build_scratch(machine, addr, size, &s, &tmp);
     if (r < 0)
         return r;
     memcpy(buf, s, (size_t)r);
     free(s);
+    if (res)
+        VMM_ABI_COPY_OUT(res, &tmp);
     return r;
 }
 
 int vmm_acpi_write(struct vmm_memory *mem, const struct vmm_machine *machine,
                    const struct vmm_acpi_options *opts, struct vmm_acpi_result *res)
 {
-    vmm_gpa_t addr = opts && opts->addr ? opts->addr : VMM_X86_ACPI_TABLES;
-    vmm_gpa_t end = opts && opts->end ? opts->end : VMM_X86_ACPI_TABLES_END;
+    struct vmm_acpi_options o = VMM_INIT(struct vmm_acpi_options);
     struct vmm_acpi_result tmp;
     uint8_t *s;
 
-    if (!mem || !machine)
+    if (!mem || !machine || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) ||
+        (res && !VMM_ABI_OUT_OK(res)))
         return -EINVAL;
+    vmm_gpa_t addr = o.addr ? o.addr : VMM_X86_ACPI_TABLES;
+    vmm_gpa_t end = o.end ? o.end : VMM_X86_ACPI_TABLES_END;
     if (addr >= end) {
         vmm_log_debug("acpi: empty table range [0x%" PRIx64 ", 0x%" PRIx64 ")", addr, end);
         return -EINVAL;
@@ -412,6 +418,6 @@ int vmm_acpi_write(struct vmm_memory *mem, const struct vmm_machine *machine,
     if (r < 0)
         return r;
     if (res)
-        *res = tmp;
+        VMM_ABI_COPY_OUT(res, &tmp);
     return r;
 }

@@ -298,11 +298,10 @@ int vmm_elf_find_note(const struct vmm_image *im, const struct vmm_elf_plan *pla
     return 0;
 }
 
-int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
-                 const struct vmm_load_options *opts, struct vmm_load_result *res)
+/* vmm_elf_load into a full result, with full options. */
+static int elf_load(struct vmm_memory *mem, const void *image, size_t size,
+                    const struct vmm_load_options *opts, struct vmm_load_result *res)
 {
-    if (!res)
-        return -EINVAL;
     memset(res, 0, sizeof(*res));
     if (!mem || (!image && size != 0))
         return refuse(res, -EINVAL, "no guest memory or image given");
@@ -317,11 +316,9 @@ int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
     return vmm_elf_place(mem, &im, &plan, res);
 }
 
-int vmm_elf_load_file(struct vmm_memory *mem, const char *path, const struct vmm_load_options *opts,
-                      struct vmm_load_result *res)
+static int elf_load_file(struct vmm_memory *mem, const char *path,
+                         const struct vmm_load_options *opts, struct vmm_load_result *res)
 {
-    if (!res)
-        return -EINVAL;
     memset(res, 0, sizeof(*res));
     if (!mem || !path)
         return refuse(res, -EINVAL, "no guest memory or path given");
@@ -349,4 +346,32 @@ int vmm_elf_load_file(struct vmm_memory *mem, const char *path, const struct vmm
 out:
     vmm_image_close(&im);
     return ret;
+}
+
+/* The growth convention (vmm/abi.h) around both: the options read as a
+ * zero-filled copy, the result filled through a full one (on failure too,
+ * for its error), both sizes checked before anything is done. */
+static int elf_load_public(struct vmm_memory *mem, bool from_file, const char *path,
+                           const void *image, size_t size, const struct vmm_load_options *opts,
+                           struct vmm_load_result *res)
+{
+    struct vmm_load_options o = VMM_INIT(struct vmm_load_options);
+    struct vmm_load_result full;
+    if (!res || !VMM_ABI_OUT_OK(res) || (opts && VMM_ABI_COPY_IN(&o, opts) < 0))
+        return -EINVAL;
+    int r = from_file ? elf_load_file(mem, path, &o, &full) : elf_load(mem, image, size, &o, &full);
+    VMM_ABI_COPY_OUT(res, &full);
+    return r;
+}
+
+int vmm_elf_load(struct vmm_memory *mem, const void *image, size_t size,
+                 const struct vmm_load_options *opts, struct vmm_load_result *res)
+{
+    return elf_load_public(mem, false, NULL, image, size, opts, res);
+}
+
+int vmm_elf_load_file(struct vmm_memory *mem, const char *path, const struct vmm_load_options *opts,
+                      struct vmm_load_result *res)
+{
+    return elf_load_public(mem, true, path, NULL, 0, opts, res);
 }

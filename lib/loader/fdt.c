@@ -237,11 +237,20 @@ static int check(const struct vmm_machine *machine, const struct vmm_fdt_params 
     return 0;
 }
 
-int vmm_fdt_build(const struct vmm_machine *machine, const struct vmm_fdt_params *params, void *buf,
-                  size_t size)
+/* The caller's params as a full, zero-filled copy (NULL: all defaults). */
+static int params_in(const struct vmm_fdt_params *params, struct vmm_fdt_params *p)
+{
+    *p = VMM_INIT(struct vmm_fdt_params);
+    return params ? VMM_ABI_COPY_IN(p, params) : 0;
+}
+
+int vmm_fdt_build(const struct vmm_machine *machine, const struct vmm_fdt_params *caller_params,
+                  void *buf, size_t size)
 {
     struct tables_machine t;
-    if (!buf || (uintptr_t)buf % FDT_BUF_ALIGN != 0)
+    struct vmm_fdt_params p;
+    const struct vmm_fdt_params *params = &p;
+    if (!buf || (uintptr_t)buf % FDT_BUF_ALIGN != 0 || params_in(caller_params, &p) < 0)
         return -EINVAL;
     int r = check(machine, params, &t);
     if (r < 0)
@@ -252,14 +261,18 @@ int vmm_fdt_build(const struct vmm_machine *machine, const struct vmm_fdt_params
     return r;
 }
 
-int vmm_fdt_create(const struct vmm_machine *machine, const struct vmm_fdt_params *params,
+int vmm_fdt_create(const struct vmm_machine *machine, const struct vmm_fdt_params *caller_params,
                    void **blob, size_t *size)
 {
     struct tables_machine t;
+    struct vmm_fdt_params p;
+    const struct vmm_fdt_params *params = &p;
     if (!blob || !size)
         return -EINVAL;
     *blob = NULL;
     *size = 0;
+    if (params_in(caller_params, &p) < 0)
+        return -EINVAL;
     int r = check(machine, params, &t);
     if (r < 0)
         return r;

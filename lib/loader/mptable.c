@@ -194,9 +194,10 @@ static int build_scratch(const struct vmm_machine *machine, vmm_gpa_t addr, uint
     build(&t, &g, addr, s, used, entries);
     *out = s;
     *res = (struct vmm_mptable_result){
+        .size = sizeof(struct vmm_mptable_result),
         .floating = addr,
         .table = addr + MPF_SIZE,
-        .size = used,
+        .len = used,
         .entries = entries,
     };
     return (int)used;
@@ -207,7 +208,7 @@ int vmm_mptable_build(const struct vmm_machine *machine, vmm_gpa_t addr, void *b
 {
     struct vmm_mptable_result tmp;
     uint8_t *s;
-    if (!buf)
+    if (!buf || (res && !VMM_ABI_OUT_OK(res)))
         return -EINVAL;
     int r = build_scratch(machine, addr, size, &s, &tmp);
     if (r < 0)
@@ -215,20 +216,22 @@ int vmm_mptable_build(const struct vmm_machine *machine, vmm_gpa_t addr, void *b
     memcpy(buf, s, (size_t)r);
     free(s);
     if (res)
-        *res = tmp;
+        VMM_ABI_COPY_OUT(res, &tmp);
     return r;
 }
 
 int vmm_mptable_write(struct vmm_memory *mem, const struct vmm_machine *machine,
                       const struct vmm_mptable_options *opts, struct vmm_mptable_result *res)
 {
-    vmm_gpa_t addr = opts && opts->addr ? opts->addr : VMM_X86_MPTABLE;
-    vmm_gpa_t end = opts && opts->end ? opts->end : VMM_X86_MPTABLE_END;
+    struct vmm_mptable_options o = VMM_INIT(struct vmm_mptable_options);
     struct vmm_mptable_result tmp;
     uint8_t *s;
 
-    if (!mem || !machine)
+    if (!mem || !machine || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) ||
+        (res && !VMM_ABI_OUT_OK(res)))
         return -EINVAL;
+    vmm_gpa_t addr = o.addr ? o.addr : VMM_X86_MPTABLE;
+    vmm_gpa_t end = o.end ? o.end : VMM_X86_MPTABLE_END;
     if (addr >= end) {
         vmm_log_debug("mptable: empty range [0x%" PRIx64 ", 0x%" PRIx64 ")", addr, end);
         return -EINVAL;
@@ -240,6 +243,6 @@ int vmm_mptable_write(struct vmm_memory *mem, const struct vmm_machine *machine,
     if (r < 0)
         return r;
     if (res)
-        *res = tmp;
+        VMM_ABI_COPY_OUT(res, &tmp);
     return r;
 }

@@ -50,7 +50,7 @@ static void create_vcpus(struct harness *h, uint64_t entry, unsigned vcpus)
 
 void harness_load_guest(struct harness *h, const char *name, unsigned vcpus)
 {
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     int r = vmm_elf_load_file(vmm_vm_memory(h->vm), harness_guest_path(name), NULL, &res);
     ck_assert_msg(r == 0, "loading %s: %d %s", name, r, res.error);
     create_vcpus(h, res.entry, vcpus);

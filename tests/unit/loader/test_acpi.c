@@ -3,6 +3,7 @@
  * and the MP table, read back from malloc-backed guest memory and parsed
  * field by field; hostile machines and placements next to the good ones. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <vmm/acpi.h>
@@ -297,12 +298,12 @@ static void walk_madt(const uint8_t *madt, struct madt_counts *c)
 START_TEST(acpi_tables_read_back)
 {
     struct vmm_machine m = fx_machine(fx.mem, 2);
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     int n = vmm_acpi_write(fx.mem, &m, NULL, &res);
     ck_assert_int_gt(n, 0);
-    ck_assert_uint_eq(res.size, (uint64_t)n);
+    ck_assert_uint_eq(res.len, (uint64_t)n);
     ck_assert_uint_eq(res.rsdp, VMM_X86_ACPI_TABLES);
-    uint64_t lo = VMM_X86_ACPI_TABLES, hi = VMM_X86_ACPI_TABLES + res.size;
+    uint64_t lo = VMM_X86_ACPI_TABLES, hi = VMM_X86_ACPI_TABLES + res.len;
     ck_assert_uint_le(hi, VMM_X86_ACPI_TABLES_END);
     ck_assert(fx_untouched_outside(&fx, lo, hi));
 
@@ -400,7 +401,7 @@ START_TEST(acpi_optional_devices_follow_the_machine)
     m.rtc = false;
     m.i8042 = false;
     m.nr_serial = 0;
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     const uint8_t *fadt = guest(res.fadt);
     ck_assert_uint_eq(get32(fadt + 112), 1u << 20);
@@ -426,7 +427,7 @@ START_TEST(acpi_serial_above_isa_gets_an_extended_interrupt)
 {
     struct vmm_machine m = fx_machine(fx.mem, 1);
     m.serial[1].gsi = 20;
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     const uint8_t *dsdt = guest(res.dsdt);
     static const uint8_t com2[] = {0x47, 0x01, 0xf8, 0x02, 0xf8, 0x02, 0x01, 0x08, 0x89,
@@ -440,10 +441,10 @@ START_TEST(acpi_madt_has_one_lapic_per_vcpu)
     static const unsigned counts[] = {0, 1, 3, 64, VMM_ACPI_MAX_VCPUS};
     for (size_t i = 0; i < sizeof(counts) / sizeof(counts[0]); i++) {
         struct vmm_machine m = fx_machine(fx.mem, counts[i]);
-        struct vmm_acpi_result res;
+        struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
         ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
         struct madt_counts c;
-        const uint8_t *madt = sdt(res.madt, "APIC", res.rsdp, res.rsdp + res.size);
+        const uint8_t *madt = sdt(res.madt, "APIC", res.rsdp, res.rsdp + res.len);
         walk_madt(madt, &c);
         unsigned want = counts[i] ? counts[i] : 1; /* zero means one vCPU */
         ck_assert_uint_eq(c.lapics, want);
@@ -463,7 +464,7 @@ START_TEST(acpi_machine_overrides)
     m.ioapic_id = 9;
     m.ioapic_pins = 48;
     m.virtio[0].gsi = 47;
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     const uint8_t *madt = guest(res.madt);
     ck_assert_uint_eq(get32(madt + 36), 0xfee10000);
@@ -477,7 +478,7 @@ START_TEST(acpi_build_into_a_host_buffer)
 {
     struct vmm_machine m = fx_machine(NULL, 4);
     static uint8_t buf[0x20000];
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     memset(buf, 0xee, sizeof(buf));
     int n = vmm_acpi_build(&m, 0x7000, buf, sizeof(buf), &res);
     ck_assert_int_gt(n, 0);
@@ -507,8 +508,9 @@ START_TEST(acpi_build_into_a_host_buffer)
     ck_assert_int_eq(vmm_acpi_build(&m, 0x7008, buf, sizeof(buf), NULL), -EINVAL);
     ck_assert_int_eq(vmm_acpi_build(&m, 0xfffffff0, buf, sizeof(buf), NULL), -EINVAL);
     /* On failure res is left alone: tables that would reach past 4 GiB. */
-    struct vmm_acpi_result keep;
+    struct vmm_acpi_result keep = VMM_INIT(struct vmm_acpi_result);
     memset(&keep, 0x5a, sizeof(keep));
+    keep.size = sizeof(keep);
     res = keep;
     ck_assert_int_eq(vmm_acpi_build(&m, 0xfffffff0, buf, sizeof(buf), &res), -EINVAL);
     ck_assert_mem_eq(&res, &keep, sizeof(res));
@@ -517,11 +519,59 @@ START_TEST(acpi_build_into_a_host_buffer)
 }
 END_TEST
 
+START_TEST(tables_options_and_results_check_their_size)
+{
+    /* Growth convention (vmm/abi.h): options or a result whose .size is 0 or
+     * past the library's struct are refused with -EINVAL before anything is
+     * written; an older, shorter struct is read (or filled) that far only. */
+    struct vmm_machine m = fx_machine(fx.mem, 2);
+    struct vmm_acpi_options ao = VMM_INIT(struct vmm_acpi_options, .addr = 0x80000, .end = 0x90000);
+    struct vmm_acpi_result ar = VMM_INIT(struct vmm_acpi_result);
+    struct vmm_mptable_options mo = VMM_INIT(struct vmm_mptable_options, .addr = 0x9fc00);
+    struct vmm_mptable_result mr = VMM_INIT(struct vmm_mptable_result);
+    static uint8_t buf[0x20000];
+    for (int bad = 0; bad < 2; bad++) {
+        uint32_t a = bad ? sizeof(ao) + 8 : 0, r = bad ? sizeof(ar) + 8 : 0;
+        ao.size = a;
+        ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, &ao, NULL), -EINVAL);
+        ao.size = sizeof(ao);
+        ar.size = r;
+        ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, &ao, &ar), -EINVAL);
+        ck_assert_int_eq(vmm_acpi_build(&m, 0x7000, buf, sizeof(buf), &ar), -EINVAL);
+        mo.size = bad ? sizeof(mo) + 8 : 0;
+        ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, &mo, NULL), -EINVAL);
+        mo.size = sizeof(mo);
+        mr.size = bad ? sizeof(mr) + 8 : 0;
+        ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, &mo, &mr), -EINVAL);
+        ck_assert_int_eq(vmm_mptable_build(&m, 0x7000, buf, sizeof(buf), &mr), -EINVAL);
+    }
+    ck_assert(fx_untouched(&fx)); /* guest memory: nothing written */
+
+    /* Older structs: options without .end (its default applies), results
+     * without their last field (left as the caller had it). */
+    ao.size = offsetof(struct vmm_acpi_options, end);
+    ao.end = 0x80001; /* past the older struct: not read */
+    memset(&ar, 0x5a, sizeof(ar));
+    ar.size = offsetof(struct vmm_acpi_result, len);
+    int n = vmm_acpi_write(fx.mem, &m, &ao, &ar);
+    ck_assert_int_gt(n, 0);
+    ck_assert_uint_eq(ar.size, offsetof(struct vmm_acpi_result, len));
+    ck_assert_uint_eq(ar.rsdp, 0x80000);
+    ck_assert_uint_eq(ar.len, 0x5a5a5a5a5a5a5a5aull);
+    memset(&mr, 0x5a, sizeof(mr));
+    mr.size = offsetof(struct vmm_mptable_result, entries);
+    ck_assert_int_gt(vmm_mptable_write(fx.mem, &m, &mo, &mr), 0);
+    ck_assert_uint_eq(mr.floating, 0x9fc00);
+    ck_assert_uint_eq(mr.entries, 0x5a5a5a5au);
+}
+END_TEST
+
 START_TEST(acpi_placement_options)
 {
     struct vmm_machine m = fx_machine(fx.mem, 2);
-    struct vmm_acpi_result res;
-    struct vmm_acpi_options o = {.addr = 0x80000, .end = 0x90000};
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
+    struct vmm_acpi_options o = {
+        .size = sizeof(struct vmm_acpi_options), .addr = 0x80000, .end = 0x90000};
     int n = vmm_acpi_write(fx.mem, &m, &o, &res);
     ck_assert_int_gt(n, 0);
     ck_assert_uint_eq(res.rsdp, 0x80000);
@@ -529,13 +579,16 @@ START_TEST(acpi_placement_options)
     ck_assert(fx_untouched_outside(&fx, 0x80000, 0x80000 + (uint64_t)n));
 
     /* The default range is roomy, but not endless. */
-    struct vmm_acpi_options tight = {.addr = 0xfff00};
+    struct vmm_acpi_options tight = {.size = sizeof(struct vmm_acpi_options), .addr = 0xfff00};
     ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, &tight, NULL), -ENOSPC);
-    struct vmm_acpi_options tiny = {.addr = 0x80000, .end = 0x80000 + (uint64_t)n - 1};
+    struct vmm_acpi_options tiny = {
+        .size = sizeof(struct vmm_acpi_options), .addr = 0x80000, .end = 0x80000 + (uint64_t)n - 1};
     ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, &tiny, NULL), -ENOSPC);
-    struct vmm_acpi_options empty = {.addr = 0x80000, .end = 0x80000};
+    struct vmm_acpi_options empty = {
+        .size = sizeof(struct vmm_acpi_options), .addr = 0x80000, .end = 0x80000};
     ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, &empty, NULL), -EINVAL);
-    struct vmm_acpi_options unaligned = {.addr = 0x80004, .end = 0x90000};
+    struct vmm_acpi_options unaligned = {
+        .size = sizeof(struct vmm_acpi_options), .addr = 0x80004, .end = 0x90000};
     ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, &unaligned, NULL), -EINVAL);
     ck_assert(fx_untouched_outside(&fx, 0x80000, 0x80000 + (uint64_t)n));
 }
@@ -651,7 +704,8 @@ START_TEST(tables_outside_guest_memory_are_efault)
     fx_init(&small, 0xe0100);
     struct vmm_machine m = fx_machine(small.mem, 2);
     ck_assert_int_eq(vmm_acpi_write(small.mem, &m, NULL, NULL), -EFAULT);
-    struct vmm_mptable_options mo = {.addr = 0xe0000, .end = 0xe0400};
+    struct vmm_mptable_options mo = {
+        .size = sizeof(struct vmm_mptable_options), .addr = 0xe0000, .end = 0xe0400};
     ck_assert_int_eq(vmm_mptable_write(small.mem, &m, &mo, NULL), -EFAULT);
     ck_assert(fx_untouched(&small));
     fx_fini(&small);
@@ -768,14 +822,14 @@ START_TEST(mptable_reads_back)
     m.nr_virtio = 4;
     m.virtio[3] = m.virtio[2]; /* a second device on GSI 16: one entry */
     m.virtio[3].base += 0x1000;
-    struct vmm_mptable_result res;
+    struct vmm_mptable_result res = VMM_INIT(struct vmm_mptable_result);
     int n = vmm_mptable_write(fx.mem, &m, NULL, &res);
     ck_assert_int_gt(n, 0);
     ck_assert_uint_eq(res.floating, VMM_X86_MPTABLE);
     ck_assert_uint_eq(res.table, VMM_X86_MPTABLE + 16);
-    ck_assert_uint_eq(res.size, (uint64_t)n);
-    ck_assert_uint_le(VMM_X86_MPTABLE + res.size, VMM_X86_MPTABLE_END);
-    ck_assert(fx_untouched_outside(&fx, VMM_X86_MPTABLE, VMM_X86_MPTABLE + res.size));
+    ck_assert_uint_eq(res.len, (uint64_t)n);
+    ck_assert_uint_le(VMM_X86_MPTABLE + res.len, VMM_X86_MPTABLE_END);
+    ck_assert(fx_untouched_outside(&fx, VMM_X86_MPTABLE, VMM_X86_MPTABLE + res.len));
 
     struct mp_counts c;
     parse_mp(res.floating, &c, 3);
@@ -805,12 +859,12 @@ START_TEST(mptable_counts_and_space)
     /* 40 vCPUs fit the default KiB when no device GSI is above 15, 41 do not. */
     struct vmm_machine m = fx_machine(fx.mem, 40);
     m.nr_virtio = 2;
-    struct vmm_mptable_result res;
+    struct vmm_mptable_result res = VMM_INIT(struct vmm_mptable_result);
     ck_assert_int_gt(vmm_mptable_write(fx.mem, &m, NULL, &res), 0);
     struct mp_counts c;
     parse_mp(res.floating, &c, 40);
     ck_assert_uint_eq(c.processors, 40);
-    ck_assert_uint_le(res.floating + res.size, VMM_X86_MPTABLE_END);
+    ck_assert_uint_le(res.floating + res.len, VMM_X86_MPTABLE_END);
 
     memset(fx.ram, FX_CANARY, fx.ram_size);
     m.nr_vcpus = 41;
@@ -819,7 +873,7 @@ START_TEST(mptable_counts_and_space)
 
     /* ... and a larger end holds every vCPU the table can name. */
     m.nr_vcpus = VMM_MPTABLE_MAX_VCPUS;
-    struct vmm_mptable_options big = {.end = 0xe0000};
+    struct vmm_mptable_options big = {.size = sizeof(struct vmm_mptable_options), .end = 0xe0000};
     ck_assert_int_gt(vmm_mptable_write(fx.mem, &m, &big, &res), 0);
     parse_mp(res.floating, &c, 255);
     ck_assert_uint_eq(c.processors, VMM_MPTABLE_MAX_VCPUS);
@@ -839,18 +893,22 @@ END_TEST
 START_TEST(mptable_placement)
 {
     struct vmm_machine m = fx_machine(fx.mem, 2);
-    struct vmm_mptable_options o = {.addr = 0xf0000, .end = 0x100000};
-    struct vmm_mptable_result res;
+    struct vmm_mptable_options o = {
+        .size = sizeof(struct vmm_mptable_options), .addr = 0xf0000, .end = 0x100000};
+    struct vmm_mptable_result res = VMM_INIT(struct vmm_mptable_result);
     ck_assert_int_gt(vmm_mptable_write(fx.mem, &m, &o, &res), 0);
     struct mp_counts c;
     parse_mp(0xf0000, &c, 2);
     ck_assert_uint_eq(c.processors, 2);
 
-    struct vmm_mptable_options unaligned = {.addr = 0x9fc08};
+    struct vmm_mptable_options unaligned = {.size = sizeof(struct vmm_mptable_options),
+                                            .addr = 0x9fc08};
     ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, &unaligned, NULL), -EINVAL);
-    struct vmm_mptable_options past = {.addr = 0xa0000, .end = 0x9fc00};
+    struct vmm_mptable_options past = {
+        .size = sizeof(struct vmm_mptable_options), .addr = 0xa0000, .end = 0x9fc00};
     ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, &past, NULL), -EINVAL);
-    struct vmm_mptable_options small = {.addr = 0x9fc00, .end = 0x9fc40};
+    struct vmm_mptable_options small = {
+        .size = sizeof(struct vmm_mptable_options), .addr = 0x9fc00, .end = 0x9fc40};
     ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, &small, NULL), -ENOSPC);
 
     static uint8_t buf[4096];
@@ -882,19 +940,20 @@ START_TEST(largest_machine_fits)
             .size = VMM_X86_VIRTIO_MMIO_SIZE,
             .gsi = 16 + i,
         };
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     int n = vmm_acpi_write(fx.mem, &m, NULL, &res);
     ck_assert_int_gt(n, 0);
-    ck_assert_uint_le(res.rsdp + res.size, VMM_X86_ACPI_TABLES_END);
+    ck_assert_uint_le(res.rsdp + res.len, VMM_X86_ACPI_TABLES_END);
     struct madt_counts c;
-    walk_madt(sdt(res.madt, "APIC", res.rsdp, res.rsdp + res.size), &c);
+    walk_madt(sdt(res.madt, "APIC", res.rsdp, res.rsdp + res.len), &c);
     ck_assert_uint_eq(c.lapics, VMM_ACPI_MAX_VCPUS);
-    const uint8_t *dsdt = sdt(res.dsdt, "DSDT", res.rsdp, res.rsdp + res.size);
+    const uint8_t *dsdt = sdt(res.dsdt, "DSDT", res.rsdp, res.rsdp + res.len);
     ck_assert(contains(dsdt, get32(dsdt + 4), "VR31", 4));
     ck_assert(contains(dsdt, get32(dsdt + 4), "COM4", 4));
 
-    struct vmm_mptable_options o = {.end = VMM_X86_ACPI_TABLES};
-    struct vmm_mptable_result mres;
+    struct vmm_mptable_options o = {.size = sizeof(struct vmm_mptable_options),
+                                    .end = VMM_X86_ACPI_TABLES};
+    struct vmm_mptable_result mres = VMM_INIT(struct vmm_mptable_result);
     ck_assert_int_gt(vmm_mptable_write(fx.mem, &m, &o, &mres), 0);
     struct mp_counts mc;
     parse_mp(mres.floating, &mc, VMM_ACPI_MAX_VCPUS);
@@ -929,6 +988,7 @@ static Suite *acpi_suite(void)
     tcase_add_test(acpi, acpi_machine_overrides);
     tcase_add_test(acpi, acpi_build_into_a_host_buffer);
     tcase_add_test(acpi, acpi_placement_options);
+    tcase_add_test(acpi, tables_options_and_results_check_their_size);
     tcase_add_test(acpi, acpi_refuses_bad_machines);
     tcase_add_test(acpi, tables_outside_guest_memory_are_efault);
     tcase_add_test(acpi, tables_on_read_only_memory_are_erofs);

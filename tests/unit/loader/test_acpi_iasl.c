@@ -79,7 +79,7 @@ START_TEST(iasl_decodes_every_table)
 {
     struct vmm_machine m = fx_machine(fx.mem, 3);
     m.serial[1].gsi = 19; /* COM2 past the ISA IRQs: an Extended Interrupt */
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     dump_table(res.dsdt, "dsdt.dat");
     dump_table(res.fadt, "facp.dat");
@@ -181,7 +181,7 @@ END_TEST
 START_TEST(iasl_sees_a_bare_machine)
 {
     struct vmm_machine m = {.nr_vcpus = 1};
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     dump_table(res.dsdt, "dsdt.dat");
     dump_table(res.fadt, "facp.dat");
@@ -220,7 +220,7 @@ START_TEST(acpiexec_evaluates_the_namespace)
         return;
     }
     struct vmm_machine m = fx_machine(fx.mem, 2);
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     dump_table(res.dsdt, "dsdt.dat");
     int rc = tool_run(dir,
@@ -262,7 +262,7 @@ END_TEST
 START_TEST(iasl_flags_a_bad_checksum)
 {
     struct vmm_machine m = {.nr_vcpus = 2};
-    struct vmm_acpi_result res;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     fx.ram[res.madt + 9]++;
     dump_table(res.madt, "apic.dat");

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,7 +89,8 @@ static struct image build_elf(const struct seg_spec *segs, unsigned n, uint64_t 
     for (unsigned i = 0; i < n; i++)
         total += segs[i].filesz;
 
-    struct image im = {.buf = calloc(1, total), .size = total};
+    struct image im = {
+        .buf = calloc(1, total), .size = total, .opts = VMM_INIT(struct vmm_load_options)};
     ck_assert_ptr_nonnull(im.buf);
 
     Elf64_Ehdr *eh = (Elf64_Ehdr *)im.buf;
@@ -169,8 +171,9 @@ static void record_log(void *opaque, enum vmm_log_level level, const char *msg)
 START_TEST(test_good_image)
 {
     struct image im = good_image();
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     memset(&res, 0xff, sizeof(res));
+    res.size = sizeof(res);
 
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), 0);
     ck_assert_str_eq(res.error, "");
@@ -196,7 +199,7 @@ START_TEST(test_good_image_unaligned)
     unsigned char *odd = malloc(im.size + 1);
     ck_assert_ptr_nonnull(odd);
     memcpy(odd + 1, im.buf, im.size);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, odd + 1, im.size, NULL, &res), 0);
     ck_assert_uint_eq(res.segments, 2);
     check_segment_placed(0, TEXT_ADDR, TEXT_FILE, TEXT_MEM);
@@ -214,7 +217,7 @@ START_TEST(test_good_image_high_vaddr)
         {PT_LOAD, PF_R | PF_X, TEXT_ADDR, vbase, TEXT_FILE, TEXT_MEM},
     };
     struct image im = build_elf(segs, 1, vbase + 0x20);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), 0);
     ck_assert_uint_eq(res.entry, TEXT_ADDR + 0x20);
     ck_assert_uint_eq(res.segments, 1);
@@ -239,7 +242,7 @@ START_TEST(test_good_image_edges)
     };
     struct image im = build_elf(segs, 3, 0x180000);
     im.opts.min_addr = 0x180000;
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, &im.opts, &res), 0);
     ck_assert_uint_eq(res.low, 0x180000);
     ck_assert_uint_eq(res.high, RAM_SIZE);
@@ -257,7 +260,7 @@ START_TEST(test_refusal_is_logged)
     ehdr(&im)->e_machine = EM_AARCH64;
     last_log[0] = '\0';
     vmm_log_set_handler(record_log, NULL, VMM_LOG_DEBUG);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), -EINVAL);
     vmm_log_set_handler(NULL, NULL, VMM_LOG_ERROR);
     ck_assert_int_eq(last_level, VMM_LOG_DEBUG);
@@ -269,7 +272,7 @@ END_TEST
 START_TEST(test_null_arguments)
 {
     struct image im = good_image();
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, NULL), -EINVAL);
     ck_assert_int_eq(vmm_elf_load(NULL, im.buf, im.size, NULL, &res), -EINVAL);
     ck_assert_str_ne(res.error, "");
@@ -456,8 +459,9 @@ START_TEST(test_hostile_image)
     const struct hostile_case *c = &hostile[_i];
     struct image im = good_image();
     c->mutate(&im);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     memset(&res, 0x5a, sizeof(res));
+    res.size = sizeof(res);
 
     int ret = vmm_elf_load(mem, im.buf, im.size, &im.opts, &res);
     ck_assert_msg(ret == c->err, "%s: got %d, want %d (%s)", c->name, ret, c->err, res.error);
@@ -475,7 +479,7 @@ START_TEST(test_reason_names_segment)
 {
     struct image im = good_image();
     m_far_outside_memory(&im);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), -EFAULT);
     ck_assert_str_eq(res.error, "segment 2 [0x100000000, 0x100003000) lies outside guest memory");
     free(im.buf);
@@ -492,7 +496,7 @@ START_TEST(test_readonly_region)
     ck_assert_int_ge(vmm_memory_add_region(mem, &rom), 0);
     struct image im = good_image();
     phdr(&im, 2)->p_paddr = 0x800000;
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), -EROFS);
     ck_assert_str_ne(res.error, "");
     ck_assert(ram_untouched());
@@ -532,7 +536,7 @@ START_TEST(test_file_good)
     vmm_test_path(path, sizeof(path), tmpdir, "good.elf");
     struct image im = good_image();
     write_file(path, im.buf, im.size);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), 0);
     ck_assert_str_eq(res.error, "");
     ck_assert_uint_eq(res.entry, ENTRY_ADDR);
@@ -550,7 +554,7 @@ START_TEST(test_file_hostile)
     struct image im = good_image();
     m_overlap(&im);
     write_file(path, im.buf, im.size);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -EINVAL);
     ck_assert_ptr_nonnull(strstr(res.error, "overlaps"));
     ck_assert(ram_untouched());
@@ -562,7 +566,7 @@ START_TEST(test_file_missing)
 {
     char path[PATH_MAX];
     vmm_test_path(path, sizeof(path), tmpdir, "nope.elf");
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -ENOENT);
     ck_assert_ptr_nonnull(strstr(res.error, "nope.elf"));
     ck_assert(ram_untouched());
@@ -571,7 +575,7 @@ END_TEST
 
 START_TEST(test_file_directory)
 {
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, tmpdir, NULL, &res), -EISDIR);
     ck_assert_str_ne(res.error, "");
     ck_assert(ram_untouched());
@@ -583,7 +587,7 @@ START_TEST(test_file_empty)
     char path[PATH_MAX];
     vmm_test_path(path, sizeof(path), tmpdir, "empty.elf");
     write_file(path, "", 0);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -EINVAL);
     ck_assert_ptr_nonnull(strstr(res.error, "empty file"));
     ck_assert(ram_untouched());
@@ -596,7 +600,7 @@ START_TEST(test_file_fifo)
     char path[PATH_MAX];
     vmm_test_path(path, sizeof(path), tmpdir, "fifo");
     ck_assert_int_eq(mkfifo(path, 0600), 0);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -EINVAL);
     ck_assert_str_ne(res.error, "");
 }
@@ -611,10 +615,47 @@ START_TEST(test_file_too_big)
     /* sparse: costs no disk */
     ck_assert_int_eq(ftruncate(fd, RAM_SIZE + (1 << 20) + 1), 0);
     close(fd);
-    struct vmm_load_result res;
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
     ck_assert_int_eq(vmm_elf_load_file(mem, path, NULL, &res), -EFBIG);
     ck_assert_str_ne(res.error, "");
     ck_assert(ram_untouched());
+}
+END_TEST
+
+START_TEST(test_options_and_result_check_their_size)
+{
+    /* Growth convention (vmm/abi.h): options or a result whose .size is 0 or
+     * past the library's struct are refused with -EINVAL before anything is
+     * read or written; an older, shorter struct is read (or filled) that
+     * far, the rest taking defaults (or left as the caller had it). */
+    struct image im = good_image();
+    struct vmm_load_result res = VMM_INIT(struct vmm_load_result);
+    memset(res.error, 'x', sizeof(res.error));
+    res.size = 0;
+    ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), -EINVAL);
+    res.size = sizeof(res) + 8;
+    ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, NULL, &res), -EINVAL);
+    ck_assert_int_eq(vmm_elf_load_file(mem, "/nonexistent", NULL, &res), -EINVAL);
+    ck_assert_int_eq(res.error[0], 'x'); /* not even the reason written */
+    res.size = sizeof(res);
+    im.opts.size = 0;
+    ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, &im.opts, &res), -EINVAL);
+    im.opts.size = sizeof(im.opts) + 8;
+    ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, &im.opts, &res), -EINVAL);
+    ck_assert(ram_untouched());
+
+    /* An older result without error: filled up to it; the reason of a
+     * refusal is not written past the caller's struct. */
+    memset(&res, 0x5a, sizeof(res));
+    res.size = offsetof(struct vmm_load_result, error);
+    im.opts = VMM_INIT(struct vmm_load_options);
+    ck_assert_int_eq(vmm_elf_load(mem, im.buf, im.size, &im.opts, &res), 0);
+    ck_assert_uint_eq(res.entry, ENTRY_ADDR);
+    ck_assert_uint_eq(res.segments, 2);
+    ck_assert_uint_eq((unsigned char)res.error[0], 0x5a);
+    ck_assert_int_eq(vmm_elf_load(mem, im.buf, 8, &im.opts, &res), -EINVAL);
+    ck_assert_uint_eq((unsigned char)res.error[0], 0x5a);
+    free(im.buf);
 }
 END_TEST
 
@@ -631,6 +672,7 @@ static Suite *elf_suite(void)
     tcase_add_test(tc, test_good_image_unaligned);
     tcase_add_test(tc, test_good_image_high_vaddr);
     tcase_add_test(tc, test_good_image_edges);
+    tcase_add_test(tc, test_options_and_result_check_their_size);
     tcase_add_test(tc, test_refusal_is_logged);
     tcase_add_test(tc, test_null_arguments);
     tcase_add_loop_test(tc, test_hostile_image, 0, (int)(sizeof(hostile) / sizeof(hostile[0])));

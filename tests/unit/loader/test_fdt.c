@@ -4,6 +4,7 @@
  * variants, and hostile machines, parameters, buffers and blobs. */
 #include <errno.h>
 #include <libfdt.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ START_TEST(fdt_tree_reads_back)
     m.reserved[0] = (struct vmm_machine_range){.base = 0x9fc00, .size = 0x60400};
     m.reserved[1] = (struct vmm_machine_range){.base = 0x1f0000, .size = 0x1000};
     struct vmm_fdt_params p = {
+        .size = sizeof(struct vmm_fdt_params),
         .cmdline = "console=ttyS0 root=/dev/vda",
         .initrd_start = 0x180000,
         .initrd_size = 0x8000,
@@ -187,7 +189,7 @@ START_TEST(fdt_minimal_machine)
     ck_assert_int_eq(fdt_path_offset(blob, "/isa@i0"), -FDT_ERR_NOTFOUND);
     ck_assert_int_eq(fdt_num_mem_rsv(blob), 0);
     /* An empty command line is no command line. */
-    struct vmm_fdt_params p = {.cmdline = ""};
+    struct vmm_fdt_params p = {.size = sizeof(struct vmm_fdt_params), .cmdline = ""};
     ck_assert_int_gt(vmm_fdt_build(&m, &p, blob, sizeof(blob_store)), 0);
     ck_assert_ptr_null(fdt_getprop(blob, node(blob, "/chosen"), "bootargs", NULL));
 }
@@ -239,7 +241,7 @@ START_TEST(fdt_create_allocates_exactly)
     ck_assert_ptr_nonnull(cmdline);
     memset(cmdline, 'x', VMM_FDT_MAX_CMDLINE);
     cmdline[VMM_FDT_MAX_CMDLINE] = '\0';
-    struct vmm_fdt_params p = {.cmdline = cmdline};
+    struct vmm_fdt_params p = {.size = sizeof(struct vmm_fdt_params), .cmdline = cmdline};
     ck_assert_int_eq(vmm_fdt_create(&m, &p, &b, &size), 0);
     int len;
     const char *args = fdt_getprop(b, fdt_path_offset(b, "/chosen"), "bootargs", &len);
@@ -310,14 +312,42 @@ START_TEST(fdt_refuses_bad_input)
     ck_assert_int_eq(vmm_fdt_build(&bad, NULL, blob, cap), -EINVAL);
 
     /* initrd ranges: wrapping, outside guest memory, across the hole */
-    struct vmm_fdt_params p = {.initrd_start = UINT64_MAX - 10, .initrd_size = 20};
+    struct vmm_fdt_params p = {
+        .size = sizeof(struct vmm_fdt_params), .initrd_start = UINT64_MAX - 10, .initrd_size = 20};
     ck_assert_int_eq(vmm_fdt_build(&m, &p, blob, cap), -EINVAL);
-    p = (struct vmm_fdt_params){.initrd_start = FX_RAM_SIZE - 0x1000, .initrd_size = 0x2000};
+    p = (struct vmm_fdt_params){.size = sizeof(struct vmm_fdt_params),
+                                .initrd_start = FX_RAM_SIZE - 0x1000,
+                                .initrd_size = 0x2000};
     ck_assert_int_eq(vmm_fdt_build(&m, &p, blob, cap), -EFAULT);
-    p = (struct vmm_fdt_params){.initrd_start = HIGH_BASE + HIGH_SIZE, .initrd_size = 1};
+    p = (struct vmm_fdt_params){.size = sizeof(struct vmm_fdt_params),
+                                .initrd_start = HIGH_BASE + HIGH_SIZE,
+                                .initrd_size = 1};
     ck_assert_int_eq(vmm_fdt_build(&m, &p, blob, cap), -EFAULT);
-    p = (struct vmm_fdt_params){.initrd_start = HIGH_BASE, .initrd_size = HIGH_SIZE};
+    p = (struct vmm_fdt_params){
+        .size = sizeof(struct vmm_fdt_params), .initrd_start = HIGH_BASE, .initrd_size = HIGH_SIZE};
     ck_assert_int_gt(vmm_fdt_build(&m, &p, blob, cap), 0);
+
+    /* Growth convention (vmm/abi.h): a .size of 0 or past the library's
+     * struct is refused before anything is written; an older, shorter
+     * struct (here without the initrd fields) gets their defaults. */
+    p = VMM_INIT(struct vmm_fdt_params, .cmdline = "console=ttyS0", .initrd_start = UINT64_MAX - 10,
+                 .initrd_size = 20);
+    memset(blob_store, 0xee, sizeof(blob_store));
+    p.size = 0;
+    ck_assert_int_eq(vmm_fdt_build(&m, &p, blob, cap), -EINVAL);
+    p.size = sizeof(p) + 8;
+    ck_assert_int_eq(vmm_fdt_build(&m, &p, blob, cap), -EINVAL);
+    ck_assert_uint_eq(((const unsigned char *)blob)[0], 0xee);
+    void *made = (void *)1;
+    size_t made_size = 1;
+    ck_assert_int_eq(vmm_fdt_create(&m, &p, &made, &made_size), -EINVAL);
+    ck_assert_ptr_null(made);
+    p.size = offsetof(struct vmm_fdt_params, initrd_start);
+    ck_assert_int_gt(vmm_fdt_build(&m, &p, blob, cap), 0);
+    int chosen = fdt_path_offset(blob, "/chosen");
+    ck_assert_int_ge(chosen, 0);
+    ck_assert_ptr_nonnull(fdt_getprop(blob, chosen, "bootargs", NULL));
+    ck_assert_ptr_null(fdt_getprop(blob, chosen, "linux,initrd-start", NULL));
 }
 END_TEST
 

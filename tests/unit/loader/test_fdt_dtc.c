@@ -51,6 +51,7 @@ START_TEST(dtc_decompiles_the_tree)
     m.nr_reserved = 1;
     m.reserved[0] = (struct vmm_machine_range){.base = 0x9fc00, .size = 0x60400};
     struct vmm_fdt_params p = {
+        .size = sizeof(struct vmm_fdt_params),
         .cmdline = "console=ttyS0 reboot=k",
         .initrd_start = 0x100000,
         .initrd_size = 0x20000,

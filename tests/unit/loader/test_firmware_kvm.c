@@ -27,8 +27,8 @@ static void run_with_vcpus(unsigned vcpus)
                     .gsi = 16}},
         .i8042 = true,
     };
-    struct vmm_acpi_result acpi;
-    struct vmm_mptable_result mp;
+    struct vmm_acpi_result acpi = VMM_INIT(struct vmm_acpi_result);
+    struct vmm_mptable_result mp = VMM_INIT(struct vmm_mptable_result);
     ck_assert_int_gt(vmm_acpi_write(mem, &m, NULL, &acpi), 0);
     ck_assert_int_gt(vmm_mptable_write(mem, &m, NULL, &mp), 0);
 
