@@ -195,12 +195,13 @@ int main(int argc, char **argv)
     }
 
     struct vmm_linux_config cfg = {
+        .size = sizeof(struct vmm_linux_config),
         .kernel_path = kpath,
         .initrd_path = ipath,
         .cmdline = "console=ttyS0 root=/dev/vda rw",
         .rsdp_addr = VMM_X86_ACPI_TABLES,
     };
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     uint64_t payload = 0;
     for (unsigned i = 0; i < NSEGS; i++)
         payload += segs[i].filesz;

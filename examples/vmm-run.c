@@ -368,14 +368,17 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
         fail("cannot write the MP table: %s", vmm_strerror(r));
 
     struct vmm_linux_config cfg = {
+        .size = sizeof(struct vmm_linux_config),
         .kernel_path = o->kernel,
         .initrd_path = o->initrd,
         .cmdline = o->cmdline ? o->cmdline : "",
         .machine = m,
         .rsdp_addr = acpi.rsdp,
-        .kernel_opts = {.no_pvh = o->boot == BOOT_LINUX, .machine = m},
+        .kernel_opts = &(struct vmm_kernel_options){.size = sizeof(struct vmm_kernel_options),
+                                                    .no_pvh = o->boot == BOOT_LINUX,
+                                                    .machine = m},
     };
-    struct vmm_linux_boot boot;
+    struct vmm_linux_boot boot = VMM_INIT(struct vmm_linux_boot);
     r = vmm_linux_boot_setup(mem, &cfg, &boot);
     if (r < 0)
         fail("cannot load '%s': %s", o->kernel, boot.error[0] ? boot.error : vmm_strerror(r));
@@ -418,7 +421,8 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
         fail("cannot create the VM: %s", vmm_strerror(r));
     add_memory(vm, o->mem_size);
 
-    struct vmm_machine machine = {.nr_vcpus = o->vcpus, .mem = vmm_vm_memory(vm)};
+    struct vmm_machine machine = {
+        .size = sizeof(struct vmm_machine), .nr_vcpus = o->vcpus, .mem = vmm_vm_memory(vm)};
     add_platform_devices(vm, o, &machine);
     add_virtio_devices(vm, o, &machine);
 

@@ -248,9 +248,10 @@ enum vmm_linux_protocol {
     VMM_LINUX_BOOT_PVH,      /* PVH: 32-bit protected mode, EBX = hvm_start_info */
 };
 
-/* Kernel loading options. Zero means default; fields are only appended. */
+/* Kernel loading options. Zero means default; growth convention (abi.h). */
 struct vmm_kernel_options {
-    bool no_pvh; /* ELF: use the 64-bit entry even when a PVH note is present */
+    uint32_t size; /* sizeof(struct vmm_kernel_options) */
+    bool no_pvh;   /* ELF: use the 64-bit entry even when a PVH note is present */
     /* bzImage: where to put the protected-mode kernel (0: pref_address when
      * that fits, else the lowest suitably aligned address above it that does;
      * a kernel that is not relocatable goes only at pref_address; below
@@ -266,8 +267,13 @@ struct vmm_kernel_options {
  * What the steps recorded: each step fills its part and reads what earlier
  * steps filled. vmm_linux_load_kernel starts it afresh; an application that
  * does a step itself fills that step's fields (zero means "not done").
+ * Growth convention (abi.h): the caller sets .size (VMM_INIT) before the
+ * first step; every step reads and fills only its first .size bytes (a field
+ * past them reads as zero), and refuses a size it does not know with -EINVAL
+ * before doing anything, not even writing error.
  */
 struct vmm_linux_boot {
+    uint32_t size; /* sizeof(struct vmm_linux_boot); kept by every step */
     /* vmm_linux_load_kernel */
     enum vmm_kernel_format format;
     enum vmm_linux_protocol protocol; /* chosen protocol */
@@ -455,8 +461,11 @@ VMM_API VMM_MUST_USE int vmm_linux_write_params(struct vmm_memory *mem,
 VMM_API VMM_MUST_USE int vmm_linux_get_entry(const struct vmm_linux_boot *boot,
                                              struct vmm_x86_linux_entry *entry);
 
-/* All of the steps in one call. Zero means default; fields are only appended. */
+/* All of the steps in one call. Zero means default; growth convention
+ * (abi.h). The kernel options are a pointer, not a member, so that each
+ * struct grows on its own. */
 struct vmm_linux_config {
+    uint32_t size;           /* sizeof(struct vmm_linux_config) */
     const char *kernel_path; /* the kernel file, or: */
     const void *kernel;      /*   the kernel image in memory */
     size_t kernel_size;
@@ -464,13 +473,14 @@ struct vmm_linux_config {
     const void *initrd;      /*   the initrd in memory (NULL: none) */
     size_t initrd_size;
     const char *cmdline; /* optional (NULL: none) */
-    /* optional: reserved ranges for placement and e820 (kernel_opts.machine,
+    /* optional: reserved ranges for placement and e820 (kernel_opts->machine,
      * when set, is used instead, for every step) */
     const struct vmm_machine *machine;
     vmm_gpa_t rsdp_addr; /* optional: the ACPI RSDP (0: the kernel scans for it) */
     const void *dtb;     /* optional: a device tree passed as SETUP_DTB */
     size_t dtb_size;     /*   (the 64-bit protocol only: set no_pvh) */
-    struct vmm_kernel_options kernel_opts;
+    /* optional (NULL: defaults): under its own .size */
+    const struct vmm_kernel_options *kernel_opts;
 };
 
 /*
@@ -479,7 +489,8 @@ struct vmm_linux_config {
  * Touches no vCPU: boot then holds what vmm_linux_get_entry turns into the
  * entry description for vmm_vcpu_set_linux_entry (see the top). boot must not
  * be NULL; on failure boot->error says which step refused what. Returns 0 or
- * a -errno.
+ * a -errno (-EINVAL with nothing done for a cfg, kernel_opts, machine or boot
+ * .size the library does not know).
  */
 VMM_API VMM_MUST_USE int vmm_linux_boot_setup(struct vmm_memory *mem,
                                               const struct vmm_linux_config *cfg,

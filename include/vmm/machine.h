@@ -79,8 +79,13 @@ struct vmm_machine_range {
     uint64_t size;
 };
 
-/* What the guest's firmware tables describe. Zero means default. */
+/* What the guest's firmware tables describe. Zero means default. Under the
+ * growth convention (abi.h): every function that takes a machine (and the
+ * kernel options and Linux config that point at one) reads a zero-filled
+ * copy of its first .size bytes, and refuses a size it does not know with
+ * -EINVAL before doing anything. */
 struct vmm_machine {
+    uint32_t size;                /* sizeof(struct vmm_machine) */
     unsigned nr_vcpus;            /* local APIC ids 0 .. nr_vcpus-1 */
     const struct vmm_memory *mem; /* every region is RAM */
     uint64_t lapic_addr;          /* default VMM_X86_LAPIC_ADDR */

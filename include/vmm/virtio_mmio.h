@@ -91,7 +91,8 @@ VMM_API void vmm_virtio_mmio_info(const struct vmm_virtio_mmio *mmio,
                                   struct vmm_machine_virtio *info);
 
 /* Append the transport to machine->virtio[] so firmware tables describe it.
- * Returns 0 or -ENOSPC (VMM_MACHINE_MAX_VIRTIO reached). */
+ * Returns 0, -EINVAL (a machine->size the library does not know, abi.h) or
+ * -ENOSPC (VMM_MACHINE_MAX_VIRTIO reached). */
 VMM_API VMM_MUST_USE int vmm_virtio_mmio_add_to_machine(const struct vmm_virtio_mmio *mmio,
                                                         struct vmm_machine *machine);
 
@@ -100,8 +101,9 @@ VMM_API VMM_MUST_USE int vmm_virtio_mmio_add_to_machine(const struct vmm_virtio_
  * of machine: "virtio_mmio.device=4K@0xd0000000:5 virtio_mmio.device=..."
  * (sizes in K/M when they divide evenly, separated by single spaces, no
  * trailing space; empty when there are none). Returns the length written
- * (without the NUL), or -ENOSPC when it does not fit in size bytes (buf then
- * holds an empty string when size > 0).
+ * (without the NUL), -EINVAL (a machine->size the library does not know,
+ * abi.h: buf untouched), or -ENOSPC when it does not fit in size bytes (buf
+ * then holds an empty string when size > 0).
  */
 VMM_API VMM_MUST_USE int vmm_virtio_mmio_cmdline(const struct vmm_machine *machine, char *buf,
                                                  size_t size);

@@ -86,9 +86,11 @@ static int e820_cmp(const void *a, const void *b)
     return x->addr < y->addr ? -1 : x->addr > y->addr;
 }
 
-int vmm_e820_build(const struct vmm_machine *machine, struct vmm_e820_entry *out, unsigned max)
+int vmm_e820_build(const struct vmm_machine *caller, struct vmm_e820_entry *out, unsigned max)
 {
-    if (!machine || !machine->mem || (!out && max))
+    struct vmm_machine copy;
+    const struct vmm_machine *machine;
+    if (vmm_machine_in(caller, &copy, &machine) < 0 || !machine || !machine->mem || (!out && max))
         return -EINVAL;
     const struct vmm_memory *mem = machine->mem;
     unsigned nregions = vmm_memory_region_count(mem);
@@ -176,7 +178,7 @@ static const struct vmm_machine *machine_or_default(const struct vmm_machine *ma
     if (machine)
         *local = *machine;
     else
-        memset(local, 0, sizeof(*local));
+        *local = VMM_INIT(struct vmm_machine);
     local->mem = mem;
     return local;
 }
@@ -198,11 +200,9 @@ static int build_map(struct vmm_memory *mem, const struct vmm_machine *machine,
 
 /* ---- 64-bit boot protocol: the zero page ---- */
 
-int vmm_linux_write_boot_params(struct vmm_memory *mem, const struct vmm_machine *machine,
-                                struct vmm_linux_boot *boot)
+static int write_boot_params(struct vmm_memory *mem, const struct vmm_machine *machine,
+                             struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     boot->error[0] = '\0';
     if (!mem)
         return linux_fail(boot, -EINVAL, "no guest memory given");
@@ -262,11 +262,9 @@ int vmm_linux_write_boot_params(struct vmm_memory *mem, const struct vmm_machine
 
 /* ---- PVH: hvm_start_info ---- */
 
-int vmm_linux_write_pvh_start_info(struct vmm_memory *mem, const struct vmm_machine *machine,
-                                   struct vmm_linux_boot *boot)
+static int write_pvh_start_info(struct vmm_memory *mem, const struct vmm_machine *machine,
+                                struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     boot->error[0] = '\0';
     if (!mem)
         return linux_fail(boot, -EINVAL, "no guest memory given");
@@ -304,17 +302,48 @@ int vmm_linux_write_pvh_start_info(struct vmm_memory *mem, const struct vmm_mach
     return 0;
 }
 
-int vmm_linux_write_params(struct vmm_memory *mem, const struct vmm_machine *machine,
-                           struct vmm_linux_boot *boot)
+static int write_params(struct vmm_memory *mem, const struct vmm_machine *machine,
+                        struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     switch (boot->protocol) {
     case VMM_LINUX_BOOT_64:
-        return vmm_linux_write_boot_params(mem, machine, boot);
+        return write_boot_params(mem, machine, boot);
     case VMM_LINUX_BOOT_PVH:
-        return vmm_linux_write_pvh_start_info(mem, machine, boot);
+        return write_pvh_start_info(mem, machine, boot);
     default:
         return linux_fail(boot, -EINVAL, "no kernel loaded: nothing to describe");
     }
+}
+
+/* The public writers, under the growth convention (linux_internal.h). */
+typedef int (*params_writer)(struct vmm_memory *, const struct vmm_machine *,
+                             struct vmm_linux_boot *);
+
+static int params_step(params_writer write, struct vmm_memory *mem,
+                       const struct vmm_machine *machine, struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    struct vmm_machine mc;
+    const struct vmm_machine *m;
+    if (linux_boot_in(&b, boot) < 0 || vmm_machine_in(machine, &mc, &m) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, write(mem, m, &b));
+}
+
+int vmm_linux_write_boot_params(struct vmm_memory *mem, const struct vmm_machine *machine,
+                                struct vmm_linux_boot *boot)
+{
+    return params_step(write_boot_params, mem, machine, boot);
+}
+
+int vmm_linux_write_pvh_start_info(struct vmm_memory *mem, const struct vmm_machine *machine,
+                                   struct vmm_linux_boot *boot)
+{
+    return params_step(write_pvh_start_info, mem, machine, boot);
+}
+
+int vmm_linux_write_params(struct vmm_memory *mem, const struct vmm_machine *machine,
+                           struct vmm_linux_boot *boot)
+{
+    return params_step(write_params, mem, machine, boot);
 }

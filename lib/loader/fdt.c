@@ -208,12 +208,13 @@ static int build_tree(void *fdt, int size, const struct tables_machine *t,
 }
 
 /* Everything that does not depend on the buffer. */
-static int check(const struct vmm_machine *machine, const struct vmm_fdt_params *p,
+static int check(const struct vmm_machine *caller, const struct vmm_fdt_params *p,
                  struct tables_machine *t)
 {
-    int r = tables_machine_check(machine, VMM_FDT_MAX_VCPUS, false, t);
+    int r = tables_machine_check(caller, VMM_FDT_MAX_VCPUS, false, t);
     if (r < 0)
         return r;
+    const struct vmm_machine *machine = t->m; /* the checked copy */
     if (!machine->mem || vmm_memory_region_count(machine->mem) == 0) {
         vmm_log_debug("fdt: the machine has no memory");
         return -EINVAL;

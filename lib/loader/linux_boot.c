@@ -129,11 +129,9 @@ static int load_initrd(struct vmm_memory *mem, const struct vmm_image *im,
     return 0;
 }
 
-int vmm_linux_load_initrd(struct vmm_memory *mem, const void *data, size_t size,
-                          const struct vmm_machine *machine, struct vmm_linux_boot *boot)
+static int initrd_from_memory(struct vmm_memory *mem, const void *data, size_t size,
+                              const struct vmm_machine *machine, struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     if (!mem || (!data && size != 0))
         return linux_fail(boot, -EINVAL, "no guest memory or initrd given");
     if (size == 0)
@@ -142,11 +140,9 @@ int vmm_linux_load_initrd(struct vmm_memory *mem, const void *data, size_t size,
     return load_initrd(mem, &im, machine, boot);
 }
 
-int vmm_linux_load_initrd_file(struct vmm_memory *mem, const char *path,
-                               const struct vmm_machine *machine, struct vmm_linux_boot *boot)
+static int initrd_from_file(struct vmm_memory *mem, const char *path,
+                            const struct vmm_machine *machine, struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     if (!mem || !path)
         return linux_fail(boot, -EINVAL, "no guest memory or initrd path given");
     struct vmm_image im;
@@ -158,12 +154,32 @@ int vmm_linux_load_initrd_file(struct vmm_memory *mem, const char *path,
     return r;
 }
 
+int vmm_linux_load_initrd(struct vmm_memory *mem, const void *data, size_t size,
+                          const struct vmm_machine *machine, struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    struct vmm_machine mc;
+    const struct vmm_machine *m;
+    if (linux_boot_in(&b, boot) < 0 || vmm_machine_in(machine, &mc, &m) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, initrd_from_memory(mem, data, size, m, &b));
+}
+
+int vmm_linux_load_initrd_file(struct vmm_memory *mem, const char *path,
+                               const struct vmm_machine *machine, struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    struct vmm_machine mc;
+    const struct vmm_machine *m;
+    if (linux_boot_in(&b, boot) < 0 || vmm_machine_in(machine, &mc, &m) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, initrd_from_file(mem, path, m, &b));
+}
+
 /* ---- command line ---- */
 
-int vmm_linux_set_cmdline(struct vmm_memory *mem, const char *cmdline, struct vmm_linux_boot *boot)
+static int set_cmdline(struct vmm_memory *mem, const char *cmdline, struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     boot->error[0] = '\0';
     if (!mem || !cmdline)
         return linux_fail(boot, -EINVAL, "no guest memory or command line given");
@@ -184,13 +200,19 @@ int vmm_linux_set_cmdline(struct vmm_memory *mem, const char *cmdline, struct vm
     return 0;
 }
 
+int vmm_linux_set_cmdline(struct vmm_memory *mem, const char *cmdline, struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    if (linux_boot_in(&b, boot) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, set_cmdline(mem, cmdline, &b));
+}
+
 /* ---- setup_data ---- */
 
-int vmm_linux_add_setup_data(struct vmm_memory *mem, uint32_t type, const void *data, size_t len,
-                             struct vmm_linux_boot *boot)
+static int add_setup_data(struct vmm_memory *mem, uint32_t type, const void *data, size_t len,
+                          struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     boot->error[0] = '\0';
     if (!mem || (!data && len != 0))
         return linux_fail(boot, -EINVAL, "no guest memory or setup_data given");
@@ -227,11 +249,22 @@ int vmm_linux_add_setup_data(struct vmm_memory *mem, uint32_t type, const void *
     return 0;
 }
 
+int vmm_linux_add_setup_data(struct vmm_memory *mem, uint32_t type, const void *data, size_t len,
+                             struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    if (linux_boot_in(&b, boot) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, add_setup_data(mem, type, data, len, &b));
+}
+
 /* ---- entry ---- */
 
-int vmm_linux_get_entry(const struct vmm_linux_boot *boot, struct vmm_x86_linux_entry *entry)
+int vmm_linux_get_entry(const struct vmm_linux_boot *caller, struct vmm_x86_linux_entry *entry)
 {
-    if (!boot || !entry || !VMM_ABI_OUT_OK(entry) || !boot->params_addr)
+    struct vmm_linux_boot full;
+    const struct vmm_linux_boot *boot = &full;
+    if (linux_boot_in(&full, caller) < 0 || !entry || !VMM_ABI_OUT_OK(entry) || !boot->params_addr)
         return -EINVAL;
     struct vmm_x86_linux_entry e = {.size = sizeof(e), .params = boot->params_addr};
     switch (boot->protocol) {
@@ -254,11 +287,9 @@ int vmm_linux_get_entry(const struct vmm_linux_boot *boot, struct vmm_x86_linux_
 
 /* ---- all in one ---- */
 
-int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *cfg,
-                         struct vmm_linux_boot *boot)
+static int boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *cfg,
+                      const struct vmm_kernel_options *kopts_in, struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     if (!mem || !cfg) {
         memset(boot, 0, sizeof(*boot));
         return linux_fail(boot, -EINVAL, "no guest memory or configuration given");
@@ -272,7 +303,7 @@ int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *
         return linux_fail(boot, -EINVAL, "give at most one of initrd_path and initrd");
     }
 
-    struct vmm_kernel_options kopts = cfg->kernel_opts;
+    struct vmm_kernel_options kopts = *kopts_in;
     if (!kopts.machine)
         kopts.machine = cfg->machine;
     int r = cfg->kernel_path
@@ -282,7 +313,7 @@ int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *
         return r;
     if (cfg->dtb && boot->protocol == VMM_LINUX_BOOT_PVH)
         return linux_fail(boot, -EINVAL,
-                          "a device tree needs the 64-bit boot protocol: set kernel_opts.no_pvh");
+                          "a device tree needs the 64-bit boot protocol: set kernel_opts->no_pvh");
     if (cfg->initrd_path)
         r = vmm_linux_load_initrd_file(mem, cfg->initrd_path, kopts.machine, boot);
     else if (cfg->initrd)
@@ -296,4 +327,24 @@ int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *
         return r;
     boot->rsdp_addr = cfg->rsdp_addr;
     return vmm_linux_write_params(mem, kopts.machine, boot);
+}
+
+int vmm_linux_boot_setup(struct vmm_memory *mem, const struct vmm_linux_config *cfg,
+                         struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    struct vmm_linux_config c;
+    struct vmm_kernel_options o = VMM_INIT(struct vmm_kernel_options);
+    struct vmm_machine km, cm;
+    const struct vmm_linux_config *cp = NULL;
+    if (linux_boot_in(&b, boot) < 0)
+        return -EINVAL;
+    if (cfg) {
+        if (VMM_ABI_COPY_IN(&c, cfg) < 0 || linux_kopts_in(c.kernel_opts, &o, &km) < 0 ||
+            vmm_machine_in(c.machine, &cm, &c.machine) < 0)
+            return -EINVAL;
+        c.kernel_opts = &o;
+        cp = &c;
+    }
+    return linux_boot_out(boot, &b, boot_setup(mem, cp, &o, &b));
 }

@@ -14,6 +14,37 @@
 #define linux_fail(boot, code, ...)                                                                \
     vmm_loader_fail((boot)->error, sizeof((boot)->error), "linux", (code), __VA_ARGS__)
 
+/* The growth convention (abi.h) for the steps' record: a public step works
+ * on a full, zero-filled copy of the caller's first .size bytes (-EINVAL for
+ * NULL or a size the library does not know, nothing written) and copies it
+ * back that far whatever the step returned, which linux_boot_out passes on. */
+static inline int linux_boot_in(struct vmm_linux_boot *full, const struct vmm_linux_boot *caller)
+{
+    if (!caller || VMM_ABI_COPY_IN(full, caller) < 0)
+        return -EINVAL;
+    full->size = sizeof(*full);
+    return 0;
+}
+
+static inline int linux_boot_out(struct vmm_linux_boot *caller, const struct vmm_linux_boot *full,
+                                 int r)
+{
+    VMM_ABI_COPY_OUT(caller, full);
+    return r;
+}
+
+/* The kernel options passed in, as linux_boot_in: *full zero-filled (all
+ * defaults for NULL), its machine pointing at mcopy when it names one. */
+static inline int linux_kopts_in(const struct vmm_kernel_options *caller,
+                                 struct vmm_kernel_options *full, struct vmm_machine *mcopy)
+{
+    *full = (struct vmm_kernel_options){.size = sizeof(*full)};
+    if (caller && VMM_ABI_COPY_IN(full, caller) < 0)
+        return -EINVAL;
+    full->size = sizeof(*full);
+    return vmm_machine_in(full->machine, mcopy, &full->machine);
+}
+
 /* The identity map of the 64-bit entry state covers the first 4 GiB. */
 #define LINUX_IDENTITY_MAP_END 0x100000000ull
 

@@ -480,11 +480,9 @@ static int load_image(struct vmm_memory *mem, const struct vmm_image *im,
     }
 }
 
-int vmm_linux_load_kernel(struct vmm_memory *mem, const void *image, size_t size,
-                          const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+static int load_kernel(struct vmm_memory *mem, const void *image, size_t size,
+                       const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     memset(boot, 0, sizeof(*boot));
     if (!mem || !image || size == 0)
         return linux_fail(boot, -EINVAL, "no guest memory or kernel image given");
@@ -492,11 +490,9 @@ int vmm_linux_load_kernel(struct vmm_memory *mem, const void *image, size_t size
     return load_image(mem, &im, opts, boot);
 }
 
-int vmm_linux_load_kernel_file(struct vmm_memory *mem, const char *path,
-                               const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+static int load_kernel_file(struct vmm_memory *mem, const char *path,
+                            const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
 {
-    if (!boot)
-        return -EINVAL;
     memset(boot, 0, sizeof(*boot));
     if (!mem || !path)
         return linux_fail(boot, -EINVAL, "no guest memory or kernel path given");
@@ -517,4 +513,26 @@ int vmm_linux_load_kernel_file(struct vmm_memory *mem, const char *path,
     }
     vmm_image_close(&im);
     return r;
+}
+
+int vmm_linux_load_kernel(struct vmm_memory *mem, const void *image, size_t size,
+                          const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    struct vmm_kernel_options o;
+    struct vmm_machine m;
+    if (linux_boot_in(&b, boot) < 0 || linux_kopts_in(opts, &o, &m) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, load_kernel(mem, image, size, &o, &b));
+}
+
+int vmm_linux_load_kernel_file(struct vmm_memory *mem, const char *path,
+                               const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+{
+    struct vmm_linux_boot b;
+    struct vmm_kernel_options o;
+    struct vmm_machine m;
+    if (linux_boot_in(&b, boot) < 0 || linux_kopts_in(opts, &o, &m) < 0)
+        return -EINVAL;
+    return linux_boot_out(boot, &b, load_kernel_file(mem, path, &o, &b));
 }

@@ -106,6 +106,22 @@ int vmm_loader_ram_runs(const struct vmm_memory *mem, struct vmm_range **out);
  * array. machine may be NULL (0 ranges). */
 int vmm_loader_machine_reserved(const struct vmm_machine *machine, struct vmm_range *out);
 
+/* The growth convention (abi.h) for a machine passed in: *use becomes NULL
+ * for NULL, else copy, a zero-filled full copy of the caller's first .size
+ * bytes. -EINVAL for a size the library does not know. */
+static inline int vmm_machine_in(const struct vmm_machine *caller, struct vmm_machine *copy,
+                                 const struct vmm_machine **use)
+{
+    *use = NULL;
+    if (!caller)
+        return 0;
+    if (VMM_ABI_COPY_IN(copy, caller) < 0)
+        return -EINVAL;
+    copy->size = sizeof(*copy);
+    *use = copy;
+    return 0;
+}
+
 /* The index of the first read-only region of mem overlapping [base, end), or
  * -1 when there is none. */
 int vmm_loader_readonly_overlap(const struct vmm_memory *mem, uint64_t base, uint64_t end);

@@ -144,12 +144,13 @@ static void build(const struct tables_machine *t, const struct mp_extra_gsis *g,
 }
 
 /* Check and size the table; *used and *entries on success. */
-static int plan(const struct vmm_machine *machine, vmm_gpa_t addr, uint64_t room,
+static int plan(const struct vmm_machine *caller, vmm_gpa_t addr, uint64_t room,
                 struct tables_machine *t, struct mp_extra_gsis *g, size_t *used, unsigned *entries)
 {
-    int r = tables_machine_check(machine, VMM_MPTABLE_MAX_VCPUS, false, t);
+    int r = tables_machine_check(caller, VMM_MPTABLE_MAX_VCPUS, false, t);
     if (r < 0)
         return r;
+    const struct vmm_machine *machine = t->m; /* the checked copy */
     if (addr % 16 != 0) {
         vmm_log_debug("mptable: 0x%" PRIx64 " is not 16-byte aligned", addr);
         return -EINVAL;

@@ -17,11 +17,13 @@ static bool gsi_ok(const struct tables_machine *t, uint32_t gsi)
     return gsi < t->ioapic_pins && gsi != 0 && gsi != 2;
 }
 
-int tables_machine_check(const struct vmm_machine *machine, unsigned max_vcpus,
-                         bool virtio_below_4g, struct tables_machine *out)
+int tables_machine_check(const struct vmm_machine *caller, unsigned max_vcpus, bool virtio_below_4g,
+                         struct tables_machine *out)
 {
-    if (!machine) {
-        vmm_log_debug("tables: no machine");
+    struct vmm_machine copy;
+    const struct vmm_machine *machine;
+    if (vmm_machine_in(caller, &copy, &machine) < 0 || !machine) {
+        vmm_log_debug("tables: no machine, or a size this library does not know");
         return -EINVAL;
     }
     struct tables_machine t = {
@@ -88,7 +90,9 @@ int tables_machine_check(const struct vmm_machine *machine, unsigned max_vcpus,
         vmm_log_debug("tables: a reserved range wraps");
         return -EINVAL;
     }
+    t.copy = copy;
     *out = t;
+    out->m = &out->copy;
     return 0;
 }
 

@@ -17,7 +17,8 @@
 
 /* A machine with its defaults filled in, checked once for every builder. */
 struct tables_machine {
-    const struct vmm_machine *m;
+    const struct vmm_machine *m; /* &copy once tables_machine_check is done */
+    struct vmm_machine copy;     /* the caller's, zero-filled past its .size */
     unsigned nr_vcpus;
     uint64_t lapic_addr;
     uint64_t ioapic_addr;

@@ -831,14 +831,22 @@ void vmm_virtio_mmio_info(const struct vmm_virtio_mmio *mmio, struct vmm_machine
 
 int vmm_virtio_mmio_add_to_machine(const struct vmm_virtio_mmio *mmio, struct vmm_machine *machine)
 {
+    /* The machine is the caller's: it must hold the fields written here. */
+    if (!machine || !VMM_ABI_OUT_OK(machine) ||
+        machine->size < offsetof(struct vmm_machine, virtio) + sizeof(machine->virtio))
+        return -EINVAL;
     if (machine->nr_virtio >= VMM_MACHINE_MAX_VIRTIO)
         return -ENOSPC;
     vmm_virtio_mmio_info(mmio, &machine->virtio[machine->nr_virtio++]);
     return 0;
 }
 
-int vmm_virtio_mmio_cmdline(const struct vmm_machine *machine, char *buf, size_t size)
+int vmm_virtio_mmio_cmdline(const struct vmm_machine *caller, char *buf, size_t size)
 {
+    struct vmm_machine copy;
+    const struct vmm_machine *machine = &copy;
+    if (!caller || VMM_ABI_COPY_IN(&copy, caller) < 0)
+        return -EINVAL;
     if (size == 0)
         return -ENOSPC;
     buf[0] = '\0';

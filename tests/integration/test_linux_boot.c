@@ -47,7 +47,8 @@ static void boot(struct harness *h, enum vmm_irqchip chip, const char *kernel_fi
     static unsigned char initrd[INITRD_SIZE];
     for (unsigned j = 0; j < INITRD_SIZE; j++)
         initrd[j] = (unsigned char)(j * 31 + 7);
-    struct vmm_machine machine = {.mem = mem, .nr_vcpus = 1, .nr_reserved = 1};
+    struct vmm_machine machine = {
+        .size = sizeof(struct vmm_machine), .mem = mem, .nr_vcpus = 1, .nr_reserved = 1};
     machine.reserved[0] = (struct vmm_machine_range){RESV_BASE, RESV_SIZE};
     static const char fake_dtb[] = "fake-dtb";
     char cmdline[256];
@@ -55,6 +56,7 @@ static void boot(struct harness *h, enum vmm_irqchip chip, const char *kernel_fi
              "libvmm-linux-test mem=0x%x initrd=0x%x rsdp=0x%llx resv=0x%llx resvsize=0x%llx%s",
              MEM_MB << 20, INITRD_SIZE, RSDP, RESV_BASE, RESV_SIZE, dtb ? " dtb=0x9" : "");
     struct vmm_linux_config cfg = {
+        .size = sizeof(struct vmm_linux_config),
         .kernel_path = guest_file(kernel_file),
         .initrd = initrd,
         .initrd_size = sizeof(initrd),
@@ -63,9 +65,10 @@ static void boot(struct harness *h, enum vmm_irqchip chip, const char *kernel_fi
         .rsdp_addr = RSDP,
         .dtb = dtb ? fake_dtb : NULL,
         .dtb_size = dtb ? sizeof(fake_dtb) : 0,
-        .kernel_opts = {.no_pvh = no_pvh},
+        .kernel_opts = &(struct vmm_kernel_options){.size = sizeof(struct vmm_kernel_options),
+                                                    .no_pvh = no_pvh},
     };
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     int r = vmm_linux_boot_setup(mem, &cfg, &b);
     ck_assert_msg(r == 0, "%s: %d %s", kernel_file, r, b.error);
     ck_assert_int_eq(b.protocol, want);
@@ -123,10 +126,11 @@ START_TEST(guest_catches_a_wrong_map)
     harness_init(&h, VMM_IRQCHIP_SPLIT, MEM_MB);
     struct vmm_memory *mem = vmm_vm_memory(h.vm);
     struct vmm_linux_config cfg = {
+        .size = sizeof(struct vmm_linux_config),
         .kernel_path = guest_file("linux_boot.elf"),
         .cmdline = "libvmm-linux-test mem=0x4000000 resv=0x2800000 resvsize=0x10000",
     };
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
     struct vmm_vcpu *vcpu;
     ck_assert_int_eq(vmm_vcpu_create(h.vm, 0, &vcpu), 0);

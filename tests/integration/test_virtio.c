@@ -205,7 +205,7 @@ static void library_round_trip(enum vmm_irqchip irqchip)
     int cin[2], cout[2];
     ck_assert_int_eq(pipe2(cin, O_CLOEXEC), 0);
     ck_assert_int_eq(pipe2(cout, O_CLOEXEC | O_NONBLOCK), 0);
-    struct vmm_machine m = {0};
+    struct vmm_machine m = VMM_INIT(struct vmm_machine);
     struct vmm_virtio_mmio *dev;
     struct vmm_virtio_console_config con =
         VMM_INIT(struct vmm_virtio_console_config, .in_fd = cin[0], .out_fd = cout[1]);

@@ -90,6 +90,7 @@ static inline bool contains(const uint8_t *hay, size_t len, const void *needle, 
 static inline struct vmm_machine fx_machine(const struct vmm_memory *mem, unsigned vcpus)
 {
     struct vmm_machine m = {
+        .size = sizeof(struct vmm_machine),
         .nr_vcpus = vcpus,
         .mem = mem,
         .nr_serial = 2,

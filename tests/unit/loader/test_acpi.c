@@ -545,6 +545,13 @@ START_TEST(tables_options_and_results_check_their_size)
         ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, &mo, &mr), -EINVAL);
         ck_assert_int_eq(vmm_mptable_build(&m, 0x7000, buf, sizeof(buf), &mr), -EINVAL);
     }
+    for (int bad = 0; bad < 2; bad++) { /* the machine itself */
+        m.size = bad ? sizeof(m) + 8 : 0;
+        ck_assert_int_eq(vmm_acpi_write(fx.mem, &m, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(vmm_mptable_write(fx.mem, &m, NULL, NULL), -EINVAL);
+        ck_assert_int_eq(vmm_acpi_build(&m, 0x7000, buf, sizeof(buf), NULL), -EINVAL);
+    }
+    m.size = sizeof(m);
     ck_assert(fx_untouched(&fx)); /* guest memory: nothing written */
 
     /* Older structs: options without .end (its default applies), results

@@ -180,7 +180,7 @@ END_TEST
 
 START_TEST(iasl_sees_a_bare_machine)
 {
-    struct vmm_machine m = {.nr_vcpus = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .nr_vcpus = 1};
     struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     dump_table(res.dsdt, "dsdt.dat");
@@ -261,7 +261,7 @@ END_TEST
 /* The check itself works: a table with a broken checksum is flagged. */
 START_TEST(iasl_flags_a_bad_checksum)
 {
-    struct vmm_machine m = {.nr_vcpus = 2};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .nr_vcpus = 2};
     struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
     ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
     fx.ram[res.madt + 9]++;

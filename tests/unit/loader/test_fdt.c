@@ -176,7 +176,7 @@ END_TEST
 
 START_TEST(fdt_minimal_machine)
 {
-    struct vmm_machine m = {.mem = fx.mem};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = fx.mem};
     int n = vmm_fdt_build(&m, NULL, blob, sizeof(blob_store));
     ck_assert_int_gt(n, 0);
     ck_assert_int_eq(fdt_check_header(blob), 0);
@@ -201,7 +201,7 @@ START_TEST(fdt_rom_is_not_memory)
     struct vmm_region_config rom = {
         .gpa = 0xfffc0000, .size = 0x40000, .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(fx.mem, &rom), 0);
-    struct vmm_machine m = {.mem = fx.mem};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = fx.mem};
     ck_assert_int_gt(vmm_fdt_build(&m, NULL, blob, sizeof(blob_store)), 0);
     ck_assert_int_eq(fdt_path_offset(blob, "/memory@fffc0000"), -FDT_ERR_NOTFOUND);
     assert_cells(blob, "/memory@0", "reg", (uint32_t[]){0, 0, 0, FX_RAM_SIZE}, 4);

@@ -16,6 +16,7 @@ static void run_with_vcpus(unsigned vcpus)
     harness_init(&h, VMM_IRQCHIP_SPLIT, 4);
     struct vmm_memory *mem = vmm_vm_memory(h.vm);
     struct vmm_machine m = {
+        .size = sizeof(struct vmm_machine),
         .nr_vcpus = vcpus,
         .mem = mem,
         .nr_serial = 1,

@@ -88,8 +88,9 @@ END_TEST
 START_TEST(test_bzimage_good)
 {
     struct test_image im = build_bzimage();
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     memset(&b, 0x5a, sizeof(b));
+    b.size = sizeof(b);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_str_eq(b.error, "");
     ck_assert_int_eq(b.format, VMM_KERNEL_BZIMAGE);
@@ -122,7 +123,7 @@ START_TEST(test_bzimage_setup_sects_zero)
     memcpy(buf, im.buf, BZ_SETUP_SIZE);
     memcpy(buf + 5 * 512, im.buf + BZ_SETUP_SIZE, BZ_KSIZE);
     buf[0x1f1] = 0;
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, buf, size, NULL, &b), 0);
     ck_assert_uint_eq(ram[BZ_PREF], bz_byte(0));
     ck_assert_uint_eq(ram[BZ_PREF + BZ_KSIZE - 1], bz_byte(BZ_KSIZE - 1));
@@ -135,10 +136,10 @@ END_TEST
 START_TEST(test_bzimage_relocated_past_reserved)
 {
     struct test_image im = build_bzimage();
-    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem, .nr_reserved = 1};
     m.reserved[0] = (struct vmm_machine_range){BZ_PREF + 0x1000, 0x1000};
-    struct vmm_kernel_options o = {.machine = &m};
-    struct vmm_linux_boot b;
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .machine = &m};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
     ck_assert_uint_eq(b.kernel_low, BZ_PREF + BZ_ALIGN);
     ck_assert_uint_eq(b.entry, BZ_PREF + BZ_ALIGN + 0x200);
@@ -157,7 +158,7 @@ START_TEST(test_bzimage_relocated_next_region)
     ck_assert_int_ge(vmm_memory_add_external(mem, 0, 17u << 20, ram), 0);
     ck_assert_int_ge(vmm_memory_add_external(mem, 20u << 20, 12u << 20, ram + (20u << 20)), 0);
     struct test_image im = build_bzimage();
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_uint_eq(b.kernel_low, 20u << 20);
     ck_assert_uint_eq(b.entry, (20u << 20) + 0x200);
@@ -168,8 +169,9 @@ END_TEST
 START_TEST(test_bzimage_load_addr_option)
 {
     struct test_image im = build_bzimage();
-    struct vmm_kernel_options o = {.load_addr = 0x1200000};
-    struct vmm_linux_boot b;
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options),
+                                   .load_addr = 0x1200000};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
     ck_assert_uint_eq(b.entry, 0x1200200);
     ck_assert_uint_eq(b.kernel_low, 0x1200000);
@@ -204,10 +206,11 @@ END_TEST
 START_TEST(test_bzimage_load_below_pref)
 {
     struct test_image im = build_bzimage();
-    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem, .nr_reserved = 1};
     m.reserved[0] = (struct vmm_machine_range){BZ_PREF + 0x1000, 0x1000};
-    struct vmm_kernel_options o = {.load_addr = 0x800000, .machine = &m};
-    struct vmm_linux_boot b;
+    struct vmm_kernel_options o = {
+        .size = sizeof(struct vmm_kernel_options), .load_addr = 0x800000, .machine = &m};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EINVAL);
     check_reason(&b);
     ck_assert(ram_untouched());
@@ -244,10 +247,11 @@ START_TEST(test_bzimage_not_relocatable)
     struct test_image im = build_bzimage();
     bz_hdr(&im)->relocatable_kernel = 0;
     bz_hdr(&im)->pref_address = 0x100000;
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_uint_eq(b.entry, 0x100200);
-    struct vmm_kernel_options o = {.load_addr = 0x200000};
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options),
+                                   .load_addr = 0x200000};
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EINVAL);
     check_reason(&b);
     free(im.buf);
@@ -431,8 +435,9 @@ START_TEST(test_bzimage_hostile)
     const struct bz_case *c = &bz_cases[_i];
     struct test_image im = build_bzimage();
     c->mutate(&im);
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     memset(&b, 0x5a, sizeof(b));
+    b.size = sizeof(b);
     int r = vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b);
     ck_assert_msg(r == c->err, "%s: got %d, want %d (%s)", c->name, r, c->err, b.error);
     check_reason(&b);
@@ -446,7 +451,7 @@ START_TEST(test_bzimage_old_protocol_reason)
 {
     struct test_image im = build_bzimage();
     bz_hdr(&im)->version = 0x0204;
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), -EINVAL);
     ck_assert_str_eq(b.error, "boot protocol 2.04 is too old (2.06 or later is needed)");
     free(im.buf);
@@ -457,7 +462,7 @@ START_TEST(test_not_a_kernel)
 {
     unsigned char junk[4096];
     memset(junk, 0x90, sizeof(junk));
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, junk, sizeof(junk), NULL, &b), -EINVAL);
     check_reason(&b);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, NULL, 10, NULL, &b), -EINVAL);
@@ -473,7 +478,7 @@ START_TEST(test_vmlinux_64bit)
 {
     /* e_entry virtual: translated through the text segment */
     struct test_image im = build_vmlinux(0, VL_VIRT + 0x40);
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_int_eq(b.format, VMM_KERNEL_ELF);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_64);
@@ -503,13 +508,13 @@ START_TEST(test_vmlinux_pvh)
 {
     for (unsigned len = 4; len <= 8; len += 4) {
         struct test_image im = build_vmlinux(len, VL_PHYS);
-        struct vmm_linux_boot b;
+        struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
         ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
         ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_PVH);
         ck_assert_uint_eq(b.pvh_entry, VL_PVH_ENTRY);
         ck_assert_uint_eq(b.entry, VL_PHYS);
 
-        struct vmm_kernel_options o = {.no_pvh = true};
+        struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .no_pvh = true};
         ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
         ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_64);
         ck_assert_uint_eq(b.pvh_entry, 0);
@@ -603,8 +608,9 @@ START_TEST(test_vmlinux_hostile)
     const struct vl_case *c = &vl_cases[_i];
     struct test_image im = build_vmlinux(8, VL_PHYS);
     c->mutate(&im);
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     memset(&b, 0x5a, sizeof(b));
+    b.size = sizeof(b);
     int r = vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b);
     ck_assert_msg(r == c->err, "%s: got %d, want %d (%s)", c->name, r, c->err, b.error);
     check_reason(&b);
@@ -618,8 +624,8 @@ START_TEST(test_vmlinux_no_pvh_ignores_note)
 {
     struct test_image im = build_vmlinux(8, VL_PHYS);
     vl_desc_len(&im);
-    struct vmm_kernel_options o = {.no_pvh = true};
-    struct vmm_linux_boot b;
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .no_pvh = true};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_64);
     free(im.buf);
@@ -629,10 +635,10 @@ END_TEST
 START_TEST(test_vmlinux_reserved_overlap)
 {
     struct test_image im = build_vmlinux(0, VL_PHYS);
-    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem, .nr_reserved = 1};
     m.reserved[0] = (struct vmm_machine_range){VL_DATA_PHYS + 0x1000, 0x1000};
-    struct vmm_kernel_options o = {.machine = &m};
-    struct vmm_linux_boot b;
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .machine = &m};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EINVAL);
     ck_assert_ptr_nonnull(strstr(b.error, "reserved"));
     ck_assert(ram_untouched());
@@ -645,7 +651,7 @@ END_TEST
 START_TEST(test_initrd_highest)
 {
     struct test_image im = build_bzimage();
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     size_t n = 0x100000 + 123; /* not a page multiple */
     unsigned char *rd = malloc(n);
@@ -675,7 +681,7 @@ START_TEST(test_initrd_addr_max_and_kernel)
 {
     struct test_image im = build_bzimage();
     bz_hdr(&im)->initrd_addr_max = (20u << 20) - 1;
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_uint_eq(b.initrd_addr_max, (20u << 20) - 1);
     unsigned char *rd = malloc(1u << 20);
@@ -689,7 +695,7 @@ START_TEST(test_initrd_addr_max_and_kernel)
     ck_assert_uint_eq(b.initrd_addr, 15u << 20);
 
     /* and a reserved range in the way */
-    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem, .nr_reserved = 1};
     m.reserved[0] = (struct vmm_machine_range){(15u << 20) + 0x5000, 0x1000};
     ck_assert_int_eq(vmm_linux_load_initrd(mem, rd, 1u << 20, &m, &b), 0);
     ck_assert_uint_eq(b.initrd_addr, (14u << 20) + 0x5000);
@@ -700,7 +706,7 @@ END_TEST
 
 START_TEST(test_initrd_refused)
 {
-    struct vmm_linux_boot b = {0};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     unsigned char small[16] = {0};
     ck_assert_int_eq(vmm_linux_load_initrd(mem, small, 0, NULL, &b), -EINVAL);
     check_reason(&b);
@@ -729,7 +735,7 @@ START_TEST(test_cmdline)
 {
     struct test_image im = build_bzimage();
     bz_hdr(&im)->cmdline_size = 16;
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_int_eq(vmm_linux_set_cmdline(mem, "0123456789abcdef", &b), 0);
     ck_assert_uint_eq(b.cmdline_addr, VMM_X86_CMDLINE);
@@ -773,7 +779,8 @@ END_TEST
 
 START_TEST(test_setup_data)
 {
-    struct vmm_linux_boot b = {.protocol = VMM_LINUX_BOOT_64};
+    struct vmm_linux_boot b = {.size = sizeof(struct vmm_linux_boot),
+                               .protocol = VMM_LINUX_BOOT_64};
     const char dtb[] = "\xd0\x0d\xfe\xed fake dtb";
     const char seed[] = "0123456789";
     ck_assert_int_eq(vmm_linux_add_setup_data(mem, VMM_SETUP_DTB, dtb, sizeof(dtb), &b), 0);
@@ -811,9 +818,84 @@ START_TEST(test_setup_data)
     /* a lying cursor, and PVH */
     b.setup_data_end = 0x1000;
     ck_assert_int_eq(vmm_linux_add_setup_data(mem, VMM_SETUP_DTB, dtb, 4, &b), -EINVAL);
-    struct vmm_linux_boot p = {.protocol = VMM_LINUX_BOOT_PVH};
+    struct vmm_linux_boot p = {.size = sizeof(struct vmm_linux_boot),
+                               .protocol = VMM_LINUX_BOOT_PVH};
     ck_assert_int_eq(vmm_linux_add_setup_data(mem, VMM_SETUP_DTB, dtb, 4, &p), -EINVAL);
     check_reason(&p);
+}
+END_TEST
+
+/* Growth convention (vmm/abi.h) of the Linux loader's structs: a boot
+ * record, kernel options, machine or config whose .size is 0 or past the
+ * library's struct is refused with -EINVAL before anything is done (not
+ * even the record's error written); an older, shorter one is read (or
+ * filled) that far, the fields past it taking their defaults. */
+START_TEST(test_structs_check_their_size)
+{
+    struct test_image im = build_bzimage();
+    struct vmm_linux_boot b;
+    memset(&b, 0x5a, sizeof(b));
+    for (int bad = 0; bad < 2; bad++) {
+        b.size = bad ? sizeof(b) + 8 : 0;
+        ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), -EINVAL);
+        ck_assert_int_eq(vmm_linux_set_cmdline(mem, "x", &b), -EINVAL);
+        ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), -EINVAL);
+        struct vmm_x86_linux_entry e = VMM_INIT(struct vmm_x86_linux_entry);
+        ck_assert_int_eq(vmm_linux_get_entry(&b, &e), -EINVAL);
+        ck_assert_uint_eq((unsigned char)b.error[0], 0x5a);
+        ck_assert_uint_eq(b.format, 0x5a5a5a5au);
+    }
+    ck_assert_uint_eq(ram[BZ_PREF], CANARY); /* nothing loaded */
+
+    struct vmm_kernel_options o = VMM_INIT(struct vmm_kernel_options);
+    struct vmm_machine m = VMM_INIT(struct vmm_machine, .mem = mem);
+    struct vmm_linux_config cfg =
+        VMM_INIT(struct vmm_linux_config, .kernel = im.buf, .kernel_size = im.size,
+                 .kernel_opts = &o, .machine = &m);
+    b = VMM_INIT(struct vmm_linux_boot);
+    for (int bad = 0; bad < 2; bad++) {
+        o.size = bad ? sizeof(o) + 8 : 0;
+        ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), -EINVAL);
+        ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), -EINVAL);
+        o.size = sizeof(o);
+        m.size = bad ? sizeof(m) + 8 : 0;
+        ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), -EINVAL);
+        ck_assert_int_eq(vmm_linux_load_initrd(mem, "rd", 2, &m, &b), -EINVAL);
+        struct vmm_e820_entry e820[VMM_E820_MAX];
+        ck_assert_int_eq(vmm_e820_build(&m, e820, VMM_E820_MAX), -EINVAL);
+        m.size = sizeof(m);
+        cfg.size = bad ? sizeof(cfg) + 8 : 0;
+        ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), -EINVAL);
+        cfg.size = sizeof(cfg);
+        ck_assert_str_eq(b.error, "");
+    }
+    ck_assert_uint_eq(ram[BZ_PREF], CANARY);
+
+    /* Older structs: options without the machine, a config without the
+     * options (pointers past them never read), a machine without its
+     * reserved ranges, a record without error (filled up to it). */
+    o = VMM_INIT(struct vmm_kernel_options, .machine = (const struct vmm_machine *)8);
+    o.size = offsetof(struct vmm_kernel_options, machine);
+    cfg.kernel_opts = (const struct vmm_kernel_options *)8;
+    cfg.size = offsetof(struct vmm_linux_config, kernel_opts);
+    memset(&b, 0x5a, sizeof(b));
+    b.size = offsetof(struct vmm_linux_boot, error);
+    ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
+    ck_assert_uint_eq(b.entry, BZ_PREF + 0x200);
+    ck_assert_uint_eq((unsigned char)b.error[0], 0x5a);
+    ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
+    ck_assert_uint_eq(b.params_addr, VMM_X86_ZERO_PAGE);
+    ck_assert_uint_eq((unsigned char)b.error[0], 0x5a);
+
+    struct vmm_e820_entry full[VMM_E820_MAX], older[VMM_E820_MAX];
+    m = VMM_INIT(struct vmm_machine, .mem = mem, .nr_reserved = 1,
+                 .reserved = {{.base = 0x200000, .size = 0x1000}});
+    int nfull = vmm_e820_build(&m, full, VMM_E820_MAX);
+    m.size = offsetof(struct vmm_machine, nr_reserved);
+    int nolder = vmm_e820_build(&m, older, VMM_E820_MAX);
+    ck_assert_int_eq(nolder, 3); /* as with no reserved range */
+    ck_assert_int_gt(nfull, nolder);
+    free(im.buf);
 }
 END_TEST
 
@@ -829,7 +911,7 @@ static void expect_e820(const struct vmm_e820_entry *e, uint64_t addr, uint64_t 
 
 START_TEST(test_e820_simple)
 {
-    struct vmm_machine m = {.mem = mem};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem};
     struct vmm_e820_entry e[VMM_E820_MAX];
     ck_assert_int_eq(vmm_e820_build(&m, e, VMM_E820_MAX), 3);
     expect_e820(&e[0], 0, 0x9fc00, VMM_E820_RAM);
@@ -837,7 +919,7 @@ START_TEST(test_e820_simple)
     expect_e820(&e[2], 0x100000, RAM_SIZE - 0x100000, VMM_E820_RAM);
     ck_assert_int_eq(vmm_e820_build(&m, e, 2), -ENOSPC);
     ck_assert_int_eq(vmm_e820_build(NULL, e, 2), -EINVAL);
-    struct vmm_machine none = {0};
+    struct vmm_machine none = VMM_INIT(struct vmm_machine);
     ck_assert_int_eq(vmm_e820_build(&none, e, 2), -EINVAL);
 }
 END_TEST
@@ -856,7 +938,7 @@ START_TEST(test_e820_machine)
     struct vmm_region_config rom = {
         .gpa = 0xfffc0000, .size = 0x40000, .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(m2, &rom), 0);
-    struct vmm_machine m = {.mem = m2, .nr_reserved = 3};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = m2, .nr_reserved = 3};
     m.reserved[0] = (struct vmm_machine_range){0x2000000, 0x1000};      /* inside RAM */
     m.reserved[1] = (struct vmm_machine_range){0xe0000000, 0x10000000}; /* in the hole (ECAM) */
     m.reserved[2] = (struct vmm_machine_range){0x7fff000, 0x2000};      /* the top of low RAM */
@@ -894,11 +976,13 @@ START_TEST(test_e820_too_many)
     for (unsigned i = 0; i < 130; i++)
         ck_assert_int_ge(
             vmm_memory_add_external(m2, 0x10000000ull + i * 0x200000ull, 0x100000, dummy), 0);
-    struct vmm_machine m = {.mem = m2};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = m2};
     struct vmm_e820_entry e[VMM_E820_MAX];
     ck_assert_int_eq(vmm_e820_build(&m, e, VMM_E820_MAX), -ENOSPC);
     /* A machine over other memory than the one written: refused. */
-    struct vmm_linux_boot b = {.format = VMM_KERNEL_ELF, .protocol = VMM_LINUX_BOOT_64};
+    struct vmm_linux_boot b = {.size = sizeof(struct vmm_linux_boot),
+                               .format = VMM_KERNEL_ELF,
+                               .protocol = VMM_LINUX_BOOT_64};
     ck_assert_int_eq(vmm_linux_write_boot_params(mem, &m, &b), -EINVAL);
     check_reason(&b);
     ck_assert_int_eq(vmm_linux_write_pvh_start_info(mem, &m, &b), -EINVAL);
@@ -929,7 +1013,7 @@ static struct vmm_linux_boot_params read_zero_page(void)
 START_TEST(test_zero_page_bzimage)
 {
     struct test_image im = build_bzimage();
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     unsigned char rd[8192];
     fill_initrd(rd, sizeof(rd));
@@ -937,7 +1021,7 @@ START_TEST(test_zero_page_bzimage)
     ck_assert_int_eq(vmm_linux_set_cmdline(mem, "console=ttyS0 quiet", &b), 0);
     ck_assert_int_eq(vmm_linux_add_setup_data(mem, VMM_SETUP_DTB, "dtb!", 4, &b), 0);
     b.rsdp_addr = VMM_X86_ACPI_TABLES;
-    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem, .nr_reserved = 1};
     m.reserved[0] = (struct vmm_machine_range){0x1800000, 0x10000};
     ck_assert_int_eq(vmm_linux_write_params(mem, &m, &b), 0);
     ck_assert_uint_eq(b.params_addr, VMM_X86_ZERO_PAGE);
@@ -981,7 +1065,7 @@ START_TEST(test_zero_page_no_rsdp_before_2_14)
 {
     struct test_image im = build_bzimage();
     bz_hdr(&im)->version = 0x020d;
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     b.rsdp_addr = VMM_X86_ACPI_TABLES;
     ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
@@ -998,8 +1082,8 @@ END_TEST
 START_TEST(test_zero_page_vmlinux)
 {
     struct test_image im = build_vmlinux(8, VL_PHYS);
-    struct vmm_kernel_options o = {.no_pvh = true};
-    struct vmm_linux_boot b;
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .no_pvh = true};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
     ck_assert_int_eq(vmm_linux_set_cmdline(mem, "root=/dev/vda", &b), 0);
     b.rsdp_addr = 0xe0000;
@@ -1021,7 +1105,7 @@ END_TEST
 START_TEST(test_pvh_start_info)
 {
     struct test_image im = build_vmlinux(4, VL_PHYS);
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     unsigned char rd[4096 * 3];
     fill_initrd(rd, sizeof(rd));
@@ -1064,7 +1148,7 @@ END_TEST
 START_TEST(test_pvh_no_initrd_no_cmdline)
 {
     struct test_image im = build_vmlinux(4, VL_PHYS);
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, NULL, &b), 0);
     ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
     struct vmm_hvm_start_info si;
@@ -1079,7 +1163,7 @@ END_TEST
 
 START_TEST(test_params_need_kernel)
 {
-    struct vmm_linux_boot b = {0};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), -EINVAL);
     check_reason(&b);
     struct vmm_x86_linux_entry e = VMM_INIT(struct vmm_x86_linux_entry);
@@ -1095,7 +1179,7 @@ END_TEST
  * 32-bit entry with the start info; no stack either way. */
 START_TEST(test_entry_description)
 {
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     struct vmm_x86_linux_entry e;
 
     struct test_image im = build_bzimage();
@@ -1122,7 +1206,7 @@ START_TEST(test_entry_description)
     ck_assert_uint_eq(e.params, VMM_X86_PVH_INFO);
     ck_assert_uint_eq(e.stack, 0);
 
-    struct vmm_kernel_options o = {.no_pvh = true};
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .no_pvh = true};
     ck_assert_int_eq(vmm_linux_load_kernel(mem, im.buf, im.size, &o, &b), 0);
     ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
     ck_assert_int_eq(vmm_linux_get_entry(&b, &e), 0);
@@ -1138,7 +1222,8 @@ END_TEST
  * struct gets its first .size bytes only. */
 START_TEST(test_entry_description_refused)
 {
-    struct vmm_linux_boot b = {.protocol = VMM_LINUX_BOOT_PVH,
+    struct vmm_linux_boot b = {.size = sizeof(struct vmm_linux_boot),
+                               .protocol = VMM_LINUX_BOOT_PVH,
                                .entry = VL_PHYS,
                                .pvh_entry = (uint32_t)VL_PVH_ENTRY,
                                .params_addr = VMM_X86_PVH_INFO};
@@ -1182,13 +1267,16 @@ START_TEST(test_params_no_low_ram)
     struct vmm_memory *m2;
     ck_assert_int_eq(vmm_memory_create(&m2), 0);
     ck_assert_int_ge(vmm_memory_add_external(m2, 0x100000, RAM_SIZE - 0x100000, ram + 0x100000), 0);
-    struct vmm_linux_boot b = {.format = VMM_KERNEL_ELF, .protocol = VMM_LINUX_BOOT_64};
+    struct vmm_linux_boot b = {.size = sizeof(struct vmm_linux_boot),
+                               .format = VMM_KERNEL_ELF,
+                               .protocol = VMM_LINUX_BOOT_64};
     ck_assert_int_eq(vmm_linux_write_params(m2, NULL, &b), -EFAULT);
     check_reason(&b);
     b.protocol = VMM_LINUX_BOOT_PVH;
     ck_assert_int_eq(vmm_linux_write_params(m2, NULL, &b), -EFAULT);
     ck_assert_int_eq(vmm_linux_set_cmdline(m2, "x", &b), -EFAULT);
-    ck_assert_int_eq(vmm_linux_add_setup_data(m2, 2, "x", 1, &(struct vmm_linux_boot){0}), -EFAULT);
+    ck_assert_int_eq(vmm_linux_add_setup_data(m2, 2, "x", 1, &VMM_INIT(struct vmm_linux_boot)),
+                     -EFAULT);
     vmm_memory_destroy(m2);
     ck_assert(ram_untouched());
 }
@@ -1202,7 +1290,8 @@ START_TEST(test_boot_setup)
     unsigned char rd[4096];
     fill_initrd(rd, sizeof(rd));
     const char dtb[] = "fake device tree";
-    struct vmm_linux_config cfg = {.kernel = im.buf,
+    struct vmm_linux_config cfg = {.size = sizeof(struct vmm_linux_config),
+                                   .kernel = im.buf,
                                    .kernel_size = im.size,
                                    .initrd = rd,
                                    .initrd_size = sizeof(rd),
@@ -1210,7 +1299,7 @@ START_TEST(test_boot_setup)
                                    .rsdp_addr = 0xe0000,
                                    .dtb = dtb,
                                    .dtb_size = sizeof(dtb)};
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
     ck_assert_str_eq(b.error, "");
     struct vmm_linux_boot_params zp = read_zero_page();
@@ -1230,10 +1319,11 @@ START_TEST(test_boot_setup)
     cfg.kernel_size = im.size;
     ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), -EINVAL);
     ck_assert_ptr_nonnull(strstr(b.error, "no_pvh"));
-    cfg.kernel_opts.no_pvh = true;
+    struct vmm_kernel_options no_pvh = VMM_INIT(struct vmm_kernel_options, .no_pvh = true);
+    cfg.kernel_opts = &no_pvh;
     ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_64);
-    cfg.kernel_opts.no_pvh = false;
+    cfg.kernel_opts = NULL;
     cfg.dtb = NULL;
     ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_PVH);
@@ -1261,15 +1351,17 @@ START_TEST(test_boot_setup_kernel_opts_machine)
     struct test_image im = build_bzimage();
     unsigned char rd[4096];
     fill_initrd(rd, sizeof(rd));
-    struct vmm_machine m = {.mem = mem, .nr_reserved = 1};
+    struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = mem, .nr_reserved = 1};
     const uint64_t rsv = RAM_SIZE - 0x100000;
     m.reserved[0] = (struct vmm_machine_range){rsv, 0x100000};
-    struct vmm_linux_config cfg = {.kernel = im.buf,
+    struct vmm_linux_config cfg = {.size = sizeof(struct vmm_linux_config),
+                                   .kernel = im.buf,
                                    .kernel_size = im.size,
                                    .initrd = rd,
                                    .initrd_size = sizeof(rd),
-                                   .kernel_opts = {.machine = &m}};
-    struct vmm_linux_boot b;
+                                   .kernel_opts = &(struct vmm_kernel_options){
+                                       .size = sizeof(struct vmm_kernel_options), .machine = &m}};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_boot_setup(mem, &cfg, &b), 0);
     ck_assert_uint_le(b.initrd_addr + b.initrd_size, rsv);
     ck_assert_uint_eq(ram[rsv], CANARY);
@@ -1324,7 +1416,7 @@ static void write_file(const char *path, const void *data, size_t size)
 START_TEST(test_file_kernels)
 {
     char path[PATH_MAX];
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     struct test_image im = build_bzimage();
     vmm_test_path(path, sizeof(path), tmpdir, "bzImage");
     write_file(path, im.buf, im.size);
@@ -1350,7 +1442,7 @@ END_TEST
 START_TEST(test_file_hostile)
 {
     char path[PATH_MAX];
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     struct test_image im = build_bzimage();
     bz_syssize_past_end(&im);
     vmm_test_path(path, sizeof(path), tmpdir, "bad");
@@ -1399,7 +1491,7 @@ START_TEST(test_file_initrd)
     unsigned char *rd = malloc(n);
     fill_initrd(rd, n);
     write_file(path, rd, n);
-    struct vmm_linux_boot b = {0};
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_initrd_file(mem, path, NULL, &b), 0);
     ck_assert_uint_eq(b.initrd_size, n);
     ck_assert_uint_eq(b.initrd_addr, (RAM_SIZE - n) & ~0xfffull);
@@ -1421,7 +1513,7 @@ START_TEST(test_file_across_regions)
     vmm_test_path(path, sizeof(path), tmpdir, "vmlinux");
     struct test_image im = build_vmlinux(0, VL_PHYS);
     write_file(path, im.buf, im.size);
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, NULL, &b), 0);
     for (uint64_t j = 0; j < VL_TEXT; j++)
         ck_assert_uint_eq(ram[VL_PHYS + j], vl_byte(0, j));
@@ -1439,6 +1531,7 @@ static Suite *linux_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_detect);
     tcase_add_test(tc, test_bzimage_good);
+    tcase_add_test(tc, test_structs_check_their_size);
     tcase_add_test(tc, test_bzimage_setup_sects_zero);
     tcase_add_test(tc, test_bzimage_relocated_past_reserved);
     tcase_add_test(tc, test_bzimage_relocated_next_region);

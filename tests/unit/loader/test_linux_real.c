@@ -81,7 +81,7 @@ START_TEST(test_real_bzimage)
     unsigned char *img = read_file(kernel_path, &size);
     ck_assert_int_eq(vmm_kernel_detect(img, size), VMM_KERNEL_BZIMAGE);
 
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     int r = vmm_linux_load_kernel(mem, img, size, NULL, &b);
     ck_assert_msg(r == 0, "%s: %d %s", kernel_path, r, b.error);
     const struct vmm_linux_setup_header *h = &b.hdr;
@@ -116,9 +116,11 @@ START_TEST(test_real_bzimage)
     char *too_long = malloc(h->cmdline_size + 2);
     memset(too_long, 'a', h->cmdline_size + 1);
     too_long[h->cmdline_size + 1] = '\0';
-    ck_assert_int_eq(vmm_linux_set_cmdline(
-                         mem, too_long, &(struct vmm_linux_boot){.cmdline_max = h->cmdline_size}),
-                     -ENOSPC);
+    ck_assert_int_eq(
+        vmm_linux_set_cmdline(mem, too_long,
+                              &(struct vmm_linux_boot){.size = sizeof(struct vmm_linux_boot),
+                                                       .cmdline_max = h->cmdline_size}),
+        -ENOSPC);
     ck_assert_int_eq(vmm_linux_write_params(mem, NULL, &b), 0);
     struct vmm_linux_boot_params zp;
     memcpy(&zp, ram + VMM_X86_ZERO_PAGE, sizeof(zp));
@@ -131,7 +133,7 @@ START_TEST(test_real_bzimage)
     ck_assert_uint_eq(zp.e820_table[2].addr + zp.e820_table[2].size, GUEST_SIZE);
 
     /* the file path gives the same result */
-    struct vmm_linux_boot f;
+    struct vmm_linux_boot f = VMM_INIT(struct vmm_linux_boot);
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, kernel_path, NULL, &f), 0);
     ck_assert_uint_eq(f.entry, b.entry);
     ck_assert_uint_eq(f.kernel_high, b.kernel_high);
@@ -226,7 +228,7 @@ START_TEST(test_real_vmlinux)
     char path[PATH_MAX + 8];
     extract_vmlinux(path, sizeof(path));
 
-    struct vmm_linux_boot b;
+    struct vmm_linux_boot b = VMM_INIT(struct vmm_linux_boot);
     int r = vmm_linux_load_kernel_file(mem, path, NULL, &b);
     ck_assert_msg(r == 0, "vmlinux: %d %s", r, b.error);
     ck_assert_int_eq(b.format, VMM_KERNEL_ELF);
@@ -257,7 +259,7 @@ START_TEST(test_real_vmlinux)
         ck_assert_uint_eq(si.memmap_entries, 3);
     }
 
-    struct vmm_kernel_options o = {.no_pvh = true};
+    struct vmm_kernel_options o = {.size = sizeof(struct vmm_kernel_options), .no_pvh = true};
     ck_assert_int_eq(vmm_linux_load_kernel_file(mem, path, &o, &b), 0);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_64);
     unlink(path);

@@ -846,7 +846,7 @@ END_TEST
 
 START_TEST(test_cmdline)
 {
-    struct vmm_machine mach = {0};
+    struct vmm_machine mach = VMM_INIT(struct vmm_machine);
     char buf[256];
     ck_assert_int_eq(vmm_virtio_mmio_cmdline(&mach, buf, sizeof(buf)), 0);
     ck_assert_str_eq(buf, "");
