@@ -291,8 +291,9 @@ static void drv_destroy(struct drv *d)
 static int drv_create(struct drv *d, const char *path)
 {
     memset(d, 0, sizeof(*d));
-    struct vmm_region_config rc = {.gpa = 0, .size = G_MEM};
-    struct vmm_region_info ri;
+    struct vmm_region_config rc = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = G_MEM};
+    struct vmm_region_info ri = VMM_INIT(struct vmm_region_info);
     struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     struct vmm_virtio_blk_config bc = VMM_INIT(struct vmm_virtio_blk_config, .path = path,
                                                .readonly = true, .queue_size = G_QSIZE);

@@ -108,7 +108,8 @@ static double libvmm_round(const uint8_t *code, size_t len, uint32_t n, uint64_t
     static const struct vmm_bus_ops loop_ops = {.size = sizeof(struct vmm_bus_ops),
                                                 .write = empty_write};
     const struct vmm_bus_ops end_ops = {.size = sizeof(struct vmm_bus_ops), .write = end_write};
-    struct vmm_region_config rc = {.gpa = 0, .size = GUEST_MEM};
+    struct vmm_region_config rc = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = GUEST_MEM};
     struct vmm_vcpu *v;
     double out = -EIO;
     if ((r = vmm_vm_add_memory(vm, &rc)) < 0 ||

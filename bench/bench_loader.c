@@ -178,7 +178,8 @@ int main(int argc, char **argv)
     snprintf(ipath, sizeof(ipath), "/proc/self/fd/%d", ifd);
 
     struct vmm_memory *mem;
-    struct vmm_region_config ram = {.gpa = 0, .size = GUEST_MEM};
+    struct vmm_region_config ram = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = GUEST_MEM};
     void *guest;
     if (vmm_memory_create(&mem) < 0 || vmm_memory_add_region(mem, &ram) < 0 ||
         vmm_memory_get_ptr(mem, 0, GUEST_MEM, VMM_ACCESS_WRITE, &guest) < 0) {

@@ -141,7 +141,8 @@ static int libvmm_once(enum vmm_irqchip chip, bool threaded, struct phases *p)
     int r = vmm_vm_create(&VMM_INIT(struct vmm_vm_config, .irqchip = chip), &vm);
     if (r < 0)
         return r;
-    struct vmm_region_config rc = {.gpa = 0, .size = GUEST_MEM};
+    struct vmm_region_config rc = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = GUEST_MEM};
     struct vmm_vcpu *v;
     struct vmm_exit e = VMM_INIT(struct vmm_exit);
     if ((r = vmm_vm_add_memory(vm, &rc)) < 0 ||

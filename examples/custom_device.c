@@ -232,7 +232,8 @@ static int run(struct vmm_vm *vm, struct vmm_vcpu *vcpu, const struct echo *echo
 static int setup(struct vmm_vm *vm, const char *guest, struct vmm_load_result *image,
                  struct vmm_vcpu **vcpu)
 {
-    struct vmm_region_config ram = {.gpa = 0, .size = 64 << 20};
+    struct vmm_region_config ram = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = 64 << 20};
     struct vmm_uart_config console = VMM_INIT(struct vmm_uart_config, .out_fd = 1, .in_fd = -1);
     int r;
     if ((r = vmm_vm_add_memory(vm, &ram)) < 0 ||

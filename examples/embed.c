@@ -23,7 +23,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "create VM: %s\n", vmm_strerror(r));
         return 1;
     }
-    struct vmm_region_config ram = {.gpa = 0, .size = 64 << 20};
+    struct vmm_region_config ram = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = 64 << 20};
     struct vmm_uart_config console = VMM_INIT(struct vmm_uart_config, .out_fd = 1, .in_fd = -1);
     struct vmm_load_result image = VMM_INIT(struct vmm_load_result);
     struct vmm_vcpu *vcpu;

@@ -222,10 +222,11 @@ static void add_memory(struct vmm_vm *vm, uint64_t mem_size)
 {
     /* RAM below the 32-bit MMIO hole, the rest above 4 GiB. */
     uint64_t low = mem_size < MMIO_HOLE ? mem_size : MMIO_HOLE;
-    struct vmm_region_config ram = {.gpa = 0, .size = low};
+    struct vmm_region_config ram = {.size = sizeof(struct vmm_region_config), .gpa = 0, .len = low};
     int r = vmm_vm_add_memory(vm, &ram);
     if (r >= 0 && mem_size > low) {
-        ram = (struct vmm_region_config){.gpa = HIGH_RAM_BASE, .size = mem_size - low};
+        ram = (struct vmm_region_config){
+            .size = sizeof(struct vmm_region_config), .gpa = HIGH_RAM_BASE, .len = mem_size - low};
         r = vmm_vm_add_memory(vm, &ram);
     }
     if (r < 0)

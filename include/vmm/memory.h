@@ -58,8 +58,9 @@ enum vmm_memory_backing {
 
 /* Configuration of one region. Zero means default; fields are only appended. */
 struct vmm_region_config {
+    uint32_t size; /* sizeof(struct vmm_region_config); growth convention (abi.h) */
     vmm_gpa_t gpa; /* guest-physical start, page aligned */
-    uint64_t size; /* bytes, page aligned (huge-page aligned with VMM_MEMORY_F_HUGETLB) */
+    uint64_t len;  /* bytes, page aligned (huge-page aligned with VMM_MEMORY_F_HUGETLB) */
     enum vmm_memory_backing backing;
     int fd;             /* VMM_MEMORY_FILE only: the file to map */
     uint64_t fd_offset; /* VMM_MEMORY_FILE only: page-aligned offset in fd */
@@ -69,9 +70,10 @@ struct vmm_region_config {
 /* What the map says about one region. host and fd stay valid until the map is
  * destroyed. */
 struct vmm_region_info {
+    uint32_t size; /* in: sizeof(struct vmm_region_info) (abi.h): filled that far */
     unsigned index;
     vmm_gpa_t gpa;
-    uint64_t size;
+    uint64_t len;       /* bytes */
     void *host;         /* host address of the region's first byte */
     int fd;             /* backing fd (memfd or file), -1 for anonymous/external */
     uint64_t fd_offset; /* offset of the region in fd */
@@ -89,9 +91,11 @@ VMM_API VMM_MUST_USE int vmm_memory_create(struct vmm_memory **out);
 VMM_API void vmm_memory_destroy(struct vmm_memory *mem);
 
 /*
- * Add a region backed as cfg says. Returns the new region's index (>= 0), or
- * -EINVAL (unaligned or zero size, bad backing or flags, a file shorter
- * than fd_offset + size, HUGETLB with FILE or with THP, gpa + size
+ * Add a region backed as cfg says (its first cfg->size bytes, abi.h; fields
+ * past them take their zero defaults). Returns the new region's index
+ * (>= 0), or -EINVAL (a cfg->size the library does not know, unaligned or
+ * zero len, bad backing or flags, a file shorter
+ * than fd_offset + len, HUGETLB with FILE or with THP, gpa + len
  * overflows), -EEXIST (overlaps an existing region), -ENOSPC (more than 512
  * regions), -EBADF (bad fd), -EACCES (file not writable), -ENOMEM or another
  * -errno from mmap/memfd_create (for example -ENOMEM when no huge pages are
@@ -115,12 +119,13 @@ VMM_API VMM_MUST_USE int vmm_memory_add_external(struct vmm_memory *mem, vmm_gpa
 /* Number of regions in the map. */
 VMM_API unsigned vmm_memory_region_count(const struct vmm_memory *mem);
 
-/* Describe region index. Returns 0 or -ENOENT. */
+/* Describe region index into info (its first info->size bytes, abi.h).
+ * Returns 0, -EINVAL (a size the library does not know) or -ENOENT. */
 VMM_API int vmm_memory_region_info(const struct vmm_memory *mem, unsigned index,
                                    struct vmm_region_info *info);
 
-/* Find the region holding gpa. Returns its index (>= 0), or -EFAULT. info may
- * be NULL. */
+/* Find the region holding gpa. Returns its index (>= 0), -EINVAL (an
+ * info->size the library does not know) or -EFAULT. info may be NULL. */
 VMM_API int vmm_memory_find_region(const struct vmm_memory *mem, vmm_gpa_t gpa,
                                    struct vmm_region_info *info);
 

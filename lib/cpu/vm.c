@@ -132,14 +132,14 @@ void vmm_vm_destroy(struct vmm_vm *vm)
 /* Register (or re-register with new flags) region index as KVM slot index. */
 static int set_slot(struct vmm_vm *vm, unsigned index, bool dirty_log)
 {
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     int r = vmm_memory_region_info(vm->mem, index, &info);
     if (r < 0)
         return r;
     struct kvm_userspace_memory_region region = {
         .slot = index,
         .guest_phys_addr = info.gpa,
-        .memory_size = info.size,
+        .memory_size = info.len,
         .userspace_addr = (uintptr_t)info.host,
     };
     if (info.flags & VMM_MEMORY_F_READONLY)
@@ -149,7 +149,7 @@ static int set_slot(struct vmm_vm *vm, unsigned index, bool dirty_log)
     r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
     if (r < 0)
         vmm_log_error("registering guest memory [0x%llx, 0x%llx) with KVM: %s",
-                      (unsigned long long)info.gpa, (unsigned long long)(info.gpa + info.size),
+                      (unsigned long long)info.gpa, (unsigned long long)(info.gpa + info.len),
                       vmm_strerror(r));
     return r;
 }
@@ -200,6 +200,10 @@ int vmm_vm_set_memory(struct vmm_vm *vm, struct vmm_memory *mem)
 
 int vmm_vm_add_memory(struct vmm_vm *vm, const struct vmm_region_config *cfg)
 {
+    /* Checked again by vmm_memory_add_region; here so that a refused config
+     * does not leave an empty map behind. */
+    if (!cfg || !vmm_abi_size_ok(cfg->size, sizeof(*cfg)))
+        return -EINVAL;
     if (vm_running(vm))
         return -EBUSY;
     if (!vm->mem) {
@@ -553,13 +557,13 @@ int vmm_vm_dirty_log_start(struct vmm_vm *vm, unsigned region)
 
 int vmm_vm_dirty_log_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap, size_t nwords)
 {
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     if (!vm->mem || vmm_memory_region_info(vm->mem, region, &info) < 0)
         return -ENOENT;
     /* A region added to the map behind the VM's back has no slot state. */
     if (region >= vm->slot_cap || !vm->slot_dirty_log[region])
         return -EINVAL;
-    uint64_t pages = (info.size + 4095) / 4096;
+    uint64_t pages = (info.len + 4095) / 4096;
     size_t need = (size_t)((pages + 63) / 64);
     if (nwords < need)
         return -ENOSPC;

@@ -109,10 +109,10 @@ int vmm_e820_build(const struct vmm_machine *caller, struct vmm_e820_entry *out,
         goto out;
     nrsv += (unsigned)r;
     for (unsigned i = 0; i < nregions; i++) {
-        struct vmm_region_info info;
-        if (vmm_memory_region_info(mem, i, &info) == 0 && info.size &&
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(mem, i, &info) == 0 && info.len &&
             (info.flags & VMM_MEMORY_F_READONLY))
-            rsv[nrsv++] = (struct vmm_range){info.gpa, info.gpa + info.size};
+            rsv[nrsv++] = (struct vmm_range){info.gpa, info.gpa + info.len};
     }
     qsort(rsv, nrsv, sizeof(*rsv), range_cmp);
     unsigned m = 0;

@@ -79,7 +79,7 @@ static int add_memory(void *fdt, const struct vmm_memory *mem)
     char name[FDT_NAME_MAX];
     unsigned n = vmm_memory_region_count(mem);
     for (unsigned i = 0; i < n; i++) {
-        struct vmm_region_info info;
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
         if (vmm_memory_region_info(mem, i, &info) < 0)
             return -EINVAL;
         /* ROM is not RAM: e820 lists it as reserved, so no memory node. */
@@ -88,7 +88,7 @@ static int add_memory(void *fdt, const struct vmm_memory *mem)
         snprintf(name, sizeof(name), "memory@%" PRIx64, info.gpa);
         FDT_TRY(fdt_begin_node(fdt, name));
         FDT_TRY(fdt_property_string(fdt, "device_type", "memory"));
-        FDT_TRY(prop_reg64(fdt, info.gpa, info.size));
+        FDT_TRY(prop_reg64(fdt, info.gpa, info.len));
         FDT_TRY(fdt_end_node(fdt));
     }
     return 0;

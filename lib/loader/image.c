@@ -126,10 +126,10 @@ int vmm_image_to_guest(struct vmm_memory *mem, vmm_gpa_t gpa, const struct vmm_i
 
     /* One pread per region: the bytes go from the page cache to guest RAM. */
     while (len > 0) {
-        struct vmm_region_info info;
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
         if (vmm_memory_find_region(mem, gpa, &info) < 0)
             return -EFAULT;
-        uint64_t room = info.gpa + info.size - gpa;
+        uint64_t room = info.gpa + info.len - gpa;
         size_t chunk = (size_t)(len < room ? len : room);
         void *p;
         int r = vmm_memory_get_ptr(mem, gpa, chunk, VMM_ACCESS_WRITE, &p);
@@ -186,13 +186,13 @@ int vmm_loader_ram_runs(const struct vmm_memory *mem, struct vmm_range **out)
         return -ENOMEM;
     unsigned k = 0;
     for (unsigned i = 0; i < n; i++) {
-        struct vmm_region_info info;
-        if (vmm_memory_region_info(mem, i, &info) != 0 || info.size == 0)
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(mem, i, &info) != 0 || info.len == 0)
             continue;
         if (info.flags & VMM_MEMORY_F_READONLY)
             continue;
         /* The map refuses regions whose end wraps. */
-        r[k++] = (struct vmm_range){info.gpa, info.gpa + info.size};
+        r[k++] = (struct vmm_range){info.gpa, info.gpa + info.len};
     }
     qsort(r, k, sizeof(*r), range_cmp);
     unsigned m = 0;
@@ -231,11 +231,11 @@ int vmm_loader_readonly_overlap(const struct vmm_memory *mem, uint64_t base, uin
 {
     unsigned n = vmm_memory_region_count(mem);
     for (unsigned r = 0; r < n && r <= INT_MAX; r++) {
-        struct vmm_region_info info;
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
         if (vmm_memory_region_info(mem, r, &info) != 0 || !(info.flags & VMM_MEMORY_F_READONLY))
             continue;
         /* A region's end cannot wrap: the map refuses such regions. */
-        if (info.gpa < end && base < info.gpa + info.size)
+        if (info.gpa < end && base < info.gpa + info.len)
             return (int)r;
     }
     return -1;

@@ -246,20 +246,27 @@ uint64_t vmm_memory_total_size(const struct vmm_memory *mem)
     return mem ? mem->total_size : 0;
 }
 
+/* Fill the caller's first info->size bytes (checked before: VMM_ABI_OUT_OK). */
 static void memory_fill_info(const struct memory_region *r, struct vmm_region_info *info)
 {
-    info->index = r->index;
-    info->gpa = r->gpa;
-    info->size = r->size;
-    info->host = r->host;
-    info->fd = r->fd;
-    info->fd_offset = r->fd_offset;
-    info->flags = r->flags;
+    struct vmm_region_info full = {
+        .size = sizeof(full),
+        .index = r->index,
+        .gpa = r->gpa,
+        .len = r->size,
+        .host = r->host,
+        .fd = r->fd,
+        .fd_offset = r->fd_offset,
+        .flags = r->flags,
+    };
+    VMM_ABI_COPY_OUT(info, &full);
 }
 
 int vmm_memory_region_info(const struct vmm_memory *mem, unsigned index,
                            struct vmm_region_info *info)
 {
+    if (info && !VMM_ABI_OUT_OK(info))
+        return -EINVAL;
     if (!mem || index >= mem->count)
         return -ENOENT;
     if (info)
@@ -270,6 +277,8 @@ int vmm_memory_region_info(const struct vmm_memory *mem, unsigned index,
 int vmm_memory_find_region(const struct vmm_memory *mem, vmm_gpa_t gpa,
                            struct vmm_region_info *info)
 {
+    if (info && !VMM_ABI_OUT_OK(info))
+        return -EINVAL;
     const struct memory_span *s = mem ? memory_lookup(mem, gpa) : NULL;
     if (!s)
         return -EFAULT;
@@ -396,7 +405,7 @@ static int memory_map_anon(const struct vmm_region_config *cfg, struct memory_re
      * would kill the process with SIGBUS instead of failing here.
      */
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | (huge ? MAP_HUGETLB : MAP_NORESERVE);
-    return memory_mmap(cfg->gpa, cfg->size, PROT_READ | PROT_WRITE, flags, -1, 0, huge, &r->host);
+    return memory_mmap(cfg->gpa, cfg->len, PROT_READ | PROT_WRITE, flags, -1, 0, huge, &r->host);
 }
 
 static int memory_map_memfd(const struct vmm_region_config *cfg, struct memory_region *r)
@@ -407,7 +416,7 @@ static int memory_map_memfd(const struct vmm_region_config *cfg, struct memory_r
     if (fd < 0)
         return -errno;
     int rc = 0;
-    if (ftruncate(fd, (off_t)cfg->size) < 0) {
+    if (ftruncate(fd, (off_t)cfg->len) < 0) {
         rc = -errno;
         goto err_close;
     }
@@ -417,8 +426,7 @@ static int memory_map_memfd(const struct vmm_region_config *cfg, struct memory_r
         rc = -errno;
         goto err_close;
     }
-    rc =
-        memory_mmap(cfg->gpa, cfg->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0, huge, &r->host);
+    rc = memory_mmap(cfg->gpa, cfg->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0, huge, &r->host);
     if (rc)
         goto err_close;
     r->fd = fd;
@@ -439,7 +447,7 @@ static int memory_map_file(const struct vmm_region_config *cfg, struct memory_re
     if (cfg->fd < 0)
         return -EBADF;
     uint64_t file_end;
-    if (__builtin_add_overflow(cfg->fd_offset, cfg->size, &file_end) || file_end > INT64_MAX)
+    if (__builtin_add_overflow(cfg->fd_offset, cfg->len, &file_end) || file_end > INT64_MAX)
         return -EINVAL;
 
     struct stat st;
@@ -464,7 +472,7 @@ static int memory_map_file(const struct vmm_region_config *cfg, struct memory_re
     /* A hugetlbfs file (st_blksize is its page size) must be mapped at a
      * huge-page-aligned address: let the kernel place it. */
     bool huge = (uint64_t)st.st_blksize > MEMORY_PAGE_SIZE;
-    int rc = memory_mmap(cfg->gpa, cfg->size, prot, MAP_SHARED, fd, cfg->fd_offset, huge, &r->host);
+    int rc = memory_mmap(cfg->gpa, cfg->len, prot, MAP_SHARED, fd, cfg->fd_offset, huge, &r->host);
     if (rc) {
         close(fd);
         return rc;
@@ -515,10 +523,9 @@ static int memory_check_config(const struct vmm_region_config *cfg)
         align = memory_hugepage_size();
     }
     vmm_gpa_t end;
-    if (cfg->size == 0 || cfg->size % align || cfg->gpa % align ||
-        cfg->fd_offset % MEMORY_PAGE_SIZE)
+    if (cfg->len == 0 || cfg->len % align || cfg->gpa % align || cfg->fd_offset % MEMORY_PAGE_SIZE)
         return -EINVAL;
-    if (__builtin_add_overflow(cfg->gpa, cfg->size, &end) || cfg->size > INT64_MAX)
+    if (__builtin_add_overflow(cfg->gpa, cfg->len, &end) || cfg->len > INT64_MAX)
         return -EINVAL;
     return 0;
 }
@@ -530,17 +537,19 @@ static int memory_check_config(const struct vmm_region_config *cfg)
  * (KVM_MEM_READONLY), and the VMM's own write paths (write, get_ptr for
  * write, stores) refuse with -EROFS.
  */
-int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config *cfg)
+int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config *caller)
 {
-    if (!mem || !cfg)
+    struct vmm_region_config copy; /* an older, shorter config: the rest is zero */
+    const struct vmm_region_config *cfg = &copy;
+    if (!mem || !caller || VMM_ABI_COPY_IN(&copy, caller) < 0)
         return -EINVAL;
     int rc = memory_check_config(cfg);
     if (rc) {
         vmm_log_debug("memory: bad region config gpa 0x%llx size 0x%llx flags 0x%x",
-                      (unsigned long long)cfg->gpa, (unsigned long long)cfg->size, cfg->flags);
+                      (unsigned long long)cfg->gpa, (unsigned long long)cfg->len, cfg->flags);
         return rc;
     }
-    rc = memory_prepare_insert(mem, cfg->gpa, cfg->gpa + cfg->size);
+    rc = memory_prepare_insert(mem, cfg->gpa, cfg->gpa + cfg->len);
     if (rc)
         return rc;
 
@@ -548,7 +557,7 @@ int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config
     if (!r)
         return -ENOMEM;
     r->gpa = cfg->gpa;
-    r->size = cfg->size;
+    r->size = cfg->len;
     r->flags = cfg->flags;
     r->fd = -1;
     r->owns_mapping = true;
@@ -566,7 +575,7 @@ int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config
     }
     if (rc) {
         vmm_log_error("memory: cannot map region gpa 0x%llx size 0x%llx: %s",
-                      (unsigned long long)cfg->gpa, (unsigned long long)cfg->size, strerror(-rc));
+                      (unsigned long long)cfg->gpa, (unsigned long long)cfg->len, strerror(-rc));
         free(r);
         return rc;
     }

@@ -1073,10 +1073,10 @@ int vmm_virtq_chain_iov(const struct vmm_virtq_chain *chain, bool writable, uint
         offset = 0;
         /* One iovec per memory region the range touches. */
         while (left > 0) {
-            struct vmm_region_info info;
+            struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
             if (vmm_memory_find_region(mem, gpa, &info) < 0)
                 return -EFAULT;
-            uint64_t chunk = info.gpa + info.size - gpa;
+            uint64_t chunk = info.gpa + info.len - gpa;
             if (chunk > left)
                 chunk = left;
             if (count == max_iov)

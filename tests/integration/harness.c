@@ -26,7 +26,8 @@ void harness_init(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb)
 
     struct vmm_vm_config cfg = VMM_INIT(struct vmm_vm_config, .irqchip = irqchip);
     ck_assert_int_eq(vmm_vm_create(&cfg, &h->vm), 0);
-    struct vmm_region_config ram = {.gpa = 0, .size = (uint64_t)mem_mb << 20};
+    struct vmm_region_config ram = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = (uint64_t)mem_mb << 20};
     ck_assert_int_eq(vmm_vm_add_memory(h->vm, &ram), 0);
     struct vmm_uart_config uart =
         VMM_INIT(struct vmm_uart_config, .out_fd = h->console[1], .in_fd = h->input[0]);

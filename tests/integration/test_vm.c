@@ -342,6 +342,13 @@ START_TEST(bad_configuration_is_refused)
     vmm_vm_destroy(vm);
 
     ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
+    /* A region config of a size the library does not know leaves no map. */
+    struct vmm_region_config rc = VMM_INIT(struct vmm_region_config, .len = 1 << 20);
+    rc.size = 0;
+    ck_assert_int_eq(vmm_vm_add_memory(vm, &rc), -EINVAL);
+    rc.size = sizeof(rc) + 8;
+    ck_assert_int_eq(vmm_vm_add_memory(vm, &rc), -EINVAL);
+    ck_assert_ptr_null(vmm_vm_memory(vm));
     struct vmm_vcpu *vcpu;
     ck_assert_int_eq(vmm_vcpu_create(vm, 1, &vcpu), -EINVAL); /* out of order */
     ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);

@@ -52,7 +52,7 @@ static int run_guest(void)
     int r = vmm_vm_create(NULL, &vm);
     if (r < 0)
         return r;
-    struct vmm_region_config ram = {.gpa = 0, .size = 2 << 20};
+    struct vmm_region_config ram = VMM_INIT(struct vmm_region_config, .gpa = 0, .len = 2 << 20);
     struct vmm_x86_boot_state boot = VMM_INIT(struct vmm_x86_boot_state, .entry = CODE_GPA);
     struct vmm_vcpu *vcpu;
     if ((r = vmm_vm_add_memory(vm, &ram)) >= 0 &&

@@ -731,7 +731,10 @@ START_TEST(tables_on_read_only_memory_are_erofs)
 {
     struct vmm_memory *mem;
     ck_assert_int_eq(vmm_memory_create(&mem), 0);
-    struct vmm_region_config rom = {.gpa = 0, .size = 1 << 20, .flags = VMM_MEMORY_F_READONLY};
+    struct vmm_region_config rom = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0,
+                                    .len = 1 << 20,
+                                    .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(mem, &rom), 0);
     struct vmm_machine m = fx_machine(mem, 1);
     ck_assert_int_eq(vmm_acpi_write(mem, &m, NULL, NULL), -EROFS);

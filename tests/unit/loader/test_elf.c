@@ -489,8 +489,9 @@ END_TEST
 /* A segment on a read-only region is refused before anything is written. */
 START_TEST(test_readonly_region)
 {
-    struct vmm_region_config rom = {.gpa = 0x800000,
-                                    .size = 0x10000,
+    struct vmm_region_config rom = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0x800000,
+                                    .len = 0x10000,
                                     .backing = VMM_MEMORY_ANON,
                                     .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(mem, &rom), 0);

@@ -198,8 +198,10 @@ END_TEST
 /* A ROM region is not RAM: no memory node for it (e820 calls it reserved). */
 START_TEST(fdt_rom_is_not_memory)
 {
-    struct vmm_region_config rom = {
-        .gpa = 0xfffc0000, .size = 0x40000, .flags = VMM_MEMORY_F_READONLY};
+    struct vmm_region_config rom = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0xfffc0000,
+                                    .len = 0x40000,
+                                    .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(fx.mem, &rom), 0);
     struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = fx.mem};
     ck_assert_int_gt(vmm_fdt_build(&m, NULL, blob, sizeof(blob_store)), 0);

@@ -935,8 +935,10 @@ START_TEST(test_e820_machine)
     ck_assert_int_ge(vmm_memory_add_external(m2, 0x100000000ull, 0x40000000ull, dummy), 0);
     ck_assert_int_ge(vmm_memory_add_external(m2, 0x4000000, 0x4000000, dummy), 0);
     ck_assert_int_ge(vmm_memory_add_external(m2, 0, 0x4000000, dummy), 0);
-    struct vmm_region_config rom = {
-        .gpa = 0xfffc0000, .size = 0x40000, .flags = VMM_MEMORY_F_READONLY};
+    struct vmm_region_config rom = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0xfffc0000,
+                                    .len = 0x40000,
+                                    .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(m2, &rom), 0);
     struct vmm_machine m = {.size = sizeof(struct vmm_machine), .mem = m2, .nr_reserved = 3};
     m.reserved[0] = (struct vmm_machine_range){0x2000000, 0x1000};      /* inside RAM */

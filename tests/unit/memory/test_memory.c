@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,7 +29,11 @@ static struct vmm_memory *new_map(void)
 static int add(struct vmm_memory *mem, vmm_gpa_t gpa, uint64_t size,
                enum vmm_memory_backing backing, unsigned flags)
 {
-    struct vmm_region_config cfg = {.gpa = gpa, .size = size, .backing = backing, .flags = flags};
+    struct vmm_region_config cfg = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = gpa,
+                                    .len = size,
+                                    .backing = backing,
+                                    .flags = flags};
     return vmm_memory_add_region(mem, &cfg);
 }
 
@@ -56,12 +61,12 @@ static void host_perms(const void *addr, char perms[5])
 
 static void assert_not_executable(const struct vmm_memory *mem, unsigned index)
 {
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, index, &info), 0);
     char perms[5];
     host_perms(info.host, perms);
     ck_assert_msg(perms[2] != 'x', "region %u is executable: %s", index, perms);
-    host_perms((uint8_t *)info.host + info.size - 1, perms);
+    host_perms((uint8_t *)info.host + info.len - 1, perms);
     ck_assert_msg(perms[2] != 'x', "region %u tail is executable: %s", index, perms);
 }
 
@@ -96,11 +101,11 @@ START_TEST(test_anon_region)
     struct vmm_memory *mem = new_map();
     ck_assert_int_eq(add(mem, 0x100000, MIB, VMM_MEMORY_ANON, 0), 0);
 
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), 0);
     ck_assert_uint_eq(info.index, 0);
     ck_assert_uint_eq(info.gpa, 0x100000);
-    ck_assert_uint_eq(info.size, MIB);
+    ck_assert_uint_eq(info.len, MIB);
     ck_assert_int_eq(info.fd, -1);
     ck_assert_ptr_nonnull(info.host);
     /* Not asked to be dumped: DONTDUMP applied, so F_DUMP is not reported. */
@@ -138,7 +143,7 @@ START_TEST(test_anon_alignment_and_hints)
     struct vmm_memory *mem = new_map();
     unsigned flags = VMM_MEMORY_F_THP | VMM_MEMORY_F_MERGEABLE | VMM_MEMORY_F_DUMP;
     ck_assert_int_eq(add(mem, 0x1000, 4 * MIB, VMM_MEMORY_ANON, flags), 0);
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), 0);
     ck_assert_uint_eq((uintptr_t)info.host % (2 * MIB), 0x1000);
     /* THP/KSM may be missing on a host; a failure is dropped from the
@@ -157,7 +162,7 @@ START_TEST(test_memfd_region)
 {
     struct vmm_memory *mem = new_map();
     ck_assert_int_eq(add(mem, 0, 2 * MIB, VMM_MEMORY_MEMFD, 0), 0);
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), 0);
     ck_assert_int_ge(info.fd, 0);
     ck_assert_uint_eq(info.fd_offset, 0);
@@ -189,10 +194,14 @@ START_TEST(test_file_region)
 {
     int fd = temp_file(4 * PAGE);
     struct vmm_memory *mem = new_map();
-    struct vmm_region_config cfg = {
-        .gpa = 0x10000, .size = 2 * PAGE, .backing = VMM_MEMORY_FILE, .fd = fd, .fd_offset = PAGE};
+    struct vmm_region_config cfg = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0x10000,
+                                    .len = 2 * PAGE,
+                                    .backing = VMM_MEMORY_FILE,
+                                    .fd = fd,
+                                    .fd_offset = PAGE};
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), 0);
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), 0);
     ck_assert_int_ge(info.fd, 0);
     ck_assert_int_ne(info.fd, fd); /* dup'ed */
@@ -223,15 +232,19 @@ START_TEST(test_file_region_hostile)
 {
     int fd = temp_file(2 * PAGE);
     struct vmm_memory *mem = new_map();
-    struct vmm_region_config cfg = {
-        .gpa = 0, .size = 2 * PAGE, .backing = VMM_MEMORY_FILE, .fd = fd, .fd_offset = PAGE};
+    struct vmm_region_config cfg = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0,
+                                    .len = 2 * PAGE,
+                                    .backing = VMM_MEMORY_FILE,
+                                    .fd = fd,
+                                    .fd_offset = PAGE};
     /* One page short of offset + size. */
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EINVAL);
     cfg.fd_offset = 0;
-    cfg.size = 3 * PAGE;
+    cfg.len = 3 * PAGE;
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EINVAL);
     /* offset + size wraps. */
-    cfg.size = PAGE;
+    cfg.len = PAGE;
     cfg.fd_offset = UINT64_MAX - PAGE + 1;
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EINVAL);
     cfg.fd_offset = 100; /* not page aligned */
@@ -247,7 +260,7 @@ START_TEST(test_file_region_hostile)
 
     /* Exactly the file's size is fine. */
     cfg.flags = 0;
-    cfg.size = 2 * PAGE;
+    cfg.len = 2 * PAGE;
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), 0);
     vmm_memory_destroy(mem);
     close(fd);
@@ -268,8 +281,11 @@ START_TEST(test_file_readonly)
     close(wfd);
 
     struct vmm_memory *mem = new_map();
-    struct vmm_region_config cfg = {
-        .gpa = 0xf0000, .size = PAGE, .backing = VMM_MEMORY_FILE, .fd = fd};
+    struct vmm_region_config cfg = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0xf0000,
+                                    .len = PAGE,
+                                    .backing = VMM_MEMORY_FILE,
+                                    .fd = fd};
     /* A writable shared mapping of a read-only fd is refused by the kernel. */
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EACCES);
     cfg.flags = VMM_MEMORY_F_READONLY;
@@ -278,7 +294,7 @@ START_TEST(test_file_readonly)
     ck_assert_int_eq(vmm_memory_read(mem, 0xf0000, rom, 4), 0);
     ck_assert_mem_eq(rom, "ROM!", 4);
     ck_assert_int_eq(vmm_memory_write(mem, 0xf0000, "x", 1), -EROFS);
-    struct vmm_region_info info;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), 0);
     char perms[5];
     host_perms(info.host, perms);
@@ -318,6 +334,44 @@ START_TEST(test_hugetlb)
 }
 END_TEST
 
+/* Growth convention (vmm/abi.h): a config or info whose .size is 0 or past
+ * the library's struct is refused with -EINVAL and nothing is added or
+ * written; an older, shorter config gets the defaults of the fields it
+ * lacks (flags here), an older info is filled up to its size only. */
+START_TEST(test_region_structs_check_their_size)
+{
+    struct vmm_memory *mem = new_map();
+    struct vmm_region_config cfg = VMM_INIT(struct vmm_region_config, .gpa = 0, .len = PAGE,
+                                            .flags = VMM_MEMORY_F_READONLY | (1u << 20));
+    cfg.size = 0;
+    ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EINVAL);
+    cfg.size = sizeof(cfg) + 8;
+    ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EINVAL);
+    ck_assert_uint_eq(vmm_memory_region_count(mem), 0);
+
+    cfg.size = offsetof(struct vmm_region_config, flags); /* the unknown flag is past it */
+    ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), 0);
+
+    struct vmm_region_info info;
+    memset(&info, 0x5a, sizeof(info));
+    for (int bad = 0; bad < 2; bad++) {
+        info.size = bad ? sizeof(info) + 8 : 0;
+        ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), -EINVAL);
+        ck_assert_int_eq(vmm_memory_find_region(mem, 0, &info), -EINVAL);
+        ck_assert_uint_eq(info.index, 0x5a5a5a5au);
+    }
+    info.size = offsetof(struct vmm_region_info, flags);
+    ck_assert_int_eq(vmm_memory_region_info(mem, 0, &info), 0);
+    ck_assert_uint_eq(info.size, offsetof(struct vmm_region_info, flags));
+    ck_assert_uint_eq(info.len, PAGE);
+    ck_assert_uint_eq(info.flags, 0x5a5a5a5au);
+    info = VMM_INIT(struct vmm_region_info);
+    ck_assert_int_eq(vmm_memory_find_region(mem, 0, &info), 0);
+    ck_assert_uint_eq(info.flags, 0); /* the older config's default */
+    vmm_memory_destroy(mem);
+}
+END_TEST
+
 START_TEST(test_bad_configs)
 {
     struct vmm_memory *mem = new_map();
@@ -333,7 +387,10 @@ START_TEST(test_bad_configs)
     ck_assert_int_eq(add(mem, UINT64_MAX - PAGE + 1, 2 * PAGE, VMM_MEMORY_ANON, 0), -EINVAL);
     ck_assert_int_eq(add(mem, PAGE, UINT64_MAX - PAGE + 1, VMM_MEMORY_ANON, 0), -EINVAL);
     /* fd_offset only means something for FILE. */
-    struct vmm_region_config cfg = {.size = PAGE, .backing = VMM_MEMORY_ANON, .fd_offset = PAGE};
+    struct vmm_region_config cfg = {.size = sizeof(struct vmm_region_config),
+                                    .len = PAGE,
+                                    .backing = VMM_MEMORY_ANON,
+                                    .fd_offset = PAGE};
     ck_assert_int_eq(vmm_memory_add_region(mem, &cfg), -EINVAL);
 
     uint8_t buf[16];
@@ -377,7 +434,7 @@ START_TEST(test_indices_and_lookup)
                          (int)i);
     for (unsigned i = 0; i < 64; i++) {
         vmm_gpa_t gpa = ((i * 37) % 64) * 0x100;
-        struct vmm_region_info info;
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
         ck_assert_int_eq(vmm_memory_find_region(mem, gpa + 15, &info), (int)i);
         ck_assert_ptr_eq(info.host, backing[i]);
         ck_assert_int_eq(vmm_memory_find_region(mem, gpa + 16, NULL), -EFAULT);
@@ -554,7 +611,8 @@ START_TEST(test_readonly_region)
     struct vmm_memory *mem = new_map();
     ck_assert_int_eq(add(mem, 0, PAGE, VMM_MEMORY_ANON, 0), 0);
     ck_assert_int_eq(add(mem, PAGE, PAGE, VMM_MEMORY_ANON, VMM_MEMORY_F_READONLY), 1);
-    struct vmm_region_info ram, rom;
+    struct vmm_region_info ram = VMM_INIT(struct vmm_region_info);
+    struct vmm_region_info rom = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(mem, 0, &ram), 0);
     ck_assert_int_eq(vmm_memory_region_info(mem, 1, &rom), 0);
     ck_assert_uint_ne(rom.flags & VMM_MEMORY_F_READONLY, 0);
@@ -745,6 +803,7 @@ static Suite *memory_suite(void)
     tcase_add_test(tc, test_file_readonly);
     tcase_add_test(tc, test_hugetlb);
     tcase_add_test(tc, test_bad_configs);
+    tcase_add_test(tc, test_region_structs_check_their_size);
     tcase_add_test(tc, test_overlaps);
     tcase_add_test(tc, test_indices_and_lookup);
     tcase_add_test(tc, test_region_cap);

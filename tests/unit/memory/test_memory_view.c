@@ -97,7 +97,10 @@ END_TEST
 
 START_TEST(test_readonly_view)
 {
-    struct vmm_region_config rc = {.gpa = 0x200000, .size = 0x1000, .flags = VMM_MEMORY_F_READONLY};
+    struct vmm_region_config rc = {.size = sizeof(struct vmm_region_config),
+                                   .gpa = 0x200000,
+                                   .len = 0x1000,
+                                   .flags = VMM_MEMORY_F_READONLY};
     ck_assert_int_ge(vmm_memory_add_region(mem, &rc), 0);
     struct memory_view v;
     ck_assert_int_eq(memory_view_find(mem, 0x200800, &v), 0);

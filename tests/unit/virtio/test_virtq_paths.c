@@ -279,10 +279,13 @@ START_TEST(test_readonly_region)
     td_init(&d, QSIZE);
     interrupts = breaks = 0;
     const uint64_t rom = TD_MEM_BASE + TD_MEM_SIZE;
-    struct vmm_region_config rc = {.gpa = rom, .size = 0x2000, .flags = VMM_MEMORY_F_READONLY};
+    struct vmm_region_config rc = {.size = sizeof(struct vmm_region_config),
+                                   .gpa = rom,
+                                   .len = 0x2000,
+                                   .flags = VMM_MEMORY_F_READONLY};
     int idx = vmm_memory_add_region(d.mem, &rc);
     ck_assert_int_ge(idx, 0);
-    struct vmm_region_info ri;
+    struct vmm_region_info ri = VMM_INIT(struct vmm_region_info);
     ck_assert_int_eq(vmm_memory_region_info(d.mem, (unsigned)idx, &ri), 0);
     uint8_t *rom_host = ri.host;
     memcpy(rom_host, "read-only bytes!", 16);
