@@ -56,7 +56,10 @@ sel=$results/list
 timeouts=0
 while IFS='|' read -r name exe dir to; do
     [ -n "$name" ] || continue
-    [ -z "$only" ] || [[ "$name" =~ $only ]] || continue
+    if [ -n "$only" ] && ! [[ "$name" =~ $only ]]; then
+        echo "not selected by VMM_KVM_ONLY='$only'" >"$results/$name.skip"
+        continue
+    fi
     printf '%s|%s|%s|%s\n' "$name" "$exe" "$dir" "$to" >>"$sel"
     timeouts=$((timeouts + to))
 done <"$list"

@@ -22,6 +22,10 @@ direct)
     exit "$rc"
     ;;
 nested)
+    if [ -f "$results/$name.skip" ]; then
+        echo "SKIP: $(cat "$results/$name.skip")"
+        skipped "$(cat "$results/$name.skip")"
+    fi
     echo "nested: $name ran in this ctest run's nested QEMU level 1 (tests/nested/run-nested.sh); its output:"
     cat "$results/$name.out" 2>/dev/null
     if [ ! -s "$results/$name.rc" ]; then
