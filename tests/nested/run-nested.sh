@@ -179,11 +179,13 @@ q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 } >"$run/cmd.sh"
 : >"$run/out"
 
+# QEMU's option syntax: a comma inside a value is written twice.
+qrun=${run//,/,,}
 scratch_args=()
 if have mkfs.ext4; then
     truncate -s "${scratch_mib}M" "$run/scratch.img"
     mkfs.ext4 -q -F -O ^has_journal -m 0 -E lazy_itable_init=1,nodiscard "$run/scratch.img"
-    scratch_args=(-drive "file=$run/scratch.img,if=virtio,format=raw,cache=unsafe")
+    scratch_args=(-drive "file=$qrun/scratch.img,if=virtio,format=raw,cache=unsafe")
 else
     say "mkfs.ext4 is not installed (package e2fsprogs): TMPDIR is a tmpfs (no O_DIRECT there)"
 fi
@@ -194,10 +196,10 @@ t0=${EPOCHREALTIME/,/.}
 set +e
 timeout -k 10 "$timeout" "$qemu" -M q35 -accel tcg -cpu max -smp "$smp" -m "$mem" \
     -nodefaults -no-reboot -display none \
-    -chardev "file,id=con,path=$run/console.log" -serial chardev:con \
+    -chardev "file,id=con,path=$qrun/console.log" -serial chardev:con \
     -kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" \
     -virtfs "local,path=/,mount_tag=host,security_model=passthrough,multidevs=remap" \
-    -virtfs "local,path=$run,mount_tag=session,security_model=passthrough,multidevs=remap" \
+    -virtfs "local,path=$qrun,mount_tag=session,security_model=passthrough,multidevs=remap" \
     "${scratch_args[@]}" </dev/null >"$run/qemu.log" 2>&1 &
 qpid=$!
 tail -n +1 -f --pid="$qpid" "$run/out" &
