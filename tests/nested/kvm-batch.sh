@@ -65,7 +65,11 @@ while IFS='|' read -r name exe dir to; do
 done <"$list"
 # The level 1 gets the suites' own limits (run one at a time) plus its boot.
 limit=$((timeouts + 120))
-echo "kvm suites: no usable /dev/kvm here, so all of them run now in one nested QEMU level 1"
+if [ "$probe_ok" = 1 ]; then
+    echo "kvm suites: VMM_KVM_MODE=nested, so all of them run now in one nested QEMU level 1"
+else
+    echo "kvm suites: no usable /dev/kvm here, so all of them run now in one nested QEMU level 1"
+fi
 echo "  (run-nested.sh; each one's CTest test reports its share; limit ${limit}s)"
 set +e
 bash "$here/run-nested.sh" --work "$work" --timeout "$limit" --smp "$smp" -- \
