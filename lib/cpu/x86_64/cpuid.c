@@ -3,7 +3,6 @@
  * consistent for the VM's vCPU count, and the hypervisor leaves. */
 #include <errno.h>
 #include <string.h>
-#include <sys/ioctl.h>
 
 #include "../cpu_internal.h"
 
@@ -267,7 +266,8 @@ int vmm_cpuid_set_feature(struct kvm_cpuid_entry2 *entries, unsigned n, const ch
 
 void vmm_x86_cpuid_add_kvm_features(int kvm_fd, struct kvm_cpuid2 *supported)
 {
-    if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) <= 0)
+    if (vmm_kvm_ioctl(kvm_fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_TSC_DEADLINE_TIMER) <=
+        0)
         return;
     for (uint32_t i = 0; i < supported->nent; i++)
         if (supported->entries[i].function == 0x1)

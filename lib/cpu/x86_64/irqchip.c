@@ -2,7 +2,6 @@
 /* The in-kernel irqchip's GSI routing, matching the machine description. */
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/ioctl.h>
 
 #include "../cpu_internal.h"
 
@@ -49,7 +48,7 @@ int vmm_x86_kernel_irqchip_routes(int vm_fd)
                           .pin = gsi == TIMER_IRQ ? CASCADE_IRQ : gsi}};
     }
     rt->nr = n;
-    int r = ioctl(vm_fd, KVM_SET_GSI_ROUTING, rt) < 0 ? -errno : 0;
+    int r = vmm_kvm_ioctl(vm_fd, KVM_SET_GSI_ROUTING, rt);
     free(rt);
     return r;
 }
