@@ -426,15 +426,22 @@ START_TEST(boot_states_and_exit_records_check_their_size)
 }
 END_TEST
 
+/* A VM with vCPU 0, and the CPUID table (up to 256 entries) it presents. */
+static int vm_with_cpuid(struct vmm_vm **vm, struct vmm_vcpu **vcpu, struct kvm_cpuid_entry2 *e)
+{
+    ck_assert_int_eq(vmm_vm_create(NULL, vm), 0);
+    ck_assert_int_eq(vmm_vcpu_create(*vm, 0, vcpu), 0);
+    int n = vmm_vcpu_get_cpuid(*vcpu, e, 256);
+    ck_assert_int_gt(n, 2);
+    return n;
+}
+
 START_TEST(cpuid_filter_round_trips)
 {
     struct vmm_vm *vm;
-    ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
     struct vmm_vcpu *vcpu;
-    ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);
     static struct kvm_cpuid_entry2 e[256];
-    int n = vmm_vcpu_get_cpuid(vcpu, e, 256);
-    ck_assert_int_gt(n, 2);
+    int n = vm_with_cpuid(&vm, &vcpu, e);
     bool found = false;
     for (int i = 0; i < n; i++) {
         if (e[i].function == 1) {
@@ -466,12 +473,9 @@ START_TEST(cpuid_offers_the_tsc_deadline_timer)
     bool cap = ioctl(kvm, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
     close(kvm);
     struct vmm_vm *vm;
-    ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
     struct vmm_vcpu *vcpu;
-    ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);
     static struct kvm_cpuid_entry2 e[256];
-    int n = vmm_vcpu_get_cpuid(vcpu, e, 256);
-    ck_assert_int_gt(n, 2);
+    int n = vm_with_cpuid(&vm, &vcpu, e);
     bool leaf1 = false;
     for (int i = 0; i < n; i++) {
         if (e[i].function == 1) {
@@ -494,12 +498,9 @@ START_TEST(cpuid_named_features_apply)
     /* What vmm-run --cpu-disable does, on KVM's real table: the named bits
      * are gone from what the vCPU presents afterwards. */
     struct vmm_vm *vm;
-    ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
     struct vmm_vcpu *vcpu;
-    ck_assert_int_eq(vmm_vcpu_create(vm, 0, &vcpu), 0);
     static struct kvm_cpuid_entry2 e[256], back[256];
-    int n = vmm_vcpu_get_cpuid(vcpu, e, 256);
-    ck_assert_int_gt(n, 2);
+    int n = vm_with_cpuid(&vm, &vcpu, e);
     ck_assert_int_ge(vmm_cpuid_set_feature(e, (unsigned)n, "xsave", false), 0);
     ck_assert_int_ge(vmm_cpuid_set_feature(e, (unsigned)n, "kvmclock", false), 0);
     ck_assert_int_eq(vmm_vcpu_set_cpuid(vcpu, e, (unsigned)n), 0);

@@ -66,10 +66,16 @@ static void wr(uint16_t port, uint8_t v)
     ck_assert_int_eq(vmm_bus_write(bus, port, &v, 1), 0);
 }
 
+/* CMOS register reg of the RTC whose index port is port. */
+static uint8_t cmos_at(uint16_t port, uint8_t reg)
+{
+    wr(port, reg);
+    return rd((uint16_t)(port + 1));
+}
+
 static uint8_t cmos(uint8_t reg)
 {
-    wr(INDEX, reg);
-    return rd(DATA);
+    return cmos_at(INDEX, reg);
 }
 
 static void cmos_set(uint8_t reg, uint8_t v)
@@ -264,21 +270,11 @@ START_TEST(test_two_clocks_apart)
     cmos_set(0x40, 0x11);
     ck_assert_uint_eq(cmos(REG_YEAR), 0x70);
 
-    uint8_t reg = REG_CENTURY, v = 0;
-    ck_assert_int_eq(vmm_bus_write(bus, 0x170, &reg, 1), 0);
-    ck_assert_int_eq(vmm_bus_read(bus, 0x171, &v, 1), 0);
-    unsigned other_year = bcd(v) * 100;
-    reg = REG_YEAR;
-    ck_assert_int_eq(vmm_bus_write(bus, 0x170, &reg, 1), 0);
-    ck_assert_int_eq(vmm_bus_read(bus, 0x171, &v, 1), 0);
-    other_year += bcd(v);
+    unsigned other_year = bcd(cmos_at(0x170, REG_CENTURY)) * 100 + bcd(cmos_at(0x170, REG_YEAR));
     /* The host year, give or take a New Year's Eve during the test. */
     ck_assert_uint_ge(other_year, year);
     ck_assert_uint_le(other_year, year + 1);
-    reg = 0x40;
-    ck_assert_int_eq(vmm_bus_write(bus, 0x170, &reg, 1), 0);
-    ck_assert_int_eq(vmm_bus_read(bus, 0x171, &v, 1), 0);
-    ck_assert_uint_eq(v, 0);
+    ck_assert_uint_eq(cmos_at(0x170, 0x40), 0);
 
     ck_assert_int_eq(vmm_bus_unregister(bus, 0x170), 0);
     vmm_rtc_destroy(other);
