@@ -232,6 +232,8 @@ static int bz_check_layout(const struct vmm_image *im, struct bz_info *bz,
     uint64_t span = hdr->init_size > kernel_size ? hdr->init_size : kernel_size;
     bool ovf = false;
     bz->span = align_up(span, 0x1000, &ovf);
+    if (ovf)
+        return linux_fail(boot, -EINVAL, "kernel size 0x%" PRIx64 " is too large", span);
     bz->setup_size = setup_size;
     bz->kernel_size = kernel_size;
     return 0;
