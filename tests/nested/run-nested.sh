@@ -170,7 +170,7 @@ q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
         esac
         [[ "$name" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
         echo "export $name=$(q "${!name}")"
-    done < <(compgen -e)
+    done <<<"$(compgen -e)"
     echo "export TMPDIR=/run/libvmm-nested/tmp VMM_NESTED=1 TERM=dumb"
     echo "cd $(q "$cwd") || exit 125"
     printf 'exec'
