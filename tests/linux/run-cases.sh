@@ -5,9 +5,15 @@
 # POSIX sh, awk, cut and timeout as busybox has them.
 #
 # usage: run-cases.sh RUNFILE VMM_RUN [DATA]
-# RUNFILE lines: name|timeout|arguments (shell words, evaluated).
+# RUNFILE lines: name|timeout|arguments (shell words, evaluated: "$L2", "$GUESTS" and "$DATA" in
+# them name the folders below).
 # DATA: the hooks' data folder; after each vmm-run, DATA/l1-after.d/*.sh run as "sh SCRIPT <name>"
 # (with DATA in the environment) to check what the case left behind, e.g. in its disk images.
+# Environment: L2 the level-2 images (its files), GUESTS the test guests (its files); STAGE=1 first
+# copies L2's and GUESTS' files and DATA into $TMPDIR/stage and runs the cases from there. Nested,
+# that keeps the guests' kernels, initramfs and disk images off the 9p share of the host's root
+# (level 1's TMPDIR is an ext4 disk): each case then reads and writes local files, not files
+# served by QEMU, whatever the filesystem of the host's checkout.
 # Prints, per case:
 #   L1-CASE-BEGIN <name>
 #   L1-CMD vmm-run <arguments>
@@ -26,6 +32,29 @@ tmp=${TMPDIR:-/tmp}
 awk=${AWK:-awk}
 
 now() { cut -d' ' -f1 /proc/uptime; }
+
+# copy_files FROM TO: FROM's regular files (not its folders) into TO.
+copy_files() {
+    mkdir -p "$2"
+    for f in "$1"/*; do
+        if [ -f "$f" ]; then cp "$f" "$2/" || return 1; fi
+    done
+}
+L2=${L2:-} GUESTS=${GUESTS:-}
+if [ "${STAGE:-0}" = 1 ]; then
+    st=$tmp/stage
+    t0=$(now)
+    rm -rf "$st"
+    { [ -z "$L2" ] || copy_files "$L2" "$st/l2"; } &&
+        { [ -z "$GUESTS" ] || copy_files "$GUESTS" "$st/guests"; } &&
+        { [ -z "$DATA" ] || cp -R "$DATA" "$st/data"; } ||
+        { echo "L1-STAGE failed: cannot copy the cases' files into $st"; exit 1; }
+    [ -z "$L2" ] || L2=$st/l2
+    [ -z "$GUESTS" ] || GUESTS=$st/guests
+    [ -z "$DATA" ] || DATA=$st/data
+    echo "L1-STAGE $(du -sm "$st" | cut -f1) MiB copied to $st in $($awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }') s"
+fi
+export L2 GUESTS DATA
 
 while IFS='|' read -r name timeout args; do
     case "$name" in '' | '#'*) continue ;; esac

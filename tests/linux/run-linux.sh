@@ -219,7 +219,6 @@ for x in "$l2/extra"/*/; do
 done
 
 # --- the case list --------------------------------------------------------------------------------
-p_guests=$guests p_l2=$l2 p_data=$data
 help=$("$vmm_run" --help 2>&1 || true)
 cmdline_base=${VMM_LINUX_CMDLINE:-console=ttyS0 panic=-1}
 filter=${VMM_LINUX_CASES:-}
@@ -285,16 +284,17 @@ while IFS='|' read -r name state kind timeout expect args; do
     fi
     c_status[i]=$status
     [ "$status" = run ] || continue
+    # run-cases.sh expands "$GUESTS", "$L2" and "$DATA" where it runs the case (maybe on copies).
     r=$args
-    r=${r//@GUESTS@/\'$p_guests\'}
-    r=${r//@BZIMAGE@/\'$p_l2/bzImage\'}
-    r=${r//@VMLINUX_PVH@/\'$p_l2/vmlinux\'}
-    r=${r//@VMLINUX@/\'$p_l2/vmlinux\'}
-    r=${r//@L2_INITRD@/\'$p_l2/initrd.cpio\'}
+    r=${r//@GUESTS@/\"\$GUESTS\"}
+    r=${r//@BZIMAGE@/\"\$L2/bzImage\"}
+    r=${r//@VMLINUX_PVH@/\"\$L2/vmlinux\"}
+    r=${r//@VMLINUX@/\"\$L2/vmlinux\"}
+    r=${r//@L2_INITRD@/\"\$L2/initrd.cpio\"}
     while [[ "$r" =~ $variant_re ]]; do
-        r=${r//${BASH_REMATCH[0]}/\'$p_l2/initrd-${BASH_REMATCH[1]}.cpio\'}
+        r=${r//${BASH_REMATCH[0]}/\"\$L2/initrd-${BASH_REMATCH[1]}.cpio\"}
     done
-    r=${r//@DATA@/\'$p_data\'}
+    r=${r//@DATA@/\"\$DATA\"}
     r=${r//@CMDLINE@/\'${c_cmdline[i]}\'}
     printf '%s|%s|%s\n' "$name" "$timeout" "$r" >>"$runfile"
     case_timeouts=$((case_timeouts + timeout))
@@ -305,18 +305,22 @@ done <"$src/cases.txt"
 t_build_total=$(elapsed "$t_build")
 
 t_run=$(now)
-cases=(env AWK="$busybox awk" sh "$src/run-cases.sh" "$runfile" "$vmm_run" "$data")
+cases=(env AWK="$busybox awk" L2="$l2" GUESTS="$guests" STAGE="$([ "$mode" = nested ] && echo 1 || echo 0)"
+    sh "$src/run-cases.sh" "$runfile" "$vmm_run" "$data")
+# The full output goes to the log; the progress lines also to stdout as they come, so that a run
+# stopped from outside (ctest's TIMEOUT) still shows how far it got.
+progress() { tee "$log" | { grep --line-buffered -E '^(L1-CASE |L1-STAGE|nested: |run-nested.sh: )' || true; }; }
 set +e
 if [ "$mode" = nested ]; then
     limit=${VMM_LINUX_TIMEOUT:-$((90 + case_timeouts))}
     echo "running nested (tests/nested/run-nested.sh, limit ${limit}s), log: $log"
     bash "$nested" --work "$work/nested" --timeout "$limit" --keep-console "$work/level1.log" -- \
-        "${cases[@]}" </dev/null >"$log" 2>&1
+        "${cases[@]}" </dev/null 2>&1 | progress
 else
     echo "running directly on /dev/kvm, log: $log"
-    TMPDIR=$work "${cases[@]}" </dev/null >"$log" 2>&1
+    TMPDIR=$work "${cases[@]}" </dev/null 2>&1 | progress
 fi
-run_rc=$?
+run_rc=${PIPESTATUS[0]}
 set -e
 t_run=$(elapsed "$t_run")
 

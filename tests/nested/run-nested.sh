@@ -204,6 +204,24 @@ timeout -k 10 "$timeout" "$qemu" -M q35 -accel tcg -cpu max -smp "$smp" -m "$mem
 qpid=$!
 tail -n +1 -f --pid="$qpid" "$run/out" &
 tpid=$!
+# Level 1 writes rc (over 9p, at once on the host) before it syncs and powers off. Once rc is
+# there, QEMU gets 30 s to end on its own; a level 1 whose power-off hangs (a task stuck in the
+# kernel, a disk that never syncs) must not hold the caller until the time limit.
+stopped_late=0
+while kill -0 "$qpid" 2>/dev/null; do
+    if [ -s "$run/rc" ]; then
+        for ((i = 0; i < 300; i++)); do
+            kill -0 "$qpid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$qpid" 2>/dev/null; then
+            stopped_late=1
+            kill "$qpid" 2>/dev/null
+        fi
+        break
+    fi
+    sleep 0.2
+done
 wait "$qpid"
 qrc=$?
 qpid=""
@@ -218,6 +236,8 @@ clean_console() { tr -d '\r' <"$run/console.log"; }
 if [ -s "$run/rc" ]; then
     rc=$(tr -cd '0-9' <"$run/rc")
     boot=$(clean_console | grep -m1 '^NESTED-L1 ready' | grep -oE 'uptime=[0-9.]+' | cut -d= -f2 || true)
+    [ "$stopped_late" = 0 ] ||
+        say "level 1 did not power off within 30 s of the command's end: QEMU stopped (console: $work/last-console.log)"
     say "level 1 done: exit status $rc, $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s in all, ${boot:-?} s of it level 1's boot"
     exit "${rc:-125}"
 fi
