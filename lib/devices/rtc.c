@@ -92,11 +92,53 @@ static unsigned decode_hour(const struct vmm_rtc *rtc, uint8_t v)
     return (v & HOUR_PM) ? h + 12 : h;
 }
 
+/* Days since 1970-01-01 of a proleptic Gregorian date, and back (the
+ * calendar in 400-year eras of 146097 days, years starting in March so
+ * that the leap day ends them). Plain arithmetic: glibc's gmtime_r and
+ * timegm read the time zone file on first use, a file open that neither a
+ * vCPU thread nor its seccomp filter should make. */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);                       /* [0, 399] */
+    unsigned doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1; /* [0, 365] */
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;           /* [0, 146096] */
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = doy - (153 * mp + 2) / 5 + 1;
+    *m = mp < 10 ? mp + 3 : mp - 9;
+    *y = (int64_t)yoe + era * 400 + (*m <= 2);
+}
+
 static void guest_time(const struct vmm_rtc *rtc, struct tm *tm)
 {
-    time_t now = time(NULL) + (time_t)rtc->offset;
-    if (!gmtime_r(&now, tm))
-        memset(tm, 0, sizeof(*tm));
+    int64_t t = (int64_t)time(NULL) + rtc->offset;
+    int64_t days = t / 86400, secs = t % 86400;
+    if (secs < 0) {
+        secs += 86400;
+        days--;
+    }
+    int64_t y;
+    unsigned m, d;
+    civil_from_days(days, &y, &m, &d);
+    memset(tm, 0, sizeof(*tm));
+    tm->tm_sec = (int)(secs % 60);
+    tm->tm_min = (int)(secs / 60 % 60);
+    tm->tm_hour = (int)(secs / 3600);
+    tm->tm_mday = (int)d;
+    tm->tm_mon = (int)m - 1;
+    tm->tm_year = (int)(y - 1900);
+    tm->tm_wday = (int)(((days % 7) + 11) % 7); /* 1970-01-01 was a Thursday */
 }
 
 static uint8_t read_reg(struct vmm_rtc *rtc, uint8_t reg)
@@ -148,10 +190,12 @@ static bool is_time_reg(uint8_t reg)
 /* Make the staged time the guest's clock. */
 static void commit_staged(struct vmm_rtc *rtc)
 {
-    struct tm tm = rtc->staged;
-    time_t t = timegm(&tm);
-    if (t != (time_t)-1)
-        rtc->offset = (int64_t)t - (int64_t)time(NULL);
+    const struct tm *tm = &rtc->staged;
+    int64_t t = days_from_civil((int64_t)tm->tm_year + 1900, (unsigned)tm->tm_mon + 1,
+                                (unsigned)tm->tm_mday) *
+                    86400 +
+                tm->tm_hour * 3600 + tm->tm_min * 60 + tm->tm_sec;
+    rtc->offset = t - (int64_t)time(NULL);
 }
 
 static void write_reg(struct vmm_rtc *rtc, uint8_t reg, uint8_t v)
