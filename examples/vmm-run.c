@@ -57,6 +57,9 @@ static const char usage[] =
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
     "      --on-reboot WHAT  exit (default) or restart the VM when the guest reboots\n"
+    "      --seccomp MODE    kill (default): a system call outside the allowlist of its\n"
+    "                        thread (vCPU, I/O or main) ends vmm-run, naming the call;\n"
+    "                        log: allow it and let the kernel log it; off: no filters\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -170,6 +173,7 @@ struct options {
     uint64_t mem_size;
     unsigned vcpus;
     bool restart_on_reboot;
+    int seccomp; /* SECCOMP_OFF, or 1 + enum vmm_seccomp_action */
     int verbose;
     struct vmm_vm_config cfg;
     int out_fd, in_fd;                             /* the serial console */
@@ -178,6 +182,61 @@ struct options {
     struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
     unsigned nr_disks;
 };
+
+#define SECCOMP_OFF 0
+
+/* --seccomp kill: a call outside the list traps here. Only async-signal-safe
+ * calls, and only what every thread's list allows (write, exit_group). */
+static void on_sigsys(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    char msg[160], num[12];
+    int n = 0, nr = si->si_syscall;
+    do {
+        num[n++] = (char)('0' + nr % 10);
+        nr /= 10;
+    } while (nr > 0 && n < (int)sizeof(num));
+    size_t len = 0;
+    const char *a = "vmm-run: seccomp: system call ";
+    const char *b =
+        " is not allowed in this thread: stopping (--seccomp off runs without filters)\n";
+    for (const char *p = a; *p; p++)
+        msg[len++] = *p;
+    while (n > 0)
+        msg[len++] = num[--n];
+    for (const char *p = b; *p && len < sizeof(msg); p++)
+        msg[len++] = *p;
+    ssize_t w = write(STDERR_FILENO, msg, len);
+    (void)w;
+    _exit(128 + SIGSYS);
+}
+
+/* Filters for the run's threads, and once for this (main) thread. */
+static void install_seccomp(struct vmm_vm *vm, const struct options *o)
+{
+    static bool main_done;
+    if (o->seccomp == SECCOMP_OFF)
+        return;
+    struct vmm_seccomp_config cfg =
+        VMM_INIT(struct vmm_seccomp_config, .action = (enum vmm_seccomp_action)(o->seccomp - 1));
+    int r = vmm_vm_set_seccomp(vm, &cfg);
+    if (r < 0)
+        fail("cannot set up seccomp filters: %s", vmm_strerror(r));
+    if (main_done)
+        return;
+    if (cfg.action == VMM_SECCOMP_TRAP) {
+        struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGSYS, &sa, NULL) < 0)
+            fail("cannot catch SIGSYS: %s", strerror(errno));
+    }
+    /* Restarting on reboot builds new VMs from this thread. */
+    r = vmm_seccomp_install(o->restart_on_reboot ? VMM_SECCOMP_BUILD : VMM_SECCOMP_MAIN, &cfg);
+    if (r < 0)
+        fail("cannot install the seccomp filter: %s", vmm_strerror(r));
+    main_done = true;
+}
 
 static void list_cpu_features(void)
 {
@@ -445,6 +504,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
 
     if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
         fail("cannot watch for SIGINT/SIGTERM");
+    install_seccomp(vm, o);
     struct vmm_exit ex = VMM_INIT(struct vmm_exit);
     r = vmm_vm_run(vm, &ex);
     if (r < 0)
@@ -467,6 +527,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_ON_REBOOT,
         OPT_RNG,
         OPT_DISK,
+        OPT_SECCOMP,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -481,6 +542,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -489,6 +551,7 @@ static void parse_options(int argc, char **argv, struct options *o)
     *o = (struct options){.console = "stdio",
                           .mem_size = DEFAULT_MEM,
                           .vcpus = 1,
+                          .seccomp = 1 + VMM_SECCOMP_TRAP,
                           .cfg = VMM_INIT(struct vmm_vm_config)};
 
     int c;
@@ -592,6 +655,16 @@ static void parse_options(int argc, char **argv, struct options *o)
                 o->restart_on_reboot = true;
             else
                 fail("invalid --on-reboot action '%s' (exit or restart)", optarg);
+            break;
+        case OPT_SECCOMP:
+            if (strcmp(optarg, "kill") == 0)
+                o->seccomp = 1 + VMM_SECCOMP_TRAP; /* reported by on_sigsys, then exit */
+            else if (strcmp(optarg, "log") == 0)
+                o->seccomp = 1 + VMM_SECCOMP_LOG;
+            else if (strcmp(optarg, "off") == 0)
+                o->seccomp = SECCOMP_OFF;
+            else
+                fail("invalid --seccomp mode '%s' (kill, log or off)", optarg);
             break;
         case 'v':
             o->verbose++;

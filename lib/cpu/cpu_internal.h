@@ -10,6 +10,7 @@
 #include <vmm/bus.h>
 #include <vmm/event.h>
 #include <vmm/memory.h>
+#include <vmm/seccomp.h>
 #include <vmm/vcpu.h>
 #include <vmm/vm.h>
 
@@ -78,6 +79,10 @@ struct vmm_vm {
     unsigned running; /* vCPUs inside their run loop */
     unsigned parked;  /* of those, parked by a pause */
     bool managed_run; /* vmm_vm_run owns the run state */
+
+    /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts. */
+    bool seccomp_on;
+    struct vmm_seccomp_config seccomp;
 };
 
 /* lib/cpu/kvm.c */

@@ -455,18 +455,52 @@ struct vcpu_thread {
     int ret;
 };
 
+/* vmm_vm_set_seccomp's filter for a thread of this run, before it runs
+ * anything of the guest's; a refused filter ends the run. */
+static int thread_seccomp(struct vmm_vm *vm, enum vmm_seccomp_thread kind, const char *detail)
+{
+    if (!vm->seccomp_on)
+        return 0;
+    int r = vmm_seccomp_install(kind, &vm->seccomp);
+    if (r < 0)
+        vmm_vm_request_exit(vm, VMM_EXIT_ERROR, 0, detail);
+    return r;
+}
+
 static void *vcpu_thread_main(void *arg)
 {
     struct vcpu_thread *t = arg;
     struct vmm_exit ignored = VMM_INIT(struct vmm_exit);
-    t->ret = vmm_vcpu_run_managed(t->vcpu, &ignored);
+    t->ret = thread_seccomp(t->vcpu->vm, VMM_SECCOMP_VCPU,
+                            "cannot install a vCPU thread's seccomp filter");
+    if (t->ret == 0)
+        t->ret = vmm_vcpu_run_managed(t->vcpu, &ignored);
     return NULL;
 }
 
 static void *loop_thread_main(void *arg)
 {
-    (void)vmm_event_loop_run(arg);
+    struct vmm_vm *vm = arg;
+    if (thread_seccomp(vm, VMM_SECCOMP_IO, "cannot install the I/O thread's seccomp filter") == 0)
+        (void)vmm_event_loop_run(vm->loop);
     return NULL;
+}
+
+int vmm_vm_set_seccomp(struct vmm_vm *vm, const struct vmm_seccomp_config *cfg)
+{
+    struct vmm_seccomp_config c = VMM_INIT(struct vmm_seccomp_config);
+    if (cfg &&
+        (VMM_ABI_COPY_IN(&c, cfg) < 0 || (unsigned)c.action > VMM_SECCOMP_LOG ||
+         (c.nr_extra_syscalls && !c.extra_syscalls) || (c.nr_extra_ioctls && !c.extra_ioctls)))
+        return -EINVAL;
+    pthread_mutex_lock(&vm->lock);
+    int r = vm->managed_run ? -EBUSY : 0;
+    if (r == 0) {
+        vm->seccomp = c;
+        vm->seccomp_on = cfg != NULL;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return r;
 }
 
 int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
@@ -495,7 +529,7 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
     if (r < 0)
         goto out;
     if (vm->loop && vmm_event_loop_count(vm->loop) > 0) {
-        r = -pthread_create(&loop_thread, NULL, loop_thread_main, vm->loop);
+        r = -pthread_create(&loop_thread, NULL, loop_thread_main, vm);
         if (r < 0)
             goto out;
         loop_started = true;

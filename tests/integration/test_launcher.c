@@ -273,9 +273,37 @@ START_TEST(bad_options_get_one_line_errors)
                  "unknown CPU feature 'warp'");
     expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--on-reboot", "panic", NULL},
                  "--on-reboot");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--seccomp", "strict", NULL},
+                 "invalid --seccomp mode 'strict'");
     expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--boot", "program", "--initrd",
                             "/etc/hostname", NULL},
                  "need a Linux kernel");
+}
+END_TEST
+
+START_TEST(seccomp_modes_run_the_guest)
+{
+    /* kill (the default) is what every other launcher test runs under; the
+     * guest runs the same with the filters logging only, or off, and a
+     * restarting launcher's main thread gets the wider list. */
+    static const char *const modes[][4] = {{"--seccomp", "log", "--seccomp", "log"},
+                                           {"--seccomp", "off", "--seccomp", "off"},
+                                           {"--seccomp", "kill", "--on-reboot", "restart"}};
+    for (unsigned i = 0; i < 3; i++) {
+        struct result r;
+        char *argv[] = {VMM_RUN_PATH,
+                        "--kernel",
+                        (char *)harness_guest_path("hello"),
+                        (char *)modes[i][0],
+                        (char *)modes[i][1],
+                        (char *)modes[i][2],
+                        (char *)modes[i][3],
+                        NULL};
+        run(&r, argv);
+        ck_assert_msg(r.status == 0, "%s %s: status %d, err: %s", modes[i][1], modes[i][3],
+                      r.status, r.err);
+        ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+    }
 }
 END_TEST
 
@@ -360,6 +388,7 @@ int main(void)
     tcase_add_test(tc, smp_and_console_file);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, bad_options_get_one_line_errors);
+    tcase_add_test(tc, seccomp_modes_run_the_guest);
     tcase_add_test(tc, cpu_disable_lists_and_applies);
     tcase_add_test(tc, reboot_ends_the_run_or_restarts_it);
     tcase_add_test(tc, triple_fault_is_a_reset);

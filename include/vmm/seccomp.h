@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Seccomp filters for the threads of a VMM (built with libseccomp).
+ *
+ * A VMM's threads do three kinds of work once the VM is built, and each
+ * gets an allowlist of what that work needs, ioctls allowed by request
+ * number:
+ *   VMM_SECCOMP_VCPU  a thread running a vCPU (KVM_RUN, the exits' device
+ *                     emulation, interrupt injection, kicks);
+ *   VMM_SECCOMP_IO    a thread running an event loop (epoll, eventfds,
+ *                     io_uring completions, interrupt injection);
+ *   VMM_SECCOMP_MAIN  the thread that runs vmm_vm_run and then destroys the
+ *                     VM: everything the two above need (threads it starts
+ *                     inherit its filter, and a syscall must pass every
+ *                     filter of a thread), plus starting and joining threads,
+ *                     the terminal, dirty logging;
+ *   VMM_SECCOMP_BUILD MAIN plus building further VMs (opening files and
+ *                     /dev/kvm, creating VMs, vCPUs, memory and devices): for
+ *                     a launcher that restarts its VM on a guest reboot.
+ * No list allows execve, socket, ptrace or opening files, except BUILD's
+ * open calls. Filters only ever narrow: one installed on a thread stays for
+ * the thread's life and is inherited by the threads it starts.
+ *
+ * A build with AddressSanitizer widens every list by what its run-time needs
+ * (alternate signal stacks, and the leak check's thread at exit).
+ */
+#ifndef VMM_SECCOMP_H
+#define VMM_SECCOMP_H
+
+#include <stdint.h>
+#include <vmm/error.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct vmm_vm;
+
+/* The kinds of thread, each with its allowlist. */
+enum vmm_seccomp_thread {
+    VMM_SECCOMP_VCPU = 0,
+    VMM_SECCOMP_IO,
+    VMM_SECCOMP_MAIN,
+    VMM_SECCOMP_BUILD,
+};
+
+/* What a system call outside the list does. */
+enum vmm_seccomp_action {
+    VMM_SECCOMP_KILL = 0, /* the kernel kills the whole process (SIGSYS) */
+    VMM_SECCOMP_TRAP,     /* SIGSYS to the thread (si_syscall names the call): an
+                           * application's handler can report it and exit */
+    VMM_SECCOMP_LOG,      /* the call is allowed and the kernel logs it (audit):
+                           * to find what a new device needs */
+};
+
+/* Growth convention (abi.h). */
+struct vmm_seccomp_config {
+    uint32_t size; /* sizeof(struct vmm_seccomp_config) */
+    enum vmm_seccomp_action action;
+    /* More system calls (numbers, e.g. SYS_getcwd) and ioctl request numbers
+     * to allow, for the application's own devices; may be NULL with 0. */
+    const int *extra_syscalls;
+    unsigned nr_extra_syscalls;
+    const unsigned long *extra_ioctls;
+    unsigned nr_extra_ioctls;
+};
+
+/*
+ * Install the filter for kind on the calling thread (and so on the threads
+ * it starts afterwards). cfg may be NULL: VMM_SECCOMP_KILL, nothing extra.
+ * Returns 0, -EINVAL (bad kind, action or config), -ENOMEM, or the -errno
+ * with which the kernel refused the filter. Sets no_new_privs on the thread.
+ */
+VMM_API VMM_MUST_USE int vmm_seccomp_install(enum vmm_seccomp_thread kind,
+                                             const struct vmm_seccomp_config *cfg);
+
+/*
+ * The size of kind's allowlist: system calls (ioctl counted once) and ioctl
+ * request numbers, without a config's extras. Either pointer may be NULL.
+ * Returns 0 or -EINVAL.
+ */
+VMM_API VMM_MUST_USE int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind,
+                                                    unsigned *nr_syscalls, unsigned *nr_ioctls);
+
+/*
+ * Have vmm_vm_run install filters on the threads it starts: VMM_SECCOMP_VCPU
+ * on each vCPU thread and VMM_SECCOMP_IO on the event-loop thread, each
+ * before it runs anything of the guest's; cfg is copied (its extra lists are
+ * not: they must live until the run ends). NULL turns it off again. A thread
+ * whose filter the kernel refuses ends the run with VMM_EXIT_ERROR. The
+ * calling thread is left alone: install VMM_SECCOMP_MAIN on it yourself.
+ * Returns 0 or -EINVAL; -EBUSY during a run.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_set_seccomp(struct vmm_vm *vm,
+                                            const struct vmm_seccomp_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMM_SECCOMP_H */

@@ -1,0 +1,339 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The seccomp allowlists of <vmm/seccomp.h>, one per kind of thread, built
+ * with libseccomp (it knows each architecture's system call numbers and
+ * writes the BPF; the lists below are what we decide).
+ *
+ * Each list is the system calls that kind of thread makes once the VM is
+ * built, found by tracing vmm-run and the test suites (strace -f) and by
+ * reading the library's run-time paths; ioctl is allowed only for the
+ * request numbers listed. The lists nest: VCPU and IO are within MAIN,
+ * MAIN within BUILD, since a thread inherits its creator's filter.
+ */
+#include <linux/fs.h>
+#include <linux/kvm.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <vmm/seccomp.h>
+
+#include "vmm_internal.h"
+
+/* Every kind: memory, time, futexes, signals, reading and writing open
+ * fds (the console, eventfds), logging, thread exit. */
+static const int common_syscalls[] = {
+    SCMP_SYS(read),
+    SCMP_SYS(readv),
+    SCMP_SYS(write),
+    SCMP_SYS(writev),
+    SCMP_SYS(close),
+    SCMP_SYS(fstat),
+    SCMP_SYS(newfstatat),
+    SCMP_SYS(lseek),
+    SCMP_SYS(futex),
+    SCMP_SYS(exit),
+    SCMP_SYS(exit_group),
+    SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(rt_sigpending),
+    SCMP_SYS(rt_sigtimedwait),
+    SCMP_SYS(restart_syscall),
+    SCMP_SYS(mmap),
+    SCMP_SYS(munmap),
+    SCMP_SYS(mprotect),
+    SCMP_SYS(mremap),
+    SCMP_SYS(madvise),
+    SCMP_SYS(brk),
+    SCMP_SYS(getpid),
+    SCMP_SYS(gettid),
+    SCMP_SYS(tgkill),
+    SCMP_SYS(clock_gettime),
+    SCMP_SYS(clock_nanosleep),
+    SCMP_SYS(nanosleep),
+    SCMP_SYS(gettimeofday),
+    SCMP_SYS(sched_yield),
+    SCMP_SYS(getrandom),
+    SCMP_SYS(rseq),
+    SCMP_SYS(set_robust_list),
+    SCMP_SYS(poll),
+    SCMP_SYS(ppoll),
+    SCMP_SYS(epoll_ctl),
+    SCMP_SYS(io_uring_enter),
+};
+
+/* Sanitizer builds: alternate signal stacks per thread, and the leak
+ * check's tracer thread at exit (it stops and reads the others). */
+static const int sanitizer_syscalls[] = {
+    SCMP_SYS(sigaltstack),
+    SCMP_SYS(clone),
+    SCMP_SYS(clone3),
+    SCMP_SYS(ptrace),
+    SCMP_SYS(wait4),
+    SCMP_SYS(prctl),
+    SCMP_SYS(getppid),
+    SCMP_SYS(openat),
+    SCMP_SYS(getdents64),
+    SCMP_SYS(getdents),
+    SCMP_SYS(open),
+    SCMP_SYS(readlink),
+    SCMP_SYS(sched_getaffinity),
+    SCMP_SYS(set_tid_address),
+    SCMP_SYS(rt_sigaction),
+    SCMP_SYS(kill),
+    SCMP_SYS(pipe2),
+};
+
+/* vCPU threads: KVM_RUN, vCPU state (a device or the run loop reads it),
+ * interrupts and the eventfds a device (re)wires when the guest resets it,
+ * the block device's discard fall-back. */
+static const unsigned long vcpu_ioctls[] = {
+    KVM_RUN,       KVM_GET_REGS,     KVM_SET_REGS, KVM_GET_SREGS,  KVM_SET_SREGS,
+    KVM_GET_FPU,   KVM_SET_FPU,      KVM_GET_MSRS, KVM_SET_MSRS,   KVM_GET_LAPIC,
+    KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING,
+    KVM_IRQFD,     KVM_IOEVENTFD,    BLKDISCARD,
+};
+
+/* The event loop: epoll, and interrupts and eventfds as device back ends
+ * complete requests or rewire. */
+static const int io_syscalls[] = {
+    SCMP_SYS(epoll_wait),
+    SCMP_SYS(epoll_pwait),
+    SCMP_SYS(epoll_pwait2),
+};
+static const unsigned long io_ioctls[] = {
+    KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD, BLKDISCARD,
+};
+
+/* The thread that runs vmm_vm_run and destroys the VM afterwards: starts and
+ * joins threads, dirty logging, the terminal it restores. */
+static const int main_syscalls[] = {
+    SCMP_SYS(clone),       SCMP_SYS(clone3),       SCMP_SYS(set_tid_address),
+    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), /* glibc's first pthread_create sets up its own
+                                                      signals */
+    SCMP_SYS(seccomp),                             /* the threads it starts add their own filters */
+};
+static const unsigned long main_ioctls[] = {
+    KVM_GET_DIRTY_LOG,
+    KVM_SET_USER_MEMORY_REGION,
+    KVM_CHECK_EXTENSION,
+    TCGETS,
+    TCSETS,
+    TCSETSW,
+    TCSETSF,
+    TIOCGWINSZ,
+};
+
+/* Building a VM: files, /dev/kvm, the VM's fds and memory, its devices. */
+static const int build_syscalls[] = {
+    SCMP_SYS(openat),
+    SCMP_SYS(open),
+    SCMP_SYS(fcntl),
+    SCMP_SYS(dup),
+    SCMP_SYS(dup3),
+    SCMP_SYS(pipe2),
+    SCMP_SYS(eventfd2),
+    SCMP_SYS(epoll_create1),
+    SCMP_SYS(signalfd4),
+    SCMP_SYS(io_uring_setup),
+    SCMP_SYS(io_uring_register),
+    SCMP_SYS(memfd_create),
+    SCMP_SYS(ftruncate),
+    SCMP_SYS(fallocate),
+    SCMP_SYS(statx),
+    SCMP_SYS(stat),
+    SCMP_SYS(access),
+    SCMP_SYS(faccessat),
+    SCMP_SYS(faccessat2),
+    SCMP_SYS(readlink),
+    SCMP_SYS(prlimit64),
+    SCMP_SYS(pread64),
+    SCMP_SYS(rt_sigaction),
+    SCMP_SYS(mlock),
+};
+static const unsigned long build_ioctls[] = {
+    KVM_GET_API_VERSION,
+    KVM_CREATE_VM,
+    KVM_GET_VCPU_MMAP_SIZE,
+    KVM_CREATE_VCPU,
+    KVM_SET_TSS_ADDR,
+    KVM_SET_IDENTITY_MAP_ADDR,
+    KVM_CREATE_IRQCHIP,
+    KVM_CREATE_PIT2,
+    KVM_ENABLE_CAP,
+    KVM_GET_SUPPORTED_CPUID,
+    KVM_SET_CPUID2,
+    BLKGETSIZE64,
+    BLKSSZGET,
+};
+
+struct list {
+    const int *syscalls;
+    size_t nr_syscalls;
+    const unsigned long *ioctls;
+    size_t nr_ioctls;
+};
+
+#define LIST(s, i)                                                                                 \
+    {                                                                                              \
+        s, VMM_ARRAY_SIZE(s), i, VMM_ARRAY_SIZE(i)                                                 \
+    }
+#define SYSCALLS(s)                                                                                \
+    {                                                                                              \
+        s, VMM_ARRAY_SIZE(s), NULL, 0                                                              \
+    }
+#define IOCTLS(i)                                                                                  \
+    {                                                                                              \
+        NULL, 0, i, VMM_ARRAY_SIZE(i)                                                              \
+    }
+
+/* Which lists make up each kind (they nest, see above). */
+static const struct list kind_lists[][5] = {
+    [VMM_SECCOMP_VCPU] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls)},
+    [VMM_SECCOMP_IO] = {SYSCALLS(common_syscalls), LIST(io_syscalls, io_ioctls)},
+    [VMM_SECCOMP_MAIN] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls),
+                          LIST(io_syscalls, io_ioctls), LIST(main_syscalls, main_ioctls)},
+    [VMM_SECCOMP_BUILD] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls),
+                           LIST(io_syscalls, io_ioctls), LIST(main_syscalls, main_ioctls),
+                           LIST(build_syscalls, build_ioctls)},
+};
+
+static bool valid_kind(enum vmm_seccomp_thread kind)
+{
+    return (unsigned)kind < VMM_ARRAY_SIZE(kind_lists);
+}
+
+/* Add an allow rule; a call the architecture lacks (libseccomp's negative
+ * pseudo numbers) is fine to skip. Allowing the same thing twice is not an
+ * error either (lists nest and overlap). */
+static int allow_syscall(scmp_filter_ctx ctx, int nr)
+{
+    if (nr < 0)
+        return 0;
+    int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0);
+    return r == -EEXIST ? 0 : r;
+}
+
+static int allow_ioctl(scmp_filter_ctx ctx, unsigned long req)
+{
+    /* The kernel takes the request as an unsigned int: compare 32 bits. */
+    int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(ioctl), 1,
+                             SCMP_A1(SCMP_CMP_MASKED_EQ, 0xffffffffu, (uint32_t)req));
+    return r == -EEXIST ? 0 : r;
+}
+
+/* MAIN's threads set no_new_privs before adding their filter; no other
+ * prctl. */
+static int allow_nnp(scmp_filter_ctx ctx)
+{
+    int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
+                             SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS));
+    return r == -EEXIST ? 0 : r;
+}
+
+static int add_list(scmp_filter_ctx ctx, const int *calls, size_t nr_calls,
+                    const unsigned long *ioctls, size_t nr_ioctls)
+{
+    int r = 0;
+    for (size_t i = 0; i < nr_calls && r == 0; i++)
+        r = allow_syscall(ctx, calls[i]);
+    for (size_t i = 0; i < nr_ioctls && r == 0; i++)
+        r = allow_ioctl(ctx, ioctls[i]);
+    return r;
+}
+
+static bool sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#else
+    return false;
+#endif
+#else
+    return false;
+#endif
+}
+
+int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user)
+{
+    struct vmm_seccomp_config cfg = VMM_INIT(struct vmm_seccomp_config);
+    if (user && VMM_ABI_COPY_IN(&cfg, user) < 0)
+        return -EINVAL;
+    if (!valid_kind(kind) || (cfg.nr_extra_syscalls && !cfg.extra_syscalls) ||
+        (cfg.nr_extra_ioctls && !cfg.extra_ioctls))
+        return -EINVAL;
+    uint32_t deny;
+    switch (cfg.action) {
+    case VMM_SECCOMP_KILL:
+        deny = SCMP_ACT_KILL_PROCESS;
+        break;
+    case VMM_SECCOMP_TRAP:
+        deny = SCMP_ACT_TRAP;
+        break;
+    case VMM_SECCOMP_LOG:
+        deny = SCMP_ACT_LOG;
+        break;
+    default:
+        return -EINVAL;
+    }
+    scmp_filter_ctx ctx = seccomp_init(deny);
+    if (!ctx)
+        return -ENOMEM;
+    int r = 0;
+    const struct list *l = kind_lists[kind];
+    for (size_t i = 0; i < VMM_ARRAY_SIZE(kind_lists[0]) && r == 0; i++)
+        r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
+    if (r == 0 && kind >= VMM_SECCOMP_MAIN)
+        r = allow_nnp(ctx);
+    if (r == 0 && sanitized())
+        r = add_list(ctx, sanitizer_syscalls, VMM_ARRAY_SIZE(sanitizer_syscalls), NULL, 0);
+    if (r == 0)
+        r = add_list(ctx, cfg.extra_syscalls, cfg.nr_extra_syscalls, cfg.extra_ioctls,
+                     cfg.nr_extra_ioctls);
+    if (r < 0) {
+        vmm_log_error("seccomp: building the filter: %s", vmm_strerror(r));
+    } else {
+        r = seccomp_load(ctx);
+        if (r < 0)
+            vmm_log_error("seccomp: the kernel refused the filter: %s", vmm_strerror(r));
+    }
+    seccomp_release(ctx);
+    return r < 0 ? r : 0;
+}
+
+int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscalls,
+                               unsigned *nr_ioctls)
+{
+    if (!valid_kind(kind))
+        return -EINVAL;
+    /* Count distinct entries: the lists of a kind may overlap. */
+    int calls[256];
+    unsigned long reqs[128];
+    unsigned nc = 0, ni = 0;
+    const struct list *l = kind_lists[kind];
+    for (size_t i = 0; i < VMM_ARRAY_SIZE(kind_lists[0]); i++) {
+        for (size_t j = 0; j < l[i].nr_syscalls; j++) {
+            int nr = l[i].syscalls[j];
+            bool seen = nr < 0;
+            for (unsigned k = 0; k < nc && !seen; k++)
+                seen = calls[k] == nr;
+            if (!seen && nc < VMM_ARRAY_SIZE(calls))
+                calls[nc++] = nr;
+        }
+        for (size_t j = 0; j < l[i].nr_ioctls; j++) {
+            bool seen = false;
+            for (unsigned k = 0; k < ni && !seen; k++)
+                seen = reqs[k] == l[i].ioctls[j];
+            if (!seen && ni < VMM_ARRAY_SIZE(reqs))
+                reqs[ni++] = l[i].ioctls[j];
+        }
+    }
+    if (nr_syscalls)
+        *nr_syscalls = nc + (ni > 0); /* ioctl itself */
+    if (nr_ioctls)
+        *nr_ioctls = ni;
+    return 0;
+}
