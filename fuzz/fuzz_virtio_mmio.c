@@ -147,6 +147,8 @@ static void setup(struct fuzz_mmio *f, struct fz *in)
             continue;                         /* leave the other queue off */
         unsigned size = 1u << (size_log % 9); /* 1 .. 256 */
         f->dq[q] = (struct drv_queue){.size = size};
+        /* Fresh rings, as a driver allocates them. */
+        memset(f->host + (q_desc(q) - MEM_BASE) + 0x1000, 0, 0x2000);
         wr(f, VMM_VIRTIO_MMIO_QUEUE_SEL, q, 4);
         wr(f, VMM_VIRTIO_MMIO_QUEUE_NUM, size, 4);
         wr(f, VMM_VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)q_desc(q), 4);
@@ -191,14 +193,17 @@ static void avail(struct fuzz_mmio *f, unsigned q, uint16_t head)
 }
 
 /* A well-formed virtio-blk request of the input's type and sector, in three
- * descriptors from slot first of queue 0 (header, data, status), made
- * available: the shape the fuzzer would take long to find by itself. */
+ * descriptors from slot first of queue 0 (header, data, status; no data for
+ * a length of 0), made available: the shape the fuzzer would take long to
+ * find by itself. */
 static void blk_req(struct fuzz_mmio *f, struct fz *in)
 {
     uint16_t first = fz_u8(in);
     uint32_t type = fz_u8(in) % 16;
     uint64_t sector = fz_u16(in);
     uint32_t dlen = (uint32_t)(fz_u8(in) % 9) * 512;
+    if (type == VMM_VIRTIO_BLK_T_GET_ID && dlen)
+        dlen = VMM_VIRTIO_BLK_ID_BYTES;
     unsigned size = f->dq[0].size ? f->dq[0].size : 1;
     vmm_gpa_t hdr = MEM_BASE + 0x8000 + 0x100ull * (first % 32), data = MEM_BASE + 0xa000;
     vmm_gpa_t status = hdr + 0x20;
@@ -213,10 +218,13 @@ static void blk_req(struct fuzz_mmio *f, struct fz *in)
         uint16_t flags, next;
     } d[3] = {
         {hdr, 16, 1, 0},
-        {data, dlen ? dlen : 16, (uint16_t)(1 | (dev_writes ? 2 : 0)), 0},
+        {data, dlen, (uint16_t)(1 | (dev_writes ? 2 : 0)), 0},
         {status, 1, 2, 0},
     };
-    for (unsigned i = 0; i < 3; i++) {
+    if (!dlen)
+        d[1] = d[2];
+    unsigned n = dlen ? 3 : 2;
+    for (unsigned i = 0; i < n; i++) {
         unsigned slot = (first + i) % size;
         d[i].next = (uint16_t)((first + i + 1) % size);
         put(f, q_desc(0) + 16ull * slot, &d[i], 16);
@@ -235,7 +243,7 @@ static void drain_output(void)
 
 static int make_device(struct fuzz_mmio *f, uint8_t cfg, struct vmm_virtio_device *dev)
 {
-    switch (cfg % 3) {
+    switch ((cfg & 0x0f) % 3) {
     case 0: {
         struct vmm_virtio_blk_config bc =
             VMM_INIT(struct vmm_virtio_blk_config, .path = img_path, .readonly = cfg & 0x10,
