@@ -533,15 +533,16 @@ static void blk_queue_notify(void *opaque, unsigned index)
     process_queue(opaque);
 }
 
-/* Let every request in flight finish, freeing (not pushing) their chains:
- * after a reset no guest memory may be written. */
+/* Cancel the requests in flight and wait for them, freeing (not pushing)
+ * their chains: after a reset no guest memory may be written, and nothing the
+ * driver asked before it may complete into the queue it sets up next. */
 static void blk_reset(void *opaque)
 {
     struct blk *d = opaque;
     d->draining = true;
-    while (vmm_blkio_inflight(d->io))
-        if (vmm_blkio_wait(d->io) < 0)
-            break;
+    if (vmm_blkio_cancel_all(d->io) < 0)
+        vmm_log_limited(&d->io_log, VMM_VIRTIO_LOG_BUDGET,
+                        "%s: reset: requests still in flight could not be cancelled", d->t->name);
     d->draining = false;
     d->retry = false;
     d->notify = false;
