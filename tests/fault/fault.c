@@ -123,6 +123,8 @@ int __real_ioctl(int fd, unsigned long req, ...);
 int __real_fcntl(int fd, int cmd, ...);
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 int __real_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+int __real_io_uring_register_eventfd(struct io_uring *ring, int fd);
+int __real_io_uring_register_files(struct io_uring *ring, const int *files, unsigned n);
 int __wrap_open(const char *path, int flags, ...);
 int __wrap_eventfd(unsigned int initval, int flags);
 int __wrap_timerfd_create(int clockid, int flags);
@@ -134,6 +136,8 @@ int __wrap_ioctl(int fd, unsigned long req, ...);
 int __wrap_fcntl(int fd, int cmd, ...);
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg);
 int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
+int __wrap_io_uring_register_eventfd(struct io_uring *ring, int fd);
+int __wrap_io_uring_register_files(struct io_uring *ring, const int *files, unsigned n);
 
 int __wrap_open(const char *path, int flags, ...)
 {
@@ -243,6 +247,20 @@ int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned
     if (fail_now("io_uring_queue_init"))
         return -ENOMEM;
     return __real_io_uring_queue_init(entries, ring, flags);
+}
+
+int __wrap_io_uring_register_eventfd(struct io_uring *ring, int fd)
+{
+    if (fail_now("io_uring_register_eventfd"))
+        return -ENOMEM;
+    return __real_io_uring_register_eventfd(ring, fd);
+}
+
+int __wrap_io_uring_register_files(struct io_uring *ring, const int *files, unsigned n)
+{
+    if (fail_now("io_uring_register_files"))
+        return -ENOMEM;
+    return __real_io_uring_register_files(ring, files, n);
 }
 
 /* ---- the walk ---- */
