@@ -447,20 +447,26 @@ static void flush_notify(struct blk *d, struct vmm_virtq *q)
     }
 }
 
-/* Pop and start every request, then submit them in one go (lock held).
- * Every request takes at most one back-end slot and the back end has one per
- * queue entry (depth == the largest queue size), so it has room for all a
- * well-behaved driver can make available; a driver that hands out a head
- * twice gets IOERR for what does not fit (vmm_blkio_* return -EBUSY). */
+/* Pop and start the requests one wake-up's budget allows (the rest on the
+ * next wake-up), then submit them in one go (lock held). Every request takes
+ * at most one back-end slot and the back end has one per queue entry
+ * (depth == the largest queue size), so it has room for all a well-behaved
+ * driver can make available; a driver that hands out a head twice gets
+ * IOERR for what does not fit (vmm_blkio_* return -EBUSY). */
 static void pop_all(struct blk *d, struct vmm_virtq *q)
 {
     d->retry = false;
     if (!q || !vmm_virtio_driver_ok(d->t) || !vmm_virtq_ready(q))
         return;
     struct vmm_virtq_chain *c;
-    int r;
-    while ((r = vmm_virtq_pop(q, &c)) > 0)
+    int r = 0;
+    unsigned chains = 0;
+    while (chains < VMM_VIRTIO_WAKE_CHAINS && (r = vmm_virtq_pop(q, &c)) > 0) {
         handle(d, q, c);
+        chains++;
+    }
+    if (chains == VMM_VIRTIO_WAKE_CHAINS)
+        vmm_virtio_requeue(d->t, vmm_virtq_index(q));
     if (r == -ENOMEM) {
         /* The chains left wait for memory. The driver need not notify
          * again (EVENT_IDX), so come back from the event loop. */
@@ -527,15 +533,16 @@ static void blk_queue_notify(void *opaque, unsigned index)
     process_queue(opaque);
 }
 
-/* Let every request in flight finish, freeing (not pushing) their chains:
- * after a reset no guest memory may be written. */
+/* Cancel the requests in flight and wait for them, freeing (not pushing)
+ * their chains: after a reset no guest memory may be written, and nothing the
+ * driver asked before it may complete into the queue it sets up next. */
 static void blk_reset(void *opaque)
 {
     struct blk *d = opaque;
     d->draining = true;
-    while (vmm_blkio_inflight(d->io))
-        if (vmm_blkio_wait(d->io) < 0)
-            break;
+    if (vmm_blkio_cancel_all(d->io) < 0)
+        vmm_log_limited(&d->io_log, VMM_VIRTIO_LOG_BUDGET,
+                        "%s: reset: requests still in flight could not be cancelled", d->t->name);
     d->draining = false;
     d->retry = false;
     d->notify = false;

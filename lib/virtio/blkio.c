@@ -23,6 +23,17 @@
 #define BLOCK_URING_CMD_DISCARD _IO(0x12, 0)
 #endif
 
+/* IORING_OP_ASYNC_CANCEL flags (Linux 5.19), for headers that predate them. */
+#ifndef IORING_ASYNC_CANCEL_ALL
+#define IORING_ASYNC_CANCEL_ALL (1U << 0)
+#endif
+#ifndef IORING_ASYNC_CANCEL_ANY
+#define IORING_ASYNC_CANCEL_ANY (1U << 2)
+#endif
+
+/* The user_data of a cancel request's SQE: its CQE belongs to no op. */
+static const char cancel_tag;
+
 /* Write-zeroes without fallocate writes from this much zeroed memory per
  * step, one step at a time. */
 #define ZERO_CHUNK (1u << 20)
@@ -71,10 +82,12 @@ struct vmm_blkio {
     bool no_zero_range;
     bool no_punch_hole;
     bool warned_submit;
-    bool single_ops;    /* IORING_OP_READ/WRITE exist: one-buffer transfers use them */
-    bool fixed_file;    /* fd is registered with the ring as file 0 */
-    bool reaping;       /* inside reap: callbacks are running */
-    uint64_t completed; /* callbacks run, ever */
+    bool single_ops;             /* IORING_OP_READ/WRITE exist: one-buffer transfers use them */
+    bool fixed_file;             /* fd is registered with the ring as file 0 */
+    bool reaping;                /* inside reap: callbacks are running */
+    bool cancelling;             /* vmm_blkio_cancel_all: multi-step ops stop */
+    bool cancel_any_unsupported; /* the kernel refused IORING_ASYNC_CANCEL_ANY */
+    uint64_t completed;          /* callbacks run, ever */
     vmm_blkio_done_fn done;
     void *opaque;
     unsigned depth;
@@ -218,6 +231,24 @@ int vmm_blkio_open(const struct vmm_blkio_config *cfg, vmm_blkio_done_fn done, v
 fail:
     vmm_blkio_close(b);
     return r;
+}
+
+/* Queue one IORING_OP_ASYNC_CANCEL for every request in the ring
+ * (IORING_ASYNC_CANCEL_ANY | ALL). Requests not started yet complete with
+ * -ECANCELED, ones running (a buffered write in a kernel worker) finish. */
+static void queue_cancel(struct vmm_blkio *b)
+{
+    if (b->cancel_any_unsupported)
+        return;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&b->ring);
+    if (!sqe && submit_queued(b) >= 0)
+        sqe = io_uring_get_sqe(&b->ring);
+    if (!sqe)
+        return; /* then the requests just finish */
+    io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+    io_uring_sqe_set_data(sqe, (void *)&cancel_tag);
+    b->queued++;
+    b->sqes_out++;
 }
 
 void vmm_blkio_close(struct vmm_blkio *b)
@@ -599,14 +630,18 @@ static int op_cqe(struct vmm_blkio *b, struct blkio_op *op, int64_t res)
 {
     switch (op->step) {
     case STEP_URING_CMD:
-        if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOTTY) {
+        if (b->cancelling && (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOTTY)) {
+            res = -ECANCELED; /* no fall-back now: the caller is waiting */
+        } else if (res == -EOPNOTSUPP || res == -EINVAL || res == -ENOTTY) {
             /* No asynchronous discard in this kernel (before 6.12). */
             b->no_uring_discard = true;
             res = ioctl_discard(b, op->offset, op->len);
         }
         break;
     case STEP_FALLOCATE:
-        if (fallocate_unsupported(res)) {
+        if (b->cancelling && fallocate_unsupported(res)) {
+            res = -ECANCELED;
+        } else if (fallocate_unsupported(res)) {
             if (op->unmap && !b->no_punch_hole)
                 b->no_punch_hole = true;
             else
@@ -621,7 +656,9 @@ static int op_cqe(struct vmm_blkio *b, struct blkio_op *op, int64_t res)
         if (res > 0) {
             op->offset += (uint64_t)res;
             op->len -= (uint64_t)res < op->len ? (uint64_t)res : op->len;
-            if (op->len) {
+            if (op->len && b->cancelling) {
+                res = -ECANCELED; /* the rest is not written */
+            } else if (op->len) {
                 int r = zero_write_step(b, op);
                 if (r == 0)
                     return 0;
@@ -654,6 +691,13 @@ static unsigned reap_ring(struct vmm_blkio *b)
         int64_t res = cqe->res;
         io_uring_cqe_seen(&b->ring, cqe);
         b->sqes_out--;
+        if ((const void *)op == &cancel_tag) {
+            if (res == -EINVAL && !b->cancel_any_unsupported) {
+                b->cancel_any_unsupported = true;
+                vmm_log_debug("blkio: no IORING_ASYNC_CANCEL_ANY: requests finish, not cancelled");
+            }
+            continue;
+        }
         n += (unsigned)op_cqe(b, op, res);
     }
     while (b->done_head) {
@@ -742,4 +786,17 @@ int vmm_blkio_wait(struct vmm_blkio *b)
         return vmm_blkio_process(b);
     }
     return 0;
+}
+
+int vmm_blkio_cancel_all(struct vmm_blkio *b)
+{
+    if (!b->inflight)
+        return 0;
+    b->cancelling = true;
+    queue_cancel(b);
+    int r = 0;
+    while (b->inflight && (r = vmm_blkio_wait(b)) >= 0)
+        ;
+    b->cancelling = false;
+    return r < 0 ? r : 0;
 }

@@ -134,4 +134,18 @@ int vmm_blkio_process(struct vmm_blkio *b);
  */
 int vmm_blkio_wait(struct vmm_blkio *b);
 
+/*
+ * Cancel every request queued or in flight and wait until each has finished:
+ * for a device reset, so that nothing the old queue asked for goes on for
+ * long. Requests the kernel had not started complete with -ECANCELED; ones
+ * already running (a buffered write in a kernel worker) and ones finished
+ * meanwhile with their own result; a write-zeroes done in steps stops after
+ * its current step (-ECANCELED). Every callback runs once, before this
+ * returns. Returns 0, or -errno when the ring cannot make progress (then
+ * requests may still be in flight: vmm_blkio_close waits for them). On a
+ * kernel without IORING_ASYNC_CANCEL_ANY (before 5.19) it only waits. Not
+ * from a callback.
+ */
+int vmm_blkio_cancel_all(struct vmm_blkio *b);
+
 #endif /* VMM_VIRTIO_BLKIO_H */

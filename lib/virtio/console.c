@@ -106,11 +106,15 @@ static void rx_deliver(struct console *c)
     if (!vmm_virtio_driver_ok(c->t))
         return;
     struct vmm_virtq *q = vmm_virtio_queue(c->t, CONSOLE_RX_Q);
-    for (;;) {
+    for (unsigned chains = 0;; chains++) {
         if (c->in_len == 0 && c->in_lazy && !c->in_eof)
             in_read(c);
         if (c->in_len == 0)
             break;
+        if (chains == VMM_VIRTIO_WAKE_CHAINS) {
+            vmm_virtio_requeue(c->t, CONSOLE_RX_Q); /* the rest on the next wake-up */
+            break;
+        }
         struct vmm_virtq_chain *chain;
         if (vmm_virtq_pop(q, &chain) <= 0)
             break;
@@ -243,14 +247,20 @@ static void out_wait(struct console *c, bool on)
         c->out_waiting = on;
 }
 
-/* Write out transmitq buffers until the queue is empty or out_fd full (lock
- * held). */
+/* Write out transmitq buffers until the queue is empty, out_fd full or one
+ * wake-up's budget spent (then the rest on the next wake-up; lock held). */
 static void tx_process(struct console *c)
 {
     if (!vmm_virtio_driver_ok(c->t))
         return;
     struct vmm_virtq *q = vmm_virtio_queue(c->t, CONSOLE_TX_Q);
-    for (;;) {
+    uint64_t written_before = c->tx_bytes; /* what costs: bytes written out */
+    for (unsigned chains = 0;; chains++) {
+        if (chains == VMM_VIRTIO_WAKE_CHAINS ||
+            c->tx_bytes - written_before >= VMM_VIRTIO_WAKE_BYTES) {
+            vmm_virtio_requeue(c->t, CONSOLE_TX_Q);
+            break;
+        }
         if (!c->tx_chain) {
             if (vmm_virtq_pop(q, &c->tx_chain) <= 0) {
                 c->tx_chain = NULL;

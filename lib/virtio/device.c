@@ -35,6 +35,12 @@ static void queue_resume(void *opaque, struct vmm_virtq *q)
         t->kick(t, vmm_virtq_index(q));
 }
 
+void vmm_virtio_requeue(struct vmm_virtio_transport *t, unsigned index)
+{
+    if (t->kick && index < t->dev.num_queues)
+        t->kick(t, index);
+}
+
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop)
 {

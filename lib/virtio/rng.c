@@ -111,13 +111,19 @@ static uint32_t fill(struct vmm_virtq_chain *c, uint64_t max)
     return (uint32_t)done;
 }
 
-/* Serve requests while tokens last (lock held). */
+/* Serve requests while tokens last, up to one wake-up's budget (lock
+ * held): the rest on the next wake-up. */
 static void rng_process(struct rng *d)
 {
     struct vmm_virtq *q = vmm_virtio_queue(d->t, 0);
     if (!vmm_virtio_driver_ok(d->t))
         return;
-    for (;;) {
+    uint64_t bytes = 0;
+    for (unsigned chains = 0;; chains++) {
+        if (chains == VMM_VIRTIO_WAKE_CHAINS || bytes >= VMM_VIRTIO_WAKE_BYTES) {
+            vmm_virtio_requeue(d->t, 0);
+            break;
+        }
         refill(d);
         if (d->rate && d->tokens == 0) {
             arm_timer(d);
@@ -134,6 +140,7 @@ static void rng_process(struct rng *d)
         if (d->rate)
             d->tokens -= n;
         d->bytes_given += n;
+        bytes += n;
         (void)vmm_virtq_push(q, c, n);
     }
     vmm_virtq_notify(q);

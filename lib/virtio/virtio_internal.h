@@ -47,6 +47,21 @@ struct vmm_virtio_transport {
  * life, for what a guest can cause at will, before going to debug level. */
 #define VMM_VIRTIO_LOG_BUDGET 8
 
+/* Work a device does for one wake-up (a notification, a completion, a
+ * timer) before it lets the event loop serve its other fds: at most
+ * VMM_VIRTIO_WAKE_CHAINS chains popped, and about VMM_VIRTIO_WAKE_BYTES
+ * bytes moved (the chain that crosses it is finished). A device that stops
+ * for the budget with chains perhaps left calls vmm_virtio_requeue, so the
+ * rest is done on a later wake-up: one notification of a full ring cannot
+ * hold the loop (and every other device on it) for the whole ring. */
+#define VMM_VIRTIO_WAKE_CHAINS 64
+#define VMM_VIRTIO_WAKE_BYTES  (1u << 20)
+
+/* lib/virtio/device.c: have the device's queue_notify run again for queue
+ * index on a later wake-up of the event loop (standalone: when the current
+ * notification returns). Lock held; never calls the device from here. */
+void vmm_virtio_requeue(struct vmm_virtio_transport *t, unsigned index);
+
 /* lib/virtio/queue.c: name the queue's device in log lines (label must
  * outlive the queue). */
 void vmm_virtq_set_label(struct vmm_virtq *q, const char *label);

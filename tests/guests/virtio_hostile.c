@@ -6,7 +6,11 @@
  * writable), checks each comes back used with 0 bytes and that a good request
  * still works; then breaks a ring outright (a head index past the queue, an
  * available index that jumps), expects DEVICE_NEEDS_RESET, resets the device
- * and uses it again.
+ * and uses it again. Then, on each device: oversize requests (an indirect
+ * table longer than the queue, refused unread; for the rng a buffer larger
+ * than one request may fill), a storm of notifications with nothing new, and
+ * a reset with requests in flight, each followed by a good request that must
+ * be answered (and nothing from before the reset in the new ring).
  */
 #include "virtio_drv.h"
 
@@ -18,7 +22,13 @@ enum {
     FAIL_NO_NEEDS_RESET = 5,
     FAIL_RECOVER = 6,
     FAIL_CONSOLE = 7,
+    FAIL_OVERSIZE = 8,
+    FAIL_STORM = 9,
+    FAIL_RESET_IN_FLIGHT = 10,
 };
+
+/* Notifications with nothing new in the ring, in one storm. */
+#define STORM 1000
 
 static struct vdev rng, con;
 static struct vq rq, rx, tx;
@@ -26,6 +36,8 @@ static uint8_t good[32];
 static struct virtq_desc table_a[4] __attribute__((aligned(16)));
 static struct virtq_desc table_b[2] __attribute__((aligned(16)));
 static char line[64];
+static struct virtq_desc long_table[2 * VQ_SIZE] __attribute__((aligned(16)));
+static uint8_t big[128 << 10];
 
 #define FAR_AWAY 0xfff0000000000000ull
 
@@ -83,6 +95,26 @@ static bool expect_bad_used(struct vq *q, unsigned n)
         }
     }
     return true;
+}
+
+/* An indirect table twice the queue size (one-byte writable buffers at
+ * buf) behind descriptor head: longer than any chain may be. */
+static void queue_long_table(struct vq *q, uint16_t head, void *buf)
+{
+    for (unsigned i = 0; i < 2 * VQ_SIZE; i++)
+        long_table[i] = (struct virtq_desc){
+            (uint64_t)buf, 1,
+            (uint16_t)(VIRTQ_DESC_F_WRITE | (i + 1 < 2 * VQ_SIZE ? VIRTQ_DESC_F_NEXT : 0)),
+            (uint16_t)(i + 1)};
+    vq_desc(q, head, (uint64_t)long_table, sizeof(long_table), VIRTQ_DESC_F_INDIRECT, 0);
+    vq_add(q, head);
+}
+
+/* Nothing more in the used ring than what the driver consumed. */
+static bool used_ring_quiet(struct vq *q)
+{
+    uint32_t id, len;
+    return vq_poll(q, &id, &len) == 0;
 }
 
 static bool rng_good_request(void)
@@ -149,6 +181,36 @@ int guest_main(unsigned cpu, unsigned ncpus)
     if (!rng_bring_up() || !rng_good_request())
         return FAIL_RECOVER;
 
+    /* Oversize: a table longer than the queue is refused unread; a 128 KiB
+     * buffer is filled only up to what one request may take. */
+    queue_long_table(&rq, 11, scratch);
+    vq_kick(&rq);
+    if (!expect_bad_used(&rq, 1) || !all_zero(scratch, sizeof(scratch)))
+        return FAIL_OVERSIZE;
+    vq_desc(&rq, 12, (uint64_t)big, sizeof(big), VIRTQ_DESC_F_WRITE, 0);
+    vq_submit(&rq, 12);
+    uint32_t id, len;
+    if (vq_wait(&rq, &id, &len) < 0 || id != 12 || len == 0 || len >= sizeof(big))
+        return FAIL_OVERSIZE;
+    if (!rng_good_request())
+        return FAIL_OVERSIZE;
+
+    /* A notification storm with nothing new: nothing answered twice, and
+     * the next request still is. */
+    for (unsigned i = 0; i < STORM; i++)
+        vq_kick(&rq);
+    if (!used_ring_quiet(&rq) || !rng_good_request() || !used_ring_quiet(&rq))
+        return FAIL_STORM;
+
+    /* A reset with eight requests just notified: after the set-up that
+     * follows, the first used entry is the new request's. */
+    for (uint16_t i = 0; i < 8; i++)
+        vq_desc(&rq, i, (uint64_t)big + 4096ull * i, 4096, VIRTQ_DESC_F_WRITE, 0), vq_add(&rq, i);
+    vq_kick(&rq);
+    if (!rng_bring_up() || !rng_good_request() || !used_ring_quiet(&rq))
+        return FAIL_RESET_IN_FLIGHT;
+    printf("hostile: rng still works\n");
+
     /* The console's transmit queue gets the same treatment. */
     if (vdev_init(&con, VIRTIO_F_INDIRECT_DESC) < 0 || vq_setup(&con, &rx, 0) < 0 ||
         vq_setup(&con, &tx, 1) < 0 || vdev_driver_ok(&con) < 0)
@@ -159,6 +221,26 @@ int guest_main(unsigned cpu, unsigned ncpus)
         return FAIL_CONSOLE;
     if (!console_send(&tx, 10, "hostile: console still works\n"))
         return FAIL_CONSOLE;
+    queue_long_table(&tx, 11, scratch);
+    vq_kick(&tx);
+    if (!expect_bad_used(&tx, 1))
+        return FAIL_OVERSIZE;
+    for (unsigned i = 0; i < STORM; i++)
+        vq_kick(&tx);
+    if (!used_ring_quiet(&tx) || !console_send(&tx, 12, "hostile: console after a storm\n") ||
+        !used_ring_quiet(&tx))
+        return FAIL_STORM;
+    /* Lines in flight when the driver resets may or may not go out; none
+     * may complete into the rings set up afterwards. */
+    static const char early[] = "hostile: in flight at reset\n";
+    for (uint16_t i = 0; i < 4; i++)
+        vq_desc(&tx, i, (uint64_t)early, sizeof(early) - 1, 0, 0), vq_add(&tx, i);
+    vq_kick(&tx);
+    if (vdev_init(&con, VIRTIO_F_INDIRECT_DESC) < 0 || vq_setup(&con, &rx, 0) < 0 ||
+        vq_setup(&con, &tx, 1) < 0 || vdev_driver_ok(&con) < 0)
+        return FAIL_RESET_IN_FLIGHT;
+    if (!console_send(&tx, 13, "hostile: console after a reset\n") || !used_ring_quiet(&tx))
+        return FAIL_RESET_IN_FLIGHT;
     printf("virtio_hostile ok\n");
     return 0;
 }

@@ -192,6 +192,9 @@ START_TEST(launcher_hostile_guest)
     run_with_input(&r, argv, NULL, NULL);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "hostile: console still works\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "hostile: rng still works\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "hostile: console after a storm\n"));
+    ck_assert_ptr_nonnull(strstr(r.out, "hostile: console after a reset\n"));
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_hostile ok"));
 }
 END_TEST

@@ -1004,9 +1004,45 @@ START_TEST(test_rng_rate_limit_timer)
 }
 END_TEST
 
+START_TEST(test_rng_wake_budget)
+{
+    /* A full ring of 256 requests and one notification: each wake-up of the
+     * loop serves VMM_VIRTIO_WAKE_CHAINS of them and re-arms the queue's
+     * notification for the rest, so the loop gets back to its other fds in
+     * between; the driver never has to notify again. */
+    vmm_virtio_mmio_destroy(m);
+    struct vmm_event_loop *loop;
+    ck_assert_int_eq(vmm_event_loop_create(&loop), 0);
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_rng_create(NULL, &dev), 0);
+    m = make_device(&dev, loop);
+    d.size = 256;
+    bring_up(VMM_VIRTIO_F_VERSION_1 | VMM_VIRTIO_F_EVENT_IDX);
+    for (unsigned i = 0; i < 256; i++) {
+        td_desc(&d, i, TD_BUF + i, 1, TD_F_WRITE, 0);
+        td_avail(&d, (uint16_t)i);
+    }
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_uint_eq(td_used_idx(&d), 0); /* on the loop, not on the vCPU */
+    for (unsigned wake = 1; wake <= 256 / VMM_VIRTIO_WAKE_CHAINS; wake++) {
+        ck_assert_int_eq(vmm_event_loop_run_once(loop, 0), 1);
+        ck_assert_uint_eq(td_used_idx(&d), wake * VMM_VIRTIO_WAKE_CHAINS);
+    }
+    /* The last full batch re-armed once more: that wake-up finds the ring
+     * empty, and then the loop is idle. */
+    ck_assert_int_eq(vmm_event_loop_run_once(loop, 0), 1);
+    ck_assert_int_eq(vmm_event_loop_run_once(loop, 0), 0);
+    ck_assert_uint_eq(td_used_idx(&d), 256);
+    vmm_virtio_mmio_destroy(m);
+    m = NULL;
+    vmm_event_loop_destroy(loop);
+}
+END_TEST
+
 /* Console fixture pieces: receiveq on d, transmitq on tx. */
 static struct td tx;
 static struct vmm_event_loop *cloop;
+static unsigned tx_size = QSIZE; /* transmitq size console_up sets up */
 
 static void console_up(int in_fd, int out_fd)
 {
@@ -1025,7 +1061,7 @@ static void console_up(int in_fd, int out_fd)
     ops->read(m, VMM_VIRTIO_MMIO_CONFIG + 2, (uint8_t *)&rows, 2);
     ck_assert_uint_eq(cols, 80);
     ck_assert_uint_eq(rows, 25);
-    td_other_ring(&tx, &d, QSIZE, 0x15000, 0x16000, 0x17000);
+    td_other_ring(&tx, &d, tx_size, 0x15000, 0x16000, 0x17000);
     negotiate(VMM_VIRTIO_F_VERSION_1 | VMM_VIRTIO_CONSOLE_F_SIZE);
     setup_queue(0, &d);
     setup_queue(1, &tx);
@@ -1148,6 +1184,36 @@ START_TEST(test_console_oversize_chain_is_capped)
     ck_assert_int_eq(st.st_size, (256 << 10) + 6);
     console_down();
     close(out);
+}
+END_TEST
+
+START_TEST(test_console_tx_wake_budget)
+{
+    /* 128 one-byte transmit buffers and one notification: the loop writes
+     * VMM_VIRTIO_WAKE_CHAINS of them per wake-up and comes back for the
+     * rest by itself. */
+    int out[2];
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC | O_NONBLOCK), 0);
+    tx_size = 128;
+    console_up(-1, out[1]);
+    tx_size = QSIZE;
+    for (unsigned i = 0; i < 128; i++) {
+        *(uint8_t *)td_ptr(&tx, TD_BUF + i) = (uint8_t)('a' + i % 26);
+        td_desc(&tx, i, TD_BUF + i, 1, 0, 0);
+        td_avail(&tx, (uint16_t)i);
+    }
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 1);
+    ck_assert_int_ge(vmm_event_loop_run_once(cloop, 0), 1);
+    ck_assert_uint_eq(td_used_idx(&tx), VMM_VIRTIO_WAKE_CHAINS);
+    ck_assert_int_ge(vmm_event_loop_run_once(cloop, 0), 1);
+    ck_assert_uint_eq(td_used_idx(&tx), 2 * VMM_VIRTIO_WAKE_CHAINS);
+    char buf[256];
+    ck_assert_int_eq(read(out[0], buf, sizeof(buf)), 128);
+    for (unsigned i = 0; i < 128; i++)
+        ck_assert_int_eq(buf[i], 'a' + i % 26);
+    console_down();
+    close(out[0]);
+    close(out[1]);
 }
 END_TEST
 
@@ -1303,7 +1369,7 @@ START_TEST(test_console_queue_reset_drops_parked_output)
         VMM_INIT(struct vmm_virtio_console_config, .in_fd = -1, .out_fd = out[1]);
     ck_assert_int_eq(vmm_virtio_console_create(&cfg, &dev), 0);
     m = make_device(&dev, cloop);
-    td_other_ring(&tx, &d, QSIZE, 0x15000, 0x16000, 0x17000);
+    td_other_ring(&tx, &d, tx_size, 0x15000, 0x16000, 0x17000);
     negotiate(VMM_VIRTIO_F_VERSION_1 | VMM_VIRTIO_F_RING_RESET);
     setup_queue(0, &d);
     setup_queue(1, &tx);
@@ -1364,8 +1430,10 @@ static Suite *mmio_suite(void)
     tcase_add_test(dev, test_rng);
     tcase_add_test(dev, test_rng_rate_limit);
     tcase_add_test(dev, test_rng_rate_limit_timer);
+    tcase_add_test(dev, test_rng_wake_budget);
     tcase_add_test(dev, test_console_round_trip);
     tcase_add_test(dev, test_console_oversize_chain_is_capped);
+    tcase_add_test(dev, test_console_tx_wake_budget);
     tcase_add_test(dev, test_console_output_full_and_gone);
     tcase_add_test(dev, test_console_input_eof);
     tcase_add_test(dev, test_console_one_socket_both_ways);

@@ -1,0 +1,158 @@
+#!/usr/bin/env python3
+# Write the seed corpora in fuzz/corpus/<target>/: small programs in each
+# target's input language (see the op enums in fuzz_*.c) that reach the
+# interesting states at once, and for the loader stripped copies of the test
+# guests (static ELF, ELF vmlinux with a PVH note, bzImage).
+#   fuzz/make-seeds.py BUILD_DIR   (a normal build: its tests/guests/*.elf)
+import os
+import struct
+import subprocess
+import sys
+
+here = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(here, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+u8 = lambda v: struct.pack("<B", v)
+u16 = lambda v: struct.pack("<H", v)
+u32 = lambda v: struct.pack("<I", v)
+u64 = lambda v: struct.pack("<Q", v)
+
+F_NEXT, F_WRITE, F_INDIRECT = 1, 2, 4
+
+# ---- fuzz_virtq: cfg, desc/avail/used offsets, then ops ----
+(V_MEMWRITE, V_DESC, V_AVAIL, V_AVAIL_IDX, V_POP, V_PUSH, V_FREE, V_READ, V_WRITE, V_IOV,
+ V_NOTIFY, V_RESET, V_FLAGS, V_DRAIN) = range(14)
+
+
+def vdesc(slot, addr, length, flags, nxt, anywhere=False):
+    return u8(V_DESC) + u16(slot) + u8(1 if anywhere else 0) + u16(addr) + u16(length) + \
+        u8(flags) + u16(nxt)
+
+
+def vhead(cfg):
+    return u8(cfg) + u16(0x0000) + u16(0x1000) + u16(0x2000)
+
+
+direct = vhead(4) + vdesc(0, 0x8000, 64, F_NEXT, 1) + vdesc(1, 0x9000, 64, F_WRITE, 0) + \
+    u8(V_AVAIL) + u16(0) + u8(V_POP) + u8(V_READ) + u8(0) + u32(0) + u16(64) + \
+    u8(V_WRITE) + u8(0) + u32(0) + u16(64) + u8(V_IOV) + u8(0) + u8(0x1f) + u32(0) + u32(128) + \
+    u8(V_PUSH) + u8(0) + u32(64) + u8(V_NOTIFY)
+write("fuzz_virtq", "direct", direct)
+indirect = vhead(4 | 0x40) + vdesc(0x400, 0x8000, 16, F_NEXT, 1, True) + \
+    vdesc(0x401, 0x9000, 16, F_WRITE, 0, True) + vdesc(0, 0x4000, 32, F_INDIRECT, 0) + \
+    u8(V_AVAIL) + u16(0) + u8(V_DRAIN)
+write("fuzz_virtq", "indirect", indirect)
+# EVENT_IDX, a buffer across the two regions, chains held over a reset.
+straddle = vhead(3 | 0x80) + vdesc(0, 0x7ff0, 0x20, F_WRITE, 0) + u8(V_AVAIL) + u16(0) + \
+    u8(V_POP) + u8(V_IOV) + u8(0) + u8(0x1f) + u32(0) + u32(0x20) + u8(V_FLAGS) + u8(0) + \
+    u16(1) + u8(V_RESET) + u8(0) + u8(V_PUSH) + u8(0) + u32(0x20) + u8(V_AVAIL) + u16(0) + \
+    u8(V_DRAIN)
+write("fuzz_virtq", "event-idx-straddle", straddle)
+
+# ---- fuzz_virtio_mmio: cfg (device, loop), then ops ----
+(M_MEMWRITE, M_DESC, M_AVAIL, M_REG_WRITE, M_REG_READ, M_SETUP, M_KICK, M_LOOP, M_RESET,
+ M_INPUT, M_BLK_REQ) = range(11)
+
+
+def msetup(size_log, qsel=0):
+    return u8(M_SETUP) + u64(0xffffffffffffffff) + u8(qsel) + u8(size_log)
+
+
+def mdesc(q, slot, addr, length, flags, nxt=0):
+    return u8(M_DESC) + u16(slot) + u8(q << 3) + u16(addr) + u16(length) + u8(flags) + u16(nxt)
+
+
+def mavail(q, head):
+    return u8(M_AVAIL) + u8(q) + u16(head)
+
+
+def blkreq(first, rtype, sector, sectors):
+    return u8(M_BLK_REQ) + u8(first) + u8(rtype) + u16(sector) + u8(sectors)
+
+
+loops = u8(M_LOOP) * 3
+for cfg, name in ((0, "blk-loop"), (0x80, "blk-noloop")):
+    prog = u8(cfg) + msetup(4) + blkreq(0, 1, 3, 2) + loops + blkreq(3, 0, 3, 2) + loops + \
+        blkreq(6, 4, 0, 0) + loops + blkreq(9, 8, 0, 1) + loops + u8(M_RESET) + msetup(4) + \
+        blkreq(0, 0, 0, 1) + loops
+    write("fuzz_virtio_mmio", name, prog)
+# Discard and write-zeroes: a 16-byte segment record after the header.
+dwz = u8(0) + msetup(4) + u8(M_MEMWRITE) + u16(0x8010) + u8(16) + u64(8) + u32(8) + u32(0) + \
+    mdesc(0, 0, 0x8000, 32, F_NEXT, 1) + mdesc(0, 1, 0x8020, 1, F_WRITE) + mavail(0, 0) + \
+    u8(M_MEMWRITE) + u16(0x8000) + u8(16) + u32(13) + u32(0) + u64(0) + u8(M_KICK) + u8(0) + loops
+write("fuzz_virtio_mmio", "blk-write-zeroes", dwz)
+console = u8(1) + msetup(3) + u8(M_INPUT) + u8(6) + b"hello\n" + loops + \
+    mdesc(0, 0, 0x9000, 64, F_WRITE) + mavail(0, 0) + u8(M_KICK) + u8(0) + loops + \
+    u8(M_MEMWRITE) + u16(0x9100) + u8(3) + b"hi\n" + mdesc(1, 0, 0x9100, 3, 0) + mavail(1, 0) + \
+    u8(M_KICK) + u8(1) + loops
+write("fuzz_virtio_mmio", "console", console)
+rng = u8(2) + msetup(4) + mdesc(0, 0, 0x9000, 64, F_WRITE) + mavail(0, 0) + u8(M_KICK) + \
+    u8(0) + loops
+write("fuzz_virtio_mmio", "rng", rng)
+write("fuzz_virtio_mmio", "rng-limited", u8(0x12) + rng[1:])
+# Raw register traffic: every register read once, config space included.
+regs = u8(0)
+for off in list(range(0, 0x100, 4)) + [0x100, 0x108, 0x110]:
+    regs += u8(M_REG_READ) + u16(off) + u8(2)
+write("fuzz_virtio_mmio", "registers", regs)
+
+# ---- fuzz_pio: op, offset, width, value ----
+(P_UART_READ, P_UART_WRITE, P_UART_RECEIVE, P_IOAPIC_READ, P_IOAPIC_WRITE, P_IOAPIC_LINE,
+ P_IOAPIC_EOI, P_RTC_READ, P_RTC_WRITE, P_I8042_READ, P_I8042_WRITE, P_PM_WRITE, P_PM_READ) = \
+    range(13)
+
+
+def p(op, off, width_code, value=0):
+    return u8(op) + u8(off) + u8(width_code) + u64(value)
+
+
+uart = p(P_UART_WRITE, 3, 0, 0x80) + p(P_UART_WRITE, 0, 0, 1) + p(P_UART_WRITE, 3, 0, 3) + \
+    p(P_UART_WRITE, 1, 0, 0x0f) + p(P_UART_WRITE, 4, 0, 0x08) + p(P_UART_WRITE, 2, 0, 0xc7) + \
+    p(P_UART_WRITE, 0, 0, 0x41) + p(P_UART_READ, 2, 0) + p(P_UART_RECEIVE, 0, 2, 0x64636261) + \
+    p(P_UART_READ, 5, 0) + p(P_UART_READ, 0, 0) + p(P_UART_READ, 2, 0) + \
+    p(P_UART_WRITE, 4, 0, 0x18) + p(P_UART_WRITE, 0, 0, 0x42) + p(P_UART_READ, 0, 0)
+write("fuzz_pio", "uart", uart)
+ioapic = p(P_IOAPIC_WRITE, 0, 2, 0x10) + p(P_IOAPIC_WRITE, 0x10, 2, 0x8030) + \
+    p(P_IOAPIC_WRITE, 0, 2, 0x11) + p(P_IOAPIC_WRITE, 0x10, 2, 0) + \
+    p(P_IOAPIC_LINE, 0, 0, 1) + p(P_IOAPIC_EOI, 0, 0, 0x30) + p(P_IOAPIC_LINE, 0, 0, 0) + \
+    p(P_IOAPIC_WRITE, 0, 2, 0x12) + p(P_IOAPIC_WRITE, 0x10, 2, 0x31) + p(P_IOAPIC_LINE, 1, 0, 1) + \
+    p(P_IOAPIC_WRITE, 0, 2, 1) + p(P_IOAPIC_READ, 0x10, 2)
+write("fuzz_pio", "ioapic", ioapic)
+rtc = b""
+for reg in (0x0a, 0x0b, 0x00, 0x02, 0x04, 0x07, 0x08, 0x09, 0x32, 0x0c, 0x0d):
+    rtc += p(P_RTC_WRITE, 0, 0, reg) + p(P_RTC_READ, 1, 0)
+rtc += p(P_RTC_WRITE, 0, 0, 0x0b) + p(P_RTC_WRITE, 1, 0, 0x86) + p(P_RTC_WRITE, 0, 0, 0x00) + \
+    p(P_RTC_WRITE, 1, 0, 0x59) + p(P_RTC_WRITE, 0, 0, 0x0b) + p(P_RTC_WRITE, 1, 0, 0x06)
+write("fuzz_pio", "rtc", rtc)
+write("fuzz_pio", "reset-lines", p(P_I8042_READ, 1, 0) + p(P_I8042_WRITE, 1, 0, 0xfe) +
+      p(P_PM_WRITE, 0, 0, 0x34) + p(P_PM_WRITE, 1, 0, 0x06))
+
+# ---- fuzz_loader: mode byte, then the loader's header and the image ----
+if len(sys.argv) > 1:
+    guests = os.path.join(sys.argv[1], "tests", "guests")
+
+    def stripped(name):
+        out = os.path.join(here, "corpus", ".tmp-" + name)
+        subprocess.run(["strip", "-o", out, os.path.join(guests, name)], check=True)
+        with open(out, "rb") as f:
+            data = f.read()
+        os.unlink(out)
+        return data
+
+    write("fuzz_loader", "elf-hello", u8(0) + u8(0) + stripped("hello.elf"))
+    # Linux: flags (reserved range, cmdline), initrd length, cmdline, dtb.
+    cmd = b"console=ttyS0 quiet"
+    linux_head = u8(1) + u8(0x40 | 1) + u32(0xf0000) + u32(0x1000) + u16(4096) + \
+        u8(len(cmd)) + cmd + u8(8) + b"\xd0\x0d\xfe\xed\x00\x00\x00\x08"
+    with open(os.path.join(guests, "linux_boot.bzImage"), "rb") as f:
+        write("fuzz_loader", "linux-bzimage", linux_head + f.read())
+    write("fuzz_loader", "linux-pvh-elf", linux_head + stripped("linux_boot.elf"))
+    write("fuzz_loader", "linux-elf-no-pvh",
+          u8(1) + u8(0x40 | 4) + u16(0) + u8(0) + u8(0) + stripped("linux_boot.elf"))
