@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # run-bench: the libvmm benchmarks of one build (`cmake --build BUILD --target run-bench` runs this).
 # bench_exit, bench_startup, bench_rss and bench_function need KVM: they run on this host's
-# /dev/kvm where it opens, else (or with VMM_KVM_MODE=nested) inside a nested QEMU level 1 (tests/nested/run-nested.sh), which
-# this says first: their figures are then nested-KVM figures, and only the ratios against the raw
-# floor of the same run compare. bench_blk needs no KVM and always runs here.
+# /dev/kvm where it opens, else (or with VMM_KVM_MODE=nested) inside a nested QEMU level 1
+# (tests/nested/run-nested.sh), which this says first: their figures are then nested-KVM figures,
+# and only the ratios against the raw floor of the same run compare. bench_blk needs no KVM and
+# always runs here.
 #
 # usage: run-bench.sh BUILD_DIR
 set -euo pipefail
