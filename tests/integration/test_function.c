@@ -265,17 +265,21 @@ START_TEST(hostile_guests_fail_their_own_call_only)
 }
 END_TEST
 
+/* Cancels fn every 20 ms until done: a cancel with no call running does
+ * nothing, so however late the call starts, one cancel lands in it. */
 struct canceller {
     struct vmm_fn *fn;
-    unsigned delay_ms;
+    volatile bool done;
 };
 
-static void *cancel_later(void *arg)
+static void *cancel_until_done(void *arg)
 {
     struct canceller *c = arg;
-    struct timespec ts = {.tv_sec = c->delay_ms / 1000, .tv_nsec = (c->delay_ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    vmm_fn_cancel(c->fn);
+    while (!c->done) {
+        struct timespec ts = {.tv_nsec = 20 * 1000000L};
+        nanosleep(&ts, NULL);
+        vmm_fn_cancel(c->fn);
+    }
     return NULL;
 }
 
@@ -286,11 +290,12 @@ START_TEST(cancel_from_another_thread)
     vmm_fn_cancel(fn);
     expect_healthy(fn);
     for (unsigned i = 0; i < 3; i++) {
-        struct canceller c = {fn, 50};
+        struct canceller c = {.fn = fn};
         pthread_t t;
-        ck_assert_int_eq(pthread_create(&t, NULL, cancel_later, &c), 0);
+        ck_assert_int_eq(pthread_create(&t, NULL, cancel_until_done, &c), 0);
         struct vmm_fn_result res = VMM_INIT(struct vmm_fn_result);
         int r = vmm_fn_call(fn, i == 1 ? "halt" : "spin", NULL, 0, 0, &res);
+        c.done = true;
         pthread_join(t, NULL);
         ck_assert_int_eq(r, -ECANCELED);
         expect_healthy(fn);
