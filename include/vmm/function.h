@@ -99,7 +99,8 @@ typedef int (*vmm_fn_host_fn)(void *opaque, struct vmm_fn *fn, const struct vmm_
  * Create a function VM: a VM with cfg->mem_size bytes of RAM at address 0
  * and one vCPU, the ELF64 image loaded (no segment below
  * VMM_FN_IMAGE_MIN), run until it signals VMM_FN_OP_READY, that state kept
- * as the snapshot every call starts from. Returns 0, -EINVAL (bad cfg, no
+ * as the snapshot every call starts from. Where KVM has the MSR filter the
+ * guest gets no MSR access and no LAPIC (docs/function-vm.md). Returns 0, -EINVAL (bad cfg, no
  * image, a refused image), -ETIMEDOUT (no READY within init_timeout_ns),
  * -EPROTO (the guest did something else before READY: it faulted, aborted,
  * made a host call or touched a port or address it should not; logged),

@@ -54,6 +54,12 @@ struct fn_cpu_state {
         struct kvm_msr_entry e[FN_NMSRS];
     } msrs;
     bool have_dregs, have_events;
+    /* The guest cannot touch MSRs (a deny-all KVM MSR filter) and its LAPIC
+     * is off: neither can change, so resets after a returned call skip them. */
+    bool locked;
+    /* KVM_CAP_SYNC_REGS: registers travel in the kvm_run page, so a reset
+     * writes them there and the next KVM_RUN loads them (no ioctl). */
+    bool sync_regs;
 };
 
 struct fn_host {
@@ -204,6 +210,55 @@ static void call_end(struct vmm_fn *fn, bool seen_end)
 
 /* ---- vCPU state ---- */
 
+#define MSR_APIC_BASE    0x1bu
+#define APIC_BASE_ENABLE (1ull << 11)
+#define SYNC_WANTED      (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+
+/*
+ * Before the guest first runs: deny it every MSR (KVM_X86_SET_MSR_FILTER,
+ * default deny: RDMSR/WRMSR fault in the guest; the host's own accesses are
+ * not filtered) and then turn its LAPIC off (it could not turn it back on),
+ * so no call can leave state in either; and ask KVM to mirror the registers
+ * in the kvm_run page. Where KVM lacks a capability the reset does the same
+ * work with ioctls instead.
+ */
+static void cpu_prepare(struct vmm_fn *fn)
+{
+    struct vmm_vcpu *v = fn->vcpu;
+    struct fn_cpu_state *c = &fn->cpu;
+    /* KVM refuses a default-deny filter without ranges: one range that
+     * denies MSR 0 as well. */
+    static uint8_t deny_bitmap[8];
+    struct kvm_msr_filter filter = {
+        .flags = KVM_MSR_FILTER_DEFAULT_DENY,
+        .ranges[0] = {.flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE,
+                      .nmsrs = 1,
+                      .base = 0,
+                      .bitmap = deny_bitmap},
+    };
+    if (vmm_kvm_ioctl(fn->vm->kvm_fd, KVM_CHECK_EXTENSION, (void *)KVM_CAP_X86_MSR_FILTER) > 0 &&
+        vmm_kvm_ioctl(fn->vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) == 0) {
+        struct kvm_msr_entry base = {.index = MSR_APIC_BASE};
+        if (vmm_vcpu_get_msrs(v, &base, 1) == 1) {
+            base.data &= ~APIC_BASE_ENABLE;
+            c->locked = vmm_vcpu_set_msrs(v, &base, 1) == 1;
+        }
+        if (!c->locked) {
+            /* Without the LAPIC off the guest's accesses must stay possible
+             * to reset: take the filter away again. */
+            filter = (struct kvm_msr_filter){.flags = KVM_MSR_FILTER_DEFAULT_ALLOW};
+            (void)vmm_kvm_ioctl(fn->vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter);
+        }
+    }
+    int caps = vmm_kvm_ioctl(fn->vm->kvm_fd, KVM_CHECK_EXTENSION, (void *)KVM_CAP_SYNC_REGS);
+    if (caps > 0 && (caps & SYNC_WANTED) == SYNC_WANTED) {
+        v->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
+        c->sync_regs = true;
+    }
+    vmm_log_debug("function VM: MSRs and LAPIC %s, registers %s", c->locked ? "locked" : "reset",
+                  c->sync_regs ? "through kvm_run" : "by ioctl");
+}
+
 static int cpu_save(struct vmm_fn *fn)
 {
     struct vmm_vcpu *v = fn->vcpu;
@@ -232,35 +287,58 @@ static int cpu_save(struct vmm_fn *fn)
 
 /* Put the vCPU back in the snapshot's state. After a call that failed the
  * whole state is written (the vCPU may be halted, mid-exception, or reset by
- * a triple fault); after one that returned, the expensive parts only when
- * they differ. */
+ * a triple fault); after one that returned, only what it can have changed,
+ * and the special registers only when they differ. With sync_regs the
+ * registers go into the kvm_run page for the next KVM_RUN to load; the
+ * vCPU has settled (vmm_vcpu_settle), so nothing of the last exit is left
+ * for that KVM_RUN to complete on top of them. */
 static int cpu_restore(struct vmm_fn *fn, bool full)
 {
     struct vmm_vcpu *v = fn->vcpu;
     struct fn_cpu_state *c = &fn->cpu;
+    struct kvm_run *run = v->run;
     int r;
-    if ((r = vmm_vcpu_set_regs(v, &c->regs)) < 0)
-        return r;
-    struct kvm_sregs s;
-    if (full || (r = vmm_vcpu_get_sregs(v, &s)) < 0 || memcmp(&s, &c->sregs, sizeof(s)) != 0)
-        if ((r = vmm_vcpu_set_sregs(v, &c->sregs)) < 0)
+    if (c->sync_regs) {
+        uint64_t dirty = KVM_SYNC_X86_REGS;
+        run->s.regs.regs = c->regs;
+        /* run->s.regs.sregs is what the settling KVM_RUN left there. */
+        if (full || memcmp(&run->s.regs.sregs, &c->sregs, sizeof(c->sregs)) != 0) {
+            run->s.regs.sregs = c->sregs;
+            dirty |= KVM_SYNC_X86_SREGS;
+        }
+        if (full && c->have_events) {
+            run->s.regs.events = c->events;
+            dirty |= KVM_SYNC_X86_EVENTS;
+        }
+        run->kvm_dirty_regs = dirty;
+    } else {
+        struct kvm_sregs s;
+        if ((r = vmm_vcpu_set_regs(v, &c->regs)) < 0)
             return r;
+        if (full || (r = vmm_vcpu_get_sregs(v, &s)) < 0 || memcmp(&s, &c->sregs, sizeof(s)) != 0)
+            if ((r = vmm_vcpu_set_sregs(v, &c->sregs)) < 0)
+                return r;
+        if (full && c->have_events &&
+            (r = vmm_kvm_ioctl(v->fd, KVM_SET_VCPU_EVENTS, &c->events)) < 0)
+            return r;
+    }
     r = c->xsave ? vmm_kvm_ioctl(v->fd, KVM_SET_XSAVE, c->xsave) : vmm_vcpu_set_fpu(v, &c->fpu);
     if (r < 0)
         return r;
     if (c->have_dregs && (r = vmm_kvm_ioctl(v->fd, KVM_SET_DEBUGREGS, &c->dregs)) < 0)
         return r;
-    if (c->msrs.hdr.nmsrs && (r = vmm_kvm_ioctl(v->fd, KVM_SET_MSRS, &c->msrs)) < 0)
+    if ((full || !c->locked) && c->msrs.hdr.nmsrs &&
+        (r = vmm_kvm_ioctl(v->fd, KVM_SET_MSRS, &c->msrs)) < 0)
         return r;
-    struct kvm_lapic_state l;
-    if (full || (r = vmm_vcpu_get_lapic(v, &l)) < 0 || memcmp(&l, &c->lapic, sizeof(l)) != 0)
-        if ((r = vmm_vcpu_set_lapic(v, &c->lapic)) < 0)
-            return r;
+    if (full || !c->locked) {
+        struct kvm_lapic_state l;
+        if (full || (r = vmm_vcpu_get_lapic(v, &l)) < 0 || memcmp(&l, &c->lapic, sizeof(l)) != 0)
+            if ((r = vmm_vcpu_set_lapic(v, &c->lapic)) < 0)
+                return r;
+    }
     if (full) {
         struct kvm_mp_state mp = {.mp_state = KVM_MP_STATE_RUNNABLE};
         if ((r = vmm_kvm_ioctl(v->fd, KVM_SET_MP_STATE, &mp)) < 0)
-            return r;
-        if (c->have_events && (r = vmm_kvm_ioctl(v->fd, KVM_SET_VCPU_EVENTS, &c->events)) < 0)
             return r;
     }
     return 0;
@@ -580,6 +658,7 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
     if ((r = vmm_vm_dirty_log_start(fn->vm, 0)) < 0 ||
         (r = vmm_vcpu_create(fn->vm, 0, &fn->vcpu)) < 0 || (r = load_image(fn, &c)) < 0)
         goto fail;
+    cpu_prepare(fn);
 
     char why[128];
     struct run_out o = {.error = why, .error_len = sizeof(why)};

@@ -220,6 +220,34 @@ static int stash_dr0(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
 }
 FNRT_EXPORT(stash_dr0);
 
+/* The same in the STAR MSR: the host either denies the guest its MSRs (the
+ * call faults) or writes them back after each call. */
+static int stash_msr(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
+{
+    if (n != 1 || a[0].type != VMM_FN_INT)
+        return FNRT_BADARGS;
+    uint32_t lo, hi;
+    __asm__ volatile("rdmsr" : "=a"(lo), "=d"(hi) : "c"(0xc0000081u));
+    __asm__ volatile("wrmsr"
+                     :
+                     : "a"((uint32_t)a[0].i), "d"((uint32_t)(a[0].i >> 32)), "c"(0xc0000081u));
+    return fnrt_ret_int(out, (int64_t)((uint64_t)hi << 32 | lo));
+}
+FNRT_EXPORT(stash_msr);
+
+/* The same in the LAPIC's task priority register: the host either turned
+ * the LAPIC off (the access faults) or writes it back after each call. */
+static int stash_apic(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
+{
+    if (n != 1 || a[0].type != VMM_FN_INT)
+        return FNRT_BADARGS;
+    volatile uint32_t *tpr = (volatile uint32_t *)0xfee00080ull;
+    uint32_t old = *tpr;
+    *tpr = (uint32_t)a[0].i & 0xf0;
+    return fnrt_ret_int(out, old);
+}
+FNRT_EXPORT(stash_apic);
+
 /* ---- hostile ---- */
 
 static int spin(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
