@@ -60,6 +60,11 @@ struct fn_cpu_state {
     /* KVM_CAP_SYNC_REGS: registers travel in the kvm_run page, so a reset
      * writes them there and the next KVM_RUN loads them (no ioctl). */
     bool sync_regs;
+    /* KVM drops the completion of a plain `out %al, %dx` exit (the skip past
+     * the instruction) when the registers it resumes with have another RIP,
+     * as Linux's KVM does since 2018 (complete_fast_pio_out): probed at
+     * READY. Then a call that ended that way needs no settling KVM_RUN. */
+    bool plain_out_rip_change;
 };
 
 struct fn_host {
@@ -406,9 +411,53 @@ static int memory_restore(struct vmm_fn *fn)
 }
 
 /* Back to the snapshot after a call. Any failure leaves the VM unusable. */
-static int fn_reset(struct vmm_fn *fn, bool full)
+/* The one-byte `out %al, %dx` (no prefix) the fnrt signals are made of. */
+#define OUT_AL_DX 0xee
+
+/* Whether the vCPU stopped on a plain `out %al, %dx`: its RIP (the kvm_run
+ * page's copy, stored at every exit with sync_regs) on that opcode. */
+static bool stopped_on_plain_out(const struct vmm_fn *fn)
 {
-    int r = vmm_vcpu_settle(fn->vcpu);
+    uint64_t rip = fn->vcpu->run->s.regs.regs.rip;
+    return fn->cpu.sync_regs && rip < fn->ram_size && fn->ram[rip] == OUT_AL_DX;
+}
+
+/*
+ * At the READY exit, before anything else: find out whether KVM completes
+ * a plain OUT exit on top of registers userspace changed (skipping an
+ * instruction at the new RIP, or writing back the registers of its
+ * emulator) or leaves them alone. Resume at RIP + 1 with RCX changed, let
+ * KVM settle, and look. Either way the vCPU ends in the state the guest
+ * expects after its OUT. Returns 0 or a -errno from KVM.
+ */
+static int probe_plain_out(struct vmm_fn *fn)
+{
+    struct vmm_vcpu *v = fn->vcpu;
+    struct kvm_regs r0, r1, r2;
+    int r;
+    if (!stopped_on_plain_out(fn))
+        return 0;
+    if ((r = vmm_vcpu_get_regs(v, &r0)) < 0)
+        return r;
+    r1 = r0;
+    r1.rip += 1;
+    r1.rcx ^= 0x5a5a5a5a5a5a5a5aull;
+    if ((r = vmm_vcpu_set_regs(v, &r1)) < 0 || (r = vmm_vcpu_settle(v)) < 0 ||
+        (r = vmm_vcpu_get_regs(v, &r2)) < 0)
+        return r;
+    fn->cpu.plain_out_rip_change = r2.rip == r1.rip && r2.rcx == r1.rcx;
+    vmm_log_debug("function VM: a plain OUT exit %s the registers userspace changed",
+                  fn->cpu.plain_out_rip_change ? "keeps" : "does not keep");
+    r0.rip += 1;
+    return vmm_vcpu_set_regs(v, &r0);
+}
+
+/* Back to the snapshot after a call; settled: the caller knows nothing of
+ * the last exit is left for KVM to complete. Any failure leaves the VM
+ * unusable. */
+static int fn_reset(struct vmm_fn *fn, bool full, bool settled)
+{
+    int r = settled ? 0 : vmm_vcpu_settle(fn->vcpu);
     if (r == 0)
         r = memory_restore(fn);
     if (r == 0)
@@ -455,11 +504,23 @@ static const struct fn_host *host_find(const struct vmm_fn *fn, const void *name
     return NULL;
 }
 
+/* Copy the message at src (a guest buffer of cap bytes) into dst: as many
+ * bytes as its header claims, at most cap; decoding checks the rest. The
+ * vCPU is stopped, so the guest cannot change the header in between. */
+static size_t copy_message(uint8_t *dst, const uint8_t *src, size_t cap)
+{
+    struct vmm_fn_msg h;
+    memcpy(&h, src, sizeof(h));
+    size_t len = h.size < sizeof(h) ? sizeof(h) : h.size > cap ? cap : h.size;
+    memcpy(dst, src, len);
+    return len;
+}
+
 /* Answer a host call: decode HCALL, run the host function, write HRET. */
 static int host_call(struct vmm_fn *fn, struct run_out *o)
 {
-    memcpy(fn->hcall_copy, fn->ram + VMM_FN_HCALL_ADDR, VMM_FN_HCALL_SIZE);
-    int n = vmm_fn_decode(fn->hcall_copy, VMM_FN_HCALL_SIZE, fn->hargs, VMM_FN_VALUES_MAX);
+    size_t len = copy_message(fn->hcall_copy, fn->ram + VMM_FN_HCALL_ADDR, VMM_FN_HCALL_SIZE);
+    int n = vmm_fn_decode(fn->hcall_copy, len, fn->hargs, VMM_FN_VALUES_MAX);
     if (n < 1 || fn->hargs[0].type != VMM_FN_BYTES || fn->hargs[0].len == 0 ||
         fn->hargs[0].len > VMM_FN_NAME_MAX)
         return fail(o, -EPROTO, "malformed host call request");
@@ -477,7 +538,7 @@ static int host_call(struct vmm_fn *fn, struct run_out *o)
         if (status > 0)
             status = 0;
     }
-    size_t len = fn_reply_finish(&reply, status);
+    len = fn_reply_finish(&reply, status);
     vmm_memory_mark_dirty(fn->mem, VMM_FN_HRET_ADDR, len);
     return 0;
 }
@@ -485,8 +546,8 @@ static int host_call(struct vmm_fn *fn, struct run_out *o)
 /* The guest returned: its result, copied out of OUT and checked. */
 static int take_result(struct vmm_fn *fn, struct run_out *o)
 {
-    memcpy(fn->out_copy, fn->ram + VMM_FN_OUT_ADDR, VMM_FN_OUT_SIZE);
-    int n = vmm_fn_decode(fn->out_copy, VMM_FN_OUT_SIZE, fn->results, VMM_FN_VALUES_MAX);
+    size_t len = copy_message(fn->out_copy, fn->ram + VMM_FN_OUT_ADDR, VMM_FN_OUT_SIZE);
+    int n = vmm_fn_decode(fn->out_copy, len, fn->results, VMM_FN_VALUES_MAX);
     if (n < 0)
         return fail(o, -EPROTO, "malformed result message in OUT");
     o->nresults = (unsigned)n;
@@ -495,27 +556,27 @@ static int take_result(struct vmm_fn *fn, struct run_out *o)
 
 static int take_abort(struct vmm_fn *fn, struct run_out *o)
 {
-    memcpy(fn->out_copy, fn->ram + VMM_FN_OUT_ADDR, VMM_FN_OUT_SIZE);
-    int n = vmm_fn_decode(fn->out_copy, VMM_FN_OUT_SIZE, fn->results, VMM_FN_VALUES_MAX);
+    size_t len = copy_message(fn->out_copy, fn->ram + VMM_FN_OUT_ADDR, VMM_FN_OUT_SIZE);
+    int n = vmm_fn_decode(fn->out_copy, len, fn->results, VMM_FN_VALUES_MAX);
     if (n < 1 || fn->results[0].type != VMM_FN_INT)
         return fail(o, -EPROTO, "malformed abort message in OUT");
     int64_t code = fn->results[0].i;
     o->abort_code = code < INT32_MIN || code > INT32_MAX ? -1 : (int)code;
-    int len = 0;
+    int mlen = 0;
     const char *msg = "";
     if (n >= 2 && fn->results[1].type == VMM_FN_BYTES) {
         msg = fn->results[1].data;
-        len = fn->results[1].len > 100 ? 100 : (int)fn->results[1].len;
+        mlen = fn->results[1].len > 100 ? 100 : (int)fn->results[1].len;
     }
     if (code == VMM_FN_ABORT_NOFUNC)
-        return fail(o, -ENOENT, "no such function in the guest: %.*s", len, msg);
+        return fail(o, -ENOENT, "no such function in the guest: %.*s", mlen, msg);
     if (code == VMM_FN_ABORT_BADARGS)
-        return fail(o, -EINVAL, "the guest refused the arguments: %.*s", len, msg);
-    return fail(o, -ECONNABORTED, "guest aborted (code %lld): %.*s", (long long)code, len, msg);
+        return fail(o, -EINVAL, "the guest refused the arguments: %.*s", mlen, msg);
+    return fail(o, -ECONNABORTED, "guest aborted (code %lld): %.*s", (long long)code, mlen, msg);
 }
 
 /* Run until the guest signals want (READY at init, RETURN for a call),
- * answering host calls on the way when calls is set. */
+ * answering host calls on the way during a call. */
 static int fn_run(struct vmm_fn *fn, enum vmm_fn_op want, struct run_out *o)
 {
     struct vmm_vcpu_exit ex = VMM_INIT(struct vmm_vcpu_exit);
@@ -670,8 +731,8 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
         vmm_log_error("function VM: initialisation failed: %s", why);
         goto fail;
     }
-    if ((r = vmm_vcpu_settle(fn->vcpu)) < 0 || (r = cpu_save(fn)) < 0 ||
-        (r = snapshot_take(fn)) < 0)
+    if ((r = probe_plain_out(fn)) < 0 || (r = vmm_vcpu_settle(fn->vcpu)) < 0 ||
+        (r = cpu_save(fn)) < 0 || (r = snapshot_take(fn)) < 0)
         goto fail;
     *out = fn;
     return 0;
@@ -769,7 +830,7 @@ int vmm_fn_call(struct vmm_fn *fn, const char *name, const struct vmm_fn_val *ar
     if (r < 0) {
         snprintf(out.error, sizeof(out.error), "cannot start the deadline thread");
         /* IN was written: put it back. */
-        (void)fn_reset(fn, false);
+        (void)fn_reset(fn, false, false);
         goto done;
     }
     r = fn_run(fn, VMM_FN_OP_RETURN, &o);
@@ -779,7 +840,10 @@ int vmm_fn_call(struct vmm_fn *fn, const char *name, const struct vmm_fn_val *ar
         fn->stats.failed++;
     out.abort_code = o.abort_code;
     out.exits = o.exits;
-    int rr = fn_reset(fn, r < 0);
+    /* A call that returned with a plain OUT leaves KVM nothing to complete
+     * once the registers change (probed at READY). */
+    bool settled = r == 0 && fn->cpu.plain_out_rip_change && stopped_on_plain_out(fn);
+    int rr = fn_reset(fn, r < 0, settled);
     if (r == 0 && rr < 0) {
         r = rr;
         snprintf(out.error, sizeof(out.error), "reset after the call failed: %s", vmm_strerror(rr));
