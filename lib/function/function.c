@@ -215,9 +215,10 @@ static void call_end(struct vmm_fn *fn, bool seen_end)
 
 /* ---- vCPU state ---- */
 
-#define MSR_APIC_BASE    0x1bu
-#define APIC_BASE_ENABLE (1ull << 11)
-#define SYNC_WANTED      (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
+#define MSR_APIC_BASE     0x1bu
+#define APIC_BASE_DEFAULT 0xfee00000ull
+#define APIC_BASE_BSP     (1ull << 8)
+#define SYNC_WANTED       (KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS)
 
 /*
  * Before the guest first runs: deny it every MSR (KVM_X86_SET_MSR_FILTER,
@@ -227,7 +228,23 @@ static void call_end(struct vmm_fn *fn, bool seen_end)
  * in the kvm_run page. Where KVM lacks a capability the reset does the same
  * work with ioctls instead.
  */
-static void cpu_prepare(struct vmm_fn *fn)
+/* KVM_CHECK_EXTENSION of the default /dev/kvm, asked once per process
+ * (the answer + 1; 0: not asked yet). */
+static int cached_cap[2];
+
+static int check_cap(struct vmm_fn *fn, unsigned slot, long cap, bool cacheable)
+{
+    int v = cacheable ? __atomic_load_n(&cached_cap[slot], __ATOMIC_RELAXED) : 0;
+    if (v)
+        return v - 1;
+    int r = vmm_kvm_ioctl(fn->vm->kvm_fd, KVM_CHECK_EXTENSION, (void *)cap);
+    r = r < 0 ? 0 : r;
+    if (cacheable)
+        __atomic_store_n(&cached_cap[slot], r + 1, __ATOMIC_RELAXED);
+    return r;
+}
+
+static void cpu_prepare(struct vmm_fn *fn, bool default_kvm)
 {
     struct vmm_vcpu *v = fn->vcpu;
     struct fn_cpu_state *c = &fn->cpu;
@@ -241,13 +258,13 @@ static void cpu_prepare(struct vmm_fn *fn)
                       .base = 0,
                       .bitmap = deny_bitmap},
     };
-    if (vmm_kvm_ioctl(fn->vm->kvm_fd, KVM_CHECK_EXTENSION, (void *)KVM_CAP_X86_MSR_FILTER) > 0 &&
+    if (check_cap(fn, 0, KVM_CAP_X86_MSR_FILTER, default_kvm) > 0 &&
         vmm_kvm_ioctl(fn->vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter) == 0) {
-        struct kvm_msr_entry base = {.index = MSR_APIC_BASE};
-        if (vmm_vcpu_get_msrs(v, &base, 1) == 1) {
-            base.data &= ~APIC_BASE_ENABLE;
-            c->locked = vmm_vcpu_set_msrs(v, &base, 1) == 1;
-        }
+        /* vCPU 0 is the bootstrap processor, its LAPIC at the usual base:
+         * keep both, clear the enable bit. */
+        struct kvm_msr_entry base = {.index = MSR_APIC_BASE,
+                                     .data = APIC_BASE_DEFAULT | APIC_BASE_BSP};
+        c->locked = vmm_vcpu_set_msrs(v, &base, 1) == 1;
         if (!c->locked) {
             /* Without the LAPIC off the guest's accesses must stay possible
              * to reset: take the filter away again. */
@@ -255,8 +272,8 @@ static void cpu_prepare(struct vmm_fn *fn)
             (void)vmm_kvm_ioctl(fn->vm->vm_fd, KVM_X86_SET_MSR_FILTER, &filter);
         }
     }
-    int caps = vmm_kvm_ioctl(fn->vm->kvm_fd, KVM_CHECK_EXTENSION, (void *)KVM_CAP_SYNC_REGS);
-    if (caps > 0 && (caps & SYNC_WANTED) == SYNC_WANTED) {
+    int caps = check_cap(fn, 1, KVM_CAP_SYNC_REGS, default_kvm);
+    if ((caps & SYNC_WANTED) == SYNC_WANTED) {
         v->run->kvm_valid_regs = KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS;
         c->sync_regs = true;
     }
@@ -264,23 +281,28 @@ static void cpu_prepare(struct vmm_fn *fn)
                   c->sync_regs ? "through kvm_run" : "by ioctl");
 }
 
+/* Keep the snapshot's vCPU state; c->regs and c->sregs are taken already
+ * (ready_settle). What is locked (cpu_prepare) needs no copy. */
 static int cpu_save(struct vmm_fn *fn)
 {
     struct vmm_vcpu *v = fn->vcpu;
     struct fn_cpu_state *c = &fn->cpu;
     int r;
-    if ((r = vmm_vcpu_get_regs(v, &c->regs)) < 0 || (r = vmm_vcpu_get_sregs(v, &c->sregs)) < 0 ||
-        (r = vmm_vcpu_get_fpu(v, &c->fpu)) < 0 || (r = vmm_vcpu_get_lapic(v, &c->lapic)) < 0)
-        return r;
     c->xsave = calloc(1, sizeof(*c->xsave));
     if (!c->xsave)
         return -ENOMEM;
     if (vmm_kvm_ioctl(v->fd, KVM_GET_XSAVE, c->xsave) < 0) {
         free(c->xsave);
         c->xsave = NULL;
+        if ((r = vmm_vcpu_get_fpu(v, &c->fpu)) < 0)
+            return r;
     }
     c->have_dregs = vmm_kvm_ioctl(v->fd, KVM_GET_DEBUGREGS, &c->dregs) == 0;
     c->have_events = vmm_kvm_ioctl(v->fd, KVM_GET_VCPU_EVENTS, &c->events) == 0;
+    if (c->locked)
+        return 0;
+    if ((r = vmm_vcpu_get_lapic(v, &c->lapic)) < 0)
+        return r;
     c->msrs.hdr.nmsrs = FN_NMSRS;
     for (unsigned i = 0; i < FN_NMSRS; i++)
         c->msrs.e[i] = (struct kvm_msr_entry){.index = fn_msr_list[i]};
@@ -332,10 +354,10 @@ static int cpu_restore(struct vmm_fn *fn, bool full)
         return r;
     if (c->have_dregs && (r = vmm_kvm_ioctl(v->fd, KVM_SET_DEBUGREGS, &c->dregs)) < 0)
         return r;
-    if ((full || !c->locked) && c->msrs.hdr.nmsrs &&
-        (r = vmm_kvm_ioctl(v->fd, KVM_SET_MSRS, &c->msrs)) < 0)
+    /* Locked: the guest can neither change nor see them. */
+    if (!c->locked && c->msrs.hdr.nmsrs && (r = vmm_kvm_ioctl(v->fd, KVM_SET_MSRS, &c->msrs)) < 0)
         return r;
-    if (full || !c->locked) {
+    if (!c->locked) {
         struct kvm_lapic_state l;
         if (full || (r = vmm_vcpu_get_lapic(v, &l)) < 0 || memcmp(&l, &c->lapic, sizeof(l)) != 0)
             if ((r = vmm_vcpu_set_lapic(v, &c->lapic)) < 0)
@@ -410,7 +432,6 @@ static int memory_restore(struct vmm_fn *fn)
     return 0;
 }
 
-/* Back to the snapshot after a call. Any failure leaves the VM unusable. */
 /* The one-byte `out %al, %dx` (no prefix) the fnrt signals are made of. */
 #define OUT_AL_DX 0xee
 
@@ -423,33 +444,51 @@ static bool stopped_on_plain_out(const struct vmm_fn *fn)
 }
 
 /*
- * At the READY exit, before anything else: find out whether KVM completes
- * a plain OUT exit on top of registers userspace changed (skipping an
- * instruction at the new RIP, or writing back the registers of its
- * emulator) or leaves them alone. Resume at RIP + 1 with RCX changed, let
- * KVM settle, and look. Either way the vCPU ends in the state the guest
- * expects after its OUT. Returns 0 or a -errno from KVM.
+ * At the READY exit: let KVM complete it and take the registers of the
+ * state after it (the snapshot's). With sync_regs this also finds out
+ * whether KVM completes a plain OUT exit on top of registers userspace
+ * changed (skipping an instruction at the new RIP, or writing back the
+ * registers of its emulator) or leaves them alone: the settling KVM_RUN
+ * resumes at RIP + 1 with RCX changed, through the kvm_run page as a reset
+ * does, and the registers it stores say which. Either way the vCPU ends in
+ * the state the guest expects after its OUT. Returns 0 or a -errno.
  */
-static int probe_plain_out(struct vmm_fn *fn)
+static int ready_settle(struct vmm_fn *fn)
 {
     struct vmm_vcpu *v = fn->vcpu;
-    struct kvm_regs r0, r1, r2;
+    struct fn_cpu_state *c = &fn->cpu;
+    struct kvm_run *run = v->run;
     int r;
-    if (!stopped_on_plain_out(fn))
+    if (!c->sync_regs) {
+        if ((r = vmm_vcpu_settle(v)) < 0 || (r = vmm_vcpu_get_regs(v, &c->regs)) < 0)
+            return r;
+        return vmm_vcpu_get_sregs(v, &c->sregs);
+    }
+    if (!stopped_on_plain_out(fn)) {
+        if ((r = vmm_vcpu_settle(v)) < 0)
+            return r;
+        c->regs = run->s.regs.regs;
+        c->sregs = run->s.regs.sregs;
         return 0;
-    if ((r = vmm_vcpu_get_regs(v, &r0)) < 0)
+    }
+    struct kvm_regs after = run->s.regs.regs;
+    after.rip += 1;
+    struct kvm_regs probe = after;
+    probe.rcx ^= 0x5a5a5a5a5a5a5a5aull;
+    run->s.regs.regs = probe;
+    run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+    if ((r = vmm_vcpu_settle(v)) < 0)
         return r;
-    r1 = r0;
-    r1.rip += 1;
-    r1.rcx ^= 0x5a5a5a5a5a5a5a5aull;
-    if ((r = vmm_vcpu_set_regs(v, &r1)) < 0 || (r = vmm_vcpu_settle(v)) < 0 ||
-        (r = vmm_vcpu_get_regs(v, &r2)) < 0)
-        return r;
-    fn->cpu.plain_out_rip_change = r2.rip == r1.rip && r2.rcx == r1.rcx;
+    c->plain_out_rip_change =
+        run->s.regs.regs.rip == probe.rip && run->s.regs.regs.rcx == probe.rcx;
     vmm_log_debug("function VM: a plain OUT exit %s the registers userspace changed",
-                  fn->cpu.plain_out_rip_change ? "keeps" : "does not keep");
-    r0.rip += 1;
-    return vmm_vcpu_set_regs(v, &r0);
+                  c->plain_out_rip_change ? "keeps" : "does not keep");
+    c->regs = after;
+    c->sregs = run->s.regs.sregs;
+    /* The first call starts from here: the next KVM_RUN loads it. */
+    run->s.regs.regs = after;
+    run->kvm_dirty_regs = KVM_SYNC_X86_REGS;
+    return 0;
 }
 
 /* Back to the snapshot after a call; settled: the caller knows nothing of
@@ -719,7 +758,7 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
     if ((r = vmm_vm_dirty_log_start(fn->vm, 0)) < 0 ||
         (r = vmm_vcpu_create(fn->vm, 0, &fn->vcpu)) < 0 || (r = load_image(fn, &c)) < 0)
         goto fail;
-    cpu_prepare(fn);
+    cpu_prepare(fn, c.kvm_path == NULL);
 
     char why[128];
     struct run_out o = {.error = why, .error_len = sizeof(why)};
@@ -731,8 +770,7 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
         vmm_log_error("function VM: initialisation failed: %s", why);
         goto fail;
     }
-    if ((r = probe_plain_out(fn)) < 0 || (r = vmm_vcpu_settle(fn->vcpu)) < 0 ||
-        (r = cpu_save(fn)) < 0 || (r = snapshot_take(fn)) < 0)
+    if ((r = ready_settle(fn)) < 0 || (r = cpu_save(fn)) < 0 || (r = snapshot_take(fn)) < 0)
         goto fail;
     *out = fn;
     return 0;
