@@ -135,6 +135,7 @@ VMM_API VMM_MUST_USE int vmm_fn_register(struct vmm_fn *fn, const char *name, vm
  * -EPROTO   the guest broke the protocol (a malformed message, a bad signal);
  * -EFAULT   the guest faulted (triple fault) or touched memory or a port it
  *           does not have;
+ * -EBUSY    a call is running on fn (this one called from a host function);
  * -EIO      the function VM is unusable after a failed reset (destroy it);
  * or a -errno from KVM. The guest's own misbehaviour is logged at debug level.
  */

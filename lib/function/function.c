@@ -24,8 +24,9 @@
 #define MEM_MAX         (3ull << 30) /* below the LAPIC and IOAPIC windows */
 #define INIT_TIMEOUT_NS 1000000000ull
 
-/* MSRs a guest could keep data in across calls: saved with the snapshot and
- * written back by every reset. (FS/GS base and EFER travel in the sregs.) */
+/* MSRs a guest could keep data in across calls, where KVM cannot deny them
+ * to it: saved with the snapshot and written back by every reset. (FS/GS
+ * base and EFER travel in the sregs.) */
 static const uint32_t fn_msr_list[] = {
     0x174,      /* SYSENTER_CS */
     0x175,      /* SYSENTER_ESP */
@@ -62,8 +63,8 @@ struct fn_cpu_state {
     bool sync_regs;
     /* KVM drops the completion of a plain `out %al, %dx` exit (the skip past
      * the instruction) when the registers it resumes with have another RIP,
-     * as Linux's KVM does since 2018 (complete_fast_pio_out): probed at
-     * READY. Then a call that ended that way needs no settling KVM_RUN. */
+     * as Linux's KVM does (complete_fast_pio_out): probed at READY. Then a call that ended that way
+     * needs no settling KVM_RUN. */
     bool plain_out_rip_change;
 };
 
@@ -843,6 +844,15 @@ int vmm_fn_call(struct vmm_fn *fn, const char *name, const struct vmm_fn_val *ar
     if (nlen == 0 || nlen > VMM_FN_NAME_MAX) {
         r = -EINVAL;
         snprintf(out.error, sizeof(out.error), "bad function name length %zu", nlen);
+        goto done;
+    }
+    pthread_mutex_lock(&fn->lock);
+    bool busy = fn->in_call;
+    pthread_mutex_unlock(&fn->lock);
+    if (busy) {
+        /* From a host function of this very call (or another thread). */
+        r = -EBUSY;
+        snprintf(out.error, sizeof(out.error), "a call is running on this function VM");
         goto done;
     }
     if (fn->broken) {

@@ -59,6 +59,14 @@ static int host_kv_get(void *opaque, struct vmm_fn *fn, const struct vmm_fn_val 
     return vmm_fn_reply_bytes(reply, v, (size_t)n);
 }
 
+/* Tries a call on its own function VM from inside a host call. */
+static int host_reenter(void *opaque, struct vmm_fn *fn, const struct vmm_fn_val *args,
+                        unsigned nargs, struct vmm_fn_reply *reply)
+{
+    struct vmm_fn_result res = VMM_INIT(struct vmm_fn_result);
+    return vmm_fn_call(fn, "echo", NULL, 0, 0, &res);
+}
+
 /* ---- helpers ---- */
 
 static struct host_state hs;
@@ -215,6 +223,13 @@ START_TEST(host_calls)
     hs.kv_calls = 0;
     ck_assert_int_eq(call_int(fn, "kv_sum", &n, 1), 25);
     ck_assert_uint_eq(hs.kv_calls, 25);
+
+    /* A host function cannot call into its own function VM. */
+    ck_assert_int_eq(vmm_fn_register(fn, "kv_get", host_reenter, NULL), 0);
+    k = VMM_FN_BYTES_VAL("key", 3);
+    ck_assert_int_eq(call(fn, "kv_get", &k, 1, &res), 0);
+    ck_assert_int_eq(res.values[0].i, -EBUSY);
+    ck_assert_int_eq(vmm_fn_register(fn, "kv_get", host_kv_get, &hs), 0);
 
     /* An unregistered host function: the guest gets -ENOSYS, the call goes on. */
     ck_assert_int_eq(call_int(fn, "call_missing", NULL, 0), -ENOSYS);
