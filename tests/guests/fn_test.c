@@ -304,6 +304,38 @@ static int bad_len(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
 }
 FNRT_EXPORT(bad_len);
 
+/* A host-call request whose name is not a byte string. */
+static int bad_hcall(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
+{
+    struct {
+        struct vmm_fn_msg h;
+        struct vmm_fn_wire_val v;
+        int64_t payload;
+    } m = {{sizeof(m), 1}, {VMM_FN_INT, 8}, 5};
+    memcpy((void *)VMM_FN_HCALL_ADDR, &m, sizeof(m));
+    fnrt_outb(VMM_FN_PORT, VMM_FN_OP_HOSTCALL);
+    return 0;
+}
+FNRT_EXPORT(bad_hcall);
+
+/* READY again, in the middle of a call. */
+static int ready_again(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
+{
+    fnrt_outb(VMM_FN_PORT, VMM_FN_OP_READY);
+    return 0;
+}
+FNRT_EXPORT(ready_again);
+
+/* A four-byte write to the signal port. */
+static int wide_signal(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
+{
+    __asm__ volatile("outl %0, %1"
+                     :
+                     : "a"((uint32_t)VMM_FN_OP_RETURN), "Nd"((uint16_t)VMM_FN_PORT));
+    return 0;
+}
+FNRT_EXPORT(wide_signal);
+
 /* Invalid opcode with no IDT: a triple fault. */
 static int fault(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
 {
