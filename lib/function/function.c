@@ -88,7 +88,7 @@ struct vmm_fn {
     uint8_t *snap;
     uint32_t *slot;
     uint64_t snap_pages;
-    uint64_t *dirty;
+    uint64_t *dirty, *dirty_more; /* dirty-page bitmaps, dirty_words each */
     size_t dirty_words;
     struct fn_cpu_state cpu;
 
@@ -379,6 +379,63 @@ static int dirty_fetch(struct vmm_fn *fn)
     return vmm_vm_dirty_log_fetch(fn->vm, 0, fn->dirty, fn->dirty_words);
 }
 
+/* Another fetch, ORed into what the last one found. */
+static int dirty_fetch_more(struct vmm_fn *fn)
+{
+    int r = vmm_vm_dirty_log_fetch(fn->vm, 0, fn->dirty_more, fn->dirty_words);
+    for (size_t w = 0; r == 0 && w < fn->dirty_words; w++)
+        fn->dirty[w] |= fn->dirty_more[w];
+    return r;
+}
+
+/* Whether the last fetch found a page of the boot area (the page tables
+ * and GDT) written with other contents than the snapshot's. (A CPU may
+ * write an accessed bit that is already set; that changes nothing.) */
+static bool boot_area_changed(const struct vmm_fn *fn)
+{
+    for (uint64_t p = VMM_X86_BOOT_AREA_START >> PAGE_SHIFT;
+         p < VMM_X86_BOOT_AREA_END >> PAGE_SHIFT; p++) {
+        if (!(fn->dirty[p / 64] & (UINT64_C(1) << (p % 64))))
+            continue;
+        if (fn->slot[p] == NO_SLOT ||
+            memcmp(fn->ram + (p << PAGE_SHIFT), fn->snap + (uint64_t)fn->slot[p] * PAGE_SIZE,
+                   PAGE_SIZE) != 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * Set the accessed bit in every present entry of the boot page tables and
+ * the dirty bit in every large-page entry, before the guest runs: the CPU
+ * then has nothing to write there, so a call that does not change the page
+ * tables leaves their pages clean (and each reset has three pages fewer to
+ * copy back). The tables are the library's (vmm_vcpu_set_boot_state):
+ * every address is checked against RAM all the same.
+ */
+#define PTE_P       (1ull << 0)
+#define PTE_A       (1ull << 5)
+#define PTE_D       (1ull << 6)
+#define PTE_PS      (1ull << 7)
+#define PTE_ADDR(e) ((e)&0x000ffffffffff000ull)
+
+static void preset_accessed(struct vmm_fn *fn, uint64_t table, unsigned level)
+{
+    if (table > fn->ram_size - PAGE_SIZE || table % PAGE_SIZE)
+        return;
+    uint64_t *e = (uint64_t *)(void *)(fn->ram + table);
+    for (unsigned i = 0; i < 512; i++) {
+        if (!(e[i] & PTE_P))
+            continue;
+        e[i] |= PTE_A;
+        if (level == 1 || (level <= 3 && (e[i] & PTE_PS)))
+            e[i] |= PTE_D; /* a leaf: a page, or a large page */
+        else if (level > 1)
+            preset_accessed(fn, PTE_ADDR(e[i]), level - 1);
+    }
+    vmm_memory_mark_dirty(fn->mem, table, PAGE_SIZE);
+}
+
 /* Keep a copy of every page written since VM creation: the snapshot. */
 static int snapshot_take(struct vmm_fn *fn)
 {
@@ -409,9 +466,6 @@ static int snapshot_take(struct vmm_fn *fn)
 /* Put every page dirtied since the last fetch back as the snapshot has it. */
 static int memory_restore(struct vmm_fn *fn)
 {
-    int r = dirty_fetch(fn);
-    if (r < 0)
-        return r;
     uint64_t n = 0;
     for (size_t w = 0; w < fn->dirty_words; w++) {
         uint64_t bits = fn->dirty[w];
@@ -492,12 +546,35 @@ static int ready_settle(struct vmm_fn *fn)
     return 0;
 }
 
-/* Back to the snapshot after a call; settled: the caller knows nothing of
- * the last exit is left for KVM to complete. Any failure leaves the VM
- * unusable. */
-static int fn_reset(struct vmm_fn *fn, bool full, bool settled)
+/*
+ * Back to the snapshot after a call; returned: it ended on RETURN. Any
+ * failure leaves the VM unusable.
+ *
+ * The settling KVM_RUN may be skipped only when KVM will drop the pending
+ * completion (probed at READY) and the instruction it would complete is
+ * the plain OUT found at RIP: in guest memory through the identity map, so
+ * only while the paging is the snapshot's (the same special registers, the
+ * page tables as they were). Otherwise the OUT seen might not be the
+ * instruction executed, and a KVM that completed another (a REP OUTS) only
+ * now would carry this call's registers into the next. (Linux completes an
+ * OUTS before it exits; a guest that remaps, runs and maps back through a
+ * stale TLB entry relies on a KVM that does not.)
+ */
+static int fn_reset(struct vmm_fn *fn, bool full, bool returned)
 {
-    int r = settled ? 0 : vmm_vcpu_settle(fn->vcpu);
+    struct fn_cpu_state *c = &fn->cpu;
+    bool may_skip = returned && c->plain_out_rip_change && stopped_on_plain_out(fn) &&
+                    memcmp(&fn->vcpu->run->s.regs.sregs, &c->sregs, sizeof(c->sregs)) == 0;
+    int r;
+    if (may_skip) {
+        r = dirty_fetch(fn);
+        if (r == 0 && boot_area_changed(fn) && (r = vmm_vcpu_settle(fn->vcpu)) == 0)
+            r = dirty_fetch_more(fn); /* what completing it wrote */
+    } else {
+        r = vmm_vcpu_settle(fn->vcpu);
+        if (r == 0)
+            r = dirty_fetch(fn);
+    }
     if (r == 0)
         r = memory_restore(fn);
     if (r == 0)
@@ -737,10 +814,11 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
     fn->dirty_words = (size_t)((fn->npages + 63) / 64);
     fn->stats.size = sizeof(fn->stats);
     fn->dirty = calloc(fn->dirty_words, sizeof(*fn->dirty));
+    fn->dirty_more = calloc(fn->dirty_words, sizeof(*fn->dirty_more));
     fn->out_copy = malloc(VMM_FN_OUT_SIZE);
     fn->hcall_copy = malloc(VMM_FN_HCALL_SIZE);
     int r = -ENOMEM;
-    if (!fn->dirty || !fn->out_copy || !fn->hcall_copy)
+    if (!fn->dirty || !fn->dirty_more || !fn->out_copy || !fn->hcall_copy)
         goto fail;
 
     r = vmm_vm_create(&VMM_INIT(struct vmm_vm_config, .kvm_path = c.kvm_path), &fn->vm);
@@ -760,6 +838,7 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
         (r = vmm_vcpu_create(fn->vm, 0, &fn->vcpu)) < 0 || (r = load_image(fn, &c)) < 0)
         goto fail;
     cpu_prepare(fn, c.kvm_path == NULL);
+    preset_accessed(fn, VMM_X86_BOOT_PML4, 4);
 
     char why[128];
     struct run_out o = {.error = why, .error_len = sizeof(why)};
@@ -798,6 +877,7 @@ void vmm_fn_destroy(struct vmm_fn *fn)
     free(fn->snap);
     free(fn->slot);
     free(fn->dirty);
+    free(fn->dirty_more);
     free(fn->out_copy);
     free(fn->hcall_copy);
     free(fn->hosts);
@@ -888,10 +968,7 @@ int vmm_fn_call(struct vmm_fn *fn, const char *name, const struct vmm_fn_val *ar
         fn->stats.failed++;
     out.abort_code = o.abort_code;
     out.exits = o.exits;
-    /* A call that returned with a plain OUT leaves KVM nothing to complete
-     * once the registers change (probed at READY). */
-    bool settled = r == 0 && fn->cpu.plain_out_rip_change && stopped_on_plain_out(fn);
-    int rr = fn_reset(fn, r < 0, settled);
+    int rr = fn_reset(fn, r < 0, r == 0);
     if (r == 0 && rr < 0) {
         r = rr;
         snprintf(out.error, sizeof(out.error), "reset after the call failed: %s", vmm_strerror(rr));

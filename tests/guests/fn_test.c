@@ -336,6 +336,45 @@ static int wide_signal(const struct fnrt_val *a, unsigned n, struct fnrt_out *ou
 }
 FNRT_EXPORT(wide_signal);
 
+/*
+ * RETURN through a REP OUTSB that the host, reading guest memory through the
+ * identity map, would take for a plain `out %al, %dx`: linear [2, 4) MiB is
+ * remapped onto physical [0, 2) MiB, the REP OUTSB runs at linear 2 MiB + P
+ * (physical P) while physical 2 MiB + P holds the plain OUT's opcode. A KVM
+ * that completed a REP OUTS only on the next KVM_RUN (writing back its
+ * emulator's registers) would carry this call's registers into the next
+ * call unless the host lets it settle first; the written page tables tell
+ * the host to. (Linux 6.1 finishes an OUTS before it exits.) Needs 4 MiB.
+ */
+static uint8_t remap_code[16] __attribute__((aligned(16)));
+static const uint8_t return_op = VMM_FN_OP_RETURN;
+
+static int remap_return(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
+{
+    const uint64_t two_mib = 2ull << 20;
+    uint64_t p = (uint64_t)(uintptr_t)remap_code;
+    remap_code[0] = 0xf3; /* rep */
+    remap_code[1] = 0x6e; /* outsb */
+    remap_code[2] = 0xeb; /* jmp . */
+    remap_code[3] = 0xfe;
+    *(volatile uint8_t *)(two_mib + p) = 0xee; /* out %al, %dx, never run */
+    struct vmm_fn_msg empty = {sizeof(empty), 0};
+    memcpy((void *)VMM_FN_OUT_ADDR, &empty, sizeof(empty));
+    uint64_t *pml4 = (uint64_t *)0x2000ull;
+    uint64_t *pdpt = (uint64_t *)(pml4[0] & ~0xfffull);
+    uint64_t *pd = (uint64_t *)(pdpt[0] & ~0xfffull);
+    pd[1] = 0x0 | 0x1 | 0x2 | 0x20 | 0x40 | 0x80; /* physical 0, P RW A D PS */
+    __asm__ volatile("invlpg (%0)" : : "r"(two_mib + p) : "memory");
+    __asm__ volatile("mov $0x1111111111111111, %%rbx\n\t"
+                     "mov $0x2222222222222222, %%r12\n\t"
+                     "jmp *%0"
+                     :
+                     : "r"(two_mib + p), "c"(1ull), "d"((uint16_t)VMM_FN_PORT), "S"(&return_op)
+                     : "rbx", "r12", "memory");
+    return 0;
+}
+FNRT_EXPORT(remap_return);
+
 /* Invalid opcode with no IDT: a triple fault. */
 static int fault(const struct fnrt_val *a, unsigned n, struct fnrt_out *out)
 {
