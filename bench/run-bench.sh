@@ -1,10 +1,11 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # run-bench: the libvmm benchmarks of one build (`cmake --build BUILD --target run-bench` runs this).
-# bench_exit, bench_startup and bench_rss need KVM: they run on this host's /dev/kvm where it opens,
-# else (or with VMM_KVM_MODE=nested) inside a nested QEMU level 1 (tests/nested/run-nested.sh), which
-# this says first: their figures are then nested-KVM figures, and only the ratios against the raw
-# floor of the same run compare. bench_blk needs no KVM and always runs here.
+# bench_exit, bench_startup, bench_rss and bench_function need KVM: they run on this host's
+# /dev/kvm where it opens, else (or with VMM_KVM_MODE=nested) inside a nested QEMU level 1
+# (tests/nested/run-nested.sh), which this says first: their figures are then nested-KVM figures,
+# and only the ratios against the raw floor of the same run compare. bench_blk needs no KVM and
+# always runs here.
 #
 # usage: run-bench.sh BUILD_DIR
 set -euo pipefail
@@ -13,7 +14,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$(cd "$1" && pwd)
 b=$build/bench
 kvm_benches=(sh -c "set -e; '$b/bench_exit'; '$b/bench_startup' --vmm-run '$build/examples/vmm-run';
-    '$b/bench_rss' --vmm-run '$build/examples/vmm-run'")
+    '$b/bench_rss' --vmm-run '$build/examples/vmm-run'; '$b/bench_function'")
 
 mode=${VMM_KVM_MODE:-auto}
 if [ "$mode" = auto ]; then

@@ -23,5 +23,7 @@
 #include <vmm/virtio_rng.h>
 #include <vmm/virtio_blk.h>
 #include <vmm/seccomp.h>
+#include <vmm/function_abi.h>
+#include <vmm/function.h>
 
 #endif /* VMM_VMM_H */

@@ -99,6 +99,7 @@ void vmm_vcpu_free(struct vmm_vcpu *vcpu);
 void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
 struct vmm_vcpu *vmm_vcpu_current(void);
+int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);

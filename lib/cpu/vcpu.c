@@ -570,6 +570,25 @@ int vmm_vcpu_run_once(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *exit)
     return r;
 }
 
+/* Let KVM finish the instruction of the last exit without entering the guest
+ * (immediate_exit set: KVM completes the port or MMIO access, then returns
+ * -EINTR), so the vCPU state is whole before it is saved or replaced; an
+ * access KVM splits (a REP string, a page-crossing MMIO) may take several
+ * rounds. Not while the vCPU is in a run. Returns 0, -EAGAIN (still not done
+ * after the rounds allowed) or a -errno from KVM_RUN. */
+int vmm_vcpu_settle(struct vmm_vcpu *vcpu)
+{
+    for (unsigned round = 0; round < 64; round++) {
+        __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+        int r = ioctl(vcpu->fd, KVM_RUN, 0);
+        int err = errno;
+        __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+        if (r < 0)
+            return err == EINTR ? 0 : -err;
+    }
+    return -EAGAIN;
+}
+
 const char *vmm_vcpu_exit_kind_name(uint32_t kind)
 {
     static const char *const names[] = {
