@@ -23,5 +23,6 @@
 #include <vmm/virtio_rng.h>
 #include <vmm/virtio_blk.h>
 #include <vmm/pci.h>
+#include <vmm/virtio_pci.h>
 
 #endif /* VMM_VMM_H */

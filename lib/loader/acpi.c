@@ -130,7 +130,11 @@ static size_t build_fadt(const struct tables_machine *t, uint8_t *f, uint64_t ds
 {
     const struct vmm_machine *m = t->m;
     uint32_t flags = FADT_F_HW_REDUCED_ACPI;
-    uint16_t boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED;
+    uint16_t boot_arch = IAPC_VGA_NOT_PRESENT;
+
+    /* MSIs exist where PCI does (its MSI-X); without it nothing sends one. */
+    if (!m->pci.present)
+        boot_arch |= IAPC_MSI_NOT_SUPPORTED;
 
     if (m->i8042)
         boot_arch |= IAPC_8042;

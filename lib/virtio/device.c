@@ -16,9 +16,11 @@
 
 static void queue_interrupt(void *opaque, struct vmm_virtq *q)
 {
-    (void)q;
     struct vmm_virtio_transport *t = opaque;
-    t->raise(t, VMM_VIRTIO_INT_VRING);
+    if (t->raise_queue)
+        t->raise_queue(t, vmm_virtq_index(q));
+    else
+        t->raise(t, VMM_VIRTIO_INT_VRING);
 }
 
 static void queue_broken(void *opaque, struct vmm_virtq *q)

@@ -41,6 +41,9 @@ struct vmm_virtio_transport {
      * inside this call: the caller is a device releasing chains (lock
      * held). */
     void (*kick)(struct vmm_virtio_transport *t, unsigned index);
+    /* A used-buffer interrupt for queue index, where the transport has one
+     * per queue (virtio-pci's MSI-X vectors); NULL: raise(VRING). Lock held. */
+    void (*raise_queue)(struct vmm_virtio_transport *t, unsigned index);
     /* Count and log a driver write the state machine refused (lock held). */
     void (*refused)(struct vmm_virtio_transport *t, const char *msg);
 };

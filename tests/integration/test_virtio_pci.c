@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * PCI and virtio-pci through KVM: the test guest virtio_pci (enumeration
+ * through 0xCF8 and ECAM, BAR sizing and moving, MSI-X, an entropy device
+ * driven through the common configuration, hostile writes) against a root
+ * complex and device built through the library on both interrupt
+ * controllers, and through vmm-run --transport pci.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdio.h>
+#include <sys/wait.h>
+#include <string.h>
+#include <vmm/vmm.h>
+
+#include "check_compat.h"
+#include "harness.h"
+
+static void library_round_trip(enum vmm_irqchip irqchip)
+{
+    struct harness h;
+    harness_init(&h, irqchip, 16);
+    struct vmm_pci_bus *bus;
+    ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, &bus), 0);
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_rng_create(NULL, &dev), 0);
+    struct vmm_virtio_pci *vp;
+    ck_assert_int_eq(vmm_virtio_pci_add(bus, NULL, &dev, &vp), 0);
+    /* The ranges are taken: a second root complex does not fit. */
+    ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, NULL), -EEXIST);
+    harness_load_guest(&h, "virtio_pci", 1);
+    harness_run(&h);
+    ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(h.exit.reason), h.exit.status,
+                  h.output);
+    ck_assert_ptr_nonnull(strstr(h.output, "virtio_pci ok: slot 1 of 1 devices, BAR 0xc0100000"));
+    /* The guest moved BAR 0 before using the device: every notification
+     * still came through an ioeventfd at the new place, none as an exit to
+     * the BAR; the completions went out as MSI-X vectors, none as INTx. */
+    struct vmm_virtio_pci_stats st = VMM_INIT(struct vmm_virtio_pci_stats);
+    ck_assert_int_eq(vmm_virtio_pci_get_stats(vp, &st), 0);
+    ck_assert_uint_eq(st.notify_exits, 0);
+    ck_assert_uint_ge(st.notifies, 2);
+    ck_assert_uint_ge(st.msix_interrupts, 2);
+    ck_assert_uint_eq(st.intx_interrupts, 0);
+    ck_assert_uint_eq(st.refused_writes, 3); /* queue_enable 0, two queue_size */
+    ck_assert_uint_eq(st.status, 0xf);
+    ck_assert_uint_eq(vmm_pci_bar_address(vmm_virtio_pci_dev(vp), 0), 0xc0100000ull);
+    struct vmm_pci_stats ps = VMM_INIT(struct vmm_pci_stats);
+    ck_assert_int_eq(vmm_pci_get_stats(bus, &ps), 0);
+    ck_assert_uint_ge(ps.msix_delivered, 2);
+    ck_assert_uint_gt(ps.config_reads, 32); /* the scan of 31 slots and more */
+    harness_fini(&h);
+}
+
+START_TEST(library_split_irqchip)
+{
+    library_round_trip(VMM_IRQCHIP_SPLIT);
+}
+END_TEST
+
+START_TEST(library_kernel_irqchip)
+{
+    library_round_trip(VMM_IRQCHIP_KERNEL);
+}
+END_TEST
+
+/* Run vmm-run with args (stdin /dev/null), its output in out. Returns its
+ * exit status. */
+static int run_vmm(const char *args, char *out, size_t size)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd), "%s %s </dev/null 2>&1", VMM_RUN_PATH, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(out, 1, size - 1, p);
+    out[n] = '\0';
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+START_TEST(launcher_transport_pci)
+{
+    char out[4096], args[512];
+    snprintf(args, sizeof(args), "--kernel %s --mem 16M --rng --transport pci",
+             harness_guest_path("virtio_pci"));
+    int st = run_vmm(args, out, sizeof(out));
+    ck_assert_msg(st == 0, "status %d: %s", st, out);
+    ck_assert_ptr_nonnull(strstr(out, "virtio_pci ok"));
+    /* The default transport is virtio-mmio: the guest finds no PCI at all. */
+    snprintf(args, sizeof(args), "--kernel %s --mem 16M --rng", harness_guest_path("virtio_pci"));
+    ck_assert_int_eq(run_vmm(args, out, sizeof(out)), 1);
+    ck_assert_ptr_nonnull(strstr(out, "no PCI host bridge"));
+    snprintf(args, sizeof(args), "--kernel %s --transport isa", harness_guest_path("virtio_pci"));
+    ck_assert_int_eq(run_vmm(args, out, sizeof(out)), 1);
+    ck_assert_str_eq(out, "vmm-run: invalid --transport 'isa' (mmio or pci)\n");
+}
+END_TEST
+
+int main(void)
+{
+    vmm_test_require_kvm();
+    Suite *s = suite_create("virtio_pci");
+    TCase *tc = tcase_create("kvm");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, library_split_irqchip);
+    tcase_add_test(tc, library_kernel_irqchip);
+    tcase_add_test(tc, launcher_transport_pci);
+    suite_add_tcase(s, tc);
+    return vmm_test_run_suite(s);
+}
