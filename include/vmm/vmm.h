@@ -24,5 +24,6 @@
 #include <vmm/virtio_blk.h>
 #include <vmm/pci.h>
 #include <vmm/virtio_pci.h>
+#include <vmm/vfio.h>
 
 #endif /* VMM_VMM_H */
