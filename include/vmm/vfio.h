@@ -3,8 +3,9 @@
  * VFIO, the first part of device passthrough: a container with the type1
  * IOMMU, the IOMMU groups of the devices opened in it, and a PCI device
  * opened by its address, with its regions described and its configuration
- * space readable. Not yet here: DMA mapping of guest memory, BARs as KVM
- * memory slots, interrupts, the guest-facing PCI function.
+ * space and regions readable and writable, and guest memory DMA-mapped. Not
+ * yet here: memory added after the mapping, BARs as KVM memory slots,
+ * interrupts, the guest-facing PCI function.
  *
  * Opening a device checks, before any ioctl, what usually goes wrong, and
  * logs one line saying which: the device does not exist, it is bound to a
@@ -17,6 +18,7 @@
 
 #include <stdint.h>
 #include <vmm/error.h>
+#include <vmm/memory.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -42,9 +44,24 @@ struct vmm_vfio_config {
 VMM_API VMM_MUST_USE int vmm_vfio_container_open(const struct vmm_vfio_config *cfg,
                                                  struct vmm_vfio_container **out);
 
-/* Close the container; every device opened in it must be closed first.
- * Accepts NULL. */
+/* Close the container (unmapping what vmm_vfio_container_map_memory
+ * mapped); every device opened in it must be closed first. Accepts NULL. */
 VMM_API void vmm_vfio_container_close(struct vmm_vfio_container *c);
+
+/*
+ * DMA-map every region of mem for the container's devices, readable and
+ * writable, at IOVA = guest-physical address, so a device DMAs to guest
+ * memory where the guest's driver says. At least one device must be open
+ * (the IOMMU is set with the first group). The regions must stay mapped in
+ * the host while the container maps them. Returns 0, -EINVAL, -EBUSY (no
+ * device open yet, or memory already mapped) or a -errno from
+ * VFIO_IOMMU_MAP_DMA (nothing stays mapped then).
+ */
+VMM_API VMM_MUST_USE int vmm_vfio_container_map_memory(struct vmm_vfio_container *c,
+                                                       const struct vmm_memory *mem);
+
+/* Undo vmm_vfio_container_map_memory (nothing when nothing is mapped). */
+VMM_API void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *c);
 
 /*
  * Open the PCI device at address ("0000:00:03.0", or "00:03.0" in domain 0)
@@ -91,6 +108,19 @@ VMM_API int vmm_vfio_device_region(struct vmm_vfio_device *d, unsigned index,
  * region) or -EIO/-errno. */
 VMM_API int vmm_vfio_device_config_read(struct vmm_vfio_device *d, uint32_t offset, void *data,
                                         uint32_t len);
+
+/* Write len bytes of configuration space at offset. Returns as
+ * vmm_vfio_device_config_read. */
+VMM_API int vmm_vfio_device_config_write(struct vmm_vfio_device *d, uint32_t offset,
+                                         const void *data, uint32_t len);
+
+/* Read or write len bytes at offset of region index (a BAR: the device's
+ * registers). Returns 0, -EINVAL (no such region, past its end, or one
+ * without that access) or -EIO/-errno. */
+VMM_API int vmm_vfio_device_region_read(struct vmm_vfio_device *d, unsigned index, uint64_t offset,
+                                        void *data, uint32_t len);
+VMM_API int vmm_vfio_device_region_write(struct vmm_vfio_device *d, unsigned index, uint64_t offset,
+                                         const void *data, uint32_t len);
 
 #ifdef __cplusplus
 }

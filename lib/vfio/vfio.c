@@ -37,6 +37,8 @@ struct vmm_vfio_container {
     struct vfio_group groups[MAX_GROUPS];
     unsigned nr_groups;
     unsigned nr_devices;
+    struct vfio_iommu_type1_dma_map *maps; /* what map_memory mapped */
+    unsigned nr_maps;
 };
 
 struct vmm_vfio_device {
@@ -223,6 +225,7 @@ void vmm_vfio_container_close(struct vmm_vfio_container *v)
         return;
     if (v->nr_devices)
         vmm_log_warn("vfio: container closed with %u devices open", v->nr_devices);
+    vmm_vfio_container_unmap_memory(v);
     for (unsigned i = 0; i < v->nr_groups; i++)
         close(v->groups[i].fd);
     close(v->fd);
@@ -388,19 +391,101 @@ int vmm_vfio_device_region(struct vmm_vfio_device *d, unsigned index,
     return 0;
 }
 
-int vmm_vfio_device_config_read(struct vmm_vfio_device *d, uint32_t offset, void *data,
-                                uint32_t len)
+/* pread/pwrite len bytes at offset of region index, checked against the
+ * region's size and access flags. */
+static int region_io(struct vmm_vfio_device *d, unsigned index, uint64_t offset, void *data,
+                     uint32_t len, bool write)
 {
     struct vfio_region_info ri;
     if (!d || !data)
         return -EINVAL;
-    int r = region_info(d, VFIO_PCI_CONFIG_REGION_INDEX, &ri);
+    int r = region_info(d, index, &ri);
     if (r < 0)
         return r;
-    if (offset > ri.size || len > ri.size - offset)
+    uint32_t need = write ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ;
+    if (!(ri.flags & need) || offset > ri.size || len > ri.size - offset)
         return -EINVAL;
-    ssize_t n = pread(d->fd, data, len, (off_t)(ri.offset + offset));
+    ssize_t n = write ? pwrite(d->fd, data, len, (off_t)(ri.offset + offset))
+                      : pread(d->fd, data, len, (off_t)(ri.offset + offset));
     if (n < 0)
         return -errno;
     return (uint32_t)n == len ? 0 : -EIO;
+}
+
+int vmm_vfio_device_config_read(struct vmm_vfio_device *d, uint32_t offset, void *data,
+                                uint32_t len)
+{
+    return region_io(d, VFIO_PCI_CONFIG_REGION_INDEX, offset, data, len, false);
+}
+
+int vmm_vfio_device_config_write(struct vmm_vfio_device *d, uint32_t offset, const void *data,
+                                 uint32_t len)
+{
+    return region_io(d, VFIO_PCI_CONFIG_REGION_INDEX, offset, (void *)data, len, true);
+}
+
+int vmm_vfio_device_region_read(struct vmm_vfio_device *d, unsigned index, uint64_t offset,
+                                void *data, uint32_t len)
+{
+    return region_io(d, index, offset, data, len, false);
+}
+
+int vmm_vfio_device_region_write(struct vmm_vfio_device *d, unsigned index, uint64_t offset,
+                                 const void *data, uint32_t len)
+{
+    return region_io(d, index, offset, (void *)data, len, true);
+}
+
+/* ---- DMA ---- */
+
+void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *v)
+{
+    if (!v)
+        return;
+    for (unsigned i = 0; i < v->nr_maps; i++) {
+        struct vfio_iommu_type1_dma_unmap um = {
+            .argsz = sizeof(um), .iova = v->maps[i].iova, .size = v->maps[i].size};
+        if (ioctl(v->fd, VFIO_IOMMU_UNMAP_DMA, &um) < 0)
+            vmm_log_warn("vfio: unmapping IOVA 0x%llx: %s", (unsigned long long)um.iova,
+                         vmm_strerror(-errno));
+    }
+    free(v->maps);
+    v->maps = NULL;
+    v->nr_maps = 0;
+}
+
+int vmm_vfio_container_map_memory(struct vmm_vfio_container *v, const struct vmm_memory *mem)
+{
+    if (!v || !mem)
+        return -EINVAL;
+    if (!v->iommu_set || v->maps)
+        return -EBUSY;
+    unsigned n = vmm_memory_region_count(mem);
+    v->maps = calloc(n ? n : 1, sizeof(*v->maps));
+    if (!v->maps)
+        return -ENOMEM;
+    for (unsigned i = 0; i < n; i++) {
+        struct vmm_region_info info = {.size = sizeof(info)};
+        int r = vmm_memory_region_info(mem, i, &info);
+        if (r < 0) {
+            vmm_vfio_container_unmap_memory(v);
+            return r;
+        }
+        struct vfio_iommu_type1_dma_map m = {
+            .argsz = sizeof(m),
+            .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+            .vaddr = (uint64_t)(uintptr_t)info.host,
+            .iova = info.gpa,
+            .size = info.len,
+        };
+        if (ioctl(v->fd, VFIO_IOMMU_MAP_DMA, &m) < 0) {
+            r = -errno;
+            vmm_log_error("vfio: DMA-mapping guest memory [0x%llx, +0x%llx): %s",
+                          (unsigned long long)m.iova, (unsigned long long)m.size, vmm_strerror(r));
+            vmm_vfio_container_unmap_memory(v);
+            return r;
+        }
+        v->maps[v->nr_maps++] = m;
+    }
+    return 0;
 }
