@@ -2,9 +2,9 @@
 /*
  * A PCI root complex (bus 0, one function per slot): configuration space
  * through the 0xCF8/0xCFC ports and ECAM (MMCONFIG), BARs placed by the
- * library in a 32-bit and a 64-bit MMIO window and an I/O window, MSI-X
- * emulated in a device's BAR and delivered through KVM MSI routes fed by
- * irqfds, and INTx (pin A) on IOAPIC inputs. Firmware tables describe it
+ * library in a 32-bit and a 64-bit MMIO window and an I/O window, MSI and
+ * MSI-X (emulated in a device's BAR) delivered through KVM MSI routes fed
+ * by irqfds, and INTx (pin A) on IOAPIC inputs. Firmware tables describe it
  * (struct vmm_machine.pci: an MCFG table, a host bridge with _CRS and _PRT
  * in the DSDT). Slot 0 holds the host bridge.
  *
@@ -14,13 +14,13 @@
  *
  * The guest is hostile: every configuration write is masked to the bits the
  * register has, a BAR answers only while decoding is on and it lies wholly
- * inside its window, and an MSI-X entry whose address is not a local APIC
- * address (0xfee00000..0xfeefffff) is treated as masked.
+ * inside its window, and an MSI or MSI-X message whose address is not a
+ * local APIC address (0xfee00000..0xfeefffff) is treated as masked.
  *
  * Locks: the bus has one lock for configuration space and BAR placement,
- * each device one for its MSI-X state, and one for INTx lines. A device's
- * callbacks run without the bus lock, except bar_moved. vmm_pci_msix_notify
- * and vmm_pci_intx_set take only the small locks, so a device may call them
+ * each device one for its MSI and MSI-X state, and one for INTx lines. A
+ * device's callbacks run without the bus lock, except bar_moved. The
+ * notify functions and vmm_pci_intx_set take only the small locks, so a device may call them
  * with its own lock held, from any thread.
  */
 #ifndef VMM_PCI_H
@@ -116,6 +116,10 @@ struct vmm_pci_device {
     const struct vmm_pci_device_ops *ops;
     void *opaque;
     const char *name; /* for log lines; copied; default "pci" */
+    /* MSI: vectors (0: none; 1, 2, 4, 8, 16 or 32), a 64-bit capable
+     * capability with per-vector masking. MSI-X wins when the guest
+     * enables both. */
+    unsigned msi_vectors;
 };
 
 /* The root complex. Zero means default; growth convention (abi.h). */
@@ -196,6 +200,14 @@ VMM_API int vmm_pci_msix_notify(struct vmm_pci_dev *dev, unsigned vector);
 
 /* Whether the guest enabled MSI-X. */
 VMM_API bool vmm_pci_msix_enabled(struct vmm_pci_dev *dev);
+
+/*
+ * Signal MSI vector (below the count the guest enabled): sent through its
+ * irqfd unless masked (then pending until unmasked). Returns 0, -EINVAL
+ * (no such vector) or -EAGAIN (MSI off, MSI-X on instead, or a vector past
+ * those enabled). Any thread, any lock held.
+ */
+VMM_API int vmm_pci_msi_notify(struct vmm_pci_dev *dev, unsigned vector);
 
 /* Drive the device's INTA line (level-triggered, shared by slots on the
  * same GSI). Masked while the guest sets INTx Disable. Any thread. */

@@ -48,8 +48,15 @@ struct vmm_pci_dev {
     bool msix_enabled, msix_fmask;
     struct msix_entry *table;
     uint64_t *pba;
-    unsigned *gsi; /* per vector, on a VM */
+    unsigned *gsi; /* per vector (MSI-X's, then MSI's), on a VM */
     int *irqfd;    /* per vector, on a VM; -1: none */
+    /* MSI, also guarded by msix_lock: the guest's programming as last
+     * written (copied from configuration space) and the pending bits. */
+    unsigned msi_cap; /* 0: none */
+    bool msi_enabled;
+    unsigned msi_count; /* vectors enabled (Multiple Message Enable) */
+    uint32_t msi_addr_lo, msi_addr_hi, msi_mask, msi_pending;
+    uint16_t msi_data;
 
     /* INTx, guarded by the bus's intx_lock. */
     bool intx_level;
@@ -136,18 +143,25 @@ static void msix_update_route(struct vmm_pci_dev *d, unsigned v)
         vmm_log_warn("%s: MSI-X vector %u route: %s", d->name, v, vmm_strerror(r));
 }
 
-/* Send vector v now (msix_lock held, vector deliverable). */
-static void msix_send(struct vmm_pci_dev *d, unsigned v)
+/* Send the message of route slot s (an index into gsi/irqfd: MSI-X vector
+ * v is slot v, MSI vector i slot msix_vectors + i) now (msix_lock held). */
+static void send_message(struct vmm_pci_dev *d, unsigned s, uint32_t addr, uint32_t data)
 {
     struct vmm_pci_bus *b = d->bus;
     STAT_INC(b, msix_delivered);
     if (b->vm) {
         uint64_t one = 1;
-        if (write(d->irqfd[v], &one, sizeof(one)) < 0)
+        if (write(d->irqfd[s], &one, sizeof(one)) < 0)
             vmm_log_debug("%s: irqfd write: %s", d->name, vmm_strerror(-errno));
     } else if (b->cfg.msi) {
-        b->cfg.msi(b->cfg.irq_opaque, d->table[v].addr_lo, d->table[v].data);
+        b->cfg.msi(b->cfg.irq_opaque, addr, data);
     }
+}
+
+/* Send MSI-X vector v now (msix_lock held, vector deliverable). */
+static void msix_send(struct vmm_pci_dev *d, unsigned v)
+{
+    send_message(d, v, d->table[v].addr_lo, d->table[v].data);
 }
 
 static bool msix_deliverable(const struct vmm_pci_dev *d, unsigned v)
@@ -193,6 +207,8 @@ bool vmm_pci_msix_enabled(struct vmm_pci_dev *d)
     return on;
 }
 
+static void msi_update(struct vmm_pci_dev *d);
+
 /* The guest wrote the MSI-X Message Control (bus lock held). */
 static void msix_control_changed(struct vmm_pci_dev *d)
 {
@@ -206,6 +222,8 @@ static void msix_control_changed(struct vmm_pci_dev *d)
             msix_update_route(d, v);
             msix_flush_pending(d, v);
         }
+        if (d->msi_cap)
+            msi_update(d); /* MSI-X on turns MSI off */
     }
     pthread_mutex_unlock(&d->msix_lock);
 }
@@ -263,6 +281,76 @@ static uint64_t msix_table_size(const struct vmm_pci_dev *d)
 static uint64_t msix_pba_size(const struct vmm_pci_dev *d)
 {
     return (d->desc.msix_vectors + 63) / 64 * 8;
+}
+
+/* ---- MSI ---- */
+
+/* The message of MSI vector i: Message Data with its low bits replaced by
+ * the vector number (multiple messages). */
+static uint32_t msi_data_of(const struct vmm_pci_dev *d, unsigned i)
+{
+    return (d->msi_data & ~(d->msi_count - 1)) | i;
+}
+
+static bool msi_deliverable(const struct vmm_pci_dev *d, unsigned i)
+{
+    return d->msi_enabled && !d->msix_enabled && i < d->msi_count && !(d->msi_mask & (1u << i)) &&
+           msi_address_ok(d->msi_addr_lo, d->msi_addr_hi);
+}
+
+/* Install or remove every MSI vector's route, and send what became
+ * deliverable while pending (msix_lock held). */
+static void msi_update(struct vmm_pci_dev *d)
+{
+    for (unsigned i = 0; i < d->desc.msi_vectors; i++) {
+        bool ok = msi_deliverable(d, i);
+        if (d->bus->vm) {
+            int r = vmm_vm_msi_route_set(d->bus->vm, d->gsi[d->desc.msix_vectors + i],
+                                         d->msi_addr_lo, msi_data_of(d, i), ok);
+            if (r < 0)
+                vmm_log_warn("%s: MSI vector %u route: %s", d->name, i, vmm_strerror(r));
+        }
+        if (ok && (d->msi_pending & (1u << i))) {
+            d->msi_pending &= ~(1u << i);
+            send_message(d, d->desc.msix_vectors + i, d->msi_addr_lo, msi_data_of(d, i));
+        }
+    }
+}
+
+/* The guest wrote the MSI capability (bus lock held): take its programming. */
+static void msi_changed(struct vmm_pci_dev *d)
+{
+    const uint8_t *c = d->cfg + d->msi_cap;
+    uint16_t ctl = (uint16_t)(c[2] | c[3] << 8);
+    unsigned mme = (ctl >> 4) & 7, mmc = (ctl >> 1) & 7;
+    pthread_mutex_lock(&d->msix_lock);
+    d->msi_enabled = ctl & PCI_MSI_ENABLE;
+    /* More than the device has (a hostile MME) means what it has. */
+    d->msi_count = 1u << (mme < mmc ? mme : mmc);
+    d->msi_addr_lo = get32(c + PCI_MSI_ADDR_LO);
+    d->msi_addr_hi = get32(c + PCI_MSI_ADDR_HI);
+    d->msi_data = (uint16_t)(c[PCI_MSI_DATA] | c[PCI_MSI_DATA + 1] << 8);
+    d->msi_mask = get32(c + PCI_MSI_MASK);
+    msi_update(d);
+    pthread_mutex_unlock(&d->msix_lock);
+}
+
+int vmm_pci_msi_notify(struct vmm_pci_dev *d, unsigned i)
+{
+    if (!d || i >= d->desc.msi_vectors)
+        return -EINVAL;
+    pthread_mutex_lock(&d->msix_lock);
+    int r = 0;
+    if (!d->msi_enabled || d->msix_enabled || i >= d->msi_count) {
+        r = -EAGAIN;
+    } else if (msi_deliverable(d, i)) {
+        send_message(d, d->desc.msix_vectors + i, d->msi_addr_lo, msi_data_of(d, i));
+    } else {
+        d->msi_pending |= 1u << i;
+        STAT_INC(d->bus, msix_pending);
+    }
+    pthread_mutex_unlock(&d->msix_lock);
+    return r;
 }
 
 /* ---- INTx ---- */
@@ -361,6 +449,11 @@ uint64_t vmm_pci_bar_address(struct vmm_pci_dev *d, unsigned bar)
 
 /* ---- configuration space ---- */
 
+static bool overlaps(unsigned reg, uint32_t len, unsigned start, unsigned n)
+{
+    return reg < start + n && start < reg + len;
+}
+
 static void cfg_read(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigned reg, void *data,
                      uint32_t len)
 {
@@ -376,6 +469,18 @@ static void cfg_read(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigned
     }
     uint8_t bytes[4];
     memcpy(bytes, &d->cfg[reg], len);
+    /* MSI Pending Bits live in the MSI state. */
+    if (d->msi_cap && overlaps(reg, len, d->msi_cap + PCI_MSI_PENDING, 4)) {
+        uint8_t pend[4];
+        pthread_mutex_lock(&d->msix_lock);
+        put32(pend, d->msi_pending);
+        pthread_mutex_unlock(&d->msix_lock);
+        for (unsigned i = 0; i < 4; i++) {
+            unsigned o = d->msi_cap + PCI_MSI_PENDING + i;
+            if (o >= reg && o < reg + len)
+                bytes[o - reg] = pend[i];
+        }
+    }
     /* Interrupt Status mirrors the INTx line. */
     if (reg <= PCI_STATUS && PCI_STATUS < reg + len) {
         pthread_mutex_lock(&b->intx_lock);
@@ -384,11 +489,6 @@ static void cfg_read(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigned
         pthread_mutex_unlock(&b->intx_lock);
     }
     memcpy(data, bytes, len);
-}
-
-static bool overlaps(unsigned reg, uint32_t len, unsigned start, unsigned n)
-{
-    return reg < start + n && start < reg + len;
 }
 
 static void cfg_write(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigned reg,
@@ -421,6 +521,8 @@ static void cfg_write(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigne
         bars_remap(d);
     if (d->msix_cap && overlaps(reg, len, d->msix_cap + 2, 2))
         msix_control_changed(d);
+    if (d->msi_cap && overlaps(reg, len, d->msi_cap + 2, PCI_MSI_CAP_SIZE - 2))
+        msi_changed(d);
 }
 
 /* An access of len at reg: 1, 2 or 4 bytes, naturally aligned. */
@@ -603,7 +705,7 @@ static void dev_free(struct vmm_pci_dev *d)
 {
     if (d->ops.destroy)
         d->ops.destroy(d->desc.opaque);
-    for (unsigned v = 0; d->irqfd && v < d->desc.msix_vectors; v++) {
+    for (unsigned v = 0; d->irqfd && v < d->desc.msix_vectors + d->desc.msi_vectors; v++) {
         if (d->irqfd[v] < 0)
             continue;
         (void)vmm_vm_irqfd_remove(d->bus->vm, d->irqfd[v], d->gsi[v]);
@@ -656,9 +758,12 @@ static int desc_check(const struct vmm_pci_device *dv)
             dv->msix_table_offset > UINT32_MAX || dv->msix_pba_offset > UINT32_MAX)
             return -EINVAL;
     }
+    if (dv->msi_vectors > 32 || (dv->msi_vectors & (dv->msi_vectors - 1)))
+        return -EINVAL;
     if (dv->nr_caps > VMM_PCI_MAX_CAPS || (dv->nr_caps && !dv->caps))
         return -EINVAL;
-    unsigned room = PCI_CFG_SIZE - PCI_CAP_START - (dv->msix_vectors ? PCI_MSIX_CAP_SIZE : 0);
+    unsigned room = PCI_CFG_SIZE - PCI_CAP_START - (dv->msix_vectors ? PCI_MSIX_CAP_SIZE : 0) -
+                    (dv->msi_vectors ? PCI_MSI_CAP_SIZE : 0);
     for (unsigned i = 0; i < dv->nr_caps; i++) {
         unsigned need = align_up(2u + dv->caps[i].len, 4);
         if (dv->caps[i].len < 2 || dv->caps[i].len > 64 || !dv->caps[i].data || need > room)
@@ -726,6 +831,23 @@ static void header_init(struct vmm_pci_dev *d)
         prev_next = &c[off + 1];
         off += PCI_MSIX_CAP_SIZE;
     }
+    if (dv->msi_vectors) {
+        /* 64-bit addresses and per-vector masking; Multiple Message Capable
+         * says how many vectors the device has. */
+        unsigned mmc = (unsigned)__builtin_ctz(dv->msi_vectors);
+        d->msi_cap = off;
+        d->msi_count = 1;
+        *prev_next = (uint8_t)off;
+        c[off] = PCI_CAP_ID_MSI;
+        put16(c + off + 2, (uint16_t)(PCI_MSI_64BIT | PCI_MSI_PVM | mmc << 1));
+        put16(w + off + 2, PCI_MSI_ENABLE | PCI_MSI_MME_MASK);
+        put32(w + off + PCI_MSI_ADDR_LO, 0xfffffffcu);
+        put32(w + off + PCI_MSI_ADDR_HI, 0xffffffffu);
+        put16(w + off + PCI_MSI_DATA, 0xffff);
+        put32(w + off + PCI_MSI_MASK, (uint32_t)((1ull << dv->msi_vectors) - 1));
+        prev_next = &c[off + 1];
+        off += PCI_MSI_CAP_SIZE;
+    }
     for (unsigned i = 0; i < dv->nr_caps; i++) {
         d->cap_off[i] = off;
         *prev_next = (uint8_t)off;
@@ -762,15 +884,19 @@ static int bar_place(struct vmm_pci_bus *b, struct vmm_pci_dev *d, unsigned i)
     return 0;
 }
 
-static int msix_init(struct vmm_pci_bus *b, struct vmm_pci_dev *d)
+/* The MSI-X table and, on a VM, a GSI and an irqfd for every MSI-X and
+ * MSI vector. */
+static int vectors_init(struct vmm_pci_bus *b, struct vmm_pci_dev *d)
 {
-    unsigned n = d->desc.msix_vectors;
-    d->table = calloc(n, sizeof(*d->table));
-    d->pba = calloc((n + 63) / 64, sizeof(*d->pba));
-    if (!d->table || !d->pba)
-        return -ENOMEM;
-    for (unsigned v = 0; v < n; v++)
-        d->table[v].ctrl = PCI_MSIX_ENTRY_MASKED;
+    unsigned nx = d->desc.msix_vectors, n = nx + d->desc.msi_vectors;
+    if (nx) {
+        d->table = calloc(nx, sizeof(*d->table));
+        d->pba = calloc((nx + 63) / 64, sizeof(*d->pba));
+        if (!d->table || !d->pba)
+            return -ENOMEM;
+        for (unsigned v = 0; v < nx; v++)
+            d->table[v].ctrl = PCI_MSIX_ENTRY_MASKED;
+    }
     if (!b->vm)
         return 0;
     d->gsi = calloc(n, sizeof(*d->gsi));
@@ -791,7 +917,7 @@ static int msix_init(struct vmm_pci_bus *b, struct vmm_pci_dev *d)
         }
         r = vmm_vm_irqfd(b->vm, d->irqfd[v], d->gsi[v], -1);
         if (r < 0) {
-            vmm_log_error("%s: irqfd for MSI-X vector %u: %s", d->name, v, vmm_strerror(r));
+            vmm_log_error("%s: irqfd for interrupt vector %u: %s", d->name, v, vmm_strerror(r));
             close(d->irqfd[v]);
             d->irqfd[v] = -1;
             vmm_vm_msi_route_free(b->vm, d->gsi[v]);
@@ -829,8 +955,8 @@ static int dev_create(struct vmm_pci_bus *b, const struct vmm_pci_device *dv,
     for (unsigned i = 0; i < VMM_PCI_MAX_BARS && r == 0; i++)
         if (d->desc.bars[i].size)
             r = bar_place(b, d, i);
-    if (r == 0 && d->desc.msix_vectors)
-        r = msix_init(b, d);
+    if (r == 0 && (d->desc.msix_vectors || d->desc.msi_vectors))
+        r = vectors_init(b, d);
     if (r < 0) {
         vmm_log_error("%s: cannot add to the PCI bus: %s", d->name, vmm_strerror(r));
         dev_free(d);

@@ -49,6 +49,19 @@
 #define PCI_MSIX_ENTRY_SIZE   16
 #define PCI_MSIX_ENTRY_MASKED 0x1
 
+/* MSI capability, the 64-bit form with per-vector masking. */
+#define PCI_CAP_ID_MSI   0x05
+#define PCI_MSI_CAP_SIZE 24
+#define PCI_MSI_ENABLE   0x0001
+#define PCI_MSI_MME_MASK 0x0070 /* Multiple Message Enable: log2 of vectors enabled */
+#define PCI_MSI_64BIT    0x0080
+#define PCI_MSI_PVM      0x0100
+#define PCI_MSI_ADDR_LO  4
+#define PCI_MSI_ADDR_HI  8
+#define PCI_MSI_DATA     12
+#define PCI_MSI_MASK     16
+#define PCI_MSI_PENDING  20
+
 /* 0xCF8 CONFIG_ADDRESS */
 #define PCI_CONFIG_ENABLE 0x80000000u
 

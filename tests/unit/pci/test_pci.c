@@ -407,6 +407,73 @@ START_TEST(msix_table_pending_and_masks)
 }
 END_TEST
 
+/* The offset of capability id in slot 1's chain (0: none). */
+static unsigned find_cap(unsigned id)
+{
+    for (unsigned c = cf8_read(1, PCI_CAP_PTR, 1), n = 0; c && n < 16;
+         c = cf8_read(1, c + 1, 1), n++)
+        if (cf8_read(1, c, 1) == id)
+            return c;
+    return 0;
+}
+
+START_TEST(msi_vectors_masks_and_pending)
+{
+    struct vmm_pci_device d = test_device();
+    d.msi_vectors = 4;
+    struct vmm_pci_dev *dev;
+    ck_assert_int_eq(vmm_pci_add_device(pci, &d, &dev), 0);
+    unsigned c = find_cap(PCI_CAP_ID_MSI);
+    ck_assert_uint_ne(c, 0);
+    /* 64-bit, per-vector masking, 4 vectors capable, off. */
+    ck_assert_uint_eq(cf8_read(1, c + 2, 2), PCI_MSI_64BIT | PCI_MSI_PVM | 2 << 1);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 0), -EAGAIN);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 4), -EINVAL);
+
+    cf8_write(1, c + PCI_MSI_ADDR_LO, 0xfee00003u, 4); /* the low two bits do not exist */
+    ck_assert_uint_eq(cf8_read(1, c + PCI_MSI_ADDR_LO, 4), 0xfee00000u);
+    cf8_write(1, c + PCI_MSI_DATA, 0x4041, 2);
+    cf8_write(1, c + 2, PCI_MSI_ENABLE | 2 << 4 | 0xff80, 2); /* RO bits stay */
+    ck_assert_uint_eq(cf8_read(1, c + 2, 2), PCI_MSI_64BIT | PCI_MSI_PVM | 2 << 1 | 2 << 4 | 1);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 3), 0);
+    ck_assert_uint_eq(seen.msis, 1);
+    ck_assert_uint_eq(seen.msi_addr, 0xfee00000u);
+    ck_assert_uint_eq(seen.msi_data, 0x4043); /* the vector in the low bits */
+
+    /* Vector 1 masked: pending, then sent when unmasked. */
+    cf8_write(1, c + PCI_MSI_MASK, 0xfffffff2u, 4); /* only 4 mask bits exist */
+    ck_assert_uint_eq(cf8_read(1, c + PCI_MSI_MASK, 4), 2);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 1), 0);
+    ck_assert_uint_eq(seen.msis, 1);
+    ck_assert_uint_eq(cf8_read(1, c + PCI_MSI_PENDING, 4), 2);
+    cf8_write(1, c + PCI_MSI_PENDING, 0, 4); /* read-only */
+    ck_assert_uint_eq(cf8_read(1, c + PCI_MSI_PENDING, 4), 2);
+    cf8_write(1, c + PCI_MSI_MASK, 0, 4);
+    ck_assert_uint_eq(seen.msis, 2);
+    ck_assert_uint_eq(seen.msi_data, 0x4041);
+    ck_assert_uint_eq(cf8_read(1, c + PCI_MSI_PENDING, 4), 0);
+
+    /* Hostile: more vectors enabled than the device has means its 4; an
+     * address that is no local APIC's leaves the vector pending. */
+    cf8_write(1, c + 2, PCI_MSI_ENABLE | 7 << 4, 2);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 3), 0);
+    ck_assert_uint_eq(seen.msis, 3);
+    cf8_write(1, c + PCI_MSI_ADDR_LO, 0xd0000000u, 4);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 2), 0);
+    ck_assert_uint_eq(seen.msis, 3);
+    ck_assert_uint_eq(cf8_read(1, c + PCI_MSI_PENDING, 4), 4);
+    cf8_write(1, c + PCI_MSI_ADDR_LO, 0xfee00000u, 4);
+    ck_assert_uint_eq(seen.msis, 4);
+
+    /* With one vector enabled, the others are not there. */
+    cf8_write(1, c + 2, PCI_MSI_ENABLE, 2);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 1), -EAGAIN);
+    /* MSI-X enabled too: it wins, MSI is off. */
+    ecam_write(1, PCI_CAP_START + 2, PCI_MSIX_ENABLE, 2);
+    ck_assert_int_eq(vmm_pci_msi_notify(dev, 0), -EAGAIN);
+}
+END_TEST
+
 START_TEST(intx_is_shared_and_maskable)
 {
     struct vmm_pci_dev *dev = add_test_device();
@@ -506,6 +573,8 @@ START_TEST(bad_descriptions_are_refused)
     REFUSED(d.msix_pba_offset = 0x2010);   /* inside the table */
     REFUSED(d.msix_table_offset = 0x2004); /* misaligned */
     REFUSED(d.nr_caps = VMM_PCI_MAX_CAPS + 1);
+    REFUSED(d.msi_vectors = 3);
+    REFUSED(d.msi_vectors = 64);
 #undef REFUSED
     struct vmm_pci_device_ops big = {.size = sizeof(big) + 8};
     d = test_device();
@@ -581,6 +650,7 @@ static Suite *pci_suite(void)
     tcase_add_test(tc, bar_sizing_and_placement);
     tcase_add_test(tc, bars_decode_only_inside_their_windows);
     tcase_add_test(tc, msix_table_pending_and_masks);
+    tcase_add_test(tc, msi_vectors_masks_and_pending);
     tcase_add_test(tc, intx_is_shared_and_maskable);
     tcase_add_test(tc, hostile_configuration_writes);
     tcase_add_test(tc, bad_descriptions_are_refused);
