@@ -128,12 +128,15 @@ struct vmm_pci_config {
     uint64_t ecam_base;   /* default VMM_PCI_ECAM_BASE (1 MiB, bus 0) */
     uint64_t mmio32_base; /* default VMM_PCI_MMIO32_BASE */
     uint64_t mmio32_size; /* default VMM_PCI_MMIO32_SIZE */
-    uint64_t mmio64_base; /* 0: none, unless a VM sets the default: the */
-    uint64_t mmio64_size; /* first 1 GiB boundary above RAM and 4 GiB, 64 GiB */
+    /* The 64-bit window. Size 0: none on a standalone bus; on a VM
+     * (vmm_vm_add_pci) 64 GiB from the first 1 GiB boundary above RAM and
+     * 4 GiB. */
+    uint64_t mmio64_base;
+    uint64_t mmio64_size;
     uint32_t io_base;     /* default VMM_PCI_IO_BASE */
     uint32_t io_size;     /* default VMM_PCI_IO_SIZE */
-    unsigned intx_gsi[4]; /* IOAPIC input of INTA of slot s: intx_gsi[s % 4];
-                             default 16, 17, 18, 19 */
+    unsigned intx_gsi[4]; /* IOAPIC input of INTA of slot s: intx_gsi[s % 4] (four
+                             distinct ones); default 16, 17, 18, 19 */
     /* Standalone bus (no VM): deliver an MSI (NULL: dropped) and drive an
      * INTx line (NULL: ignored). Ignored on a VM. */
     void (*msi)(void *opaque, uint64_t address, uint32_t data);

@@ -1059,8 +1059,12 @@ static int bus_new(const struct vmm_pci_config *cfg, struct vmm_vm *vm, struct v
               !ranges_overlap(c.ecam_base, VMM_PCI_ECAM_SIZE, c.mmio64_base, c.mmio64_size) &&
               !ranges_overlap(c.mmio32_base, c.mmio32_size, c.mmio64_base, c.mmio64_size) &&
               !ranges_overlap(c.io_base, c.io_size, VMM_PCI_CONFIG_PORT, 8);
-    for (unsigned i = 0; i < 4; i++)
+    /* Four distinct lines: each is driven from one pin's state. */
+    for (unsigned i = 0; i < 4; i++) {
         ok = ok && c.intx_gsi[i] < VMM_IOAPIC_PINS;
+        for (unsigned j = 0; j < i; j++)
+            ok = ok && c.intx_gsi[i] != c.intx_gsi[j];
+    }
     if (!ok)
         return -EINVAL;
     struct vmm_pci_bus *b = calloc(1, sizeof(*b));

@@ -613,6 +613,8 @@ START_TEST(bad_bus_configs_are_refused)
     ck_assert_int_eq(vmm_pci_bus_create(&c, &b), -EINVAL);
     c = VMM_INIT(struct vmm_pci_config, .intx_gsi = {16, 17, 18, 24});
     ck_assert_int_eq(vmm_pci_bus_create(&c, &b), -EINVAL);
+    c = VMM_INIT(struct vmm_pci_config, .intx_gsi = {16, 17, 16, 19});
+    ck_assert_int_eq(vmm_pci_bus_create(&c, &b), -EINVAL);
     c.size = sizeof(c) + 8;
     ck_assert_int_eq(vmm_pci_bus_create(&c, &b), -EINVAL);
     /* Attaching where the ranges are taken fails and leaves nothing behind. */
