@@ -4,7 +4,8 @@
  * through 0xCF8 and ECAM, BAR sizing and moving, MSI-X, an entropy device
  * driven through the common configuration, hostile writes) against a root
  * complex and device built through the library on both interrupt
- * controllers, and through vmm-run --transport pci.
+ * controllers, and through vmm-run --transport pci; and a PCI device of the
+ * test's own (memory and I/O BARs, MSI) driven by the guest pci_msi.
  */
 #include <check.h>
 #include <errno.h>
@@ -65,6 +66,83 @@ START_TEST(library_kernel_irqchip)
 }
 END_TEST
 
+/* ---- a device of the test's own ---- */
+
+struct own_device {
+    struct vmm_pci_dev *dev;
+    uint32_t doorbell;
+    unsigned rings, io_writes;
+    uint8_t io_last;
+    int msi_result;
+};
+
+static void own_read(void *opaque, unsigned bar, uint64_t off, void *data, uint32_t len)
+{
+    struct own_device *o = opaque;
+    uint32_t v = 0;
+    if (bar == 1)
+        v = 0xabababab;
+    else if (off == 0)
+        v = 0x600dcafe;
+    else if (off == 8)
+        v = o->rings;
+    memcpy(data, &v, len < 4 ? len : 4);
+}
+
+static void own_write(void *opaque, unsigned bar, uint64_t off, const void *data, uint32_t len)
+{
+    struct own_device *o = opaque;
+    if (bar == 1) {
+        o->io_writes++;
+        memcpy(&o->io_last, data, 1);
+    } else if (off == 4 && len == 4) {
+        memcpy(&o->doorbell, data, 4);
+        o->rings++;
+        o->msi_result = vmm_pci_msi_notify(o->dev, 0);
+    }
+}
+
+static const struct vmm_pci_device_ops own_ops = {
+    .size = sizeof(struct vmm_pci_device_ops), .bar_read = own_read, .bar_write = own_write};
+
+static void own_device_msi(enum vmm_irqchip irqchip)
+{
+    struct harness h;
+    harness_init(&h, irqchip, 16);
+    struct vmm_pci_bus *bus;
+    ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, &bus), 0);
+    struct own_device o = {.msi_result = 1};
+    struct vmm_pci_device d = VMM_INIT(
+        struct vmm_pci_device, .vendor_id = 0x1234, .device_id = 0x5053, .class_code = 0xff00,
+        .bars = {[0] = {.size = 0x1000}, [1] = {.size = 16, .flags = VMM_PCI_BAR_IO}},
+        .msi_vectors = 1, .ops = &own_ops, .opaque = &o, .name = "own");
+    ck_assert_int_eq(vmm_pci_add_device(bus, &d, &o.dev), 0);
+    harness_load_guest(&h, "pci_msi", 1);
+    harness_run(&h);
+    ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(h.exit.reason), h.exit.status,
+                  h.output);
+    ck_assert_ptr_nonnull(strstr(h.output, "pci_msi ok: slot 1, BAR 0xc0000000, ports 0xc000"));
+    ck_assert_uint_eq(o.doorbell, 0x77);
+    ck_assert_uint_eq(o.rings, 1);
+    ck_assert_int_eq(o.msi_result, 0); /* sent, not left pending */
+    ck_assert_uint_eq(o.io_writes, 1);
+    ck_assert_uint_eq(o.io_last, 0x5a);
+    harness_fini(&h);
+}
+
+START_TEST(own_device_split_irqchip)
+{
+    own_device_msi(VMM_IRQCHIP_SPLIT);
+}
+END_TEST
+
+START_TEST(own_device_kernel_irqchip)
+{
+    own_device_msi(VMM_IRQCHIP_KERNEL);
+}
+END_TEST
+
 /* Run vmm-run with args (stdin /dev/null), its output in out. Returns its
  * exit status. */
 static int run_vmm(const char *args, char *out, size_t size)
@@ -106,6 +184,8 @@ int main(void)
     tcase_add_test(tc, library_split_irqchip);
     tcase_add_test(tc, library_kernel_irqchip);
     tcase_add_test(tc, launcher_transport_pci);
+    tcase_add_test(tc, own_device_split_irqchip);
+    tcase_add_test(tc, own_device_kernel_irqchip);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }
