@@ -149,5 +149,7 @@ int vmm_vm_msi_route_set(struct vmm_vm *vm, unsigned gsi, uint64_t address, uint
 void vmm_vm_msi_route_free(struct vmm_vm *vm, unsigned gsi);
 /* An IOAPIC pin or an allocated MSI route. */
 bool vmm_vm_gsi_routable(struct vmm_vm *vm, unsigned gsi);
+/* The KVM VM fd (lib/cpu/vm.c), for components that create KVM devices. */
+int vmm_vm_kvm_fd(const struct vmm_vm *vm);
 
 #endif /* VMM_INTERNAL_H */

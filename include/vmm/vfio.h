@@ -3,7 +3,8 @@
  * VFIO, the first part of device passthrough: a container with the type1
  * IOMMU, the IOMMU groups of the devices opened in it, and a PCI device
  * opened by its address, with its regions described and its configuration
- * space and regions readable and writable, and guest memory DMA-mapped. Not
+ * space and regions readable and writable, guest memory DMA-mapped (kept
+ * clear of the IOMMU's reserved ranges), and KVM's VFIO pseudo-device. Not
  * yet here: memory added after the mapping, BARs as KVM memory slots,
  * interrupts, the guest-facing PCI function.
  *
@@ -19,6 +20,7 @@
 #include <stdint.h>
 #include <vmm/error.h>
 #include <vmm/memory.h>
+#include <vmm/vm.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -53,15 +55,25 @@ VMM_API void vmm_vfio_container_close(struct vmm_vfio_container *c);
  * writable, at IOVA = guest-physical address, so a device DMAs to guest
  * memory where the guest's driver says. At least one device must be open
  * (the IOMMU is set with the first group). The regions must stay mapped in
- * the host while the container maps them. Returns 0, -EINVAL, -EBUSY (no
- * device open yet, or memory already mapped) or a -errno from
- * VFIO_IOMMU_MAP_DMA (nothing stays mapped then).
+ * the host while the container maps them. Returns 0, -EINVAL (also: a
+ * region meets a range a group's IOMMU reserves, such as the MSI window;
+ * logged with the range), -EBUSY (no device open yet, or memory already
+ * mapped) or a -errno from VFIO_IOMMU_MAP_DMA (nothing stays mapped then).
  */
 VMM_API VMM_MUST_USE int vmm_vfio_container_map_memory(struct vmm_vfio_container *c,
                                                        const struct vmm_memory *mem);
 
 /* Undo vmm_vfio_container_map_memory (nothing when nothing is mapped). */
 VMM_API void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *c);
+
+/*
+ * Create KVM's VFIO pseudo-device on vm and add the container's groups to
+ * it, and every group opened later (KVM then knows the devices can do DMA:
+ * coherency and no-snoop handling). The VM must outlive the container.
+ * Returns 0, -EINVAL, -EBUSY (already attached) or a -errno from KVM.
+ */
+VMM_API VMM_MUST_USE int vmm_vfio_container_attach_vm(struct vmm_vfio_container *c,
+                                                      struct vmm_vm *vm);
 
 /*
  * Open the PCI device at address ("0000:00:03.0", or "00:03.0" in domain 0)

@@ -270,6 +270,11 @@ int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level)
     return vmm_arch_irq_line(vm, gsi, level);
 }
 
+int vmm_vm_kvm_fd(const struct vmm_vm *vm)
+{
+    return vm->vm_fd;
+}
+
 int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
 {
     if (!vmm_vm_gsi_routable(vm, gsi) || fd < 0)

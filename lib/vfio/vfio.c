@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <inttypes.h>
+#include <linux/kvm.h>
 #include <linux/vfio.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +41,8 @@ struct vmm_vfio_container {
     unsigned nr_devices;
     struct vfio_iommu_type1_dma_map *maps; /* what map_memory mapped */
     unsigned nr_maps;
+    struct vmm_vm *vm; /* attach_vm's, or NULL */
+    int kvm_dev_fd;    /* its KVM VFIO device, -1 before attach_vm */
 };
 
 struct vmm_vfio_device {
@@ -184,6 +188,7 @@ int vmm_vfio_container_open(const struct vmm_vfio_config *cfg, struct vmm_vfio_c
     struct vmm_vfio_container *v = calloc(1, sizeof(*v));
     if (!v)
         return -ENOMEM;
+    v->kvm_dev_fd = -1;
     snprintf(v->sysfs_root, sizeof(v->sysfs_root), "%s", c.sysfs_root ? c.sysfs_root : "/sys");
     snprintf(v->dev_root, sizeof(v->dev_root), "%s", c.dev_root ? c.dev_root : "/dev/vfio");
     char path[PATH_MAX + 8];
@@ -226,10 +231,28 @@ void vmm_vfio_container_close(struct vmm_vfio_container *v)
     if (v->nr_devices)
         vmm_log_warn("vfio: container closed with %u devices open", v->nr_devices);
     vmm_vfio_container_unmap_memory(v);
+    if (v->kvm_dev_fd >= 0)
+        close(v->kvm_dev_fd);
     for (unsigned i = 0; i < v->nr_groups; i++)
         close(v->groups[i].fd);
     close(v->fd);
     free(v);
+}
+
+/* Tell KVM's VFIO device about group g. */
+static int kvm_add_group(struct vmm_vfio_container *v, struct vfio_group *g)
+{
+    struct kvm_device_attr attr = {
+        .group = KVM_DEV_VFIO_GROUP,
+        .attr = KVM_DEV_VFIO_GROUP_ADD,
+        .addr = (uint64_t)(uintptr_t)&g->fd,
+    };
+    if (ioctl(v->kvm_dev_fd, KVM_SET_DEVICE_ATTR, &attr) < 0) {
+        int r = -errno;
+        vmm_log_error("vfio: adding group %d to KVM's VFIO device: %s", g->id, vmm_strerror(r));
+        return r;
+    }
+    return 0;
 }
 
 /* The container's entry for group id, opening and attaching it if new. */
@@ -285,6 +308,12 @@ static int group_get(struct vmm_vfio_container *v, int id, struct vfio_group **o
     }
     struct vfio_group *g = &v->groups[v->nr_groups++];
     *g = (struct vfio_group){.id = id, .fd = fd};
+    if (v->kvm_dev_fd >= 0 && (r = kvm_add_group(v, g)) < 0) {
+        v->nr_groups--;
+        (void)ioctl(fd, VFIO_GROUP_UNSET_CONTAINER);
+        close(fd);
+        return r;
+    }
     *out = g;
     return 0;
 }
@@ -438,6 +467,32 @@ int vmm_vfio_device_region_write(struct vmm_vfio_device *d, unsigned index, uint
 
 /* ---- DMA ---- */
 
+int vmm_vfio_reserved_overlap(const char *root, int group, uint64_t iova, uint64_t len)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/kernel/iommu_groups/%d/reserved_regions", root, group);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0; /* older kernels do not list them */
+    char line[128], kind[32];
+    uint64_t start, end;
+    int r = 0;
+    for (unsigned n = 0; r == 0 && n < 256 && fgets(line, sizeof(line), f); n++) {
+        if (sscanf(line, "%" SCNx64 " %" SCNx64 " %31s", &start, &end, kind) != 3 || end < start) {
+            vmm_log_error("vfio: %s: cannot parse '%.60s'", path, line);
+            r = -EIO;
+        } else if (len && iova <= end && start <= iova + len - 1) {
+            vmm_log_error("vfio: guest memory [0x%" PRIx64 ", 0x%" PRIx64 "] meets the IOMMU's "
+                          "reserved range [0x%" PRIx64 ", 0x%" PRIx64 "] (%s) of group %d: move "
+                          "that memory elsewhere",
+                          iova, iova + len - 1, start, end, kind, group);
+            r = -EINVAL;
+        }
+    }
+    fclose(f);
+    return r;
+}
+
 void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *v)
 {
     if (!v)
@@ -471,6 +526,12 @@ int vmm_vfio_container_map_memory(struct vmm_vfio_container *v, const struct vmm
             vmm_vfio_container_unmap_memory(v);
             return r;
         }
+        for (unsigned g = 0; g < v->nr_groups && r == 0; g++)
+            r = vmm_vfio_reserved_overlap(v->sysfs_root, v->groups[g].id, info.gpa, info.len);
+        if (r < 0) {
+            vmm_vfio_container_unmap_memory(v);
+            return r;
+        }
         struct vfio_iommu_type1_dma_map m = {
             .argsz = sizeof(m),
             .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
@@ -486,6 +547,34 @@ int vmm_vfio_container_map_memory(struct vmm_vfio_container *v, const struct vmm
             return r;
         }
         v->maps[v->nr_maps++] = m;
+    }
+    return 0;
+}
+
+/* ---- KVM ---- */
+
+int vmm_vfio_container_attach_vm(struct vmm_vfio_container *v, struct vmm_vm *vm)
+{
+    if (!v || !vm)
+        return -EINVAL;
+    if (v->kvm_dev_fd >= 0)
+        return -EBUSY;
+    struct kvm_create_device cd = {.type = KVM_DEV_TYPE_VFIO};
+    if (ioctl(vmm_vm_kvm_fd(vm), KVM_CREATE_DEVICE, &cd) < 0) {
+        int r = -errno;
+        vmm_log_error("vfio: creating KVM's VFIO device: %s", vmm_strerror(r));
+        return r;
+    }
+    v->kvm_dev_fd = (int)cd.fd;
+    v->vm = vm;
+    for (unsigned i = 0; i < v->nr_groups; i++) {
+        int r = kvm_add_group(v, &v->groups[i]);
+        if (r < 0) {
+            close(v->kvm_dev_fd);
+            v->kvm_dev_fd = -1;
+            v->vm = NULL;
+            return r;
+        }
     }
     return 0;
 }

@@ -4,6 +4,8 @@
 #ifndef VMM_VFIO_INTERNAL_H
 #define VMM_VFIO_INTERNAL_H
 
+#include <stdint.h>
+
 struct vfio_location {
     char address[16]; /* canonical "dddd:bb:dd.f" */
     int group;        /* IOMMU group number */
@@ -22,5 +24,14 @@ int vmm_vfio_parse_address(const char *address, char canonical[16]);
  * failure in one line. Returns 0, -EINVAL, -ENOENT, -EBUSY or -ENODEV.
  */
 int vmm_vfio_locate(const char *sysfs_root, const char *address, struct vfio_location *loc);
+
+/*
+ * Whether [iova, iova + len) meets a range of IOMMU group group's
+ * reserved_regions under sysfs_root (the MSI window, RMRRs: the IOMMU does
+ * not translate those, so guest memory there cannot be DMA-mapped). Returns
+ * 0 (no, or the group lists none), -EINVAL (yes: logged with the range and
+ * its kind) or -EIO (a line that does not parse).
+ */
+int vmm_vfio_reserved_overlap(const char *sysfs_root, int group, uint64_t iova, uint64_t len);
 
 #endif /* VMM_VFIO_INTERNAL_H */

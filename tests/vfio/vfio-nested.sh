@@ -6,7 +6,8 @@
 # library and must read edu's IDs (1234:11e8) from its configuration space and find BAR 0 (1 MiB,
 # mmap-able); a device still on its host driver (the 9p share's virtio-pci function) must be
 # refused with -EBUSY (-16) and the reason. Then DMA: guest memory mapped through the container
-# (a second mapping refused with -EBUSY), edu's ID register read through BAR 0, and edu copying a
+# (a second mapping refused with -EBUSY; memory over the MSI window the IOMMU reserves refused with
+# -EINVAL), KVM's VFIO pseudo-device created on a VM, edu's ID register read through BAR 0, and edu copying a
 # pattern out of guest memory into its buffer and back to another place.
 # usage: vfio-nested.sh VFIO_PROBE WORK_DIR
 set -uo pipefail
@@ -52,6 +53,9 @@ check "BAR 0 region" "^bar0 0 len 0x100000 flags read write mmap$"
 check "a region past the last refused" "^region 1000 -22$"
 check "a device on its host driver refused" "^open [0-9a-f:.]+ -16$"
 check "... with the reason" "is bound to virtio-pci, not to vfio-pci"
+check "KVM's VFIO device, once" "^kvm-vfio 0 again -16$"
+check "guest memory over the MSI window refused" "^map reserved -22$"
+check "... naming the range" "reserved range \\[0xfee00000, 0xfeefffff\\] \\(msi\\)"
 check "guest memory DMA-mapped once" "^map 0 again -16$"
 check "edu's ID through BAR 0" "^edu id 0x010000ed$"
 check "edu DMA to and from guest memory" "^dma ok$"

@@ -48,6 +48,18 @@ static int edu_dma(struct vmm_vfio_device *d, uint64_t src, uint64_t dst, uint64
     return -1;
 }
 
+/* Guest memory over the MSI window: the IOMMU reserves it, so it is refused. */
+static void map_reserved(struct vmm_vfio_container *c)
+{
+    struct vmm_memory *mem;
+    struct vmm_region_config rc =
+        VMM_INIT(struct vmm_region_config, .gpa = 0xfe000000, .len = 32u << 20);
+    if (vmm_memory_create(&mem) < 0 || vmm_memory_add_region(mem, &rc) < 0)
+        return;
+    printf("map reserved %d\n", vmm_vfio_container_map_memory(c, mem));
+    vmm_memory_destroy(mem);
+}
+
 /* Map guest RAM, have edu copy a pattern through its buffer. */
 static int dma_round_trip(struct vmm_vfio_container *c, struct vmm_vfio_device *d)
 {
@@ -126,8 +138,16 @@ int main(int argc, char **argv)
         printf("open %s %d\n", argv[2], vmm_vfio_device_open(c, argv[2], &other));
         vmm_vfio_device_close(other);
     }
+    /* KVM's VFIO device on a VM (level 1 has KVM). */
+    struct vmm_vm *vm = NULL;
+    int rv = vmm_vm_create(NULL, &vm);
+    if (rv == 0)
+        rv = vmm_vfio_container_attach_vm(c, vm);
+    printf("kvm-vfio %d again %d\n", rv, vm ? vmm_vfio_container_attach_vm(c, vm) : -1);
+    map_reserved(c);
     int rd = dma_round_trip(c, d);
     vmm_vfio_device_close(d);
     vmm_vfio_container_close(c);
-    return r < 0 || rb < 0 || rd < 0 ? 1 : 0;
+    vmm_vm_destroy(vm);
+    return r < 0 || rb < 0 || rd < 0 || rv < 0 ? 1 : 0;
 }

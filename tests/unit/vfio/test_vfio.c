@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <ftw.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,6 +140,37 @@ START_TEST(viable_groups)
 }
 END_TEST
 
+static void write_file(const char *rel, const char *text)
+{
+    char path[PATH_MAX * 2];
+    snprintf(path, sizeof(path), "%s/%s", root, rel);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(reserved_ranges)
+{
+    mkdirs("kernel/iommu_groups/3");
+    write_file("kernel/iommu_groups/3/reserved_regions",
+               "0x00000000fee00000 0x00000000feefffff msi\n"
+               "0x000000007c000000 0x000000007c0fffff direct\n");
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0, 0x7c000000), 0);
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0, 0x7c000001), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0x7c100000, 0x82d00000), 0);
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0x7c100000, 0x82d00001), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0xfeeff000, 0x1000), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0xfef00000, 1ull << 40), 0);
+    /* A group that lists none (older kernels), and a line that is garbage. */
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 4, 0, UINT64_MAX), 0);
+    write_file("kernel/iommu_groups/3/reserved_regions", "0xfee00000 msi\n");
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0, 0x1000), -EIO);
+    write_file("kernel/iommu_groups/3/reserved_regions", "0x2000 0x1000 msi\n");
+    ck_assert_int_eq(vmm_vfio_reserved_overlap(root, 3, 0, 0x1000), -EIO);
+}
+END_TEST
+
 START_TEST(container_without_vfio)
 {
     struct vmm_vfio_container *c;
@@ -156,6 +188,8 @@ START_TEST(container_without_vfio)
     ck_assert_int_eq(vmm_vfio_container_open(NULL, NULL), -EINVAL);
     vmm_vfio_container_close(NULL);
     vmm_vfio_device_close(NULL);
+    ck_assert_int_eq(vmm_vfio_container_map_memory(NULL, NULL), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_container_attach_vm(NULL, NULL), -EINVAL);
 }
 END_TEST
 
@@ -167,6 +201,7 @@ int main(void)
     tcase_add_test(tc, addresses);
     tcase_add_test(tc, usual_mistakes);
     tcase_add_test(tc, viable_groups);
+    tcase_add_test(tc, reserved_ranges);
     tcase_add_test(tc, container_without_vfio);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
