@@ -53,6 +53,8 @@ static const char usage[] =
     "      --rng             add a virtio entropy device (fed from getrandom)\n"
     "      --disk PATH[,ro|,rw][,direct]  add a virtio-blk disk backed by a file or block\n"
     "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
+    "      --transport KIND  how virtio devices appear: mmio (default) or pci (virtio-pci\n"
+    "                        with MSI-X on a PCI root complex described by ACPI)\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -181,6 +183,7 @@ struct options {
     bool rng;                                      /* --rng */
     struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
     unsigned nr_disks;
+    bool pci; /* --transport pci */
 };
 
 #define SECCOMP_OFF 0
@@ -327,8 +330,46 @@ static unsigned virtio_gsi(unsigned n)
     return gsis[n];
 }
 
+/* --transport pci: a root complex, and each device as a virtio-pci function
+ * in the order of the mmio slots. */
+static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
+                                   struct vmm_machine *m)
+{
+    struct vmm_pci_bus *bus;
+    int r = vmm_vm_add_pci(vm, NULL, &bus);
+    if (r < 0 || (r = vmm_pci_add_to_machine(bus, m)) < 0)
+        fail("cannot add the PCI root complex: %s", vmm_strerror(r));
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    if (o->virtio_console) {
+        struct vmm_virtio_console_config con = VMM_INIT(
+            struct vmm_virtio_console_config, .in_fd = STDIN_FILENO, .out_fd = STDOUT_FILENO);
+        if ((r = vmm_virtio_console_create(&con, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail("cannot add the virtio console: %s", vmm_strerror(r));
+    }
+    if (o->rng) {
+        if ((r = vmm_virtio_rng_create(NULL, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail("cannot add the virtio entropy device: %s", vmm_strerror(r));
+    }
+    for (unsigned i = 0; i < o->nr_disks; i++) {
+        char serial[24]; /* i < MAX_DISKS: at most 12 bytes */
+        snprintf(serial, sizeof(serial), "libvmm-disk%u", i);
+        struct vmm_virtio_blk_config disk = o->disks[i];
+        if (!disk.serial)
+            disk.serial = serial;
+        if ((r = vmm_virtio_blk_create(&disk, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
+    }
+}
+
 static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
 {
+    if (o->pci) {
+        add_virtio_pci_devices(vm, o, m);
+        return;
+    }
     struct vmm_virtio_mmio *dev;
     int r;
     if (o->virtio_console) {
@@ -528,6 +569,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_RNG,
         OPT_DISK,
         OPT_SECCOMP,
+        OPT_TRANSPORT,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -539,6 +581,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"rng", no_argument, NULL, OPT_RNG},
         {"disk", required_argument, NULL, OPT_DISK},
+        {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -648,6 +691,14 @@ static void parse_options(int argc, char **argv, struct options *o)
                 fail("--disk needs a file or block device (PATH[,ro][,direct])");
             break;
         }
+        case OPT_TRANSPORT:
+            if (strcmp(optarg, "mmio") == 0)
+                o->pci = false;
+            else if (strcmp(optarg, "pci") == 0)
+                o->pci = true;
+            else
+                fail("invalid --transport '%s' (mmio or pci)", optarg);
+            break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)
                 o->restart_on_reboot = false;

@@ -135,4 +135,21 @@ static inline bool vmm_out_needs_poll(enum vmm_out_kind kind)
  */
 long vmm_out_writev(int fd, enum vmm_out_kind kind, const struct iovec *iov, int n);
 
+struct vmm_vm;
+/*
+ * lib/cpu/routes.c: MSI routes for device interrupt vectors, each a GSI from
+ * VMM_IOAPIC_PINS up that an irqfd (vmm_vm_irqfd) can feed. alloc hands out
+ * a GSI with no route installed (0, -ENOSPC or -ENOMEM); set installs
+ * (valid) or removes the route to address/data (0, -EINVAL for a GSI not
+ * allocated, or a -errno from KVM); free returns the GSI. Thread-safe.
+ */
+int vmm_vm_msi_route_alloc(struct vmm_vm *vm, unsigned *gsi);
+int vmm_vm_msi_route_set(struct vmm_vm *vm, unsigned gsi, uint64_t address, uint32_t data,
+                         bool valid);
+void vmm_vm_msi_route_free(struct vmm_vm *vm, unsigned gsi);
+/* An IOAPIC pin or an allocated MSI route. */
+bool vmm_vm_gsi_routable(struct vmm_vm *vm, unsigned gsi);
+/* The KVM VM fd (lib/cpu/vm.c), for components that create KVM devices. */
+int vmm_vm_kvm_fd(const struct vmm_vm *vm);
+
 #endif /* VMM_INTERNAL_H */

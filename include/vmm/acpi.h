@@ -108,7 +108,8 @@ struct vmm_acpi_result {
     vmm_gpa_t fadt;
     vmm_gpa_t madt;
     vmm_gpa_t dsdt;
-    uint64_t len; /* bytes used: every table lies in [rsdp, rsdp + len) */
+    uint64_t len;   /* bytes used: every table lies in [rsdp, rsdp + len) */
+    vmm_gpa_t mcfg; /* the MCFG, when machine->pci.present; else 0 */
 };
 
 /*

@@ -20,7 +20,9 @@
  *   0x000a_0000 .. 0x000e_0000   legacy VGA/ROM hole (reserved in e820)
  *   0x000e_0000 .. 0x0010_0000   ACPI tables, RSDP first (reserved in e820)
  *   0x0010_0000 ..               kernel, then initrd as high as allowed
+ *   0xc000_0000 .. 0xd000_0000   PCI 32-bit MMIO window (pci.h)
  *   0xd000_0000 ..               virtio-mmio devices, 4 KiB apart (vmm-run)
+ *   0xe000_0000 .. 0xe010_0000   PCI ECAM, bus 0 (pci.h)
  *   0xfec0_0000                  IOAPIC
  *   0xfee0_0000                  local APICs
  */
@@ -79,6 +81,16 @@ struct vmm_machine_range {
     uint64_t size;
 };
 
+/* A PCI root complex (bus 0), filled by vmm_pci_add_to_machine (pci.h). */
+struct vmm_machine_pci {
+    bool present;
+    uint64_t ecam_base; /* 1 MiB: bus 0 (MCFG) */
+    uint64_t mmio32_base, mmio32_size;
+    uint64_t mmio64_base, mmio64_size; /* size 0: none */
+    uint32_t io_base, io_size;
+    uint32_t intx_gsi[4]; /* INTA of slot s arrives at intx_gsi[s % 4] (_PRT) */
+};
+
 /* What the guest's firmware tables describe. Zero means default. Under the
  * growth convention (abi.h): every function that takes a machine (and the
  * kernel options and Linux config that point at one) reads a zero-filled
@@ -100,9 +112,10 @@ struct vmm_machine {
      * library's own (the low firmware range 0x9fc00..0x100000). */
     unsigned nr_reserved;
     struct vmm_machine_range reserved[VMM_MACHINE_MAX_RESERVED];
-    bool acpi_pm; /* the ACPI sleep/reset ports exist (VMM_ACPI_*_PORT) */
-    bool rtc;     /* a CMOS RTC at 0x70/0x71 */
-    bool i8042;   /* an i8042 at 0x60/0x64 */
+    bool acpi_pm;               /* the ACPI sleep/reset ports exist (VMM_ACPI_*_PORT) */
+    bool rtc;                   /* a CMOS RTC at 0x70/0x71 */
+    bool i8042;                 /* an i8042 at 0x60/0x64 */
+    struct vmm_machine_pci pci; /* a PCI root complex, when pci.present */
 };
 
 #ifdef __cplusplus

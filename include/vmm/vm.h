@@ -132,8 +132,9 @@ VMM_API struct vmm_vcpu *vmm_vm_vcpu(struct vmm_vm *vm, unsigned index);
 VMM_API int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level);
 
 /*
- * Connect an eventfd to interrupt line gsi: each write to fd raises an edge
- * on the line without a trip through userspace. resample_fd >= 0 makes it a
+ * Connect an eventfd to interrupt line gsi (an IOAPIC pin, or the GSI of a
+ * PCI device's MSI route): each write to fd raises an edge on the line
+ * without a trip through userspace. resample_fd >= 0 makes it a
  * level-triggered line that KVM lowers at EOI and signals through
  * resample_fd (full in-kernel irqchip only; -ENOTSUP otherwise).
  * Returns 0 or a -errno. vmm_vm_irqfd_remove disconnects it.

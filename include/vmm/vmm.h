@@ -25,5 +25,8 @@
 #include <vmm/seccomp.h>
 #include <vmm/function_abi.h>
 #include <vmm/function.h>
+#include <vmm/pci.h>
+#include <vmm/virtio_pci.h>
+#include <vmm/vfio.h>
 
 #endif /* VMM_VMM_H */

@@ -38,6 +38,17 @@ struct vmm_vcpu {
     bool has_run;
 };
 
+/* One MSI route of the VM's GSI routing table. */
+struct vmm_msi_route {
+    bool used;  /* allocated to a device vector */
+    bool valid; /* installed in KVM (unmasked, enabled) */
+    uint64_t address;
+    uint32_t data;
+};
+
+/* Most MSI routes a VM hands out (KVM allows 4096 routes in all). */
+#define VMM_MAX_MSI_ROUTES 2048
+
 struct vmm_cleanup {
     void (*fn)(void *opaque);
     void *opaque;
@@ -64,6 +75,13 @@ struct vmm_vm {
 
     struct kvm_cpuid2 *supported_cpuid; /* KVM_GET_SUPPORTED_CPUID, fetched once */
     bool boot_tables_written;
+
+    /* KVM's GSI routing table (routes.c), guarded by routes_lock. */
+    pthread_mutex_t routes_lock;
+    struct kvm_irq_routing_entry *chip_routes; /* the irqchip's, GSIs < VMM_IOAPIC_PINS */
+    unsigned nr_chip_routes;
+    struct vmm_msi_route *msi; /* msi[i] is GSI VMM_IOAPIC_PINS + i */
+    unsigned msi_cap;
 
     struct vmm_cleanup *cleanups;
     unsigned nr_cleanups;
@@ -104,5 +122,11 @@ int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);
 int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm);
+
+/* lib/cpu/routes.c: the GSI routing table shared by the irqchip and MSI
+ * routes. All thread-safe; each change rewrites KVM's table. */
+/* Replace the irqchip's routes (GSIs below VMM_IOAPIC_PINS) and commit. */
+int vmm_vm_routes_set_chip(struct vmm_vm *vm, const struct kvm_irq_routing_entry *e, unsigned n);
+void vmm_vm_routes_fini(struct vmm_vm *vm);
 
 #endif /* VMM_CPU_INTERNAL_H */

@@ -53,6 +53,7 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     vm->vm_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
+    pthread_mutex_init(&vm->routes_lock, NULL);
 
     int r;
     if (vm->cfg.irqchip != VMM_IRQCHIP_SPLIT && vm->cfg.irqchip != VMM_IRQCHIP_KERNEL) {
@@ -124,6 +125,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
     free(vm->slot_dirty_log);
     if (vm->kvm_fd >= 0)
         close(vm->kvm_fd);
+    vmm_vm_routes_fini(vm);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->lock);
     free(vm);
@@ -268,9 +270,14 @@ int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level)
     return vmm_arch_irq_line(vm, gsi, level);
 }
 
+int vmm_vm_kvm_fd(const struct vmm_vm *vm)
+{
+    return vm->vm_fd;
+}
+
 int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
 {
-    if (gsi >= VMM_IOAPIC_PINS || fd < 0)
+    if (!vmm_vm_gsi_routable(vm, gsi) || fd < 0)
         return -EINVAL;
     struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
     if (resample_fd >= 0) {
@@ -285,7 +292,7 @@ int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
 
 int vmm_vm_irqfd_remove(struct vmm_vm *vm, int fd, unsigned gsi)
 {
-    if (gsi >= VMM_IOAPIC_PINS || fd < 0)
+    if (!vmm_vm_gsi_routable(vm, gsi) || fd < 0)
         return -EINVAL;
     struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
     return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQFD, &irqfd);

@@ -84,6 +84,11 @@ _Static_assert(VMM_MACHINE_MAX_SERIAL <= 9 && VMM_MACHINE_MAX_VIRTIO <= 100,
 
 #define DSDT_REVISION 2 /* 64-bit integers */
 
+/* MCFG (PCI Firmware 3.2, 4.1.2): header, 8 reserved bytes, then one
+ * 16-byte allocation per segment bus range. */
+#define MCFG_SIZE     (SDT_HEADER_SIZE + 8 + 16)
+#define MCFG_REVISION 1
+
 static const char hypervisor_id[8] = "LIBVMM";
 
 static size_t align_up(size_t v)
@@ -125,7 +130,11 @@ static size_t build_fadt(const struct tables_machine *t, uint8_t *f, uint64_t ds
 {
     const struct vmm_machine *m = t->m;
     uint32_t flags = FADT_F_HW_REDUCED_ACPI;
-    uint16_t boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_MSI_NOT_SUPPORTED;
+    uint16_t boot_arch = IAPC_VGA_NOT_PRESENT;
+
+    /* MSIs exist where PCI does (its MSI-X); without it nothing sends one. */
+    if (!m->pci.present)
+        boot_arch |= IAPC_MSI_NOT_SUPPORTED;
 
     if (m->i8042)
         boot_arch |= IAPC_8042;
@@ -243,6 +252,69 @@ static void dsdt_virtio(struct aml *a, unsigned i, const struct vmm_machine_virt
     aml_end(a);
 }
 
+static size_t build_mcfg(const struct vmm_machine_pci *pci, uint8_t *p)
+{
+    uint8_t *e = p + SDT_HEADER_SIZE + 8;
+    tables_put64(e, pci->ecam_base);
+    tables_put16(e + 8, 0); /* segment */
+    e[10] = 0;              /* start bus */
+    e[11] = 0;              /* end bus: the ECAM covers bus 0 */
+    sdt_header(p, "MCFG", MCFG_SIZE, MCFG_REVISION);
+    sdt_checksum(p, MCFG_SIZE);
+    return MCFG_SIZE;
+}
+
+/* The PCI host bridge: PNP0A08 (PCI Express) compatible with PNP0A03, its
+ * bus range and windows in _CRS, INTA..INTD of each slot in _PRT (global
+ * GSIs, level-triggered active-low by ACPI's rule for _PRT without link
+ * devices), and the ECAM range reserved as a motherboard resource. */
+static void dsdt_pci(struct aml *a, const struct vmm_machine_pci *pci)
+{
+    aml_device_begin(a, "PCI0");
+    aml_name(a, "_HID");
+    aml_eisaid(a, "PNP0A08");
+    aml_name(a, "_CID");
+    aml_eisaid(a, "PNP0A03");
+    aml_name(a, "_SEG");
+    aml_integer(a, 0);
+    aml_name(a, "_BBN");
+    aml_integer(a, 0);
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    resource_name(a, "_CRS");
+    aml_word_bus_number(a, 0, 1);
+    aml_io(a, 0xcf8, 8);
+    if (pci->io_size)
+        aml_word_io(a, (uint16_t)pci->io_base, pci->io_size);
+    aml_dword_memory(a, (uint32_t)pci->mmio32_base, pci->mmio32_size);
+    if (pci->mmio64_size)
+        aml_qword_memory(a, pci->mmio64_base, pci->mmio64_size);
+    aml_end(a); /* ResourceTemplate */
+    /* Slot 0 is the host bridge: slots 1..31, four pins each. */
+    aml_name(a, "_PRT");
+    aml_package_begin(a, 31 * 4);
+    for (unsigned slot = 1; slot < 32; slot++) {
+        for (unsigned pin = 0; pin < 4; pin++) {
+            aml_package_begin(a, 4);
+            aml_integer(a, (uint64_t)slot << 16 | 0xffff);
+            aml_integer(a, pin);
+            aml_integer(a, 0);
+            aml_integer(a, pci->intx_gsi[(slot + pin) % 4]);
+            aml_end(a);
+        }
+    }
+    aml_end(a); /* _PRT */
+    aml_end(a); /* PCI0 */
+
+    aml_device_begin(a, "RES0");
+    aml_name(a, "_HID");
+    aml_eisaid(a, "PNP0C02");
+    resource_name(a, "_CRS");
+    aml_qword_memory(a, pci->ecam_base, 1u << 20);
+    aml_end(a);
+    aml_end(a);
+}
+
 /* The DSDT into p[0..cap). Returns its length or -ENOSPC/-EINVAL. */
 static int build_dsdt(const struct tables_machine *t, uint8_t *p, size_t cap)
 {
@@ -277,6 +349,8 @@ static int build_dsdt(const struct tables_machine *t, uint8_t *p, size_t cap)
     }
     for (unsigned i = 0; i < m->nr_virtio; i++)
         dsdt_virtio(&a, i, &m->virtio[i]);
+    if (m->pci.present)
+        dsdt_pci(&a, &m->pci);
     aml_end(&a); /* \_SB_ */
     if (m->acpi_pm) {
         /* SLP_TYPa, SLP_TYPb, reserved, reserved */
@@ -301,11 +375,13 @@ static int build_dsdt(const struct tables_machine *t, uint8_t *p, size_t cap)
 static int build(const struct tables_machine *t, vmm_gpa_t addr, uint8_t *s, size_t cap,
                  struct vmm_acpi_result *res)
 {
+    bool pci = t->m->pci.present;
     size_t xsdt = align_up(RSDP_SIZE);
-    size_t xsdt_len = SDT_HEADER_SIZE + 2 * 8;
+    size_t xsdt_len = SDT_HEADER_SIZE + (pci ? 3 : 2) * 8;
     size_t fadt = align_up(xsdt + xsdt_len);
     size_t madt = align_up(fadt + FADT_SIZE);
-    size_t dsdt = align_up(madt + madt_size(t));
+    size_t mcfg = align_up(madt + madt_size(t));
+    size_t dsdt = align_up(mcfg + (pci ? MCFG_SIZE : 0));
 
     if (dsdt > cap)
         return -ENOSPC;
@@ -313,11 +389,15 @@ static int build(const struct tables_machine *t, vmm_gpa_t addr, uint8_t *s, siz
     if (dsdt_len < 0)
         return dsdt_len;
     build_madt(t, s + madt);
+    if (pci)
+        build_mcfg(&t->m->pci, s + mcfg);
     build_fadt(t, s + fadt, addr + dsdt);
 
     sdt_header(s + xsdt, "XSDT", (uint32_t)xsdt_len, 1);
     tables_put64(s + xsdt + SDT_HEADER_SIZE, addr + fadt);
     tables_put64(s + xsdt + SDT_HEADER_SIZE + 8, addr + madt);
+    if (pci)
+        tables_put64(s + xsdt + SDT_HEADER_SIZE + 16, addr + mcfg);
     sdt_checksum(s + xsdt, (uint32_t)xsdt_len);
 
     memcpy(s, "RSD PTR ", 8);
@@ -339,6 +419,7 @@ static int build(const struct tables_machine *t, vmm_gpa_t addr, uint8_t *s, siz
             .madt = addr + madt,
             .dsdt = addr + dsdt,
             .len = used,
+            .mcfg = pci ? addr + mcfg : 0,
         };
     }
     return (int)used;

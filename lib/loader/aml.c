@@ -34,6 +34,17 @@
 #define RES_END_TAG      0x79 /* small item 0x0f, length 1 */
 #define RES_MEMORY32_FIX 0x86
 #define RES_EXT_IRQ      0x89
+#define RES_DWORD_ADDR   0x87
+#define RES_WORD_ADDR    0x88
+#define RES_QWORD_ADDR   0x8a
+
+/* Address space descriptors: resource types and flags. */
+#define ADDR_TYPE_MEMORY 0
+#define ADDR_TYPE_IO     1
+#define ADDR_TYPE_BUS    2
+#define ADDR_MIN_MAX_FIX 0x0c /* _MIF | _MAF; producer, positive decode */
+#define ADDR_MEM_RW      0x01 /* NonCacheable, ReadWrite */
+#define ADDR_IO_ENTIRE   0x03
 
 void aml_init(struct aml *a, uint8_t *buf, size_t cap)
 {
@@ -371,4 +382,42 @@ void aml_interrupt(struct aml *a, unsigned flags, uint32_t gsi)
     d[4] = 1;
     tables_put32(d + 5, gsi);
     aml_bytes(a, d, sizeof(d));
+}
+
+/* An address space descriptor with fields of width w (2, 4 or 8 bytes):
+ * granularity, minimum, maximum, translation, length. */
+static void address_space(struct aml *a, uint8_t tag, unsigned w, uint8_t type, uint8_t tflags,
+                          uint64_t min, uint64_t len)
+{
+    uint8_t d[3 + 3 + 5 * 8] = {tag};
+    size_t n = 6 + 5 * w;
+    tables_put16(d + 1, (uint16_t)(n - 3));
+    d[3] = type;
+    d[4] = ADDR_MIN_MAX_FIX;
+    d[5] = tflags;
+    uint64_t v[5] = {0, min, min + len - 1, 0, len};
+    for (unsigned i = 0; i < 5; i++)
+        for (unsigned b = 0; b < w; b++)
+            d[6 + i * w + b] = (uint8_t)(v[i] >> (8 * b));
+    aml_bytes(a, d, n);
+}
+
+void aml_word_bus_number(struct aml *a, uint16_t min, uint16_t len)
+{
+    address_space(a, RES_WORD_ADDR, 2, ADDR_TYPE_BUS, 0, min, len);
+}
+
+void aml_word_io(struct aml *a, uint16_t min, uint32_t len)
+{
+    address_space(a, RES_WORD_ADDR, 2, ADDR_TYPE_IO, ADDR_IO_ENTIRE, min, len);
+}
+
+void aml_dword_memory(struct aml *a, uint32_t min, uint64_t len)
+{
+    address_space(a, RES_DWORD_ADDR, 4, ADDR_TYPE_MEMORY, ADDR_MEM_RW, min, len);
+}
+
+void aml_qword_memory(struct aml *a, uint64_t min, uint64_t len)
+{
+    address_space(a, RES_QWORD_ADDR, 8, ADDR_TYPE_MEMORY, ADDR_MEM_RW, min, len);
 }

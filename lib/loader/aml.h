@@ -87,5 +87,16 @@ void aml_irq_noflags(struct aml *a, unsigned irq);
 void aml_memory32_fixed(struct aml *a, bool writable, uint32_t base, uint32_t size);
 /* Interrupt(flags: AML_INT_*) {gsi} */
 void aml_interrupt(struct aml *a, unsigned flags, uint32_t gsi);
+/* Address space descriptors (6.4.3.5) for a bridge's windows: a
+ * ResourceProducer, MinFixed, MaxFixed, PosDecode range [min, min + len)
+ * with granularity and translation 0. len > 0. */
+/* WordBusNumber(...) */
+void aml_word_bus_number(struct aml *a, uint16_t min, uint16_t len);
+/* WordIO(..., EntireRange) */
+void aml_word_io(struct aml *a, uint16_t min, uint32_t len);
+/* DWordMemory(..., NonCacheable, ReadWrite) */
+void aml_dword_memory(struct aml *a, uint32_t min, uint64_t len);
+/* QWordMemory(..., NonCacheable, ReadWrite) */
+void aml_qword_memory(struct aml *a, uint64_t min, uint64_t len);
 
 #endif /* VMM_LOADER_AML_H */

@@ -85,6 +85,20 @@ int tables_machine_check(const struct vmm_machine *caller, unsigned max_vcpus, b
             return -EINVAL;
         }
     }
+    const struct vmm_machine_pci *pci = &machine->pci;
+    if (pci->present) {
+        bool ok = !(pci->ecam_base & 0xfffff) && pci->ecam_base < UINT64_MAX - 0xfffff &&
+                  pci->mmio32_size && pci->mmio32_base + pci->mmio32_size <= TABLES_4G &&
+                  pci->mmio32_base + pci->mmio32_size > pci->mmio32_base &&
+                  pci->mmio64_base + pci->mmio64_size >= pci->mmio64_base &&
+                  (uint64_t)pci->io_base + pci->io_size <= 0x10000u;
+        for (unsigned i = 0; i < 4; i++)
+            ok = ok && gsi_ok(&t, pci->intx_gsi[i]);
+        if (!ok) {
+            vmm_log_debug("tables: the PCI root complex's windows or INTx lines are not usable");
+            return -EINVAL;
+        }
+    }
     struct vmm_range rsv[VMM_MACHINE_MAX_RESERVED];
     if (vmm_loader_machine_reserved(machine, rsv) < 0) {
         vmm_log_debug("tables: a reserved range wraps");

@@ -4,6 +4,8 @@
  * their transport. */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vmm/virtio.h>
@@ -14,9 +16,11 @@
 
 static void queue_interrupt(void *opaque, struct vmm_virtq *q)
 {
-    (void)q;
     struct vmm_virtio_transport *t = opaque;
-    t->raise(t, VMM_VIRTIO_INT_VRING);
+    if (t->raise_queue)
+        t->raise_queue(t, vmm_virtq_index(q));
+    else
+        t->raise(t, VMM_VIRTIO_INT_VRING);
 }
 
 static void queue_broken(void *opaque, struct vmm_virtq *q)
@@ -186,4 +190,106 @@ void vmm_virtio_device_free(struct vmm_virtio_device *dev)
         return;
     dev->ops = NULL;
     dev->opaque = NULL;
+}
+
+/* ---- the device status state machine, shared by the transports ---- */
+
+void vmm_virtio_refuse(struct vmm_virtio_transport *t, const char *fmt, ...)
+{
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    t->refused(t, msg);
+}
+
+/* Whether the driver may go from old to v (NEEDS_RESET and FAILED left
+ * out): bits only added, known ones, in the order the spec sets them. */
+static bool status_step_allowed(struct vmm_virtio_transport *t, uint32_t old, uint32_t v)
+{
+    uint32_t added = v & ~old;
+    if (old & ~v) {
+        vmm_virtio_refuse(t, "status 0x%x clears bits of 0x%x (only a reset can)", v, old);
+        return false;
+    }
+    if (v & ~(VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER |
+              VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
+        vmm_virtio_refuse(t, "status 0x%x has unknown bits", v);
+        return false;
+    }
+    if ((v & VMM_VIRTIO_STATUS_DRIVER) && !(v & VMM_VIRTIO_STATUS_ACKNOWLEDGE)) {
+        vmm_virtio_refuse(t, "status DRIVER without ACKNOWLEDGE");
+        return false;
+    }
+    if ((v & VMM_VIRTIO_STATUS_FEATURES_OK) && !(v & VMM_VIRTIO_STATUS_DRIVER)) {
+        vmm_virtio_refuse(t, "status FEATURES_OK without DRIVER");
+        return false;
+    }
+    if ((added & VMM_VIRTIO_STATUS_DRIVER_OK) && !(v & VMM_VIRTIO_STATUS_FEATURES_OK)) {
+        vmm_virtio_refuse(t, "status DRIVER_OK before FEATURES_OK");
+        return false;
+    }
+    return true;
+}
+
+/* FEATURES_OK: accept the driver's features, or leave the bit clear (per
+ * spec the driver sees that when it reads the status back). */
+static bool accept_features(struct vmm_virtio_transport *t, uint64_t driver_features)
+{
+    uint64_t extra = driver_features & ~t->offered;
+    if (extra) {
+        vmm_virtio_refuse(t, "FEATURES_OK with features 0x%" PRIx64 " not offered", extra);
+        return false;
+    }
+    if (!(driver_features & VMM_VIRTIO_F_VERSION_1)) {
+        vmm_virtio_refuse(t, "FEATURES_OK without VIRTIO_F_VERSION_1");
+        return false;
+    }
+    t->features = driver_features;
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        vmm_virtq_set_features(t->queues[i], t->features);
+    return true;
+}
+
+bool vmm_virtio_transport_activate(struct vmm_virtio_transport *t)
+{
+    int r = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
+    if (r < 0) {
+        vmm_log_limited(&t->activate_log, VMM_VIRTIO_LOG_BUDGET, "%s: activation failed: %s",
+                        t->name, vmm_strerror(r));
+        vmm_virtio_set_needs_reset(t);
+        return false;
+    }
+    t->activated = true;
+    return true;
+}
+
+int vmm_virtio_transport_write_status(struct vmm_virtio_transport *t, uint32_t v,
+                                      uint64_t driver_features)
+{
+    if (v == 0)
+        return VMM_VIRTIO_STEP_RESET;
+    /* NEEDS_RESET is the device's to set; keep ours, ignore the driver's. */
+    uint32_t keep = t->status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    v &= ~VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    uint32_t old = t->status & ~VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
+    uint32_t added = v & ~old;
+
+    if (v & VMM_VIRTIO_STATUS_FAILED) {
+        /* The driver gave up; take note and do nothing more. */
+        t->status = old | VMM_VIRTIO_STATUS_FAILED | keep;
+        return 0;
+    }
+    if (!status_step_allowed(t, old, v))
+        return 0;
+    /* FEATURES_OK refused in this very write (logged): so is DRIVER_OK,
+     * which status_step_allowed let through because it was asked for
+     * together with FEATURES_OK. */
+    if ((added & VMM_VIRTIO_STATUS_FEATURES_OK) && !accept_features(t, driver_features)) {
+        v &= ~(VMM_VIRTIO_STATUS_FEATURES_OK | (added & VMM_VIRTIO_STATUS_DRIVER_OK));
+        added &= ~(VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK);
+    }
+    t->status = v | keep;
+    return (added & VMM_VIRTIO_STATUS_DRIVER_OK) ? VMM_VIRTIO_STEP_ACTIVATE : 0;
 }

@@ -82,6 +82,11 @@ static void refused(struct vmm_virtio_mmio *m, const char *fmt, ...)
                     m->cfg.base, msg);
 }
 
+static void mmio_refused(struct vmm_virtio_transport *t, const char *msg)
+{
+    refused(to_mmio(t), "%s", msg);
+}
+
 /* ---- interrupts ---- */
 
 static void mmio_raise(struct vmm_virtio_transport *t, uint32_t cause)
@@ -275,103 +280,24 @@ static void device_reset(struct vmm_virtio_mmio *m)
     m->interrupt_status = 0;
 }
 
-/* Whether the driver may go from old to v (NEEDS_RESET and FAILED left
- * out): bits only added, known ones, in the order the spec sets them. */
-static bool status_step_allowed(struct vmm_virtio_mmio *m, uint32_t old, uint32_t v)
-{
-    uint32_t added = v & ~old;
-    if (old & ~v) {
-        refused(m, "status 0x%x clears bits of 0x%x (only a reset can)", v, old);
-        return false;
-    }
-    if (v & ~(VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER |
-              VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
-        refused(m, "status 0x%x has unknown bits", v);
-        return false;
-    }
-    if ((v & VMM_VIRTIO_STATUS_DRIVER) && !(v & VMM_VIRTIO_STATUS_ACKNOWLEDGE)) {
-        refused(m, "status DRIVER without ACKNOWLEDGE");
-        return false;
-    }
-    if ((v & VMM_VIRTIO_STATUS_FEATURES_OK) && !(v & VMM_VIRTIO_STATUS_DRIVER)) {
-        refused(m, "status FEATURES_OK without DRIVER");
-        return false;
-    }
-    if ((added & VMM_VIRTIO_STATUS_DRIVER_OK) && !(v & VMM_VIRTIO_STATUS_FEATURES_OK)) {
-        refused(m, "status DRIVER_OK before FEATURES_OK");
-        return false;
-    }
-    return true;
-}
-
-/* FEATURES_OK: accept the driver's features, or leave the bit clear (per
- * spec the driver sees that when it reads the status back). */
-static bool accept_features(struct vmm_virtio_mmio *m)
-{
-    struct vmm_virtio_transport *t = &m->t;
-    uint64_t extra = m->driver_features & ~t->offered;
-    if (extra) {
-        refused(m, "FEATURES_OK with features 0x%" PRIx64 " not offered", extra);
-        return false;
-    }
-    if (!(m->driver_features & VMM_VIRTIO_F_VERSION_1)) {
-        refused(m, "FEATURES_OK without VIRTIO_F_VERSION_1");
-        return false;
-    }
-    t->features = m->driver_features;
-    for (unsigned i = 0; i < t->dev.num_queues; i++)
-        vmm_virtq_set_features(t->queues[i], t->features);
-    return true;
-}
-
 /* DRIVER_OK: activate the device, then look at every ready queue. */
 static void activate(struct vmm_virtio_mmio *m)
 {
-    struct vmm_virtio_transport *t = &m->t;
-    int r = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
-    if (r < 0) {
-        vmm_log_limited(&t->activate_log, VMM_VIRTIO_LOG_BUDGET, "%s: activation failed: %s",
-                        t->name, vmm_strerror(r));
-        vmm_virtio_set_needs_reset(t);
+    if (!vmm_virtio_transport_activate(&m->t))
         return;
-    }
-    t->activated = true;
     /* Drivers fill queues (and notify) before DRIVER_OK; those notifications
      * were dropped, so look at every ready queue now. */
-    for (unsigned i = 0; i < t->dev.num_queues; i++)
+    for (unsigned i = 0; i < m->t.dev.num_queues; i++)
         if (m->q[i].ready)
             kick_queue(m, i);
 }
 
 static void write_status(struct vmm_virtio_mmio *m, uint32_t v)
 {
-    struct vmm_virtio_transport *t = &m->t;
-    if (v == 0) {
+    int step = vmm_virtio_transport_write_status(&m->t, v, m->driver_features);
+    if (step == VMM_VIRTIO_STEP_RESET)
         device_reset(m);
-        return;
-    }
-    /* NEEDS_RESET is the device's to set; keep ours, ignore the driver's. */
-    uint32_t keep = t->status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    v &= ~VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    uint32_t old = t->status & ~VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET;
-    uint32_t added = v & ~old;
-
-    if (v & VMM_VIRTIO_STATUS_FAILED) {
-        /* The driver gave up; take note and do nothing more. */
-        t->status = old | VMM_VIRTIO_STATUS_FAILED | keep;
-        return;
-    }
-    if (!status_step_allowed(m, old, v))
-        return;
-    /* FEATURES_OK refused in this very write (logged): so is DRIVER_OK,
-     * which status_step_allowed let through because it was asked for
-     * together with FEATURES_OK. */
-    if ((added & VMM_VIRTIO_STATUS_FEATURES_OK) && !accept_features(m)) {
-        v &= ~(VMM_VIRTIO_STATUS_FEATURES_OK | (added & VMM_VIRTIO_STATUS_DRIVER_OK));
-        added &= ~(VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK);
-    }
-    t->status = v | keep;
-    if (added & VMM_VIRTIO_STATUS_DRIVER_OK)
+    else if (step == VMM_VIRTIO_STEP_ACTIVATE)
         activate(m);
 }
 
@@ -692,6 +618,7 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
     }
     m->t.raise = mmio_raise;
     m->t.kick = mmio_kick;
+    m->t.refused = mmio_refused;
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)
         m->q[i].num = m->t.dev.queue_max_size;
 

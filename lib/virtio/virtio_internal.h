@@ -41,6 +41,11 @@ struct vmm_virtio_transport {
      * inside this call: the caller is a device releasing chains (lock
      * held). */
     void (*kick)(struct vmm_virtio_transport *t, unsigned index);
+    /* A used-buffer interrupt for queue index, where the transport has one
+     * per queue (virtio-pci's MSI-X vectors); NULL: raise(VRING). Lock held. */
+    void (*raise_queue)(struct vmm_virtio_transport *t, unsigned index);
+    /* Count and log a driver write the state machine refused (lock held). */
+    void (*refused)(struct vmm_virtio_transport *t, const char *msg);
 };
 
 /* Warning lines of one kind a device (or one of its queues) logs over its
@@ -83,6 +88,28 @@ bool vmm_virtio_device_destroy_unused(const struct vmm_virtio_device *dev);
 void vmm_virtio_transport_fini(struct vmm_virtio_transport *t);
 /* Reset the device and every queue (lock held). */
 void vmm_virtio_transport_reset(struct vmm_virtio_transport *t);
+
+/* Format a refused driver write and hand it to t->refused. */
+void vmm_virtio_refuse(struct vmm_virtio_transport *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* What a status write asks of the transport. */
+#define VMM_VIRTIO_STEP_RESET    1 /* the driver wrote 0: reset the device and the transport */
+#define VMM_VIRTIO_STEP_ACTIVATE 2 /* DRIVER_OK was just set: vmm_virtio_transport_activate */
+
+/*
+ * The driver wrote v to the device status, having written driver_features
+ * (lock held). Checks the step (bits only added, in the specification's
+ * order), accepts or refuses the features at FEATURES_OK (leaving the bit
+ * clear, as the specification says), records FAILED, and updates t->status.
+ * Returns 0 or a VMM_VIRTIO_STEP_* for the transport to carry out.
+ */
+int vmm_virtio_transport_write_status(struct vmm_virtio_transport *t, uint32_t v,
+                                      uint64_t driver_features);
+/* DRIVER_OK: call the device's activate; on failure set DEVICE_NEEDS_RESET.
+ * Returns whether the device is active (the transport then looks at its
+ * ready queues). Lock held. */
+bool vmm_virtio_transport_activate(struct vmm_virtio_transport *t);
 
 static inline bool vmm_is_pow2(uint64_t v)
 {

@@ -209,3 +209,13 @@ int vdev_wait_isr(struct vdev *d, uint32_t bit)
     }
     return 0;
 }
+
+void vdrv_start_timer(void)
+{
+    runtime_init();
+}
+
+unsigned vdrv_ticks(void)
+{
+    return timer_ticks;
+}

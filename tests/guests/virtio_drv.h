@@ -187,4 +187,10 @@ int vdev_wait_needs_reset(struct vdev *d);
  * pending. 0 or -1. */
 int vdev_wait_isr(struct vdev *d, uint32_t bit);
 
+/* For drivers of other transports (virtio_pci.c): mask the PICs, enable the
+ * LAPIC and start the periodic watchdog timer (once); the timer's tick
+ * count, about 6 a second. */
+void vdrv_start_timer(void);
+unsigned vdrv_ticks(void);
+
 #endif

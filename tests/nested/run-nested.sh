@@ -24,6 +24,9 @@
 #   --cwd DIR         working directory of the command (default: this one)
 #   --keep            keep the run folder (console log, output, status)
 #   --keep-console F  copy level 1's console log to F
+#   --qemu-arg ARG    one more QEMU argument (repeatable), before the shares: e.g. an emulated
+#                     device for level 1 ("-device edu"), or "-device intel-iommu,intremap=on"
+#   --append WORDS    more words for level 1's kernel command line (e.g. "intel_iommu=on")
 #   -q, --quiet       no "nested:" lines on stderr
 # Environment: VMM_QEMU (qemu-system-x86_64), VMM_NESTED_KERNEL (a bzImage; default the newest
 # /boot/vmlinuz-*), VMM_NESTED_MODULES (its modules; default /lib/modules/<its version>),
@@ -36,7 +39,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PATH=$PATH:/usr/sbin:/sbin # mkfs.ext4
 work=${VMM_NESTED_WORK:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/libvmm-nested}
-timeout=1800 mem=2048 smp=1 scratch_mib=4096 cwd=$PWD keep=0 quiet=0 console_copy=""
+timeout=1800 mem=2048 smp=1 scratch_mib=4096 cwd=$PWD keep=0 quiet=0 console_copy="" append_extra=""
+qemu_extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --work) work=$2; shift 2 ;;
@@ -47,6 +51,8 @@ while [ $# -gt 0 ]; do
     --cwd) cwd=$2; shift 2 ;;
     --keep) keep=1; shift ;;
     --keep-console) console_copy=$2; shift 2 ;;
+    --qemu-arg) qemu_extra+=("$2"); shift 2 ;;
+    --append) append_extra=" $2"; shift 2 ;;
     -q | --quiet) quiet=1; shift ;;
     --) shift; break ;;
     -*) echo "run-nested.sh: unknown option '$1'" >&2; exit 2 ;;
@@ -197,7 +203,8 @@ set +e
 timeout -k 10 "$timeout" "$qemu" -M q35 -accel tcg -cpu max -smp "$smp" -m "$mem" \
     -nodefaults -no-reboot -display none \
     -chardev "file,id=con,path=$qrun/console.log" -serial chardev:con \
-    -kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet" \
+    -kernel "$kernel" -initrd "$initrd" -append "console=ttyS0 panic=-1 quiet$append_extra" \
+    "${qemu_extra[@]}" \
     -virtfs "local,path=/,mount_tag=host,security_model=passthrough,multidevs=remap" \
     -virtfs "local,path=$qrun,mount_tag=session,security_model=passthrough,multidevs=remap" \
     "${scratch_args[@]}" </dev/null >"$run/qemu.log" 2>&1 &

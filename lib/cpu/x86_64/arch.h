@@ -59,7 +59,8 @@ void vmm_x86_cpuid_add_kvm_features(int kvm_fd, struct kvm_cpuid2 *supported);
  * them: ISA IRQ 0 (the in-kernel PIT) reaches IOAPIC pin 2, as on a PC, where
  * KVM's default routes send it to pin 0, which no guest listens on.
  */
-int vmm_x86_kernel_irqchip_routes(int vm_fd);
+struct vmm_vm;
+int vmm_x86_kernel_irqchip_routes(struct vmm_vm *vm);
 
 /* The library's IOAPIC for the split irqchip. */
 struct vmm_ioapic;
@@ -79,9 +80,10 @@ void vmm_ioapic_destroy(struct vmm_ioapic *ioapic);
 const struct vmm_bus_ops *vmm_ioapic_bus_ops(void);
 int vmm_ioapic_set_irq(struct vmm_ioapic *ioapic, unsigned pin, bool level);
 void vmm_ioapic_eoi(struct vmm_ioapic *ioapic, uint8_t vector);
-/* The KVM backend: MSIs by KVM_SIGNAL_MSI, routes by KVM_SET_GSI_ROUTING. */
-int vmm_ioapic_kvm_signal_msi(void *vm_fd_ptr, uint64_t address, uint32_t data);
-int vmm_ioapic_kvm_set_routes(void *vm_fd_ptr, const uint64_t *address, const uint32_t *data,
+/* The KVM backend (opaque: the struct vmm_vm): MSIs by KVM_SIGNAL_MSI,
+ * routes into the VM's GSI routing table (GSI n for pin n). */
+int vmm_ioapic_kvm_signal_msi(void *vm, uint64_t address, uint32_t data);
+int vmm_ioapic_kvm_set_routes(void *vm, const uint64_t *address, const uint32_t *data,
                               const bool *valid, unsigned n);
 
 #endif /* VMM_CPU_X86_64_ARCH_H */

@@ -233,33 +233,31 @@ const struct vmm_bus_ops *vmm_ioapic_bus_ops(void)
 
 /* ---- KVM backend ---- */
 
-int vmm_ioapic_kvm_signal_msi(void *vm_fd_ptr, uint64_t address, uint32_t data)
+int vmm_ioapic_kvm_signal_msi(void *opaque, uint64_t address, uint32_t data)
 {
+    struct vmm_vm *vm = opaque;
     struct kvm_msi msi = {
         .address_lo = (uint32_t)address, .address_hi = (uint32_t)(address >> 32), .data = data};
-    int r = vmm_kvm_ioctl(*(int *)vm_fd_ptr, KVM_SIGNAL_MSI, &msi);
+    int r = vmm_kvm_ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi);
     return r < 0 ? r : 0;
 }
 
-int vmm_ioapic_kvm_set_routes(void *vm_fd_ptr, const uint64_t *address, const uint32_t *data,
+int vmm_ioapic_kvm_set_routes(void *opaque, const uint64_t *address, const uint32_t *data,
                               const bool *valid, unsigned n)
 {
-    struct kvm_irq_routing *rt = calloc(1, sizeof(*rt) + n * sizeof(rt->entries[0]));
-    if (!rt)
-        return -ENOMEM;
+    struct kvm_irq_routing_entry e[VMM_IOAPIC_PINS];
     unsigned k = 0;
+    if (n > VMM_IOAPIC_PINS)
+        return -EINVAL;
     for (unsigned i = 0; i < n; i++) {
         if (!valid[i])
             continue;
-        struct kvm_irq_routing_entry *e = &rt->entries[k++];
-        e->gsi = i;
-        e->type = KVM_IRQ_ROUTING_MSI;
-        e->u.msi.address_lo = (uint32_t)address[i];
-        e->u.msi.address_hi = (uint32_t)(address[i] >> 32);
-        e->u.msi.data = data[i];
+        e[k++] =
+            (struct kvm_irq_routing_entry){.gsi = i,
+                                           .type = KVM_IRQ_ROUTING_MSI,
+                                           .u.msi = {.address_lo = (uint32_t)address[i],
+                                                     .address_hi = (uint32_t)(address[i] >> 32),
+                                                     .data = data[i]}};
     }
-    rt->nr = k;
-    int r = vmm_kvm_ioctl(*(int *)vm_fd_ptr, KVM_SET_GSI_ROUTING, rt);
-    free(rt);
-    return r < 0 ? r : 0;
+    return vmm_vm_routes_set_chip(opaque, e, k);
 }

@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The in-kernel irqchip's GSI routing, matching the machine description. */
 #include <errno.h>
-#include <stdlib.h>
 
 #include "../cpu_internal.h"
 
@@ -21,17 +20,14 @@
  * ticks forever. So: GSI 0-15 to the 8259 pair (all but the cascade), GSI 0
  * to IOAPIC pin 2, and GSI n to pin n for the other pins (GSI 2 has none).
  */
-int vmm_x86_kernel_irqchip_routes(int vm_fd)
+int vmm_x86_kernel_irqchip_routes(struct vmm_vm *vm)
 {
-    unsigned max = (ISA_IRQS - 1) + (IOAPIC_PINS - 1);
-    struct kvm_irq_routing *rt = calloc(1, sizeof(*rt) + max * sizeof(rt->entries[0]));
-    if (!rt)
-        return -ENOMEM;
+    struct kvm_irq_routing_entry e[(ISA_IRQS - 1) + (IOAPIC_PINS - 1)];
     unsigned n = 0;
     for (unsigned irq = 0; irq < ISA_IRQS; irq++) {
         if (irq == CASCADE_IRQ)
             continue;
-        rt->entries[n++] = (struct kvm_irq_routing_entry){
+        e[n++] = (struct kvm_irq_routing_entry){
             .gsi = irq,
             .type = KVM_IRQ_ROUTING_IRQCHIP,
             .u.irqchip = {.irqchip =
@@ -41,14 +37,11 @@ int vmm_x86_kernel_irqchip_routes(int vm_fd)
     for (unsigned gsi = 0; gsi < IOAPIC_PINS; gsi++) {
         if (gsi == CASCADE_IRQ)
             continue;
-        rt->entries[n++] = (struct kvm_irq_routing_entry){
+        e[n++] = (struct kvm_irq_routing_entry){
             .gsi = gsi,
             .type = KVM_IRQ_ROUTING_IRQCHIP,
             .u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC,
                           .pin = gsi == TIMER_IRQ ? CASCADE_IRQ : gsi}};
     }
-    rt->nr = n;
-    int r = vmm_kvm_ioctl(vm_fd, KVM_SET_GSI_ROUTING, rt);
-    free(rt);
-    return r;
+    return vmm_vm_routes_set_chip(vm, e, n);
 }

@@ -17,17 +17,6 @@ int vmm_arch_vm_init(struct vmm_vm *vm)
     return r;
 }
 
-static int ioapic_msi(void *opaque, uint64_t address, uint32_t data)
-{
-    return vmm_ioapic_kvm_signal_msi(opaque, address, data);
-}
-
-static int ioapic_routes(void *opaque, const uint64_t *address, const uint32_t *data,
-                         const bool *valid, unsigned n)
-{
-    return vmm_ioapic_kvm_set_routes(opaque, address, data, valid, n);
-}
-
 int vmm_arch_irqchip_create(struct vmm_vm *vm)
 {
     int r;
@@ -37,7 +26,7 @@ int vmm_arch_irqchip_create(struct vmm_vm *vm)
             vmm_log_error("KVM_CREATE_IRQCHIP: %s", vmm_strerror(r));
             return r;
         }
-        r = vmm_x86_kernel_irqchip_routes(vm->vm_fd);
+        r = vmm_x86_kernel_irqchip_routes(vm);
         if (r < 0) {
             vmm_log_error("KVM_SET_GSI_ROUTING: %s", vmm_strerror(r));
             return r;
@@ -55,8 +44,9 @@ int vmm_arch_irqchip_create(struct vmm_vm *vm)
         vmm_log_error("enabling KVM_CAP_SPLIT_IRQCHIP: %s", vmm_strerror(r));
         return r;
     }
-    struct vmm_ioapic_backend be = {
-        .signal_msi = ioapic_msi, .set_routes = ioapic_routes, .opaque = &vm->vm_fd};
+    struct vmm_ioapic_backend be = {.signal_msi = vmm_ioapic_kvm_signal_msi,
+                                    .set_routes = vmm_ioapic_kvm_set_routes,
+                                    .opaque = vm};
     r = vmm_ioapic_create(&be, &vm->ioapic);
     if (r < 0)
         return r;

@@ -9,12 +9,13 @@
 #   DATA/virtio-ro.img    a small ext4 image for the read-only disk, shared by the cases, with ro.txt
 #   WORK/expect/<name>    the markers with this run's tokens, which the driver asserts
 #   L2_EXTRA/virtio/      the variant's own files:
-#     lib/modules/virtio/   the Debian modules the level-2 check loads (virtio_mmio, virtio_blk,
+#     lib/modules/virtio/   the Debian modules the level-2 check loads (virtio_mmio, virtio_pci, virtio_blk,
 #                           virtio_console, virtio-rng, ext4 and what they need by modules.dep and
 #                           modules.softdep), decompressed, with "order" (load order) and "builtin"
 #     etc/l2-init.d/50-virtio.sh   the level-2 check (virtio/l2-virtio.sh)
 #     etc/libvmm-virtio/<name>/    per case: the token to write, the token for the virtio console,
-#                           big.bin's SHA-256, the virtio device IDs to expect
+#                           big.bin's SHA-256, the virtio device IDs to expect, the transport
+#                           (mmio, or pci when the case has --transport pci)
 #   DATA/l1-after.d/50-virtio.sh   the check after vmm-run where it ran (virtio/l1-virtio.sh): reads
 #                         the image back with debugfs, runs e2fsck -fn, checks the read-only image
 #   DATA/virtio/          what that check needs: debugfs and e2fsck with their shared libraries and
@@ -99,7 +100,7 @@ virtio_hook() {
     if [ -z "$why" ]; then
         mkdir -p "$mdir"
         # virtio and virtio_ring come in as dependencies when they are modules.
-        for m in virtio_mmio virtio_blk virtio_console virtio-rng ext4; do
+        for m in virtio_mmio virtio_pci virtio_blk virtio_console virtio-rng ext4; do
             local p
             p=$(virtio_mod_path "$m")
             if [ -n "$p" ]; then
@@ -182,6 +183,12 @@ virtio_hook() {
         printf '%s\n' "$big_sha" >"$DATA/virtio/$name/big.sha256"
         printf '%s\n' "$write_token" >"$DATA/virtio/$name/write-token"
         printf '%s\n' "${ids[@]}" | sort -n | tr '\n' ' ' | sed 's/ $/\n/' >"$d/ids"
+        # --transport pci: the devices are virtio-pci functions, each with MSI-X vectors.
+        if [[ " $args " == *" --transport pci "* ]]; then
+            echo pci >"$d/transport"
+        else
+            echo mmio >"$d/transport"
+        fi
         {
             echo "L2-VIRTIO-READ $read_token"
             echo "L2-VIRTIO-RO-READ $ro_token"

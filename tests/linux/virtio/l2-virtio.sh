@@ -4,10 +4,14 @@
 # tests/linux/hooks/50-virtio.sh and sourced by /init before L2-DONE. It acts only in a case that has
 # /etc/libvmm-virtio/<case> (libvmm.case=<case> on the command line). The devices, as cases.txt gives
 # them to vmm-run: a virtio console, a virtio entropy device, disk 1 (ext4, read-write) and disk 2
-# (ext4, read-only), all virtio-mmio devices the guest finds in the ACPI DSDT (LNRO0005).
+# (ext4, read-only), all virtio-mmio devices the guest finds in the ACPI DSDT (LNRO0005), or with
+# the transport pci ($dir/transport) virtio-pci functions (vendor 0x1af4) on the PCI host bridge the
+# DSDT describes, each interrupting through MSI-X.
 # Markers (a step that fails prints "L2-VIRTIO-FAIL <step>: <what>" instead):
 #   L2-VIRTIO-MODULES <n> loaded          the modules of /lib/modules/virtio/order, in that order
-#   L2-VIRTIO-DEVICES platform=<n> virtio=<n> ids=<sorted device IDs>
+#   L2-VIRTIO-DEVICES platform=<n> virtio=<n> ids=<sorted device IDs> (pci=<n> with PCI)
+#   L2-VIRTIO-MSIX <n> vectors            PCI only: the virtio vectors in /proc/interrupts that are
+#                                         PCI-MSI(X) ones, at least one per device, and some fired
 #   L2-VIRTIO-BLK vda cache=<..> serial=<..> vdb ...   what the driver found (for the log only)
 #   L2-VIRTIO-READ <token>                hello.txt of /dev/vda (the token only the disk image has)
 #   L2-VIRTIO-BIG ok                      big.bin of /dev/vda has the SHA-256 the hook recorded
@@ -22,7 +26,7 @@
 #   L2-VIRTIO-IRQS <name>=<count> ...     the virtio interrupts of /proc/interrupts
 #   L2-VIRTIO-OK <s>                      every step passed, and the seconds the steps took
 l2_virtio() {
-    local case dir fail=0 m n v want nwant got f i tok sha hex opts t0
+    local case dir fail=0 m n v want nwant got f i tok sha hex opts t0 transport t
 
     case=$(sed -n 's/.*libvmm\.case=\([^ ]*\).*/\1/p' /proc/cmdline)
     dir=/etc/libvmm-virtio/$case
@@ -58,12 +62,19 @@ l2_virtio() {
     nwant=$(echo "$want" | wc -w)
     wait_for "/sys/bus/virtio/devices/virtio$((nwant - 1))" || true
     n=0 v=0
-    for f in /sys/bus/platform/devices/LNRO0005:*; do [ -e "$f" ] && n=$((n + 1)); done
+    transport=$(cat "$dir/transport" 2>/dev/null || echo mmio)
+    if [ "$transport" = pci ]; then
+        for f in /sys/bus/pci/devices/*; do
+            [ "$(cat "$f/vendor" 2>/dev/null)" = 0x1af4 ] && n=$((n + 1))
+        done
+    else
+        for f in /sys/bus/platform/devices/LNRO0005:*; do [ -e "$f" ] && n=$((n + 1)); done
+    fi
     for f in /sys/bus/virtio/devices/*; do [ -e "$f" ] && v=$((v + 1)); done
     got=$(cat /sys/bus/virtio/devices/*/device 2>/dev/null | sed 's/^0x0*//' | sort -n |
         tr '\n' ' ' | sed 's/ $//')
-    echo "L2-VIRTIO-DEVICES platform=$n virtio=$v ids=$got"
-    [ "$n" -eq "$nwant" ] || vfail "devices: $n LNRO0005 platform devices, expected $nwant"
+    echo "L2-VIRTIO-DEVICES $transport=$n virtio=$v ids=$got"
+    [ "$n" -eq "$nwant" ] || vfail "devices: $n $transport virtio devices, expected $nwant"
     [ "$got" = "$want" ] || vfail "devices: virtio device IDs '$got', expected '$want'"
     for f in /sys/bus/virtio/devices/*; do
         [ -e "$f/driver" ] || vfail "devices: ${f##*/} (ID $(cat "$f/device")) has no driver"
@@ -154,6 +165,17 @@ l2_virtio() {
 
     echo "L2-VIRTIO-IRQS $(awk '/virtio/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
         printf "%s=%d ", $NF, s }' /proc/interrupts)"
+    if [ "$transport" = pci ]; then
+        # Each vector a line "N: counts... PCI-MSI(X)-... virtioK-<what>"; every device has some,
+        # and the queues the steps above used raised them.
+        m=$(grep -c 'PCI-MSI.*virtio' /proc/interrupts || true)
+        t=$(awk '/PCI-MSI.*virtio/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i }
+            END { print s + 0 }' /proc/interrupts)
+        echo "L2-VIRTIO-MSIX $m vectors, $t interrupts"
+        if [ "$m" -lt "$nwant" ] || [ "$t" -eq 0 ]; then
+            vfail "msix: $m virtio MSI-X vectors with $t interrupts (want $nwant or more, some raised)"
+        fi
+    fi
     [ "$fail" = 0 ] && echo "L2-VIRTIO-OK $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" \
         'BEGIN { printf "%.2f", b - a }')"
     unset -f vfail wait_for

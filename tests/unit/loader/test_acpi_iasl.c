@@ -258,6 +258,94 @@ START_TEST(acpiexec_evaluates_the_namespace)
 }
 END_TEST
 
+/* A PCI root complex: the MCFG table, the host bridge's _CRS windows and
+ * _PRT, and the ECAM reserved as a motherboard resource, through iasl and
+ * ACPICA's resource manager. */
+START_TEST(iasl_decodes_the_pci_host_bridge)
+{
+    struct vmm_machine m = fx_machine(fx.mem, 1);
+    m.pci = (struct vmm_machine_pci){
+        .present = true,
+        .ecam_base = 0xe0000000,
+        .mmio32_base = 0xc0000000,
+        .mmio32_size = 0x10000000,
+        .mmio64_base = 0x100000000ull,
+        .mmio64_size = 0x1000000000ull,
+        .io_base = 0xc000,
+        .io_size = 0x4000,
+        .intx_gsi = {16, 17, 18, 19},
+    };
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
+    ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
+    ck_assert_uint_ne(res.mcfg, 0);
+    dump_table(res.dsdt, "dsdt.dat");
+    dump_table(res.mcfg, "mcfg.dat");
+    dump_table(res.xsdt, "xsdt.dat");
+    dump_table(res.fadt, "facp.dat");
+    char want[160];
+
+    /* With PCI the guest may use MSI (Linux disables it when the FADT says no). */
+    char *facp = disassemble("facp");
+    ASSERT_HAS(facp, "MSI Not Supported (V4) : 0");
+    free(facp);
+
+    char *mcfg = disassemble("mcfg");
+    ASSERT_HAS(mcfg, "Signature : \"MCFG\"");
+    ASSERT_HAS(mcfg, "Base Address : 00000000E0000000");
+    ASSERT_HAS(mcfg, "Segment Group Number : 0000");
+    ASSERT_HAS(mcfg, "Start Bus Number : 00");
+    ASSERT_HAS(mcfg, "End Bus Number : 00");
+    free(mcfg);
+    recompile("mcfg");
+
+    char *xsdt = disassemble("xsdt");
+    snprintf(want, sizeof(want), "ACPI Table Address 2 : %016llX", (unsigned long long)res.mcfg);
+    ASSERT_HAS(xsdt, want);
+    free(xsdt);
+
+    char *dsdt = disassemble("dsdt");
+    ASSERT_HAS(dsdt, "Device (PCI0) { Name (_HID, EisaId (\"PNP0A08\")) Name (_CID, EisaId "
+                     "(\"PNP0A03\")) Name (_SEG, Zero) Name (_BBN, Zero) Name (_UID, Zero)");
+    ASSERT_HAS(dsdt, "WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0x0000, "
+                     "0x0000, 0x0000, 0x0000, 0x0001, ,,)");
+    ASSERT_HAS(dsdt, "IO (Decode16, 0x0CF8, 0x0CF8, 0x01, 0x08,)");
+    ASSERT_HAS(dsdt, "WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, "
+                     "0x0000, 0xC000, 0xFFFF, 0x0000, 0x4000, ,, , TypeStatic, DenseTranslation)");
+    ASSERT_HAS(dsdt, "DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, "
+                     "NonCacheable, ReadWrite, 0x00000000, 0xC0000000, 0xCFFFFFFF, 0x00000000, "
+                     "0x10000000, ,, , AddressRangeMemory, TypeStatic)");
+    ASSERT_HAS(dsdt, "QWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, "
+                     "NonCacheable, ReadWrite, 0x0000000000000000, 0x0000000100000000, "
+                     "0x00000010FFFFFFFF, 0x0000000000000000, 0x0000001000000000, ,, , "
+                     "AddressRangeMemory, TypeStatic)");
+    ASSERT_HAS(dsdt, "Name (_PRT, Package (0x7C) { Package (0x04) { 0x0001FFFF, Zero, Zero, "
+                     "0x11 }, Package (0x04) { 0x0001FFFF, One, Zero, 0x12 },");
+    ASSERT_HAS(dsdt, "Package (0x04) { 0x001FFFFF, 0x03, Zero, 0x12 } }) }");
+    ASSERT_HAS(dsdt, "Device (RES0) { Name (_HID, EisaId (\"PNP0C02\")) Name (_CRS, "
+                     "ResourceTemplate () { QWordMemory (ResourceProducer, PosDecode, MinFixed, "
+                     "MaxFixed, NonCacheable, ReadWrite, 0x0000000000000000, 0x00000000E0000000, "
+                     "0x00000000E00FFFFF, 0x0000000000000000, 0x0000000000100000, ,, , "
+                     "AddressRangeMemory, TypeStatic) }) }");
+    free(dsdt);
+    recompile("dsdt");
+
+    if (tool_available("acpiexec")) {
+        int rc =
+            tool_run(dir, "acpiexec -b 'evaluate \\_SB.PCI0._HID; resources \\_SB.PCI0' dsdt.dat",
+                     "exec.log");
+        char *raw = tool_read_file(dir, "exec.log");
+        ck_assert_msg(rc == 0, "acpiexec (%d):\n%s", rc, raw);
+        char *log = tool_normalize(raw);
+        free(raw);
+        ASSERT_HAS(log, "[Integer] = 00000000080AD041"); /* PNP0A08 */
+        ASSERT_HAS(log, "Address Minimum : 0000000100000000");
+        ASSERT_LACKS(log, "AE_AML");
+        ASSERT_LACKS(log, "Could not");
+        free(log);
+    }
+}
+END_TEST
+
 /* The check itself works: a table with a broken checksum is flagged. */
 START_TEST(iasl_flags_a_bad_checksum)
 {
@@ -282,6 +370,7 @@ static Suite *iasl_suite(void)
     tcase_add_test(tc, iasl_decodes_every_table);
     tcase_add_test(tc, iasl_sees_a_bare_machine);
     tcase_add_test(tc, acpiexec_evaluates_the_namespace);
+    tcase_add_test(tc, iasl_decodes_the_pci_host_bridge);
     tcase_add_test(tc, iasl_flags_a_bad_checksum);
     suite_add_tcase(s, tc);
     return s;

@@ -1,0 +1,757 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The virtio-pci transport, modern (virtio 1.2 section 4.1): the common
+ * configuration structure and its queue state machine, ISR, device
+ * configuration and notification structures in BAR 0, notifications through
+ * ioeventfds handled on the event loop, interrupts as per-queue MSI-X vectors
+ * (or INTx with the ISR while MSI-X is off).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <vmm/event.h>
+#include <vmm/pci.h>
+#include <vmm/virtio.h>
+#include <vmm/virtio_pci.h>
+#include <vmm/vm.h>
+
+#include "event/event_internal.h"
+#include "virtio/pci_regs.h"
+#include "virtio_internal.h"
+
+#define VPCI_LOG_BUDGET 16
+
+struct vpci_queue {
+    uint16_t size;
+    uint16_t vector;
+    bool enabled;
+    bool reset_done; /* queue_reset reads 1 after a queue reset until re-enabled */
+    bool kicked;     /* without a loop: notify the device again when it returns */
+    uint64_t desc, driver, device;
+    int notify_fd;  /* eventfd the loop watches; -1 without a loop */
+    bool watched;   /* on the loop */
+    bool ioeventfd; /* bound to its notification address with KVM */
+    struct vmm_virtio_pci *owner;
+    unsigned index;
+};
+
+struct vmm_virtio_pci {
+    struct vmm_virtio_transport t; /* first: the device's handle */
+    struct vmm_pci_dev *pdev;      /* NULL until the function exists */
+    struct vmm_vm *vm;             /* NULL standalone */
+    unsigned nr_vectors;
+    uint64_t bar; /* where BAR 0 answers (VMM_PCI_BAR_NONE) */
+
+    uint32_t dfselect, gfselect;
+    uint64_t driver_features;
+    uint16_t queue_select;
+    uint16_t config_vector;
+    uint8_t isr;
+    struct vpci_queue q[VMM_VIRTIO_MAX_QUEUES];
+
+    struct vmm_log_limit refused_log;
+    struct vmm_virtio_pci_stats stats;
+};
+
+static struct vmm_virtio_pci *to_vp(struct vmm_virtio_transport *t)
+{
+    return (struct vmm_virtio_pci *)t;
+}
+
+static void refused(struct vmm_virtio_pci *vp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void refused(struct vmm_virtio_pci *vp, const char *fmt, ...)
+{
+    vp->stats.refused_writes++;
+    char msg[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    unsigned bdf = vp->pdev ? vmm_pci_dev_bdf(vp->pdev) : 0;
+    vmm_log_limited(&vp->refused_log, VPCI_LOG_BUDGET, "%s@%02x.%x: refused: %s", vp->t.name,
+                    bdf >> 3, bdf & 7, msg);
+}
+
+static void vp_refused(struct vmm_virtio_transport *t, const char *msg)
+{
+    refused(to_vp(t), "%s", msg);
+}
+
+/* ---- interrupts ---- */
+
+/* Send vector (MSI-X on) or set cause in the ISR and raise INTx (lock held). */
+static void send(struct vmm_virtio_pci *vp, uint16_t vector, uint32_t cause)
+{
+    if (!vp->pdev)
+        return;
+    if (vmm_pci_msix_enabled(vp->pdev)) {
+        /* The config-change bit is set for a driver that reads the ISR anyway. */
+        if (cause == VMM_VIRTIO_INT_CONFIG)
+            vp->isr |= cause;
+        if (vector == VMM_PCI_NO_VECTOR)
+            return; /* the driver asked for none */
+        if (vmm_pci_msix_notify(vp->pdev, vector) == 0) {
+            vp->stats.msix_interrupts++;
+            return;
+        }
+    }
+    vp->isr |= cause;
+    vp->stats.intx_interrupts++;
+    vmm_pci_intx_set(vp->pdev, true);
+}
+
+static void vp_raise(struct vmm_virtio_transport *t, uint32_t cause)
+{
+    struct vmm_virtio_pci *vp = to_vp(t);
+    send(vp, cause == VMM_VIRTIO_INT_CONFIG ? vp->config_vector : VMM_PCI_NO_VECTOR, cause);
+}
+
+static void vp_raise_queue(struct vmm_virtio_transport *t, unsigned index)
+{
+    struct vmm_virtio_pci *vp = to_vp(t);
+    send(vp, vp->q[index].vector, VMM_VIRTIO_INT_VRING);
+}
+
+/* ---- queue notifications ---- */
+
+static uint64_t notify_addr(const struct vmm_virtio_pci *vp, unsigned i)
+{
+    return vp->bar + VPCI_NOTIFY_OFFSET + (uint64_t)i * VPCI_NOTIFY_MULTIPLIER;
+}
+
+static void bind_ioeventfd(struct vmm_virtio_pci *vp, unsigned i)
+{
+    struct vpci_queue *q = &vp->q[i];
+    if (!vp->vm || q->notify_fd < 0 || q->ioeventfd || !q->enabled || vp->bar == VMM_PCI_BAR_NONE)
+        return;
+    /* Drivers write the queue index as 16 bits; other widths reach the BAR. */
+    int r = vmm_vm_ioeventfd(vp->vm, q->notify_fd, notify_addr(vp, i), 2, 0, 0);
+    if (r == 0)
+        q->ioeventfd = true;
+    else
+        vmm_log_debug("%s: ioeventfd for queue %u: %s", vp->t.name, i, vmm_strerror(r));
+}
+
+static void unbind_ioeventfd(struct vmm_virtio_pci *vp, unsigned i)
+{
+    struct vpci_queue *q = &vp->q[i];
+    if (!q->ioeventfd)
+        return;
+    (void)vmm_vm_ioeventfd_remove(vp->vm, q->notify_fd, notify_addr(vp, i), 2, 0, 0);
+    q->ioeventfd = false;
+}
+
+/* Hand a notification of queue i to the device (lock held); standalone, a
+ * kick that came meanwhile is handed over again, at most once per entry. */
+static void deliver_notify(struct vmm_virtio_pci *vp, unsigned i)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    struct vpci_queue *q = &vp->q[i];
+    for (unsigned round = 0; round <= q->size; round++) {
+        q->kicked = false;
+        if (!q->enabled || !vmm_virtio_driver_ok(t))
+            return;
+        vp->stats.notifies++;
+        if (t->dev.ops->queue_notify)
+            t->dev.ops->queue_notify(t->dev.opaque, i);
+        if (!q->kicked)
+            return;
+    }
+}
+
+/* Event loop: queue i's eventfd fired (edge-triggered, never read: see
+ * mmio.c's notify_event). */
+static void notify_event(void *opaque, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    struct vpci_queue *q = opaque;
+    struct vmm_virtio_pci *vp = q->owner;
+    vmm_virtio_lock(&vp->t);
+    deliver_notify(vp, q->index);
+    vmm_virtio_unlock(&vp->t);
+}
+
+static void kick_queue(struct vmm_virtio_pci *vp, unsigned i)
+{
+    if (vp->q[i].notify_fd >= 0) {
+        uint64_t one = 1;
+        if (write(vp->q[i].notify_fd, &one, sizeof(one)) < 0)
+            vmm_log_debug("%s: notify eventfd write: %s", vp->t.name, vmm_strerror(-errno));
+    } else {
+        deliver_notify(vp, i);
+    }
+}
+
+static void vp_kick(struct vmm_virtio_transport *t, unsigned i)
+{
+    struct vmm_virtio_pci *vp = to_vp(t);
+    if (vp->q[i].notify_fd >= 0)
+        kick_queue(vp, i);
+    else
+        vp->q[i].kicked = true;
+}
+
+/* ---- queues ---- */
+
+static void queue_forget(struct vmm_virtio_pci *vp, unsigned i)
+{
+    struct vpci_queue *q = &vp->q[i];
+    unbind_ioeventfd(vp, i);
+    q->enabled = false;
+    q->size = (uint16_t)vp->t.dev.queue_max_size;
+    q->vector = VMM_PCI_NO_VECTOR;
+    q->desc = q->driver = q->device = 0;
+    q->reset_done = false;
+    q->kicked = false;
+}
+
+static void queue_enable(struct vmm_virtio_pci *vp, unsigned i)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    struct vpci_queue *q = &vp->q[i];
+    if (!(t->status & VMM_VIRTIO_STATUS_FEATURES_OK)) {
+        refused(vp, "queue %u enabled before FEATURES_OK", i);
+        return;
+    }
+    if ((t->status & VMM_VIRTIO_STATUS_DRIVER_OK) && !q->reset_done) {
+        refused(vp, "queue %u enabled after DRIVER_OK", i);
+        return;
+    }
+    vmm_virtq_set_features(t->queues[i], t->features);
+    int r = vmm_virtq_enable(t->queues[i], q->size, q->desc, q->driver, q->device);
+    if (r < 0) {
+        refused(vp,
+                "queue %u: size %u, descriptors 0x%" PRIx64 ", driver 0x%" PRIx64
+                ", device 0x%" PRIx64 ": %s",
+                i, q->size, q->desc, q->driver, q->device,
+                r == -EFAULT ? "outside guest memory" : "bad size or alignment");
+        return;
+    }
+    q->enabled = true;
+    q->reset_done = false;
+    bind_ioeventfd(vp, i);
+    if (t->status & VMM_VIRTIO_STATUS_DRIVER_OK)
+        kick_queue(vp, i);
+}
+
+static void queue_reset_one(struct vmm_virtio_pci *vp, unsigned i)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    if (!(t->features & VMM_VIRTIO_F_RING_RESET)) {
+        refused(vp, "queue_reset without VIRTIO_F_RING_RESET");
+        return;
+    }
+    if (t->dev.ops->queue_reset)
+        t->dev.ops->queue_reset(t->dev.opaque, i);
+    vmm_virtq_reset(t->queues[i]);
+    queue_forget(vp, i);
+    vp->q[i].reset_done = true;
+}
+
+static void device_reset(struct vmm_virtio_pci *vp)
+{
+    vmm_virtio_transport_reset(&vp->t);
+    for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
+        queue_forget(vp, i);
+    vp->dfselect = vp->gfselect = 0;
+    vp->driver_features = 0;
+    vp->queue_select = 0;
+    vp->config_vector = VMM_PCI_NO_VECTOR;
+    vp->isr = 0;
+    if (vp->pdev)
+        vmm_pci_intx_set(vp->pdev, false);
+}
+
+static void activate(struct vmm_virtio_pci *vp)
+{
+    if (!vmm_virtio_transport_activate(&vp->t))
+        return;
+    for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
+        if (vp->q[i].enabled)
+            kick_queue(vp, i);
+}
+
+/* ---- the common configuration structure ---- */
+
+static struct vpci_queue *selected(struct vmm_virtio_pci *vp)
+{
+    return vp->queue_select < vp->t.dev.num_queues ? &vp->q[vp->queue_select] : NULL;
+}
+
+/* Width of the field at off (0: none there). */
+static unsigned common_width(uint64_t off)
+{
+    switch (off) {
+    case VPCI_DFSELECT:
+    case VPCI_DF:
+    case VPCI_GFSELECT:
+    case VPCI_GF:
+        return 4;
+    case VPCI_STATUS:
+    case VPCI_CFG_GENERATION:
+        return 1;
+    case VPCI_Q_DESC:
+    case VPCI_Q_DRIVER:
+    case VPCI_Q_DEVICE:
+        return 8;
+    default:
+        return off <= VPCI_Q_RESET && !(off & 1) ? 2 : 0;
+    }
+}
+
+static uint64_t common_read(struct vmm_virtio_pci *vp, uint64_t off)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    struct vpci_queue *q = selected(vp);
+    switch (off) {
+    case VPCI_DFSELECT:
+        return vp->dfselect;
+    case VPCI_DF:
+        return vp->dfselect < 2 ? (uint32_t)(t->offered >> (32 * vp->dfselect)) : 0;
+    case VPCI_GFSELECT:
+        return vp->gfselect;
+    case VPCI_GF:
+        return vp->gfselect < 2 ? (uint32_t)(vp->driver_features >> (32 * vp->gfselect)) : 0;
+    case VPCI_MSIX_CONFIG:
+        return vp->config_vector;
+    case VPCI_NUM_QUEUES:
+        return t->dev.num_queues;
+    case VPCI_STATUS:
+        return t->status & 0xff;
+    case VPCI_CFG_GENERATION:
+        return t->config_generation & 0xff;
+    case VPCI_Q_SELECT:
+        return vp->queue_select;
+    case VPCI_Q_SIZE:
+        return q ? q->size : 0;
+    case VPCI_Q_MSIX_VECTOR:
+        return q ? q->vector : VMM_PCI_NO_VECTOR;
+    case VPCI_Q_ENABLE:
+        return q ? q->enabled : 0;
+    case VPCI_Q_NOTIFY_OFF:
+        return q ? vp->queue_select : 0;
+    case VPCI_Q_DESC:
+        return q ? q->desc : 0;
+    case VPCI_Q_DRIVER:
+        return q ? q->driver : 0;
+    case VPCI_Q_DEVICE:
+        return q ? q->device : 0;
+    case VPCI_Q_RESET:
+        return q ? q->reset_done : 0;
+    default:
+        return 0; /* queue_notif_config_data: no VIRTIO_F_NOTIF_CONFIG_DATA */
+    }
+}
+
+/* The selected queue, if its set-up registers may change now. */
+static struct vpci_queue *queue_for_setup(struct vmm_virtio_pci *vp, const char *reg)
+{
+    struct vpci_queue *q = selected(vp);
+    if (!q) {
+        refused(vp, "%s for queue %u, which does not exist", reg, vp->queue_select);
+        return NULL;
+    }
+    if (q->enabled) {
+        refused(vp, "%s for queue %u while it is enabled", reg, vp->queue_select);
+        return NULL;
+    }
+    return q;
+}
+
+/* A vector the driver asks for: one the function has, else NO_VECTOR (the
+ * driver reads that back and knows it was refused). */
+static uint16_t vector_or_none(struct vmm_virtio_pci *vp, uint64_t v)
+{
+    return v < vp->nr_vectors ? (uint16_t)v : VMM_PCI_NO_VECTOR;
+}
+
+/* Write v (width bytes, or 4 into half of a 64-bit field at base + 4*high). */
+static void common_write(struct vmm_virtio_pci *vp, uint64_t off, uint64_t v, unsigned len)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    struct vpci_queue *q;
+    uint64_t *area = NULL;
+    switch (off & ~7ull) {
+    case VPCI_Q_DESC:
+    case VPCI_Q_DRIVER:
+    case VPCI_Q_DEVICE:
+        if (!(q = queue_for_setup(vp, "queue address")))
+            return;
+        area = (off & ~7ull) == VPCI_Q_DESC     ? &q->desc
+               : (off & ~7ull) == VPCI_Q_DRIVER ? &q->driver
+                                                : &q->device;
+        if (len == 8)
+            *area = v;
+        else if (off & 4)
+            *area = (*area & 0xffffffffull) | v << 32;
+        else
+            *area = (*area & ~0xffffffffull) | (uint32_t)v;
+        return;
+    }
+    switch (off) {
+    case VPCI_DFSELECT:
+        vp->dfselect = (uint32_t)v;
+        return;
+    case VPCI_GFSELECT:
+        vp->gfselect = (uint32_t)v;
+        return;
+    case VPCI_GF:
+        if (t->status & (VMM_VIRTIO_STATUS_FEATURES_OK | VMM_VIRTIO_STATUS_DRIVER_OK)) {
+            refused(vp, "driver_feature after FEATURES_OK");
+        } else if (vp->gfselect >= 2) {
+            if (v)
+                refused(vp, "driver_feature word %u: 0x%" PRIx64, vp->gfselect, v);
+        } else if (vp->gfselect == 1) {
+            vp->driver_features = (vp->driver_features & 0xffffffffull) | v << 32;
+        } else {
+            vp->driver_features = (vp->driver_features & ~0xffffffffull) | v;
+        }
+        return;
+    case VPCI_MSIX_CONFIG:
+        vp->config_vector = vector_or_none(vp, v);
+        return;
+    case VPCI_STATUS: {
+        int step = vmm_virtio_transport_write_status(t, (uint32_t)v, vp->driver_features);
+        if (step == VMM_VIRTIO_STEP_RESET)
+            device_reset(vp);
+        else if (step == VMM_VIRTIO_STEP_ACTIVATE)
+            activate(vp);
+        return;
+    }
+    case VPCI_Q_SELECT:
+        vp->queue_select = (uint16_t)v;
+        return;
+    case VPCI_Q_SIZE:
+        if ((q = queue_for_setup(vp, "queue_size")))
+            q->size = (uint16_t)v; /* checked when the queue is enabled */
+        return;
+    case VPCI_Q_MSIX_VECTOR:
+        if ((q = selected(vp)))
+            q->vector = vector_or_none(vp, v);
+        else
+            refused(vp, "queue_msix_vector for queue %u, which does not exist", vp->queue_select);
+        return;
+    case VPCI_Q_ENABLE:
+        if (!(q = selected(vp)))
+            refused(vp, "queue_enable for queue %u, which does not exist", vp->queue_select);
+        else if (v != 1)
+            refused(vp, "queue_enable 0x%" PRIx64 " (only 1 may be written)", v);
+        else if (!q->enabled)
+            queue_enable(vp, vp->queue_select);
+        return;
+    case VPCI_Q_RESET:
+        if (!selected(vp) || v != 1)
+            refused(vp, "queue_reset 0x%" PRIx64 " for queue %u", v, vp->queue_select);
+        else
+            queue_reset_one(vp, vp->queue_select);
+        return;
+    default:
+        refused(vp, "write of 0x%" PRIx64 " to read-only common field 0x%" PRIx64, v, off);
+        return;
+    }
+}
+
+/* An access to the common structure: the field's width, or 4 bytes at
+ * either half of a 64-bit field. */
+static bool common_access_ok(uint64_t off, uint32_t len)
+{
+    unsigned w = common_width(off & ~7ull) == 8 ? 8 : common_width(off);
+    if (w == 8)
+        return len == 8 ? !(off & 7) : len == 4 && !(off & 3);
+    return w && len == w;
+}
+
+/* ---- BAR 0 ---- */
+
+static void bar_read(void *opaque, unsigned bar, uint64_t off, void *data, uint32_t len)
+{
+    struct vmm_virtio_pci *vp = opaque;
+    struct vmm_virtio_transport *t = &vp->t;
+    memset(data, 0, len);
+    if (bar != 0)
+        return;
+    vmm_virtio_lock(t);
+    if (off < VPCI_COMMON_SIZE) {
+        if (common_access_ok(off, len)) {
+            /* A 64-bit field reads whole or by 32-bit halves. */
+            bool wide = common_width(off & ~7ull) == 8;
+            uint64_t v = common_read(vp, wide ? off & ~7ull : off);
+            if (wide && (off & 4))
+                v >>= 32;
+            memcpy(data, &v, len);
+        }
+    } else if (off == VPCI_ISR_OFFSET) {
+        /* Reading the ISR acknowledges it and lowers INTx. */
+        uint8_t isr = vp->isr;
+        vp->isr = 0;
+        if (vp->pdev)
+            vmm_pci_intx_set(vp->pdev, false);
+        memcpy(data, &isr, 1);
+    } else if (off >= VPCI_DEVICE_OFFSET && off < VPCI_NOTIFY_OFFSET) {
+        uint64_t c = off - VPCI_DEVICE_OFFSET;
+        if (c < t->dev.config_size && len <= t->dev.config_size - c)
+            t->dev.ops->config_read(t->dev.opaque, (uint32_t)c, data, len);
+    }
+    vmm_virtio_unlock(t);
+}
+
+static void bar_write(void *opaque, unsigned bar, uint64_t off, const void *data, uint32_t len)
+{
+    struct vmm_virtio_pci *vp = opaque;
+    struct vmm_virtio_transport *t = &vp->t;
+    if (bar != 0)
+        return;
+    uint64_t v = 0;
+    memcpy(&v, data, len);
+    vmm_virtio_lock(t);
+    if (off < VPCI_COMMON_SIZE) {
+        if (common_access_ok(off, len))
+            common_write(vp, off, v, len);
+        else
+            refused(vp, "%u-byte write at common offset 0x%" PRIx64, len, off);
+    } else if (off >= VPCI_DEVICE_OFFSET && off < VPCI_NOTIFY_OFFSET) {
+        uint64_t c = off - VPCI_DEVICE_OFFSET;
+        if (c < t->dev.config_size && len <= t->dev.config_size - c) {
+            if (t->dev.ops->config_write)
+                t->dev.ops->config_write(t->dev.opaque, (uint32_t)c, data, len);
+        } else {
+            refused(vp, "device configuration write at 0x%" PRIx64, c);
+        }
+    } else if (off >= VPCI_NOTIFY_OFFSET &&
+               off < VPCI_NOTIFY_OFFSET + (uint64_t)t->dev.num_queues * VPCI_NOTIFY_MULTIPLIER) {
+        /* Only what no ioeventfd caught: a queue not enabled, another width. */
+        unsigned i = (unsigned)((off - VPCI_NOTIFY_OFFSET) / VPCI_NOTIFY_MULTIPLIER);
+        vp->stats.notify_exits++;
+        if (vp->q[i].enabled && vmm_virtio_driver_ok(t))
+            kick_queue(vp, i);
+    } else {
+        refused(vp, "write at BAR offset 0x%" PRIx64, off);
+    }
+    vmm_virtio_unlock(t);
+}
+
+/* BAR 0 moved or decoding changed: follow it with the ioeventfds. Called
+ * with the PCI bus lock held (which is taken before the device lock). */
+static void bar_moved(void *opaque, unsigned bar, uint64_t addr)
+{
+    struct vmm_virtio_pci *vp = opaque;
+    if (bar != 0)
+        return;
+    vmm_virtio_lock(&vp->t);
+    for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
+        unbind_ioeventfd(vp, i);
+    vp->bar = addr;
+    for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
+        bind_ioeventfd(vp, i);
+    vmm_virtio_unlock(&vp->t);
+}
+
+/* ---- create / destroy ---- */
+
+static void vp_free(struct vmm_virtio_pci *vp)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
+        if (i < t->dev.num_queues)
+            unbind_ioeventfd(vp, i);
+        if (vp->q[i].watched)
+            (void)vmm_event_loop_remove(t->loop, vp->q[i].notify_fd);
+        vp->q[i].watched = false;
+    }
+    vp->pdev = NULL; /* going away with us: no more interrupts */
+    vmm_virtio_transport_fini(t);
+    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++)
+        if (vp->q[i].notify_fd >= 0)
+            close(vp->q[i].notify_fd);
+    free(vp);
+}
+
+static void pci_destroy(void *opaque)
+{
+    vp_free(opaque);
+}
+
+static const struct vmm_pci_device_ops vp_pci_ops = {
+    .size = sizeof(struct vmm_pci_device_ops),
+    .bar_read = bar_read,
+    .bar_write = bar_write,
+    .bar_moved = bar_moved,
+    .destroy = pci_destroy,
+};
+
+/* The PCI class for a device type (virtio 1.2 leaves it to the device). */
+static uint16_t class_for(uint32_t type)
+{
+    switch (type) {
+    case VMM_VIRTIO_ID_NET:
+        return 0x0200; /* Ethernet controller */
+    case VMM_VIRTIO_ID_BLOCK:
+        return 0x0180; /* mass storage, other */
+    case VMM_VIRTIO_ID_CONSOLE:
+        return 0x0780; /* communication, other */
+    default:
+        return 0x00ff; /* unclassified */
+    }
+}
+
+/* A virtio_pci_cap (and notify's multiplier) as the body after id/next. */
+static void cap_body(uint8_t *b, uint8_t len, uint8_t type, uint32_t offset, uint32_t length)
+{
+    memset(b, 0, len);
+    b[0] = (uint8_t)(len + 2); /* cap_len counts the id and next bytes */
+    b[1] = type;
+    b[2] = 0; /* BAR 0 */
+    for (unsigned i = 0; i < 4; i++) {
+        b[6 + i] = (uint8_t)(offset >> (8 * i));
+        b[10 + i] = (uint8_t)(length >> (8 * i));
+    }
+}
+
+int vmm_virtio_pci_add(struct vmm_pci_bus *bus, const struct vmm_virtio_pci_config *cfg,
+                       const struct vmm_virtio_device *dev, struct vmm_virtio_pci **out)
+{
+    struct vmm_virtio_pci_config c = {.size = sizeof(c)};
+    struct vmm_vm *vm = bus ? vmm_pci_bus_vm(bus) : NULL;
+    int r;
+    if (!bus || (cfg && VMM_ABI_COPY_IN(&c, cfg) < 0)) {
+        vmm_virtio_device_destroy_unused(dev);
+        return -EINVAL;
+    }
+    if (vm && !c.mem)
+        c.mem = vmm_vm_memory(vm);
+    if (vm && !c.loop)
+        c.loop = vmm_vm_event_loop(vm);
+    if (!c.mem || (vm && !c.loop)) {
+        vmm_log_error("virtio-pci: no guest memory or event loop");
+        vmm_virtio_device_destroy_unused(dev);
+        return -EINVAL;
+    }
+    struct vmm_virtio_pci *vp = calloc(1, sizeof(*vp));
+    if (!vp) {
+        vmm_virtio_device_destroy_unused(dev);
+        return -ENOMEM;
+    }
+    vp->vm = vm;
+    vp->bar = VMM_PCI_BAR_NONE;
+    vp->config_vector = VMM_PCI_NO_VECTOR;
+    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
+        vp->q[i].notify_fd = -1;
+        vp->q[i].owner = vp;
+        vp->q[i].index = i;
+    }
+    r = vmm_virtio_transport_init(&vp->t, dev, c.mem, c.loop);
+    if (r < 0) {
+        free(vp);
+        vmm_virtio_device_destroy_unused(dev);
+        return r;
+    }
+    vp->t.raise = vp_raise;
+    vp->t.raise_queue = vp_raise_queue;
+    vp->t.kick = vp_kick;
+    vp->t.refused = vp_refused;
+    vp->nr_vectors = vp->t.dev.num_queues + 1;
+    for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
+        queue_forget(vp, i);
+
+    if (c.loop) {
+        for (unsigned i = 0; i < vp->t.dev.num_queues; i++) {
+            vp->q[i].notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (vp->q[i].notify_fd < 0) {
+                r = -errno;
+                goto fail;
+            }
+            r = vmm_event_loop_add_edge(c.loop, vp->q[i].notify_fd, EPOLLIN, notify_event,
+                                        &vp->q[i]);
+            if (r < 0)
+                goto fail;
+            vp->q[i].watched = true;
+        }
+    }
+    if (vp->t.dev.ops->attach) {
+        r = vp->t.dev.ops->attach(vp->t.dev.opaque, &vp->t);
+        if (r < 0)
+            goto fail;
+    }
+    vp->t.attached = true;
+
+    uint8_t common[14], isr[14], notify[18], device[14];
+    cap_body(common, sizeof(common), VPCI_CAP_COMMON, 0, VPCI_COMMON_SIZE);
+    cap_body(isr, sizeof(isr), VPCI_CAP_ISR, VPCI_ISR_OFFSET, 1);
+    cap_body(notify, sizeof(notify), VPCI_CAP_NOTIFY, VPCI_NOTIFY_OFFSET,
+             vp->t.dev.num_queues * VPCI_NOTIFY_MULTIPLIER);
+    notify[14] = VPCI_NOTIFY_MULTIPLIER;
+    cap_body(device, sizeof(device), VPCI_CAP_DEVICE, VPCI_DEVICE_OFFSET, vp->t.dev.config_size);
+    struct vmm_pci_cap caps[4] = {
+        {.id = VPCI_CAP_VENDOR, .len = sizeof(common), .data = common},
+        {.id = VPCI_CAP_VENDOR, .len = sizeof(isr), .data = isr},
+        {.id = VPCI_CAP_VENDOR, .len = sizeof(notify), .data = notify},
+        {.id = VPCI_CAP_VENDOR, .len = sizeof(device), .data = device},
+    };
+    struct vmm_pci_device pd = {
+        .size = sizeof(pd),
+        .vendor_id = VPCI_VENDOR,
+        .device_id = (uint16_t)(VPCI_DEVICE_BASE + vp->t.dev.type),
+        .subsystem_vendor_id = VPCI_VENDOR,
+        .subsystem_id = VPCI_SUBSYSTEM,
+        .revision = 1,
+        .class_code = class_for(vp->t.dev.type),
+        .bars = {[0] = {.size = VPCI_BAR_SIZE, .flags = VMM_PCI_BAR_MEM64}},
+        .msix_vectors = vp->nr_vectors,
+        .msix_bar = 0,
+        .msix_table_offset = VPCI_MSIX_TABLE_OFFSET,
+        .msix_pba_offset = VPCI_MSIX_PBA_OFFSET,
+        .intx = true,
+        .nr_caps = vp->t.dev.config_size ? 4 : 3,
+        .caps = caps,
+        .ops = &vp_pci_ops,
+        .opaque = vp,
+        .name = vp->t.name,
+    };
+    /* From here the bus owns vp: on failure it calls pci_destroy. */
+    struct vmm_pci_dev *pdev;
+    r = vmm_pci_add_device(bus, &pd, &pdev);
+    if (r < 0)
+        return r;
+    vmm_virtio_lock(&vp->t);
+    vp->pdev = pdev;
+    vmm_virtio_unlock(&vp->t);
+    if (out)
+        *out = vp;
+    return 0;
+
+fail:
+    vp_free(vp); /* destroys the device too */
+    return r;
+}
+
+struct vmm_virtio_transport *vmm_virtio_pci_transport(struct vmm_virtio_pci *vp)
+{
+    return &vp->t;
+}
+
+struct vmm_pci_dev *vmm_virtio_pci_dev(struct vmm_virtio_pci *vp)
+{
+    return vp->pdev;
+}
+
+int vmm_virtio_pci_get_stats(struct vmm_virtio_pci *vp, struct vmm_virtio_pci_stats *stats)
+{
+    if (!vp || !stats || !VMM_ABI_OUT_OK(stats))
+        return -EINVAL;
+    vmm_virtio_lock(&vp->t);
+    struct vmm_virtio_pci_stats s = vp->stats;
+    s.size = sizeof(s);
+    s.status = vp->t.status;
+    vmm_virtio_unlock(&vp->t);
+    VMM_ABI_COPY_OUT(stats, &s);
+    return 0;
+}
