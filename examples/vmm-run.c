@@ -31,6 +31,7 @@
 #define MMIO_HOLE     0xc0000000ull
 #define HIGH_RAM_BASE 0x100000000ull
 #define MAX_DISKS     8 /* --disk */
+#define MAX_NETS      4 /* --net */
 
 #define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -53,6 +54,9 @@ static const char usage[] =
     "      --rng             add a virtio entropy device (fed from getrandom)\n"
     "      --disk PATH[,ro|,rw][,direct]  add a virtio-blk disk backed by a file or block\n"
     "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
+    "      --net tap=NAME[,mac=MAC][,mtu=N][,queues=N]  add a virtio-net device on tap\n"
+    "                        NAME (an existing one, or a new one with CAP_NET_ADMIN);\n"
+    "                        queues=N gives N queue pairs (a multiqueue tap); repeatable\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -177,7 +181,63 @@ struct options {
     bool rng;                                      /* --rng */
     struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
     unsigned nr_disks;
+    struct vmm_virtio_net_config nets[MAX_NETS]; /* --net, in order */
+    unsigned nr_nets;
 };
+
+/* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N]: every key once, tap required. */
+static void parse_net(char *arg, struct vmm_virtio_net_config *net)
+{
+    *net = VMM_INIT(struct vmm_virtio_net_config);
+    bool mac_set = false;
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *val = strchr(tok, '=');
+        if (!val || val == tok)
+            fail("invalid --net option '%s' (tap=NAME[,mac=MAC][,mtu=N][,queues=N])", tok);
+        *val++ = '\0';
+        char *end;
+        unsigned long v;
+        if (strcmp(tok, "tap") == 0) {
+            if (net->tap)
+                fail("--net: tap= given twice");
+            if (!*val || strlen(val) >= 16 || strchr(val, '/'))
+                fail("--net: invalid tap name '%s' (1 to 15 characters, no '/')", val);
+            net->tap = val;
+        } else if (strcmp(tok, "mac") == 0) {
+            unsigned b[6];
+            char extra;
+            if (mac_set)
+                fail("--net: mac= given twice");
+            if (sscanf(val, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+                       &extra) != 6 ||
+                strlen(val) != 17)
+                fail("--net: invalid MAC address '%s' (like 52:54:00:12:34:56)", val);
+            if (b[0] & 1)
+                fail("--net: '%s' is a multicast address, not a device's", val);
+            for (int i = 0; i < 6; i++)
+                net->mac[i] = (uint8_t)b[i];
+            mac_set = true;
+        } else if (strcmp(tok, "mtu") == 0 || strcmp(tok, "queues") == 0) {
+            bool mtu = tok[0] == 'm';
+            unsigned long lo = mtu ? 68 : 1, hi = mtu ? 65535 : VMM_VIRTIO_NET_MAX_PAIRS;
+            errno = 0;
+            v = strtoul(val, &end, 10);
+            if (errno || *end || end == val || val[0] == '-' || v < lo || v > hi)
+                fail("--net: invalid %s '%s' (%lu-%lu)", tok, val, lo, hi);
+            if (mtu ? net->mtu != 0 : net->queue_pairs != 0)
+                fail("--net: %s= given twice", tok);
+            if (mtu)
+                net->mtu = (uint16_t)v;
+            else
+                net->queue_pairs = (unsigned)v;
+        } else {
+            fail("unknown --net option '%s' (tap, mac, mtu or queues)", tok);
+        }
+    }
+    if (!net->tap)
+        fail("--net needs tap=NAME");
+}
 
 static void list_cpu_features(void)
 {
@@ -300,6 +360,19 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_blk(vm, base, virtio_gsi(n), &disk, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
+    }
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        const char *tap = o->nets[i].tap;
+        r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add a network device on tap '%s': %s%s", tap, vmm_strerror(r),
+                 r == -EPERM   ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
+                 : r == -EBUSY ? " (another process has it open)"
+                 : r == -EINVAL && o->nets[i].queue_pairs > 1 ? " (is it a multiqueue tap?)"
+                 : r == -EINVAL                               ? " (a multiqueue tap needs queues=N)"
+                                                              : "");
     }
 }
 
@@ -467,6 +540,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_ON_REBOOT,
         OPT_RNG,
         OPT_DISK,
+        OPT_NET,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -478,6 +552,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"rng", no_argument, NULL, OPT_RNG},
         {"disk", required_argument, NULL, OPT_DISK},
+        {"net", required_argument, NULL, OPT_NET},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -585,6 +660,11 @@ static void parse_options(int argc, char **argv, struct options *o)
                 fail("--disk needs a file or block device (PATH[,ro][,direct])");
             break;
         }
+        case OPT_NET:
+            if (o->nr_nets == MAX_NETS)
+                fail("too many --net options (at most %d)", MAX_NETS);
+            parse_net(optarg, &o->nets[o->nr_nets++]);
+            break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)
                 o->restart_on_reboot = false;

@@ -834,13 +834,14 @@ static const struct vmm_virtio_device_ops net_ops = {
     .destroy = net_destroy,
 };
 
-/* Open tap queue i of n->tap. Returns 0 or -errno (logged). */
+/* Open tap queue i of n->tap. Returns 0 or -errno, logged as a warning: the
+ * caller reports the failure (a launcher in one line of its own). */
 static int tap_open(struct net *n, unsigned i)
 {
     int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
         int e = -errno;
-        vmm_log_error("virtio-net: opening /dev/net/tun: %s", vmm_strerror(e));
+        vmm_log_warn("virtio-net: opening /dev/net/tun: %s", vmm_strerror(e));
         return e;
     }
     struct ifreq ifr = {.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR};
@@ -852,7 +853,7 @@ static int tap_open(struct net *n, unsigned i)
     if (ioctl(fd, TUNSETIFF, &ifr) < 0 ||
         (what = "setting the header size of", ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0)) {
         int e = -errno;
-        vmm_log_error("virtio-net: %s tap %s%s: %s%s", what, n->tap,
+        vmm_log_warn("virtio-net: %s tap %s%s: %s%s", what, n->tap,
                       n->max_pairs > 1 ? " (multiqueue)" : "", vmm_strerror(e),
                       e == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
                       : e == -EINVAL && n->max_pairs > 1
