@@ -54,9 +54,10 @@ static const char usage[] =
     "      --rng             add a virtio entropy device (fed from getrandom)\n"
     "      --disk PATH[,ro|,rw][,direct]  add a virtio-blk disk backed by a file or block\n"
     "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
-    "      --net tap=NAME[,mac=MAC][,mtu=N][,queues=N]  add a virtio-net device on tap\n"
-    "                        NAME (an existing one, or a new one with CAP_NET_ADMIN);\n"
-    "                        queues=N gives N queue pairs (a multiqueue tap); repeatable\n"
+    "      --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on]  add a virtio-net device\n"
+    "                        on tap NAME (an existing one, or a new one with CAP_NET_ADMIN);\n"
+    "                        queues=N gives N queue pairs (a multiqueue tap), vhost=on the\n"
+    "                        kernel's vhost-net data plane (/dev/vhost-net); repeatable\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -185,16 +186,18 @@ struct options {
     unsigned nr_nets;
 };
 
-/* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N]: every key once, tap required. */
+/* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on|off]: every key
+ * once, tap required. */
 static void parse_net(char *arg, struct vmm_virtio_net_config *net)
 {
     *net = VMM_INIT(struct vmm_virtio_net_config);
-    bool mac_set = false;
+    bool mac_set = false, vhost_set = false;
     for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         char *val = strchr(tok, '=');
         if (!val || val == tok)
-            fail("invalid --net option '%s' (tap=NAME[,mac=MAC][,mtu=N][,queues=N])", tok);
+            fail("invalid --net option '%s' (tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on])",
+                 tok);
         *val++ = '\0';
         char *end;
         unsigned long v;
@@ -231,12 +234,21 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
                 net->mtu = (uint16_t)v;
             else
                 net->queue_pairs = (unsigned)v;
+        } else if (strcmp(tok, "vhost") == 0) {
+            if (vhost_set)
+                fail("--net: vhost= given twice");
+            if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+                fail("--net: invalid vhost '%s' (on or off)", val);
+            net->vhost = val[1] == 'n';
+            vhost_set = true;
         } else {
-            fail("unknown --net option '%s' (tap, mac, mtu or queues)", tok);
+            fail("unknown --net option '%s' (tap, mac, mtu, queues or vhost)", tok);
         }
     }
     if (!net->tap)
         fail("--net needs tap=NAME");
+    if (net->vhost && net->queue_pairs > 1)
+        fail("--net: vhost=on takes one queue pair (no queues=N)");
 }
 
 static void list_cpu_features(void)
@@ -368,7 +380,11 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add a network device on tap '%s': %s%s", tap, vmm_strerror(r),
-                 r == -EPERM   ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
+                 r == -ENOENT && access("/dev/net/tun", F_OK) != 0
+                     ? " (no /dev/net/tun: modprobe tun)"
+                 : r == -ENOENT && o->nets[i].vhost
+                     ? " (vhost=on needs /dev/vhost-net: modprobe vhost_net)"
+                 : r == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
                  : r == -EBUSY ? " (another process has it open)"
                  : r == -EINVAL && o->nets[i].queue_pairs > 1 ? " (is it a multiqueue tap?)"
                  : r == -EINVAL                               ? " (a multiqueue tap needs queues=N)"

@@ -74,6 +74,13 @@ struct vmm_virtio_net_config {
      * kept on average and frames are never split. */
     uint64_t tx_bytes_per_sec, tx_packets_per_sec;
     uint64_t rx_bytes_per_sec, rx_packets_per_sec;
+    /* Run the data plane in the kernel with vhost-net (/dev/vhost-net, the
+     * vhost_net module): guest notifications reach it through the
+     * transport's ioeventfds, its interrupts are relayed by the event loop
+     * (virtio-mmio must set InterruptStatus). One queue pair, no rate
+     * limit; the counters below do not move, and pages it writes are not
+     * marked in the dirty log. */
+    bool vhost;
 };
 
 /*

@@ -26,10 +26,12 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <linux/if_tun.h>
+#include <linux/vhost.h>
 #include <net/if.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
@@ -97,6 +99,16 @@ struct bucket {
 
 struct net;
 
+/* The interrupt relay of one vhost ring: vhost signals fd when the guest
+ * wants an interrupt for queue q; the event loop passes it to the transport
+ * (virtio-mmio must set InterruptStatus, so it cannot go to an irqfd). */
+struct net_call {
+    struct net *n;
+    unsigned q;
+    int fd;
+    bool watched;
+};
+
 struct net_pair {
     struct net *n;
     unsigned index;
@@ -129,6 +141,12 @@ struct net {
     bool timer_watched, timer_armed;
     struct vmm_virtio_net_stats stats;
     struct vmm_log_limit bad_tx_log, bad_rx_log, tap_log, ctrl_log;
+    /* vhost-net (one queue pair): the kernel runs both rings. */
+    int vhost_fd; /* -1: the data plane is ours */
+    uint64_t vhost_features;
+    bool vhost_running, vhost_backend;
+    bool kick_taken[2];
+    struct net_call call[2];
     struct net_pair pair[VMM_VIRTIO_NET_MAX_PAIRS];
     /* Scratch, used under the lock: receive and transmit iovecs, the tail a
      * too-large frame lands in, and the copy of a frame whose buffers are
@@ -252,7 +270,7 @@ static void pair_update_watch(struct net_pair *p)
     if (!p->watched)
         return;
     uint32_t want = 0;
-    if (pair_live(p)) {
+    if (pair_live(p) && p->n->vhost_fd < 0) {
         if (!p->rx_wait && !p->n->rx_throttled &&
             vmm_virtq_ready(vmm_virtio_queue(p->n->t, pair_rx_q(p))))
             want |= EPOLLIN;
@@ -395,7 +413,7 @@ static void rx_deliver(struct net_pair *p, struct vmm_virtq *q, uint64_t len)
 static void rx_process(struct net_pair *p)
 {
     struct net *n = p->n;
-    if (!pair_live(p))
+    if (!pair_live(p) || n->vhost_fd >= 0)
         return;
     struct vmm_virtq *q = vmm_virtio_queue(n->t, pair_rx_q(p));
     if (!vmm_virtq_ready(q))
@@ -548,7 +566,7 @@ static int tx_send(struct net_pair *p, struct vmm_virtq_chain *c)
 static void tx_process(struct net_pair *p)
 {
     struct net *n = p->n;
-    if (!vmm_virtio_driver_ok(n->t) || p->dead)
+    if (!vmm_virtio_driver_ok(n->t) || p->dead || n->vhost_fd >= 0)
         return;
     struct vmm_virtq *q = vmm_virtio_queue(n->t, pair_tx_q(p));
     unsigned burst = 0;
@@ -619,6 +637,171 @@ static void ctrl_process(struct net *n)
     vmm_virtq_notify(q);
 }
 
+/* ---- vhost-net ---- */
+
+static void call_event(void *opaque, int fd, uint32_t events)
+{
+    (void)events;
+    struct net_call *c = opaque;
+    uint64_t v;
+    if (read(fd, &v, sizeof(v)) < 0)
+        return;
+    vmm_virtio_lock(c->n->t);
+    if (c->n->vhost_running)
+        vmm_virtq_interrupt(vmm_virtio_queue(c->n->t, c->q));
+    vmm_virtio_unlock(c->n->t);
+}
+
+static int vhost_ioctl(struct net *n, unsigned long req, void *arg, const char *what)
+{
+    if (ioctl(n->vhost_fd, req, arg) == 0)
+        return 0;
+    int e = -errno;
+    vmm_log_warn("virtio-net: vhost-net: %s: %s", what, vmm_strerror(e));
+    return e;
+}
+
+/* Point both rings at the tap (on), or at nothing: the kernel stops moving
+ * frames, and has finished with guest memory when this returns. */
+static int vhost_backend(struct net *n, bool on)
+{
+    for (unsigned q = 0; q < 2; q++) {
+        struct vhost_vring_file f = {.index = q, .fd = on ? n->pair[0].fd : -1};
+        int r = vhost_ioctl(n, VHOST_NET_SET_BACKEND, &f, "setting the back end");
+        if (r < 0)
+            return r;
+    }
+    n->vhost_backend = on;
+    return 0;
+}
+
+/* The host address of [gpa, gpa + len), which must lie in one region. */
+static int ring_ptr(struct net *n, vmm_gpa_t gpa, uint64_t len, bool write, __u64 *hva)
+{
+    void *p;
+    unsigned access = VMM_ACCESS_READ | (write ? VMM_ACCESS_WRITE : 0);
+    int r = vmm_memory_get_ptr(vmm_virtio_memory(n->t), gpa, len, access, &p);
+    if (r == 0)
+        *hva = (uintptr_t)p;
+    return r;
+}
+
+/* Stop the kernel's rings and take the notifications back (lock held). */
+static void vhost_stop(struct net *n)
+{
+    if (!n->vhost_running)
+        return;
+    if (n->vhost_backend)
+        (void)vhost_backend(n, false);
+    for (unsigned q = 0; q < 2; q++) {
+        struct vhost_vring_state st = {.index = q};
+        (void)ioctl(n->vhost_fd, VHOST_GET_VRING_BASE, &st); /* stops the ring */
+        if (n->kick_taken[q]) {
+            (void)n->t->notify_fd(n->t, q, false);
+            n->kick_taken[q] = false;
+        }
+    }
+    n->vhost_running = false;
+}
+
+/* Hand both rings to vhost-net at DRIVER_OK (lock held): features, the
+ * guest memory map, each ring's layout, call and kick eventfds (the kick
+ * is the transport's notification eventfd, bound to an ioeventfd on a VM,
+ * so guest notifications go straight to the kernel), then the tap. */
+static int vhost_start(struct net *n)
+{
+    struct vmm_virtio_transport *t = n->t;
+    struct vmm_memory *mem = vmm_virtio_memory(t);
+    if (!t->notify_fd)
+        return -ENOTSUP;
+    __u64 f = n->features & n->vhost_features;
+    int r = vhost_ioctl(n, VHOST_SET_FEATURES, &f, "features");
+    if (r < 0)
+        return r;
+    unsigned nr = vmm_memory_region_count(mem);
+    struct vhost_memory *table = calloc(1, sizeof(*table) + nr * sizeof(table->regions[0]));
+    if (!table)
+        return -ENOMEM;
+    table->nregions = nr;
+    for (unsigned i = 0; i < nr; i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(mem, i, &info) < 0) {
+            free(table);
+            return -EIO;
+        }
+        table->regions[i] = (struct vhost_memory_region){
+            .guest_phys_addr = info.gpa,
+            .memory_size = info.len,
+            .userspace_addr = (uintptr_t)info.host,
+        };
+    }
+    r = vhost_ioctl(n, VHOST_SET_MEM_TABLE, table, "memory table");
+    free(table);
+    if (r < 0)
+        return r;
+    n->vhost_running = true; /* from here vhost_stop undoes what was done */
+    for (unsigned q = 0; q < 2; q++) {
+        unsigned size;
+        vmm_gpa_t desc, drv, dev;
+        if (vmm_virtq_layout(vmm_virtio_queue(t, q), &size, &desc, &drv, &dev) < 0) {
+            vmm_log_limited(&n->ctrl_log, VMM_VIRTIO_LOG_BUDGET,
+                            "virtio-net: queue %u not ready at DRIVER_OK", q);
+            r = -EINVAL;
+            goto fail;
+        }
+        struct vhost_vring_state num = {.index = q, .num = size};
+        struct vhost_vring_state base = {.index = q, .num = 0};
+        struct vhost_vring_addr addr = {.index = q};
+        struct vhost_vring_file call = {.index = q, .fd = n->call[q].fd};
+        if ((r = ring_ptr(n, desc, 16ull * size, false, &addr.desc_user_addr)) < 0 ||
+            (r = ring_ptr(n, drv, 6 + 2ull * size, false, &addr.avail_user_addr)) < 0 ||
+            (r = ring_ptr(n, dev, 6 + 8ull * size, true, &addr.used_user_addr)) < 0 ||
+            (r = vhost_ioctl(n, VHOST_SET_VRING_NUM, &num, "ring size")) < 0 ||
+            (r = vhost_ioctl(n, VHOST_SET_VRING_BASE, &base, "ring base")) < 0 ||
+            (r = vhost_ioctl(n, VHOST_SET_VRING_ADDR, &addr, "ring addresses")) < 0 ||
+            (r = vhost_ioctl(n, VHOST_SET_VRING_CALL, &call, "call eventfd")) < 0)
+            goto fail;
+        int kick = t->notify_fd(t, q, true);
+        if (kick < 0) {
+            r = kick;
+            goto fail;
+        }
+        n->kick_taken[q] = true;
+        struct vhost_vring_file kf = {.index = q, .fd = kick};
+        if ((r = vhost_ioctl(n, VHOST_SET_VRING_KICK, &kf, "kick eventfd")) < 0)
+            goto fail;
+    }
+    if (n->link_up && (r = vhost_backend(n, true)) < 0)
+        goto fail;
+    return 0;
+fail:
+    vhost_stop(n);
+    return r;
+}
+
+/* Open /dev/vhost-net for the device: owner, features. Returns 0 or -errno
+ * (logged). */
+static int vhost_open(struct net *n)
+{
+    n->vhost_fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
+    if (n->vhost_fd < 0) {
+        int e = -errno;
+        vmm_log_warn("virtio-net: opening /dev/vhost-net: %s%s", vmm_strerror(e),
+                     e == -ENOENT ? " (modprobe vhost_net)" : "");
+        return e;
+    }
+    __u64 f;
+    int r = vhost_ioctl(n, VHOST_SET_OWNER, NULL, "owner");
+    if (r == 0)
+        r = vhost_ioctl(n, VHOST_GET_FEATURES, &f, "features");
+    if (r < 0)
+        return r;
+    /* The tap keeps the virtio-net header (its IFF_VNET_HDR): vhost passes
+     * it through rather than adding its own; no dirty log. */
+    n->vhost_features = f & ~((1ull << VHOST_NET_F_VIRTIO_NET_HDR) | (1ull << VHOST_F_LOG_ALL));
+    return 0;
+}
+
 /* ---- device callbacks ---- */
 
 static void pair_event(void *opaque, int fd, uint32_t events)
@@ -668,6 +851,16 @@ static int net_attach(void *opaque, struct vmm_virtio_transport *t)
         if (r < 0)
             return r;
         n->pair[i].watched = true;
+    }
+    for (unsigned q = 0; n->vhost_fd >= 0 && q < 2; q++) {
+        struct net_call *c = &n->call[q];
+        c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (c->fd < 0)
+            return -errno;
+        int r = vmm_event_loop_add(n->loop, c->fd, EPOLLIN, call_event, c);
+        if (r < 0)
+            return r;
+        c->watched = true;
     }
     if (n->tx_bytes.rate || n->tx_pkts.rate || n->rx_bytes.rate || n->rx_pkts.rate) {
         n->timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
@@ -735,7 +928,7 @@ static int net_activate(void *opaque, uint64_t features)
         (off & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO)) ? NET_MAX_FRAME : tap_mtu(n) + 14u + 4u;
     n->rx_need = HDR + (frame < NET_MAX_FRAME ? frame : NET_MAX_FRAME);
     set_active_pairs(n, 1);
-    return 0;
+    return n->vhost_fd >= 0 ? vhost_start(n) : 0;
 }
 
 static void pair_drop_chains(struct net_pair *p, bool rx, bool tx)
@@ -756,6 +949,7 @@ static void pair_drop_chains(struct net_pair *p, bool rx, bool tx)
 static void net_reset(void *opaque)
 {
     struct net *n = opaque;
+    vhost_stop(n);
     for (unsigned i = 0; i < n->max_pairs; i++)
         pair_drop_chains(&n->pair[i], true, true);
     n->features = 0;
@@ -794,6 +988,15 @@ static void net_queue_notify(void *opaque, unsigned index)
 static void net_queue_reset(void *opaque, unsigned index)
 {
     struct net *n = opaque;
+    if (n->vhost_running) {
+        /* vhost-net cannot reset one ring: the device starts over. */
+        vmm_log_limited(&n->ctrl_log, VMM_VIRTIO_LOG_BUDGET,
+                        "virtio-net: queue %u reset with vhost-net: the device needs a reset",
+                        index);
+        vhost_stop(n);
+        vmm_virtio_set_needs_reset(n->t);
+        return;
+    }
     if (index < 2 * n->max_pairs) {
         struct net_pair *p = &n->pair[index / 2];
         pair_drop_chains(p, index % 2 == 0, index % 2 == 1);
@@ -811,6 +1014,14 @@ static void net_free(struct net *n)
         if (p->fd >= 0)
             close(p->fd);
     }
+    for (unsigned q = 0; q < 2; q++) {
+        if (n->call[q].watched)
+            (void)vmm_event_loop_remove(n->loop, n->call[q].fd);
+        if (n->call[q].fd >= 0)
+            close(n->call[q].fd);
+    }
+    if (n->vhost_fd >= 0)
+        close(n->vhost_fd);
     if (n->timer_watched)
         (void)vmm_event_loop_remove(n->loop, n->timer_fd);
     if (n->timer_fd >= 0)
@@ -854,12 +1065,12 @@ static int tap_open(struct net *n, unsigned i)
         (what = "setting the header size of", ioctl(fd, TUNSETVNETHDRSZ, &hdr) < 0)) {
         int e = -errno;
         vmm_log_warn("virtio-net: %s tap %s%s: %s%s", what, n->tap,
-                      n->max_pairs > 1 ? " (multiqueue)" : "", vmm_strerror(e),
-                      e == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
-                      : e == -EINVAL && n->max_pairs > 1
-                          ? " (an existing tap made without IFF_MULTI_QUEUE?)"
-                      : e == -EINVAL ? " (an existing tap made with IFF_MULTI_QUEUE?)"
-                                     : "");
+                     n->max_pairs > 1 ? " (multiqueue)" : "", vmm_strerror(e),
+                     e == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
+                     : e == -EINVAL && n->max_pairs > 1
+                         ? " (an existing tap made without IFF_MULTI_QUEUE?)"
+                     : e == -EINVAL ? " (an existing tap made with IFF_MULTI_QUEUE?)"
+                                    : "");
         close(fd);
         return e;
     }
@@ -904,6 +1115,11 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
         qsize > VMM_VIRTQ_MAX_SIZE || pairs > VMM_VIRTIO_NET_MAX_PAIRS || (c.mtu && c.mtu < 68) ||
         (c.mac[0] & 1))
         return -EINVAL;
+    if (c.vhost && (pairs > 1 || c.tx_bytes_per_sec || c.tx_packets_per_sec || c.rx_bytes_per_sec ||
+                    c.rx_packets_per_sec)) {
+        vmm_log_warn("virtio-net: vhost-net takes one queue pair and no rate limit");
+        return -EINVAL;
+    }
     struct net *n = calloc(1, sizeof(*n));
     if (!n)
         return -ENOMEM;
@@ -913,6 +1129,9 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
     n->mtu = c.mtu;
     n->link_up = true;
     n->timer_fd = -1;
+    n->vhost_fd = -1;
+    for (unsigned q = 0; q < 2; q++)
+        n->call[q] = (struct net_call){.n = n, .q = q, .fd = -1};
     n->stats.size = sizeof(n->stats);
     for (unsigned i = 0; i < VMM_VIRTIO_NET_MAX_PAIRS; i++)
         n->pair[i] = (struct net_pair){.n = n, .index = i, .fd = -1};
@@ -937,6 +1156,15 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
     }
     n->tap_offloads = tap_probe_offloads(n);
     uint64_t features = NET_BASE_FEATURES | NET_HOST_OFFLOADS | n->tap_offloads;
+    if (c.vhost) {
+        int r = vhost_open(n);
+        if (r < 0) {
+            net_free(n);
+            return r;
+        }
+        if (!(n->vhost_features & VMM_VIRTIO_NET_F_MRG_RXBUF))
+            features &= ~VMM_VIRTIO_NET_F_MRG_RXBUF;
+    }
     if (c.mtu)
         features |= VMM_VIRTIO_NET_F_MTU;
     if (pairs > 1)
@@ -975,6 +1203,8 @@ int vmm_virtio_net_set_link(struct vmm_virtio_transport *t, bool up)
     vmm_virtio_lock(t);
     if (n->link_up != up) {
         n->link_up = up;
+        if (n->vhost_running)
+            (void)vhost_backend(n, up);
         for (unsigned i = 0; i < n->max_pairs; i++)
             pair_update_watch(&n->pair[i]);
         vmm_virtio_config_changed(t);

@@ -7,10 +7,12 @@
 # usage: run-cases.sh RUNFILE VMM_RUN [DATA]
 # RUNFILE lines: name|timeout|arguments (shell words, evaluated).
 # DATA: the hooks' data folder; after each vmm-run, DATA/l1-after.d/*.sh run as "sh SCRIPT <name>"
-# (with DATA in the environment) to check what the case left behind, e.g. in its disk images.
+# (with DATA in the environment) to check what the case left behind, e.g. in its disk images;
+# before it, DATA/l1-before.d/*.sh the same way, to set up what the case needs (a tap device).
 # Prints, per case:
 #   L1-CASE-BEGIN <name>
 #   L1-CMD vmm-run <arguments>
+#   ... the output of the DATA/l1-before.d scripts ...
 #   ... vmm-run's output (stdout and stderr), with L1-MARK lines when the first output arrives and
 #       when the level-2 init's L2-INIT marker arrives (seconds since vmm-run started) ...
 #   ... the output of the DATA/l1-after.d scripts ...
@@ -32,6 +34,11 @@ while IFS='|' read -r name timeout args; do
     echo "L1-CASE-BEGIN $name"
     echo "L1-CMD vmm-run $args"
     rm -f "$tmp/case-rc"
+    if [ -n "$DATA" ]; then
+        for before in "$DATA"/l1-before.d/*.sh; do
+            [ -f "$before" ] && sh "$before" "$name" </dev/null 2>&1
+        done
+    fi
     t0=$(now)
     # vmm-run gets SIGTERM at the timeout (it stops the VM and exits 1), SIGKILL 5 s later.
     { eval "timeout -s TERM -k 5 $timeout \"\$vmm\" $args" </dev/null 2>&1; echo $? >"$tmp/case-rc"; } |
