@@ -78,8 +78,9 @@ struct vmm_virtio_net_config {
      * vhost_net module): guest notifications reach it through the
      * transport's ioeventfds, its interrupts are relayed by the event loop
      * (virtio-mmio must set InterruptStatus). One queue pair, no rate
-     * limit; the counters below do not move, and pages it writes are not
-     * marked in the dirty log. */
+     * limit; the counters below do not move, pages it writes are not
+     * marked in the dirty log, and without VIRTIO_NET_F_MRG_RXBUF it leaves
+     * the header's num_buffers unset (Linux's driver ignores it then). */
     bool vhost;
 };
 
