@@ -58,6 +58,10 @@ static const char usage[] =
     "                        on tap NAME (an existing one, or a new one with CAP_NET_ADMIN);\n"
     "                        queues=N gives N queue pairs (a multiqueue tap), vhost=on the\n"
     "                        kernel's vhost-net data plane (/dev/vhost-net); repeatable\n"
+    "      --balloon[=OPTS]  add a virtio balloon; OPTS, comma-separated: target=SIZE\n"
+    "                        (what the guest gives back at start, K, M or G), stats\n"
+    "                        (statistics queue), reporting (free page reporting),\n"
+    "                        deflate-on-oom\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -184,6 +188,8 @@ struct options {
     unsigned nr_disks;
     struct vmm_virtio_net_config nets[MAX_NETS]; /* --net, in order */
     unsigned nr_nets;
+    bool balloon; /* --balloon */
+    struct vmm_virtio_balloon_config balloon_cfg;
 };
 
 /* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on|off]: every key
@@ -249,6 +255,30 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
         fail("--net needs tap=NAME");
     if (net->vhost && net->queue_pairs > 1)
         fail("--net: vhost=on takes one queue pair (no queues=N)");
+}
+
+/* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */
+static void parse_balloon(char *arg, struct vmm_virtio_balloon_config *b)
+{
+    *b = VMM_INIT(struct vmm_virtio_balloon_config);
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (strncmp(tok, "target=", 7) == 0) {
+            b->target_bytes = parse_size(tok + 7);
+            if (b->target_bytes == 0 || (b->target_bytes >> 12) > UINT32_MAX)
+                fail("--balloon: invalid target '%s' (use e.g. 64M)", tok + 7);
+        } else if (strcmp(tok, "stats") == 0) {
+            b->stats = true;
+        } else if (strcmp(tok, "reporting") == 0) {
+            b->reporting = true;
+        } else if (strcmp(tok, "deflate-on-oom") == 0) {
+            b->deflate_on_oom = true;
+        } else {
+            fail("unknown --balloon option '%s' (target=SIZE, stats, reporting or "
+                 "deflate-on-oom)",
+                 tok);
+        }
+    }
 }
 
 static void list_cpu_features(void)
@@ -372,6 +402,13 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_blk(vm, base, virtio_gsi(n), &disk, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
+    }
+    if (o->balloon) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_balloon(vm, base, virtio_gsi(n), &o->balloon_cfg, &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add the virtio balloon: %s", vmm_strerror(r));
     }
     for (unsigned i = 0; i < o->nr_nets; i++) {
         unsigned n = m->nr_virtio;
@@ -557,6 +594,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_RNG,
         OPT_DISK,
         OPT_NET,
+        OPT_BALLOON,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -569,6 +607,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"rng", no_argument, NULL, OPT_RNG},
         {"disk", required_argument, NULL, OPT_DISK},
         {"net", required_argument, NULL, OPT_NET},
+        {"balloon", optional_argument, NULL, OPT_BALLOON},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -680,6 +719,15 @@ static void parse_options(int argc, char **argv, struct options *o)
             if (o->nr_nets == MAX_NETS)
                 fail("too many --net options (at most %d)", MAX_NETS);
             parse_net(optarg, &o->nets[o->nr_nets++]);
+            break;
+        case OPT_BALLOON:
+            if (o->balloon)
+                fail("--balloon given twice");
+            o->balloon = true;
+            if (optarg)
+                parse_balloon(optarg, &o->balloon_cfg);
+            else
+                o->balloon_cfg = VMM_INIT(struct vmm_virtio_balloon_config);
             break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)

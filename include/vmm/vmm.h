@@ -23,5 +23,6 @@
 #include <vmm/virtio_rng.h>
 #include <vmm/virtio_blk.h>
 #include <vmm/virtio_net.h>
+#include <vmm/virtio_balloon.h>
 
 #endif /* VMM_VMM_H */

@@ -289,7 +289,7 @@ START_TEST(bad_options_get_one_line_errors)
 }
 END_TEST
 
-START_TEST(bad_net_options_get_one_line_errors)
+START_TEST(bad_net_and_balloon_options_get_one_line_errors)
 {
     char *hello = (char *)harness_guest_path("hello");
     static const struct {
@@ -313,6 +313,12 @@ START_TEST(bad_net_options_get_one_line_errors)
         snprintf(arg, sizeof(arg), "%s", bad[i].arg);
         expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--net", arg, NULL}, bad[i].what);
     }
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--balloon=stats,bogus", NULL},
+                 "unknown --balloon option 'bogus'");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--balloon=target=0", NULL},
+                 "invalid target");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--balloon", "--balloon", NULL},
+                 "given twice");
     /* Creating a tap without CAP_NET_ADMIN: one line that says so. */
     if (access("/dev/net/tun", R_OK | W_OK) == 0) {
         run_without_net_admin = true;
@@ -404,7 +410,7 @@ int main(void)
     tcase_add_test(tc, smp_and_console_file);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, bad_options_get_one_line_errors);
-    tcase_add_test(tc, bad_net_options_get_one_line_errors);
+    tcase_add_test(tc, bad_net_and_balloon_options_get_one_line_errors);
     tcase_add_test(tc, cpu_disable_lists_and_applies);
     tcase_add_test(tc, reboot_ends_the_run_or_restarts_it);
     tcase_add_test(tc, triple_fault_is_a_reset);
