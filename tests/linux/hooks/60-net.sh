@@ -5,12 +5,14 @@
 # A net case is a case line of cases.txt whose arguments name the level-2 initramfs variant "net"
 # (@L2_INITRD:net@) and "--net tap=vmmtap0,...". At test time this builds:
 #   L2_EXTRA/net/
-#     lib/modules/net/        virtio_mmio, virtio_net and what modules.dep says they need, in load
-#                             order ("order"; "builtin" lists those built into the kernel)
+#     lib/modules/net/        virtio_mmio, virtio_net, virtio_balloon and what modules.dep says they
+#                             need, in load order ("order"; "builtin" lists those built into the kernel)
 #     etc/l2-init.d/60-net.sh the level-2 check (net/l2-net.sh)
 #     etc/libvmm-net/<name>/  per case: up.bin (4 MiB of random bytes level 2 serves to level 1),
-#                             down.sha256 (of what level 1 serves), the MAC and MTU to expect
-#   DATA/net/<name>/          down.bin (4 MiB level 1 serves), up.sha256
+#                             down.sha256 (of what level 1 serves), the MAC and MTU to expect, the
+#                             queue pairs (queues=N) and the balloon target in MiB (--balloon=target=)
+#   DATA/net/<name>/          down.bin (4 MiB level 1 serves), up.sha256, tapflags (multi_queue with
+#                             queues=N)
 #   DATA/net/busybox          the static busybox whose nc level 1 uses
 #   DATA/l1-before.d/60-net.sh  (net/l1-net-before.sh) makes the tap vmmtap0, 10.0.2.1/24, up, and
 #                             starts level 1's side of the transfers in the background
@@ -63,7 +65,7 @@ net_hook() {
     }
     if [ -z "$why" ]; then
         mkdir -p "$mdir"
-        for m in virtio_mmio virtio_net; do
+        for m in virtio_mmio virtio_net virtio_balloon; do
             local p
             p=$({ grep -oE "^([^:]*/)?${m//[-_]/[-_]}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" ||
                 true; } | head -n1 | tr -d :)
@@ -94,12 +96,14 @@ net_hook() {
     install -m 0644 "$here/net/l1-net-after.sh" "$DATA/l1-after.d/60-net.sh"
     printf '%s\n' "$busybox" >"$DATA/net/busybox"
 
-    local d l1 up_sha down_sha mac mtu
+    local d l1 up_sha down_sha mac mtu queues balloon
     for name in "${cases[@]}"; do
         args=$(awk -F'|' -v n="$name" '{ gsub(/^[ \t]+|[ \t]+$/, "", $1) } $1 == n { print $6 }' \
             "$here/cases.txt")
         mac=$(sed -n 's/.*--net [^ ]*mac=\([0-9a-f:]*\).*/\1/p' <<<"$args")
         mtu=$(sed -n 's/.*--net [^ ]*mtu=\([0-9]*\).*/\1/p' <<<"$args")
+        queues=$(sed -n 's/.*--net [^ ]*queues=\([0-9]*\).*/\1/p' <<<"$args")
+        balloon=$(sed -n 's/.*--balloon=[^ ]*target=\([0-9]*\)M.*/\1/p' <<<"$args")
         d=$xroot/etc/libvmm-net/$name
         l1=$DATA/net/$name
         mkdir -p "$d" "$l1"
@@ -111,9 +115,14 @@ net_hook() {
         printf '%s\n' "$up_sha" >"$l1/up.sha256"
         printf '%s\n' "${mac:-}" >"$d/mac"
         printf '%s\n' "${mtu:-1500}" >"$d/mtu"
+        printf '%s\n' "${queues:-1}" >"$d/queues"
+        [ -z "$balloon" ] || printf '%s\n' "$balloon" >"$d/balloon-mib"
+        if [ "${queues:-1}" -gt 1 ]; then echo multi_queue; fi >"$l1/tapflags"
         {
             echo "L2-NET-PING ok"
             [ -z "$mac" ] || echo "L2-NET-LINK $mac mtu=${mtu:-1500} up"
+            echo "L2-NET-QUEUES ${queues:-1}"
+            [ -z "$balloon" ] || echo "L2-NET-BALLOON ok"
             echo "L2-NET-DOWN $down_sha"
             echo "L1-NET-UP $up_sha"
             echo "!L2-NET-FAIL"

@@ -3,7 +3,8 @@
 # The virtio-net cases' set-up in level 1 (or on the host in direct mode), before vmm-run: installed
 # as DATA/l1-before.d/60-net.sh by tests/linux/hooks/60-net.sh; run-cases.sh runs it before each case
 # as "sh 60-net.sh CASE" with DATA in the environment. It acts only for a case with DATA/net/CASE.
-# It makes the persistent tap vmmtap0 (vmm-run attaches to it), 10.0.2.1/24, up, and starts level 1's
+# It makes the persistent tap vmmtap0 (vmm-run attaches to it; multiqueue for a case with queues=N),
+# 10.0.2.1/24, up, and starts level 1's
 # side of the transfers in the background: a server of down.bin on 10.0.2.1:5556 for level 2 to
 # fetch, and a client that fetches level 2's up.bin from 10.0.2.15:5557 once level 2 serves it
 # (retrying for two minutes), into DATA/net/CASE/up.got, then writes up.done. Their pids go to
@@ -17,7 +18,8 @@ rm -f "$d/up.got" "$d/up.done" "$d/pids"
 ip=ip
 command -v ip >/dev/null 2>&1 || ip="$bb ip"
 $ip link del vmmtap0 2>/dev/null
-if ! $ip tuntap add dev vmmtap0 mode tap vnet_hdr 2>"$d/err" && ! $bb tunctl -t vmmtap0 >>"$d/err" 2>&1; then
+# shellcheck disable=SC2046 # tapflags: words for ip
+if ! $ip tuntap add dev vmmtap0 mode tap vnet_hdr $(cat "$d/tapflags" 2>/dev/null) 2>"$d/err"; then
     echo "L1-NET-FAIL tap: $(cat "$d/err")"
     exit 0
 fi

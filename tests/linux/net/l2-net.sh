@@ -8,13 +8,15 @@
 # Markers (a step that fails prints "L2-NET-FAIL <step>: <what>" instead):
 #   L2-NET-MODULES <n> loaded    the modules of /lib/modules/net/order, in that order
 #   L2-NET-LINK <mac> mtu=<n> up eth0's address and MTU (from the device's configuration space)
+#   L2-NET-QUEUES <n>            eth0's receive queues (the pairs the driver uses)
+#   L2-NET-BALLOON ok <kB>       with a balloon-mib file: MemTotal fell by that much (within 10 s)
 #   L2-NET-PING ok               three pings of level 1's tap address answered
 #   L2-NET-DOWN <sha256>         what level 1 served on 10.0.2.1:5556 (4 MiB over TCP)
 #   L2-NET-UP served             up.bin served on port 5557 to level 1 (which checks its SHA-256)
 #   L2-NET-IRQS <count>          the virtio-net interrupts of /proc/interrupts
 #   L2-NET-OK <s>                every step passed, and the seconds the steps took
 l2_net() {
-    local case dir fail=0 m n i t0 mac mtu sha
+    local case dir fail=0 m n i t0 mac mtu sha kb0
 
     case=$(sed -n 's/.*libvmm\.case=\([^ ]*\).*/\1/p' /proc/cmdline)
     dir=/etc/libvmm-net/$case
@@ -25,6 +27,7 @@ l2_net() {
         fail=1
     }
 
+    kb0=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo) # before the balloon driver inflates
     n=0
     while read -r m; do
         [ -n "$m" ] || continue
@@ -58,6 +61,26 @@ l2_net() {
     echo "L2-NET-LINK $mac mtu=$mtu $(cat /sys/class/net/eth0/operstate)"
     [ -z "$(cat "$dir/mac")" ] || [ "$mac" = "$(cat "$dir/mac")" ] || nfail "mac $mac"
     [ "$mtu" = "$(cat "$dir/mtu")" ] || nfail "mtu $mtu"
+    n=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)
+    echo "L2-NET-QUEUES $n"
+    [ "$n" = "$(cat "$dir/queues")" ] || nfail "$n receive queues"
+    if [ -f "$dir/balloon-mib" ]; then
+        # The driver inflates on its own once loaded; MemTotal falls as it does.
+        local want kb
+        want=$(($(cat "$dir/balloon-mib") * 1024 * 9 / 10))
+        i=0
+        while [ "$i" -lt 100 ]; do
+            kb=$(awk '/^MemTotal/ { print $2 }' /proc/meminfo)
+            [ $((kb0 - kb)) -ge "$want" ] && break
+            sleep 0.1
+            i=$((i + 1))
+        done
+        if [ $((kb0 - kb)) -ge "$want" ]; then
+            echo "L2-NET-BALLOON ok $((kb0 - kb))"
+        else
+            nfail "balloon: MemTotal $kb0 -> $kb kB"
+        fi
+    fi
 
     if ping -c 3 -W 5 10.0.2.1 >/tmp/ping.out 2>&1; then
         echo "L2-NET-PING ok"
@@ -82,7 +105,8 @@ l2_net() {
     else
         nfail "serving on port 5557"
     fi
-    echo "L2-NET-IRQS $(grep -i virtio /proc/interrupts | awk '{ s += $2 } END { print s + 0 }')"
+    echo "L2-NET-IRQS $(grep -i virtio /proc/interrupts |
+        awk '{ for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }')"
     [ "$fail" = 1 ] || echo "L2-NET-OK $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" \
         'BEGIN { printf "%.2f", b - a }')"
 }
