@@ -94,6 +94,7 @@ net_hook() {
     install -m 0644 "$here/net/l2-net.sh" "$xroot/etc/l2-init.d/60-net.sh"
     install -m 0644 "$here/net/l1-net-before.sh" "$DATA/l1-before.d/60-net.sh"
     install -m 0644 "$here/net/l1-net-after.sh" "$DATA/l1-after.d/60-net.sh"
+    # shellcheck disable=SC2154 # busybox: run-linux.sh's, which sources this
     printf '%s\n' "$busybox" >"$DATA/net/busybox"
 
     local d l1 up_sha down_sha mac mtu queues balloon

@@ -15,6 +15,7 @@ while [ ! -e "$d/up.done" ] && [ "$i" -lt 100 ]; do
     sleep 0.1
     i=$((i + 1))
 done
+# shellcheck disable=SC2046 # one pid a line
 [ -f "$d/pids" ] && kill $(cat "$d/pids") 2>/dev/null
 ip=ip
 command -v ip >/dev/null 2>&1 || ip="$(cat "$DATA/net/busybox") ip"

@@ -25,9 +25,11 @@ if ! $ip tuntap add dev vmmtap0 mode tap vnet_hdr $(cat "$d/tapflags" 2>/dev/nul
 fi
 # No IPv6 on the tap: nothing but the test's frames.
 echo 1 >/proc/sys/net/ipv6/conf/vmmtap0/disable_ipv6 2>/dev/null
-$ip addr add 10.0.2.1/24 dev vmmtap0 && $ip link set vmmtap0 up ||
-    { echo "L1-NET-FAIL tap address"; exit 0; }
-timeout 300 $bb nc -l -p 5556 <"$d/down.bin" >/dev/null 2>&1 &
+if ! $ip addr add 10.0.2.1/24 dev vmmtap0 || ! $ip link set vmmtap0 up; then
+    echo "L1-NET-FAIL tap address"
+    exit 0
+fi
+timeout 300 "$bb" nc -l -p 5556 <"$d/down.bin" >/dev/null 2>&1 &
 echo $! >>"$d/pids"
 # busybox nc stops at the end of its input: a FIFO opened read-write gives it one that never ends
 # (in TMPDIR: DATA may be on 9p, where a FIFO is no FIFO).
@@ -38,7 +40,7 @@ echo "$fifo" >"$d/fifo-path"
 (
     i=0
     while [ "$i" -lt 120 ]; do
-        if timeout 120 $bb nc 10.0.2.15 5557 <>"$fifo" >"$d/up.got" 2>/dev/null &&
+        if timeout 120 "$bb" nc 10.0.2.15 5557 <>"$fifo" >"$d/up.got" 2>/dev/null &&
             [ -s "$d/up.got" ]; then
             break
         fi

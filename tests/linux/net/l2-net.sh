@@ -45,7 +45,7 @@ l2_net() {
         i=$((i + 1))
     done
     if [ ! -e /sys/class/net/eth0 ]; then
-        nfail "no eth0 ($(ls /sys/class/net | tr '\n' ' '))"
+        nfail "no eth0 ($(cd /sys/class/net && echo *))"
         return 0
     fi
     ip link set lo up
@@ -61,7 +61,10 @@ l2_net() {
     echo "L2-NET-LINK $mac mtu=$mtu $(cat /sys/class/net/eth0/operstate)"
     [ -z "$(cat "$dir/mac")" ] || [ "$mac" = "$(cat "$dir/mac")" ] || nfail "mac $mac"
     [ "$mtu" = "$(cat "$dir/mtu")" ] || nfail "mtu $mtu"
-    n=$(ls -d /sys/class/net/eth0/queues/rx-* | wc -l)
+    n=0
+    for m in /sys/class/net/eth0/queues/rx-*; do
+        [ -e "$m" ] && n=$((n + 1))
+    done
     echo "L2-NET-QUEUES $n"
     [ "$n" = "$(cat "$dir/queues")" ] || nfail "$n receive queues"
     if [ -f "$dir/balloon-mib" ]; then
