@@ -253,8 +253,6 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
     }
     if (!net->tap)
         fail("--net needs tap=NAME");
-    if (net->vhost && net->queue_pairs > 1)
-        fail("--net: vhost=on takes one queue pair (no queues=N)");
 }
 
 /* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */

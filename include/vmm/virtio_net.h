@@ -77,8 +77,9 @@ struct vmm_virtio_net_config {
     /* Run the data plane in the kernel with vhost-net (/dev/vhost-net, the
      * vhost_net module): guest notifications reach it through the
      * transport's ioeventfds, its interrupts are relayed by the event loop
-     * (virtio-mmio must set InterruptStatus). One queue pair, no rate
-     * limit; the counters below do not move, pages it writes are not
+     * (virtio-mmio must set InterruptStatus). One vhost-net instance per
+     * queue pair (the control queue stays in the process); no rate limit;
+     * the counters below do not move, pages it writes are not
      * marked in the dirty log, and without VIRTIO_NET_F_MRG_RXBUF it leaves
      * the header's num_buffers unset (Linux's driver ignores it then). */
     bool vhost;

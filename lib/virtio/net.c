@@ -21,6 +21,12 @@
  * parks the chain and waits for EPOLLOUT, and the tap is watched for input
  * only while the guest has posted receive buffers and the receive rate limit
  * allows, so a guest that posts none costs no CPU.
+ *
+ * With vhost-net each pair has a vhost-net instance that runs its two rings
+ * in the kernel, straight on the tap queue: guest notifications reach it
+ * through the transport's notification eventfds, its interrupts come back
+ * through call eventfds the event loop relays; the control queue and the
+ * tap's offloads stay here.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -122,6 +128,12 @@ struct net_pair {
     unsigned nstash;
     uint64_t stash_bytes;
     struct vmm_virtq_chain *tx_parked; /* the tap said EAGAIN for it */
+    /* vhost-net: one instance per pair, running its rx and tx rings. */
+    int vhost_fd;
+    bool vhost_started; /* rings handed over (the driver set them up) */
+    bool vhost_backend; /* the rings point at the tap */
+    bool kick_taken[2];
+    struct net_call call[2];
 };
 
 struct net {
@@ -141,12 +153,11 @@ struct net {
     bool timer_watched, timer_armed;
     struct vmm_virtio_net_stats stats;
     struct vmm_log_limit bad_tx_log, bad_rx_log, tap_log, ctrl_log;
-    /* vhost-net (one queue pair): the kernel runs both rings. */
-    int vhost_fd; /* -1: the data plane is ours */
+    /* vhost-net: the kernel runs the pairs' rings (the control queue stays
+     * here). */
+    bool vhost;
     uint64_t vhost_features;
-    bool vhost_running, vhost_backend;
-    bool kick_taken[2];
-    struct net_call call[2];
+    bool vhost_running;
     struct net_pair pair[VMM_VIRTIO_NET_MAX_PAIRS];
     /* Scratch, used under the lock: receive and transmit iovecs, the tail a
      * too-large frame lands in, and the copy of a frame whose buffers are
@@ -270,7 +281,7 @@ static void pair_update_watch(struct net_pair *p)
     if (!p->watched)
         return;
     uint32_t want = 0;
-    if (pair_live(p) && p->n->vhost_fd < 0) {
+    if (pair_live(p) && !p->n->vhost) {
         if (!p->rx_wait && !p->n->rx_throttled &&
             vmm_virtq_ready(vmm_virtio_queue(p->n->t, pair_rx_q(p))))
             want |= EPOLLIN;
@@ -308,12 +319,22 @@ static void pair_attach(struct net_pair *p, bool attach)
 
 /* Use queue pairs [0, count): the other tap queues are detached so the
  * kernel steers no frames to them. */
+static void vhost_pair_sync(struct net_pair *p);
+
 static void set_active_pairs(struct net *n, unsigned count)
 {
     n->active_pairs = count;
     n->stats.queue_pairs_active = count;
-    for (unsigned i = 0; i < n->max_pairs; i++) {
-        pair_attach(&n->pair[i], i < count);
+    /* A pair's vhost rings leave its tap queue before it is detached, and
+     * come back after it is attached. */
+    for (unsigned i = count; i < n->max_pairs; i++) {
+        vhost_pair_sync(&n->pair[i]);
+        pair_attach(&n->pair[i], false);
+        pair_update_watch(&n->pair[i]);
+    }
+    for (unsigned i = 0; i < count && i < n->max_pairs; i++) {
+        pair_attach(&n->pair[i], true);
+        vhost_pair_sync(&n->pair[i]);
         pair_update_watch(&n->pair[i]);
     }
 }
@@ -413,7 +434,7 @@ static void rx_deliver(struct net_pair *p, struct vmm_virtq *q, uint64_t len)
 static void rx_process(struct net_pair *p)
 {
     struct net *n = p->n;
-    if (!pair_live(p) || n->vhost_fd >= 0)
+    if (!pair_live(p) || n->vhost)
         return;
     struct vmm_virtq *q = vmm_virtio_queue(n->t, pair_rx_q(p));
     if (!vmm_virtq_ready(q))
@@ -566,7 +587,7 @@ static int tx_send(struct net_pair *p, struct vmm_virtq_chain *c)
 static void tx_process(struct net_pair *p)
 {
     struct net *n = p->n;
-    if (!vmm_virtio_driver_ok(n->t) || p->dead || n->vhost_fd >= 0)
+    if (!vmm_virtio_driver_ok(n->t) || p->dead || n->vhost)
         return;
     struct vmm_virtq *q = vmm_virtio_queue(n->t, pair_tx_q(p));
     unsigned burst = 0;
@@ -652,37 +673,42 @@ static void call_event(void *opaque, int fd, uint32_t events)
     vmm_virtio_unlock(c->n->t);
 }
 
-static int vhost_ioctl(struct net *n, unsigned long req, void *arg, const char *what)
+static int vhost_ioctl(int fd, unsigned long req, void *arg, const char *what)
 {
-    if (ioctl(n->vhost_fd, req, arg) == 0)
+    if (ioctl(fd, req, arg) == 0)
         return 0;
     int e = -errno;
     vmm_log_warn("virtio-net: vhost-net: %s: %s", what, vmm_strerror(e));
     return e;
 }
 
-/* Point both rings at the tap (on), or at nothing: the kernel stops moving
- * frames, and has finished with guest memory when this returns. */
-static int vhost_backend(struct net *n, bool on)
+/* Point the pair's rings at its tap queue while the pair is in use (the
+ * device running, the link up, the pair active and attached), or at
+ * nothing: the kernel stops moving its frames, and has finished with guest
+ * memory when this returns. Lock held. */
+static void vhost_pair_sync(struct net_pair *p)
 {
+    struct net *n = p->n;
+    bool want = n->vhost_running && p->vhost_started && n->link_up && p->index < n->active_pairs &&
+                !p->detached;
+    if (want == p->vhost_backend)
+        return;
     for (unsigned q = 0; q < 2; q++) {
-        struct vhost_vring_file f = {.index = q, .fd = on ? n->pair[0].fd : -1};
-        int r = vhost_ioctl(n, VHOST_NET_SET_BACKEND, &f, "setting the back end");
-        if (r < 0)
-            return r;
+        struct vhost_vring_file f = {.index = q, .fd = want ? p->fd : -1};
+        if (vhost_ioctl(p->vhost_fd, VHOST_NET_SET_BACKEND, &f, "setting the back end") < 0)
+            return;
     }
-    n->vhost_backend = on;
-    return 0;
+    p->vhost_backend = want;
 }
 
 /* The host address of [gpa, gpa + len), which must lie in one region. */
 static int ring_ptr(struct net *n, vmm_gpa_t gpa, uint64_t len, bool write, __u64 *hva)
 {
-    void *p;
+    void *ptr;
     unsigned access = VMM_ACCESS_READ | (write ? VMM_ACCESS_WRITE : 0);
-    int r = vmm_memory_get_ptr(vmm_virtio_memory(n->t), gpa, len, access, &p);
+    int r = vmm_memory_get_ptr(vmm_virtio_memory(n->t), gpa, len, access, &ptr);
     if (r == 0)
-        *hva = (uintptr_t)p;
+        *hva = (uintptr_t)ptr;
     return r;
 }
 
@@ -691,33 +717,78 @@ static void vhost_stop(struct net *n)
 {
     if (!n->vhost_running)
         return;
-    if (n->vhost_backend)
-        (void)vhost_backend(n, false);
-    for (unsigned q = 0; q < 2; q++) {
-        struct vhost_vring_state st = {.index = q};
-        (void)ioctl(n->vhost_fd, VHOST_GET_VRING_BASE, &st); /* stops the ring */
-        if (n->kick_taken[q]) {
-            (void)n->t->notify_fd(n->t, q, false);
-            n->kick_taken[q] = false;
-        }
-    }
     n->vhost_running = false;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        struct net_pair *p = &n->pair[i];
+        vhost_pair_sync(p);
+        for (unsigned q = 0; q < 2 && p->vhost_started; q++) {
+            struct vhost_vring_state st = {.index = q};
+            (void)ioctl(p->vhost_fd, VHOST_GET_VRING_BASE, &st); /* stops the ring */
+        }
+        for (unsigned q = 0; q < 2; q++) {
+            if (p->kick_taken[q]) {
+                (void)n->t->notify_fd(n->t, 2 * i + q, false);
+                p->kick_taken[q] = false;
+            }
+        }
+        p->vhost_started = false;
+    }
 }
 
-/* Hand both rings to vhost-net at DRIVER_OK (lock held): features, the
- * guest memory map, each ring's layout, call and kick eventfds (the kick
- * is the transport's notification eventfd, bound to an ioeventfd on a VM,
- * so guest notifications go straight to the kernel), then the tap. */
+/* Hand pair p's rings (vhost ring 0 is its receiveq, 1 its transmitq) to
+ * its vhost-net instance: features, the guest memory map, each ring's
+ * layout, call and kick eventfds (the kick is the transport's notification
+ * eventfd, bound to an ioeventfd on a VM, so guest notifications go
+ * straight to the kernel). A pair whose queues the driver did not set up
+ * (no VIRTIO_NET_F_MQ) is left alone. Lock held. */
+static int vhost_pair_start(struct net_pair *p, const struct vhost_memory *table)
+{
+    struct net *n = p->n;
+    struct vmm_virtio_transport *t = n->t;
+    unsigned size[2];
+    vmm_gpa_t desc[2], drv[2], dev[2];
+    for (unsigned q = 0; q < 2; q++)
+        if (vmm_virtq_layout(vmm_virtio_queue(t, 2 * p->index + q), &size[q], &desc[q], &drv[q],
+                             &dev[q]) < 0)
+            return 0;
+    __u64 f = n->features & n->vhost_features;
+    int r;
+    if ((r = vhost_ioctl(p->vhost_fd, VHOST_SET_FEATURES, &f, "features")) < 0 ||
+        (r = vhost_ioctl(p->vhost_fd, VHOST_SET_MEM_TABLE, (void *)table, "memory table")) < 0)
+        return r;
+    p->vhost_started = true; /* from here vhost_stop undoes what was done */
+    for (unsigned q = 0; q < 2; q++) {
+        struct vhost_vring_state num = {.index = q, .num = size[q]};
+        struct vhost_vring_state base = {.index = q, .num = 0};
+        struct vhost_vring_addr addr = {.index = q};
+        struct vhost_vring_file call = {.index = q, .fd = p->call[q].fd};
+        if ((r = ring_ptr(n, desc[q], 16ull * size[q], false, &addr.desc_user_addr)) < 0 ||
+            (r = ring_ptr(n, drv[q], 6 + 2ull * size[q], false, &addr.avail_user_addr)) < 0 ||
+            (r = ring_ptr(n, dev[q], 6 + 8ull * size[q], true, &addr.used_user_addr)) < 0 ||
+            (r = vhost_ioctl(p->vhost_fd, VHOST_SET_VRING_NUM, &num, "ring size")) < 0 ||
+            (r = vhost_ioctl(p->vhost_fd, VHOST_SET_VRING_BASE, &base, "ring base")) < 0 ||
+            (r = vhost_ioctl(p->vhost_fd, VHOST_SET_VRING_ADDR, &addr, "ring addresses")) < 0 ||
+            (r = vhost_ioctl(p->vhost_fd, VHOST_SET_VRING_CALL, &call, "call eventfd")) < 0)
+            return r;
+        int kick = t->notify_fd(t, 2 * p->index + q, true);
+        if (kick < 0)
+            return kick;
+        p->kick_taken[q] = true;
+        struct vhost_vring_file kf = {.index = q, .fd = kick};
+        if ((r = vhost_ioctl(p->vhost_fd, VHOST_SET_VRING_KICK, &kf, "kick eventfd")) < 0)
+            return r;
+    }
+    return 0;
+}
+
+/* Hand the pairs' rings to vhost-net at DRIVER_OK (lock held); the pairs
+ * in use then get their tap queues. */
 static int vhost_start(struct net *n)
 {
     struct vmm_virtio_transport *t = n->t;
     struct vmm_memory *mem = vmm_virtio_memory(t);
     if (!t->notify_fd)
         return -ENOTSUP;
-    __u64 f = n->features & n->vhost_features;
-    int r = vhost_ioctl(n, VHOST_SET_FEATURES, &f, "features");
-    if (r < 0)
-        return r;
     unsigned nr = vmm_memory_region_count(mem);
     struct vhost_memory *table = calloc(1, sizeof(*table) + nr * sizeof(table->regions[0]));
     if (!table)
@@ -735,70 +806,47 @@ static int vhost_start(struct net *n)
             .userspace_addr = (uintptr_t)info.host,
         };
     }
-    r = vhost_ioctl(n, VHOST_SET_MEM_TABLE, table, "memory table");
+    n->vhost_running = true;
+    int r = 0;
+    for (unsigned i = 0; i < n->max_pairs && r == 0; i++)
+        r = vhost_pair_start(&n->pair[i], table);
     free(table);
-    if (r < 0)
-        return r;
-    n->vhost_running = true; /* from here vhost_stop undoes what was done */
-    for (unsigned q = 0; q < 2; q++) {
-        unsigned size;
-        vmm_gpa_t desc, drv, dev;
-        if (vmm_virtq_layout(vmm_virtio_queue(t, q), &size, &desc, &drv, &dev) < 0) {
-            vmm_log_limited(&n->ctrl_log, VMM_VIRTIO_LOG_BUDGET,
-                            "virtio-net: queue %u not ready at DRIVER_OK", q);
-            r = -EINVAL;
-            goto fail;
-        }
-        struct vhost_vring_state num = {.index = q, .num = size};
-        struct vhost_vring_state base = {.index = q, .num = 0};
-        struct vhost_vring_addr addr = {.index = q};
-        struct vhost_vring_file call = {.index = q, .fd = n->call[q].fd};
-        if ((r = ring_ptr(n, desc, 16ull * size, false, &addr.desc_user_addr)) < 0 ||
-            (r = ring_ptr(n, drv, 6 + 2ull * size, false, &addr.avail_user_addr)) < 0 ||
-            (r = ring_ptr(n, dev, 6 + 8ull * size, true, &addr.used_user_addr)) < 0 ||
-            (r = vhost_ioctl(n, VHOST_SET_VRING_NUM, &num, "ring size")) < 0 ||
-            (r = vhost_ioctl(n, VHOST_SET_VRING_BASE, &base, "ring base")) < 0 ||
-            (r = vhost_ioctl(n, VHOST_SET_VRING_ADDR, &addr, "ring addresses")) < 0 ||
-            (r = vhost_ioctl(n, VHOST_SET_VRING_CALL, &call, "call eventfd")) < 0)
-            goto fail;
-        int kick = t->notify_fd(t, q, true);
-        if (kick < 0) {
-            r = kick;
-            goto fail;
-        }
-        n->kick_taken[q] = true;
-        struct vhost_vring_file kf = {.index = q, .fd = kick};
-        if ((r = vhost_ioctl(n, VHOST_SET_VRING_KICK, &kf, "kick eventfd")) < 0)
-            goto fail;
+    if (r == 0 && !n->pair[0].vhost_started) {
+        vmm_log_limited(&n->ctrl_log, VMM_VIRTIO_LOG_BUDGET,
+                        "virtio-net: the first queue pair is not ready at DRIVER_OK");
+        r = -EINVAL;
     }
-    if (n->link_up && (r = vhost_backend(n, true)) < 0)
-        goto fail;
+    if (r < 0) {
+        vhost_stop(n);
+        return r;
+    }
+    for (unsigned i = 0; i < n->max_pairs; i++)
+        vhost_pair_sync(&n->pair[i]);
     return 0;
-fail:
-    vhost_stop(n);
-    return r;
 }
 
-/* Open /dev/vhost-net for the device: owner, features. Returns 0 or -errno
- * (logged). */
-static int vhost_open(struct net *n)
+/* Open a vhost-net instance for pair p: owner, features (the first pair's
+ * are the device's). Returns 0 or -errno (logged). */
+static int vhost_open(struct net_pair *p)
 {
-    n->vhost_fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
-    if (n->vhost_fd < 0) {
+    struct net *n = p->n;
+    p->vhost_fd = open("/dev/vhost-net", O_RDWR | O_CLOEXEC);
+    if (p->vhost_fd < 0) {
         int e = -errno;
         vmm_log_warn("virtio-net: opening /dev/vhost-net: %s%s", vmm_strerror(e),
                      e == -ENOENT ? " (modprobe vhost_net)" : "");
         return e;
     }
     __u64 f;
-    int r = vhost_ioctl(n, VHOST_SET_OWNER, NULL, "owner");
+    int r = vhost_ioctl(p->vhost_fd, VHOST_SET_OWNER, NULL, "owner");
     if (r == 0)
-        r = vhost_ioctl(n, VHOST_GET_FEATURES, &f, "features");
+        r = vhost_ioctl(p->vhost_fd, VHOST_GET_FEATURES, &f, "features");
     if (r < 0)
         return r;
     /* The tap keeps the virtio-net header (its IFF_VNET_HDR): vhost passes
      * it through rather than adding its own; no dirty log. */
-    n->vhost_features = f & ~((1ull << VHOST_NET_F_VIRTIO_NET_HDR) | (1ull << VHOST_F_LOG_ALL));
+    if (p->index == 0)
+        n->vhost_features = f & ~((1ull << VHOST_NET_F_VIRTIO_NET_HDR) | (1ull << VHOST_F_LOG_ALL));
     return 0;
 }
 
@@ -852,8 +900,8 @@ static int net_attach(void *opaque, struct vmm_virtio_transport *t)
             return r;
         n->pair[i].watched = true;
     }
-    for (unsigned q = 0; n->vhost_fd >= 0 && q < 2; q++) {
-        struct net_call *c = &n->call[q];
+    for (unsigned i = 0; n->vhost && i < 2 * n->max_pairs; i++) {
+        struct net_call *c = &n->pair[i / 2].call[i % 2];
         c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (c->fd < 0)
             return -errno;
@@ -928,7 +976,7 @@ static int net_activate(void *opaque, uint64_t features)
         (off & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO)) ? NET_MAX_FRAME : tap_mtu(n) + 14u + 4u;
     n->rx_need = HDR + (frame < NET_MAX_FRAME ? frame : NET_MAX_FRAME);
     set_active_pairs(n, 1);
-    return n->vhost_fd >= 0 ? vhost_start(n) : 0;
+    return n->vhost ? vhost_start(n) : 0;
 }
 
 static void pair_drop_chains(struct net_pair *p, bool rx, bool tx)
@@ -988,7 +1036,7 @@ static void net_queue_notify(void *opaque, unsigned index)
 static void net_queue_reset(void *opaque, unsigned index)
 {
     struct net *n = opaque;
-    if (n->vhost_running) {
+    if (n->vhost_running && index < 2 * n->max_pairs) {
         /* vhost-net cannot reset one ring: the device starts over. */
         vmm_log_limited(&n->ctrl_log, VMM_VIRTIO_LOG_BUDGET,
                         "virtio-net: queue %u reset with vhost-net: the device needs a reset",
@@ -1013,15 +1061,15 @@ static void net_free(struct net *n)
         pair_drop_chains(p, true, true);
         if (p->fd >= 0)
             close(p->fd);
+        for (unsigned q = 0; q < 2; q++) {
+            if (p->call[q].watched)
+                (void)vmm_event_loop_remove(n->loop, p->call[q].fd);
+            if (p->call[q].fd >= 0)
+                close(p->call[q].fd);
+        }
+        if (p->vhost_fd >= 0)
+            close(p->vhost_fd);
     }
-    for (unsigned q = 0; q < 2; q++) {
-        if (n->call[q].watched)
-            (void)vmm_event_loop_remove(n->loop, n->call[q].fd);
-        if (n->call[q].fd >= 0)
-            close(n->call[q].fd);
-    }
-    if (n->vhost_fd >= 0)
-        close(n->vhost_fd);
     if (n->timer_watched)
         (void)vmm_event_loop_remove(n->loop, n->timer_fd);
     if (n->timer_fd >= 0)
@@ -1115,9 +1163,9 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
         qsize > VMM_VIRTQ_MAX_SIZE || pairs > VMM_VIRTIO_NET_MAX_PAIRS || (c.mtu && c.mtu < 68) ||
         (c.mac[0] & 1))
         return -EINVAL;
-    if (c.vhost && (pairs > 1 || c.tx_bytes_per_sec || c.tx_packets_per_sec || c.rx_bytes_per_sec ||
+    if (c.vhost && (c.tx_bytes_per_sec || c.tx_packets_per_sec || c.rx_bytes_per_sec ||
                     c.rx_packets_per_sec)) {
-        vmm_log_warn("virtio-net: vhost-net takes one queue pair and no rate limit");
+        vmm_log_warn("virtio-net: vhost-net takes no rate limit");
         return -EINVAL;
     }
     struct net *n = calloc(1, sizeof(*n));
@@ -1129,12 +1177,12 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
     n->mtu = c.mtu;
     n->link_up = true;
     n->timer_fd = -1;
-    n->vhost_fd = -1;
-    for (unsigned q = 0; q < 2; q++)
-        n->call[q] = (struct net_call){.n = n, .q = q, .fd = -1};
     n->stats.size = sizeof(n->stats);
-    for (unsigned i = 0; i < VMM_VIRTIO_NET_MAX_PAIRS; i++)
-        n->pair[i] = (struct net_pair){.n = n, .index = i, .fd = -1};
+    for (unsigned i = 0; i < VMM_VIRTIO_NET_MAX_PAIRS; i++) {
+        n->pair[i] = (struct net_pair){.n = n, .index = i, .fd = -1, .vhost_fd = -1};
+        for (unsigned q = 0; q < 2; q++)
+            n->pair[i].call[q] = (struct net_call){.n = n, .q = 2 * i + q, .fd = -1};
+    }
     static const uint8_t zero[6];
     if (memcmp(c.mac, zero, 6) != 0) {
         memcpy(n->mac, c.mac, 6);
@@ -1156,12 +1204,15 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
     }
     n->tap_offloads = tap_probe_offloads(n);
     uint64_t features = NET_BASE_FEATURES | NET_HOST_OFFLOADS | n->tap_offloads;
-    if (c.vhost) {
-        int r = vhost_open(n);
+    n->vhost = c.vhost;
+    for (unsigned i = 0; c.vhost && i < pairs; i++) {
+        int r = vhost_open(&n->pair[i]);
         if (r < 0) {
             net_free(n);
             return r;
         }
+    }
+    if (c.vhost) {
         if (!(n->vhost_features & VMM_VIRTIO_NET_F_MRG_RXBUF))
             features &= ~VMM_VIRTIO_NET_F_MRG_RXBUF;
     }
@@ -1203,8 +1254,8 @@ int vmm_virtio_net_set_link(struct vmm_virtio_transport *t, bool up)
     vmm_virtio_lock(t);
     if (n->link_up != up) {
         n->link_up = up;
-        if (n->vhost_running)
-            (void)vhost_backend(n, up);
+        for (unsigned i = 0; i < n->max_pairs; i++)
+            vhost_pair_sync(&n->pair[i]);
         for (unsigned i = 0; i < n->max_pairs; i++)
             pair_update_watch(&n->pair[i]);
         vmm_virtio_config_changed(t);

@@ -306,7 +306,6 @@ START_TEST(bad_net_and_balloon_options_get_one_line_errors)
         {"tap=t0,speed=10", "unknown --net option 'speed'"},
         {"tap=t0,vhost", "invalid --net option 'vhost'"},
         {"tap=t0,vhost=yes", "invalid vhost"},
-        {"tap=t0,vhost=on,queues=2", "one queue pair"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char arg[64];
