@@ -39,3 +39,9 @@ nested)
 esac
 echo "run-bench: bench_blk (no KVM needed) on this host"
 "$b/bench_blk"
+if [ "$(id -u)" = 0 ]; then
+    echo "run-bench: bench_net (no KVM needed; root, for its taps) on this host"
+    "$b/bench_net"
+else
+    echo "run-bench: bench_net skipped: it makes taps in a network namespace of its own (root)"
+fi

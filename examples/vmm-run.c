@@ -31,6 +31,7 @@
 #define MMIO_HOLE     0xc0000000ull
 #define HIGH_RAM_BASE 0x100000000ull
 #define MAX_DISKS     8 /* --disk */
+#define MAX_NETS      4 /* --net */
 
 #define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -55,6 +56,14 @@ static const char usage[] =
     "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
     "      --transport KIND  how virtio devices appear: mmio (default) or pci (virtio-pci\n"
     "                        with MSI-X on a PCI root complex described by ACPI)\n"
+    "      --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on]  add a virtio-net device\n"
+    "                        on tap NAME (an existing one, or a new one with CAP_NET_ADMIN);\n"
+    "                        queues=N gives N queue pairs (a multiqueue tap), vhost=on the\n"
+    "                        kernel's vhost-net data plane (/dev/vhost-net); repeatable\n"
+    "      --balloon[=OPTS]  add a virtio balloon; OPTS, comma-separated: target=SIZE\n"
+    "                        (what the guest gives back at start, K, M or G), stats\n"
+    "                        (statistics queue), reporting (free page reporting),\n"
+    "                        deflate-on-oom\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -184,6 +193,10 @@ struct options {
     struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
     unsigned nr_disks;
     bool pci; /* --transport pci */
+    struct vmm_virtio_net_config nets[MAX_NETS]; /* --net, in order */
+    unsigned nr_nets;
+    bool balloon; /* --balloon */
+    struct vmm_virtio_balloon_config balloon_cfg;
 };
 
 #define SECCOMP_OFF 0
@@ -239,6 +252,94 @@ static void install_seccomp(struct vmm_vm *vm, const struct options *o)
     if (r < 0)
         fail("cannot install the seccomp filter: %s", vmm_strerror(r));
     main_done = true;
+}
+
+
+/* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on|off]: every key
+ * once, tap required. */
+static void parse_net(char *arg, struct vmm_virtio_net_config *net)
+{
+    *net = VMM_INIT(struct vmm_virtio_net_config);
+    bool mac_set = false, vhost_set = false;
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *val = strchr(tok, '=');
+        if (!val || val == tok)
+            fail("invalid --net option '%s' (tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on])",
+                 tok);
+        *val++ = '\0';
+        char *end;
+        unsigned long v;
+        if (strcmp(tok, "tap") == 0) {
+            if (net->tap)
+                fail("--net: tap= given twice");
+            if (!*val || strlen(val) >= 16 || strchr(val, '/'))
+                fail("--net: invalid tap name '%s' (1 to 15 characters, no '/')", val);
+            net->tap = val;
+        } else if (strcmp(tok, "mac") == 0) {
+            unsigned b[6];
+            char extra;
+            if (mac_set)
+                fail("--net: mac= given twice");
+            if (sscanf(val, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
+                       &extra) != 6 ||
+                strlen(val) != 17)
+                fail("--net: invalid MAC address '%s' (like 52:54:00:12:34:56)", val);
+            if (b[0] & 1)
+                fail("--net: '%s' is a multicast address, not a device's", val);
+            for (int i = 0; i < 6; i++)
+                net->mac[i] = (uint8_t)b[i];
+            mac_set = true;
+        } else if (strcmp(tok, "mtu") == 0 || strcmp(tok, "queues") == 0) {
+            bool mtu = tok[0] == 'm';
+            unsigned long lo = mtu ? 68 : 1, hi = mtu ? 65535 : VMM_VIRTIO_NET_MAX_PAIRS;
+            errno = 0;
+            v = strtoul(val, &end, 10);
+            if (errno || *end || end == val || val[0] == '-' || v < lo || v > hi)
+                fail("--net: invalid %s '%s' (%lu-%lu)", tok, val, lo, hi);
+            if (mtu ? net->mtu != 0 : net->queue_pairs != 0)
+                fail("--net: %s= given twice", tok);
+            if (mtu)
+                net->mtu = (uint16_t)v;
+            else
+                net->queue_pairs = (unsigned)v;
+        } else if (strcmp(tok, "vhost") == 0) {
+            if (vhost_set)
+                fail("--net: vhost= given twice");
+            if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+                fail("--net: invalid vhost '%s' (on or off)", val);
+            net->vhost = val[1] == 'n';
+            vhost_set = true;
+        } else {
+            fail("unknown --net option '%s' (tap, mac, mtu, queues or vhost)", tok);
+        }
+    }
+    if (!net->tap)
+        fail("--net needs tap=NAME");
+}
+
+/* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */
+static void parse_balloon(char *arg, struct vmm_virtio_balloon_config *b)
+{
+    *b = VMM_INIT(struct vmm_virtio_balloon_config);
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (strncmp(tok, "target=", 7) == 0) {
+            b->target_bytes = parse_size(tok + 7);
+            if (b->target_bytes == 0 || (b->target_bytes >> 12) > UINT32_MAX)
+                fail("--balloon: invalid target '%s' (use e.g. 64M)", tok + 7);
+        } else if (strcmp(tok, "stats") == 0) {
+            b->stats = true;
+        } else if (strcmp(tok, "reporting") == 0) {
+            b->reporting = true;
+        } else if (strcmp(tok, "deflate-on-oom") == 0) {
+            b->deflate_on_oom = true;
+        } else {
+            fail("unknown --balloon option '%s' (target=SIZE, stats, reporting or "
+                 "deflate-on-oom)",
+                 tok);
+        }
+    }
 }
 
 static void list_cpu_features(void)
@@ -400,6 +501,30 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_blk(vm, base, virtio_gsi(n), &disk, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
+    }
+    if (o->balloon) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_balloon(vm, base, virtio_gsi(n), &o->balloon_cfg, &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add the virtio balloon: %s", vmm_strerror(r));
+    }
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        const char *tap = o->nets[i].tap;
+        r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail("cannot add a network device on tap '%s': %s%s", tap, vmm_strerror(r),
+                 r == -ENOENT && access("/dev/net/tun", F_OK) != 0
+                     ? " (no /dev/net/tun: modprobe tun)"
+                 : r == -ENOENT && o->nets[i].vhost
+                     ? " (vhost=on needs /dev/vhost-net: modprobe vhost_net)"
+                 : r == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
+                 : r == -EBUSY ? " (another process has it open)"
+                 : r == -EINVAL && o->nets[i].queue_pairs > 1 ? " (is it a multiqueue tap?)"
+                 : r == -EINVAL                               ? " (a multiqueue tap needs queues=N)"
+                                                              : "");
     }
 }
 
@@ -570,6 +695,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_DISK,
         OPT_SECCOMP,
         OPT_TRANSPORT,
+        OPT_NET,
+        OPT_BALLOON,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -582,6 +709,8 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"rng", no_argument, NULL, OPT_RNG},
         {"disk", required_argument, NULL, OPT_DISK},
         {"transport", required_argument, NULL, OPT_TRANSPORT},
+        {"net", required_argument, NULL, OPT_NET},
+        {"balloon", optional_argument, NULL, OPT_BALLOON},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -698,6 +827,19 @@ static void parse_options(int argc, char **argv, struct options *o)
                 o->pci = true;
             else
                 fail("invalid --transport '%s' (mmio or pci)", optarg);
+        case OPT_NET:
+            if (o->nr_nets == MAX_NETS)
+                fail("too many --net options (at most %d)", MAX_NETS);
+            parse_net(optarg, &o->nets[o->nr_nets++]);
+            break;
+        case OPT_BALLOON:
+            if (o->balloon)
+                fail("--balloon given twice");
+            o->balloon = true;
+            if (optarg)
+                parse_balloon(optarg, &o->balloon_cfg);
+            else
+                o->balloon_cfg = VMM_INIT(struct vmm_virtio_balloon_config);
             break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)

@@ -77,6 +77,7 @@ extern "C" {
 #define VMM_VIRTIO_ID_BLOCK   2
 #define VMM_VIRTIO_ID_CONSOLE 3
 #define VMM_VIRTIO_ID_RNG     4
+#define VMM_VIRTIO_ID_BALLOON 5
 #define VMM_VIRTIO_ID_VSOCK   19
 
 /* Device status bits (section 2.1). */

@@ -28,5 +28,7 @@
 #include <vmm/pci.h>
 #include <vmm/virtio_pci.h>
 #include <vmm/vfio.h>
+#include <vmm/virtio_net.h>
+#include <vmm/virtio_balloon.h>
 
 #endif /* VMM_VMM_H */

@@ -190,6 +190,17 @@ static void mmio_kick(struct vmm_virtio_transport *t, unsigned i)
         m->q[i].kicked = true;
 }
 
+/* The transport's notify_fd: hand queue i's notification eventfd to a back
+ * end that watches it itself, or take it back. */
+static int mmio_notify_fd(struct vmm_virtio_transport *t, unsigned i, bool take)
+{
+    struct vmm_virtio_mmio *m = to_mmio(t);
+    if (i >= t->dev.num_queues || !m->q[i].watched)
+        return -ENOTSUP;
+    int r = vmm_event_loop_modify(t->loop, m->q[i].notify_fd, take ? 0 : EPOLLIN);
+    return r < 0 ? r : m->q[i].notify_fd;
+}
+
 /* ---- queue set-up ---- */
 
 static void queue_disable(struct vmm_virtio_mmio *m, unsigned i)
@@ -619,6 +630,7 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
     m->t.raise = mmio_raise;
     m->t.kick = mmio_kick;
     m->t.refused = mmio_refused;
+    m->t.notify_fd = mmio_notify_fd;
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)
         m->q[i].num = m->t.dev.queue_max_size;
 

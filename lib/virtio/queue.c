@@ -497,6 +497,27 @@ bool vmm_virtq_ready(const struct vmm_virtq *q)
     return q->ready && !q->broken;
 }
 
+int vmm_virtq_layout(const struct vmm_virtq *q, unsigned *size, vmm_gpa_t *desc, vmm_gpa_t *driver,
+                     vmm_gpa_t *device)
+{
+    if (!q->ready || q->broken)
+        return -ENODEV;
+    *size = q->size;
+    *desc = q->desc;
+    *driver = q->avail;
+    *device = q->used;
+    return 0;
+}
+
+void vmm_virtq_interrupt(struct vmm_virtq *q)
+{
+    if (!q->ready)
+        return;
+    q->stats.interrupts++;
+    if (q->cb.interrupt)
+        q->cb.interrupt(q->cb.opaque, q);
+}
+
 int vmm_virtq_get_stats(const struct vmm_virtq *q, struct vmm_virtq_stats *stats)
 {
     if (!q || !stats || !VMM_ABI_OUT_OK(stats))

@@ -46,6 +46,13 @@ struct vmm_virtio_transport {
     void (*raise_queue)(struct vmm_virtio_transport *t, unsigned index);
     /* Count and log a driver write the state machine refused (lock held). */
     void (*refused)(struct vmm_virtio_transport *t, const char *msg);
+    /* The eventfd the guest's notifications of queue index signal (an
+     * ioeventfd where the transport is on a VM), for a back end that
+     * watches it itself (vhost): take true stops the transport's delivery
+     * of them to queue_notify, false resumes it. Returns the fd, or -ENOTSUP
+     * where the transport has none (standalone without an event loop).
+     * NULL: not offered. Lock held. */
+    int (*notify_fd)(struct vmm_virtio_transport *t, unsigned index, bool take);
 };
 
 /* Warning lines of one kind a device (or one of its queues) logs over its
@@ -74,6 +81,15 @@ void vmm_virtq_set_label(struct vmm_virtq *q, const char *label);
  * device wrote them through iovecs, e.g. by the kernel, since a dirty-log
  * fetch may have come between the hand-out and the write). */
 void vmm_virtq_chain_mark_dirty(const struct vmm_virtq_chain *chain, uint64_t len);
+
+/* The driver's layout of a ready queue (size and the areas' guest-physical
+ * addresses), for a back end that runs the ring itself (vhost). 0, or
+ * -ENODEV when the queue is not ready or broken. */
+int vmm_virtq_layout(const struct vmm_virtq *q, unsigned *size, vmm_gpa_t *desc, vmm_gpa_t *driver,
+                     vmm_gpa_t *device);
+/* Send a used-buffer interrupt for q now (a back end that runs the ring
+ * itself has applied the driver's suppression already). Lock held. */
+void vmm_virtq_interrupt(struct vmm_virtq *q);
 
 /* lib/virtio/device.c */
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,

@@ -8,7 +8,9 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <linux/capability.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +33,10 @@ static void slurp(const char *path, char *buf, size_t size)
         fclose(f);
 }
 
+/* Set: the child of run() gives up CAP_NET_ADMIN (from its bounding set,
+ * so root keeps none after exec) before it starts the program. */
+static bool run_without_net_admin;
+
 /* Run argv with stdin from /dev/null, capturing stdout and stderr. */
 static void run(struct result *res, char *const argv[])
 {
@@ -45,6 +51,10 @@ static void run(struct result *res, char *const argv[])
         dup2(in, 0);
         dup2(ofd, 1);
         dup2(efd, 2);
+        /* Fails only without CAP_SETPCAP: then there is no CAP_NET_ADMIN
+         * to give up either. */
+        if (run_without_net_admin)
+            (void)prctl(PR_CAPBSET_DROP, CAP_NET_ADMIN, 0, 0, 0);
         execv(argv[0], argv);
         _exit(127);
     }
@@ -307,6 +317,45 @@ START_TEST(seccomp_modes_run_the_guest)
 }
 END_TEST
 
+START_TEST(bad_net_and_balloon_options_get_one_line_errors)
+{
+    char *hello = (char *)harness_guest_path("hello");
+    static const struct {
+        const char *arg, *what;
+    } bad[] = {
+        {"mac=52:54:00:12:34:56", "needs tap=NAME"},
+        {"tap=", "invalid tap name"},
+        {"tap=a-name-too-long-for-linux", "invalid tap name"},
+        {"tap=t0,tap=t1", "given twice"},
+        {"tap=t0,mac=52:54:00:12:34", "invalid MAC"},
+        {"tap=t0,mac=01:00:5e:00:00:01", "multicast"},
+        {"tap=t0,mtu=67", "invalid mtu"},
+        {"tap=t0,queues=17", "invalid queues"},
+        {"tap=t0,speed=10", "unknown --net option 'speed'"},
+        {"tap=t0,vhost", "invalid --net option 'vhost'"},
+        {"tap=t0,vhost=yes", "invalid vhost"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char arg[64];
+        snprintf(arg, sizeof(arg), "%s", bad[i].arg);
+        expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--net", arg, NULL}, bad[i].what);
+    }
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--balloon=stats,bogus", NULL},
+                 "unknown --balloon option 'bogus'");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--balloon=target=0", NULL},
+                 "invalid target");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--balloon", "--balloon", NULL},
+                 "given twice");
+    /* Creating a tap without CAP_NET_ADMIN: one line that says so. */
+    if (access("/dev/net/tun", R_OK | W_OK) == 0) {
+        run_without_net_admin = true;
+        expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--net", "tap=vmmnoperm0", NULL},
+                     "needs CAP_NET_ADMIN");
+        run_without_net_admin = false;
+    }
+}
+END_TEST
+
 START_TEST(cpu_disable_lists_and_applies)
 {
     struct result r;
@@ -389,6 +438,7 @@ int main(void)
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, bad_options_get_one_line_errors);
     tcase_add_test(tc, seccomp_modes_run_the_guest);
+    tcase_add_test(tc, bad_net_and_balloon_options_get_one_line_errors);
     tcase_add_test(tc, cpu_disable_lists_and_applies);
     tcase_add_test(tc, reboot_ends_the_run_or_restarts_it);
     tcase_add_test(tc, triple_fault_is_a_reset);

@@ -8,7 +8,8 @@
 # RUNFILE lines: name|timeout|arguments (shell words, evaluated: "$L2", "$GUESTS" and "$DATA" in
 # them name the folders below).
 # DATA: the hooks' data folder; after each vmm-run, DATA/l1-after.d/*.sh run as "sh SCRIPT <name>"
-# (with DATA in the environment) to check what the case left behind, e.g. in its disk images.
+# (with DATA in the environment) to check what the case left behind, e.g. in its disk images;
+# before it, DATA/l1-before.d/*.sh the same way, to set up what the case needs (a tap device).
 # Environment: L2 the level-2 images (its files), GUESTS the test guests (its files); STAGE=1 first
 # copies L2's and GUESTS' files and DATA into $TMPDIR/stage and runs the cases from there. Nested,
 # that keeps the guests' kernels, initramfs and disk images off the 9p share of the host's root
@@ -17,6 +18,7 @@
 # Prints, per case:
 #   L1-CASE-BEGIN <name>
 #   L1-CMD vmm-run <arguments>
+#   ... the output of the DATA/l1-before.d scripts ...
 #   ... vmm-run's output (stdout and stderr), with L1-MARK lines when the first output arrives and
 #       when the level-2 init's L2-INIT marker arrives (seconds since vmm-run started) ...
 #   ... the output of the DATA/l1-after.d scripts ...
@@ -61,6 +63,11 @@ while IFS='|' read -r name timeout args; do
     echo "L1-CASE-BEGIN $name"
     echo "L1-CMD vmm-run $args"
     rm -f "$tmp/case-rc"
+    if [ -n "$DATA" ]; then
+        for before in "$DATA"/l1-before.d/*.sh; do
+            [ -f "$before" ] && sh "$before" "$name" </dev/null 2>&1
+        done
+    fi
     t0=$(now)
     # vmm-run gets SIGTERM at the timeout (it stops the VM and exits 1), SIGKILL 5 s later.
     { eval "timeout -s TERM -k 5 $timeout \"\$vmm\" $args" </dev/null 2>&1; echo $? >"$tmp/case-rc"; } |

@@ -1,0 +1,389 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * virtio-balloon on a standalone virtio-mmio transport, the test playing the
+ * driver (vq_driver.h). Guest memory has an anonymous region and a memfd
+ * region besides the rings' own: inflated pages must read back as zeros and
+ * leave the host (not resident for the anonymous one, a hole in the memfd),
+ * pages around them keep their bytes, and page numbers outside guest memory
+ * are skipped. Also the statistics queue, free page reporting, the target
+ * and the queue numbering that follows the negotiated features.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vmm/virtio.h>
+#include <vmm/virtio_balloon.h>
+#include <vmm/virtio_mmio.h>
+
+#include "check_compat.h"
+#include "virtio/mmio_regs.h"
+#include "virtio/virtio_internal.h"
+#include "vq_driver.h"
+
+#define QSIZE     16
+#define ANON_GPA  0x100000ull
+#define MEMFD_GPA 0x200000ull
+#define REGION    0x100000ull /* 1 MiB each */
+#define PAGE      4096ull
+
+#define ACK     VMM_VIRTIO_STATUS_ACKNOWLEDGE
+#define DRV     VMM_VIRTIO_STATUS_DRIVER
+#define FEAT_OK VMM_VIRTIO_STATUS_FEATURES_OK
+#define DRV_OK  VMM_VIRTIO_STATUS_DRIVER_OK
+
+static struct td d;       /* inflateq, and the memory */
+static struct td ring[3]; /* deflateq, then the third and fourth queues */
+static struct vmm_virtio_mmio *m;
+static const struct vmm_bus_ops *ops;
+static unsigned irqs;
+static struct vmm_region_info anon, memfd;
+
+static void on_irq(void *opaque)
+{
+    (void)opaque;
+    irqs++;
+}
+
+static uint32_t rd(uint64_t off)
+{
+    uint32_t v = 0xdeadbeef;
+    ops->read(m, off, (uint8_t *)&v, 4);
+    return v;
+}
+
+static void wr(uint64_t off, uint32_t v)
+{
+    ops->write(m, off, (const uint8_t *)&v, 4);
+}
+
+static void setup_queue(unsigned sel, const struct td *r)
+{
+    wr(VMM_VIRTIO_MMIO_QUEUE_SEL, sel);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NUM, r->size);
+    wr(VMM_VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)r->desc);
+    wr(VMM_VIRTIO_MMIO_QUEUE_DESC_HIGH, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_DRIVER_LOW, (uint32_t)r->avail);
+    wr(VMM_VIRTIO_MMIO_QUEUE_DRIVER_HIGH, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_DEVICE_LOW, (uint32_t)r->used);
+    wr(VMM_VIRTIO_MMIO_QUEUE_DEVICE_HIGH, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_READY, 1);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_QUEUE_READY), 1);
+}
+
+static void setup(void)
+{
+    irqs = 0;
+    td_init(&d, QSIZE);
+    for (unsigned i = 0; i < 3; i++)
+        td_other_ring(&ring[i], &d, QSIZE, 0x15000 + 0x400ull * i, 0x15100 + 0x400ull * i,
+                      0x15200 + 0x400ull * i);
+    struct vmm_region_config rc =
+        VMM_INIT(struct vmm_region_config, .gpa = ANON_GPA, .len = REGION);
+    int a = vmm_memory_add_region(d.mem, &rc);
+    ck_assert_int_ge(a, 0);
+    rc = VMM_INIT(struct vmm_region_config, .gpa = MEMFD_GPA, .len = REGION,
+                  .backing = VMM_MEMORY_MEMFD);
+    int f = vmm_memory_add_region(d.mem, &rc);
+    ck_assert_int_ge(f, 0);
+    anon = VMM_INIT(struct vmm_region_info);
+    memfd = VMM_INIT(struct vmm_region_info);
+    ck_assert_int_eq(vmm_memory_region_info(d.mem, (unsigned)a, &anon), 0);
+    ck_assert_int_eq(vmm_memory_region_info(d.mem, (unsigned)f, &memfd), 0);
+    ck_assert_int_ge(memfd.fd, 0);
+    ops = vmm_virtio_mmio_bus_ops();
+}
+
+static void teardown(void)
+{
+    vmm_virtio_mmio_destroy(m);
+    m = NULL;
+    td_fini(&d);
+}
+
+/* Create the balloon and bring it up with features, queues [0, nq). */
+static void balloon_up(const struct vmm_virtio_balloon_config *cfg, uint64_t features, unsigned nq)
+{
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_balloon_create(cfg, &dev), 0);
+    struct vmm_virtio_mmio_config mc =
+        VMM_INIT(struct vmm_virtio_mmio_config, .mem = d.mem, .interrupt = on_irq);
+    ck_assert_int_eq(vmm_virtio_mmio_create(&mc, &dev, &m), 0);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_DEVICE_ID), VMM_VIRTIO_ID_BALLOON);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV);
+    features |= VMM_VIRTIO_F_VERSION_1;
+    wr(VMM_VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
+    wr(VMM_VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)features);
+    wr(VMM_VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    wr(VMM_VIRTIO_MMIO_DRIVER_FEATURES, (uint32_t)(features >> 32));
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_STATUS), ACK | DRV | FEAT_OK);
+    setup_queue(0, &d);
+    for (unsigned i = 1; i < nq; i++)
+        setup_queue(i, &ring[i - 1]);
+    wr(VMM_VIRTIO_MMIO_STATUS, ACK | DRV | FEAT_OK | DRV_OK);
+}
+
+static struct vmm_virtio_balloon_stats stats(void)
+{
+    struct vmm_virtio_balloon_stats s = VMM_INIT(struct vmm_virtio_balloon_stats);
+    ck_assert_int_eq(vmm_virtio_balloon_get_stats(vmm_virtio_mmio_transport(m), &s), 0);
+    return s;
+}
+
+/* Fill guest page gpa with a byte. */
+static void fill_page(uint64_t gpa, uint8_t v)
+{
+    uint8_t buf[PAGE];
+    memset(buf, v, sizeof(buf));
+    ck_assert_int_eq(vmm_memory_write(d.mem, gpa, buf, sizeof(buf)), 0);
+}
+
+/* Whether guest page gpa holds only byte v. */
+static bool page_is(uint64_t gpa, uint8_t v)
+{
+    uint8_t buf[PAGE];
+    ck_assert_int_eq(vmm_memory_read(d.mem, gpa, buf, sizeof(buf)), 0);
+    for (size_t i = 0; i < sizeof(buf); i++)
+        if (buf[i] != v)
+            return false;
+    return true;
+}
+
+static bool resident(const void *host)
+{
+    unsigned char v = 0;
+    ck_assert_int_eq(mincore((void *)host, PAGE, &v), 0);
+    return v & 1;
+}
+
+static long memfd_blocks(void)
+{
+    struct stat st;
+    ck_assert_int_eq(fstat(memfd.fd, &st), 0);
+    return (long)st.st_blocks;
+}
+
+/* Send page numbers on ring r (queue index qi) in one readable buffer. */
+static void send_pfns(struct td *r, unsigned qi, uint16_t slot, const uint32_t *pfn, unsigned n)
+{
+    uint64_t at = TD_BUF + 0x1000ull * slot;
+    memcpy(td_ptr(r, at), pfn, 4ull * n);
+    td_desc(r, slot, at, 4 * n, 0, 0);
+    td_avail(r, slot);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, qi);
+}
+
+START_TEST(test_balloon_inflate_returns_pages)
+{
+    balloon_up(NULL, 0, 2);
+    for (uint64_t p = 0; p < 16; p++) {
+        fill_page(ANON_GPA + p * PAGE, 0x5a);
+        fill_page(MEMFD_GPA + p * PAGE, 0xa5);
+    }
+    ck_assert(resident((uint8_t *)anon.host + 4 * PAGE));
+    long blocks = memfd_blocks();
+    /* Anonymous pages 4-7 (out of order, one twice), memfd pages 2-9, one
+     * page number past guest memory. */
+    uint32_t pfn[] = {0x105, 0x104, 0x107, 0x106, 0x105, 0x202, 0x203,
+                      0x204, 0x205, 0x206, 0x207, 0x208, 0x209, 0xfffff};
+    send_pfns(&d, 0, 0, pfn, sizeof(pfn) / sizeof(pfn[0]));
+    ck_assert_uint_eq(td_used_idx(&d), 1);
+    /* The memfd has a hole where its pages were (before reading them back,
+     * which allocates them again). */
+    ck_assert_int_le(memfd_blocks(), blocks - (long)(8 * PAGE / 512));
+    for (uint64_t p = 0; p < 16; p++) {
+        bool in_anon = p >= 4 && p <= 7, in_memfd = p >= 2 && p <= 9;
+        ck_assert_msg(page_is(ANON_GPA + p * PAGE, in_anon ? 0 : 0x5a), "anon page %lu",
+                      (unsigned long)p);
+        ck_assert_msg(page_is(MEMFD_GPA + p * PAGE, in_memfd ? 0 : 0xa5), "memfd page %lu",
+                      (unsigned long)p);
+    }
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.inflated_pages, 14);
+    ck_assert_uint_eq(s.bad_pages, 1);
+    ck_assert_uint_eq(s.returned_bytes, 12 * PAGE);
+
+    /* Deflating is counted; the pages are the guest's again (and zero). */
+    uint32_t back[] = {0x104, 0x202};
+    send_pfns(&ring[0], 1, 0, back, 2);
+    ck_assert_uint_eq(td_used_idx(&ring[0]), 1);
+    ck_assert_uint_eq(stats().deflated_pages, 2);
+    fill_page(ANON_GPA + 4 * PAGE, 0x11);
+    ck_assert(page_is(ANON_GPA + 4 * PAGE, 0x11));
+}
+END_TEST
+
+START_TEST(test_balloon_anonymous_pages_leave_the_host)
+{
+    balloon_up(NULL, 0, 2);
+    for (uint64_t p = 0; p < 8; p++)
+        fill_page(ANON_GPA + p * PAGE, 0x77);
+    for (uint64_t p = 0; p < 8; p++)
+        ck_assert(resident((uint8_t *)anon.host + p * PAGE));
+    uint32_t pfn[] = {0x100, 0x101, 0x102, 0x103};
+    send_pfns(&d, 0, 0, pfn, 4);
+    for (uint64_t p = 0; p < 8; p++)
+        ck_assert_msg(resident((uint8_t *)anon.host + p * PAGE) == (p >= 4), "page %lu",
+                      (unsigned long)p);
+}
+END_TEST
+
+START_TEST(test_balloon_hostile_chains)
+{
+    balloon_up(NULL, 0, 2);
+    fill_page(ANON_GPA, 0x33);
+    fill_page(ANON_GPA + PAGE, 0x33);
+    /* Six bytes: one whole page number, the rest ignored. A writable
+     * descriptor after it is not read. */
+    uint32_t pfn[2] = {0x100, 0x101};
+    memcpy(td_ptr(&d, TD_BUF), pfn, 8);
+    td_desc(&d, 0, TD_BUF, 6, TD_F_NEXT, 1);
+    td_desc(&d, 1, TD_BUF + 0x100, 64, TD_F_WRITE, 0);
+    td_avail(&d, 0);
+    /* A page number at the very top of the 32-bit range, and 0 (below the
+     * memory of this map). */
+    uint32_t far[] = {0xffffffffu, 0};
+    memcpy(td_ptr(&d, TD_BUF + 0x200), far, 8);
+    td_desc(&d, 2, TD_BUF + 0x200, 8, 0, 0);
+    td_avail(&d, 2);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    ck_assert_uint_eq(td_used_idx(&d), 2);
+    ck_assert(page_is(ANON_GPA, 0));
+    ck_assert(page_is(ANON_GPA + PAGE, 0x33));
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.inflated_pages, 3);
+    ck_assert_uint_eq(s.bad_pages, 2);
+    /* A queue the features did not create is ignored. */
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    ck_assert_uint_eq(stats().inflated_pages, 3);
+}
+END_TEST
+
+START_TEST(test_balloon_target_and_actual)
+{
+    struct vmm_virtio_balloon_config c =
+        VMM_INIT(struct vmm_virtio_balloon_config, .target_bytes = 8 * PAGE + 100);
+    balloon_up(&c, 0, 2);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG), 8);
+    struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
+    unsigned before = irqs;
+    ck_assert_int_eq(vmm_virtio_balloon_set_target(t, 64 << 20), 0);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG), 16384);
+    ck_assert_uint_gt(irqs, before);
+    ck_assert(rd(VMM_VIRTIO_MMIO_INTERRUPT_STATUS) & VMM_VIRTIO_INT_CONFIG);
+    /* The driver writes actual; num_pages is the device's. */
+    wr(VMM_VIRTIO_MMIO_CONFIG + 4, 1234);
+    wr(VMM_VIRTIO_MMIO_CONFIG, 1);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG), 16384);
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.actual_pages, 1234);
+    ck_assert_uint_eq(s.target_pages, 16384);
+    ck_assert_int_eq(vmm_virtio_balloon_set_target(t, (uint64_t)1 << 45), -EINVAL);
+    ck_assert_int_eq(vmm_virtio_balloon_set_target(NULL, 0), -EINVAL);
+    c.target_bytes = (uint64_t)1 << 44;
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_balloon_create(&c, &dev), -EINVAL);
+}
+END_TEST
+
+/* Write one statistics entry at buffer offset i. */
+static void stat_entry(struct td *r, uint64_t at, unsigned i, uint16_t tag, uint64_t val)
+{
+    memcpy(td_ptr(r, at + 10ull * i), &tag, 2);
+    memcpy(td_ptr(r, at + 10ull * i + 2), &val, 8);
+}
+
+START_TEST(test_balloon_stats_queue)
+{
+    struct vmm_virtio_balloon_config c =
+        VMM_INIT(struct vmm_virtio_balloon_config, .stats = true, .reporting = true);
+    balloon_up(&c, VMM_VIRTIO_BALLOON_F_STATS_VQ, 3);
+    struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
+    ck_assert_int_eq(vmm_virtio_balloon_request_stats(t), -EAGAIN);
+    struct td *sq = &ring[1]; /* queue 2: statsq */
+    uint64_t at = TD_BUF + 0x3000;
+    stat_entry(sq, at, 0, VMM_VIRTIO_BALLOON_S_MEMFREE, 123456789);
+    stat_entry(sq, at, 1, 99, 1); /* unknown: skipped */
+    stat_entry(sq, at, 2, VMM_VIRTIO_BALLOON_S_MEMTOT, 987654321);
+    td_desc(sq, 0, at, 30, 0, 0);
+    td_avail(sq, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    /* The device keeps the buffer until it wants fresh values. */
+    ck_assert_uint_eq(td_used_idx(sq), 0);
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.stats_updates, 1);
+    ck_assert_uint_eq(s.guest[VMM_VIRTIO_BALLOON_S_MEMFREE], 123456789);
+    ck_assert_uint_eq(s.guest[VMM_VIRTIO_BALLOON_S_MEMTOT], 987654321);
+    ck_assert_uint_eq(s.guest_valid,
+                      (1u << VMM_VIRTIO_BALLOON_S_MEMFREE) | (1u << VMM_VIRTIO_BALLOON_S_MEMTOT));
+    ck_assert_int_eq(vmm_virtio_balloon_request_stats(t), 0);
+    ck_assert_uint_eq(td_used_idx(sq), 1);
+    ck_assert_int_eq(vmm_virtio_balloon_request_stats(t), -EAGAIN);
+    /* Without REPORTING negotiated there is no fourth queue. */
+    wr(VMM_VIRTIO_MMIO_QUEUE_SEL, 3);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_QUEUE_NUM_MAX), 256);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 3);
+    ck_assert_uint_eq(stats().reported_bytes, 0);
+}
+END_TEST
+
+START_TEST(test_balloon_free_page_reporting)
+{
+    /* Statistics offered but not negotiated: reporting_vq is queue 2. */
+    struct vmm_virtio_balloon_config c =
+        VMM_INIT(struct vmm_virtio_balloon_config, .stats = true, .reporting = true);
+    balloon_up(&c, VMM_VIRTIO_BALLOON_F_REPORTING, 3);
+    for (uint64_t p = 0; p < 32; p++)
+        fill_page(MEMFD_GPA + p * PAGE, 0x42);
+    long blocks = memfd_blocks();
+    struct td *rq = &ring[1];
+    /* A report with a range past guest memory: the queue completes the
+     * chain unused, and nothing is freed. */
+    td_desc(rq, 0, MEMFD_GPA + 8 * PAGE, 16 * PAGE, TD_F_WRITE | TD_F_NEXT, 1);
+    td_desc(rq, 1, 0x7ff00000ull, 16 * PAGE, TD_F_WRITE, 0);
+    td_avail(rq, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    ck_assert_uint_eq(td_used_idx(rq), 1);
+    ck_assert(page_is(MEMFD_GPA + 8 * PAGE, 0x42));
+    ck_assert_uint_eq(stats().reported_bytes, 0);
+    /* Two free blocks (16 pages and 4). */
+    td_desc(rq, 3, MEMFD_GPA + 8 * PAGE, 16 * PAGE, TD_F_WRITE | TD_F_NEXT, 4);
+    td_desc(rq, 4, MEMFD_GPA + 28 * PAGE, 4 * PAGE, TD_F_WRITE, 0);
+    td_avail(rq, 3);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    ck_assert_uint_eq(td_used_idx(rq), 2);
+    ck_assert_int_le(memfd_blocks(), blocks - (long)(20 * PAGE / 512));
+    for (uint64_t p = 0; p < 32; p++) {
+        bool freed = (p >= 8 && p < 24) || p >= 28;
+        ck_assert_msg(page_is(MEMFD_GPA + p * PAGE, freed ? 0 : 0x42), "page %lu",
+                      (unsigned long)p);
+    }
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.reported_bytes, 20 * PAGE);
+    ck_assert_uint_eq(s.returned_bytes, 20 * PAGE);
+}
+END_TEST
+
+static Suite *balloon_suite(void)
+{
+    Suite *s = suite_create("virtio-balloon");
+    TCase *tc = tcase_create("balloon");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_balloon_inflate_returns_pages);
+    tcase_add_test(tc, test_balloon_anonymous_pages_leave_the_host);
+    tcase_add_test(tc, test_balloon_hostile_chains);
+    tcase_add_test(tc, test_balloon_target_and_actual);
+    tcase_add_test(tc, test_balloon_stats_queue);
+    tcase_add_test(tc, test_balloon_free_page_reporting);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    return vmm_test_run_suite(balloon_suite());
+}
