@@ -22,5 +22,6 @@
 #include <vmm/virtio_console.h>
 #include <vmm/virtio_rng.h>
 #include <vmm/virtio_blk.h>
+#include <vmm/snapshot.h>
 
 #endif /* VMM_VMM_H */

@@ -78,6 +78,11 @@ struct vmm_vm {
     unsigned running; /* vCPUs inside their run loop */
     unsigned parked;  /* of those, parked by a pause */
     bool managed_run; /* vmm_vm_run owns the run state */
+
+    /* Parts that take part in snapshots (lib/snapshot). */
+    struct vmm_snap_part *snap_parts;
+    unsigned nr_snap_parts;
+    unsigned snap_part_cap;
 };
 
 /* lib/cpu/kvm.c */
@@ -94,6 +99,12 @@ void vmm_vcpu_free(struct vmm_vcpu *vcpu);
 void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
 struct vmm_vcpu *vmm_vcpu_current(void);
+/* Have KVM finish the exit it still owes the guest (the data of a port or
+ * MMIO read reaches the guest's registers only at the next KVM_RUN): one
+ * KVM_RUN with immediate_exit set, which completes the instruction and
+ * returns at once (KVM API, "immediate_exit"). Only from the thread that
+ * runs the vCPU, or while no thread does. */
+void vmm_vcpu_complete_exit(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);

@@ -11,6 +11,7 @@
 
 #include "arch.h"
 #include "cpu_internal.h"
+#include "snapshot/snapshot_internal.h"
 
 #define KVM_DEFAULT_PATH "/dev/kvm"
 
@@ -109,6 +110,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
         c->fn(c->opaque);
     }
     free(vm->cleanups);
+    vmm_snap_parts_free(vm);
     for (unsigned i = vm->nr_vcpus; i-- > 0;)
         vmm_vcpu_free(vm->vcpus[i]);
     free(vm->vcpus);

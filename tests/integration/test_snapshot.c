@@ -1,0 +1,394 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Snapshots through KVM: the snapcount guest is saved while it waits for the
+ * host, restored into new VMs (eager and copy-on-write memory), saved again
+ * from a restored VM, cloned, and goes on each time exactly where it
+ * stopped: its console output, its register-carried value, its memory and
+ * its virtqueue. A corrupt, truncated, foreign or mismatched snapshot is
+ * refused. Both interrupt controller models.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <vmm/vmm.h>
+
+#include "check_compat.h"
+#include "harness.h"
+#include "snapshot/snapshot_internal.h"
+
+#define ROUNDS 3
+#define TICKS  10
+
+static enum vmm_irqchip chip(int i)
+{
+    return i == 0 ? VMM_IRQCHIP_SPLIT : VMM_IRQCHIP_KERNEL;
+}
+
+/* What the guest prints from round `from` to its end, with `inputs` the
+ * bytes the host sent before rounds 1 and 2. */
+static void expected(char *out, size_t size, unsigned from, const char *inputs)
+{
+    uint64_t acc = 0x1234;
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        if (round && round >= from)
+            len += (size_t)snprintf(out + len, size - len, "got %c\n", inputs[round - 1]);
+        for (unsigned i = round * TICKS; i < (round + 1) * TICKS; i++) {
+            acc = acc * 6364136223846793005ull + i;
+            if (round >= from)
+                len += (size_t)snprintf(out + len, size - len, "tick %u %" PRIx64 "\n", i, acc);
+        }
+        if (round + 1 < ROUNDS && round >= from)
+            len += (size_t)snprintf(out + len, size - len, "waiting\n");
+    }
+    snprintf(out + len, size - len, "done\n");
+}
+
+/* The guest's VM: the harness's devices plus the entropy device. */
+static void make_vm(struct harness *h, enum vmm_irqchip irqchip, unsigned vcpus)
+{
+    harness_init(h, irqchip, 64);
+    ck_assert_int_eq(vmm_vm_add_virtio_rng(h->vm, 0xd0000000ull, 5, NULL, NULL), 0);
+    harness_load_guest(h, "snapcount", vcpus);
+}
+
+struct bg_run {
+    struct harness *h;
+    pthread_t thread;
+};
+
+static void *run_main(void *arg)
+{
+    struct harness *h = arg;
+    h->exit = VMM_INIT(struct vmm_exit);
+    ck_assert_int_eq(vmm_vm_run(h->vm, &h->exit), 0);
+    return NULL;
+}
+
+/* Collect console output until it ends with marker (or the suite's own
+ * time-out fails the test). */
+static void read_until(struct harness *h, const char *marker)
+{
+    size_t mlen = strlen(marker);
+    for (;;) {
+        if (h->output_len >= mlen && !strcmp(h->output + h->output_len - mlen, marker))
+            return;
+        struct pollfd p = {.fd = h->console[0], .events = POLLIN};
+        ck_assert_int_ge(poll(&p, 1, -1), 0);
+        ssize_t n =
+            read(h->console[0], h->output + h->output_len, sizeof(h->output) - 1 - h->output_len);
+        if (n > 0) {
+            h->output_len += (size_t)n;
+            h->output[h->output_len] = '\0';
+        }
+    }
+}
+
+/* Run h until it says it waits for the host, snapshot it into dir and
+ * stop it; the output is what it printed up to the snapshot. */
+static void run_and_snapshot(struct harness *h, const char *dir)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, run_main, h), 0);
+    read_until(h, "waiting\n");
+    ck_assert_int_eq(vmm_vm_snapshot(h->vm, dir, NULL), 0);
+    /* Paused: nothing more comes out. */
+    char extra[64];
+    ck_assert_int_lt(read(h->console[0], extra, sizeof(extra)), 0);
+    vmm_vm_stop(h->vm);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(h->exit.reason, VMM_EXIT_STOPPED);
+}
+
+static void restore(struct harness *h, const char *dir, enum vmm_restore_memory how)
+{
+    struct vmm_restore_options o = VMM_INIT(struct vmm_restore_options, .memory = how);
+    ck_assert_int_eq(vmm_vm_restore(h->vm, dir, &o), 0);
+}
+
+static void send(struct harness *h, const char *bytes)
+{
+    size_t n = strlen(bytes);
+    ck_assert_int_eq(write(h->input[1], bytes, n), (ssize_t)n);
+}
+
+static char *scratch_dir(void)
+{
+    static char tmpl[PATH_MAX];
+    vmm_test_path(tmpl, sizeof(tmpl), vmm_test_tmpdir(), "vmm-snap-XXXXXX");
+    char *d = mkdtemp(tmpl);
+    ck_assert_ptr_nonnull(d);
+    return strdup(d);
+}
+
+static char *subdir(const char *base, const char *name)
+{
+    char *p;
+    ck_assert_int_gt(asprintf(&p, "%s/%s", base, name), 0);
+    return p;
+}
+
+static void remove_snapshot(const char *dir)
+{
+    char *p;
+    ck_assert_int_gt(asprintf(&p, "%s/state", dir), 0);
+    unlink(p);
+    free(p);
+    ck_assert_int_gt(asprintf(&p, "%s/memory", dir), 0);
+    unlink(p);
+    free(p);
+    rmdir(dir);
+}
+
+/* Three VMs, one after the other, each from the last one's snapshot: the
+ * output, the register-carried value, memory and the virtqueue go on. */
+START_TEST(snapshot_restore_continues_where_it_stopped)
+{
+    static char want[4096], got[8192];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
+
+    struct harness h1, h2, h3;
+    make_vm(&h1, chip(_i), 1);
+    run_and_snapshot(&h1, a);
+    snprintf(got, sizeof(got), "%s", h1.output);
+    harness_fini(&h1);
+
+    make_vm(&h2, chip(_i), 1);
+    restore(&h2, a, VMM_RESTORE_EAGER);
+    send(&h2, "x");
+    run_and_snapshot(&h2, b);
+    strncat(got, h2.output, sizeof(got) - strlen(got) - 1);
+    harness_fini(&h2);
+
+    make_vm(&h3, chip(_i), 1);
+    restore(&h3, b, VMM_RESTORE_LAZY);
+    send(&h3, "y");
+    harness_run(&h3);
+    strncat(got, h3.output, sizeof(got) - strlen(got) - 1);
+    ck_assert_msg(h3.exit.reason == VMM_EXIT_GUEST_EXIT && h3.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(h3.exit.reason), h3.exit.status,
+                  h3.output);
+    harness_fini(&h3);
+
+    expected(want, sizeof(want), 0, "xy");
+    /* The guest's own banner lines come first; compare from the first tick. */
+    const char *start = strstr(got, "tick 0 ");
+    ck_assert_ptr_nonnull(start);
+    ck_assert_str_eq(start, want);
+
+    remove_snapshot(a);
+    remove_snapshot(b);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(base);
+}
+END_TEST
+
+/* Clones: many VMs from one snapshot, sharing its memory file copy-on-write
+ * (one of them reads it), each running on its own to the same end. */
+START_TEST(clones_run_independently)
+{
+    static char want[4096];
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct harness h;
+    make_vm(&h, chip(_i), 1);
+    run_and_snapshot(&h, a);
+    harness_fini(&h);
+    expected(want, sizeof(want), 1, "cd");
+
+    enum { CLONES = 8 };
+    static struct harness c[CLONES];
+    for (unsigned i = 0; i < CLONES; i++) {
+        make_vm(&c[i], chip(_i), 1);
+        restore(&c[i], a, i == 0 ? VMM_RESTORE_EAGER : VMM_RESTORE_LAZY);
+        send(&c[i], "cd");
+    }
+    for (unsigned i = 0; i < CLONES; i++) {
+        harness_run(&c[i]);
+        ck_assert_msg(c[i].exit.reason == VMM_EXIT_GUEST_EXIT && c[i].exit.status == 0,
+                      "clone %u: exit %s status %d: %s", i, vmm_exit_reason_name(c[i].exit.reason),
+                      c[i].exit.status, c[i].output);
+        ck_assert_str_eq(c[i].output, want);
+        harness_fini(&c[i]);
+    }
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
+/* ---- refusals ---- */
+
+static void *slurp(const char *path, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    void *p = malloc((size_t)st.st_size + 1);
+    ck_assert_int_eq(read(fd, p, (size_t)st.st_size), st.st_size);
+    close(fd);
+    *size = (size_t)st.st_size;
+    return p;
+}
+
+static void spit(const char *path, const void *p, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, p, size), (ssize_t)size);
+    close(fd);
+}
+
+/* Restore dir into a fresh VM of vcpus vCPUs and return what it said. */
+static int try_restore(const char *dir, unsigned vcpus, bool rng)
+{
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 64);
+    if (rng)
+        ck_assert_int_eq(vmm_vm_add_virtio_rng(h.vm, 0xd0000000ull, 5, NULL, NULL), 0);
+    harness_load_guest(&h, "snapcount", vcpus);
+    int r = vmm_vm_restore(h.vm, dir, NULL);
+    harness_fini(&h);
+    return r;
+}
+
+START_TEST(bad_snapshots_are_refused)
+{
+    char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
+    struct harness h;
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    run_and_snapshot(&h, a);
+    harness_fini(&h);
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    run_and_snapshot(&h, b);
+    harness_fini(&h);
+    ck_assert_int_eq(try_restore(a, 1, true), 0);
+
+    char *state = subdir(a, "state"), *memory = subdir(a, "memory");
+    char *other_memory = subdir(b, "memory");
+    size_t size;
+    uint8_t *orig = slurp(state, &size);
+    uint8_t *copy = malloc(size);
+
+    /* One byte flipped in the body, and in the header. */
+    memcpy(copy, orig, size);
+    copy[size / 2] ^= 0x10;
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    memcpy(copy, orig, size);
+    copy[17] ^= 1;
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    /* Truncated. */
+    spit(state, orig, size - 8);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    /* Another magic. */
+    memcpy(copy, orig, size);
+    copy[0] = 'X';
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    /* Another format version, with a header CRC that matches it. */
+    memcpy(copy, orig, size);
+    uint32_t version = SNAP_VERSION + 1;
+    memcpy(copy + 8, &version, 4);
+    uint32_t hcrc = snap_crc32(0, copy, 28);
+    memcpy(copy + 28, &hcrc, 4);
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EPROTO);
+    spit(state, orig, size);
+
+    /* A VM built unlike the saved one. */
+    ck_assert_int_eq(try_restore(a, 2, true), -EINVAL);
+    ck_assert_int_eq(try_restore(a, 1, false), -EINVAL);
+
+    /* Another snapshot's memory file, then a truncated one. */
+    size_t msize, osize;
+    uint8_t *mem = slurp(memory, &msize);
+    uint8_t *other = slurp(other_memory, &osize);
+    spit(memory, other, osize);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    spit(memory, mem, msize - 4096);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    spit(memory, mem, msize);
+    ck_assert_int_eq(try_restore(a, 1, true), 0);
+
+    /* A VM that has run cannot take a snapshot in. */
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    send(&h, "zz");
+    harness_run(&h);
+    ck_assert_int_eq(vmm_vm_restore(h.vm, a, NULL), -EBUSY);
+    harness_fini(&h);
+
+    free(orig);
+    free(copy);
+    free(mem);
+    free(other);
+    free(state);
+    free(memory);
+    free(other_memory);
+    remove_snapshot(a);
+    remove_snapshot(b);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(base);
+}
+END_TEST
+
+/* The application's blob comes back; a missing directory is an error. */
+START_TEST(app_data_round_trips)
+{
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct harness h;
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    struct vmm_snapshot_options o =
+        VMM_INIT(struct vmm_snapshot_options, .app_data = "mem=64M", .app_len = 7);
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, &o), 0);
+    harness_fini(&h);
+    char buf[16];
+    size_t len = 0;
+    ck_assert_int_eq(vmm_snapshot_app_data(a, buf, sizeof(buf), &len), 0);
+    ck_assert_uint_eq(len, 7);
+    ck_assert_int_eq(memcmp(buf, "mem=64M", 7), 0);
+    ck_assert_int_eq(vmm_snapshot_app_data(a, buf, 3, &len), -ENOSPC);
+    ck_assert_uint_eq(len, 7);
+    char *missing = subdir(base, "none");
+    ck_assert_int_eq(vmm_snapshot_app_data(missing, buf, sizeof(buf), &len), -ENOENT);
+    free(missing);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
+static Suite *snapshot_suite(void)
+{
+    Suite *s = suite_create("snapshot");
+    TCase *tc = tcase_create("kvm");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, snapshot_restore_continues_where_it_stopped, 0, 2);
+    tcase_add_loop_test(tc, clones_run_independently, 0, 2);
+    tcase_add_test(tc, bad_snapshots_are_refused);
+    tcase_add_test(tc, app_data_round_trips);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    vmm_test_require_kvm();
+    return vmm_test_run_suite(snapshot_suite());
+}
