@@ -187,6 +187,64 @@ static uint64_t page_up(uint64_t v)
     return (v + 4095) & ~(uint64_t)4095;
 }
 
+static bool page_is_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    for (unsigned i = 0; i < 4096 / 8; i++)
+        if (w[i])
+            return false;
+    return true;
+}
+
+/* Write a region's non-zero pages at off; zero pages stay holes of the
+ * (sparse) file, which read back as zeros. A region whose length is not a
+ * whole number of pages has its tail written as is. */
+static int write_region(int fd, const uint8_t *host, uint64_t len, uint64_t off)
+{
+    uint64_t pos = 0;
+    while (pos < len) {
+        if (len - pos < 4096)
+            return write_all(fd, host + pos, len - pos, off + pos);
+        if (page_is_zero(host + pos)) {
+            pos += 4096;
+            continue;
+        }
+        uint64_t end = pos + 4096;
+        while (end + 4096 <= len && !page_is_zero(host + end))
+            end += 4096;
+        int r = write_all(fd, host + pos, end - pos, off + pos);
+        if (r < 0)
+            return r;
+        pos = end;
+    }
+    return 0;
+}
+
+/* Read a region back: only the file's data, its holes being zeros already
+ * in fresh memory (SEEK_DATA/SEEK_HOLE; all of it where those are not
+ * supported). */
+static int read_region(int fd, uint8_t *host, uint64_t len, uint64_t off)
+{
+    uint64_t pos = 0;
+    while (pos < len) {
+        off_t data = lseek(fd, (off_t)(off + pos), SEEK_DATA);
+        if (data < 0 && errno == ENXIO)
+            return 0; /* only a hole is left */
+        if (data < 0)
+            return read_all(fd, host + pos, len - pos, off + pos);
+        if ((uint64_t)data >= off + len)
+            return 0;
+        pos = (uint64_t)data - off;
+        off_t hole = lseek(fd, data, SEEK_HOLE);
+        uint64_t end = hole < 0 || (uint64_t)hole > off + len ? len : (uint64_t)hole - off;
+        int r = read_all(fd, host + pos, end - pos, off + pos);
+        if (r < 0)
+            return r;
+        pos = end;
+    }
+    return 0;
+}
+
 /* Write every region to dir's memory file and describe them in w. */
 static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id,
                        struct vmm_snap_writer *w)
@@ -208,7 +266,7 @@ static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id,
         snap_put_u64(w, info.len);
         snap_put_u64(w, off);
         snap_put_u32(w, (info.flags & VMM_MEMORY_F_READONLY) ? MEMR_F_READONLY : 0);
-        r = write_all(fd, info.host, info.len, off);
+        r = write_region(fd, info.host, info.len, off);
         off = page_up(off + info.len);
     }
     snap_section_end(w);
@@ -286,7 +344,7 @@ static int memory_restore(struct vmm_vm *vm, const char *dir, struct vmm_snap_fi
         }
         r = lazy ? memory_region_map_private(vm->mem, i, fd, off) : -ENOTSUP;
         if (r == -ENOTSUP)
-            r = read_all(fd, info.host, len, off);
+            r = read_region(fd, info.host, len, off);
         if (r < 0) {
             vmm_log_error("restore: loading memory region %u from %s: %s", i, path,
                           vmm_strerror(r));

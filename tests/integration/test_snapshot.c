@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
 
@@ -374,6 +376,132 @@ START_TEST(app_data_round_trips)
 }
 END_TEST
 
+/* ---- vmm-run --save / --restore ---- */
+
+struct proc {
+    pid_t pid;
+    int in, out; /* our ends of its stdin and stdout */
+    char err_path[PATH_MAX];
+    char output[8192];
+    size_t output_len;
+};
+
+static void spawn(struct proc *p, char *const argv[])
+{
+    int in[2], out[2];
+    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    int efd = mkstemp(vmm_test_tmpname(p->err_path, sizeof(p->err_path), "vmm-snap-err"));
+    ck_assert_int_ge(efd, 0);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(efd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(efd);
+    p->in = in[1];
+    p->out = out[0];
+    p->output_len = 0;
+    p->output[0] = '\0';
+}
+
+/* Read its stdout until it ends with marker (NULL: until EOF). */
+static void proc_read(struct proc *p, const char *marker)
+{
+    for (;;) {
+        size_t mlen = marker ? strlen(marker) : 0;
+        if (marker && p->output_len >= mlen && !strcmp(p->output + p->output_len - mlen, marker))
+            return;
+        ssize_t n = read(p->out, p->output + p->output_len, sizeof(p->output) - 1 - p->output_len);
+        ck_assert_int_ge(n, 0);
+        if (n == 0) {
+            ck_assert_msg(!marker, "EOF before '%s': %s", marker, p->output);
+            return;
+        }
+        p->output_len += (size_t)n;
+        p->output[p->output_len] = '\0';
+    }
+}
+
+/* Wait for it to end; returns its exit status and its stderr in err. */
+static int proc_wait(struct proc *p, char *err, size_t size)
+{
+    int st;
+    ck_assert_int_eq(waitpid(p->pid, &st, 0), p->pid);
+    close(p->in);
+    close(p->out);
+    FILE *f = fopen(p->err_path, "r");
+    size_t n = f ? fread(err, 1, size - 1, f) : 0;
+    err[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(p->err_path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+START_TEST(vmm_run_saves_on_a_signal_and_restores)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct proc p;
+    char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("snapcount"),
+                         "--rng",      "--save",   a,
+                         NULL};
+    spawn(&p, save_argv);
+    proc_read(&p, "waiting\n");
+    ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
+    proc_read(&p, NULL); /* nothing more: it saved and stopped */
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    ck_assert_msg(strstr(err, "saved the VM"), "stderr: %s", err);
+
+    /* Twice from the same snapshot, memory read and mapped. */
+    for (int i = 0; i < 2; i++) {
+        char *restore_argv[] = {VMM_RUN_PATH,       "--restore",          a,
+                                "--restore-memory", i ? "lazy" : "eager", NULL};
+        spawn(&p, restore_argv);
+        ck_assert_int_eq(write(p.in, "ab", 2), 2);
+        proc_read(&p, NULL);
+        ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+        ck_assert_str_eq(err, "");
+        expected(want, sizeof(want), 1, "ab");
+        ck_assert_str_eq(p.output, want);
+    }
+
+    /* Refusals: one line each. */
+    char *with_mem[] = {VMM_RUN_PATH, "--restore", a, "--mem", "64M", NULL};
+    spawn(&p, with_mem);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "drop --mem") && strchr(err, '\n')[1] == '\0', "stderr: %s", err);
+
+    char *state = subdir(a, "state");
+    int fd = open(state, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    char c;
+    ck_assert_int_eq(pread(fd, &c, 1, 100), 1);
+    c ^= 1;
+    ck_assert_int_eq(pwrite(fd, &c, 1, 100), 1);
+    close(fd);
+    char *corrupt[] = {VMM_RUN_PATH, "--restore", a, NULL};
+    spawn(&p, corrupt);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "cannot restore") && strstr(err, "corrupt") &&
+                      strchr(err, '\n')[1] == '\0',
+                  "stderr: %s", err);
+    free(state);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -383,6 +511,7 @@ static Suite *snapshot_suite(void)
     tcase_add_loop_test(tc, clones_run_independently, 0, 2);
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
+    tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
     suite_add_tcase(s, tc);
     return s;
 }
