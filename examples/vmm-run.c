@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <pthread.h>
@@ -61,6 +63,9 @@ static const char usage[] =
     "      --save DIR        on SIGUSR1 (or --snapshot-on's signal), save the VM to the\n"
     "                        snapshot directory DIR and exit with status 0\n"
     "      --snapshot-on SIG the signal that saves the VM: USR1 (default) or USR2\n"
+    "      --api-sock PATH   a control socket (Unix, stream) taking one command a line:\n"
+    "                        pause, resume, snapshot DIR (the VM stays paused), stop;\n"
+    "                        each answered by one line, \"ok\" or \"error: why\"\n"
     "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
     "                        was saved; --disk and --console replace its disks (in order)\n"
     "                        and console output; --restore-memory eager|lazy (default:\n"
@@ -209,6 +214,7 @@ struct options {
     const char *machine_opt; /* an option that shapes the machine (not with --restore) */
     uint32_t restore_memory; /* enum vmm_restore_memory */
     bool restore_memory_given;
+    const char *api_sock; /* --api-sock */
 };
 
 static void list_cpu_features(void)
@@ -593,6 +599,152 @@ static void save_snapshot(struct vmm_vm *vm)
     vmm_vm_stop(vm);
 }
 
+/* ---- the control socket (--api-sock) ---- */
+
+#define API_CLIENTS 8
+#define API_LINE    4096
+
+/* One connection: the bytes of a command line not complete yet. */
+struct api_client {
+    int fd; /* -1: free */
+    struct vmm_vm *vm;
+    size_t len;
+    char buf[API_LINE];
+};
+
+static int api_listen_fd = -1;
+static struct api_client api_clients[API_CLIENTS];
+
+static void api_close(struct vmm_event_loop *loop, struct api_client *c)
+{
+    if (c->fd < 0)
+        return;
+    if (loop)
+        (void)vmm_event_loop_remove(loop, c->fd);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void api_reply(struct api_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void api_reply(struct api_client *c, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    /* A client that does not read its answers loses them, not us a thread. */
+    (void)send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Run one command line (on the event loop's thread). */
+static void api_command(struct api_client *c, char *line)
+{
+    struct vmm_vm *vm = c->vm;
+    char why[256] = "";
+    int r;
+    if (strcmp(line, "pause") == 0) {
+        r = vmm_vm_pause(vm);
+    } else if (strcmp(line, "resume") == 0) {
+        r = vmm_vm_resume(vm);
+    } else if (strcmp(line, "stop") == 0) {
+        api_reply(c, "ok");
+        vmm_vm_stop(vm);
+        return;
+    } else if (strncmp(line, "snapshot ", 9) == 0 && line[9]) {
+        size_t len = 0;
+        char *desc = describe_vm(snapshot_opts, &len);
+        if (!desc) {
+            api_reply(c, "error: out of memory");
+            return;
+        }
+        struct vmm_snapshot_options so =
+            VMM_INIT(struct vmm_snapshot_options, .app_data = desc, .app_len = (uint32_t)len);
+        held_error = why;
+        held_error_size = sizeof(why);
+        r = vmm_vm_snapshot(vm, line + 9, &so);
+        held_error = NULL;
+        free(desc);
+    } else {
+        api_reply(c, "error: unknown command (pause, resume, snapshot DIR, stop)");
+        return;
+    }
+    if (r < 0)
+        api_reply(c, "error: %s", why[0] ? why : vmm_strerror(r));
+    else
+        api_reply(c, "ok");
+}
+
+static void api_readable(void *opaque, int fd, uint32_t events)
+{
+    struct api_client *c = opaque;
+    struct vmm_event_loop *loop = vmm_vm_event_loop(c->vm);
+    (void)events;
+    ssize_t n = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        api_close(loop, c);
+        return;
+    }
+    c->len += (size_t)n;
+    char *nl;
+    while (c->fd >= 0 && (nl = memchr(c->buf, '\n', c->len))) {
+        *nl = '\0';
+        if (nl > c->buf && nl[-1] == '\r')
+            nl[-1] = '\0';
+        api_command(c, c->buf);
+        size_t used = (size_t)(nl - c->buf) + 1;
+        memmove(c->buf, nl + 1, c->len - used);
+        c->len -= used;
+    }
+    if (c->len == sizeof(c->buf)) {
+        api_reply(c, "error: command line longer than %d bytes", API_LINE - 1);
+        api_close(loop, c);
+    }
+}
+
+static void api_accept(void *opaque, int fd, uint32_t events)
+{
+    struct vmm_vm *vm = opaque;
+    (void)events;
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd < 0)
+        return;
+    for (unsigned i = 0; i < API_CLIENTS; i++) {
+        struct api_client *c = &api_clients[i];
+        if (c->fd >= 0)
+            continue;
+        *c = (struct api_client){.fd = cfd, .vm = vm};
+        if (vmm_event_loop_add(vmm_vm_event_loop(vm), cfd, EPOLLIN, api_readable, c) == 0)
+            return;
+        c->fd = -1;
+        break;
+    }
+    static const char busy[] = "error: too many connections\n";
+    (void)send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(cfd);
+}
+
+/* Bind the socket before the first VM, so that a bad path fails at once. */
+static void api_open(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0)
+        fail("cannot listen on '%s': %s", path, strerror(errno));
+    api_listen_fd = fd;
+    for (unsigned i = 0; i < API_CLIENTS; i++)
+        api_clients[i].fd = -1;
+}
+
 /* Build one VM, run it to the end, tear it down; returns how the run ended. */
 static struct vmm_exit run_vm(const struct options *o, int sfd)
 {
@@ -637,12 +789,18 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
 
     if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
         fail("cannot watch for SIGINT/SIGTERM");
+    if (api_listen_fd >= 0 &&
+        vmm_event_loop_add(vmm_vm_event_loop(vm), api_listen_fd, EPOLLIN, api_accept, vm) < 0)
+        fail("cannot watch the control socket");
     struct vmm_exit ex = VMM_INIT(struct vmm_exit);
     r = vmm_vm_run(vm, &ex);
     if (r < 0)
         fail("cannot run the VM: %s", vmm_strerror(r));
     if (ex.reason == VMM_EXIT_STOPPED && o->verbose)
         report_vcpus(vm, o->vcpus);
+    /* Connections belong to this VM: a restarted one starts without them. */
+    for (unsigned i = 0; i < API_CLIENTS && api_listen_fd >= 0; i++)
+        api_close(vmm_vm_event_loop(vm), &api_clients[i]);
     vmm_vm_destroy(vm);
     return ex;
 }
@@ -663,6 +821,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_SNAPSHOT_ON,
         OPT_RESTORE,
         OPT_RESTORE_MEMORY,
+        OPT_API_SOCK,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -681,6 +840,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"snapshot-on", required_argument, NULL, OPT_SNAPSHOT_ON},
         {"restore", required_argument, NULL, OPT_RESTORE},
         {"restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY},
+        {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -813,6 +973,12 @@ static void parse_options(int argc, char **argv, struct options *o)
             else
                 fail("invalid --snapshot-on signal '%s' (USR1 or USR2)", optarg);
             break;
+        case OPT_API_SOCK:
+            if (!*optarg || strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+                fail("--api-sock needs a socket path of at most %zu bytes",
+                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            o->api_sock = optarg;
+            break;
         case OPT_RESTORE:
             if (!*optarg)
                 fail("--restore needs a snapshot directory");
@@ -932,9 +1098,11 @@ int main(int argc, char **argv)
     sigaddset(&stop_set, SIGQUIT);
     if (o.save_dir) {
         sigaddset(&stop_set, o.snapshot_signal);
-        snapshot_opts = &o;
         snapshot_signal = o.snapshot_signal;
     }
+    snapshot_opts = &o;
+    if (o.api_sock)
+        api_open(o.api_sock);
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     int sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0)
@@ -965,13 +1133,15 @@ int main(int argc, char **argv)
     }
     restore_tty();
 
+    int status;
     if (atomic_load(&snapshot_saved)) {
         fprintf(stderr, "%s: saved the VM to '%s'\n", prog, o.save_dir);
-        close(sfd);
-        return 0;
+        ex.reason = VMM_EXIT_NONE;
     }
-    int status;
     switch (ex.reason) {
+    case VMM_EXIT_NONE:
+        status = 0;
+        break;
     case VMM_EXIT_GUEST_EXIT:
         status = ex.status & 0xff;
         break;
@@ -992,6 +1162,10 @@ int main(int argc, char **argv)
         break;
     }
     close(sfd);
+    if (api_listen_fd >= 0) {
+        close(api_listen_fd);
+        unlink(o.api_sock);
+    }
     if (o.out_fd != STDOUT_FILENO)
         close(o.out_fd);
     return status;

@@ -17,7 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
@@ -117,7 +119,7 @@ static void restore(struct harness *h, const char *dir, enum vmm_restore_memory 
     ck_assert_int_eq(vmm_vm_restore(h->vm, dir, &o), 0);
 }
 
-static void send(struct harness *h, const char *bytes)
+static void send_input(struct harness *h, const char *bytes)
 {
     size_t n = strlen(bytes);
     ck_assert_int_eq(write(h->input[1], bytes, n), (ssize_t)n);
@@ -166,14 +168,14 @@ START_TEST(snapshot_restore_continues_where_it_stopped)
 
     make_vm(&h2, chip(_i), 1);
     restore(&h2, a, VMM_RESTORE_EAGER);
-    send(&h2, "x");
+    send_input(&h2, "x");
     run_and_snapshot(&h2, b);
     strncat(got, h2.output, sizeof(got) - strlen(got) - 1);
     harness_fini(&h2);
 
     make_vm(&h3, chip(_i), 1);
     restore(&h3, b, VMM_RESTORE_LAZY);
-    send(&h3, "y");
+    send_input(&h3, "y");
     harness_run(&h3);
     strncat(got, h3.output, sizeof(got) - strlen(got) - 1);
     ck_assert_msg(h3.exit.reason == VMM_EXIT_GUEST_EXIT && h3.exit.status == 0,
@@ -213,7 +215,7 @@ START_TEST(clones_run_independently)
     for (unsigned i = 0; i < CLONES; i++) {
         make_vm(&c[i], chip(_i), 1);
         restore(&c[i], a, i == 0 ? VMM_RESTORE_EAGER : VMM_RESTORE_LAZY);
-        send(&c[i], "cd");
+        send_input(&c[i], "cd");
     }
     for (unsigned i = 0; i < CLONES; i++) {
         harness_run(&c[i]);
@@ -328,7 +330,7 @@ START_TEST(bad_snapshots_are_refused)
 
     /* A VM that has run cannot take a snapshot in. */
     make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
-    send(&h, "zz");
+    send_input(&h, "zz");
     harness_run(&h);
     ck_assert_int_eq(vmm_vm_restore(h.vm, a, NULL), -EBUSY);
     harness_fini(&h);
@@ -502,6 +504,72 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
 }
 END_TEST
 
+/* Send one command line and return the one-line answer (without '\n'). */
+static const char *api(int fd, const char *cmd)
+{
+    static char answer[512];
+    size_t n = strlen(cmd);
+    ck_assert_int_eq(send(fd, cmd, n, MSG_NOSIGNAL), (ssize_t)n);
+    size_t len = 0;
+    while (len == 0 || answer[len - 1] != '\n') {
+        ssize_t r = recv(fd, answer + len, sizeof(answer) - 1 - len, 0);
+        ck_assert_int_gt(r, 0);
+        len += (size_t)r;
+    }
+    answer[len - 1] = '\0';
+    return answer;
+}
+
+/* The control socket: pause, a snapshot of the paused VM, a bad command
+ * (answered, the VM goes on), resume, and the snapshot restored. */
+START_TEST(control_socket_pauses_snapshots_and_resumes)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *sock = subdir(base, "api");
+    struct proc p;
+    char *argv[] = {VMM_RUN_PATH, "--kernel",   (char *)harness_guest_path("snapcount"),
+                    "--rng",      "--api-sock", sock,
+                    NULL};
+    spawn(&p, argv);
+    proc_read(&p, "waiting\n");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_str_eq(api(fd, "pause\n"), "ok");
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "snapshot %s\n", a);
+    ck_assert_str_eq(api(fd, cmd), "ok");
+    ck_assert_str_eq(api(fd, "frobnicate\n"),
+                     "error: unknown command (pause, resume, snapshot DIR, stop)");
+    const char *answer = api(fd, "snapshot /proc/no/such/dir\n");
+    ck_assert_msg(strncmp(answer, "error: ", 7) == 0 && strstr(answer, "/proc/no/such/dir"),
+                  "answer: %s", answer);
+    ck_assert_str_eq(api(fd, "resume\n"), "ok");
+    /* Resumed: the guest takes a byte and goes on to its next wait. */
+    ck_assert_int_eq(write(p.in, "q", 1), 1);
+    proc_read(&p, "waiting\n");
+    ck_assert_str_eq(api(fd, "stop\n"), "ok");
+    close(fd);
+    proc_read(&p, NULL);
+    ck_assert_int_ne(proc_wait(&p, err, sizeof(err)), 0);
+
+    char *restore_argv[] = {VMM_RUN_PATH, "--restore", a, NULL};
+    spawn(&p, restore_argv);
+    ck_assert_int_eq(write(p.in, "ab", 2), 2);
+    proc_read(&p, NULL);
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    expected(want, sizeof(want), 1, "ab");
+    ck_assert_str_eq(p.output, want);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(sock);
+    free(base);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -512,6 +580,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
+    tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
     suite_add_tcase(s, tc);
     return s;
 }
