@@ -37,24 +37,43 @@ extern "C" {
 /* The largest application blob a snapshot carries. */
 #define VMM_SNAPSHOT_APP_MAX (1u << 20)
 
+/*
+ * vmm_snapshot_options.flags: VMM_SNAPSHOT_DIFF writes only the pages
+ * dirtied since the VM's last snapshot, into that snapshot's directory: its
+ * memory file is updated in place (the state file goes first, so an
+ * interrupted diff leaves no snapshot that looks whole), and the directory
+ * then holds a snapshot equal to a full one taken now. It needs dirty
+ * logging on for every memory region (vmm_vm_dirty_log_start) since that
+ * last snapshot was taken into dir, and no vmm_vm_dirty_log_fetch since
+ * (the pages it returns would be missing); without those it is refused.
+ * Never diff into a directory VMs restored with VMM_RESTORE_LAZY map.
+ */
+#define VMM_SNAPSHOT_DIFF (1u << 0)
+
 /* Snapshot options. Zero means default; growth convention (abi.h). */
 struct vmm_snapshot_options {
     uint32_t size;        /* sizeof(struct vmm_snapshot_options) */
     const void *app_data; /* stored as is, read back by vmm_snapshot_app_data */
     uint32_t app_len;     /* bytes of app_data, at most VMM_SNAPSHOT_APP_MAX */
+    uint32_t flags;       /* VMM_SNAPSHOT_* */
 };
 
 /*
  * Save vm to directory dir (created if missing; its "state" and "memory"
  * files are replaced, state last, so a complete state file means a
  * complete snapshot). Pauses the VM first (vmm_vm_pause) and leaves it
- * paused: vmm_vm_resume lets it go on, vmm_vm_stop ends it. Every device
+ * paused: vmm_vm_resume lets it go on, vmm_vm_stop ends it. After a
+ * failure the VM is left running or paused, as it was. Every device
  * finishes its requests in flight before its state is read. Call from any
  * thread but a vCPU's, while vmm_vm_run runs or before or after it.
  * opts may be NULL.
  *
+ * With every region dirty-logged, a snapshot also starts the count of
+ * dirtied pages for the next VMM_SNAPSHOT_DIFF one.
+ *
  * Returns 0, -EINVAL (vm or dir NULL, an opts->size the library does not
- * know, app_len too large), -EDEADLK (from a vCPU thread), -ENOTSUP (a
+ * know, app_len too large, unknown flags, a diff without its base; logged),
+ * -EDEADLK (from a vCPU thread), -ENOTSUP (a
  * device that cannot be saved: an application's own virtio device, or a
  * KVM without a call it needs; logged), -EBUSY (a device could not come to
  * rest, e.g. a console whose output is blocked; logged) or another -errno

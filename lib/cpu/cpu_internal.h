@@ -83,6 +83,10 @@ struct vmm_vm {
     struct vmm_snap_part *snap_parts;
     unsigned nr_snap_parts;
     unsigned snap_part_cap;
+    /* The last snapshot the dirty log counts from (a diff snapshot's base):
+     * valid while every region stays logged and only snapshots read the log. */
+    uint8_t snap_base_id[16];
+    bool snap_base_valid;
 };
 
 /* lib/cpu/kvm.c */
@@ -109,5 +113,8 @@ void vmm_vcpu_complete_exit(struct vmm_vcpu *vcpu);
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);
 int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm);
+/* vmm_vm_dirty_log_fetch without forgetting the snapshot base (snapshots'
+ * own reads of the log). */
+int vmm_vm_dirty_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap, size_t nwords);
 
 #endif /* VMM_CPU_INTERNAL_H */

@@ -245,14 +245,128 @@ static int read_region(int fd, uint8_t *host, uint64_t len, uint64_t off)
     return 0;
 }
 
-/* Write every region to dir's memory file and describe them in w. */
-static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id,
+/* Whether every region of the VM is dirty-logged. */
+static bool all_logged(struct vmm_vm *vm)
+{
+    unsigned n = vm->mem ? vmm_memory_region_count(vm->mem) : 0;
+    if (n == 0 || n > vm->slot_cap)
+        return false;
+    for (unsigned i = 0; i < n; i++)
+        if (!vm->slot_dirty_log[i])
+            return false;
+    return true;
+}
+
+/* Write the pages of a region that bitmap marks dirty at off. */
+static int write_dirty(int fd, const uint8_t *host, uint64_t len, uint64_t off,
+                       const uint64_t *bitmap)
+{
+    uint64_t pages = (len + 4095) / 4096;
+    for (uint64_t p = 0; p < pages;) {
+        if (!(bitmap[p / 64] & (1ull << (p % 64)))) {
+            p++;
+            continue;
+        }
+        uint64_t end = p + 1;
+        while (end < pages && (bitmap[end / 64] & (1ull << (end % 64))))
+            end++;
+        uint64_t bytes = (end * 4096 > len ? len : end * 4096) - p * 4096;
+        int r = write_all(fd, host + p * 4096, bytes, off + p * 4096);
+        if (r < 0)
+            return r;
+        p = end;
+    }
+    return 0;
+}
+
+/* The memory file's size for the VM's regions, as memory_save lays it out. */
+static uint64_t memory_file_size(struct vmm_vm *vm)
+{
+    uint64_t off = SNAP_MEM_HEADER;
+    unsigned n = vm->mem ? vmm_memory_region_count(vm->mem) : 0;
+    for (unsigned i = 0; i < n; i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(vm->mem, i, &info) == 0)
+            off = page_up(off + info.len);
+    }
+    return off;
+}
+
+static int read_memory_header(const char *dir, struct memory_header *h, uint64_t *size)
+{
+    char path[PATH_MAX];
+    int r = path_in(path, sizeof(path), dir, SNAP_MEMORY_FILE);
+    if (r < 0)
+        return r;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    r = fstat(fd, &st) < 0 ? -errno : read_all(fd, h, sizeof(*h), 0);
+    close(fd);
+    *size = (uint64_t)st.st_size;
+    return r;
+}
+
+/* A diff snapshot goes into the directory of the VM's last snapshot, taken
+ * with every region logged since: check that dir holds it. */
+static int diff_base_check(struct vmm_vm *vm, const char *dir)
+{
+    if (!all_logged(vm) || !vm->snap_base_valid) {
+        vmm_log_error("snapshot: a diff needs dirty logging on every memory region since the "
+                      "VM's last snapshot (and no dirty-log read since)");
+        return -EINVAL;
+    }
+    struct vmm_snap_file f;
+    struct vmm_snap_reader rd;
+    struct memory_header h;
+    uint64_t size = 0;
+    uint8_t id[SNAP_ID_BYTES];
+    char why[200];
+    int r = state_read(dir, &f, why, sizeof(why));
+    if (r == 0) {
+        r = snap_file_find(&f, SNAP_TAG_META, 0, &rd) < 0 || snap_get(&rd, id, sizeof(id)) < 0 ||
+                    memcmp(id, vm->snap_base_id, sizeof(id)) != 0
+                ? -EINVAL
+                : 0;
+        snap_file_free(&f);
+    }
+    if (r == 0)
+        r = read_memory_header(dir, &h, &size);
+    if (r < 0 || memcmp(h.id, vm->snap_base_id, SNAP_ID_BYTES) != 0 ||
+        size != memory_file_size(vm)) {
+        vmm_log_error("snapshot: %s does not hold this VM's last snapshot, the base of a diff",
+                      dir);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/*
+ * Write guest memory to dir's memory file and describe its layout in w:
+ * every region, or with diff only the pages dirtied since the last snapshot,
+ * into that snapshot's file. With every region logged, the dirty log is read
+ * (and so restarted) either way.
+ */
+static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id, bool diff,
                        struct vmm_snap_writer *w)
 {
     char tmp[PATH_MAX + 8];
-    int fd = tmp_open(dir, SNAP_MEMORY_FILE, tmp, sizeof(tmp));
-    if (fd < 0)
+    int fd;
+    if (diff) {
+        int r = path_in(tmp, sizeof(tmp), dir, SNAP_MEMORY_FILE);
+        fd = r < 0 ? r : open(tmp, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 && r == 0)
+            fd = -errno;
+    } else {
+        fd = tmp_open(dir, SNAP_MEMORY_FILE, tmp, sizeof(tmp));
+    }
+    if (fd < 0) {
+        vmm_log_error("snapshot: opening the memory file in %s: %s", dir, vmm_strerror(fd));
         return fd;
+    }
+    bool track = all_logged(vm);
+    vm->snap_base_valid = false; /* reading the log below ends the old base */
     unsigned n = vm->mem ? vmm_memory_region_count(vm->mem) : 0;
     uint64_t off = SNAP_MEM_HEADER;
     int r = 0;
@@ -266,7 +380,16 @@ static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id,
         snap_put_u64(w, info.len);
         snap_put_u64(w, off);
         snap_put_u32(w, (info.flags & VMM_MEMORY_F_READONLY) ? MEMR_F_READONLY : 0);
-        r = write_region(fd, info.host, info.len, off);
+        uint64_t *bitmap = NULL;
+        if (track) {
+            size_t nwords = (size_t)((info.len + 4095) / 4096 + 63) / 64;
+            bitmap = calloc(nwords + 1, sizeof(uint64_t));
+            r = bitmap ? vmm_vm_dirty_fetch(vm, i, bitmap, nwords + 1) : -ENOMEM;
+        }
+        if (r == 0)
+            r = diff ? write_dirty(fd, info.host, info.len, off, bitmap)
+                     : write_region(fd, info.host, info.len, off);
+        free(bitmap);
         off = page_up(off + info.len);
     }
     snap_section_end(w);
@@ -275,13 +398,14 @@ static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id,
     memcpy(h.id, id, SNAP_ID_BYTES);
     if (r == 0)
         r = write_all(fd, &h, sizeof(h), 0);
-    if (r == 0 && ftruncate(fd, (off_t)off) < 0)
+    if (r == 0 && !diff && ftruncate(fd, (off_t)off) < 0)
         r = -errno;
     close(fd);
-    if (r == 0)
+    if (r == 0 && !diff)
         r = tmp_commit(dir, SNAP_MEMORY_FILE, tmp);
     if (r < 0) {
-        unlink(tmp);
+        if (!diff)
+            unlink(tmp);
         vmm_log_error("snapshot: writing guest memory to %s: %s", dir, vmm_strerror(r));
     }
     return r;
@@ -389,13 +513,16 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
 {
     struct vmm_snapshot_options o = {0};
     if (!vm || !dir || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) ||
-        o.app_len > VMM_SNAPSHOT_APP_MAX || (o.app_len && !o.app_data))
+        o.app_len > VMM_SNAPSHOT_APP_MAX || (o.app_len && !o.app_data) ||
+        (o.flags & ~VMM_SNAPSHOT_DIFF))
         return -EINVAL;
+    bool diff = o.flags & VMM_SNAPSHOT_DIFF;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         int r = -errno;
         vmm_log_error("snapshot: cannot create %s: %s", dir, vmm_strerror(r));
         return r;
     }
+    bool was_paused = __atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST);
     int r = vmm_vm_pause(vm);
     if (r < 0)
         return r;
@@ -415,6 +542,8 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
         if (p->ops->freeze && (r = p->ops->freeze(p->opaque)) < 0) {
             vmm_log_error("snapshot: %s cannot come to rest: %s", p->ops->name, vmm_strerror(r));
             thaw_parts(vm, frozen);
+            if (!was_paused)
+                (void)vmm_vm_resume(vm);
             return r;
         }
     }
@@ -423,6 +552,19 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
     if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
         r = -errno;
         goto out_thaw;
+    }
+    if (diff) {
+        /* The state file goes before the memory file changes: a diff that
+         * stops half-way leaves no snapshot that looks whole. */
+        char path[PATH_MAX];
+        if ((r = diff_base_check(vm, dir)) < 0 ||
+            (r = path_in(path, sizeof(path), dir, SNAP_STATE_FILE)) < 0)
+            goto out_thaw;
+        if (unlink(path) < 0) {
+            r = -errno;
+            vmm_log_error("snapshot: removing %s: %s", path, vmm_strerror(r));
+            goto out_thaw;
+        }
     }
     struct vmm_snap_writer w;
     snap_writer_init(&w);
@@ -442,8 +584,9 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
         snap_section_end(&w);
     }
     /* Memory last, with every device still at rest. */
-    if ((r = memory_save(vm, dir, id, &w)) < 0)
+    if ((r = memory_save(vm, dir, id, diff, &w)) < 0)
         goto out_writer;
+    bool base = all_logged(vm);
     thaw_parts(vm, frozen);
     frozen = 0;
 
@@ -465,9 +608,14 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
             unlink(tmp);
     }
     free(file);
-    if (r < 0)
+    if (r < 0) {
         vmm_log_error("snapshot: writing the state file in %s: %s", dir, vmm_strerror(r));
-    else
+    } else if (base) {
+        /* The dirty log counts from here: the base of the next diff. */
+        memcpy(vm->snap_base_id, id, sizeof(id));
+        vm->snap_base_valid = true;
+    }
+    if (r == 0)
         vmm_log_info("snapshot: %u vCPUs, %" PRIu64 " MiB of memory saved to %s", vm->nr_vcpus,
                      vm->mem ? vmm_memory_total_size(vm->mem) >> 20 : 0, dir);
 out_writer:
@@ -476,6 +624,8 @@ out_writer:
     snap_writer_fini(&w);
 out_thaw:
     thaw_parts(vm, frozen);
+    if (r < 0 && !was_paused)
+        (void)vmm_vm_resume(vm); /* as it was */
     return r;
 }
 
