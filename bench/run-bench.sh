@@ -13,7 +13,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 build=$(cd "$1" && pwd)
 b=$build/bench
 kvm_benches=(sh -c "set -e; '$b/bench_exit'; '$b/bench_startup' --vmm-run '$build/examples/vmm-run';
-    '$b/bench_rss' --vmm-run '$build/examples/vmm-run'")
+    '$b/bench_rss' --vmm-run '$build/examples/vmm-run'; '$b/bench_snapshot'")
 
 mode=${VMM_KVM_MODE:-auto}
 if [ "$mode" = auto ]; then
