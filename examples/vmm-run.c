@@ -547,7 +547,10 @@ static void read_vm_description(const char *dir, struct options *o)
             if (ok) {
                 ro = v[0] == '1';
                 direct = v[2] == '1';
-                saved[nr_saved++] = VMM_INIT(struct vmm_virtio_blk_config, .path = strdup(v + 4),
+                char *path = strdup(v + 4);
+                if (!path)
+                    fail("out of memory");
+                saved[nr_saved++] = VMM_INIT(struct vmm_virtio_blk_config, .path = path,
                                              .readonly = ro, .direct = direct);
             }
         } else {
@@ -562,6 +565,9 @@ static void read_vm_description(const char *dir, struct options *o)
     if (!o->nr_disks) {
         memcpy(o->disks, saved, nr_saved * sizeof(saved[0]));
         o->nr_disks = nr_saved;
+    } else {
+        for (unsigned i = 0; i < nr_saved; i++)
+            free((char *)saved[i].path);
     }
     if (o->console_given && virtio_console != !strcmp(o->console, "virtio"))
         fail("cannot restore '%s': its console is %s, so --console %s", dir,

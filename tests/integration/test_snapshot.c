@@ -528,15 +528,27 @@ static int proc_wait(struct proc *p, char *err, size_t size)
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
+static void make_disk(const char *path, off_t size)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, size), 0);
+    close(fd);
+}
+
 START_TEST(vmm_run_saves_on_a_signal_and_restores)
 {
     static char want[4096];
     char err[1024];
     char *base = scratch_dir(), *a = subdir(base, "a");
+    char *disk = subdir(base, "disk"), *same = subdir(base, "same"), *big = subdir(base, "big");
+    make_disk(disk, 1 << 20);
+    make_disk(same, 1 << 20);
+    make_disk(big, 2 << 20);
     struct proc p;
     char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("snapcount"),
-                         "--rng",      "--save",   a,
-                         NULL};
+                         "--rng",      "--disk",   disk,
+                         "--save",     a,          NULL};
     spawn(&p, save_argv);
     proc_read(&p, "waiting\n");
     ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
@@ -544,10 +556,11 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
     ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
     ck_assert_msg(strstr(err, "saved the VM"), "stderr: %s", err);
 
-    /* Twice from the same snapshot, memory read and mapped. */
+    /* Twice from the same snapshot, memory read and mapped, the second time
+     * with another disk of the same size. */
     for (int i = 0; i < 2; i++) {
-        char *restore_argv[] = {VMM_RUN_PATH,       "--restore",          a,
-                                "--restore-memory", i ? "lazy" : "eager", NULL};
+        char *restore_argv[] = {VMM_RUN_PATH,         "--restore",         a,    "--restore-memory",
+                                i ? "lazy" : "eager", i ? "--disk" : NULL, same, NULL};
         spawn(&p, restore_argv);
         ck_assert_int_eq(write(p.in, "ab", 2), 2);
         proc_read(&p, NULL);
@@ -558,6 +571,12 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
     }
 
     /* Refusals: one line each. */
+    char *with_big[] = {VMM_RUN_PATH, "--restore", a, "--disk", big, NULL};
+    spawn(&p, with_big);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "the disk had 2048 sectors") && strchr(err, '\n')[1] == '\0',
+                  "stderr: %s", err);
+
     char *with_mem[] = {VMM_RUN_PATH, "--restore", a, "--mem", "64M", NULL};
     spawn(&p, with_mem);
     ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
@@ -579,7 +598,13 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
                   "stderr: %s", err);
     free(state);
     remove_snapshot(a);
+    unlink(disk);
+    unlink(same);
+    unlink(big);
     rmdir(base);
+    free(disk);
+    free(same);
+    free(big);
     free(a);
     free(base);
 }
