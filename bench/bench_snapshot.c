@@ -7,7 +7,8 @@
  * loops on an OUT to port 0x80. Each round times, from nothing to the first
  * OUT a vCPU executes: building the VM from scratch (create, memory, vCPUs,
  * code, boot state, run), and building it from a snapshot instead of the
- * code and boot state, memory mapped copy-on-write (lazy) or read (eager).
+ * code and boot state, memory mapped copy-on-write (lazy), read (eager) or
+ * faulted in through userfaultfd.
  * Also the time to take the snapshot, and how many clones a second the
  * lazy path gives. Prints medians and ratios against the scratch floor.
  *
@@ -112,7 +113,7 @@ static void *run_thread(void *arg)
     return NULL;
 }
 
-/* One timed round: 0 scratch, 1 lazy restore, 2 eager restore. */
+/* One timed round: 0 scratch, 1 lazy restore, 2 eager restore, 3 userfaultfd. */
 static double round_ms(int kind, const char *dir)
 {
     struct port p = {.end_at_first = true};
@@ -121,8 +122,8 @@ static double round_ms(int kind, const char *dir)
     if (kind == 0) {
         boot(vm);
     } else {
-        struct vmm_restore_options o = VMM_INIT(
-            struct vmm_restore_options, .memory = kind == 1 ? VMM_RESTORE_LAZY : VMM_RESTORE_EAGER);
+        static const uint32_t how[] = {0, VMM_RESTORE_LAZY, VMM_RESTORE_EAGER, VMM_RESTORE_UFFD};
+        struct vmm_restore_options o = VMM_INIT(struct vmm_restore_options, .memory = how[kind]);
         check(vmm_vm_restore(vm, dir, &o), "restoring");
     }
     struct vmm_exit ex = VMM_INIT(struct vmm_exit);
@@ -186,17 +187,17 @@ int main(int argc, char **argv)
     pthread_join(t, NULL);
     vmm_vm_destroy(vm);
 
-    double *v[3];
-    for (int k = 0; k < 3; k++) {
+    double *v[4];
+    for (int k = 0; k < 4; k++) {
         v[k] = calloc(rounds, sizeof(double));
         if (!v[k])
             return 1;
     }
     for (unsigned r = 0; r < rounds; r++)
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < 4; k++)
             v[k][r] = round_ms(k, dir);
     double scratch = median(v[0], rounds), lazy = median(v[1], rounds),
-           eager = median(v[2], rounds);
+           eager = median(v[2], rounds), uffd = median(v[3], rounds);
 
     printf("bench_snapshot: %u MiB VM (%u MiB written), %d vCPUs, %u rounds, medians, from "
            "nothing to the guest's first instruction out:\n",
@@ -205,6 +206,8 @@ int main(int argc, char **argv)
     printf("  restored, memory mapped (lazy) %8.3f ms  = %.2fx the floor\n", lazy, lazy / scratch);
     printf("  restored, memory read (eager)  %8.3f ms  = %.2fx the floor\n", eager,
            eager / scratch);
+    printf("  restored, memory faulted in    %8.3f ms  = %.2fx the floor (userfaultfd)\n", uffd,
+           uffd / scratch);
     printf("  clones a second (lazy, one at a time): %.0f\n", 1000.0 / lazy);
     printf("  taking the snapshot: %.3f ms\n", save_ms);
 
@@ -214,7 +217,7 @@ int main(int argc, char **argv)
     snprintf(path, sizeof(path), "%s/memory", dir);
     unlink(path);
     rmdir(dir);
-    for (int k = 0; k < 3; k++)
+    for (int k = 0; k < 4; k++)
         free(v[k]);
     return 0;
 }

@@ -68,8 +68,9 @@ static const char usage[] =
     "                        each answered by one line, \"ok\" or \"error: why\"\n"
     "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
     "                        was saved; --disk and --console replace its disks (in order)\n"
-    "                        and console output; --restore-memory eager|lazy (default:\n"
-    "                        lazy, the memory file mapped copy-on-write)\n"
+    "                        and console output; --restore-memory eager|lazy|uffd (default:\n"
+    "                        lazy, the memory file mapped copy-on-write; uffd: faulted\n"
+    "                        in through userfaultfd)\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -995,8 +996,10 @@ static void parse_options(int argc, char **argv, struct options *o)
                 o->restore_memory = VMM_RESTORE_EAGER;
             else if (strcmp(optarg, "lazy") == 0)
                 o->restore_memory = VMM_RESTORE_LAZY;
+            else if (strcmp(optarg, "uffd") == 0)
+                o->restore_memory = VMM_RESTORE_UFFD;
             else
-                fail("invalid --restore-memory '%s' (eager or lazy)", optarg);
+                fail("invalid --restore-memory '%s' (eager, lazy or uffd)", optarg);
             o->restore_memory_given = true;
             break;
         case 'v':

@@ -91,6 +91,14 @@ enum vmm_restore_memory {
      * the guest touches them, and many VMs may share one file. The file
      * must not change while such a VM lives. Other regions are read. */
     VMM_RESTORE_LAZY,
+    /* Bring pages in as they are touched, through userfaultfd: a thread of
+     * the VM's answers each missing-page fault (the guest's, through KVM,
+     * or the VMM's) from the memory file and copies the rest in ahead of
+     * the guest, then ends. Memory is the VM's own (no file stays mapped).
+     * For the regions the library mapped anonymously; others are read.
+     * Needs userfaultfd with kernel faults (CAP_SYS_PTRACE, or
+     * vm.unprivileged_userfaultfd = 1). */
+    VMM_RESTORE_UFFD,
 };
 
 /* Restore options. Zero means default; growth convention (abi.h). */

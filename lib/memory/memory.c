@@ -583,13 +583,21 @@ int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config
     return memory_insert(mem, r);
 }
 
+bool memory_region_anonymous(const struct vmm_memory *mem, unsigned index)
+{
+    if (index >= mem->count)
+        return false;
+    const struct memory_region *r = mem->regions[index];
+    return r->owns_mapping && r->fd < 0 &&
+           !(r->flags & (VMM_MEMORY_F_HUGETLB | VMM_MEMORY_F_READONLY));
+}
+
 int memory_region_map_private(struct vmm_memory *mem, unsigned index, int fd, uint64_t offset)
 {
     if (index >= mem->count)
         return -ENOENT;
     struct memory_region *r = mem->regions[index];
-    if (!r->owns_mapping || r->fd >= 0 ||
-        (r->flags & (VMM_MEMORY_F_HUGETLB | VMM_MEMORY_F_READONLY)))
+    if (!memory_region_anonymous(mem, index))
         return -ENOTSUP;
     void *p =
         mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)offset);

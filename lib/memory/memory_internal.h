@@ -69,6 +69,10 @@ static inline const struct memory_span *memory_lookup(const struct vmm_memory *m
     return NULL;
 }
 
+/* Whether region index is one the map mapped anonymously itself, without
+ * huge pages, writable: what snapshot restores may remap or fault in. */
+bool memory_region_anonymous(const struct vmm_memory *mem, unsigned index);
+
 /*
  * Replace region index's anonymous mapping, at the same host address, by a
  * private (copy-on-write) mapping of fd at offset (page-aligned, the

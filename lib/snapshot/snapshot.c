@@ -412,7 +412,7 @@ static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id, bo
 }
 
 static int memory_restore(struct vmm_vm *vm, const char *dir, struct vmm_snap_file *f,
-                          const uint8_t *id, bool lazy)
+                          const uint8_t *id, uint32_t how)
 {
     struct vmm_snap_reader rd;
     uint32_t n;
@@ -445,6 +445,11 @@ static int memory_restore(struct vmm_vm *vm, const char *dir, struct vmm_snap_fi
         close(fd);
         return -EBADMSG;
     }
+    struct vmm_uffd *uffd = NULL;
+    if (how == VMM_RESTORE_UFFD && (r = vmm_snap_uffd_prepare(&uffd, fd, n)) < 0) {
+        close(fd);
+        return r;
+    }
     for (unsigned i = 0; i < n; i++) {
         uint64_t gpa, len, off;
         uint32_t flags;
@@ -466,7 +471,12 @@ static int memory_restore(struct vmm_vm *vm, const char *dir, struct vmm_snap_fi
             r = -EINVAL;
             break;
         }
-        r = lazy ? memory_region_map_private(vm->mem, i, fd, off) : -ENOTSUP;
+        if (how == VMM_RESTORE_LAZY)
+            r = memory_region_map_private(vm->mem, i, fd, off);
+        else if (how == VMM_RESTORE_UFFD)
+            r = vmm_snap_uffd_add(uffd, vm->mem, i, off);
+        else
+            r = -ENOTSUP;
         if (r == -ENOTSUP)
             r = read_region(fd, info.host, len, off);
         if (r < 0) {
@@ -479,6 +489,12 @@ static int memory_restore(struct vmm_vm *vm, const char *dir, struct vmm_snap_fi
         vmm_log_error("restore: malformed memory layout in the state file");
         r = -EBADMSG;
     }
+    /* Faults are answered from here on: nothing below may touch memory
+     * before (a region in the middle of a refusal stays empty). */
+    if (uffd && r == 0)
+        r = vmm_snap_uffd_start(uffd, vm);
+    else if (uffd)
+        vmm_snap_uffd_abort(uffd);
     close(fd);
     return r;
 }
@@ -687,7 +703,7 @@ static int restore_parts(struct vmm_vm *vm, struct vmm_snap_file *f)
 int vmm_vm_restore(struct vmm_vm *vm, const char *dir, const struct vmm_restore_options *opts)
 {
     struct vmm_restore_options o = {0};
-    if (!vm || !dir || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) || o.memory > VMM_RESTORE_LAZY)
+    if (!vm || !dir || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) || o.memory > VMM_RESTORE_UFFD)
         return -EINVAL;
     pthread_mutex_lock(&vm->lock);
     bool busy = vm->running > 0;
@@ -707,8 +723,7 @@ int vmm_vm_restore(struct vmm_vm *vm, const char *dir, const struct vmm_restore_
     }
     uint8_t id[SNAP_ID_BYTES];
     struct vmm_snap_reader rd;
-    if ((r = restore_meta(vm, &f, id)) < 0 ||
-        (r = memory_restore(vm, dir, &f, id, o.memory == VMM_RESTORE_LAZY)) < 0 ||
+    if ((r = restore_meta(vm, &f, id)) < 0 || (r = memory_restore(vm, dir, &f, id, o.memory)) < 0 ||
         (r = restore_parts(vm, &f)) < 0)
         goto out;
     if (snap_file_find(&f, SNAP_TAG_VM, 0, &rd) < 0) {

@@ -120,6 +120,24 @@ void snap_file_free(struct vmm_snap_file *f);
 int snap_file_find(struct vmm_snap_file *f, uint32_t tag, uint32_t instance,
                    struct vmm_snap_reader *r);
 
+/* ---- VMM_RESTORE_UFFD (uffd.c) ---- */
+
+struct vmm_uffd;
+struct vmm_memory;
+
+/* A userfaultfd over file_fd (dup'ed) for up to max_regions regions.
+ * Returns 0 or -errno (logged). */
+int vmm_snap_uffd_prepare(struct vmm_uffd **out, int file_fd, unsigned max_regions);
+/* Empty region index and have its missing pages come from file_off on:
+ * -ENOTSUP for a region not mapped anonymously by the library. */
+int vmm_snap_uffd_add(struct vmm_uffd *u, struct vmm_memory *mem, unsigned index,
+                      uint64_t file_off);
+/* Start answering faults (and copying ahead), the VM owning the thread from
+ * now on; without regions, just free u. Returns 0 or -errno. */
+int vmm_snap_uffd_start(struct vmm_uffd *u, struct vmm_vm *vm);
+/* Free u before start (its regions then fill with zeros as usual). */
+void vmm_snap_uffd_abort(struct vmm_uffd *u);
+
 /* ---- the VM's parts ---- */
 
 /*

@@ -214,7 +214,11 @@ START_TEST(clones_run_independently)
     static struct harness c[CLONES];
     for (unsigned i = 0; i < CLONES; i++) {
         make_vm(&c[i], chip(_i), 1);
-        restore(&c[i], a, i == 0 ? VMM_RESTORE_EAGER : VMM_RESTORE_LAZY);
+        /* One reads memory, two fault it in, the rest map it. */
+        restore(&c[i], a,
+                i == 0   ? VMM_RESTORE_EAGER
+                : i <= 2 ? VMM_RESTORE_UFFD
+                         : VMM_RESTORE_LAZY);
         send_input(&c[i], "cd");
     }
     for (unsigned i = 0; i < CLONES; i++) {
@@ -556,11 +560,12 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
     ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
     ck_assert_msg(strstr(err, "saved the VM"), "stderr: %s", err);
 
-    /* Twice from the same snapshot, memory read and mapped, the second time
-     * with another disk of the same size. */
-    for (int i = 0; i < 2; i++) {
-        char *restore_argv[] = {VMM_RUN_PATH,         "--restore",         a,    "--restore-memory",
-                                i ? "lazy" : "eager", i ? "--disk" : NULL, same, NULL};
+    /* Three times from the same snapshot, memory read, mapped and faulted
+     * in, the last two with another disk of the same size. */
+    static const char *const how[] = {"eager", "lazy", "uffd"};
+    for (int i = 0; i < 3; i++) {
+        char *restore_argv[] = {VMM_RUN_PATH,   "--restore",         a,    "--restore-memory",
+                                (char *)how[i], i ? "--disk" : NULL, same, NULL};
         spawn(&p, restore_argv);
         ck_assert_int_eq(write(p.in, "ab", 2), 2);
         proc_read(&p, NULL);
