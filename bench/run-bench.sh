@@ -15,6 +15,7 @@ build=$(cd "$1" && pwd)
 b=$build/bench
 kvm_benches=(sh -c "set -e; '$b/bench_exit'; '$b/bench_startup' --vmm-run '$build/examples/vmm-run';
     '$b/bench_rss' --vmm-run '$build/examples/vmm-run'; '$b/bench_function'")
+    '$b/bench_rss' --vmm-run '$build/examples/vmm-run'; '$b/bench_snapshot'")
 
 mode=${VMM_KVM_MODE:-auto}
 if [ "$mode" = auto ]; then

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <pthread.h>
@@ -37,6 +39,7 @@
 
 static const char usage[] =
     "Usage: vmm-run --kernel FILE [options]\n"
+    "       vmm-run --restore DIR [--disk ...] [--console ...] [options]\n"
     "Boot a Linux kernel or a static ELF64 guest program in a microVM.\n"
     "\n"
     "  -k, --kernel FILE     guest image: a Linux bzImage, an ELF vmlinux (booted through\n"
@@ -71,6 +74,17 @@ static const char usage[] =
     "      --seccomp MODE    kill (default): a system call outside the allowlist of its\n"
     "                        thread (vCPU, I/O or main) ends vmm-run, naming the call;\n"
     "                        log: allow it and let the kernel log it; off: no filters\n"
+    "      --save DIR        on SIGUSR1 (or --snapshot-on's signal), save the VM to the\n"
+    "                        snapshot directory DIR and exit with status 0\n"
+    "      --snapshot-on SIG the signal that saves the VM: USR1 (default) or USR2\n"
+    "      --api-sock PATH   a control socket (Unix, stream) taking one command a line:\n"
+    "                        pause, resume, snapshot DIR (the VM stays paused), stop;\n"
+    "                        each answered by one line, \"ok\" or \"error: why\"\n"
+    "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
+    "                        was saved; --disk and --console replace its disks (in order)\n"
+    "                        and console output; --restore-memory eager|lazy|uffd (default:\n"
+    "                        lazy, the memory file mapped copy-on-write; uffd: faulted\n"
+    "                        in through userfaultfd)\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -93,9 +107,18 @@ static void fail(const char *fmt, ...)
     exit(1);
 }
 
+/* While set, the library's error lines are kept here (the last one wins)
+ * instead of printed, so that a failure can say why in one line. */
+static char *held_error;
+static size_t held_error_size;
+
 static void log_to_stderr(void *opaque, enum vmm_log_level level, const char *msg)
 {
     (void)opaque;
+    if (held_error && level == VMM_LOG_ERROR) {
+        snprintf(held_error, held_error_size, "%s", msg);
+        return;
+    }
     fprintf(stderr, "%s: %s: %s\n", prog, vmm_log_level_name(level), msg);
 }
 
@@ -165,11 +188,19 @@ static void make_stdin_raw(void)
  * stop must not restart the VM and lose the signal. */
 static atomic_int stop_signal; /* the signal that asked us to stop, 0: none */
 
+/* --snapshot-on's signal (0: none), and saving the VM when it comes. */
+static int snapshot_signal;
+static void save_snapshot(struct vmm_vm *vm);
+
 static void on_signal(void *opaque, int fd, uint32_t events)
 {
     struct signalfd_siginfo si;
     (void)events;
     if (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+        if (snapshot_signal && (int)si.ssi_signo == snapshot_signal) {
+            save_snapshot(opaque);
+            return;
+        }
         atomic_store(&stop_signal, (int)si.ssi_signo);
         vmm_vm_stop(opaque);
     }
@@ -197,6 +228,14 @@ struct options {
     unsigned nr_nets;
     bool balloon; /* --balloon */
     struct vmm_virtio_balloon_config balloon_cfg;
+    const char *save_dir;    /* --save */
+    int snapshot_signal;     /* --snapshot-on */
+    const char *restore_dir; /* --restore */
+    bool console_given;      /* --console on the command line */
+    const char *machine_opt; /* an option that shapes the machine (not with --restore) */
+    uint32_t restore_memory; /* enum vmm_restore_memory */
+    bool restore_memory_given;
+    const char *api_sock; /* --api-sock */
 };
 
 #define SECCOMP_OFF 0
@@ -638,6 +677,306 @@ static void report_vcpus(struct vmm_vm *vm, unsigned vcpus)
     }
 }
 
+/* ---- snapshots: --save, --snapshot-on, --restore ---- */
+
+/* What --restore needs to build the VM again, kept in the snapshot as the
+ * application's blob: text lines "key=value" after a first line naming the
+ * format. Read back as untrusted input. */
+#define SNAPSHOT_DESC_MAGIC "vmm-run snapshot 1"
+
+static char *describe_vm(const struct options *o, size_t *len)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+    if (!f)
+        return NULL;
+    fprintf(f, "%s\nmem=%llu\nvcpus=%u\nirqchip=%s\nvirtio-console=%d\nrng=%d\n",
+            SNAPSHOT_DESC_MAGIC, (unsigned long long)o->mem_size, o->vcpus,
+            o->cfg.irqchip == VMM_IRQCHIP_KERNEL ? "kernel" : "split", o->virtio_console, o->rng);
+    for (unsigned i = 0; i < o->nr_disks; i++)
+        fprintf(f, "disk=%d,%d,%s\n", o->disks[i].readonly, o->disks[i].direct, o->disks[i].path);
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}
+
+/* One "0" or "1". */
+static bool parse_flag(const char *v, bool *out)
+{
+    if ((v[0] != '0' && v[0] != '1') || v[1])
+        return false;
+    *out = v[0] == '1';
+    return true;
+}
+
+/* Take the saved machine's shape into o; --disk and --console given on the
+ * command line replace the saved ones. */
+static void read_vm_description(const char *dir, struct options *o)
+{
+    size_t len = 0;
+    char why[256] = "";
+    held_error = why;
+    held_error_size = sizeof(why);
+    int r = vmm_snapshot_app_data(dir, NULL, 0, &len);
+    char *buf = NULL;
+    if (r == -ENOSPC) {
+        buf = calloc(1, len + 1);
+        if (!buf)
+            fail("out of memory");
+        r = vmm_snapshot_app_data(dir, buf, len, &len);
+    }
+    held_error = NULL;
+    if (r == -ENOENT && why[0] == '\0')
+        fail("cannot restore '%s': it was not saved by vmm-run", dir);
+    if (r < 0)
+        fail("cannot restore '%s': %s", dir, why[0] ? why : vmm_strerror(r));
+    if (memchr(buf, '\0', len))
+        fail("cannot restore '%s': its description is not text", dir);
+
+    struct vmm_virtio_blk_config saved[MAX_DISKS];
+    unsigned nr_saved = 0;
+    bool virtio_console = false;
+    char *save = NULL;
+    char *line = strtok_r(buf, "\n", &save);
+    if (!line || strcmp(line, SNAPSHOT_DESC_MAGIC) != 0)
+        fail("cannot restore '%s': it was not saved by this vmm-run", dir);
+    while ((line = strtok_r(NULL, "\n", &save))) {
+        char *v = strchr(line, '=');
+        if (!v)
+            fail("cannot restore '%s': malformed line in its description", dir);
+        *v++ = '\0';
+        bool ok = true, flag = false;
+        if (strcmp(line, "mem") == 0) {
+            o->mem_size = parse_size(v);
+            ok = o->mem_size >= MIN_MEM && o->mem_size <= MAX_MEM && !(o->mem_size % 4096);
+        } else if (strcmp(line, "vcpus") == 0) {
+            char *end;
+            unsigned long n = strtoul(v, &end, 10);
+            ok = *v && !*end && n >= 1 && n <= MAX_VCPUS;
+            o->vcpus = (unsigned)n;
+        } else if (strcmp(line, "irqchip") == 0) {
+            ok = !strcmp(v, "split") || !strcmp(v, "kernel");
+            o->cfg.irqchip = strcmp(v, "kernel") ? VMM_IRQCHIP_SPLIT : VMM_IRQCHIP_KERNEL;
+        } else if (strcmp(line, "virtio-console") == 0) {
+            ok = parse_flag(v, &virtio_console);
+        } else if (strcmp(line, "rng") == 0) {
+            ok = parse_flag(v, &flag);
+            o->rng = flag;
+        } else if (strcmp(line, "disk") == 0 && nr_saved < MAX_DISKS) {
+            bool ro, direct;
+            ok = strlen(v) > 4 && v[1] == ',' && v[3] == ',' && v[0] >= '0' && v[0] <= '1' &&
+                 v[2] >= '0' && v[2] <= '1';
+            if (ok) {
+                ro = v[0] == '1';
+                direct = v[2] == '1';
+                char *path = strdup(v + 4);
+                if (!path)
+                    fail("out of memory");
+                saved[nr_saved++] = VMM_INIT(struct vmm_virtio_blk_config, .path = path,
+                                             .readonly = ro, .direct = direct);
+            }
+        } else {
+            ok = false;
+        }
+        if (!ok)
+            fail("cannot restore '%s': bad '%s' in its description", dir, line);
+    }
+    if (o->nr_disks && o->nr_disks != nr_saved)
+        fail("cannot restore '%s': it has %u disks and --disk gives %u", dir, nr_saved,
+             o->nr_disks);
+    if (!o->nr_disks) {
+        memcpy(o->disks, saved, nr_saved * sizeof(saved[0]));
+        o->nr_disks = nr_saved;
+    } else {
+        for (unsigned i = 0; i < nr_saved; i++)
+            free((char *)saved[i].path);
+    }
+    if (o->console_given && virtio_console != !strcmp(o->console, "virtio"))
+        fail("cannot restore '%s': its console is %s, so --console %s", dir,
+             virtio_console ? "a virtio console" : "the serial port",
+             virtio_console ? "must be virtio" : "cannot be virtio");
+    if (virtio_console)
+        o->console = "virtio";
+    free(buf);
+}
+
+/* The options of the run that snapshot_signal saves. */
+static const struct options *snapshot_opts;
+static atomic_bool snapshot_saved;
+
+/* The signal: save the VM (which stays paused) and end the run; a failure
+ * is reported and the VM goes on. Runs on the event loop's thread. */
+static void save_snapshot(struct vmm_vm *vm)
+{
+    const struct options *o = snapshot_opts;
+    size_t len = 0;
+    char *desc = describe_vm(o, &len);
+    if (!desc)
+        fail("out of memory");
+    struct vmm_snapshot_options so =
+        VMM_INIT(struct vmm_snapshot_options, .app_data = desc, .app_len = (uint32_t)len);
+    int r = vmm_vm_snapshot(vm, o->save_dir, &so);
+    free(desc);
+    if (r < 0) {
+        fprintf(stderr, "%s: cannot save the VM to '%s': %s (it goes on)\n", prog, o->save_dir,
+                vmm_strerror(r));
+        (void)vmm_vm_resume(vm);
+        return;
+    }
+    atomic_store(&snapshot_saved, true);
+    vmm_vm_stop(vm);
+}
+
+/* ---- the control socket (--api-sock) ---- */
+
+#define API_CLIENTS 8
+#define API_LINE    4096
+
+/* One connection: the bytes of a command line not complete yet. */
+struct api_client {
+    int fd; /* -1: free */
+    struct vmm_vm *vm;
+    size_t len;
+    char buf[API_LINE];
+};
+
+static int api_listen_fd = -1;
+static struct api_client api_clients[API_CLIENTS];
+
+static void api_close(struct vmm_event_loop *loop, struct api_client *c)
+{
+    if (c->fd < 0)
+        return;
+    if (loop)
+        (void)vmm_event_loop_remove(loop, c->fd);
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void api_reply(struct api_client *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void api_reply(struct api_client *c, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    if ((size_t)n > sizeof(line) - 2)
+        n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    /* A client that does not read its answers loses them, not us a thread. */
+    (void)send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Run one command line (on the event loop's thread). */
+static void api_command(struct api_client *c, char *line)
+{
+    struct vmm_vm *vm = c->vm;
+    char why[256] = "";
+    int r;
+    if (strcmp(line, "pause") == 0) {
+        r = vmm_vm_pause(vm);
+    } else if (strcmp(line, "resume") == 0) {
+        r = vmm_vm_resume(vm);
+    } else if (strcmp(line, "stop") == 0) {
+        api_reply(c, "ok");
+        vmm_vm_stop(vm);
+        return;
+    } else if (strncmp(line, "snapshot ", 9) == 0 && line[9]) {
+        size_t len = 0;
+        char *desc = describe_vm(snapshot_opts, &len);
+        if (!desc) {
+            api_reply(c, "error: out of memory");
+            return;
+        }
+        struct vmm_snapshot_options so =
+            VMM_INIT(struct vmm_snapshot_options, .app_data = desc, .app_len = (uint32_t)len);
+        held_error = why;
+        held_error_size = sizeof(why);
+        r = vmm_vm_snapshot(vm, line + 9, &so);
+        held_error = NULL;
+        free(desc);
+    } else {
+        api_reply(c, "error: unknown command (pause, resume, snapshot DIR, stop)");
+        return;
+    }
+    if (r < 0)
+        api_reply(c, "error: %s", why[0] ? why : vmm_strerror(r));
+    else
+        api_reply(c, "ok");
+}
+
+static void api_readable(void *opaque, int fd, uint32_t events)
+{
+    struct api_client *c = opaque;
+    struct vmm_event_loop *loop = vmm_vm_event_loop(c->vm);
+    (void)events;
+    ssize_t n = recv(fd, c->buf + c->len, sizeof(c->buf) - c->len, MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        api_close(loop, c);
+        return;
+    }
+    c->len += (size_t)n;
+    char *nl;
+    while (c->fd >= 0 && (nl = memchr(c->buf, '\n', c->len))) {
+        *nl = '\0';
+        if (nl > c->buf && nl[-1] == '\r')
+            nl[-1] = '\0';
+        api_command(c, c->buf);
+        size_t used = (size_t)(nl - c->buf) + 1;
+        memmove(c->buf, nl + 1, c->len - used);
+        c->len -= used;
+    }
+    if (c->len == sizeof(c->buf)) {
+        api_reply(c, "error: command line longer than %d bytes", API_LINE - 1);
+        api_close(loop, c);
+    }
+}
+
+static void api_accept(void *opaque, int fd, uint32_t events)
+{
+    struct vmm_vm *vm = opaque;
+    (void)events;
+    int cfd = accept4(fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (cfd < 0)
+        return;
+    for (unsigned i = 0; i < API_CLIENTS; i++) {
+        struct api_client *c = &api_clients[i];
+        if (c->fd >= 0)
+            continue;
+        *c = (struct api_client){.fd = cfd, .vm = vm};
+        if (vmm_event_loop_add(vmm_vm_event_loop(vm), cfd, EPOLLIN, api_readable, c) == 0)
+            return;
+        c->fd = -1;
+        break;
+    }
+    static const char busy[] = "error: too many connections\n";
+    (void)send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(cfd);
+}
+
+/* Bind the socket before the first VM, so that a bad path fails at once. */
+static void api_open(const char *path)
+{
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    memcpy(a.sun_path, path, strlen(path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0)
+        fail("cannot listen on '%s': %s", path, strerror(errno));
+    api_listen_fd = fd;
+    for (unsigned i = 0; i < API_CLIENTS; i++)
+        api_clients[i].fd = -1;
+}
+
 /* Build one VM, run it to the end, tear it down; returns how the run ended. */
 static struct vmm_exit run_vm(const struct options *o, int sfd)
 {
@@ -662,21 +1001,39 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
         for (unsigned i = 0; i < o->vcpus; i++)
             apply_cpu_features(vmm_vm_vcpu(vm, i), o->cpu_disable);
 
-    enum boot_kind kind = o->boot == BOOT_AUTO ? classify_image(o->kernel) : o->boot;
-    if (kind == BOOT_PROGRAM)
-        boot_program(vm, o);
-    else
-        boot_linux(vm, o, kind, &machine);
+    if (o->restore_dir) {
+        char why[256] = "";
+        struct vmm_restore_options ro =
+            VMM_INIT(struct vmm_restore_options, .memory = o->restore_memory);
+        held_error = why;
+        held_error_size = sizeof(why);
+        r = vmm_vm_restore(vm, o->restore_dir, &ro);
+        held_error = NULL;
+        if (r < 0)
+            fail("cannot restore '%s': %s", o->restore_dir, why[0] ? why : vmm_strerror(r));
+    } else {
+        enum boot_kind kind = o->boot == BOOT_AUTO ? classify_image(o->kernel) : o->boot;
+        if (kind == BOOT_PROGRAM)
+            boot_program(vm, o);
+        else
+            boot_linux(vm, o, kind, &machine);
+    }
 
     if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
         fail("cannot watch for SIGINT/SIGTERM");
     install_seccomp(vm, o);
+    if (api_listen_fd >= 0 &&
+        vmm_event_loop_add(vmm_vm_event_loop(vm), api_listen_fd, EPOLLIN, api_accept, vm) < 0)
+        fail("cannot watch the control socket");
     struct vmm_exit ex = VMM_INIT(struct vmm_exit);
     r = vmm_vm_run(vm, &ex);
     if (r < 0)
         fail("cannot run the VM: %s", vmm_strerror(r));
     if (ex.reason == VMM_EXIT_STOPPED && o->verbose)
         report_vcpus(vm, o->vcpus);
+    /* Connections belong to this VM: a restarted one starts without them. */
+    for (unsigned i = 0; i < API_CLIENTS && api_listen_fd >= 0; i++)
+        api_close(vmm_vm_event_loop(vm), &api_clients[i]);
     vmm_vm_destroy(vm);
     return ex;
 }
@@ -697,6 +1054,11 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_TRANSPORT,
         OPT_NET,
         OPT_BALLOON,
+        OPT_SAVE,
+        OPT_SNAPSHOT_ON,
+        OPT_RESTORE,
+        OPT_RESTORE_MEMORY,
+        OPT_API_SOCK,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -715,6 +1077,11 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
+        {"save", required_argument, NULL, OPT_SAVE},
+        {"snapshot-on", required_argument, NULL, OPT_SNAPSHOT_ON},
+        {"restore", required_argument, NULL, OPT_RESTORE},
+        {"restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY},
+        {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -740,6 +1107,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             o->cmdline = optarg;
             break;
         case OPT_BOOT:
+            o->machine_opt = "--boot";
             if (strcmp(optarg, "auto") == 0)
                 o->boot = BOOT_AUTO;
             else if (strcmp(optarg, "program") == 0)
@@ -752,11 +1120,13 @@ static void parse_options(int argc, char **argv, struct options *o)
                 fail("invalid boot protocol '%s' (auto, linux, pvh or program)", optarg);
             break;
         case 'm':
+            o->machine_opt = "--mem";
             o->mem_size = parse_size(optarg);
             if (o->mem_size == 0)
                 fail("invalid memory size '%s' (use e.g. 128M or 1G)", optarg);
             break;
         case 'c': {
+            o->machine_opt = "--vcpus";
             char *end;
             errno = 0;
             unsigned long v = strtoul(optarg, &end, 10);
@@ -767,8 +1137,10 @@ static void parse_options(int argc, char **argv, struct options *o)
         }
         case OPT_CONSOLE:
             o->console = optarg;
+            o->console_given = true;
             break;
         case OPT_IRQCHIP:
+            o->machine_opt = "--irqchip";
             if (strcmp(optarg, "split") == 0)
                 o->cfg.irqchip = VMM_IRQCHIP_SPLIT;
             else if (strcmp(optarg, "kernel") == 0)
@@ -782,6 +1154,7 @@ static void parse_options(int argc, char **argv, struct options *o)
                 exit(0);
             }
             check_cpu_features(optarg);
+            o->machine_opt = "--cpu-disable";
             if (o->cpu_disable) { /* repeated: the lists add up */
                 char *both = NULL;
                 if (asprintf(&both, "%s,%s", o->cpu_disable, optarg) < 0)
@@ -792,6 +1165,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             }
             break;
         case OPT_RNG:
+            o->machine_opt = "--rng";
             o->rng = true;
             break;
         case OPT_DISK: {
@@ -827,6 +1201,7 @@ static void parse_options(int argc, char **argv, struct options *o)
                 o->pci = true;
             else
                 fail("invalid --transport '%s' (mmio or pci)", optarg);
+            break;
         case OPT_NET:
             if (o->nr_nets == MAX_NETS)
                 fail("too many --net options (at most %d)", MAX_NETS);
@@ -859,6 +1234,41 @@ static void parse_options(int argc, char **argv, struct options *o)
             else
                 fail("invalid --seccomp mode '%s' (kill, log or off)", optarg);
             break;
+        case OPT_SAVE:
+            if (!*optarg)
+                fail("--save needs a directory");
+            o->save_dir = optarg;
+            break;
+        case OPT_SNAPSHOT_ON:
+            if (strcmp(optarg, "USR1") == 0 || strcmp(optarg, "SIGUSR1") == 0)
+                o->snapshot_signal = SIGUSR1;
+            else if (strcmp(optarg, "USR2") == 0 || strcmp(optarg, "SIGUSR2") == 0)
+                o->snapshot_signal = SIGUSR2;
+            else
+                fail("invalid --snapshot-on signal '%s' (USR1 or USR2)", optarg);
+            break;
+        case OPT_API_SOCK:
+            if (!*optarg || strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+                fail("--api-sock needs a socket path of at most %zu bytes",
+                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+            o->api_sock = optarg;
+            break;
+        case OPT_RESTORE:
+            if (!*optarg)
+                fail("--restore needs a snapshot directory");
+            o->restore_dir = optarg;
+            break;
+        case OPT_RESTORE_MEMORY:
+            if (strcmp(optarg, "eager") == 0)
+                o->restore_memory = VMM_RESTORE_EAGER;
+            else if (strcmp(optarg, "lazy") == 0)
+                o->restore_memory = VMM_RESTORE_LAZY;
+            else if (strcmp(optarg, "uffd") == 0)
+                o->restore_memory = VMM_RESTORE_UFFD;
+            else
+                fail("invalid --restore-memory '%s' (eager, lazy or uffd)", optarg);
+            o->restore_memory_given = true;
+            break;
         case 'v':
             o->verbose++;
             break;
@@ -878,6 +1288,26 @@ static void parse_options(int argc, char **argv, struct options *o)
     }
     if (optind < argc)
         fail("unexpected argument '%s' (see --help)", argv[optind]);
+    if (o->snapshot_signal && !o->save_dir)
+        fail("--snapshot-on needs --save DIR");
+    if (o->save_dir && !o->snapshot_signal)
+        o->snapshot_signal = SIGUSR1;
+    if (o->restore_dir) {
+        if (o->kernel || o->initrd || o->cmdline || o->machine_opt)
+            fail("--restore takes the machine from the snapshot: drop %s", o->kernel   ? "--kernel"
+                                                                           : o->initrd ? "--initrd"
+                                                                           : o->cmdline
+                                                                               ? "--cmdline"
+                                                                               : o->machine_opt);
+        if (o->restart_on_reboot)
+            fail("--on-reboot restart cannot be combined with --restore (there is no kernel to "
+                 "boot again)");
+        if (!o->restore_memory_given)
+            o->restore_memory = VMM_RESTORE_LAZY;
+        return; /* main reads the snapshot's description */
+    }
+    if (o->restore_memory_given)
+        fail("--restore-memory needs --restore");
     if (!o->kernel)
         fail("no guest image given: use --kernel FILE (see --help)");
     if (o->mem_size < MIN_MEM || o->mem_size > MAX_MEM || o->mem_size % 4096)
@@ -918,6 +1348,9 @@ int main(int argc, char **argv)
     else
         vmm_log_set_handler(log_to_stderr, NULL, VMM_LOG_ERROR);
 
+    if (o.restore_dir)
+        read_vm_description(o.restore_dir, &o);
+
     o.out_fd = STDOUT_FILENO;
     o.in_fd = -1;
     if (strcmp(o.console, "stdio") == 0) {
@@ -939,6 +1372,13 @@ int main(int argc, char **argv)
     sigaddset(&stop_set, SIGTERM);
     sigaddset(&stop_set, SIGHUP);
     sigaddset(&stop_set, SIGQUIT);
+    if (o.save_dir) {
+        sigaddset(&stop_set, o.snapshot_signal);
+        snapshot_signal = o.snapshot_signal;
+    }
+    snapshot_opts = &o;
+    if (o.api_sock)
+        api_open(o.api_sock);
     pthread_sigmask(SIG_BLOCK, &stop_set, NULL);
     int sfd = signalfd(-1, &stop_set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0)
@@ -970,7 +1410,14 @@ int main(int argc, char **argv)
     restore_tty();
 
     int status;
+    if (atomic_load(&snapshot_saved)) {
+        fprintf(stderr, "%s: saved the VM to '%s'\n", prog, o.save_dir);
+        ex.reason = VMM_EXIT_NONE;
+    }
     switch (ex.reason) {
+    case VMM_EXIT_NONE:
+        status = 0;
+        break;
     case VMM_EXIT_GUEST_EXIT:
         status = ex.status & 0xff;
         break;
@@ -991,6 +1438,10 @@ int main(int argc, char **argv)
         break;
     }
     close(sfd);
+    if (api_listen_fd >= 0) {
+        close(api_listen_fd);
+        unlink(o.api_sock);
+    }
     if (o.out_fd != STDOUT_FILENO)
         close(o.out_fd);
     return status;

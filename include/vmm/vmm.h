@@ -30,5 +30,6 @@
 #include <vmm/vfio.h>
 #include <vmm/virtio_net.h>
 #include <vmm/virtio_balloon.h>
+#include <vmm/snapshot.h>
 
 #endif /* VMM_VMM_H */

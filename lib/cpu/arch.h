@@ -34,4 +34,24 @@ int vmm_arch_fetch_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out);
  * application set its own or it is already applied (x86; a no-op elsewhere). */
 int vmm_arch_vcpu_apply_cpuid(struct vmm_vcpu *vcpu);
 
+/* ---- snapshots (lib/snapshot) ---- */
+
+struct vmm_snap_writer;
+struct vmm_snap_reader;
+
+/* Append the vCPU's section (registers, MSRs, LAPIC, events, CPUID, TSC
+ * frequency: all the architecture has) to w; the vCPU is not running and
+ * owes the guest no exit completion. Returns 0 or -errno (logged). */
+int vmm_arch_vcpu_save(struct vmm_vcpu *vcpu, struct vmm_snap_writer *w);
+
+/* Load a vCPU section into a vCPU that has not run, in the order KVM needs;
+ * refuses state this host cannot give the guest (-ENOTSUP) and malformed
+ * state (-EBADMSG), logged. */
+int vmm_arch_vcpu_restore(struct vmm_vcpu *vcpu, struct vmm_snap_reader *r);
+
+/* The VM-wide section: its clock and any in-kernel interrupt controller and
+ * timer. Restore sets the clock before any vCPU runs. */
+int vmm_arch_vm_save(struct vmm_vm *vm, struct vmm_snap_writer *w);
+int vmm_arch_vm_restore(struct vmm_vm *vm, struct vmm_snap_reader *r);
+
 #endif /* VMM_CPU_ARCH_H */

@@ -101,6 +101,14 @@ struct vmm_vm {
     /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts. */
     bool seccomp_on;
     struct vmm_seccomp_config seccomp;
+    /* Parts that take part in snapshots (lib/snapshot). */
+    struct vmm_snap_part *snap_parts;
+    unsigned nr_snap_parts;
+    unsigned snap_part_cap;
+    /* The last snapshot the dirty log counts from (a diff snapshot's base):
+     * valid while every region stays logged and only snapshots read the log. */
+    uint8_t snap_base_id[16];
+    bool snap_base_valid;
 };
 
 /* lib/cpu/kvm.c */
@@ -118,10 +126,19 @@ void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
 struct vmm_vcpu *vmm_vcpu_current(void);
 int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
+/* Have KVM finish the exit it still owes the guest (the data of a port or
+ * MMIO read reaches the guest's registers only at the next KVM_RUN): one
+ * KVM_RUN with immediate_exit set, which completes the instruction and
+ * returns at once (KVM API, "immediate_exit"). Only from the thread that
+ * runs the vCPU, or while no thread does. */
+void vmm_vcpu_complete_exit(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);
 int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm);
+/* vmm_vm_dirty_log_fetch without forgetting the snapshot base (snapshots'
+ * own reads of the log). */
+int vmm_vm_dirty_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap, size_t nwords);
 
 /* lib/cpu/routes.c: the GSI routing table shared by the irqchip and MSI
  * routes. All thread-safe; each change rewrites KVM's table. */

@@ -378,9 +378,20 @@ static void vcpu_default_exit(struct vmm_vcpu *vcpu, const struct vmm_vcpu_exit 
 
 /* ---- entering and leaving a run ---- */
 
-/* Park while the VM is paused. Returns with vm->lock released. */
-static void vcpu_park(struct vmm_vm *vm)
+void vmm_vcpu_complete_exit(struct vmm_vcpu *vcpu)
 {
+    __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+    (void)ioctl(vcpu->fd, KVM_RUN, 0);
+    __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
+}
+
+/* Park while the VM is paused, the last exit completed first, so that the
+ * vCPU's state is whole while it waits (a snapshot reads it). Returns with
+ * vm->lock released. */
+static void vcpu_park(struct vmm_vcpu *vcpu)
+{
+    struct vmm_vm *vm = vcpu->vm;
+    vmm_vcpu_complete_exit(vcpu);
     pthread_mutex_lock(&vm->lock);
     vm->parked++;
     pthread_cond_broadcast(&vm->cond);
@@ -391,14 +402,15 @@ static void vcpu_park(struct vmm_vm *vm)
 }
 
 /* Before each guest entry: wait out a pause; true when the run has ended. */
-static inline __attribute__((always_inline)) bool run_ended(struct vmm_vm *vm)
+static inline __attribute__((always_inline)) bool run_ended(struct vmm_vcpu *vcpu)
 {
+    struct vmm_vm *vm = vcpu->vm;
     for (;;) {
         if (__atomic_load_n(&vm->exit_requested, __ATOMIC_SEQ_CST))
             return true;
         if (!__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST))
             return false;
-        vcpu_park(vm);
+        vcpu_park(vcpu);
     }
 }
 
@@ -480,7 +492,6 @@ static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool mana
 {
     if (exit && !VMM_ABI_OUT_OK(exit))
         return -EINVAL;
-    struct vmm_vm *vm = vcpu->vm;
     struct run_frame f;
     int r = run_enter(vcpu, managed, &f);
     if (r < 0)
@@ -492,7 +503,7 @@ static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool mana
 
     struct vmm_vcpu_exit rec;
     char why[WHY_SIZE];
-    while (!run_ended(vm)) {
+    while (!run_ended(vcpu)) {
         r = vcpu_step(vcpu, &rec, why);
         if (r < 0) {
             vcpu_end_run(vcpu, VMM_EXIT_ERROR, r, "%s", why);
@@ -551,7 +562,7 @@ int vmm_vcpu_run_once(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *exit)
         /* A kick that came while no step ran has done its job (the request
          * it announced is read below): do not let it cut the next run short. */
         __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-        if (run_ended(vm)) {
+        if (run_ended(vcpu)) {
             rec.kind = VMM_VCPU_EXIT_END;
         } else {
             char why[WHY_SIZE];

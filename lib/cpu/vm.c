@@ -11,6 +11,7 @@
 
 #include "arch.h"
 #include "cpu_internal.h"
+#include "snapshot/snapshot_internal.h"
 
 #define KVM_DEFAULT_PATH "/dev/kvm"
 
@@ -110,6 +111,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
         c->fn(c->opaque);
     }
     free(vm->cleanups);
+    vmm_snap_parts_free(vm);
     for (unsigned i = vm->nr_vcpus; i-- > 0;)
         vmm_vcpu_free(vm->vcpus[i]);
     free(vm->vcpus);
@@ -593,10 +595,18 @@ int vmm_vm_dirty_log_start(struct vmm_vm *vm, unsigned region)
         return r;
     }
     vm->slot_dirty_log[region] = true;
+    vm->snap_base_valid = false;
     return 0;
 }
 
 int vmm_vm_dirty_log_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap, size_t nwords)
+{
+    /* Pages this read takes are gone from the next diff snapshot. */
+    vm->snap_base_valid = false;
+    return vmm_vm_dirty_fetch(vm, region, bitmap, nwords);
+}
+
+int vmm_vm_dirty_fetch(struct vmm_vm *vm, unsigned region, uint64_t *bitmap, size_t nwords)
 {
     struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
     if (!vm->mem || vmm_memory_region_info(vm->mem, region, &info) < 0)
@@ -628,6 +638,7 @@ int vmm_vm_dirty_log_stop(struct vmm_vm *vm, unsigned region)
     if (r < 0)
         return r;
     vm->slot_dirty_log[region] = false;
+    vm->snap_base_valid = false;
     return vmm_memory_dirty_track(vm->mem, region, false);
 }
 

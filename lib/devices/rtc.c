@@ -22,6 +22,7 @@
 #include <vmm/vm.h>
 
 #include "devices_internal.h"
+#include "snapshot/snapshot_internal.h"
 #include "vmm_internal.h"
 
 #define RTC_SECONDS     0x00
@@ -332,6 +333,84 @@ static void rtc_free(void *rtc)
     vmm_rtc_destroy(rtc);
 }
 
+/* ---- snapshots: index, CMOS RAM, the guest's offset, a time being set ---- */
+
+/* The most seconds the guest's clock may be off the host's in a restored
+ * RTC: about 400 years. */
+#define RTC_MAX_OFFSET (400ll * 366 * 86400)
+
+struct rtc_image {
+    uint8_t index, pad[7];
+    uint8_t ram[CMOS_SIZE];
+    int64_t offset;
+    int32_t sec, min, hour, mday, mon, year;
+};
+
+static int rtc_freeze(void *opaque)
+{
+    struct vmm_rtc *rtc = opaque;
+    pthread_mutex_lock(&rtc->lock);
+    return 0;
+}
+
+static void rtc_thaw(void *opaque)
+{
+    struct vmm_rtc *rtc = opaque;
+    pthread_mutex_unlock(&rtc->lock);
+}
+
+static int rtc_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct vmm_rtc *rtc = opaque;
+    struct rtc_image im = {
+        .index = rtc->index,
+        .offset = rtc->offset,
+        .sec = rtc->staged.tm_sec,
+        .min = rtc->staged.tm_min,
+        .hour = rtc->staged.tm_hour,
+        .mday = rtc->staged.tm_mday,
+        .mon = rtc->staged.tm_mon,
+        .year = rtc->staged.tm_year,
+    };
+    memcpy(im.ram, rtc->ram, sizeof(im.ram));
+    snap_put(w, &im, sizeof(im));
+    return 0;
+}
+
+static int rtc_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct vmm_rtc *rtc = opaque;
+    struct rtc_image im;
+    if (snap_get(r, &im, sizeof(im)) < 0 || snap_done(r) < 0 || im.index > 0x7f ||
+        im.offset > RTC_MAX_OFFSET || im.offset < -RTC_MAX_OFFSET || im.sec < 0 || im.sec > 59 ||
+        im.min < 0 || im.min > 59 || im.hour < 0 || im.hour > 23 || im.mday < 0 || im.mday > 31 ||
+        im.mon < 0 || im.mon > 11 || im.year < -1900 || im.year > 8100) {
+        vmm_log_error("restore: malformed RTC state");
+        return -EBADMSG;
+    }
+    pthread_mutex_lock(&rtc->lock);
+    rtc->index = im.index;
+    memcpy(rtc->ram, im.ram, sizeof(rtc->ram));
+    rtc->offset = im.offset;
+    rtc->staged = (struct tm){.tm_sec = im.sec,
+                              .tm_min = im.min,
+                              .tm_hour = im.hour,
+                              .tm_mday = im.mday,
+                              .tm_mon = im.mon,
+                              .tm_year = im.year};
+    pthread_mutex_unlock(&rtc->lock);
+    return 0;
+}
+
+static const struct vmm_snap_part_ops rtc_snap = {
+    .name = "RTC",
+    .tag = SNAP_TAG_RTC,
+    .freeze = rtc_freeze,
+    .thaw = rtc_thaw,
+    .save = rtc_save,
+    .restore = rtc_restore,
+};
+
 int vmm_vm_add_rtc(struct vmm_vm *vm)
 {
     if (!vm)
@@ -340,6 +419,14 @@ int vmm_vm_add_rtc(struct vmm_vm *vm)
     int r = vmm_rtc_create(&rtc);
     if (r < 0)
         return r;
+    r = vmm_snap_register(vm, &rtc_snap, VMM_RTC_PORT, rtc);
+    if (r < 0) {
+        vmm_rtc_destroy(rtc);
+        return r;
+    }
     const struct devices_pio_range range = {VMM_RTC_PORT, VMM_RTC_PORTS, &rtc_ops};
-    return devices_vm_attach_pio(vm, "rtc", rtc, rtc_free, &range, 1);
+    r = devices_vm_attach_pio(vm, "rtc", rtc, rtc_free, &range, 1);
+    if (r < 0)
+        vmm_snap_unregister(vm, SNAP_TAG_RTC, VMM_RTC_PORT);
+    return r;
 }

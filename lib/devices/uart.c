@@ -21,6 +21,7 @@
 #include <vmm/event.h>
 #include <vmm/vm.h>
 
+#include "snapshot/snapshot_internal.h"
 #include "vmm_internal.h"
 
 #define UART_NPORTS 8
@@ -628,6 +629,96 @@ out:
     return ret;
 }
 
+/* ---- snapshots: the registers, the interrupt state and the receive FIFO ---- */
+
+/* The saved registers, in a fixed layout. */
+struct uart_image {
+    uint8_t ier, lcr, mcr, scr, dll, dlm;
+    uint8_t fifo_enabled, rx_trigger, lsr_err, msr_delta, thr_ipending, irq_level;
+    uint8_t rx_head, rx_count, pad[2];
+    uint8_t rx[UART_RX_FIFO];
+};
+
+static int uart_freeze(void *opaque)
+{
+    struct vmm_uart *u = opaque;
+    pthread_mutex_lock(&u->lock);
+    return 0;
+}
+
+static void uart_thaw(void *opaque)
+{
+    struct vmm_uart *u = opaque;
+    pthread_mutex_unlock(&u->lock);
+}
+
+static int uart_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct vmm_uart *u = opaque;
+    struct uart_image im = {
+        .ier = u->ier,
+        .lcr = u->lcr,
+        .mcr = u->mcr,
+        .scr = u->scr,
+        .dll = u->dll,
+        .dlm = u->dlm,
+        .fifo_enabled = u->fifo_enabled,
+        .rx_trigger = u->rx_trigger,
+        .lsr_err = u->lsr_err,
+        .msr_delta = u->msr_delta,
+        .thr_ipending = u->thr_ipending,
+        .irq_level = u->irq_level,
+        .rx_head = (uint8_t)u->rx_head,
+        .rx_count = (uint8_t)u->rx_count,
+    };
+    memcpy(im.rx, u->rx, sizeof(im.rx));
+    snap_put(w, &im, sizeof(im));
+    return 0;
+}
+
+/* The line level is restored with the interrupt controller, so it is only
+ * taken over here, not driven again. */
+static int uart_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct vmm_uart *u = opaque;
+    struct uart_image im;
+    if (snap_get(r, &im, sizeof(im)) < 0 || snap_done(r) < 0 || im.rx_head >= UART_RX_FIFO ||
+        im.rx_count > UART_RX_FIFO ||
+        (im.rx_trigger != 1 && im.rx_trigger != 4 && im.rx_trigger != 8 && im.rx_trigger != 14) ||
+        (im.ier & ~IER_MASK) || (im.mcr & ~MCR_MASK) || (im.msr_delta & 0xf0) ||
+        im.fifo_enabled > 1 || im.thr_ipending > 1 || im.irq_level > 1) {
+        vmm_log_error("restore: malformed UART state");
+        return -EBADMSG;
+    }
+    pthread_mutex_lock(&u->lock);
+    u->ier = im.ier;
+    u->lcr = im.lcr;
+    u->mcr = im.mcr;
+    u->scr = im.scr;
+    u->dll = im.dll;
+    u->dlm = im.dlm;
+    u->fifo_enabled = im.fifo_enabled;
+    u->rx_trigger = im.rx_trigger;
+    u->lsr_err = im.lsr_err & LSR_OE;
+    u->msr_delta = im.msr_delta;
+    u->thr_ipending = im.thr_ipending;
+    u->irq_level = im.irq_level;
+    u->rx_head = im.rx_head;
+    u->rx_count = im.rx_count;
+    memcpy(u->rx, im.rx, sizeof(u->rx));
+    pthread_mutex_unlock(&u->lock);
+    return 0;
+}
+
+static const struct vmm_snap_part_ops uart_snap = {
+    .name = "UART",
+    .tag = SNAP_TAG_UART,
+    .freeze = uart_freeze,
+    .thaw = uart_thaw,
+    .save = uart_save,
+    .restore = uart_restore,
+};
+
 /* ---- VM glue ---- */
 
 static void uart_vm_set_irq(void *opaque, bool level)
@@ -704,13 +795,18 @@ int vmm_vm_add_uart(struct vmm_vm *vm, uint16_t port, unsigned gsi,
             goto err_unregister;
         }
     }
-    r = vmm_vm_add_cleanup(vm, uart_vm_cleanup, u);
+    r = vmm_snap_register(vm, &uart_snap, port, u);
     if (r < 0)
         goto err_unwatch;
+    r = vmm_vm_add_cleanup(vm, uart_vm_cleanup, u);
+    if (r < 0)
+        goto err_unsnap;
     if (out)
         *out = u;
     return 0;
 
+err_unsnap:
+    vmm_snap_unregister(vm, SNAP_TAG_UART, port);
 err_unwatch:
     pthread_mutex_lock(&u->lock);
     bool watched = u->in_watched;

@@ -583,6 +583,42 @@ int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config
     return memory_insert(mem, r);
 }
 
+bool memory_region_anonymous(const struct vmm_memory *mem, unsigned index)
+{
+    if (index >= mem->count)
+        return false;
+    const struct memory_region *r = mem->regions[index];
+    return r->owns_mapping && r->fd < 0 &&
+           !(r->flags & (VMM_MEMORY_F_HUGETLB | VMM_MEMORY_F_READONLY));
+}
+
+int memory_region_map_private(struct vmm_memory *mem, unsigned index, int fd, uint64_t offset)
+{
+    if (index >= mem->count)
+        return -ENOENT;
+    struct memory_region *r = mem->regions[index];
+    if (!memory_region_anonymous(mem, index))
+        return -ENOTSUP;
+    void *p =
+        mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_FIXED, fd, (off_t)offset);
+    if (p != MAP_FAILED) {
+        /* What memory_advise did for the old mapping (THP does not apply
+         * to a file's pages). */
+        r->flags &= ~VMM_MEMORY_F_THP;
+        if ((r->flags & VMM_MEMORY_F_MERGEABLE) && madvise(r->host, r->size, MADV_MERGEABLE) < 0)
+            r->flags &= ~VMM_MEMORY_F_MERGEABLE;
+        if (!(r->flags & VMM_MEMORY_F_DUMP) && madvise(r->host, r->size, MADV_DONTDUMP) < 0)
+            r->flags |= VMM_MEMORY_F_DUMP;
+        return 0;
+    }
+    int err = -errno;
+    /* A failed MAP_FIXED may have unmapped the range: keep the address
+     * mapped (zeroed) so that nothing that holds it faults. */
+    (void)mmap(r->host, r->size, PROT_READ | PROT_WRITE,
+               MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    return err;
+}
+
 int vmm_memory_add_external(struct vmm_memory *mem, vmm_gpa_t gpa, uint64_t size, void *host)
 {
     if (!mem || !host || size == 0)

@@ -69,6 +69,20 @@ static inline const struct memory_span *memory_lookup(const struct vmm_memory *m
     return NULL;
 }
 
+/* Whether region index is one the map mapped anonymously itself, without
+ * huge pages, writable: what snapshot restores may remap or fault in. */
+bool memory_region_anonymous(const struct vmm_memory *mem, unsigned index);
+
+/*
+ * Replace region index's anonymous mapping, at the same host address, by a
+ * private (copy-on-write) mapping of fd at offset (page-aligned, the
+ * region's size readable there): snapshot restore. Only for a region the
+ * map mapped anonymously itself, without huge pages, not read-only:
+ * -ENOTSUP otherwise. Not while anything accesses the region. Returns 0,
+ * -ENOENT or a -errno from mmap (the region then reads as zeros).
+ */
+int memory_region_map_private(struct vmm_memory *mem, unsigned index, int fd, uint64_t offset);
+
 /* Set the dirty bits of [offset, offset + len) in r (offset + len <= r->size). */
 void memory_dirty_set(struct memory_region *r, uint64_t offset, uint64_t len);
 

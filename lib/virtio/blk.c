@@ -2,6 +2,7 @@
 /* The virtio block device (virtio 1.2 section 5.2): request parsing and
  * checking, and their dispatch to the io_uring back end (blkio.c). */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -11,6 +12,7 @@
 #include <vmm/virtio_blk.h>
 
 #include "virtio/blkio.h"
+#include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
 
 #define SECTOR       512u
@@ -507,10 +509,59 @@ static void blk_io_event(void *opaque, int fd, uint32_t events)
     vmm_virtio_unlock(d->t);
 }
 
+/* ---- snapshots: requests finished first; the disk must match ---- */
+
+/* Let every request in flight complete into the guest's queue, so that the
+ * snapshot holds none (a request pending across a restore would never
+ * complete). */
+static int blk_quiesce(void *opaque)
+{
+    struct blk *d = opaque;
+    while (vmm_blkio_inflight(d->io)) {
+        int r = vmm_blkio_wait(d->io);
+        if (r < 0) {
+            vmm_log_error("virtio-blk: finishing requests in flight: %s", vmm_strerror(r));
+            return r;
+        }
+    }
+    flush_notify(d, vmm_virtio_queue(d->t, 0));
+    return 0;
+}
+
+static int blk_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct blk *d = opaque;
+    snap_put_u64(w, d->capacity);
+    snap_put_u32(w, d->readonly);
+    return 0;
+}
+
+static int blk_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct blk *d = opaque;
+    uint64_t capacity;
+    uint32_t readonly;
+    if (snap_get_u64(r, &capacity) < 0 || snap_get_u32(r, &readonly) < 0 || readonly > 1) {
+        vmm_log_error("restore: malformed virtio-blk state");
+        return -EBADMSG;
+    }
+    if (capacity != d->capacity || !!readonly != d->readonly) {
+        vmm_log_error("restore: the disk had %" PRIu64 " sectors%s, this one %" PRIu64 "%s",
+                      capacity, readonly ? " (read-only)" : "", d->capacity,
+                      d->readonly ? " (read-only)" : "");
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static const struct virtio_snap_ops blk_snap = {
+    .quiesce = blk_quiesce, .save = blk_snap_save, .restore = blk_snap_restore};
+
 static int blk_attach(void *opaque, struct vmm_virtio_transport *t)
 {
     struct blk *d = opaque;
     d->t = t;
+    t->snap = &blk_snap;
     struct vmm_event_loop *loop = vmm_virtio_event_loop(t);
     if (loop) {
         int r = vmm_event_loop_add(loop, vmm_blkio_fd(d->io), EPOLLIN, blk_io_event, d);

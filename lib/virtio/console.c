@@ -30,6 +30,7 @@
 #include <vmm/virtio_console.h>
 #include <vmm/virtio_mmio.h>
 
+#include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
 
 #define CONSOLE_RX_Q 0
@@ -294,10 +295,48 @@ static void out_event(void *opaque, int fd, uint32_t events)
 
 /* ---- device callbacks ---- */
 
+/* ---- snapshots: input read but not yet delivered ---- */
+
+static int console_quiesce(void *opaque)
+{
+    struct console *c = opaque;
+    if (c->tx_chain) {
+        vmm_log_error("virtio-console: output is blocked (its reader does not read)");
+        return -EBUSY;
+    }
+    return 0;
+}
+
+static int console_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct console *c = opaque;
+    snap_put_u32(w, (uint32_t)c->in_len);
+    snap_put(w, c->in_buf + c->in_off, c->in_len);
+    return 0;
+}
+
+static int console_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct console *c = opaque;
+    uint32_t len;
+    if (snap_get_u32(r, &len) < 0 || len > sizeof(c->in_buf) || snap_get(r, c->in_buf, len) < 0) {
+        vmm_log_error("restore: malformed virtio console state");
+        return -EBADMSG;
+    }
+    c->in_off = 0;
+    c->in_len = len;
+    in_update_watch(c);
+    return 0;
+}
+
+static const struct virtio_snap_ops console_snap = {
+    .quiesce = console_quiesce, .save = console_snap_save, .restore = console_snap_restore};
+
 static int console_attach(void *opaque, struct vmm_virtio_transport *t)
 {
     struct console *c = opaque;
     c->t = t;
+    t->snap = &console_snap;
     c->loop = vmm_virtio_event_loop(t);
     if (!c->loop) {
         /* Standalone: input is read as the guest offers buffers. */

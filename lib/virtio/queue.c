@@ -482,6 +482,25 @@ void vmm_virtq_reset(struct vmm_virtq *q)
     q->pool->throttled = false;
 }
 
+int vmm_virtq_snap_save(const struct vmm_virtq *q, struct virtq_snap *s)
+{
+    if (q->pool->outstanding)
+        return -EBUSY;
+    *s = (struct virtq_snap){.last_avail = q->last_avail,
+                             .used_idx = q->used_idx,
+                             .signalled_used = q->signalled_used,
+                             .broken = q->broken};
+    return 0;
+}
+
+void vmm_virtq_snap_restore(struct vmm_virtq *q, const struct virtq_snap *s)
+{
+    q->last_avail = q->shadow_avail = s->last_avail;
+    q->used_idx = s->used_idx;
+    q->signalled_used = s->signalled_used;
+    q->broken = s->broken != 0;
+}
+
 unsigned vmm_virtq_index(const struct vmm_virtq *q)
 {
     return q->index;

@@ -11,6 +11,25 @@
 
 #include "vmm_internal.h"
 
+struct vmm_snap_writer;
+struct vmm_snap_reader;
+
+/*
+ * A library device's part in snapshots, set by the device when it is
+ * attached (t->snap); every call gets dev.opaque and runs with the
+ * transport's lock held. quiesce finishes what the device has in flight
+ * (completing its chains) or refuses (-EBUSY, logged); save appends the
+ * device's own state; restore reads it back into a device the transport
+ * has just activated as saved, and checks it (-EBADMSG, or -EINVAL for a
+ * back end unlike the saved one, logged). A device without it (an
+ * application's) cannot be snapshotted.
+ */
+struct virtio_snap_ops {
+    int (*quiesce)(void *opaque);
+    int (*save)(void *opaque, struct vmm_snap_writer *w);
+    int (*restore)(void *opaque, struct vmm_snap_reader *r);
+};
+
 /*
  * What every transport has in common; a transport embeds it and fills raise.
  * Everything here is guarded by lock.
@@ -53,6 +72,7 @@ struct vmm_virtio_transport {
      * where the transport has none (standalone without an event loop).
      * NULL: not offered. Lock held. */
     int (*notify_fd)(struct vmm_virtio_transport *t, unsigned index, bool take);
+    const struct virtio_snap_ops *snap; /* NULL: not a device snapshots can save */
 };
 
 /* Warning lines of one kind a device (or one of its queues) logs over its
@@ -90,6 +110,15 @@ int vmm_virtq_layout(const struct vmm_virtq *q, unsigned *size, vmm_gpa_t *desc,
 /* Send a used-buffer interrupt for q now (a back end that runs the ring
  * itself has applied the driver's suppression already). Lock held. */
 void vmm_virtq_interrupt(struct vmm_virtq *q);
+/* A queue's ring position in a snapshot. */
+struct virtq_snap {
+    uint16_t last_avail, used_idx, signalled_used;
+    uint8_t broken, pad;
+};
+/* Read q's position: -EBUSY while the device holds chains of it. */
+int vmm_virtq_snap_save(const struct vmm_virtq *q, struct virtq_snap *s);
+/* Take a saved position over, right after vmm_virtq_enable. */
+void vmm_virtq_snap_restore(struct vmm_virtq *q, const struct virtq_snap *s);
 
 /* lib/virtio/device.c */
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,

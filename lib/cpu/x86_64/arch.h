@@ -6,6 +6,7 @@
 
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <vmm/bus.h>
 #include <vmm/machine.h>
@@ -55,6 +56,16 @@ int vmm_x86_cpuid_build(const struct kvm_cpuid_entry2 *supported, unsigned n, un
 void vmm_x86_cpuid_add_kvm_features(int kvm_fd, struct kvm_cpuid2 *supported);
 
 /*
+ * Whether a host whose KVM supports the table host can give a guest the
+ * CPUID features of guest (n entries): the feature words of leaves 1, 7,
+ * 0xd.1 and 0x80000001, less the bits that are not host features
+ * (hypervisor, HTT, OSXSAVE, OSPKE). Returns 0, or -ENOTSUP with why
+ * naming the leaf, register and missing bits.
+ */
+int vmm_x86_cpuid_host_check(const struct kvm_cpuid_entry2 *guest, unsigned n,
+                             const struct kvm_cpuid2 *host, char *why, size_t why_len);
+
+/*
  * Route the in-kernel irqchip's GSIs as the MP table and the MADT describe
  * them: ISA IRQ 0 (the in-kernel PIT) reaches IOAPIC pin 2, as on a PC, where
  * KVM's default routes send it to pin 0, which no guest listens on.
@@ -80,6 +91,9 @@ void vmm_ioapic_destroy(struct vmm_ioapic *ioapic);
 const struct vmm_bus_ops *vmm_ioapic_bus_ops(void);
 int vmm_ioapic_set_irq(struct vmm_ioapic *ioapic, unsigned pin, bool level);
 void vmm_ioapic_eoi(struct vmm_ioapic *ioapic, uint8_t vector);
+/* Its part in snapshots (opaque: the ioapic; lib/snapshot). */
+struct vmm_snap_part_ops;
+const struct vmm_snap_part_ops *vmm_ioapic_snap_ops(void);
 /* The KVM backend (opaque: the struct vmm_vm): MSIs by KVM_SIGNAL_MSI,
  * routes into the VM's GSI routing table (GSI n for pin n). */
 int vmm_ioapic_kvm_signal_msi(void *vm, uint64_t address, uint32_t data);

@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 
 #include "../cpu_internal.h"
+#include "snapshot/snapshot_internal.h"
 
 #define IOAPIC_REG_SELECT 0x00
 #define IOAPIC_REG_WINDOW 0x10
@@ -232,6 +233,66 @@ const struct vmm_bus_ops *vmm_ioapic_bus_ops(void)
 }
 
 /* ---- KVM backend ---- */
+
+/* ---- snapshots: the registers, the input lines and the select ---- */
+
+static int ioapic_freeze(void *opaque)
+{
+    struct vmm_ioapic *io = opaque;
+    pthread_mutex_lock(&io->lock);
+    return 0;
+}
+
+static void ioapic_thaw(void *opaque)
+{
+    struct vmm_ioapic *io = opaque;
+    pthread_mutex_unlock(&io->lock);
+}
+
+static int ioapic_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct vmm_ioapic *io = opaque;
+    snap_put_u32(w, io->select);
+    snap_put_u32(w, io->id);
+    snap_put_u32(w, io->line);
+    snap_put(w, io->rte, sizeof(io->rte));
+    return 0;
+}
+
+static int ioapic_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct vmm_ioapic *io = opaque;
+    uint32_t select, id, line;
+    uint64_t rte[VMM_IOAPIC_PINS];
+    if (snap_get_u32(r, &select) < 0 || snap_get_u32(r, &id) < 0 || snap_get_u32(r, &line) < 0 ||
+        snap_get(r, rte, sizeof(rte)) < 0 || snap_done(r) < 0 ||
+        (line >> (VMM_IOAPIC_PINS - 1) >> 1)) {
+        vmm_log_error("restore: malformed IOAPIC state");
+        return -EBADMSG;
+    }
+    pthread_mutex_lock(&io->lock);
+    io->select = select;
+    io->id = id & 0x0f000000u;
+    io->line = line;
+    memcpy(io->rte, rte, sizeof(rte));
+    sync_routes(io);
+    pthread_mutex_unlock(&io->lock);
+    return 0;
+}
+
+static const struct vmm_snap_part_ops ioapic_snap = {
+    .name = "IOAPIC",
+    .tag = SNAP_TAG_IOAPIC,
+    .freeze = ioapic_freeze,
+    .thaw = ioapic_thaw,
+    .save = ioapic_save,
+    .restore = ioapic_restore,
+};
+
+const struct vmm_snap_part_ops *vmm_ioapic_snap_ops(void)
+{
+    return &ioapic_snap;
+}
 
 int vmm_ioapic_kvm_signal_msi(void *opaque, uint64_t address, uint32_t data)
 {

@@ -8,6 +8,7 @@
 
 #include "../arch.h"
 #include "../cpu_internal.h"
+#include "snapshot/snapshot_internal.h"
 
 int vmm_arch_vm_init(struct vmm_vm *vm)
 {
@@ -48,6 +49,9 @@ int vmm_arch_irqchip_create(struct vmm_vm *vm)
                                     .set_routes = vmm_ioapic_kvm_set_routes,
                                     .opaque = vm};
     r = vmm_ioapic_create(&be, &vm->ioapic);
+    if (r < 0)
+        return r;
+    r = vmm_snap_register(vm, vmm_ioapic_snap_ops(), 0, vm->ioapic);
     if (r < 0)
         return r;
     return vmm_bus_register(vm->mmio, VMM_X86_IOAPIC_ADDR, VMM_X86_IOAPIC_SIZE,

@@ -1,0 +1,223 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * bench_snapshot: how fast a VM comes back from a snapshot, against creating
+ * the same VM from scratch in the same run (the floor).
+ *
+ * The VM: 512 MiB of RAM (64 MiB of it written), 2 vCPUs, a guest that
+ * loops on an OUT to port 0x80. Each round times, from nothing to the first
+ * OUT a vCPU executes: building the VM from scratch (create, memory, vCPUs,
+ * code, boot state, run), and building it from a snapshot instead of the
+ * code and boot state, memory mapped copy-on-write (lazy), read (eager) or
+ * faulted in through userfaultfd.
+ * Also the time to take the snapshot, and how many clones a second the
+ * lazy path gives. Prints medians and ratios against the scratch floor.
+ *
+ * usage: bench_snapshot [--rounds N] [--dir DIR]   (DIR: where the snapshot
+ * goes; default $TMPDIR or /tmp)
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmm/vmm.h>
+
+#define MEM_SIZE    (512ull << 20)
+#define WRITTEN     (64ull << 20)
+#define VCPUS       2
+#define CODE_GPA    0x100000ull
+#define BENCH_PORT  0x80
+#define SOURCE_OUTS 1000u
+#define ROUNDS_DEF  20
+
+/* xor eax,eax; 1: out 0x80,al; inc eax; jmp 1b */
+static const uint8_t code[] = {0x31, 0xc0, 0xe6, 0x80, 0xff, 0xc0, 0xeb, 0xfa};
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+struct port {
+    struct vmm_vm *vm;
+    atomic_uint outs;
+    bool end_at_first; /* timed rounds: the first OUT ends the run */
+    double first_ms;
+};
+
+static void port_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    struct port *p = opaque;
+    (void)offset;
+    (void)data;
+    (void)len;
+    if (atomic_fetch_add(&p->outs, 1) == 0 && p->end_at_first) {
+        p->first_ms = now_ms();
+        vmm_vm_request_exit(p->vm, VMM_EXIT_GUEST_EXIT, 0, "bench");
+    }
+}
+
+static void port_read(void *opaque, uint64_t offset, uint8_t *data, uint32_t len)
+{
+    (void)opaque;
+    (void)offset;
+    memset(data, 0, len);
+}
+
+static const struct vmm_bus_ops port_ops = {
+    .size = sizeof(struct vmm_bus_ops), .read = port_read, .write = port_write};
+
+static void check(int r, const char *what)
+{
+    if (r < 0) {
+        fprintf(stderr, "bench_snapshot: %s: %s\n", what, vmm_strerror(r));
+        exit(1);
+    }
+}
+
+/* The machine without its guest: memory, the port, the vCPUs. */
+static struct vmm_vm *build(struct port *p)
+{
+    struct vmm_vm *vm;
+    check(vmm_vm_create(NULL, &vm), "creating the VM");
+    struct vmm_region_config ram = VMM_INIT(struct vmm_region_config, .len = MEM_SIZE);
+    check(vmm_vm_add_memory(vm, &ram), "adding memory");
+    p->vm = vm;
+    atomic_store(&p->outs, 0);
+    check(vmm_bus_register(vmm_vm_pio_bus(vm), BENCH_PORT, 1, &port_ops, p), "the port");
+    for (unsigned i = 0; i < VCPUS; i++) {
+        struct vmm_vcpu *v;
+        check(vmm_vcpu_create(vm, i, &v), "creating a vCPU");
+    }
+    return vm;
+}
+
+static void boot(struct vmm_vm *vm)
+{
+    check(vmm_memory_write(vmm_vm_memory(vm), CODE_GPA, code, sizeof(code)), "writing the code");
+    for (unsigned i = 0; i < VCPUS; i++) {
+        struct vmm_x86_boot_state b = VMM_INIT(struct vmm_x86_boot_state, .entry = CODE_GPA);
+        check(vmm_vcpu_set_boot_state(vmm_vm_vcpu(vm, i), &b), "boot state");
+    }
+}
+
+static void *run_thread(void *arg)
+{
+    struct vmm_exit ex = VMM_INIT(struct vmm_exit);
+    check(vmm_vm_run(arg, &ex), "running");
+    return NULL;
+}
+
+/* One timed round: 0 scratch, 1 lazy restore, 2 eager restore, 3 userfaultfd. */
+static double round_ms(int kind, const char *dir)
+{
+    struct port p = {.end_at_first = true};
+    double t0 = now_ms();
+    struct vmm_vm *vm = build(&p);
+    if (kind == 0) {
+        boot(vm);
+    } else {
+        static const uint32_t how[] = {0, VMM_RESTORE_LAZY, VMM_RESTORE_EAGER, VMM_RESTORE_UFFD};
+        struct vmm_restore_options o = VMM_INIT(struct vmm_restore_options, .memory = how[kind]);
+        check(vmm_vm_restore(vm, dir, &o), "restoring");
+    }
+    struct vmm_exit ex = VMM_INIT(struct vmm_exit);
+    check(vmm_vm_run(vm, &ex), "running");
+    double t = p.first_ms - t0;
+    vmm_vm_destroy(vm);
+    return t;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return v[n / 2];
+}
+
+int main(int argc, char **argv)
+{
+    unsigned rounds = ROUNDS_DEF;
+    const char *tmp = getenv("TMPDIR");
+    const char *base = tmp && *tmp ? tmp : "/tmp";
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
+            rounds = (unsigned)atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--dir") && i + 1 < argc)
+            base = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_snapshot [--rounds N] [--dir DIR]\n");
+            return 2;
+        }
+    }
+    if (rounds < 1 || rounds > 1000)
+        rounds = ROUNDS_DEF;
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/bench-snapshot-%d", base, (int)getpid());
+
+    /* The snapshot: the guest running, 64 MiB of its memory written. */
+    struct port src = {0};
+    struct vmm_vm *vm = build(&src);
+    boot(vm);
+    static uint8_t chunk[1 << 20];
+    for (uint64_t off = 0; off < WRITTEN; off += sizeof(chunk)) {
+        memset(chunk, (int)(off >> 20) | 1, sizeof(chunk));
+        check(vmm_memory_write(vmm_vm_memory(vm), (2ull << 20) + off, chunk, sizeof(chunk)),
+              "filling memory");
+    }
+    pthread_t t;
+    if (pthread_create(&t, NULL, run_thread, vm) != 0)
+        return 1;
+    while (atomic_load(&src.outs) < SOURCE_OUTS)
+        usleep(1000);
+    double s0 = now_ms();
+    check(vmm_vm_snapshot(vm, dir, NULL), "taking the snapshot");
+    double save_ms = now_ms() - s0;
+    vmm_vm_stop(vm);
+    pthread_join(t, NULL);
+    vmm_vm_destroy(vm);
+
+    double *v[4];
+    for (int k = 0; k < 4; k++) {
+        v[k] = calloc(rounds, sizeof(double));
+        if (!v[k])
+            return 1;
+    }
+    for (unsigned r = 0; r < rounds; r++)
+        for (int k = 0; k < 4; k++)
+            v[k][r] = round_ms(k, dir);
+    double scratch = median(v[0], rounds), lazy = median(v[1], rounds),
+           eager = median(v[2], rounds), uffd = median(v[3], rounds);
+
+    printf("bench_snapshot: %u MiB VM (%u MiB written), %d vCPUs, %u rounds, medians, from "
+           "nothing to the guest's first instruction out:\n",
+           (unsigned)(MEM_SIZE >> 20), (unsigned)(WRITTEN >> 20), VCPUS, rounds);
+    printf("  created from scratch (floor)   %8.3f ms\n", scratch);
+    printf("  restored, memory mapped (lazy) %8.3f ms  = %.2fx the floor\n", lazy, lazy / scratch);
+    printf("  restored, memory read (eager)  %8.3f ms  = %.2fx the floor\n", eager,
+           eager / scratch);
+    printf("  restored, memory faulted in    %8.3f ms  = %.2fx the floor (userfaultfd)\n", uffd,
+           uffd / scratch);
+    printf("  clones a second (lazy, one at a time): %.0f\n", 1000.0 / lazy);
+    printf("  taking the snapshot: %.3f ms\n", save_ms);
+
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/memory", dir);
+    unlink(path);
+    rmdir(dir);
+    for (int k = 0; k < 4; k++)
+        free(v[k]);
+    return 0;
+}

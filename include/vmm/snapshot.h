@@ -1,0 +1,142 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Snapshots: a whole VM's state saved to a directory and restored into a
+ * new VM, in this process or another, once or many times (clones).
+ *
+ * A snapshot directory holds two files:
+ *
+ * - "state": every vCPU's registers (general, segment and control, FPU and
+ *   XSAVE, XCRs, debug registers, the MSRs KVM lists for saving, local
+ *   APIC, MP state, pending events, CPUID, TSC frequency), the VM's clock,
+ *   the interrupt controller (the library's IOAPIC, or KVM's irqchip and
+ *   PIT), each library device (UART, RTC, virtio-mmio transports with
+ *   their queues, virtio-blk, console and entropy), the guest memory
+ *   layout and a blob of the application's (how to rebuild the VM). It is
+ *   versioned and checksummed (magic, format version, CRC-32);
+ * - "memory": guest memory, a header page then each region at a
+ *   page-aligned offset, so it can be mapped copy-on-write.
+ *
+ * Restoring does not create anything: the application builds a VM like
+ * the saved one (the same memory regions, vCPUs and devices at the same
+ * addresses, typically from the blob), then vmm_vm_restore loads the state
+ * into it before it runs. Backends are the application's: a disk may be
+ * another file of the same size, a console another fd.
+ */
+#ifndef VMM_SNAPSHOT_H
+#define VMM_SNAPSHOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <vmm/error.h>
+#include <vmm/vm.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The largest application blob a snapshot carries. */
+#define VMM_SNAPSHOT_APP_MAX (1u << 20)
+
+/*
+ * vmm_snapshot_options.flags: VMM_SNAPSHOT_DIFF writes only the pages
+ * dirtied since the VM's last snapshot, into that snapshot's directory: its
+ * memory file is updated in place (the state file goes first, so an
+ * interrupted diff leaves no snapshot that looks whole), and the directory
+ * then holds a snapshot equal to a full one taken now. It needs dirty
+ * logging on for every memory region (vmm_vm_dirty_log_start) since that
+ * last snapshot was taken into dir, and no vmm_vm_dirty_log_fetch since
+ * (the pages it returns would be missing); without those it is refused.
+ * Never diff into a directory VMs restored with VMM_RESTORE_LAZY map.
+ */
+#define VMM_SNAPSHOT_DIFF (1u << 0)
+
+/* Snapshot options. Zero means default; growth convention (abi.h). */
+struct vmm_snapshot_options {
+    uint32_t size;        /* sizeof(struct vmm_snapshot_options) */
+    const void *app_data; /* stored as is, read back by vmm_snapshot_app_data */
+    uint32_t app_len;     /* bytes of app_data, at most VMM_SNAPSHOT_APP_MAX */
+    uint32_t flags;       /* VMM_SNAPSHOT_* */
+};
+
+/*
+ * Save vm to directory dir (created if missing; its "state" and "memory"
+ * files are replaced, state last, so a complete state file means a
+ * complete snapshot). Pauses the VM first (vmm_vm_pause) and leaves it
+ * paused: vmm_vm_resume lets it go on, vmm_vm_stop ends it. After a
+ * failure the VM is left running or paused, as it was. Every device
+ * finishes its requests in flight before its state is read. Call from any
+ * thread but a vCPU's, while vmm_vm_run runs or before or after it.
+ * opts may be NULL.
+ *
+ * With every region dirty-logged, a snapshot also starts the count of
+ * dirtied pages for the next VMM_SNAPSHOT_DIFF one.
+ *
+ * Returns 0, -EINVAL (vm or dir NULL, an opts->size the library does not
+ * know, app_len too large, unknown flags, a diff without its base; logged),
+ * -EDEADLK (from a vCPU thread), -ENOTSUP (a
+ * device that cannot be saved: an application's own virtio device, or a
+ * KVM without a call it needs; logged), -EBUSY (a device could not come to
+ * rest, e.g. a console whose output is blocked; logged) or another -errno
+ * (file system, KVM).
+ */
+VMM_API VMM_MUST_USE int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir,
+                                         const struct vmm_snapshot_options *opts);
+
+/* How vmm_vm_restore brings guest memory back. */
+enum vmm_restore_memory {
+    /* Read the memory file into guest memory now. */
+    VMM_RESTORE_EAGER = 0,
+    /* Map the memory file copy-on-write (MAP_PRIVATE) over each region the
+     * library mapped anonymously (the default backing): pages are read as
+     * the guest touches them, and many VMs may share one file. The file
+     * must not change while such a VM lives. Other regions are read. */
+    VMM_RESTORE_LAZY,
+    /* Bring pages in as they are touched, through userfaultfd: a thread of
+     * the VM's answers each missing-page fault (the guest's, through KVM,
+     * or the VMM's) from the memory file and copies the rest in ahead of
+     * the guest, then ends. Memory is the VM's own (no file stays mapped).
+     * For the regions the library mapped anonymously; others are read.
+     * Needs userfaultfd with kernel faults (CAP_SYS_PTRACE, or
+     * vm.unprivileged_userfaultfd = 1). */
+    VMM_RESTORE_UFFD,
+};
+
+/* Restore options. Zero means default; growth convention (abi.h). */
+struct vmm_restore_options {
+    uint32_t size;   /* sizeof(struct vmm_restore_options) */
+    uint32_t memory; /* enum vmm_restore_memory */
+};
+
+/*
+ * Load the snapshot in dir into vm, which the application has built like
+ * the saved VM and which has not run: memory, the interrupt controller,
+ * the devices, the clock and every vCPU, in the order KVM needs. After it
+ * returns 0, vmm_vm_run goes on where the saved VM stopped. opts may be
+ * NULL.
+ *
+ * Returns 0 or, with a one-line reason logged: -EBADMSG (not a state file,
+ * a corrupt or truncated one, a memory file that does not belong to it),
+ * -EPROTO (another format version), -ENOTSUP (this host cannot give the
+ * guest what it saw: a CPUID feature, the XSAVE size, the TSC frequency),
+ * -EINVAL (vm or dir NULL, a size the library does not know, a VM built
+ * unlike the saved one: vCPUs, memory regions, devices), -EBUSY (the VM
+ * has run or is running) or another -errno. After a failure the VM is in
+ * no defined state: destroy it.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_restore(struct vmm_vm *vm, const char *dir,
+                                        const struct vmm_restore_options *opts);
+
+/*
+ * Check the state file in dir and copy its application blob: up to max
+ * bytes into buf (may be NULL with max 0), the blob's length into *len.
+ * Returns 0, -ENOSPC (the blob is larger than max: *len says how large),
+ * -ENOENT (no blob), or the file errors of vmm_vm_restore (-EBADMSG,
+ * -EPROTO, -errno), with the reason logged.
+ */
+VMM_API VMM_MUST_USE int vmm_snapshot_app_data(const char *dir, void *buf, size_t max, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* VMM_SNAPSHOT_H */

@@ -1,0 +1,704 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Snapshots through KVM: the snapcount guest is saved while it waits for the
+ * host, restored into new VMs (eager and copy-on-write memory), saved again
+ * from a restored VM, cloned, and goes on each time exactly where it
+ * stopped: its console output, its register-carried value, its memory and
+ * its virtqueue. A corrupt, truncated, foreign or mismatched snapshot is
+ * refused. Both interrupt controller models.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vmm/vmm.h>
+
+#include "check_compat.h"
+#include "harness.h"
+#include "snapshot/snapshot_internal.h"
+
+#define ROUNDS 3
+#define TICKS  10
+
+static enum vmm_irqchip chip(int i)
+{
+    return i == 0 ? VMM_IRQCHIP_SPLIT : VMM_IRQCHIP_KERNEL;
+}
+
+/* What the guest prints from round `from` to its end, with `inputs` the
+ * bytes the host sent before rounds 1 and 2. */
+static void expected(char *out, size_t size, unsigned from, const char *inputs)
+{
+    uint64_t acc = 0x1234;
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned round = 0; round < ROUNDS; round++) {
+        if (round && round >= from)
+            len += (size_t)snprintf(out + len, size - len, "got %c\n", inputs[round - 1]);
+        for (unsigned i = round * TICKS; i < (round + 1) * TICKS; i++) {
+            acc = acc * 6364136223846793005ull + i;
+            if (round >= from)
+                len += (size_t)snprintf(out + len, size - len, "tick %u %" PRIx64 "\n", i, acc);
+        }
+        if (round + 1 < ROUNDS && round >= from)
+            len += (size_t)snprintf(out + len, size - len, "waiting\n");
+    }
+    snprintf(out + len, size - len, "done\n");
+}
+
+/* The guest's VM: the harness's devices plus the entropy device. */
+static void make_vm(struct harness *h, enum vmm_irqchip irqchip, unsigned vcpus)
+{
+    harness_init(h, irqchip, 64);
+    ck_assert_int_eq(vmm_vm_add_virtio_rng(h->vm, 0xd0000000ull, 5, NULL, NULL), 0);
+    harness_load_guest(h, "snapcount", vcpus);
+}
+
+struct bg_run {
+    struct harness *h;
+    pthread_t thread;
+};
+
+static void *run_main(void *arg)
+{
+    struct harness *h = arg;
+    h->exit = VMM_INIT(struct vmm_exit);
+    ck_assert_int_eq(vmm_vm_run(h->vm, &h->exit), 0);
+    return NULL;
+}
+
+/* Collect console output until it ends with marker (or the suite's own
+ * time-out fails the test). */
+static void read_until(struct harness *h, const char *marker)
+{
+    size_t mlen = strlen(marker);
+    for (;;) {
+        if (h->output_len >= mlen && !strcmp(h->output + h->output_len - mlen, marker))
+            return;
+        struct pollfd p = {.fd = h->console[0], .events = POLLIN};
+        ck_assert_int_ge(poll(&p, 1, -1), 0);
+        ssize_t n =
+            read(h->console[0], h->output + h->output_len, sizeof(h->output) - 1 - h->output_len);
+        if (n > 0) {
+            h->output_len += (size_t)n;
+            h->output[h->output_len] = '\0';
+        }
+    }
+}
+
+/* Run h until it says it waits for the host, snapshot it into dir and
+ * stop it; the output is what it printed up to the snapshot. */
+static void run_and_snapshot(struct harness *h, const char *dir)
+{
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, run_main, h), 0);
+    read_until(h, "waiting\n");
+    ck_assert_int_eq(vmm_vm_snapshot(h->vm, dir, NULL), 0);
+    /* Paused: nothing more comes out. */
+    char extra[64];
+    ck_assert_int_lt(read(h->console[0], extra, sizeof(extra)), 0);
+    vmm_vm_stop(h->vm);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    ck_assert_int_eq(h->exit.reason, VMM_EXIT_STOPPED);
+}
+
+static void restore(struct harness *h, const char *dir, enum vmm_restore_memory how)
+{
+    struct vmm_restore_options o = VMM_INIT(struct vmm_restore_options, .memory = how);
+    ck_assert_int_eq(vmm_vm_restore(h->vm, dir, &o), 0);
+}
+
+static void send_input(struct harness *h, const char *bytes)
+{
+    size_t n = strlen(bytes);
+    ck_assert_int_eq(write(h->input[1], bytes, n), (ssize_t)n);
+}
+
+static char *scratch_dir(void)
+{
+    static char tmpl[PATH_MAX];
+    vmm_test_path(tmpl, sizeof(tmpl), vmm_test_tmpdir(), "vmm-snap-XXXXXX");
+    char *d = mkdtemp(tmpl);
+    ck_assert_ptr_nonnull(d);
+    return strdup(d);
+}
+
+static char *subdir(const char *base, const char *name)
+{
+    char *p;
+    ck_assert_int_gt(asprintf(&p, "%s/%s", base, name), 0);
+    return p;
+}
+
+static void remove_snapshot(const char *dir)
+{
+    char *p;
+    ck_assert_int_gt(asprintf(&p, "%s/state", dir), 0);
+    unlink(p);
+    free(p);
+    ck_assert_int_gt(asprintf(&p, "%s/memory", dir), 0);
+    unlink(p);
+    free(p);
+    rmdir(dir);
+}
+
+/* Three VMs, one after the other, each from the last one's snapshot: the
+ * output, the register-carried value, memory and the virtqueue go on. */
+START_TEST(snapshot_restore_continues_where_it_stopped)
+{
+    static char want[4096], got[8192];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
+
+    struct harness h1, h2, h3;
+    make_vm(&h1, chip(_i), 1);
+    run_and_snapshot(&h1, a);
+    snprintf(got, sizeof(got), "%s", h1.output);
+    harness_fini(&h1);
+
+    make_vm(&h2, chip(_i), 1);
+    restore(&h2, a, VMM_RESTORE_EAGER);
+    send_input(&h2, "x");
+    run_and_snapshot(&h2, b);
+    strncat(got, h2.output, sizeof(got) - strlen(got) - 1);
+    harness_fini(&h2);
+
+    make_vm(&h3, chip(_i), 1);
+    restore(&h3, b, VMM_RESTORE_LAZY);
+    send_input(&h3, "y");
+    harness_run(&h3);
+    strncat(got, h3.output, sizeof(got) - strlen(got) - 1);
+    ck_assert_msg(h3.exit.reason == VMM_EXIT_GUEST_EXIT && h3.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(h3.exit.reason), h3.exit.status,
+                  h3.output);
+    harness_fini(&h3);
+
+    expected(want, sizeof(want), 0, "xy");
+    /* The guest's own banner lines come first; compare from the first tick. */
+    const char *start = strstr(got, "tick 0 ");
+    ck_assert_ptr_nonnull(start);
+    ck_assert_str_eq(start, want);
+
+    remove_snapshot(a);
+    remove_snapshot(b);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(base);
+}
+END_TEST
+
+/* Clones: many VMs from one snapshot, sharing its memory file copy-on-write
+ * (one of them reads it), each running on its own to the same end. */
+START_TEST(clones_run_independently)
+{
+    static char want[4096];
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct harness h;
+    make_vm(&h, chip(_i), 1);
+    run_and_snapshot(&h, a);
+    harness_fini(&h);
+    expected(want, sizeof(want), 1, "cd");
+
+    enum { CLONES = 8 };
+    static struct harness c[CLONES];
+    for (unsigned i = 0; i < CLONES; i++) {
+        make_vm(&c[i], chip(_i), 1);
+        /* One reads memory, two fault it in, the rest map it. */
+        restore(&c[i], a,
+                i == 0   ? VMM_RESTORE_EAGER
+                : i <= 2 ? VMM_RESTORE_UFFD
+                         : VMM_RESTORE_LAZY);
+        send_input(&c[i], "cd");
+    }
+    for (unsigned i = 0; i < CLONES; i++) {
+        harness_run(&c[i]);
+        ck_assert_msg(c[i].exit.reason == VMM_EXIT_GUEST_EXIT && c[i].exit.status == 0,
+                      "clone %u: exit %s status %d: %s", i, vmm_exit_reason_name(c[i].exit.reason),
+                      c[i].exit.status, c[i].output);
+        ck_assert_str_eq(c[i].output, want);
+        harness_fini(&c[i]);
+    }
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
+static bool files_equal_after(const char *a, const char *b, size_t skip)
+{
+    FILE *fa = fopen(a, "rb"), *fb = fopen(b, "rb");
+    ck_assert(fa && fb);
+    fseek(fa, (long)skip, SEEK_SET);
+    fseek(fb, (long)skip, SEEK_SET);
+    bool same = true;
+    static char ba[1 << 16], bb[1 << 16];
+    for (;;) {
+        size_t na = fread(ba, 1, sizeof(ba), fa), nb = fread(bb, 1, sizeof(bb), fb);
+        if (na != nb || memcmp(ba, bb, na) != 0) {
+            same = false;
+            break;
+        }
+        if (na == 0)
+            break;
+    }
+    fclose(fa);
+    fclose(fb);
+    return same;
+}
+
+/* A diff snapshot written into the last snapshot's directory leaves there
+ * the same guest memory as a full snapshot taken at the same moment, and
+ * restores like one. A diff without its base is refused. */
+START_TEST(diff_snapshot_equals_a_full_one)
+{
+    static char want[4096];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
+    struct harness h;
+    make_vm(&h, chip(_i), 1);
+    struct vmm_snapshot_options diff =
+        VMM_INIT(struct vmm_snapshot_options, .flags = VMM_SNAPSHOT_DIFF);
+    /* Not logged: no diff. */
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, &diff), -EINVAL);
+    ck_assert_int_eq(vmm_vm_dirty_log_start(h.vm, 0), 0);
+    /* Logged, but no base yet. */
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, &diff), -EINVAL);
+
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, run_main, &h), 0);
+    read_until(&h, "waiting\n");
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, NULL), 0);
+    ck_assert_int_eq(vmm_vm_resume(h.vm), 0);
+    send_input(&h, "x");
+    h.output_len = 0;
+    read_until(&h, "waiting\n");
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, &diff), 0);
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, b, NULL), 0);
+    /* The application read the log: the next diff would miss pages. */
+    static uint64_t bitmap[(64u << 20) / 4096 / 64];
+    ck_assert_int_eq(vmm_vm_dirty_log_fetch(h.vm, 0, bitmap, sizeof(bitmap) / sizeof(bitmap[0])),
+                     0);
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, b, &diff), -EINVAL);
+    vmm_vm_stop(h.vm);
+    ck_assert_int_eq(pthread_join(t, NULL), 0);
+    harness_fini(&h);
+
+    char *ma = subdir(a, "memory"), *mb = subdir(b, "memory");
+    ck_assert(files_equal_after(ma, mb, 4096));
+
+    make_vm(&h, chip(_i), 1);
+    restore(&h, a, VMM_RESTORE_EAGER);
+    send_input(&h, "y");
+    harness_run(&h);
+    ck_assert_int_eq(h.exit.status, 0);
+    expected(want, sizeof(want), 2, "xy");
+    ck_assert_str_eq(h.output, want);
+    harness_fini(&h);
+
+    free(ma);
+    free(mb);
+    remove_snapshot(a);
+    remove_snapshot(b);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(base);
+}
+END_TEST
+
+/* ---- refusals ---- */
+
+static void *slurp(const char *path, size_t *size)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    void *p = malloc((size_t)st.st_size + 1);
+    ck_assert_int_eq(read(fd, p, (size_t)st.st_size), st.st_size);
+    close(fd);
+    *size = (size_t)st.st_size;
+    return p;
+}
+
+static void spit(const char *path, const void *p, size_t size)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, p, size), (ssize_t)size);
+    close(fd);
+}
+
+/* Restore dir into a fresh VM of vcpus vCPUs and return what it said. */
+static int try_restore(const char *dir, unsigned vcpus, bool rng)
+{
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 64);
+    if (rng)
+        ck_assert_int_eq(vmm_vm_add_virtio_rng(h.vm, 0xd0000000ull, 5, NULL, NULL), 0);
+    harness_load_guest(&h, "snapcount", vcpus);
+    int r = vmm_vm_restore(h.vm, dir, NULL);
+    harness_fini(&h);
+    return r;
+}
+
+START_TEST(bad_snapshots_are_refused)
+{
+    char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
+    struct harness h;
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    run_and_snapshot(&h, a);
+    harness_fini(&h);
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    run_and_snapshot(&h, b);
+    harness_fini(&h);
+    ck_assert_int_eq(try_restore(a, 1, true), 0);
+
+    char *state = subdir(a, "state"), *memory = subdir(a, "memory");
+    char *other_memory = subdir(b, "memory");
+    size_t size;
+    uint8_t *orig = slurp(state, &size);
+    uint8_t *copy = malloc(size);
+
+    /* One byte flipped in the body, and in the header. */
+    memcpy(copy, orig, size);
+    copy[size / 2] ^= 0x10;
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    memcpy(copy, orig, size);
+    copy[17] ^= 1;
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    /* Truncated. */
+    spit(state, orig, size - 8);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    /* Another magic. */
+    memcpy(copy, orig, size);
+    copy[0] = 'X';
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    /* Another format version, with a header CRC that matches it. */
+    memcpy(copy, orig, size);
+    uint32_t version = SNAP_VERSION + 1;
+    memcpy(copy + 8, &version, 4);
+    uint32_t hcrc = snap_crc32(0, copy, 28);
+    memcpy(copy + 28, &hcrc, 4);
+    spit(state, copy, size);
+    ck_assert_int_eq(try_restore(a, 1, true), -EPROTO);
+    spit(state, orig, size);
+
+    /* A VM built unlike the saved one. */
+    ck_assert_int_eq(try_restore(a, 2, true), -EINVAL);
+    ck_assert_int_eq(try_restore(a, 1, false), -EINVAL);
+
+    /* Another snapshot's memory file, then a truncated one. */
+    size_t msize, osize;
+    uint8_t *mem = slurp(memory, &msize);
+    uint8_t *other = slurp(other_memory, &osize);
+    spit(memory, other, osize);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    spit(memory, mem, msize - 4096);
+    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    spit(memory, mem, msize);
+    ck_assert_int_eq(try_restore(a, 1, true), 0);
+
+    /* A VM that has run cannot take a snapshot in. */
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    send_input(&h, "zz");
+    harness_run(&h);
+    ck_assert_int_eq(vmm_vm_restore(h.vm, a, NULL), -EBUSY);
+    harness_fini(&h);
+
+    free(orig);
+    free(copy);
+    free(mem);
+    free(other);
+    free(state);
+    free(memory);
+    free(other_memory);
+    remove_snapshot(a);
+    remove_snapshot(b);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(base);
+}
+END_TEST
+
+/* The application's blob comes back; a missing directory is an error. */
+START_TEST(app_data_round_trips)
+{
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct harness h;
+    make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+    struct vmm_snapshot_options o =
+        VMM_INIT(struct vmm_snapshot_options, .app_data = "mem=64M", .app_len = 7);
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, &o), 0);
+    harness_fini(&h);
+    char buf[16];
+    size_t len = 0;
+    ck_assert_int_eq(vmm_snapshot_app_data(a, buf, sizeof(buf), &len), 0);
+    ck_assert_uint_eq(len, 7);
+    ck_assert_int_eq(memcmp(buf, "mem=64M", 7), 0);
+    ck_assert_int_eq(vmm_snapshot_app_data(a, buf, 3, &len), -ENOSPC);
+    ck_assert_uint_eq(len, 7);
+    char *missing = subdir(base, "none");
+    ck_assert_int_eq(vmm_snapshot_app_data(missing, buf, sizeof(buf), &len), -ENOENT);
+    free(missing);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
+/* ---- vmm-run --save / --restore ---- */
+
+struct proc {
+    pid_t pid;
+    int in, out; /* our ends of its stdin and stdout */
+    char err_path[PATH_MAX];
+    char output[8192];
+    size_t output_len;
+};
+
+static void spawn(struct proc *p, char *const argv[])
+{
+    int in[2], out[2];
+    ck_assert_int_eq(pipe2(in, O_CLOEXEC), 0);
+    ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
+    int efd = mkstemp(vmm_test_tmpname(p->err_path, sizeof(p->err_path), "vmm-snap-err"));
+    ck_assert_int_ge(efd, 0);
+    p->pid = fork();
+    ck_assert_int_ge(p->pid, 0);
+    if (p->pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        dup2(efd, 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    close(efd);
+    p->in = in[1];
+    p->out = out[0];
+    p->output_len = 0;
+    p->output[0] = '\0';
+}
+
+/* Read its stdout until it ends with marker (NULL: until EOF). */
+static void proc_read(struct proc *p, const char *marker)
+{
+    for (;;) {
+        size_t mlen = marker ? strlen(marker) : 0;
+        if (marker && p->output_len >= mlen && !strcmp(p->output + p->output_len - mlen, marker))
+            return;
+        ssize_t n = read(p->out, p->output + p->output_len, sizeof(p->output) - 1 - p->output_len);
+        ck_assert_int_ge(n, 0);
+        if (n == 0) {
+            ck_assert_msg(!marker, "EOF before '%s': %s", marker, p->output);
+            return;
+        }
+        p->output_len += (size_t)n;
+        p->output[p->output_len] = '\0';
+    }
+}
+
+/* Wait for it to end; returns its exit status and its stderr in err. */
+static int proc_wait(struct proc *p, char *err, size_t size)
+{
+    int st;
+    ck_assert_int_eq(waitpid(p->pid, &st, 0), p->pid);
+    close(p->in);
+    close(p->out);
+    FILE *f = fopen(p->err_path, "r");
+    size_t n = f ? fread(err, 1, size - 1, f) : 0;
+    err[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(p->err_path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static void make_disk(const char *path, off_t size)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(ftruncate(fd, size), 0);
+    close(fd);
+}
+
+START_TEST(vmm_run_saves_on_a_signal_and_restores)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    char *disk = subdir(base, "disk"), *same = subdir(base, "same"), *big = subdir(base, "big");
+    make_disk(disk, 1 << 20);
+    make_disk(same, 1 << 20);
+    make_disk(big, 2 << 20);
+    struct proc p;
+    char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("snapcount"),
+                         "--rng",      "--disk",   disk,
+                         "--save",     a,          NULL};
+    spawn(&p, save_argv);
+    proc_read(&p, "waiting\n");
+    ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
+    proc_read(&p, NULL); /* nothing more: it saved and stopped */
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    ck_assert_msg(strstr(err, "saved the VM"), "stderr: %s", err);
+
+    /* Three times from the same snapshot, memory read, mapped and faulted
+     * in, the last two with another disk of the same size. */
+    static const char *const how[] = {"eager", "lazy", "uffd"};
+    for (int i = 0; i < 3; i++) {
+        char *restore_argv[] = {VMM_RUN_PATH,   "--restore",         a,    "--restore-memory",
+                                (char *)how[i], i ? "--disk" : NULL, same, NULL};
+        spawn(&p, restore_argv);
+        ck_assert_int_eq(write(p.in, "ab", 2), 2);
+        proc_read(&p, NULL);
+        ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+        ck_assert_str_eq(err, "");
+        expected(want, sizeof(want), 1, "ab");
+        ck_assert_str_eq(p.output, want);
+    }
+
+    /* Refusals: one line each. */
+    char *with_big[] = {VMM_RUN_PATH, "--restore", a, "--disk", big, NULL};
+    spawn(&p, with_big);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "the disk had 2048 sectors") && strchr(err, '\n')[1] == '\0',
+                  "stderr: %s", err);
+
+    char *with_mem[] = {VMM_RUN_PATH, "--restore", a, "--mem", "64M", NULL};
+    spawn(&p, with_mem);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "drop --mem") && strchr(err, '\n')[1] == '\0', "stderr: %s", err);
+
+    char *state = subdir(a, "state");
+    int fd = open(state, O_RDWR | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    char c;
+    ck_assert_int_eq(pread(fd, &c, 1, 100), 1);
+    c ^= 1;
+    ck_assert_int_eq(pwrite(fd, &c, 1, 100), 1);
+    close(fd);
+    char *corrupt[] = {VMM_RUN_PATH, "--restore", a, NULL};
+    spawn(&p, corrupt);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "cannot restore") && strstr(err, "corrupt") &&
+                      strchr(err, '\n')[1] == '\0',
+                  "stderr: %s", err);
+    free(state);
+    remove_snapshot(a);
+    unlink(disk);
+    unlink(same);
+    unlink(big);
+    rmdir(base);
+    free(disk);
+    free(same);
+    free(big);
+    free(a);
+    free(base);
+}
+END_TEST
+
+/* Send one command line and return the one-line answer (without '\n'). */
+static const char *api(int fd, const char *cmd)
+{
+    static char answer[512];
+    size_t n = strlen(cmd);
+    ck_assert_int_eq(send(fd, cmd, n, MSG_NOSIGNAL), (ssize_t)n);
+    size_t len = 0;
+    while (len == 0 || answer[len - 1] != '\n') {
+        ssize_t r = recv(fd, answer + len, sizeof(answer) - 1 - len, 0);
+        ck_assert_int_gt(r, 0);
+        len += (size_t)r;
+    }
+    answer[len - 1] = '\0';
+    return answer;
+}
+
+/* The control socket: pause, a snapshot of the paused VM, a bad command
+ * (answered, the VM goes on), resume, and the snapshot restored. */
+START_TEST(control_socket_pauses_snapshots_and_resumes)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *sock = subdir(base, "api");
+    struct proc p;
+    char *argv[] = {VMM_RUN_PATH, "--kernel",   (char *)harness_guest_path("snapcount"),
+                    "--rng",      "--api-sock", sock,
+                    NULL};
+    spawn(&p, argv);
+    proc_read(&p, "waiting\n");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_str_eq(api(fd, "pause\n"), "ok");
+    char cmd[PATH_MAX + 16];
+    snprintf(cmd, sizeof(cmd), "snapshot %s\n", a);
+    ck_assert_str_eq(api(fd, cmd), "ok");
+    ck_assert_str_eq(api(fd, "frobnicate\n"),
+                     "error: unknown command (pause, resume, snapshot DIR, stop)");
+    const char *answer = api(fd, "snapshot /proc/no/such/dir\n");
+    ck_assert_msg(strncmp(answer, "error: ", 7) == 0 && strstr(answer, "/proc/no/such/dir"),
+                  "answer: %s", answer);
+    ck_assert_str_eq(api(fd, "resume\n"), "ok");
+    /* Resumed: the guest takes a byte and goes on to its next wait. */
+    ck_assert_int_eq(write(p.in, "q", 1), 1);
+    proc_read(&p, "waiting\n");
+    ck_assert_str_eq(api(fd, "stop\n"), "ok");
+    close(fd);
+    proc_read(&p, NULL);
+    ck_assert_int_ne(proc_wait(&p, err, sizeof(err)), 0);
+
+    char *restore_argv[] = {VMM_RUN_PATH, "--restore", a, NULL};
+    spawn(&p, restore_argv);
+    ck_assert_int_eq(write(p.in, "ab", 2), 2);
+    proc_read(&p, NULL);
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    expected(want, sizeof(want), 1, "ab");
+    ck_assert_str_eq(p.output, want);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(sock);
+    free(base);
+}
+END_TEST
+
+static Suite *snapshot_suite(void)
+{
+    Suite *s = suite_create("snapshot");
+    TCase *tc = tcase_create("kvm");
+    tcase_set_timeout(tc, 300);
+    tcase_add_loop_test(tc, snapshot_restore_continues_where_it_stopped, 0, 2);
+    tcase_add_loop_test(tc, clones_run_independently, 0, 2);
+    tcase_add_loop_test(tc, diff_snapshot_equals_a_full_one, 0, 2);
+    tcase_add_test(tc, bad_snapshots_are_refused);
+    tcase_add_test(tc, app_data_round_trips);
+    tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
+    tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    vmm_test_require_kvm();
+    return vmm_test_run_suite(snapshot_suite());
+}
