@@ -100,7 +100,9 @@ typedef int (*vmm_fn_host_fn)(void *opaque, struct vmm_fn *fn, const struct vmm_
  * and one vCPU, the ELF64 image loaded (no segment below
  * VMM_FN_IMAGE_MIN), run until it signals VMM_FN_OP_READY, that state kept
  * as the snapshot every call starts from. Where KVM has the MSR filter the
- * guest gets no MSR access and no LAPIC (docs/function-vm.md). Returns 0, -EINVAL (bad cfg, no
+ * guest gets no MSR access and no LAPIC (docs/function-vm.md). The bound on
+ * initialisation is kept by a POSIX timer that sends the VM's kick signal
+ * (SIGRTMIN + 1) to the calling thread until READY or the deadline. Returns 0, -EINVAL (bad cfg, no
  * image, a refused image), -ETIMEDOUT (no READY within init_timeout_ns),
  * -EPROTO (the guest did something else before READY: it faulted, aborted,
  * made a host call or touched a port or address it should not; logged),
@@ -121,7 +123,9 @@ VMM_API VMM_MUST_USE int vmm_fn_register(struct vmm_fn *fn, const char *name, vm
 
 /*
  * Call the guest function name with args[0..nargs) and wait for it; timeout_ns
- * bounds the call (0: no bound), and vmm_fn_cancel ends it early. Whatever
+ * bounds the call (0: no bound; the first call with a bound starts one
+ * deadline thread for fn, which lives until vmm_fn_destroy), and
+ * vmm_fn_cancel ends it early. Whatever
  * happens, the VM is back in its snapshot state when this returns. res->size
  * must be set (abi.h); res gets the result values on success and the reason
  * in res->error on failure. Returns 0 or:

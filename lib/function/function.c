@@ -4,11 +4,13 @@
  * taken when the guest said it was ready. */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <vmm/function.h>
 #include <vmm/loader.h>
 #include <vmm/vcpu.h>
@@ -590,6 +592,8 @@ static int fn_reset(struct vmm_fn *fn, bool full, bool returned)
 
 /* Why a run ended, for the caller of fn_run. */
 struct run_out {
+    uint64_t deadline; /* CLOCK_MONOTONIC ns checked on every interrupted
+                          KVM_RUN (the run to READY, init_timer); 0: none */
     int err;
     int abort_code;
     bool seen_end;
@@ -705,8 +709,13 @@ static int fn_run(struct vmm_fn *fn, enum vmm_fn_op want, struct run_out *o)
             fail(o, r, "KVM_RUN failed: %s", vmm_strerror(r));
             break;
         }
-        if (ex.kind == VMM_VCPU_EXIT_HANDLED)
+        if (ex.kind == VMM_VCPU_EXIT_HANDLED) {
+            if (o->deadline && ex.kvm_reason == KVM_EXIT_INTR && now_ns() >= o->deadline) {
+                r = fail(o, -ETIMEDOUT, "deadline passed");
+                break;
+            }
             continue;
+        }
         if (ex.kind == VMM_VCPU_EXIT_END) {
             o->seen_end = true;
             pthread_mutex_lock(&fn->lock);
@@ -772,6 +781,39 @@ static int fn_run(struct vmm_fn *fn, enum vmm_fn_op want, struct run_out *o)
 }
 
 /* ---- creation and teardown ---- */
+
+#define INIT_TIMER_REPEAT_NS 10000000ull /* 10 ms */
+
+/*
+ * Bound the run to READY without a thread of its own (the deadline thread
+ * is started only by calls that want one): a POSIX timer sends the VM's
+ * kick signal to this thread at the deadline and every 10 ms after, each
+ * one cutting a KVM_RUN short, and fn_run checks the clock on every such
+ * interruption. A signal that lands between two KVM_RUNs is followed by
+ * the next. Returns 0 with the timer armed and *deadline set, or -errno.
+ */
+static int init_timer(struct vmm_fn *fn, uint64_t timeout_ns, timer_t *timer, uint64_t *deadline)
+{
+    struct sigevent ev = {.sigev_notify = SIGEV_THREAD_ID, .sigev_signo = fn->vm->cfg.kick_signal};
+    ev._sigev_un._tid = gettid(); /* sigev_notify_thread_id, which older glibc headers lack */
+    if (timer_create(CLOCK_MONOTONIC, &ev, timer) < 0)
+        return -errno;
+    uint64_t now = now_ns();
+    *deadline = now + timeout_ns < now ? UINT64_MAX : now + timeout_ns;
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(timeout_ns / 1000000000ull),
+                     .tv_nsec = (long)(timeout_ns % 1000000000ull)},
+        .it_interval = {.tv_sec = 0, .tv_nsec = (long)INIT_TIMER_REPEAT_NS},
+    };
+    if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+        its.it_value.tv_nsec = 1;
+    if (timer_settime(*timer, 0, &its, NULL) < 0) {
+        int err = -errno;
+        timer_delete(*timer);
+        return err;
+    }
+    return 0;
+}
 
 static int load_image(struct vmm_fn *fn, const struct vmm_fn_config *c)
 {
@@ -842,10 +884,13 @@ int vmm_fn_create(const struct vmm_fn_config *cfg, struct vmm_fn **out)
 
     char why[128];
     struct run_out o = {.error = why, .error_len = sizeof(why)};
-    if ((r = call_begin(fn, c.init_timeout_ns)) < 0)
+    timer_t timer;
+    bool timed = c.init_timeout_ns != UINT64_MAX;
+    if (timed && (r = init_timer(fn, c.init_timeout_ns, &timer, &o.deadline)) < 0)
         goto fail;
     r = fn_run(fn, VMM_FN_OP_READY, &o);
-    call_end(fn, o.seen_end);
+    if (timed)
+        timer_delete(timer);
     if (r < 0) {
         vmm_log_error("function VM: initialisation failed: %s", why);
         goto fail;
