@@ -6,8 +6,10 @@
  * the capabilities, program MSI-X, bring the entropy device up through the
  * common configuration structure, read two buffers (notification by a 16-bit
  * write to the queue's notify address, completion by the queue's MSI-X
- * vector), and try the hostile writes the device must refuse. Exit status 0
- * on success, else the FAIL_* step.
+ * vector), try the hostile writes the device must refuse, then turn MSI-X
+ * off and read a third buffer, completed through INTx (level-triggered on
+ * the IOAPIC line the interrupt line register names, lowered by reading the
+ * ISR). Exit status 0 on success, else the FAIL_* step.
  */
 #include "virtio_drv.h"
 
@@ -16,6 +18,7 @@
 #define MOVED_BAR     (WINDOW_BASE + 0x100000u)
 #define MSIX_VECTOR   0x51
 #define CONFIG_VECTOR 0x52
+#define INTX_VECTOR   0x54
 
 enum {
     FAIL_BRIDGE = 1,
@@ -29,6 +32,7 @@ enum {
     FAIL_DATA = 9,
     FAIL_HOSTILE = 10,
     FAIL_MSIX = 11,
+    FAIL_INTX = 12,
 };
 
 static uint32_t cfg_read32(unsigned slot, unsigned reg)
@@ -54,7 +58,8 @@ static uint8_t cfg_read8(unsigned slot, unsigned reg)
     return (uint8_t)(cfg_read32(slot, reg) >> (8 * (reg & 3)));
 }
 
-static volatile unsigned msix_irqs, config_irqs;
+static volatile unsigned msix_irqs, config_irqs, intx_irqs;
+static uint64_t isr;
 
 __attribute__((interrupt)) static void msix_isr(struct interrupt_frame *f)
 {
@@ -70,8 +75,18 @@ __attribute__((interrupt)) static void config_isr(struct interrupt_frame *f)
     lapic_eoi();
 }
 
+/* INTx: reading the ISR acknowledges the interrupt and lowers the line
+ * before the EOI, so a level-triggered line does not fire again. */
+__attribute__((interrupt)) static void intx_isr(struct interrupt_frame *f)
+{
+    (void)f;
+    if (mmio_read8(isr) & 1)
+        intx_irqs++;
+    lapic_eoi();
+}
+
 /* Where the structures are, from the vendor capabilities. */
-static uint64_t common, notify, isr, bar;
+static uint64_t common, notify, bar;
 static uint32_t notify_mult;
 static unsigned msix_cap;
 
@@ -155,6 +170,7 @@ int guest_main(unsigned cpu, unsigned ncpus)
     vdrv_start_timer();
     idt_set_handler(MSIX_VECTOR, msix_isr);
     idt_set_handler(CONFIG_VECTOR, config_isr);
+    idt_set_handler(INTX_VECTOR, intx_isr);
 
     /* Slot 0: the host bridge. */
     if ((cfg_read32(0, 0x08) >> 16) != 0x0600) {
@@ -295,7 +311,39 @@ int guest_main(unsigned cpu, unsigned ncpus)
     if (c8(0x14) != 0xf)
         return FAIL_HOSTILE;
 
-    printf("virtio_pci ok: slot %u of %u devices, BAR 0x%x, %u MSI-X interrupts\n", slot, devices,
-           (unsigned)bar, msix_irqs);
+    /* MSI-X off: the third buffer completes through INTx. Interrupts only
+     * get in while the guest sleeps, and an MSI-X one of the first phase may
+     * still be on its way (or two may have been merged in the irqfd): sleep
+     * two timer ticks so they are all in before counting. */
+    start = vdrv_ticks();
+    while (vdrv_ticks() - start < 2)
+        cpu_sti_hlt_cli();
+    unsigned line = cfg_read8(slot, 0x3c), msix_before = msix_irqs;
+    if (cfg_read8(slot, 0x3d) != 1 || line >= 24)
+        return FAIL_INTX;
+    ioapic_set_redir(line, INTX_VECTOR | IOAPIC_REDIR_LEVEL, 0);
+    cfg_write16(slot, msix_cap + 2, 0);
+    rings.desc[2] = (struct virtq_desc){(uint64_t)buf[0], sizeof(buf[0]), VIRTQ_DESC_F_WRITE, 0};
+    rings.avail.ring[avail_idx % VQ_SIZE] = 2;
+    avail_idx++;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    *(volatile uint16_t *)&rings.avail.idx = avail_idx;
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    mmio_write16(notify + (uint64_t)qoff * notify_mult, 0);
+    if (wait_used() < 0)
+        return FAIL_TIMEOUT;
+    last_used++;
+    start = vdrv_ticks();
+    while (intx_irqs == 0 && vdrv_ticks() - start < 64)
+        cpu_sti_hlt_cli();
+    if (intx_irqs != 1 || msix_irqs != msix_before) {
+        printf("virtio_pci: INTx on line %u: %u interrupts, MSI-X %u then %u\n", line, intx_irqs,
+               msix_before, msix_irqs);
+        return FAIL_INTX;
+    }
+
+    printf("virtio_pci ok: slot %u of %u devices, BAR 0x%x, %u MSI-X interrupts, %u INTx on "
+           "line %u\n",
+           slot, devices, (unsigned)bar, msix_irqs, intx_irqs, line);
     return 0;
 }

@@ -36,8 +36,9 @@ static int edu_dma(struct vmm_vfio_device *d, uint64_t src, uint64_t dst, uint64
         vmm_vfio_device_region_write(d, 0, EDU_DMA_CNT, &cnt, 8) < 0 ||
         vmm_vfio_device_region_write(d, 0, EDU_DMA_CMD, &cmd, 8) < 0)
         return -1;
-    /* edu runs the transfer from a timer (100 ms of virtual time). */
-    for (unsigned i = 0; i < 500; i++) {
+    /* edu runs the transfer from a timer (100 ms of virtual time); wait up to
+     * 20 s, for a loaded host. */
+    for (unsigned i = 0; i < 2000; i++) {
         uint64_t st = DMA_START;
         if (vmm_vfio_device_region_read(d, 0, EDU_DMA_CMD, &st, 8) < 0)
             return -1;
