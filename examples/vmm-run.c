@@ -21,6 +21,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <pthread.h>
 #include <unistd.h>
@@ -223,7 +224,7 @@ struct options {
     bool rng;                                      /* --rng */
     struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
     unsigned nr_disks;
-    bool pci; /* --transport pci */
+    bool pci;                                    /* --transport pci */
     struct vmm_virtio_net_config nets[MAX_NETS]; /* --net, in order */
     unsigned nr_nets;
     bool balloon; /* --balloon */
@@ -273,8 +274,16 @@ static void install_seccomp(struct vmm_vm *vm, const struct options *o)
     static bool main_done;
     if (o->seccomp == SECCOMP_OFF)
         return;
+    /* --save and --api-sock save from the event loop's thread; the control
+     * socket takes connections and lines there too. */
+    static const int api_calls[] = {SYS_accept4, SYS_recvfrom, SYS_sendto};
     struct vmm_seccomp_config cfg =
-        VMM_INIT(struct vmm_seccomp_config, .action = (enum vmm_seccomp_action)(o->seccomp - 1));
+        VMM_INIT(struct vmm_seccomp_config, .action = (enum vmm_seccomp_action)(o->seccomp - 1),
+                 .allow_snapshots = o->save_dir || o->api_sock);
+    if (o->api_sock) {
+        cfg.extra_syscalls = api_calls;
+        cfg.nr_extra_syscalls = VMM_ARRAY_LEN(api_calls);
+    }
     int r = vmm_vm_set_seccomp(vm, &cfg);
     if (r < 0)
         fail("cannot set up seccomp filters: %s", vmm_strerror(r));
@@ -292,7 +301,6 @@ static void install_seccomp(struct vmm_vm *vm, const struct options *o)
         fail("cannot install the seccomp filter: %s", vmm_strerror(r));
     main_done = true;
 }
-
 
 /* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on|off]: every key
  * once, tap required. */

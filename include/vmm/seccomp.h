@@ -27,6 +27,7 @@
 #ifndef VMM_SECCOMP_H
 #define VMM_SECCOMP_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <vmm/error.h>
 
@@ -63,6 +64,10 @@ struct vmm_seccomp_config {
     unsigned nr_extra_syscalls;
     const unsigned long *extra_ioctls;
     unsigned nr_extra_ioctls;
+    /* Also allow what vmm_vm_snapshot does (<vmm/snapshot.h>), on whichever
+     * thread calls it: reading every piece of VM and vCPU state from KVM and
+     * writing the snapshot's files (create, write, rename, remove). */
+    bool allow_snapshots;
 };
 
 /*

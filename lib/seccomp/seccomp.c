@@ -11,7 +11,10 @@
  * MAIN within BUILD, since a thread inherits its creator's filter.
  */
 #include <linux/fs.h>
+#include <linux/if_tun.h>
 #include <linux/kvm.h>
+#include <linux/sockios.h>
+#include <linux/vhost.h>
 #include <seccomp.h>
 #include <stdint.h>
 #include <sys/ioctl.h>
@@ -60,6 +63,8 @@ static const int common_syscalls[] = {
     SCMP_SYS(ppoll),
     SCMP_SYS(epoll_ctl),
     SCMP_SYS(io_uring_enter),
+    SCMP_SYS(timerfd_settime), /* virtio-net's rate limiter */
+    SCMP_SYS(fallocate),       /* virtio-balloon: a page back to a memfd or file */
 };
 
 /* Sanitizer builds: alternate signal stacks per thread, and the leak
@@ -84,14 +89,22 @@ static const int sanitizer_syscalls[] = {
     SCMP_SYS(pipe2),
 };
 
+/* What devices do when the guest (re)configures them, from the vCPU that
+ * wrote the register or the event loop: virtio-net's tap offloads and queue
+ * attachment, and its vhost-net rings. */
+#define DEVICE_IOCTLS                                                                              \
+    TUNSETOFFLOAD, TUNSETQUEUE, VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM,      \
+        VHOST_SET_VRING_BASE, VHOST_GET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,    \
+        VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND, SIOCGIFMTU
+
 /* vCPU threads: KVM_RUN, vCPU state (a device or the run loop reads it),
  * interrupts and the eventfds a device (re)wires when the guest resets it,
  * the block device's discard fall-back. */
 static const unsigned long vcpu_ioctls[] = {
-    KVM_RUN,       KVM_GET_REGS,     KVM_SET_REGS, KVM_GET_SREGS,  KVM_SET_SREGS,
-    KVM_GET_FPU,   KVM_SET_FPU,      KVM_GET_MSRS, KVM_SET_MSRS,   KVM_GET_LAPIC,
-    KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING,
-    KVM_IRQFD,     KVM_IOEVENTFD,    BLKDISCARD,
+    DEVICE_IOCTLS,       KVM_RUN,       KVM_GET_REGS,     KVM_SET_REGS, KVM_GET_SREGS,
+    KVM_SET_SREGS,       KVM_GET_FPU,   KVM_SET_FPU,      KVM_GET_MSRS, KVM_SET_MSRS,
+    KVM_GET_LAPIC,       KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_IRQ_LINE, KVM_SIGNAL_MSI,
+    KVM_SET_GSI_ROUTING, KVM_IRQFD,     KVM_IOEVENTFD,    BLKDISCARD,
 };
 
 /* The event loop: epoll, and interrupts and eventfds as device back ends
@@ -102,7 +115,8 @@ static const int io_syscalls[] = {
     SCMP_SYS(epoll_pwait2),
 };
 static const unsigned long io_ioctls[] = {
-    KVM_IRQ_LINE, KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD, BLKDISCARD,
+    DEVICE_IOCTLS, KVM_IRQ_LINE,  KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING,
+    KVM_IRQFD,     KVM_IOEVENTFD, BLKDISCARD,
 };
 
 /* The thread that runs vmm_vm_run and destroys the VM afterwards: starts and
@@ -165,6 +179,35 @@ static const unsigned long build_ioctls[] = {
     KVM_SET_CPUID2,
     BLKGETSIZE64,
     BLKSSZGET,
+};
+
+/* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot). */
+static const int snapshot_syscalls[] = {
+    SCMP_SYS(openat),    SCMP_SYS(open),     SCMP_SYS(mkdir),    SCMP_SYS(mkdirat),
+    SCMP_SYS(ftruncate), SCMP_SYS(pwrite64), SCMP_SYS(rename),   SCMP_SYS(renameat),
+    SCMP_SYS(renameat2), SCMP_SYS(unlink),   SCMP_SYS(unlinkat), SCMP_SYS(fsync),
+    SCMP_SYS(fdatasync),
+};
+static const unsigned long snapshot_ioctls[] = {
+    KVM_CHECK_EXTENSION,
+    KVM_GET_CLOCK,
+    KVM_GET_IRQCHIP,
+    KVM_GET_PIT2,
+    KVM_GET_TSC_KHZ,
+    KVM_GET_MSR_INDEX_LIST,
+    KVM_GET_REGS,
+    KVM_GET_SREGS,
+    KVM_GET_FPU,
+    KVM_GET_MSRS,
+    KVM_GET_LAPIC,
+    KVM_GET_MP_STATE,
+    KVM_GET_VCPU_EVENTS,
+    KVM_GET_DEBUGREGS,
+    KVM_GET_XCRS,
+    KVM_GET_XSAVE,
+    KVM_GET_XSAVE2,
+    KVM_GET_DIRTY_LOG,
+    KVM_SET_USER_MEMORY_REGION,
 };
 
 struct list {
@@ -288,6 +331,9 @@ int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_c
         r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
     if (r == 0 && kind >= VMM_SECCOMP_MAIN)
         r = allow_nnp(ctx);
+    if (r == 0 && cfg.allow_snapshots)
+        r = add_list(ctx, snapshot_syscalls, VMM_ARRAY_SIZE(snapshot_syscalls), snapshot_ioctls,
+                     VMM_ARRAY_SIZE(snapshot_ioctls));
     if (r == 0 && sanitized())
         r = add_list(ctx, sanitizer_syscalls, VMM_ARRAY_SIZE(sanitizer_syscalls), NULL, 0);
     if (r == 0)

@@ -150,6 +150,7 @@ struct net {
     struct bucket tx_bytes, tx_pkts, rx_bytes, rx_pkts;
     bool tx_throttled, rx_throttled;
     int timer_fd;
+    int ctl_fd; /* a socket for the tap's MTU (SIOCGIFMTU), opened at creation */
     bool timer_watched, timer_armed;
     struct vmm_virtio_net_stats stats;
     struct vmm_log_limit bad_tx_log, bad_rx_log, tap_log, ctrl_log;
@@ -939,14 +940,11 @@ static void net_config_read(void *opaque, uint32_t offset, void *data, uint32_t 
  * and VLAN headers, without GSO). */
 static unsigned tap_mtu(const struct net *n)
 {
-    int s = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     struct ifreq ifr = {0};
     memcpy(ifr.ifr_name, n->tap, sizeof(ifr.ifr_name));
     unsigned mtu = 1500;
-    if (s >= 0 && ioctl(s, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
+    if (n->ctl_fd >= 0 && ioctl(n->ctl_fd, SIOCGIFMTU, &ifr) == 0 && ifr.ifr_mtu > 0)
         mtu = (unsigned)ifr.ifr_mtu;
-    if (s >= 0)
-        close(s);
     return mtu;
 }
 
@@ -1074,6 +1072,8 @@ static void net_free(struct net *n)
         (void)vmm_event_loop_remove(n->loop, n->timer_fd);
     if (n->timer_fd >= 0)
         close(n->timer_fd);
+    if (n->ctl_fd >= 0)
+        close(n->ctl_fd);
     free(n);
 }
 
@@ -1177,6 +1177,9 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
     n->mtu = c.mtu;
     n->link_up = true;
     n->timer_fd = -1;
+    /* Activation reads the tap's MTU when the guest turns offloads off; the
+     * socket for that is made now, not from a vCPU thread at run time. */
+    n->ctl_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     n->stats.size = sizeof(n->stats);
     for (unsigned i = 0; i < VMM_VIRTIO_NET_MAX_PAIRS; i++) {
         n->pair[i] = (struct net_pair){.n = n, .index = i, .fd = -1, .vhost_fd = -1};
