@@ -317,6 +317,93 @@ START_TEST(diff_snapshot_equals_a_full_one)
 }
 END_TEST
 
+/* ---- live migration ---- */
+
+struct target {
+    struct harness *h;
+    int fd;
+    int ret;
+    char blob[64];
+    size_t blob_len;
+};
+
+static void *receive_main(void *arg)
+{
+    struct target *t = arg;
+    t->ret = vmm_migrate_recv_hello(t->fd, t->blob, sizeof(t->blob), &t->blob_len);
+    if (t->ret == 0)
+        t->ret = vmm_vm_migrate_recv(t->h->vm, t->fd);
+    return NULL;
+}
+
+/* A VM moves while it counts, and goes on on the other side; a target that
+ * cannot take it refuses, and the source goes on. */
+START_TEST(migration_moves_a_running_vm)
+{
+    static char want[4096], got[8192];
+    struct harness src, dst;
+    make_vm(&src, chip(_i), 1);
+    make_vm(&dst, chip(_i), 1);
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pthread_t run, recv_thread;
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    src.output_len = 0;
+    src.output[0] = '\0';
+    /* Let it count, and move it meanwhile. */
+    send_input(&src, "m");
+    struct target t = {.h = &dst, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, &t), 0);
+    struct vmm_migrate_options o =
+        VMM_INIT(struct vmm_migrate_options, .app_data = "snapcount", .app_len = 9);
+    ck_assert_int_eq(vmm_vm_migrate_send(src.vm, sv[0], &o), 0);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    ck_assert_int_eq(t.ret, 0);
+    ck_assert_uint_eq(t.blob_len, 9);
+    ck_assert_int_eq(memcmp(t.blob, "snapcount", 9), 0);
+    vmm_vm_stop(src.vm);
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    /* What the source printed before it stopped, then the target. */
+    ssize_t n;
+    while ((n = read(src.console[0], src.output + src.output_len,
+                     sizeof(src.output) - 1 - src.output_len)) > 0)
+        src.output_len += (size_t)n;
+    src.output[src.output_len] = '\0';
+    snprintf(got, sizeof(got), "%s", src.output);
+    send_input(&dst, "n");
+    harness_run(&dst);
+    ck_assert_int_eq(dst.exit.status, 0);
+    strncat(got, dst.output, sizeof(got) - strlen(got) - 1);
+    expected(want, sizeof(want), 1, "mn");
+    ck_assert_str_eq(got, want);
+    harness_fini(&src);
+    harness_fini(&dst);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* A target without the entropy device refuses; the source goes on. */
+    make_vm(&src, chip(_i), 1);
+    harness_init(&dst, chip(_i), 64);
+    harness_load_guest(&dst, "snapcount", 1);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    t = (struct target){.h = &dst, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, &t), 0);
+    ck_assert_int_eq(vmm_vm_migrate_send(src.vm, sv[0], NULL), -EINVAL);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    ck_assert_int_eq(t.ret, -EINVAL);
+    send_input(&src, "pq");
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    ck_assert_int_eq(src.exit.status, 0);
+    harness_fini(&src);
+    harness_fini(&dst);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 /* ---- refusals ---- */
 
 static void *slurp(const char *path, size_t *size)
@@ -689,6 +776,7 @@ static Suite *snapshot_suite(void)
     tcase_add_loop_test(tc, snapshot_restore_continues_where_it_stopped, 0, 2);
     tcase_add_loop_test(tc, clones_run_independently, 0, 2);
     tcase_add_loop_test(tc, diff_snapshot_equals_a_full_one, 0, 2);
+    tcase_add_loop_test(tc, migration_moves_a_running_vm, 0, 2);
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
