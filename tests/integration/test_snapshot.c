@@ -739,8 +739,9 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "snapshot %s\n", a);
     ck_assert_str_eq(api(fd, cmd), "ok");
-    ck_assert_str_eq(api(fd, "frobnicate\n"),
-                     "error: unknown command (pause, resume, snapshot DIR, stop)");
+    ck_assert_str_eq(
+        api(fd, "frobnicate\n"),
+        "error: unknown command (pause, resume, snapshot DIR, migrate unix:PATH, stop)");
     const char *answer = api(fd, "snapshot /proc/no/such/dir\n");
     ck_assert_msg(strncmp(answer, "error: ", 7) == 0 && strstr(answer, "/proc/no/such/dir"),
                   "answer: %s", answer);
@@ -768,6 +769,50 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
 }
 END_TEST
 
+/* vmm-run to vmm-run: the control socket's migrate command sends the VM to
+ * a vmm-run --migrate-listen, which runs it on. */
+START_TEST(vmm_run_migrates_to_a_listening_vmm_run)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *sock = subdir(base, "api"), *mig = subdir(base, "mig");
+    char target[PATH_MAX + 8];
+    snprintf(target, sizeof(target), "unix:%s", mig);
+    struct proc src, dst;
+    char *dst_argv[] = {VMM_RUN_PATH, "--migrate-listen", target, NULL};
+    spawn(&dst, dst_argv);
+    char *src_argv[] = {VMM_RUN_PATH, "--kernel",   (char *)harness_guest_path("snapcount"),
+                        "--rng",      "--api-sock", sock,
+                        NULL};
+    spawn(&src, src_argv);
+    proc_read(&src, "waiting\n");
+    struct stat st;
+    while (stat(mig, &st) < 0)
+        usleep(10000);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof(cmd), "migrate %s\n", target);
+    ck_assert_str_eq(api(fd, cmd), "ok");
+    close(fd);
+    proc_read(&src, NULL);
+    ck_assert_msg(proc_wait(&src, err, sizeof(err)) == 0, "stderr: %s", err);
+    ck_assert_msg(strstr(err, "migrated the VM"), "stderr: %s", err);
+
+    ck_assert_int_eq(write(dst.in, "ab", 2), 2);
+    proc_read(&dst, NULL);
+    ck_assert_msg(proc_wait(&dst, err, sizeof(err)) == 0, "stderr: %s", err);
+    expected(want, sizeof(want), 1, "ab");
+    ck_assert_str_eq(dst.output, want);
+    rmdir(base);
+    free(sock);
+    free(mig);
+    free(base);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -781,6 +826,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, app_data_round_trips);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
     tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
+    tcase_add_test(tc, vmm_run_migrates_to_a_listening_vmm_run);
     suite_add_tcase(s, tc);
     return s;
 }
