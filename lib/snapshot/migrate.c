@@ -270,19 +270,22 @@ static int migrate(struct mig_source *s, const struct vmm_migrate_options *o, bo
     *stopped = true;
     double stop_ms = now_ms();
     uint8_t id[SNAP_ID_BYTES];
-    if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
-        return -errno;
-    if ((r = fetch_dirty(s)) < 0 || (r = send_pending(s, false)) < 0)
-        return r;
-    struct vmm_snap_writer w;
-    snap_writer_init(&w);
-    r = snap_state_put(vm, id, o->app_data, o->app_len, &w);
-    put_layout(vm, &w);
     size_t size = 0;
-    uint8_t *file = r == 0 ? snap_file_build(&w, &size) : NULL;
-    if (r == 0 && !file)
-        r = w.err ? w.err : -ENOMEM;
-    snap_writer_fini(&w);
+    uint8_t *file = NULL;
+    if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        r = -errno;
+    if (r == 0 && (r = fetch_dirty(s)) == 0)
+        r = send_pending(s, false);
+    if (r == 0) {
+        struct vmm_snap_writer w;
+        snap_writer_init(&w);
+        r = snap_state_put(vm, id, o->app_data, o->app_len, &w);
+        put_layout(vm, &w);
+        file = r == 0 ? snap_file_build(&w, &size) : NULL;
+        if (r == 0 && !file)
+            r = w.err ? w.err : -ENOMEM;
+        snap_writer_fini(&w);
+    }
     snap_world_thaw(vm); /* the VM stays paused */
     if (r == 0)
         r = send_msg(s->fd, MIG_STATE, file, size, NULL, 0);

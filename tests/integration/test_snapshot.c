@@ -404,6 +404,56 @@ START_TEST(migration_moves_a_running_vm)
 }
 END_TEST
 
+/* A target fed a page run outside its memory, or a message it does not
+ * know, refuses with a reason and touches nothing outside. */
+START_TEST(migration_target_refuses_malformed_streams)
+{
+    struct {
+        uint32_t magic, type;
+        uint64_t len;
+    } hello = {SNAP_TAG('L', 'V', 'M', 'G'), 1, 4}, pages = {SNAP_TAG('L', 'V', 'M', 'G'), 2, 16},
+      bogus = {SNAP_TAG('L', 'V', 'M', 'G'), 77, 0};
+    uint32_t version = 1;
+    struct {
+        uint32_t region, count;
+        uint64_t first;
+    } run = {0, 1, (64u << 20) / 4096}; /* one page past the end */
+    for (int k = 0; k < 2; k++) {
+        struct harness h;
+        make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(write(sv[0], &hello, sizeof(hello)), sizeof(hello));
+        ck_assert_int_eq(write(sv[0], &version, 4), 4);
+        if (k == 0) {
+            ck_assert_int_eq(write(sv[0], &pages, sizeof(pages)), sizeof(pages));
+            ck_assert_int_eq(write(sv[0], &run, sizeof(run)), sizeof(run));
+        } else {
+            ck_assert_int_eq(write(sv[0], &bogus, sizeof(bogus)), sizeof(bogus));
+        }
+        char blob[8];
+        size_t len;
+        ck_assert_int_eq(vmm_migrate_recv_hello(sv[1], blob, sizeof(blob), &len), 0);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_int_eq(vmm_vm_migrate_recv(h.vm, sv[1]), -EPROTO);
+        struct {
+            uint32_t magic, type;
+            uint64_t len;
+            uint32_t status;
+            char why[64];
+        } answer = {0};
+        ck_assert_int_gt(read(sv[0], &answer, sizeof(answer) - 1), 20);
+        ck_assert_uint_eq(answer.type, 5);
+        ck_assert_uint_eq(answer.status, EPROTO);
+        ck_assert_msg(strstr(answer.why, k == 0 ? "outside guest memory" : "unexpected message"),
+                      "reason: %s", answer.why);
+        close(sv[0]);
+        close(sv[1]);
+        harness_fini(&h);
+    }
+}
+END_TEST
+
 /* ---- refusals ---- */
 
 static void *slurp(const char *path, size_t *size)
@@ -822,6 +872,7 @@ static Suite *snapshot_suite(void)
     tcase_add_loop_test(tc, clones_run_independently, 0, 2);
     tcase_add_loop_test(tc, diff_snapshot_equals_a_full_one, 0, 2);
     tcase_add_loop_test(tc, migration_moves_a_running_vm, 0, 2);
+    tcase_add_test(tc, migration_target_refuses_malformed_streams);
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
