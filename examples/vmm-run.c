@@ -566,11 +566,16 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
             if (ok) {
                 ro = v[0] == '1';
                 direct = v[2] == '1';
-                char *path = strdup(v + 4);
-                if (!path)
-                    fail("out of memory");
-                saved[nr_saved++] = VMM_INIT(struct vmm_virtio_blk_config, .path = path,
-                                             .readonly = ro, .direct = direct);
+                /* Static: the paths live as long as the process. */
+                static char paths[MAX_DISKS][PATH_MAX];
+                ok = strlen(v + 4) < PATH_MAX;
+                if (ok) {
+                    snprintf(paths[nr_saved], PATH_MAX, "%s", v + 4);
+                    saved[nr_saved] =
+                        VMM_INIT(struct vmm_virtio_blk_config, .path = paths[nr_saved],
+                                 .readonly = ro, .direct = direct);
+                    nr_saved++;
+                }
             }
         } else {
             ok = false;
@@ -583,9 +588,6 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
     if (!o->nr_disks) {
         memcpy(o->disks, saved, nr_saved * sizeof(saved[0]));
         o->nr_disks = nr_saved;
-    } else {
-        for (unsigned i = 0; i < nr_saved; i++)
-            free((char *)saved[i].path);
     }
     if (o->console_given && virtio_console != !strcmp(o->console, "virtio"))
         fail("%s: its console is %s, so --console %s", what,
