@@ -21,6 +21,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <pthread.h>
@@ -66,9 +67,10 @@ static const char usage[] =
     "      --snapshot-on SIG the signal that saves the VM: USR1 (default) or USR2\n"
     "      --api-sock PATH   a control socket (Unix, stream) taking one command a line:\n"
     "                        pause, resume, snapshot DIR (the VM stays paused), stop,\n"
-    "                        migrate unix:PATH (to a vmm-run --migrate-listen; then exit);\n"
+    "                        migrate unix:PATH|tcp:HOST:PORT (to a vmm-run\n"
+    "                        --migrate-listen; then exit);\n"
     "                        each answered by one line, \"ok\" or \"error: why\"\n"
-    "      --migrate-listen unix:PATH  wait on a Unix socket for a VM that another\n"
+    "      --migrate-listen unix:PATH|tcp:HOST:PORT  wait there for a VM that another\n"
     "                        vmm-run sends (its control socket's migrate command), and\n"
     "                        run it; --disk and --console as with --restore\n"
     "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
@@ -221,7 +223,7 @@ struct options {
     uint32_t restore_memory; /* enum vmm_restore_memory */
     bool restore_memory_given;
     const char *api_sock;       /* --api-sock */
-    const char *migrate_listen; /* --migrate-listen: the socket path */
+    const char *migrate_listen; /* --migrate-listen: unix:PATH or tcp:HOST:PORT */
     int migrate_fd;             /* the connection a migrated VM comes over; -1: none */
 };
 
@@ -674,7 +676,65 @@ static void api_reply(struct api_client *c, const char *fmt, ...)
 static atomic_bool migrating, migrated;
 static pthread_t migrate_thread;
 static bool migrate_thread_started;
-static char migrate_target[108];
+static char migrate_target[256]; /* unix:PATH or tcp:HOST:PORT */
+
+/*
+ * A stream socket for a migration endpoint, "unix:PATH" or "tcp:HOST:PORT":
+ * connected to it, or (listening) bound to it and listening. Returns the fd,
+ * or -1 with why filled.
+ */
+static int mig_socket(const char *spec, bool listening, char *why, size_t why_len)
+{
+    int fd = -1;
+    if (strncmp(spec, "unix:", 5) == 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        if (!spec[5] || strlen(spec + 5) >= sizeof(a.sun_path)) {
+            snprintf(why, why_len, "a socket path of 1 to %zu bytes", sizeof(a.sun_path) - 1);
+            return -1;
+        }
+        memcpy(a.sun_path, spec + 5, strlen(spec + 5) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 &&
+            (listening ? bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0
+                       : connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)) {
+            snprintf(why, why_len, "%s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    const char *colon = strncmp(spec, "tcp:", 4) == 0 ? strrchr(spec + 4, ':') : NULL;
+    if (!colon || colon == spec + 4 || !colon[1] || colon - (spec + 4) >= 200) {
+        snprintf(why, why_len, "not unix:PATH or tcp:HOST:PORT");
+        return -1;
+    }
+    char host[200];
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - (spec + 4)), spec + 4);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0};
+    struct addrinfo *res = NULL;
+    int e = getaddrinfo(host, colon + 1, &hints, &res);
+    if (e) {
+        snprintf(why, why_len, "%s", gai_strerror(e));
+        return -1;
+    }
+    snprintf(why, why_len, "no address");
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        if (listening && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0)
+            break;
+        if (!listening && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        snprintf(why, why_len, "%s", strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
 
 struct migrate_job {
     struct vmm_vm *vm;
@@ -684,14 +744,13 @@ struct migrate_job {
 static void *migrate_main(void *arg)
 {
     struct migrate_job *job = arg;
-    char why[256] = "";
+    char why[512] = "";
     int r;
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    memcpy(a.sun_path, migrate_target, sizeof(migrate_target));
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
-        r = -errno;
-        snprintf(why, sizeof(why), "cannot connect to '%s': %s", migrate_target, strerror(errno));
+    char reason[200];
+    int fd = mig_socket(migrate_target, false, reason, sizeof(reason));
+    if (fd < 0) {
+        r = -ECONNREFUSED;
+        snprintf(why, sizeof(why), "cannot connect to '%s': %s", migrate_target, reason);
     } else {
         size_t len = 0;
         char *desc = describe_vm(snapshot_opts, &len);
@@ -704,9 +763,11 @@ static void *migrate_main(void *arg)
     }
     if (fd >= 0)
         close(fd);
-    char line[300];
+    char line[600];
     int n = r < 0 ? snprintf(line, sizeof(line), "error: %s\n", why)
                   : snprintf(line, sizeof(line), "ok\n");
+    if (n < 0 || (size_t)n >= sizeof(line))
+        n = (int)strlen(line);
     (void)send(job->reply_fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
     close(job->reply_fd);
     if (r == 0) {
@@ -720,9 +781,9 @@ static void *migrate_main(void *arg)
 
 static void api_migrate(struct api_client *c, const char *target)
 {
-    if (strncmp(target, "unix:", 5) != 0 || !target[5] ||
-        strlen(target + 5) >= sizeof(migrate_target)) {
-        api_reply(c, "error: the target must be unix:PATH");
+    if ((strncmp(target, "unix:", 5) != 0 && strncmp(target, "tcp:", 4) != 0) ||
+        strlen(target) >= sizeof(migrate_target)) {
+        api_reply(c, "error: the target must be unix:PATH or tcp:HOST:PORT");
         return;
     }
     if (atomic_exchange(&migrating, true)) {
@@ -733,7 +794,7 @@ static void api_migrate(struct api_client *c, const char *target)
         pthread_join(migrate_thread, NULL); /* an earlier one that failed */
         migrate_thread_started = false;
     }
-    snprintf(migrate_target, sizeof(migrate_target), "%s", target + 5);
+    snprintf(migrate_target, sizeof(migrate_target), "%s", target);
     struct migrate_job *job = malloc(sizeof(*job));
     int dfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
     if (!job || dfd < 0) {
@@ -852,16 +913,16 @@ static void api_accept(void *opaque, int fd, uint32_t events)
  * source and shape o after it; run_vm then receives the VM itself. */
 static void wait_for_migration(struct options *o)
 {
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    memcpy(a.sun_path, o->migrate_listen, strlen(o->migrate_listen) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0)
-        fail("cannot listen on '%s': %s", o->migrate_listen, strerror(errno));
+    char why_sock[200];
+    int fd = mig_socket(o->migrate_listen, true, why_sock, sizeof(why_sock));
+    if (fd < 0)
+        fail("cannot listen on '%s': %s", o->migrate_listen, why_sock);
     int conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
     if (conn < 0)
         fail("cannot accept a migration on '%s': %s", o->migrate_listen, strerror(errno));
     close(fd);
-    unlink(o->migrate_listen);
+    if (strncmp(o->migrate_listen, "unix:", 5) == 0)
+        unlink(o->migrate_listen + 5);
     static char blob[64 << 10];
     size_t len = 0;
     char why[256] = "";
@@ -1144,10 +1205,9 @@ static void parse_options(int argc, char **argv, struct options *o)
             o->api_sock = optarg;
             break;
         case OPT_MIGRATE_LISTEN:
-            if (strncmp(optarg, "unix:", 5) != 0 || !optarg[5] ||
-                strlen(optarg + 5) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-                fail("invalid --migrate-listen '%s' (unix:PATH)", optarg);
-            o->migrate_listen = optarg + 5;
+            if ((strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "tcp:", 4) != 0) || !optarg[5])
+                fail("invalid --migrate-listen '%s' (unix:PATH or tcp:HOST:PORT)", optarg);
+            o->migrate_listen = optarg;
             break;
         case OPT_RESTORE:
             if (!*optarg)
