@@ -8,6 +8,7 @@
 #define _GNU_SOURCE /* asprintf, strsignal */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -20,6 +21,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <netdb.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -79,8 +81,13 @@ static const char usage[] =
     "                        snapshot directory DIR and exit with status 0\n"
     "      --snapshot-on SIG the signal that saves the VM: USR1 (default) or USR2\n"
     "      --api-sock PATH   a control socket (Unix, stream) taking one command a line:\n"
-    "                        pause, resume, snapshot DIR (the VM stays paused), stop;\n"
+    "                        pause, resume, snapshot DIR (the VM stays paused), stop,\n"
+    "                        migrate unix:PATH|tcp:HOST:PORT (to a vmm-run\n"
+    "                        --migrate-listen; then exit);\n"
     "                        each answered by one line, \"ok\" or \"error: why\"\n"
+    "      --migrate-listen unix:PATH|tcp:HOST:PORT  wait there for a VM that another\n"
+    "                        vmm-run sends (its control socket's migrate command), and\n"
+    "                        run it; --disk and --console as with --restore\n"
     "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
     "                        was saved; --disk and --console replace its disks (in order)\n"
     "                        and console output; --restore-memory eager|lazy|uffd (default:\n"
@@ -236,7 +243,9 @@ struct options {
     const char *machine_opt; /* an option that shapes the machine (not with --restore) */
     uint32_t restore_memory; /* enum vmm_restore_memory */
     bool restore_memory_given;
-    const char *api_sock; /* --api-sock */
+    const char *api_sock;       /* --api-sock */
+    const char *migrate_listen; /* --migrate-listen: unix:PATH or tcp:HOST:PORT */
+    int migrate_fd;             /* the connection a migrated VM comes over; -1: none */
 };
 
 #define SECCOMP_OFF 0
@@ -721,8 +730,9 @@ static bool parse_flag(const char *v, bool *out)
     return true;
 }
 
-/* Take the saved machine's shape into o; --disk and --console given on the
- * command line replace the saved ones. */
+static void parse_vm_description(char *buf, size_t len, const char *what, struct options *o);
+
+/* Take the shape of the machine saved in dir into o. */
 static void read_vm_description(const char *dir, struct options *o)
 {
     size_t len = 0;
@@ -742,8 +752,18 @@ static void read_vm_description(const char *dir, struct options *o)
         fail("cannot restore '%s': it was not saved by vmm-run", dir);
     if (r < 0)
         fail("cannot restore '%s': %s", dir, why[0] ? why : vmm_strerror(r));
+    char what[PATH_MAX + 32];
+    snprintf(what, sizeof(what), "cannot restore '%s'", dir);
+    parse_vm_description(buf, len, what, o);
+}
+
+/* Take a saved machine's shape (the blob of a snapshot or a migration)
+ * into o; --disk and --console given on the command line replace the saved
+ * ones. buf is taken over. what starts every error line. */
+static void parse_vm_description(char *buf, size_t len, const char *what, struct options *o)
+{
     if (memchr(buf, '\0', len))
-        fail("cannot restore '%s': its description is not text", dir);
+        fail("%s: its description is not text", what);
 
     struct vmm_virtio_blk_config saved[MAX_DISKS];
     unsigned nr_saved = 0;
@@ -751,11 +771,11 @@ static void read_vm_description(const char *dir, struct options *o)
     char *save = NULL;
     char *line = strtok_r(buf, "\n", &save);
     if (!line || strcmp(line, SNAPSHOT_DESC_MAGIC) != 0)
-        fail("cannot restore '%s': it was not saved by this vmm-run", dir);
+        fail("%s: it was not saved by this vmm-run", what);
     while ((line = strtok_r(NULL, "\n", &save))) {
         char *v = strchr(line, '=');
         if (!v)
-            fail("cannot restore '%s': malformed line in its description", dir);
+            fail("%s: malformed line in its description", what);
         *v++ = '\0';
         bool ok = true, flag = false;
         if (strcmp(line, "mem") == 0) {
@@ -781,30 +801,31 @@ static void read_vm_description(const char *dir, struct options *o)
             if (ok) {
                 ro = v[0] == '1';
                 direct = v[2] == '1';
-                char *path = strdup(v + 4);
-                if (!path)
-                    fail("out of memory");
-                saved[nr_saved++] = VMM_INIT(struct vmm_virtio_blk_config, .path = path,
-                                             .readonly = ro, .direct = direct);
+                /* Static: the paths live as long as the process. */
+                static char paths[MAX_DISKS][PATH_MAX];
+                ok = strlen(v + 4) < PATH_MAX;
+                if (ok) {
+                    snprintf(paths[nr_saved], PATH_MAX, "%s", v + 4);
+                    saved[nr_saved] =
+                        VMM_INIT(struct vmm_virtio_blk_config, .path = paths[nr_saved],
+                                 .readonly = ro, .direct = direct);
+                    nr_saved++;
+                }
             }
         } else {
             ok = false;
         }
         if (!ok)
-            fail("cannot restore '%s': bad '%s' in its description", dir, line);
+            fail("%s: bad '%s' in its description", what, line);
     }
     if (o->nr_disks && o->nr_disks != nr_saved)
-        fail("cannot restore '%s': it has %u disks and --disk gives %u", dir, nr_saved,
-             o->nr_disks);
+        fail("%s: it has %u disks and --disk gives %u", what, nr_saved, o->nr_disks);
     if (!o->nr_disks) {
         memcpy(o->disks, saved, nr_saved * sizeof(saved[0]));
         o->nr_disks = nr_saved;
-    } else {
-        for (unsigned i = 0; i < nr_saved; i++)
-            free((char *)saved[i].path);
     }
     if (o->console_given && virtio_console != !strcmp(o->console, "virtio"))
-        fail("cannot restore '%s': its console is %s, so --console %s", dir,
+        fail("%s: its console is %s, so --console %s", what,
              virtio_console ? "a virtio console" : "the serial port",
              virtio_console ? "must be virtio" : "cannot be virtio");
     if (virtio_console)
@@ -883,6 +904,151 @@ static void api_reply(struct api_client *c, const char *fmt, ...)
     (void)send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
+/* A migration the control socket started, on a thread of its own (the
+ * event loop keeps serving the devices meanwhile). */
+static atomic_bool migrating, migrated;
+static pthread_t migrate_thread;
+static bool migrate_thread_started;
+static char migrate_target[256]; /* unix:PATH or tcp:HOST:PORT */
+
+/*
+ * A stream socket for a migration endpoint, "unix:PATH" or "tcp:HOST:PORT":
+ * connected to it, or (listening) bound to it and listening. Returns the fd,
+ * or -1 with why filled.
+ */
+static int mig_socket(const char *spec, bool listening, char *why, size_t why_len)
+{
+    int fd = -1;
+    if (strncmp(spec, "unix:", 5) == 0) {
+        struct sockaddr_un a = {.sun_family = AF_UNIX};
+        if (!spec[5] || strlen(spec + 5) >= sizeof(a.sun_path)) {
+            snprintf(why, why_len, "a socket path of 1 to %zu bytes", sizeof(a.sun_path) - 1);
+            return -1;
+        }
+        memcpy(a.sun_path, spec + 5, strlen(spec + 5) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 &&
+            (listening ? bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 1) < 0
+                       : connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)) {
+            snprintf(why, why_len, "%s", strerror(errno));
+            close(fd);
+            return -1;
+        }
+        return fd;
+    }
+    const char *colon = strncmp(spec, "tcp:", 4) == 0 ? strrchr(spec + 4, ':') : NULL;
+    if (!colon || colon == spec + 4 || !colon[1] || colon - (spec + 4) >= 200) {
+        snprintf(why, why_len, "not unix:PATH or tcp:HOST:PORT");
+        return -1;
+    }
+    char host[200];
+    snprintf(host, sizeof(host), "%.*s", (int)(colon - (spec + 4)), spec + 4);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = listening ? AI_PASSIVE : 0};
+    struct addrinfo *res = NULL;
+    int e = getaddrinfo(host, colon + 1, &hints, &res);
+    if (e) {
+        snprintf(why, why_len, "%s", gai_strerror(e));
+        return -1;
+    }
+    snprintf(why, why_len, "no address");
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0)
+            continue;
+        int one = 1;
+        if (listening && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && listen(fd, 1) == 0)
+            break;
+        if (!listening && connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            break;
+        snprintf(why, why_len, "%s", strerror(errno));
+        close(fd);
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+struct migrate_job {
+    struct vmm_vm *vm;
+    int reply_fd; /* a dup of the client's connection */
+};
+
+static void *migrate_main(void *arg)
+{
+    struct migrate_job *job = arg;
+    char why[512] = "";
+    int r;
+    char reason[200];
+    int fd = mig_socket(migrate_target, false, reason, sizeof(reason));
+    if (fd < 0) {
+        r = -ECONNREFUSED;
+        snprintf(why, sizeof(why), "cannot connect to '%s': %s", migrate_target, reason);
+    } else {
+        size_t len = 0;
+        char *desc = describe_vm(snapshot_opts, &len);
+        struct vmm_migrate_options mo =
+            VMM_INIT(struct vmm_migrate_options, .app_data = desc, .app_len = (uint32_t)len);
+        r = desc ? vmm_vm_migrate_send(job->vm, fd, &mo) : -ENOMEM;
+        if (r < 0)
+            snprintf(why, sizeof(why), "%s (the VM goes on here)", vmm_strerror(r));
+        free(desc);
+    }
+    if (fd >= 0)
+        close(fd);
+    char line[600];
+    int n = r < 0 ? snprintf(line, sizeof(line), "error: %s\n", why)
+                  : snprintf(line, sizeof(line), "ok\n");
+    if (n < 0 || (size_t)n >= sizeof(line))
+        n = (int)strlen(line);
+    (void)send(job->reply_fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    close(job->reply_fd);
+    if (r == 0) {
+        atomic_store(&migrated, true);
+        vmm_vm_stop(job->vm);
+    }
+    free(job);
+    atomic_store(&migrating, false);
+    return NULL;
+}
+
+static void api_migrate(struct api_client *c, const char *target)
+{
+    if ((strncmp(target, "unix:", 5) != 0 && strncmp(target, "tcp:", 4) != 0) ||
+        strlen(target) >= sizeof(migrate_target)) {
+        api_reply(c, "error: the target must be unix:PATH or tcp:HOST:PORT");
+        return;
+    }
+    if (atomic_exchange(&migrating, true)) {
+        api_reply(c, "error: a migration is under way");
+        return;
+    }
+    if (migrate_thread_started) {
+        pthread_join(migrate_thread, NULL); /* an earlier one that failed */
+        migrate_thread_started = false;
+    }
+    snprintf(migrate_target, sizeof(migrate_target), "%s", target);
+    struct migrate_job *job = malloc(sizeof(*job));
+    int dfd = fcntl(c->fd, F_DUPFD_CLOEXEC, 0);
+    if (!job || dfd < 0) {
+        free(job);
+        if (dfd >= 0)
+            close(dfd);
+        atomic_store(&migrating, false);
+        api_reply(c, "error: out of memory or file descriptors");
+        return;
+    }
+    *job = (struct migrate_job){.vm = c->vm, .reply_fd = dfd};
+    if (pthread_create(&migrate_thread, NULL, migrate_main, job) != 0) {
+        close(dfd);
+        free(job);
+        atomic_store(&migrating, false);
+        api_reply(c, "error: cannot start the migration");
+        return;
+    }
+    migrate_thread_started = true;
+}
+
 /* Run one command line (on the event loop's thread). */
 static void api_command(struct api_client *c, char *line)
 {
@@ -911,8 +1077,12 @@ static void api_command(struct api_client *c, char *line)
         r = vmm_vm_snapshot(vm, line + 9, &so);
         held_error = NULL;
         free(desc);
+    } else if (strncmp(line, "migrate ", 8) == 0) {
+        api_migrate(c, line + 8); /* answers when done */
+        return;
     } else {
-        api_reply(c, "error: unknown command (pause, resume, snapshot DIR, stop)");
+        api_reply(c, "error: unknown command (pause, resume, snapshot DIR, migrate unix:PATH, "
+                     "stop)");
         return;
     }
     if (r < 0)
@@ -972,6 +1142,38 @@ static void api_accept(void *opaque, int fd, uint32_t events)
     close(cfd);
 }
 
+/* --migrate-listen: take one connection, read the VM's description from the
+ * source and shape o after it; run_vm then receives the VM itself. */
+static void wait_for_migration(struct options *o)
+{
+    char why_sock[200];
+    int fd = mig_socket(o->migrate_listen, true, why_sock, sizeof(why_sock));
+    if (fd < 0)
+        fail("cannot listen on '%s': %s", o->migrate_listen, why_sock);
+    int conn = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+    if (conn < 0)
+        fail("cannot accept a migration on '%s': %s", o->migrate_listen, strerror(errno));
+    close(fd);
+    if (strncmp(o->migrate_listen, "unix:", 5) == 0)
+        unlink(o->migrate_listen + 5);
+    static char blob[64 << 10];
+    size_t len = 0;
+    char why[256] = "";
+    held_error = why;
+    held_error_size = sizeof(why);
+    int r = vmm_migrate_recv_hello(conn, blob, sizeof(blob) - 1, &len);
+    held_error = NULL;
+    if (r < 0)
+        fail("cannot receive the VM: %s", why[0] ? why : vmm_strerror(r));
+    char *buf = malloc(len + 1);
+    if (!buf)
+        fail("out of memory");
+    memcpy(buf, blob, len);
+    buf[len] = '\0';
+    parse_vm_description(buf, len, "cannot receive the VM", o);
+    o->migrate_fd = conn;
+}
+
 /* Bind the socket before the first VM, so that a bad path fails at once. */
 static void api_open(const char *path)
 {
@@ -1009,7 +1211,16 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
         for (unsigned i = 0; i < o->vcpus; i++)
             apply_cpu_features(vmm_vm_vcpu(vm, i), o->cpu_disable);
 
-    if (o->restore_dir) {
+    if (o->migrate_fd >= 0) {
+        char why[256] = "";
+        held_error = why;
+        held_error_size = sizeof(why);
+        r = vmm_vm_migrate_recv(vm, o->migrate_fd);
+        held_error = NULL;
+        close(o->migrate_fd);
+        if (r < 0)
+            fail("cannot receive the VM: %s", why[0] ? why : vmm_strerror(r));
+    } else if (o->restore_dir) {
         char why[256] = "";
         struct vmm_restore_options ro =
             VMM_INIT(struct vmm_restore_options, .memory = o->restore_memory);
@@ -1039,6 +1250,10 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
         fail("cannot run the VM: %s", vmm_strerror(r));
     if (ex.reason == VMM_EXIT_STOPPED && o->verbose)
         report_vcpus(vm, o->vcpus);
+    if (migrate_thread_started) {
+        pthread_join(migrate_thread, NULL);
+        migrate_thread_started = false;
+    }
     /* Connections belong to this VM: a restarted one starts without them. */
     for (unsigned i = 0; i < API_CLIENTS && api_listen_fd >= 0; i++)
         api_close(vmm_vm_event_loop(vm), &api_clients[i]);
@@ -1067,6 +1282,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_RESTORE,
         OPT_RESTORE_MEMORY,
         OPT_API_SOCK,
+        OPT_MIGRATE_LISTEN,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -1090,12 +1306,14 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"restore", required_argument, NULL, OPT_RESTORE},
         {"restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
+        {"migrate-listen", required_argument, NULL, OPT_MIGRATE_LISTEN},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
     };
     *o = (struct options){.console = "stdio",
+                          .migrate_fd = -1,
                           .mem_size = DEFAULT_MEM,
                           .vcpus = 1,
                           .seccomp = 1 + VMM_SECCOMP_TRAP,
@@ -1261,6 +1479,11 @@ static void parse_options(int argc, char **argv, struct options *o)
                      sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             o->api_sock = optarg;
             break;
+        case OPT_MIGRATE_LISTEN:
+            if ((strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "tcp:", 4) != 0) || !optarg[5])
+                fail("invalid --migrate-listen '%s' (unix:PATH or tcp:HOST:PORT)", optarg);
+            o->migrate_listen = optarg;
+            break;
         case OPT_RESTORE:
             if (!*optarg)
                 fail("--restore needs a snapshot directory");
@@ -1300,6 +1523,20 @@ static void parse_options(int argc, char **argv, struct options *o)
         fail("--snapshot-on needs --save DIR");
     if (o->save_dir && !o->snapshot_signal)
         o->snapshot_signal = SIGUSR1;
+    if (o->migrate_listen && o->restore_dir)
+        fail("--migrate-listen and --restore both bring a VM: choose one");
+    if (o->migrate_listen) {
+        if (o->kernel || o->initrd || o->cmdline || o->machine_opt)
+            fail("--migrate-listen takes the machine from the source: drop %s",
+                 o->kernel    ? "--kernel"
+                 : o->initrd  ? "--initrd"
+                 : o->cmdline ? "--cmdline"
+                              : o->machine_opt);
+        if (o->restart_on_reboot || o->restore_memory_given)
+            fail("--migrate-listen cannot be combined with --on-reboot restart or "
+                 "--restore-memory");
+        return; /* main receives the VM's description */
+    }
     if (o->restore_dir) {
         if (o->kernel || o->initrd || o->cmdline || o->machine_opt)
             fail("--restore takes the machine from the snapshot: drop %s", o->kernel   ? "--kernel"
@@ -1358,6 +1595,8 @@ int main(int argc, char **argv)
 
     if (o.restore_dir)
         read_vm_description(o.restore_dir, &o);
+    if (o.migrate_listen)
+        wait_for_migration(&o);
 
     o.out_fd = STDOUT_FILENO;
     o.in_fd = -1;
@@ -1420,6 +1659,10 @@ int main(int argc, char **argv)
     int status;
     if (atomic_load(&snapshot_saved)) {
         fprintf(stderr, "%s: saved the VM to '%s'\n", prog, o.save_dir);
+        ex.reason = VMM_EXIT_NONE;
+    }
+    if (atomic_load(&migrated)) {
+        fprintf(stderr, "%s: migrated the VM to '%s'\n", prog, migrate_target);
         ex.reason = VMM_EXIT_NONE;
     }
     switch (ex.reason) {

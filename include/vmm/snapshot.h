@@ -135,6 +135,59 @@ VMM_API VMM_MUST_USE int vmm_vm_restore(struct vmm_vm *vm, const char *dir,
  */
 VMM_API VMM_MUST_USE int vmm_snapshot_app_data(const char *dir, void *buf, size_t max, size_t *len);
 
+/*
+ * ---- Live migration ----
+ *
+ * A running VM moves over a connected stream (a Unix or TCP socket): its
+ * memory in pre-copy rounds from the dirty log while it runs, until what
+ * is left to send fits the downtime (or the rounds run out); then it is
+ * paused, and its last pages and its state go across. The target is a VM
+ * the receiving application built like the source (from the blob
+ * vmm_migrate_recv_hello hands it), which has not run. The protocol is
+ * versioned, its messages length-prefixed.
+ */
+
+/* Migration options. Zero means default; growth convention (abi.h). */
+struct vmm_migrate_options {
+    uint32_t size;        /* sizeof(struct vmm_migrate_options) */
+    const void *app_data; /* for the target's vmm_migrate_recv_hello */
+    uint32_t app_len;     /* at most VMM_SNAPSHOT_APP_MAX */
+    uint32_t downtime_ms; /* the pause the last round may take; default 300 */
+    uint32_t max_rounds;  /* pre-copy rounds at most; default 30 */
+};
+
+/*
+ * Send vm over fd (connected, blocking) while it runs, from any thread but
+ * a vCPU's; dirty logging is turned on for the regions that lack it (and
+ * off again after). Returns 0 once the target said it has the VM: this one
+ * is then paused (stop it). On any failure, the target's refusal included
+ * (its reason logged), the VM goes on here as it was and a -errno comes
+ * back: -EINVAL (bad arguments), -EPROTO (the target's answer makes no
+ * sense), a socket error, or the target's error.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_migrate_send(struct vmm_vm *vm, int fd,
+                                             const struct vmm_migrate_options *opts);
+
+/*
+ * Target, first step: read the source's greeting from fd and copy its
+ * application blob (up to max bytes into buf, its length into *len), to
+ * build the VM by. Returns 0, -EPROTO (not a migration, another protocol
+ * version: logged), -ENOSPC (the blob is larger than max: the stream is
+ * then unusable), or a socket error.
+ */
+VMM_API VMM_MUST_USE int vmm_migrate_recv_hello(int fd, void *buf, size_t max, size_t *len);
+
+/*
+ * Target, second step: receive the VM into vm (built like the source, not
+ * run), check and restore its state as vmm_vm_restore does, and answer the
+ * source. After 0, vmm_vm_run goes on where the source stopped. Returns 0 or
+ * a -errno (also sent to the source with a one-line reason, and logged):
+ * -EPROTO (a malformed message), -EINVAL (a VM unlike the source's),
+ * -ENOTSUP (this host cannot give the guest what it had), -EBUSY (the VM
+ * has run), a socket error.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_migrate_recv(struct vmm_vm *vm, int fd);
+
 #ifdef __cplusplus
 }
 #endif

@@ -525,6 +525,57 @@ static void put_meta(struct vmm_vm *vm, const uint8_t *id, const struct vmm_snap
     }
 }
 
+int snap_world_stop(struct vmm_vm *vm, bool *was_paused)
+{
+    *was_paused = __atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST);
+    int r = vmm_vm_pause(vm);
+    if (r < 0)
+        return r;
+    /* vCPUs outside a run (stopped, or never run) may still owe the guest
+     * the end of their last exit; parked ones completed it. */
+    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
+        struct vmm_vcpu *v = vm->vcpus[i];
+        pthread_mutex_lock(&v->kick_lock);
+        if (!v->in_run && v->has_run)
+            vmm_vcpu_complete_exit(v);
+        pthread_mutex_unlock(&v->kick_lock);
+    }
+    for (unsigned frozen = 0; frozen < vm->nr_snap_parts; frozen++) {
+        struct vmm_snap_part *p = &vm->snap_parts[frozen];
+        if (p->ops->freeze && (r = p->ops->freeze(p->opaque)) < 0) {
+            vmm_log_error("snapshot: %s cannot come to rest: %s", p->ops->name, vmm_strerror(r));
+            thaw_parts(vm, frozen);
+            if (!*was_paused)
+                (void)vmm_vm_resume(vm);
+            return r;
+        }
+    }
+    return 0;
+}
+
+void snap_world_thaw(struct vmm_vm *vm)
+{
+    thaw_parts(vm, vm->nr_snap_parts);
+}
+
+int snap_state_put(struct vmm_vm *vm, const uint8_t *id, const void *app, uint32_t app_len,
+                   struct vmm_snap_writer *w)
+{
+    struct vmm_snapshot_options o = {.app_data = app, .app_len = app_len};
+    put_meta(vm, id, &o, w);
+    int r = vmm_arch_vm_save(vm, w);
+    for (unsigned i = 0; i < vm->nr_vcpus && r == 0; i++)
+        r = vmm_arch_vcpu_save(vm->vcpus[i], w);
+    for (unsigned i = 0; i < vm->nr_snap_parts && r == 0; i++) {
+        struct vmm_snap_part *p = &vm->snap_parts[i];
+        snap_section_begin(w, p->ops->tag, p->instance);
+        if ((r = p->ops->save(p->opaque, w)) < 0)
+            vmm_log_error("snapshot: saving %s: %s", p->ops->name, vmm_strerror(r));
+        snap_section_end(w);
+    }
+    return r < 0 ? r : w->err;
+}
+
 int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapshot_options *opts)
 {
     struct vmm_snapshot_options o = {0};
@@ -538,31 +589,11 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
         vmm_log_error("snapshot: cannot create %s: %s", dir, vmm_strerror(r));
         return r;
     }
-    bool was_paused = __atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST);
-    int r = vmm_vm_pause(vm);
+    bool was_paused;
+    int r = snap_world_stop(vm, &was_paused);
     if (r < 0)
         return r;
-    /* vCPUs outside a run (stopped, or never run) may still owe the guest
-     * the end of their last exit; parked ones completed it. */
-    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-        struct vmm_vcpu *v = vm->vcpus[i];
-        pthread_mutex_lock(&v->kick_lock);
-        if (!v->in_run && v->has_run)
-            vmm_vcpu_complete_exit(v);
-        pthread_mutex_unlock(&v->kick_lock);
-    }
-
-    unsigned frozen = 0;
-    for (; frozen < vm->nr_snap_parts; frozen++) {
-        struct vmm_snap_part *p = &vm->snap_parts[frozen];
-        if (p->ops->freeze && (r = p->ops->freeze(p->opaque)) < 0) {
-            vmm_log_error("snapshot: %s cannot come to rest: %s", p->ops->name, vmm_strerror(r));
-            thaw_parts(vm, frozen);
-            if (!was_paused)
-                (void)vmm_vm_resume(vm);
-            return r;
-        }
-    }
+    unsigned frozen = vm->nr_snap_parts;
 
     uint8_t id[SNAP_ID_BYTES];
     if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id)) {
@@ -584,21 +615,8 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
     }
     struct vmm_snap_writer w;
     snap_writer_init(&w);
-    put_meta(vm, id, &o, &w);
-    if ((r = vmm_arch_vm_save(vm, &w)) < 0)
+    if ((r = snap_state_put(vm, id, o.app_data, o.app_len, &w)) < 0)
         goto out_writer;
-    for (unsigned i = 0; i < vm->nr_vcpus; i++)
-        if ((r = vmm_arch_vcpu_save(vm->vcpus[i], &w)) < 0)
-            goto out_writer;
-    for (unsigned i = 0; i < vm->nr_snap_parts; i++) {
-        struct vmm_snap_part *p = &vm->snap_parts[i];
-        snap_section_begin(&w, p->ops->tag, p->instance);
-        if ((r = p->ops->save(p->opaque, &w)) < 0) {
-            vmm_log_error("snapshot: saving %s: %s", p->ops->name, vmm_strerror(r));
-            goto out_writer;
-        }
-        snap_section_end(&w);
-    }
     /* Memory last, with every device still at rest. */
     if ((r = memory_save(vm, dir, id, diff, &w)) < 0)
         goto out_writer;
@@ -653,7 +671,21 @@ static bool part_tag(uint32_t tag)
            tag != SNAP_TAG_VM && tag != SNAP_TAG_VCPU;
 }
 
-static int restore_meta(struct vmm_vm *vm, struct vmm_snap_file *f, uint8_t *id)
+int snap_restore_check_fresh(struct vmm_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool busy = vm->running > 0;
+    pthread_mutex_unlock(&vm->lock);
+    for (unsigned i = 0; i < vm->nr_vcpus; i++)
+        busy |= vm->vcpus[i]->has_run;
+    if (busy) {
+        vmm_log_error("restore: the VM has run already: restore into a new one");
+        return -EBUSY;
+    }
+    return 0;
+}
+
+int snap_restore_meta(struct vmm_vm *vm, struct vmm_snap_file *f, uint8_t *id)
 {
     struct vmm_snap_reader rd;
     uint32_t nr_vcpus, irqchip;
@@ -674,7 +706,7 @@ static int restore_meta(struct vmm_vm *vm, struct vmm_snap_file *f, uint8_t *id)
     return 0;
 }
 
-static int restore_parts(struct vmm_vm *vm, struct vmm_snap_file *f)
+int snap_restore_rest(struct vmm_vm *vm, struct vmm_snap_file *f)
 {
     for (unsigned i = 0; i < vm->nr_snap_parts; i++) {
         struct vmm_snap_part *p = &vm->snap_parts[i];
@@ -697,7 +729,20 @@ static int restore_parts(struct vmm_vm *vm, struct vmm_snap_file *f)
             return -EINVAL;
         }
     }
-    return 0;
+    struct vmm_snap_reader rd;
+    if (snap_file_find(f, SNAP_TAG_VM, 0, &rd) < 0) {
+        vmm_log_error("restore: the state file has no VM state");
+        return -EBADMSG;
+    }
+    int r = vmm_arch_vm_restore(vm, &rd);
+    for (unsigned i = 0; i < vm->nr_vcpus && r == 0; i++) {
+        if (snap_file_find(f, SNAP_TAG_VCPU, i, &rd) < 0) {
+            vmm_log_error("restore: the state file has no vCPU %u", i);
+            return -EBADMSG;
+        }
+        r = vmm_arch_vcpu_restore(vm->vcpus[i], &rd);
+    }
+    return r;
 }
 
 int vmm_vm_restore(struct vmm_vm *vm, const char *dir, const struct vmm_restore_options *opts)
@@ -705,43 +750,20 @@ int vmm_vm_restore(struct vmm_vm *vm, const char *dir, const struct vmm_restore_
     struct vmm_restore_options o = {0};
     if (!vm || !dir || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) || o.memory > VMM_RESTORE_UFFD)
         return -EINVAL;
-    pthread_mutex_lock(&vm->lock);
-    bool busy = vm->running > 0;
-    pthread_mutex_unlock(&vm->lock);
-    for (unsigned i = 0; i < vm->nr_vcpus; i++)
-        busy |= vm->vcpus[i]->has_run;
-    if (busy) {
-        vmm_log_error("restore: the VM has run already: restore into a new one");
-        return -EBUSY;
-    }
+    int r = snap_restore_check_fresh(vm);
+    if (r < 0)
+        return r;
     struct vmm_snap_file f;
     char why[200];
-    int r = state_read(dir, &f, why, sizeof(why));
+    r = state_read(dir, &f, why, sizeof(why));
     if (r < 0) {
         vmm_log_error("restore: %s: %s", dir, why);
         return r;
     }
     uint8_t id[SNAP_ID_BYTES];
-    struct vmm_snap_reader rd;
-    if ((r = restore_meta(vm, &f, id)) < 0 || (r = memory_restore(vm, dir, &f, id, o.memory)) < 0 ||
-        (r = restore_parts(vm, &f)) < 0)
+    if ((r = snap_restore_meta(vm, &f, id)) < 0 ||
+        (r = memory_restore(vm, dir, &f, id, o.memory)) < 0 || (r = snap_restore_rest(vm, &f)) < 0)
         goto out;
-    if (snap_file_find(&f, SNAP_TAG_VM, 0, &rd) < 0) {
-        vmm_log_error("restore: the state file has no VM state");
-        r = -EBADMSG;
-        goto out;
-    }
-    if ((r = vmm_arch_vm_restore(vm, &rd)) < 0)
-        goto out;
-    for (unsigned i = 0; i < vm->nr_vcpus; i++) {
-        if (snap_file_find(&f, SNAP_TAG_VCPU, i, &rd) < 0) {
-            vmm_log_error("restore: the state file has no vCPU %u", i);
-            r = -EBADMSG;
-            goto out;
-        }
-        if ((r = vmm_arch_vcpu_restore(vm->vcpus[i], &rd)) < 0)
-            goto out;
-    }
     vmm_log_info("restore: %u vCPUs from %s", vm->nr_vcpus, dir);
 out:
     snap_file_free(&f);

@@ -120,6 +120,26 @@ void snap_file_free(struct vmm_snap_file *f);
 int snap_file_find(struct vmm_snap_file *f, uint32_t tag, uint32_t instance,
                    struct vmm_snap_reader *r);
 
+/* ---- steps shared by snapshots and migration (snapshot.c) ---- */
+
+/* Pause the VM (*was_paused: whether it was already), have every vCPU
+ * complete its last exit and freeze every part. On failure (logged) all is
+ * as it was. */
+int snap_world_stop(struct vmm_vm *vm, bool *was_paused);
+/* Thaw every part (the VM stays paused). */
+void snap_world_thaw(struct vmm_vm *vm);
+/* The sections of everything but memory: META (id), APPD, the VM, vCPUs and
+ * parts. Returns 0 or -errno (logged). */
+int snap_state_put(struct vmm_vm *vm, const uint8_t *id, const void *app, uint32_t app_len,
+                   struct vmm_snap_writer *w);
+/* -EBUSY (logged) when the VM has run or runs. */
+int snap_restore_check_fresh(struct vmm_vm *vm);
+/* Check META against the VM and copy its id out. */
+int snap_restore_meta(struct vmm_vm *vm, struct vmm_snap_file *f, uint8_t *id);
+/* Everything after memory: the parts (each must be there, nothing else
+ * may), the VM, then every vCPU. */
+int snap_restore_rest(struct vmm_vm *vm, struct vmm_snap_file *f);
+
 /* ---- VMM_RESTORE_UFFD (uffd.c) ---- */
 
 struct vmm_uffd;

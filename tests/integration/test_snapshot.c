@@ -317,6 +317,143 @@ START_TEST(diff_snapshot_equals_a_full_one)
 }
 END_TEST
 
+/* ---- live migration ---- */
+
+struct target {
+    struct harness *h;
+    int fd;
+    int ret;
+    char blob[64];
+    size_t blob_len;
+};
+
+static void *receive_main(void *arg)
+{
+    struct target *t = arg;
+    t->ret = vmm_migrate_recv_hello(t->fd, t->blob, sizeof(t->blob), &t->blob_len);
+    if (t->ret == 0)
+        t->ret = vmm_vm_migrate_recv(t->h->vm, t->fd);
+    return NULL;
+}
+
+/* A VM moves while it counts, and goes on on the other side; a target that
+ * cannot take it refuses, and the source goes on. */
+START_TEST(migration_moves_a_running_vm)
+{
+    static char want[4096], got[8192];
+    struct harness src, dst;
+    make_vm(&src, chip(_i), 1);
+    make_vm(&dst, chip(_i), 1);
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pthread_t run, recv_thread;
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    src.output_len = 0;
+    src.output[0] = '\0';
+    /* Let it count, and move it meanwhile. */
+    send_input(&src, "m");
+    struct target t = {.h = &dst, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, &t), 0);
+    struct vmm_migrate_options o =
+        VMM_INIT(struct vmm_migrate_options, .app_data = "snapcount", .app_len = 9);
+    ck_assert_int_eq(vmm_vm_migrate_send(src.vm, sv[0], &o), 0);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    ck_assert_int_eq(t.ret, 0);
+    ck_assert_uint_eq(t.blob_len, 9);
+    ck_assert_int_eq(memcmp(t.blob, "snapcount", 9), 0);
+    vmm_vm_stop(src.vm);
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    /* What the source printed before it stopped, then the target. */
+    ssize_t n;
+    while ((n = read(src.console[0], src.output + src.output_len,
+                     sizeof(src.output) - 1 - src.output_len)) > 0)
+        src.output_len += (size_t)n;
+    src.output[src.output_len] = '\0';
+    snprintf(got, sizeof(got), "%s", src.output);
+    send_input(&dst, "n");
+    harness_run(&dst);
+    ck_assert_int_eq(dst.exit.status, 0);
+    strncat(got, dst.output, sizeof(got) - strlen(got) - 1);
+    expected(want, sizeof(want), 1, "mn");
+    ck_assert_str_eq(got, want);
+    harness_fini(&src);
+    harness_fini(&dst);
+    close(sv[0]);
+    close(sv[1]);
+
+    /* A target without the entropy device refuses; the source goes on. */
+    make_vm(&src, chip(_i), 1);
+    harness_init(&dst, chip(_i), 64);
+    harness_load_guest(&dst, "snapcount", 1);
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    t = (struct target){.h = &dst, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, &t), 0);
+    ck_assert_int_eq(vmm_vm_migrate_send(src.vm, sv[0], NULL), -EINVAL);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    ck_assert_int_eq(t.ret, -EINVAL);
+    send_input(&src, "pq");
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    ck_assert_int_eq(src.exit.status, 0);
+    harness_fini(&src);
+    harness_fini(&dst);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+/* A target fed a page run outside its memory, or a message it does not
+ * know, refuses with a reason and touches nothing outside. */
+START_TEST(migration_target_refuses_malformed_streams)
+{
+    struct {
+        uint32_t magic, type;
+        uint64_t len;
+    } hello = {SNAP_TAG('L', 'V', 'M', 'G'), 1, 4}, pages = {SNAP_TAG('L', 'V', 'M', 'G'), 2, 16},
+      bogus = {SNAP_TAG('L', 'V', 'M', 'G'), 77, 0};
+    uint32_t version = 1;
+    struct {
+        uint32_t region, count;
+        uint64_t first;
+    } run = {0, 1, (64u << 20) / 4096}; /* one page past the end */
+    for (int k = 0; k < 2; k++) {
+        struct harness h;
+        make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
+        int sv[2];
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        ck_assert_int_eq(write(sv[0], &hello, sizeof(hello)), sizeof(hello));
+        ck_assert_int_eq(write(sv[0], &version, 4), 4);
+        if (k == 0) {
+            ck_assert_int_eq(write(sv[0], &pages, sizeof(pages)), sizeof(pages));
+            ck_assert_int_eq(write(sv[0], &run, sizeof(run)), sizeof(run));
+        } else {
+            ck_assert_int_eq(write(sv[0], &bogus, sizeof(bogus)), sizeof(bogus));
+        }
+        char blob[8];
+        size_t len;
+        ck_assert_int_eq(vmm_migrate_recv_hello(sv[1], blob, sizeof(blob), &len), 0);
+        ck_assert_uint_eq(len, 0);
+        ck_assert_int_eq(vmm_vm_migrate_recv(h.vm, sv[1]), -EPROTO);
+        struct {
+            uint32_t magic, type;
+            uint64_t len;
+            uint32_t status;
+            char why[64];
+        } answer = {0};
+        ck_assert_int_gt(read(sv[0], &answer, sizeof(answer) - 1), 20);
+        ck_assert_uint_eq(answer.type, 5);
+        ck_assert_uint_eq(answer.status, EPROTO);
+        ck_assert_msg(strstr(answer.why, k == 0 ? "outside guest memory" : "unexpected message"),
+                      "reason: %s", answer.why);
+        close(sv[0]);
+        close(sv[1]);
+        harness_fini(&h);
+    }
+}
+END_TEST
+
 /* ---- refusals ---- */
 
 static void *slurp(const char *path, size_t *size)
@@ -652,8 +789,9 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
     char cmd[PATH_MAX + 16];
     snprintf(cmd, sizeof(cmd), "snapshot %s\n", a);
     ck_assert_str_eq(api(fd, cmd), "ok");
-    ck_assert_str_eq(api(fd, "frobnicate\n"),
-                     "error: unknown command (pause, resume, snapshot DIR, stop)");
+    ck_assert_str_eq(
+        api(fd, "frobnicate\n"),
+        "error: unknown command (pause, resume, snapshot DIR, migrate unix:PATH, stop)");
     const char *answer = api(fd, "snapshot /proc/no/such/dir\n");
     ck_assert_msg(strncmp(answer, "error: ", 7) == 0 && strstr(answer, "/proc/no/such/dir"),
                   "answer: %s", answer);
@@ -681,6 +819,54 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
 }
 END_TEST
 
+/* vmm-run to vmm-run: the control socket's migrate command sends the VM to
+ * a vmm-run --migrate-listen, which runs it on. */
+START_TEST(vmm_run_migrates_to_a_listening_vmm_run)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *sock = subdir(base, "api"), *mig = subdir(base, "mig");
+    char target[PATH_MAX + 8];
+    if (_i == 0)
+        snprintf(target, sizeof(target), "unix:%s", mig);
+    else
+        snprintf(target, sizeof(target), "tcp:127.0.0.1:%d", 20000 + getpid() % 20000);
+    struct proc src, dst;
+    char *dst_argv[] = {VMM_RUN_PATH, "--migrate-listen", target, NULL};
+    spawn(&dst, dst_argv);
+    char *src_argv[] = {VMM_RUN_PATH, "--kernel",   (char *)harness_guest_path("snapcount"),
+                        "--rng",      "--api-sock", sock,
+                        NULL};
+    spawn(&src, src_argv);
+    proc_read(&src, "waiting\n");
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    char cmd[PATH_MAX + 32];
+    snprintf(cmd, sizeof(cmd), "migrate %s\n", target);
+    /* Until the target listens, the source cannot connect and goes on. */
+    const char *answer;
+    while (strncmp(answer = api(fd, cmd), "error: cannot connect", 21) == 0)
+        usleep(20000);
+    ck_assert_str_eq(answer, "ok");
+    close(fd);
+    proc_read(&src, NULL);
+    ck_assert_msg(proc_wait(&src, err, sizeof(err)) == 0, "stderr: %s", err);
+    ck_assert_msg(strstr(err, "migrated the VM"), "stderr: %s", err);
+
+    ck_assert_int_eq(write(dst.in, "ab", 2), 2);
+    proc_read(&dst, NULL);
+    ck_assert_msg(proc_wait(&dst, err, sizeof(err)) == 0, "stderr: %s", err);
+    expected(want, sizeof(want), 1, "ab");
+    ck_assert_str_eq(dst.output, want);
+    rmdir(base);
+    free(sock);
+    free(mig);
+    free(base);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -689,10 +875,13 @@ static Suite *snapshot_suite(void)
     tcase_add_loop_test(tc, snapshot_restore_continues_where_it_stopped, 0, 2);
     tcase_add_loop_test(tc, clones_run_independently, 0, 2);
     tcase_add_loop_test(tc, diff_snapshot_equals_a_full_one, 0, 2);
+    tcase_add_loop_test(tc, migration_moves_a_running_vm, 0, 2);
+    tcase_add_test(tc, migration_target_refuses_malformed_streams);
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
     tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
+    tcase_add_loop_test(tc, vmm_run_migrates_to_a_listening_vmm_run, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,504 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Live migration (include/vmm/snapshot.h): pre-copy rounds from the dirty
+ * log over a stream, then the VM stopped, its last pages and its state.
+ *
+ * Messages, each a 16-byte header (u32 magic "LVMG", u32 type, u64 payload
+ * length) then the payload:
+ *   HELLO  source: u32 protocol version, the application's blob
+ *   PAGES  source: u32 region, u32 count, u64 first page, count pages
+ *   STATE  source: a state file (format.c) without guest memory
+ *   END    source: nothing follows
+ *   REPLY  target: u32 status (0, or a positive errno), a one-line reason
+ * The target trusts nothing it reads: every length and index is checked
+ * before use.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <vmm/snapshot.h>
+
+#include "cpu/cpu_internal.h"
+#include "snapshot_internal.h"
+
+#define MIG_MAGIC   SNAP_TAG('L', 'V', 'M', 'G')
+#define MIG_VERSION 1u
+#define MIG_HELLO   1u
+#define MIG_PAGES   2u
+#define MIG_STATE   3u
+#define MIG_END     4u
+#define MIG_REPLY   5u
+
+#define MIG_RUN_PAGES 256u /* pages per PAGES message, at most */
+#define MIG_REASON    256u
+
+#define MIG_DEFAULT_DOWNTIME_MS 300u
+#define MIG_DEFAULT_ROUNDS      30u
+
+struct mig_header {
+    uint32_t magic, type;
+    uint64_t len;
+};
+
+static int send_all(int fd, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n) {
+        ssize_t r = send(fd, b, n, MSG_NOSIGNAL);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int recv_all(int fd, void *p, size_t n)
+{
+    uint8_t *b = p;
+    while (n) {
+        ssize_t r = recv(fd, b, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            return -ECONNRESET;
+        b += r;
+        n -= (size_t)r;
+    }
+    return 0;
+}
+
+static int send_msg(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+    struct mig_header h = {.magic = MIG_MAGIC, .type = type, .len = alen + blen};
+    int r = send_all(fd, &h, sizeof(h));
+    if (r == 0 && alen)
+        r = send_all(fd, a, alen);
+    if (r == 0 && blen)
+        r = send_all(fd, b, blen);
+    return r;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ---- source ---- */
+
+struct mig_region {
+    uint8_t *host;
+    uint64_t pages;
+    size_t nwords;
+    uint64_t *pending; /* pages to send */
+    bool started_log;  /* the migration turned dirty logging on */
+};
+
+struct mig_source {
+    struct vmm_vm *vm;
+    int fd;
+    unsigned n;
+    struct mig_region *r;
+    uint64_t sent_pages;
+};
+
+static bool page_zero(const uint8_t *p)
+{
+    const uint64_t *w = (const uint64_t *)(const void *)p;
+    for (unsigned i = 0; i < 4096 / 8; i++)
+        if (w[i])
+            return false;
+    return true;
+}
+
+/* OR the pages dirtied since the last fetch into pending. */
+static int fetch_dirty(struct mig_source *s)
+{
+    for (unsigned i = 0; i < s->n; i++) {
+        struct mig_region *g = &s->r[i];
+        uint64_t *bm = calloc(g->nwords, sizeof(uint64_t));
+        if (!bm)
+            return -ENOMEM;
+        int r = vmm_vm_dirty_fetch(s->vm, i, bm, g->nwords);
+        for (size_t w = 0; w < g->nwords && r == 0; w++)
+            g->pending[w] |= bm[w];
+        free(bm);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static uint64_t pending_pages(const struct mig_source *s)
+{
+    uint64_t n = 0;
+    for (unsigned i = 0; i < s->n; i++)
+        for (size_t w = 0; w < s->r[i].nwords; w++)
+            n += (uint64_t)__builtin_popcountll(s->r[i].pending[w]);
+    return n;
+}
+
+static bool test_page(const uint64_t *bm, uint64_t p)
+{
+    return bm[p / 64] & (1ull << (p % 64));
+}
+
+/* Send every pending page (skip_zero: the first round, whose target memory
+ * is all zeros), in runs. */
+static int send_pending(struct mig_source *s, bool skip_zero)
+{
+    for (unsigned i = 0; i < s->n; i++) {
+        struct mig_region *g = &s->r[i];
+        for (uint64_t p = 0; p < g->pages;) {
+            if (!test_page(g->pending, p) || (skip_zero && page_zero(g->host + p * 4096))) {
+                p++;
+                continue;
+            }
+            uint64_t end = p + 1;
+            while (end < g->pages && end - p < MIG_RUN_PAGES && test_page(g->pending, end) &&
+                   !(skip_zero && page_zero(g->host + end * 4096)))
+                end++;
+            struct {
+                uint32_t region, count;
+                uint64_t first;
+            } hdr = {i, (uint32_t)(end - p), p};
+            int r =
+                send_msg(s->fd, MIG_PAGES, &hdr, sizeof(hdr), g->host + p * 4096, (end - p) * 4096);
+            if (r < 0)
+                return r;
+            s->sent_pages += end - p;
+            p = end;
+        }
+        memset(g->pending, 0, g->nwords * sizeof(uint64_t));
+    }
+    return 0;
+}
+
+/* The memory layout, for the target to check against its VM. */
+static void put_layout(struct vmm_vm *vm, struct vmm_snap_writer *w)
+{
+    unsigned n = vmm_memory_region_count(vm->mem);
+    snap_section_begin(w, SNAP_TAG_MEMORY, 0);
+    snap_put_u32(w, n);
+    for (unsigned i = 0; i < n; i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(vm->mem, i, &info) == 0) {
+            snap_put_u64(w, info.gpa);
+            snap_put_u64(w, info.len);
+        }
+    }
+    snap_section_end(w);
+}
+
+/* The target's answer: 0, or its error with its reason logged. */
+static int read_reply(int fd)
+{
+    struct mig_header h;
+    uint32_t status;
+    char why[MIG_REASON + 1] = "";
+    int r = recv_all(fd, &h, sizeof(h));
+    if (r == 0 &&
+        (h.magic != MIG_MAGIC || h.type != MIG_REPLY || h.len < 4 || h.len > 4 + MIG_REASON))
+        r = -EPROTO;
+    if (r == 0)
+        r = recv_all(fd, &status, 4);
+    if (r == 0)
+        r = recv_all(fd, why, (size_t)h.len - 4);
+    if (r < 0) {
+        vmm_log_error("migrate: no answer from the target: %s", vmm_strerror(r));
+        return r;
+    }
+    if (status) {
+        vmm_log_error("migrate: the target refused: %s", why);
+        return status < 4096 ? -(int)status : -EPROTO;
+    }
+    return 0;
+}
+
+static int migrate(struct mig_source *s, const struct vmm_migrate_options *o, bool *stopped,
+                   bool *was_paused)
+{
+    struct vmm_vm *vm = s->vm;
+    uint32_t version = MIG_VERSION;
+    int r = send_msg(s->fd, MIG_HELLO, &version, 4, o->app_data, o->app_len);
+    if (r < 0)
+        return r;
+    /* Round 0: everything (the target's memory is zeros: those are left);
+     * the log counts from before it reads. */
+    if ((r = fetch_dirty(s)) < 0)
+        return r;
+    for (unsigned i = 0; i < s->n; i++)
+        memset(s->r[i].pending, 0xff, s->r[i].nwords * sizeof(uint64_t));
+    for (unsigned i = 0; i < s->n; i++)
+        if (s->r[i].pages % 64)
+            s->r[i].pending[s->r[i].nwords - 1] = (1ull << (s->r[i].pages % 64)) - 1;
+    double t0 = now_ms();
+    if ((r = send_pending(s, true)) < 0)
+        return r;
+    double bytes_per_ms = (double)s->sent_pages * 4096 / (now_ms() - t0 + 0.001);
+
+    /* Pre-copy until what is left fits the downtime. */
+    unsigned round = 1;
+    for (; round <= o->max_rounds; round++) {
+        if ((r = fetch_dirty(s)) < 0)
+            return r;
+        uint64_t left = pending_pages(s);
+        if ((double)left * 4096 / bytes_per_ms <= o->downtime_ms)
+            break;
+        uint64_t before = s->sent_pages;
+        t0 = now_ms();
+        if ((r = send_pending(s, false)) < 0)
+            return r;
+        bytes_per_ms = (double)(s->sent_pages - before) * 4096 / (now_ms() - t0 + 0.001);
+    }
+
+    /* Stop, the last pages, the state. */
+    if ((r = snap_world_stop(vm, was_paused)) < 0)
+        return r;
+    *stopped = true;
+    double stop_ms = now_ms();
+    uint8_t id[SNAP_ID_BYTES];
+    size_t size = 0;
+    uint8_t *file = NULL;
+    if (getrandom(id, sizeof(id), 0) != (ssize_t)sizeof(id))
+        r = -errno;
+    if (r == 0 && (r = fetch_dirty(s)) == 0)
+        r = send_pending(s, false);
+    if (r == 0) {
+        struct vmm_snap_writer w;
+        snap_writer_init(&w);
+        r = snap_state_put(vm, id, o->app_data, o->app_len, &w);
+        put_layout(vm, &w);
+        file = r == 0 ? snap_file_build(&w, &size) : NULL;
+        if (r == 0 && !file)
+            r = w.err ? w.err : -ENOMEM;
+        snap_writer_fini(&w);
+    }
+    snap_world_thaw(vm); /* the VM stays paused */
+    if (r == 0)
+        r = send_msg(s->fd, MIG_STATE, file, size, NULL, 0);
+    free(file);
+    if (r == 0)
+        r = send_msg(s->fd, MIG_END, NULL, 0, NULL, 0);
+    if (r == 0)
+        r = read_reply(s->fd);
+    if (r == 0)
+        vmm_log_info("migrate: %" PRIu64 " pages in %u rounds, %.1f ms stopped", s->sent_pages,
+                     round, now_ms() - stop_ms);
+    return r;
+}
+
+int vmm_vm_migrate_send(struct vmm_vm *vm, int fd, const struct vmm_migrate_options *opts)
+{
+    struct vmm_migrate_options o = {0};
+    if (!vm || fd < 0 || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) ||
+        o.app_len > VMM_SNAPSHOT_APP_MAX || (o.app_len && !o.app_data) || !vm->mem)
+        return -EINVAL;
+    if (!o.downtime_ms)
+        o.downtime_ms = MIG_DEFAULT_DOWNTIME_MS;
+    if (!o.max_rounds)
+        o.max_rounds = MIG_DEFAULT_ROUNDS;
+    struct mig_source s = {.vm = vm, .fd = fd, .n = vmm_memory_region_count(vm->mem)};
+    s.r = calloc(s.n + 1, sizeof(*s.r));
+    if (!s.r)
+        return -ENOMEM;
+    int r = 0;
+    for (unsigned i = 0; i < s.n && r == 0; i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        struct mig_region *g = &s.r[i];
+        if ((r = vmm_memory_region_info(vm->mem, i, &info)) < 0)
+            break;
+        if (info.len % 4096) {
+            vmm_log_error("migrate: memory region %u is not a whole number of pages", i);
+            r = -EINVAL;
+            break;
+        }
+        g->host = info.host;
+        g->pages = info.len / 4096;
+        g->nwords = (size_t)((g->pages + 63) / 64);
+        g->pending = calloc(g->nwords + 1, sizeof(uint64_t));
+        if (!g->pending) {
+            r = -ENOMEM;
+            break;
+        }
+        if (i >= vm->slot_cap || !vm->slot_dirty_log[i]) {
+            if ((r = vmm_vm_dirty_log_start(vm, i)) < 0)
+                break;
+            g->started_log = true;
+        }
+    }
+    vm->snap_base_valid = false; /* migration reads the dirty log */
+    bool stopped = false, was_paused = false;
+    if (r == 0)
+        r = migrate(&s, &o, &stopped, &was_paused);
+    if (r < 0) {
+        vmm_log_error("migrate: %s; the VM goes on here", vmm_strerror(r));
+        if (stopped && !was_paused)
+            (void)vmm_vm_resume(vm);
+    }
+    for (unsigned i = 0; i < s.n; i++) {
+        if (s.r[i].started_log)
+            (void)vmm_vm_dirty_log_stop(vm, i);
+        free(s.r[i].pending);
+    }
+    free(s.r);
+    return r;
+}
+
+/* ---- target ---- */
+
+static int recv_header(int fd, struct mig_header *h)
+{
+    int r = recv_all(fd, h, sizeof(*h));
+    if (r == 0 && h->magic != MIG_MAGIC)
+        r = -EPROTO;
+    return r;
+}
+
+int vmm_migrate_recv_hello(int fd, void *buf, size_t max, size_t *len)
+{
+    struct mig_header h;
+    uint32_t version;
+    if (fd < 0 || !len || (max && !buf))
+        return -EINVAL;
+    int r = recv_header(fd, &h);
+    if (r == 0 && (h.type != MIG_HELLO || h.len < 4 || h.len > 4 + VMM_SNAPSHOT_APP_MAX))
+        r = -EPROTO;
+    if (r == 0)
+        r = recv_all(fd, &version, 4);
+    if (r == 0 && version != MIG_VERSION) {
+        vmm_log_error("migrate: the source speaks protocol version %" PRIu32 ", this library %u",
+                      version, MIG_VERSION);
+        r = -EPROTO;
+    }
+    if (r < 0)
+        return r;
+    *len = (size_t)h.len - 4;
+    if (*len > max)
+        return -ENOSPC;
+    return recv_all(fd, buf, *len);
+}
+
+static int reply(int fd, int err, const char *why)
+{
+    uint32_t status = (uint32_t)-err;
+    size_t n = strnlen(why, MIG_REASON);
+    return send_msg(fd, MIG_REPLY, &status, 4, why, n);
+}
+
+/* A PAGES message: into guest memory, every bound checked first. */
+static int recv_pages(struct vmm_vm *vm, int fd, uint64_t len, char *why, size_t why_len)
+{
+    struct {
+        uint32_t region, count;
+        uint64_t first;
+    } hdr;
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+    int r = len < sizeof(hdr) ? -EPROTO : recv_all(fd, &hdr, sizeof(hdr));
+    if (r < 0)
+        return r;
+    if (hdr.count == 0 || hdr.count > MIG_RUN_PAGES ||
+        len - sizeof(hdr) != (uint64_t)hdr.count * 4096 ||
+        vmm_memory_region_info(vm->mem, hdr.region, &info) < 0 || hdr.first > info.len / 4096 ||
+        hdr.count > info.len / 4096 - hdr.first) {
+        snprintf(why, why_len, "a page run outside guest memory");
+        return -EPROTO;
+    }
+    return recv_all(fd, (uint8_t *)info.host + hdr.first * 4096, (size_t)hdr.count * 4096);
+}
+
+/* The layout the source sent against this VM's. */
+static int check_layout(struct vmm_vm *vm, struct vmm_snap_file *f, char *why, size_t why_len)
+{
+    struct vmm_snap_reader rd;
+    uint32_t n;
+    if (snap_file_find(f, SNAP_TAG_MEMORY, 0, &rd) < 0 || snap_get_u32(&rd, &n) < 0)
+        return -EBADMSG;
+    if (n != vmm_memory_region_count(vm->mem)) {
+        snprintf(why, why_len, "the source has %" PRIu32 " memory regions, this VM %u", n,
+                 vmm_memory_region_count(vm->mem));
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t gpa, len;
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (snap_get_u64(&rd, &gpa) < 0 || snap_get_u64(&rd, &len) < 0 ||
+            vmm_memory_region_info(vm->mem, i, &info) < 0)
+            return -EBADMSG;
+        if (gpa != info.gpa || len != info.len) {
+            snprintf(why, why_len, "memory region %u differs from the source's", i);
+            return -EINVAL;
+        }
+    }
+    return snap_done(&rd);
+}
+
+static int recv_state(struct vmm_vm *vm, int fd, uint64_t len, char *why, size_t why_len)
+{
+    if (len > SNAP_MAX_FILE + (uint64_t)SNAP_HEADER_SIZE) {
+        snprintf(why, why_len, "the state is too large");
+        return -EPROTO;
+    }
+    uint8_t *data = malloc((size_t)len + 1);
+    if (!data)
+        return -ENOMEM;
+    int r = recv_all(fd, data, (size_t)len);
+    if (r < 0) {
+        free(data);
+        return r;
+    }
+    struct vmm_snap_file f;
+    if ((r = snap_file_parse(data, (size_t)len, &f, why, why_len)) < 0)
+        return r;
+    uint8_t id[SNAP_ID_BYTES];
+    if ((r = snap_restore_meta(vm, &f, id)) < 0 || (r = check_layout(vm, &f, why, why_len)) < 0 ||
+        (r = snap_restore_rest(vm, &f)) < 0) {
+        if (!why[0])
+            snprintf(why, why_len, "the state does not fit this VM (see its log)");
+    }
+    snap_file_free(&f);
+    return r;
+}
+
+int vmm_vm_migrate_recv(struct vmm_vm *vm, int fd)
+{
+    if (!vm || fd < 0 || !vm->mem)
+        return -EINVAL;
+    char why[MIG_REASON] = "";
+    int r = snap_restore_check_fresh(vm);
+    bool have_state = false;
+    while (r == 0) {
+        struct mig_header h;
+        if ((r = recv_header(fd, &h)) < 0)
+            break;
+        if (h.type == MIG_PAGES && !have_state) {
+            r = recv_pages(vm, fd, h.len, why, sizeof(why));
+        } else if (h.type == MIG_STATE && !have_state) {
+            r = recv_state(vm, fd, h.len, why, sizeof(why));
+            have_state = r == 0;
+        } else if (h.type == MIG_END && h.len == 0 && have_state) {
+            vmm_log_info("migrate: received; the VM may run");
+            return reply(fd, 0, "");
+        } else {
+            snprintf(why, sizeof(why), "unexpected message %" PRIu32, h.type);
+            r = -EPROTO;
+        }
+    }
+    if (!why[0])
+        snprintf(why, sizeof(why), "%s", vmm_strerror(r));
+    vmm_log_error("migrate: receiving: %s", why);
+    (void)reply(fd, r, why);
+    return r;
+}
