@@ -125,13 +125,12 @@ void vmm_vcpu_free(struct vmm_vcpu *vcpu);
 void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
 struct vmm_vcpu *vmm_vcpu_current(void);
-int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
 /* Have KVM finish the exit it still owes the guest (the data of a port or
- * MMIO read reaches the guest's registers only at the next KVM_RUN): one
- * KVM_RUN with immediate_exit set, which completes the instruction and
- * returns at once (KVM API, "immediate_exit"). Only from the thread that
- * runs the vCPU, or while no thread does. */
-void vmm_vcpu_complete_exit(struct vmm_vcpu *vcpu);
+ * MMIO read reaches the guest's registers only at the next KVM_RUN), with
+ * immediate_exit set so that the guest is not entered (KVM API,
+ * "immediate_exit"). Only from the thread that runs the vCPU, or while no
+ * thread does. Returns 0, -EAGAIN or a -errno from KVM_RUN (vcpu.c). */
+int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);

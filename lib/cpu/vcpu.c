@@ -378,20 +378,13 @@ static void vcpu_default_exit(struct vmm_vcpu *vcpu, const struct vmm_vcpu_exit 
 
 /* ---- entering and leaving a run ---- */
 
-void vmm_vcpu_complete_exit(struct vmm_vcpu *vcpu)
-{
-    __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    (void)ioctl(vcpu->fd, KVM_RUN, 0);
-    __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-}
-
 /* Park while the VM is paused, the last exit completed first, so that the
  * vCPU's state is whole while it waits (a snapshot reads it). Returns with
  * vm->lock released. */
 static void vcpu_park(struct vmm_vcpu *vcpu)
 {
     struct vmm_vm *vm = vcpu->vm;
-    vmm_vcpu_complete_exit(vcpu);
+    (void)vmm_vcpu_settle(vcpu); /* a vCPU that cannot settle is saved as it is */
     pthread_mutex_lock(&vm->lock);
     vm->parked++;
     pthread_cond_broadcast(&vm->cond);

@@ -537,7 +537,7 @@ int snap_world_stop(struct vmm_vm *vm, bool *was_paused)
         struct vmm_vcpu *v = vm->vcpus[i];
         pthread_mutex_lock(&v->kick_lock);
         if (!v->in_run && v->has_run)
-            vmm_vcpu_complete_exit(v);
+            (void)vmm_vcpu_settle(v);
         pthread_mutex_unlock(&v->kick_lock);
     }
     for (unsigned frozen = 0; frozen < vm->nr_snap_parts; frozen++) {
