@@ -377,8 +377,8 @@ int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscal
                 reqs[ni++] = l[i].ioctls[j];
         }
     }
-    if (nr_syscalls)
-        *nr_syscalls = nc + (ni > 0); /* ioctl itself */
+    if (nr_syscalls) /* ioctl itself, and main's and build's prctl(PR_SET_NO_NEW_PRIVS) */
+        *nr_syscalls = nc + (ni > 0) + (kind >= VMM_SECCOMP_MAIN);
     if (nr_ioctls)
         *nr_ioctls = ni;
     return 0;
