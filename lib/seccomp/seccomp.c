@@ -120,12 +120,12 @@ static const unsigned long io_ioctls[] = {
 };
 
 /* The thread that runs vmm_vm_run and destroys the VM afterwards: starts and
- * joins threads, dirty logging, the terminal it restores. */
+ * joins threads (glibc's first pthread_create also sets up its own signal
+ * handlers), lets the threads it starts add their own filters, dirty
+ * logging, the terminal it restores. */
 static const int main_syscalls[] = {
     SCMP_SYS(clone),       SCMP_SYS(clone3),       SCMP_SYS(set_tid_address),
-    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), /* glibc's first pthread_create sets up its own
-                                                      signals */
-    SCMP_SYS(seccomp),                             /* the threads it starts add their own filters */
+    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(seccomp),
 };
 static const unsigned long main_ioctls[] = {
     KVM_GET_DIRTY_LOG,
