@@ -52,10 +52,7 @@ struct fn_cpu_state {
     struct kvm_debugregs dregs;
     struct kvm_vcpu_events events;
     struct kvm_lapic_state lapic;
-    struct {
-        struct kvm_msrs hdr;
-        struct kvm_msr_entry e[FN_NMSRS];
-    } msrs;
+    struct kvm_msrs *msrs; /* room for FN_NMSRS entries; NULL while locked */
     bool have_dregs, have_events;
     /* The guest cannot touch MSRs (a deny-all KVM MSR filter) and its LAPIC
      * is off: neither can change, so resets after a returned call skip them. */
@@ -306,12 +303,15 @@ static int cpu_save(struct vmm_fn *fn)
         return 0;
     if ((r = vmm_vcpu_get_lapic(v, &c->lapic)) < 0)
         return r;
-    c->msrs.hdr.nmsrs = FN_NMSRS;
+    c->msrs = calloc(1, sizeof(*c->msrs) + FN_NMSRS * sizeof(c->msrs->entries[0]));
+    if (!c->msrs)
+        return -ENOMEM;
+    c->msrs->nmsrs = FN_NMSRS;
     for (unsigned i = 0; i < FN_NMSRS; i++)
-        c->msrs.e[i] = (struct kvm_msr_entry){.index = fn_msr_list[i]};
+        c->msrs->entries[i] = (struct kvm_msr_entry){.index = fn_msr_list[i]};
     /* KVM stops at the first MSR it does not know: keep those before it. */
-    r = vmm_kvm_ioctl(v->fd, KVM_GET_MSRS, &c->msrs);
-    c->msrs.hdr.nmsrs = r > 0 ? (uint32_t)r : 0;
+    r = vmm_kvm_ioctl(v->fd, KVM_GET_MSRS, c->msrs);
+    c->msrs->nmsrs = r > 0 ? (uint32_t)r : 0;
     return 0;
 }
 
@@ -358,7 +358,8 @@ static int cpu_restore(struct vmm_fn *fn, bool full)
     if (c->have_dregs && (r = vmm_kvm_ioctl(v->fd, KVM_SET_DEBUGREGS, &c->dregs)) < 0)
         return r;
     /* Locked: the guest can neither change nor see them. */
-    if (!c->locked && c->msrs.hdr.nmsrs && (r = vmm_kvm_ioctl(v->fd, KVM_SET_MSRS, &c->msrs)) < 0)
+    if (!c->locked && c->msrs && c->msrs->nmsrs &&
+        (r = vmm_kvm_ioctl(v->fd, KVM_SET_MSRS, c->msrs)) < 0)
         return r;
     if (!c->locked) {
         struct kvm_lapic_state l;
@@ -919,6 +920,7 @@ void vmm_fn_destroy(struct vmm_fn *fn)
     pthread_cond_destroy(&fn->cond);
     pthread_mutex_destroy(&fn->lock);
     free(fn->cpu.xsave);
+    free(fn->cpu.msrs);
     free(fn->snap);
     free(fn->slot);
     free(fn->dirty);

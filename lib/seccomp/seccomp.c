@@ -269,8 +269,9 @@ static int allow_ioctl(scmp_filter_ctx ctx, unsigned long req)
  * prctl. */
 static int allow_nnp(scmp_filter_ctx ctx)
 {
-    int r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1,
-                             SCMP_A0(SCMP_CMP_EQ, PR_SET_NO_NEW_PRIVS));
+    const struct scmp_arg_cmp nnp = {
+        .arg = 0, .op = SCMP_CMP_EQ, .datum_a = PR_SET_NO_NEW_PRIVS, .datum_b = 0};
+    int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, &nnp);
     return r == -EEXIST ? 0 : r;
 }
 

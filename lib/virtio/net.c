@@ -238,7 +238,9 @@ static void arm_timer(struct net *n)
 
 static bool rx_allowed(struct net *n)
 {
-    bool open = bucket_open(&n->rx_bytes) & bucket_open(&n->rx_pkts);
+    /* Both buckets refill, whatever the first says. */
+    bool bytes_open = bucket_open(&n->rx_bytes);
+    bool open = bucket_open(&n->rx_pkts) && bytes_open;
     if (!open && !n->rx_throttled) {
         n->rx_throttled = true;
         n->stats.throttled++;
@@ -249,7 +251,9 @@ static bool rx_allowed(struct net *n)
 
 static bool tx_allowed(struct net *n)
 {
-    bool open = bucket_open(&n->tx_bytes) & bucket_open(&n->tx_pkts);
+    /* Both buckets refill, whatever the first says. */
+    bool bytes_open = bucket_open(&n->tx_bytes);
+    bool open = bucket_open(&n->tx_pkts) && bytes_open;
     if (!open && !n->tx_throttled) {
         n->tx_throttled = true;
         n->stats.throttled++;
