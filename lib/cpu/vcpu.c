@@ -578,8 +578,9 @@ int vmm_vcpu_run_once(struct vmm_vcpu *vcpu, struct vmm_vcpu_exit *exit)
  * (immediate_exit set: KVM completes the port or MMIO access, then returns
  * -EINTR), so the vCPU state is whole before it is saved or replaced; an
  * access KVM splits (a REP string, a page-crossing MMIO) may take several
- * rounds. Not while the vCPU is in a run. Returns 0, -EAGAIN (still not done
- * after the rounds allowed) or a -errno from KVM_RUN. */
+ * rounds. Only from the thread that runs the vCPU (between two entries, as
+ * a parking vCPU does), or while no thread does. Returns 0, -EAGAIN (still
+ * not done after the rounds allowed) or a -errno from KVM_RUN. */
 int vmm_vcpu_settle(struct vmm_vcpu *vcpu)
 {
     for (unsigned round = 0; round < 64; round++) {
