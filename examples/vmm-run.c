@@ -115,6 +115,19 @@ static void fail(const char *fmt, ...)
     exit(1);
 }
 
+/* The option parser's failure: *e becomes the message (a heap string, or
+ * NULL when even that cannot be allocated). Returns PARSE_ERROR (-1). */
+static int opt_error(char **e, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int opt_error(char **e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (vasprintf(e, fmt, ap) < 0)
+        *e = NULL;
+    va_end(ap);
+    return -1;
+}
+
 /* While set, the library's error lines are kept here (the last one wins)
  * instead of printed, so that a failure can say why in one line. */
 static char *held_error;
@@ -219,6 +232,7 @@ enum boot_kind { BOOT_AUTO, BOOT_PROGRAM, BOOT_LINUX, BOOT_PVH };
 /* Everything the command line asked for. */
 struct options {
     const char *kernel, *initrd, *cmdline, *console, *cpu_disable;
+    char *cpu_disable_joined; /* cpu_disable when --cpu-disable is repeated */
     enum boot_kind boot;
     uint64_t mem_size;
     unsigned vcpus;
@@ -317,7 +331,7 @@ static void install_seccomp(struct vmm_vm *vm, const struct options *o)
 
 /* --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on|off]: every key
  * once, tap required. */
-static void parse_net(char *arg, struct vmm_virtio_net_config *net)
+static int parse_net(char *arg, struct vmm_virtio_net_config *net, char **e)
 {
     *net = VMM_INIT(struct vmm_virtio_net_config);
     bool mac_set = false, vhost_set = false;
@@ -325,28 +339,31 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
          tok = strtok_r(NULL, ",", &save)) {
         char *val = strchr(tok, '=');
         if (!val || val == tok)
-            fail("invalid --net option '%s' (tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on])",
-                 tok);
+            return opt_error(
+                e, "invalid --net option '%s' (tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on])",
+                tok);
         *val++ = '\0';
         char *end;
         unsigned long v;
         if (strcmp(tok, "tap") == 0) {
             if (net->tap)
-                fail("--net: tap= given twice");
+                return opt_error(e, "--net: tap= given twice");
             if (!*val || strlen(val) >= 16 || strchr(val, '/'))
-                fail("--net: invalid tap name '%s' (1 to 15 characters, no '/')", val);
+                return opt_error(e, "--net: invalid tap name '%s' (1 to 15 characters, no '/')",
+                                 val);
             net->tap = val;
         } else if (strcmp(tok, "mac") == 0) {
             unsigned b[6];
             char extra;
             if (mac_set)
-                fail("--net: mac= given twice");
+                return opt_error(e, "--net: mac= given twice");
             if (sscanf(val, "%2x:%2x:%2x:%2x:%2x:%2x%c", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5],
                        &extra) != 6 ||
                 strlen(val) != 17)
-                fail("--net: invalid MAC address '%s' (like 52:54:00:12:34:56)", val);
+                return opt_error(e, "--net: invalid MAC address '%s' (like 52:54:00:12:34:56)",
+                                 val);
             if (b[0] & 1)
-                fail("--net: '%s' is a multicast address, not a device's", val);
+                return opt_error(e, "--net: '%s' is a multicast address, not a device's", val);
             for (int i = 0; i < 6; i++)
                 net->mac[i] = (uint8_t)b[i];
             mac_set = true;
@@ -356,30 +373,31 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
             errno = 0;
             v = strtoul(val, &end, 10);
             if (errno || *end || end == val || val[0] == '-' || v < lo || v > hi)
-                fail("--net: invalid %s '%s' (%lu-%lu)", tok, val, lo, hi);
+                return opt_error(e, "--net: invalid %s '%s' (%lu-%lu)", tok, val, lo, hi);
             if (mtu ? net->mtu != 0 : net->queue_pairs != 0)
-                fail("--net: %s= given twice", tok);
+                return opt_error(e, "--net: %s= given twice", tok);
             if (mtu)
                 net->mtu = (uint16_t)v;
             else
                 net->queue_pairs = (unsigned)v;
         } else if (strcmp(tok, "vhost") == 0) {
             if (vhost_set)
-                fail("--net: vhost= given twice");
+                return opt_error(e, "--net: vhost= given twice");
             if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
-                fail("--net: invalid vhost '%s' (on or off)", val);
+                return opt_error(e, "--net: invalid vhost '%s' (on or off)", val);
             net->vhost = val[1] == 'n';
             vhost_set = true;
         } else {
-            fail("unknown --net option '%s' (tap, mac, mtu, queues or vhost)", tok);
+            return opt_error(e, "unknown --net option '%s' (tap, mac, mtu, queues or vhost)", tok);
         }
     }
     if (!net->tap)
-        fail("--net needs tap=NAME");
+        return opt_error(e, "--net needs tap=NAME");
+    return 0;
 }
 
 /* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */
-static void parse_balloon(char *arg, struct vmm_virtio_balloon_config *b)
+static int parse_balloon(char *arg, struct vmm_virtio_balloon_config *b, char **e)
 {
     *b = VMM_INIT(struct vmm_virtio_balloon_config);
     for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
@@ -387,7 +405,7 @@ static void parse_balloon(char *arg, struct vmm_virtio_balloon_config *b)
         if (strncmp(tok, "target=", 7) == 0) {
             b->target_bytes = parse_size(tok + 7);
             if (b->target_bytes == 0 || (b->target_bytes >> 12) > UINT32_MAX)
-                fail("--balloon: invalid target '%s' (use e.g. 64M)", tok + 7);
+                return opt_error(e, "--balloon: invalid target '%s' (use e.g. 64M)", tok + 7);
         } else if (strcmp(tok, "stats") == 0) {
             b->stats = true;
         } else if (strcmp(tok, "reporting") == 0) {
@@ -395,11 +413,13 @@ static void parse_balloon(char *arg, struct vmm_virtio_balloon_config *b)
         } else if (strcmp(tok, "deflate-on-oom") == 0) {
             b->deflate_on_oom = true;
         } else {
-            fail("unknown --balloon option '%s' (target=SIZE, stats, reporting or "
-                 "deflate-on-oom)",
-                 tok);
+            return opt_error(e,
+                             "unknown --balloon option '%s' (target=SIZE, stats, reporting or "
+                             "deflate-on-oom)",
+                             tok);
         }
     }
+    return 0;
 }
 
 static void list_cpu_features(void)
@@ -411,17 +431,22 @@ static void list_cpu_features(void)
 }
 
 /* Check every name in the comma-separated list before anything starts. */
-static void check_cpu_features(const char *list)
+static int check_cpu_features(const char *list, char **e)
 {
     char *copy = strdup(list), *save = NULL;
     if (!copy)
-        fail("out of memory");
+        return opt_error(e, "out of memory");
     struct kvm_cpuid_entry2 dummy = {0};
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    int r = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok && r == 0; tok = strtok_r(NULL, ",", &save)) {
         if (vmm_cpuid_set_feature(&dummy, 1, tok, false) == -ENOENT)
-            fail("unknown CPU feature '%s' for --cpu-disable (--cpu-disable help lists them)", tok);
+            r = opt_error(e,
+                          "unknown CPU feature '%s' for --cpu-disable (--cpu-disable help lists "
+                          "them)",
+                          tok);
     }
     free(copy);
+    return r;
 }
 
 static void apply_cpu_features(struct vmm_vcpu *vcpu, const char *list)
@@ -1265,7 +1290,21 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     return ex;
 }
 
-static void parse_options(int argc, char **argv, struct options *o)
+/* What parse_options asks of main besides running the VM it describes. */
+enum parse_result {
+    PARSE_ERROR = -1, /* *e says why, in one line */
+    PARSE_RUN,        /* o describes the VM to run */
+    PARSE_HELP,       /* -h: print the usage, exit 0 */
+    PARSE_VERSION,    /* -V: print the version, exit 0 */
+    PARSE_CPU_HELP,   /* --cpu-disable help: list the features, exit 0 */
+};
+
+/* Parse vmm-run's command line into *o without side effects beyond getopt's
+ * state (restarted here) and argv's option values, which o points into (and
+ * --disk/--net cut up). On PARSE_ERROR, *e is a heap string (the caller
+ * frees it) naming the problem; *o may be half filled and is released by
+ * free_options either way. */
+static enum parse_result parse_options(int argc, char **argv, struct options *o, char **e)
 {
     enum {
         OPT_CONSOLE = 256,
@@ -1323,8 +1362,10 @@ static void parse_options(int argc, char **argv, struct options *o)
                           .seccomp = 1 + VMM_SECCOMP_TRAP,
                           .cfg = VMM_INIT(struct vmm_vm_config)};
 
+    *e = NULL;
     int c;
     opterr = 0;
+    optind = 0; /* a full restart: parse_options may run more than once */
     while ((c = getopt_long(argc, argv, ":k:m:c:vhV", opts, NULL)) != -1) {
         switch (c) {
         case 'k':
@@ -1347,13 +1388,14 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "pvh") == 0)
                 o->boot = BOOT_PVH;
             else
-                fail("invalid boot protocol '%s' (auto, linux, pvh or program)", optarg);
+                return opt_error(e, "invalid boot protocol '%s' (auto, linux, pvh or program)",
+                                 optarg);
             break;
         case 'm':
             o->machine_opt = "--mem";
             o->mem_size = parse_size(optarg);
             if (o->mem_size == 0)
-                fail("invalid memory size '%s' (use e.g. 128M or 1G)", optarg);
+                return opt_error(e, "invalid memory size '%s' (use e.g. 128M or 1G)", optarg);
             break;
         case 'c': {
             o->machine_opt = "--vcpus";
@@ -1361,7 +1403,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             errno = 0;
             unsigned long v = strtoul(optarg, &end, 10);
             if (errno || *end || end == optarg || optarg[0] == '-' || v < 1 || v > MAX_VCPUS)
-                fail("invalid vCPU count '%s' (1-%d)", optarg, MAX_VCPUS);
+                return opt_error(e, "invalid vCPU count '%s' (1-%d)", optarg, MAX_VCPUS);
             o->vcpus = (unsigned)v;
             break;
         }
@@ -1376,20 +1418,20 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "kernel") == 0)
                 o->cfg.irqchip = VMM_IRQCHIP_KERNEL;
             else
-                fail("invalid interrupt controller '%s' (split or kernel)", optarg);
+                return opt_error(e, "invalid interrupt controller '%s' (split or kernel)", optarg);
             break;
         case OPT_CPU_DISABLE:
-            if (strcmp(optarg, "help") == 0) {
-                list_cpu_features();
-                exit(0);
-            }
-            check_cpu_features(optarg);
+            if (strcmp(optarg, "help") == 0)
+                return PARSE_CPU_HELP;
+            if (check_cpu_features(optarg, e) < 0)
+                return PARSE_ERROR;
             o->machine_opt = "--cpu-disable";
             if (o->cpu_disable) { /* repeated: the lists add up */
                 char *both = NULL;
                 if (asprintf(&both, "%s,%s", o->cpu_disable, optarg) < 0)
-                    fail("out of memory");
-                o->cpu_disable = both; /* lives as long as the process */
+                    return opt_error(e, "out of memory");
+                free(o->cpu_disable_joined);
+                o->cpu_disable = o->cpu_disable_joined = both;
             } else {
                 o->cpu_disable = optarg;
             }
@@ -1400,7 +1442,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             break;
         case OPT_DISK: {
             if (o->nr_disks == MAX_DISKS)
-                fail("too many --disk options (at most %d)", MAX_DISKS);
+                return opt_error(e, "too many --disk options (at most %d)", MAX_DISKS);
             struct vmm_virtio_blk_config *disk = &o->disks[o->nr_disks++];
             *disk = VMM_INIT(struct vmm_virtio_blk_config, .path = optarg);
             /* Trailing ",ro", ",rw" and ",direct" are options (the last of
@@ -1421,7 +1463,7 @@ static void parse_options(int argc, char **argv, struct options *o)
                 *comma = '\0';
             }
             if (!*disk->path)
-                fail("--disk needs a file or block device (PATH[,ro][,direct])");
+                return opt_error(e, "--disk needs a file or block device (PATH[,ro][,direct])");
             break;
         }
         case OPT_TRANSPORT:
@@ -1430,20 +1472,21 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "pci") == 0)
                 o->pci = true;
             else
-                fail("invalid --transport '%s' (mmio or pci)", optarg);
+                return opt_error(e, "invalid --transport '%s' (mmio or pci)", optarg);
             break;
         case OPT_NET:
             if (o->nr_nets == MAX_NETS)
-                fail("too many --net options (at most %d)", MAX_NETS);
-            parse_net(optarg, &o->nets[o->nr_nets++]);
+                return opt_error(e, "too many --net options (at most %d)", MAX_NETS);
+            if (parse_net(optarg, &o->nets[o->nr_nets++], e) < 0)
+                return PARSE_ERROR;
             break;
         case OPT_BALLOON:
             if (o->balloon)
-                fail("--balloon given twice");
+                return opt_error(e, "--balloon given twice");
             o->balloon = true;
-            if (optarg)
-                parse_balloon(optarg, &o->balloon_cfg);
-            else
+            if (optarg && parse_balloon(optarg, &o->balloon_cfg, e) < 0)
+                return PARSE_ERROR;
+            if (!optarg)
                 o->balloon_cfg = VMM_INIT(struct vmm_virtio_balloon_config);
             break;
         case OPT_ON_REBOOT:
@@ -1452,7 +1495,7 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "restart") == 0)
                 o->restart_on_reboot = true;
             else
-                fail("invalid --on-reboot action '%s' (exit or restart)", optarg);
+                return opt_error(e, "invalid --on-reboot action '%s' (exit or restart)", optarg);
             break;
         case OPT_SECCOMP:
             if (strcmp(optarg, "kill") == 0)
@@ -1462,11 +1505,11 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "off") == 0)
                 o->seccomp = SECCOMP_OFF;
             else
-                fail("invalid --seccomp mode '%s' (kill, log or off)", optarg);
+                return opt_error(e, "invalid --seccomp mode '%s' (kill, log or off)", optarg);
             break;
         case OPT_SAVE:
             if (!*optarg)
-                fail("--save needs a directory");
+                return opt_error(e, "--save needs a directory");
             o->save_dir = optarg;
             break;
         case OPT_SNAPSHOT_ON:
@@ -1475,22 +1518,23 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "USR2") == 0 || strcmp(optarg, "SIGUSR2") == 0)
                 o->snapshot_signal = SIGUSR2;
             else
-                fail("invalid --snapshot-on signal '%s' (USR1 or USR2)", optarg);
+                return opt_error(e, "invalid --snapshot-on signal '%s' (USR1 or USR2)", optarg);
             break;
         case OPT_API_SOCK:
             if (!*optarg || strlen(optarg) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-                fail("--api-sock needs a socket path of at most %zu bytes",
-                     sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+                return opt_error(e, "--api-sock needs a socket path of at most %zu bytes",
+                                 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             o->api_sock = optarg;
             break;
         case OPT_MIGRATE_LISTEN:
             if ((strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "tcp:", 4) != 0) || !optarg[5])
-                fail("invalid --migrate-listen '%s' (unix:PATH or tcp:HOST:PORT)", optarg);
+                return opt_error(e, "invalid --migrate-listen '%s' (unix:PATH or tcp:HOST:PORT)",
+                                 optarg);
             o->migrate_listen = optarg;
             break;
         case OPT_RESTORE:
             if (!*optarg)
-                fail("--restore needs a snapshot directory");
+                return opt_error(e, "--restore needs a snapshot directory");
             o->restore_dir = optarg;
             break;
         case OPT_RESTORE_MEMORY:
@@ -1501,67 +1545,73 @@ static void parse_options(int argc, char **argv, struct options *o)
             else if (strcmp(optarg, "uffd") == 0)
                 o->restore_memory = VMM_RESTORE_UFFD;
             else
-                fail("invalid --restore-memory '%s' (eager, lazy or uffd)", optarg);
+                return opt_error(e, "invalid --restore-memory '%s' (eager, lazy or uffd)", optarg);
             o->restore_memory_given = true;
             break;
         case 'v':
             o->verbose++;
             break;
         case 'h':
-            fputs(usage, stdout);
-            exit(0);
+            return PARSE_HELP;
         case 'V':
-            printf("vmm-run (libvmm) %s\n", vmm_version_string());
-            exit(0);
+            return PARSE_VERSION;
         case ':':
-            fail("option '%s' needs a value (see --help)", argv[optind - 1]);
+            return opt_error(e, "option '%s' needs a value (see --help)", argv[optind - 1]);
         default:
             if (optopt) /* a short option, perhaps inside a cluster like -kv */
-                fail("unknown option '-%c' (see --help)", optopt);
-            fail("unknown option '%s' (see --help)", argv[optind - 1]);
+                return opt_error(e, "unknown option '-%c' (see --help)", optopt);
+            return opt_error(e, "unknown option '%s' (see --help)", argv[optind - 1]);
         }
     }
     if (optind < argc)
-        fail("unexpected argument '%s' (see --help)", argv[optind]);
+        return opt_error(e, "unexpected argument '%s' (see --help)", argv[optind]);
     if (o->snapshot_signal && !o->save_dir)
-        fail("--snapshot-on needs --save DIR");
+        return opt_error(e, "--snapshot-on needs --save DIR");
     if (o->save_dir && !o->snapshot_signal)
         o->snapshot_signal = SIGUSR1;
     if (o->migrate_listen && o->restore_dir)
-        fail("--migrate-listen and --restore both bring a VM: choose one");
+        return opt_error(e, "--migrate-listen and --restore both bring a VM: choose one");
     if (o->migrate_listen) {
         if (o->kernel || o->initrd || o->cmdline || o->machine_opt)
-            fail("--migrate-listen takes the machine from the source: drop %s",
-                 o->kernel    ? "--kernel"
-                 : o->initrd  ? "--initrd"
-                 : o->cmdline ? "--cmdline"
-                              : o->machine_opt);
+            return opt_error(e, "--migrate-listen takes the machine from the source: drop %s",
+                             o->kernel    ? "--kernel"
+                             : o->initrd  ? "--initrd"
+                             : o->cmdline ? "--cmdline"
+                                          : o->machine_opt);
         if (o->restart_on_reboot || o->restore_memory_given)
-            fail("--migrate-listen cannot be combined with --on-reboot restart or "
-                 "--restore-memory");
-        return; /* main receives the VM's description */
+            return opt_error(e, "--migrate-listen cannot be combined with --on-reboot restart or "
+                                "--restore-memory");
+        return PARSE_RUN; /* main receives the VM's description */
     }
     if (o->restore_dir) {
         if (o->kernel || o->initrd || o->cmdline || o->machine_opt)
-            fail("--restore takes the machine from the snapshot: drop %s", o->kernel   ? "--kernel"
-                                                                           : o->initrd ? "--initrd"
-                                                                           : o->cmdline
-                                                                               ? "--cmdline"
-                                                                               : o->machine_opt);
+            return opt_error(e, "--restore takes the machine from the snapshot: drop %s",
+                             o->kernel    ? "--kernel"
+                             : o->initrd  ? "--initrd"
+                             : o->cmdline ? "--cmdline"
+                                          : o->machine_opt);
         if (o->restart_on_reboot)
-            fail("--on-reboot restart cannot be combined with --restore (there is no kernel to "
-                 "boot again)");
+            return opt_error(
+                e, "--on-reboot restart cannot be combined with --restore (there is no kernel to "
+                   "boot again)");
         if (!o->restore_memory_given)
             o->restore_memory = VMM_RESTORE_LAZY;
-        return; /* main reads the snapshot's description */
+        return PARSE_RUN; /* main reads the snapshot's description */
     }
     if (o->restore_memory_given)
-        fail("--restore-memory needs --restore");
+        return opt_error(e, "--restore-memory needs --restore");
     if (!o->kernel)
-        fail("no guest image given: use --kernel FILE (see --help)");
+        return opt_error(e, "no guest image given: use --kernel FILE (see --help)");
     if (o->mem_size < MIN_MEM || o->mem_size > MAX_MEM || o->mem_size % 4096)
-        fail("invalid memory size: %llu bytes (a multiple of 4K from 1M to 1T)",
-             (unsigned long long)o->mem_size);
+        return opt_error(e, "invalid memory size: %llu bytes (a multiple of 4K from 1M to 1T)",
+                         (unsigned long long)o->mem_size);
+    return PARSE_RUN;
+}
+
+static void free_options(struct options *o)
+{
+    free(o->cpu_disable_joined);
+    o->cpu_disable_joined = NULL;
 }
 
 /* Fail fast, in one line that names the device and the way out, on a host
@@ -1589,7 +1639,22 @@ static void check_kvm(void)
 int main(int argc, char **argv)
 {
     struct options o;
-    parse_options(argc, argv, &o);
+    char *why;
+    switch (parse_options(argc, argv, &o, &why)) {
+    case PARSE_ERROR:
+        fail("%s", why ? why : "out of memory");
+    case PARSE_HELP:
+        fputs(usage, stdout);
+        exit(0);
+    case PARSE_VERSION:
+        printf("vmm-run (libvmm) %s\n", vmm_version_string());
+        exit(0);
+    case PARSE_CPU_HELP:
+        list_cpu_features();
+        exit(0);
+    case PARSE_RUN:
+        break;
+    }
     check_kvm();
 
     if (o.verbose)
@@ -1699,5 +1764,6 @@ int main(int argc, char **argv)
     }
     if (o.out_fd != STDOUT_FILENO)
         close(o.out_fd);
+    free_options(&o);
     return status;
 }
