@@ -1526,12 +1526,17 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
                                  sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             o->api_sock = optarg;
             break;
-        case OPT_MIGRATE_LISTEN:
-            if ((strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "tcp:", 4) != 0) || !optarg[5])
+        case OPT_MIGRATE_LISTEN: {
+            /* What follows the scheme must not be empty ("tcp:" alone ends there). */
+            const char *rest = strncmp(optarg, "unix:", 5) == 0  ? optarg + 5
+                               : strncmp(optarg, "tcp:", 4) == 0 ? optarg + 4
+                                                                 : NULL;
+            if (!rest || !*rest)
                 return opt_error(e, "invalid --migrate-listen '%s' (unix:PATH or tcp:HOST:PORT)",
                                  optarg);
             o->migrate_listen = optarg;
             break;
+        }
         case OPT_RESTORE:
             if (!*optarg)
                 return opt_error(e, "--restore needs a snapshot directory");

@@ -156,3 +156,26 @@ if len(sys.argv) > 1:
     write("fuzz_loader", "linux-pvh-elf", linux_head + stripped("linux_boot.elf"))
     write("fuzz_loader", "linux-elf-no-pvh",
           u8(1) + u8(0x40 | 4) + u16(0) + u8(0) + u8(0) + stripped("linux_boot.elf"))
+
+# ---- fuzz_options: vmm-run's arguments, NUL-separated ----
+def argv(*args):
+    return b"\0".join(a.encode() for a in args)
+
+
+write("fuzz_options", "boot", argv("--kernel", "vmlinux", "--initrd", "initrd", "--cmdline",
+                                   "console=ttyS0", "-m", "256M", "-c", "2", "--boot", "linux"))
+write("fuzz_options", "devices", argv("-k", "g.elf", "--disk", "a.img,ro,direct", "--disk",
+                                      "b,x.img,rw", "--net", "tap=t0,mac=52:54:00:12:34:56,"
+                                      "mtu=9000,queues=2,vhost=off", "--balloon=target=64M,stats,"
+                                      "reporting,deflate-on-oom", "--rng", "--transport", "pci",
+                                      "--console", "virtio"))
+write("fuzz_options", "machine", argv("-k", "g", "--irqchip", "kernel", "--cpu-disable",
+                                      "xsave,avx", "--cpu-disable", "kvmclock", "--on-reboot",
+                                      "restart", "--seccomp", "log", "-vv"))
+write("fuzz_options", "snapshot", argv("--restore", "snap", "--restore-memory", "uffd",
+                                       "--save", "out", "--snapshot-on", "USR2", "--api-sock",
+                                       "/run/vmm.sock", "--disk", "d.img"))
+write("fuzz_options", "migrate", argv("--migrate-listen", "tcp:127.0.0.1:4444", "--console",
+                                      "log.txt"))
+write("fuzz_options", "errors", argv("-kv", "-x", "--mem", "1X", "--net", "tap=a,tap=b",
+                                     "--vcpus"))

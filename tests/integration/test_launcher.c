@@ -288,6 +288,12 @@ START_TEST(bad_options_get_one_line_errors)
     expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--boot", "program", "--initrd",
                             "/etc/hostname", NULL},
                  "need a Linux kernel");
+    /* A scheme with nothing after it (found by fuzz_options: "tcp:" was
+     * read past its end). */
+    expect_error((char *[]){VMM_RUN_PATH, "--migrate-listen", "tcp:", NULL},
+                 "invalid --migrate-listen 'tcp:'");
+    expect_error((char *[]){VMM_RUN_PATH, "--migrate-listen", "unix:", NULL},
+                 "invalid --migrate-listen 'unix:'");
 }
 END_TEST
 
