@@ -179,3 +179,50 @@ write("fuzz_options", "migrate", argv("--migrate-listen", "tcp:127.0.0.1:4444", 
                                       "log.txt"))
 write("fuzz_options", "errors", argv("-kv", "-x", "--mem", "1X", "--net", "tap=a,tap=b",
                                      "--vcpus"))
+
+# ---- fuzz_net, fuzz_balloon: fuzz_mmio.h's language, then the target's ops ----
+(FM_MEMWRITE, FM_DESC, FM_AVAIL, FM_REG_WRITE, FM_REG_READ, FM_SETUP, FM_KICK, FM_LOOP, FM_RESET,
+ FM_CHAIN) = range(10)
+FM_OP_COUNT = 10
+
+
+def fm_setup(features, skip=0, size_log=4):
+    return u8(FM_SETUP) + u64(features) + u8(skip) + u8(size_log)
+
+
+def fm_chain(q, first, segs, off=0):
+    """segs: (length, writable, leading bytes)"""
+    out = u8(FM_CHAIN) + u8(q) + u8(first) + u8(len(segs) - 1) + u16(off)
+    for length, writable, head in segs:
+        out += u16(length) + u8(1 if writable else 0) + u8(len(head)) + head
+    return out
+
+
+NET_F_CSUM, NET_F_MTU, NET_F_MAC, NET_F_HOST_TSO4 = 1 << 0, 1 << 3, 1 << 5, 1 << 11
+NET_F_MRG_RXBUF, NET_F_STATUS, NET_F_CTRL_VQ, NET_F_MQ = 1 << 15, 1 << 16, 1 << 17, 1 << 22
+N_RX, N_LINK, N_STATS = FM_OP_COUNT, FM_OP_COUNT + 1, FM_OP_COUNT + 2
+eth = b"\xff" * 6 + b"\x02\x00\x00\x00\x00\x02" + b"\x88\xb5" + b"hello"
+vhdr = bytes(12)
+net_feat = NET_F_CSUM | NET_F_MAC | NET_F_MRG_RXBUF | NET_F_STATUS | NET_F_HOST_TSO4
+good = fm_setup(net_feat) + fm_chain(1, 0, [(12 + 64, 0, vhdr + eth)]) + \
+    fm_chain(0, 0, [(12, 1, b""), (1514, 1, b"")], 0x100) + u8(N_RX) + u16(60) + u8(5) + \
+    b"world" + u8(FM_LOOP) + u8(FM_LOOP) + u8(N_STATS)
+write("fuzz_net", "tx-rx", u8(0) + good)
+write("fuzz_net", "tx-rx-mtu-small-queue", u8(2 | 4) + good)
+# Offload header (NEEDS_CSUM, GSO TCPv4), fragmented over 4 buffers.
+csum = u8(1) + u8(1) + u16(0) + u16(54) + u16(34) + u16(16) + u16(0)
+write("fuzz_net", "tx-offload", u8(0) + fm_setup(net_feat) +
+      fm_chain(1, 0, [(20, 0, csum + eth[:8]), (6, 0, eth[8:]), (40, 0, b""), (1400, 0, b"")]) +
+      u8(FM_LOOP) + u8(N_STATS))
+# Two pairs: the control queue switches to both, then traffic on pair 1.
+mq = u8(1) + fm_setup(net_feat | NET_F_CTRL_VQ | NET_F_MQ) + \
+    fm_chain(4, 0, [(2, 0, u8(4) + u8(0)), (2, 0, u16(2)), (1, 1, b"")]) + \
+    fm_chain(3, 0, [(12 + 64, 0, vhdr + eth)]) + fm_chain(2, 0, [(2048, 1, b"")], 0x800) + \
+    u8(N_RX) + u16(100) + u8(0) + u8(FM_LOOP) + u8(N_LINK) + u8(0) + \
+    fm_chain(1, 0, [(12 + 64, 0, vhdr + eth)]) + u8(N_LINK) + u8(1) + u8(N_STATS)
+write("fuzz_net", "multiqueue-ctrl", mq)
+# Hostile shapes: short header, writable tx buffer, oversize frame.
+write("fuzz_net", "tx-hostile", u8(8) + fm_setup(net_feat) + fm_chain(1, 0, [(6, 0, b"")]) +
+      fm_chain(1, 1, [(12, 0, vhdr), (64, 1, eth)]) +
+      fm_chain(1, 3, [(65535, 0, vhdr), (65535, 0, b""), (100, 0, b"")]) + u8(N_STATS) +
+      u8(FM_RESET) + u8(N_STATS))
