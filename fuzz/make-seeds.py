@@ -226,3 +226,21 @@ write("fuzz_net", "tx-hostile", u8(8) + fm_setup(net_feat) + fm_chain(1, 0, [(6,
       fm_chain(1, 1, [(12, 0, vhdr), (64, 1, eth)]) +
       fm_chain(1, 3, [(65535, 0, vhdr), (65535, 0, b""), (100, 0, b"")]) + u8(N_STATS) +
       u8(FM_RESET) + u8(N_STATS))
+B_TARGET, B_REQ, B_STATS = FM_OP_COUNT, FM_OP_COUNT + 1, FM_OP_COUNT + 2
+B_F_STATS, B_F_DEFLATE_ON_OOM, B_F_REPORTING = 1 << 1, 1 << 2, 1 << 5
+bfeat = B_F_STATS | B_F_DEFLATE_ON_OOM | B_F_REPORTING
+DATA = 0x10000 + 5 * 0x3000
+pfn = lambda gpa: u32(gpa >> 12)
+pfns = b"".join(pfn(0x30000 + 0x1000 * i) for i in range(8))
+balloon = fm_setup(bfeat) + fm_chain(0, 0, [(len(pfns), 0, pfns)]) + \
+    fm_chain(1, 0, [(8, 0, pfns[:8])]) + \
+    fm_chain(2, 0, [(40, 0, u16(0) + u64(123) + u16(4) + u64(456) + u16(99) + u64(1))]) + \
+    u8(B_REQ) + u8(FM_LOOP) + u8(B_TARGET) + u64(1 << 24) + \
+    fm_chain(3, 0, [(0x2000, 1, b"")], 0x4000) + u8(B_STATS)
+write("fuzz_balloon", "all-queues", u8(1 | 2 | 4) + u16(64) + balloon)
+write("fuzz_balloon", "no-loop", u8(0x80 | 1 | 2 | 8) + u16(0) + balloon)
+# The guest balloons its own inflate ring and pages outside memory.
+own = b"".join(pfn(0x10000 + 0x1000 * i) for i in range(3)) + u32(0xffffffff) + u32(0)
+write("fuzz_balloon", "own-rings", u8(0) + u16(1) + fm_setup(0) +
+      fm_chain(0, 0, [(len(own), 0, own)]) + fm_chain(0, 1, [(4, 0, pfn(0x20000))]) +
+      u8(FM_REG_WRITE) + u16(0x104) + u8(2) + u64(7) + u8(B_STATS))
