@@ -244,3 +244,44 @@ own = b"".join(pfn(0x10000 + 0x1000 * i) for i in range(3)) + u32(0xffffffff) + 
 write("fuzz_balloon", "own-rings", u8(0) + u16(1) + fm_setup(0) +
       fm_chain(0, 0, [(len(own), 0, own)]) + fm_chain(0, 1, [(4, 0, pfn(0x20000))]) +
       u8(FM_REG_WRITE) + u16(0x104) + u8(2) + u64(7) + u8(B_STATS))
+
+# ---- fuzz_pci: cfg (bit 0 model MSI-X, 1 model MSI, 2 loop, 3 console), then ops ----
+(PC_CF8, PC_CFC, PC_ECAM_W, PC_ECAM_R, PC_BAR_W, PC_BAR_R, PC_RAW_MMIO, PC_RAW_PIO, PC_SIZE_BAR,
+ PC_MSIX, PC_MSI, PC_INTX, PC_VSETUP, PC_RNG, PC_LOOP) = range(15)
+
+
+def ecam_r(slot, reg, w=2):
+    return u8(PC_ECAM_R) + u8(slot) + u16(reg) + u8(w)
+
+
+def ecam_w(slot, reg, value, w=2):
+    return u8(PC_ECAM_W) + u8(slot) + u16(reg) + u8(w) + u64(value)
+
+
+walk = b""
+for slot in (0, 1):
+    walk += u8(PC_CF8) + u8(slot) + u16(0) + u8(0) + u8(PC_CFC) + u8(4) + u8(2) + u32(0) + u8(0)
+    for reg in range(0, 0x100, 4):
+        walk += ecam_r(slot, reg)
+write("fuzz_pci", "config-walk", u8(3) + walk)
+sizing = b""
+for bar in range(6):
+    for slot_bit in (0, 1):
+        sizing += u8(PC_SIZE_BAR) + u8(slot_bit | bar << 1) + u32(0)
+        sizing += u8(PC_SIZE_BAR) + u8(slot_bit | bar << 1 | 0x80) + u32(0xd0000000 + bar * 0x10000)
+sizing += u8(PC_BAR_W) + u8(0) + u8(2) + u32(0x10) + u64(0x1234) + u8(PC_BAR_R) + u8(2) + u8(1) + \
+    u32(4) + u64(0)
+write("fuzz_pci", "bar-sizing", u8(3) + sizing)
+# Model: MSI-X on (capability walk found by the fuzzer from here), table writes, notify.
+msix = ecam_r(0, 0x34, 0) + b"".join(ecam_r(0, r) for r in range(0x40, 0x80, 4)) + \
+    ecam_w(0, 4, 7) + u8(PC_BAR_W) + u8(0) + u8(2) + u32(0) + u64(0xfee00000) + \
+    u8(PC_BAR_W) + u8(0) + u8(2) + u32(8) + u64(0x30) + u8(PC_BAR_W) + u8(0) + u8(2) + u32(12) + \
+    u64(0) + u8(PC_MSIX) + u8(0) + u16(0) + u8(PC_MSI) + u8(1) + u8(PC_INTX) + u8(2) + \
+    u8(PC_INTX) + u8(0)
+write("fuzz_pci", "model-msix", u8(3) + msix)
+virtio = u8(PC_VSETUP) + u64(0) + u8(4) + u8(1) + u16(0) + u8(PC_RNG) + u16(64) + u8(PC_LOOP) + \
+    u8(PC_RNG) + u16(4096) + u8(PC_LOOP) + u8(PC_BAR_R) + u8(1) + u8(0) + u32(0x1000) + u64(0) + \
+    u8(PC_BAR_R) + u8(1) + u8(2) + u32(0x14) + u64(0) + u8(PC_MSIX) + u8(1) + u16(1)
+write("fuzz_pci", "virtio-rng-loop", u8(4) + virtio)
+write("fuzz_pci", "virtio-rng-vcpu", u8(0) + virtio)
+write("fuzz_pci", "virtio-console", u8(8 | 4) + virtio)
