@@ -285,3 +285,31 @@ virtio = u8(PC_VSETUP) + u64(0) + u8(4) + u8(1) + u16(0) + u8(PC_RNG) + u16(64) 
 write("fuzz_pci", "virtio-rng-loop", u8(4) + virtio)
 write("fuzz_pci", "virtio-rng-vcpu", u8(0) + virtio)
 write("fuzz_pci", "virtio-console", u8(8 | 4) + virtio)
+
+# ---- fuzz_snapshot: mode (bit 0: seal the rest as a body), then the file ----
+import zlib
+
+
+def snap_tag(s):
+    return struct.unpack("<I", s.encode())[0]
+
+
+def section(tag, instance, payload):
+    pad = (8 - len(payload) % 8) % 8
+    return u32(snap_tag(tag)) + u32(instance) + u64(len(payload)) + payload + bytes(pad)
+
+
+def sealed(body):
+    head = b"LIBVMMSN" + u32(1) + u32(32) + u64(len(body)) + u32(zlib.crc32(body))
+    return head + u32(zlib.crc32(head)) + body
+
+
+snap_body = section("META", 0, bytes(range(16)) + u32(1) + u32(0)) + \
+    section("APPD", 0, b"application blob") + \
+    section("MEMR", 0, u32(1) + u64(0) + u64(128 << 20)) + section("VMST", 0, bytes(40)) + \
+    section("VCPU", 0, bytes(100)) + section("UART", 0x3f8, bytes(12)) + \
+    section("VIRT", 0xd0000, bytes(64))
+write("fuzz_snapshot", "sealed-body", u8(1 | 4) + snap_body)
+write("fuzz_snapshot", "whole-file", u8(2) + sealed(snap_body))
+write("fuzz_snapshot", "no-app", u8(1) + section("META", 0, bytes(24)))
+write("fuzz_snapshot", "corrupt", u8(0) + sealed(snap_body)[:-3])
