@@ -313,3 +313,17 @@ write("fuzz_snapshot", "sealed-body", u8(1 | 4) + snap_body)
 write("fuzz_snapshot", "whole-file", u8(2) + sealed(snap_body))
 write("fuzz_snapshot", "no-app", u8(1) + section("META", 0, bytes(24)))
 write("fuzz_snapshot", "corrupt", u8(0) + sealed(snap_body)[:-3])
+
+# ---- fuzz_migrate: HELLO, PAGES, STATE (a body the target seals), END, RAW ----
+G_HELLO, G_PAGES, G_STATE, G_END, G_RAW = range(5)
+hello = u8(G_HELLO) + u8(0) + u16(4) + b"blob"
+pages = u8(G_PAGES) + u8(0) + u16(2) + u32(0) + u8(0xcc)
+state_body = section("META", 0, bytes(16) + u32(0) + u32(0)) + \
+    section("MEMR", 0, u32(1) + u64(0) + u64(1 << 20))
+state = u8(G_STATE) + u16(len(state_body)) + state_body
+write("fuzz_migrate", "whole", hello + pages + state + u8(G_END))
+write("fuzz_migrate", "pages-out-of-range", hello + u8(G_PAGES) + u8(0) + u16(4) + u32(254) +
+      u8(1) + u8(G_PAGES) + u8(3) + u16(1) + u32(0) + u8(2) + u8(G_END))
+write("fuzz_migrate", "bad-version", u8(G_HELLO) + u8(1) + u32(7) + u16(0))
+write("fuzz_migrate", "raw-header", hello + u8(G_RAW) + u8(16) + u32(0x474d564c) + u32(9) +
+      u64(1 << 40))
