@@ -17,6 +17,12 @@
  *   VMM_SECCOMP_BUILD MAIN plus building further VMs (opening files and
  *                     /dev/kvm, creating VMs, vCPUs, memory and devices): for
  *                     a launcher that restarts its VM on a guest reboot.
+ *   VMM_SECCOMP_UFFD  the thread that serves a VMM_RESTORE_UFFD restore's
+ *                     page faults (<vmm/snapshot.h>): reading the memory
+ *                     file and userfaultfd, UFFDIO_COPY/ZEROPAGE/WAKE/
+ *                     UNREGISTER, poll; a list of its own, not nested in the
+ *                     others. The library installs it on that thread itself
+ *                     (vmm_vm_set_seccomp).
  * No list allows execve, socket, ptrace or opening files, except BUILD's
  * open calls. Filters only ever narrow: one installed on a thread stays for
  * the thread's life and is inherited by the threads it starts.
@@ -43,6 +49,7 @@ enum vmm_seccomp_thread {
     VMM_SECCOMP_IO,
     VMM_SECCOMP_MAIN,
     VMM_SECCOMP_BUILD,
+    VMM_SECCOMP_UFFD,
 };
 
 /* What a system call outside the list does. */
@@ -94,7 +101,11 @@ VMM_API VMM_MUST_USE int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind
  * not: they must live until the run ends). NULL turns it off again. A thread
  * whose filter the kernel refuses ends the run with VMM_EXIT_ERROR. The
  * calling thread is left alone: install VMM_SECCOMP_MAIN on it yourself.
- * Returns 0 or -EINVAL; -EBUSY during a run.
+ * The fault thread of a VMM_RESTORE_UFFD restore gets VMM_SECCOMP_UFFD
+ * (with cfg's action and extras) before this returns, or when it starts if
+ * cfg was set before the restore; a filter cannot be taken off, so NULL
+ * leaves it on. Returns 0 or -EINVAL; -EBUSY during a run; the kernel's
+ * -errno when it refuses the fault thread's filter.
  */
 VMM_API VMM_MUST_USE int vmm_vm_set_seccomp(struct vmm_vm *vm,
                                             const struct vmm_seccomp_config *cfg);

@@ -101,6 +101,11 @@ struct vmm_vm {
     /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts. */
     bool seccomp_on;
     struct vmm_seccomp_config seccomp;
+    /* A library thread outside the run that filters itself on request (the
+     * VMM_RESTORE_UFFD fault thread): vmm_vm_set_seccomp calls it with the
+     * new config and returns its error. NULL: none. */
+    int (*helper_seccomp)(void *opaque, const struct vmm_seccomp_config *cfg);
+    void *helper_opaque;
     /* Parts that take part in snapshots (lib/snapshot). */
     struct vmm_snap_part *snap_parts;
     unsigned nr_snap_parts;

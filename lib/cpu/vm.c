@@ -509,6 +509,9 @@ int vmm_vm_set_seccomp(struct vmm_vm *vm, const struct vmm_seccomp_config *cfg)
         vm->seccomp_on = cfg != NULL;
     }
     pthread_mutex_unlock(&vm->lock);
+    /* Outside the lock: the helper thread answers before this returns. */
+    if (r == 0 && cfg && vm->helper_seccomp)
+        r = vm->helper_seccomp(vm->helper_opaque, &c);
     return r;
 }
 

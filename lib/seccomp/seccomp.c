@@ -14,6 +14,7 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/sockios.h>
+#include <linux/userfaultfd.h>
 #include <linux/vhost.h>
 #include <seccomp.h>
 #include <stdint.h>
@@ -210,6 +211,39 @@ static const unsigned long snapshot_ioctls[] = {
     KVM_SET_USER_MEMORY_REGION,
 };
 
+/* The fault thread of a VMM_RESTORE_UFFD restore (lib/snapshot/uffd.c):
+ * poll on userfaultfd and its stop and request eventfds, read their
+ * messages, pread64 of the memory file, the uffd ioctls, and what logging a
+ * failure and leaving take (write, the allocator, futex). */
+static const int uffd_syscalls[] = {
+    SCMP_SYS(read),
+    SCMP_SYS(pread64),
+    SCMP_SYS(write),
+    SCMP_SYS(poll),
+    SCMP_SYS(ppoll),
+    SCMP_SYS(futex),
+    SCMP_SYS(mmap),
+    SCMP_SYS(munmap),
+    SCMP_SYS(mprotect),
+    SCMP_SYS(madvise),
+    SCMP_SYS(brk),
+    SCMP_SYS(clock_gettime),
+    SCMP_SYS(rt_sigreturn),
+    SCMP_SYS(rt_sigprocmask),
+    SCMP_SYS(restart_syscall),
+    SCMP_SYS(getpid),
+    SCMP_SYS(gettid),
+    SCMP_SYS(tgkill),
+    SCMP_SYS(exit),
+    SCMP_SYS(exit_group),
+};
+static const unsigned long uffd_ioctls[] = {
+    UFFDIO_COPY,
+    UFFDIO_ZEROPAGE,
+    UFFDIO_WAKE,
+    UFFDIO_UNREGISTER,
+};
+
 struct list {
     const int *syscalls;
     size_t nr_syscalls;
@@ -239,7 +273,14 @@ static const struct list kind_lists[][5] = {
     [VMM_SECCOMP_BUILD] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls),
                            LIST(io_syscalls, io_ioctls), LIST(main_syscalls, main_ioctls),
                            LIST(build_syscalls, build_ioctls)},
+    [VMM_SECCOMP_UFFD] = {LIST(uffd_syscalls, uffd_ioctls)},
 };
+
+/* MAIN and BUILD set no_new_privs on the threads they start filters on. */
+static bool sets_nnp(enum vmm_seccomp_thread kind)
+{
+    return kind == VMM_SECCOMP_MAIN || kind == VMM_SECCOMP_BUILD;
+}
 
 static bool valid_kind(enum vmm_seccomp_thread kind)
 {
@@ -330,7 +371,7 @@ int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_c
     const struct list *l = kind_lists[kind];
     for (size_t i = 0; i < VMM_ARRAY_SIZE(kind_lists[0]) && r == 0; i++)
         r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
-    if (r == 0 && kind >= VMM_SECCOMP_MAIN)
+    if (r == 0 && sets_nnp(kind))
         r = allow_nnp(ctx);
     if (r == 0 && cfg.allow_snapshots)
         r = add_list(ctx, snapshot_syscalls, VMM_ARRAY_SIZE(snapshot_syscalls), snapshot_ioctls,
@@ -379,7 +420,7 @@ int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscal
         }
     }
     if (nr_syscalls) /* ioctl itself, and main's and build's prctl(PR_SET_NO_NEW_PRIVS) */
-        *nr_syscalls = nc + (ni > 0) + (kind >= VMM_SECCOMP_MAIN);
+        *nr_syscalls = nc + (ni > 0) + sets_nnp(kind);
     if (nr_ioctls)
         *nr_ioctls = ni;
     return 0;

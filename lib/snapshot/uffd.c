@@ -9,6 +9,11 @@
  * and between faults copies the file's data in ahead of them (background
  * prefetch). Once every region is whole the thread unregisters them and
  * ends; the VM's destruction stops it before that if need be.
+ *
+ * The thread starts before the application may set seccomp filters
+ * (vmm_vm_set_seccomp), so it filters itself on request: the VM's helper
+ * hook hands it the config through a request eventfd and waits until the
+ * thread has installed VMM_SECCOMP_UFFD on itself (or has ended).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,7 +28,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <vmm/memory.h>
+#include <vmm/seccomp.h>
 #include <vmm/vm.h>
+
+#include "cpu/cpu_internal.h"
 
 #include "memory/memory_internal.h"
 #include "snapshot_internal.h"
@@ -41,8 +49,17 @@ struct uffd_region {
 
 struct vmm_uffd {
     int uffd, file_fd, stop_fd;
+    int req_fd; /* wakes the thread for a filter request */
     pthread_t thread;
     bool started;
+    struct vmm_vm *vm; /* whose helper hook points here, once started */
+    /* Filter requests, guarded by lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool running;    /* the thread has not ended */
+    bool filter_req; /* filter waits to be installed */
+    int filter_ret;
+    struct vmm_seccomp_config filter;
     struct uffd_region *regions;
     unsigned count;
     uint8_t *buf; /* PREFETCH_STEP bytes */
@@ -120,18 +137,62 @@ static bool prefetch_step(struct vmm_uffd *u)
     return false;
 }
 
+/* On the thread: install the requested filter, if any, and answer. */
+static void serve_filter(struct vmm_uffd *u)
+{
+    pthread_mutex_lock(&u->lock);
+    if (u->filter_req) {
+        u->filter_ret = vmm_seccomp_install(VMM_SECCOMP_UFFD, &u->filter);
+        u->filter_req = false;
+        pthread_cond_broadcast(&u->cond);
+    }
+    pthread_mutex_unlock(&u->lock);
+}
+
+/* The VM's helper hook (vmm_vm_set_seccomp), any thread but the fault
+ * thread: have the thread filter itself with cfg and wait for it. 0 when
+ * the thread has ended (nothing left to filter). */
+static int uffd_seccomp(void *opaque, const struct vmm_seccomp_config *cfg)
+{
+    struct vmm_uffd *u = opaque;
+    pthread_mutex_lock(&u->lock);
+    int r = 0;
+    if (u->running) {
+        u->filter = *cfg;
+        u->filter_req = true;
+        uint64_t one = 1;
+        if (write(u->req_fd, &one, sizeof(one)) < 0)
+            r = -errno;
+        while (r == 0 && u->filter_req && u->running)
+            pthread_cond_wait(&u->cond, &u->lock);
+        if (r == 0 && !u->filter_req)
+            r = u->filter_ret;
+        u->filter_req = false;
+    }
+    pthread_mutex_unlock(&u->lock);
+    return r;
+}
+
 static void *uffd_thread(void *arg)
 {
     struct vmm_uffd *u = arg;
     bool prefetching = true;
     for (;;) {
-        struct pollfd p[2] = {{.fd = u->uffd, .events = POLLIN},
-                              {.fd = u->stop_fd, .events = POLLIN}};
-        int n = poll(p, 2, prefetching ? 0 : -1);
+        struct pollfd p[3] = {{.fd = u->uffd, .events = POLLIN},
+                              {.fd = u->stop_fd, .events = POLLIN},
+                              {.fd = u->req_fd, .events = POLLIN}};
+        int n = poll(p, 3, prefetching ? 0 : -1);
         if (n < 0 && errno != EINTR)
             break;
         if (p[1].revents)
             break;
+        if (n > 0 && (p[2].revents & POLLIN)) {
+            uint64_t v;
+            if (read(u->req_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+                break;
+            serve_filter(u);
+            continue;
+        }
         if (n > 0 && (p[0].revents & POLLIN)) {
             struct uffd_msg msg;
             ssize_t got = read(u->uffd, &msg, sizeof(msg));
@@ -155,11 +216,19 @@ static void *uffd_thread(void *arg)
             break;
         }
     }
+    pthread_mutex_lock(&u->lock);
+    u->running = false;
+    pthread_cond_broadcast(&u->cond);
+    pthread_mutex_unlock(&u->lock);
     return NULL;
 }
 
 static void uffd_free(struct vmm_uffd *u)
 {
+    if (u->vm && u->vm->helper_opaque == u) {
+        u->vm->helper_seccomp = NULL;
+        u->vm->helper_opaque = NULL;
+    }
     if (u->started) {
         uint64_t one = 1;
         if (write(u->stop_fd, &one, sizeof(one)) < 0)
@@ -170,6 +239,10 @@ static void uffd_free(struct vmm_uffd *u)
         close(u->uffd);
     if (u->stop_fd >= 0)
         close(u->stop_fd);
+    if (u->req_fd >= 0)
+        close(u->req_fd);
+    pthread_mutex_destroy(&u->lock);
+    pthread_cond_destroy(&u->cond);
     if (u->file_fd >= 0)
         close(u->file_fd);
     free(u->regions);
@@ -187,7 +260,9 @@ int vmm_snap_uffd_prepare(struct vmm_uffd **out, int file_fd, unsigned max_regio
     struct vmm_uffd *u = calloc(1, sizeof(*u));
     if (!u)
         return -ENOMEM;
-    u->uffd = u->stop_fd = u->file_fd = -1;
+    u->uffd = u->stop_fd = u->req_fd = u->file_fd = -1;
+    pthread_mutex_init(&u->lock, NULL);
+    pthread_cond_init(&u->cond, NULL);
     u->regions = calloc(max_regions + 1, sizeof(*u->regions));
     u->buf = malloc(PREFETCH_STEP);
     int r = -ENOMEM;
@@ -196,7 +271,8 @@ int vmm_snap_uffd_prepare(struct vmm_uffd **out, int file_fd, unsigned max_regio
     u->file_fd = fcntl(file_fd, F_DUPFD_CLOEXEC, 0);
     u->uffd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
     u->stop_fd = eventfd(0, EFD_CLOEXEC);
-    if (u->file_fd < 0 || u->uffd < 0 || u->stop_fd < 0) {
+    u->req_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (u->file_fd < 0 || u->uffd < 0 || u->stop_fd < 0 || u->req_fd < 0) {
         r = -errno;
         vmm_log_error("restore: userfaultfd: %s", vmm_strerror(r));
         goto fail;
@@ -240,15 +316,30 @@ int vmm_snap_uffd_start(struct vmm_uffd *u, struct vmm_vm *vm)
         uffd_free(u);
         return 0;
     }
+    u->running = true;
     int r = pthread_create(&u->thread, NULL, uffd_thread, u);
     if (r != 0) {
+        u->running = false;
         uffd_free(u);
         return -r;
     }
     u->started = true;
+    (void)pthread_setname_np(u->thread, "vmm-uffd");
     r = vmm_vm_add_cleanup(vm, uffd_cleanup, u);
-    if (r < 0)
+    if (r < 0) {
         uffd_free(u);
+        return r;
+    }
+    /* Filtered from now on, by a filter set already or the next one. */
+    u->vm = vm;
+    pthread_mutex_lock(&vm->lock);
+    bool on = vm->seccomp_on;
+    struct vmm_seccomp_config cfg = vm->seccomp;
+    vm->helper_seccomp = uffd_seccomp;
+    vm->helper_opaque = u;
+    pthread_mutex_unlock(&vm->lock);
+    if (on && (r = uffd_seccomp(u, &cfg)) < 0)
+        vmm_log_error("restore: the fault thread's seccomp filter: %s", vmm_strerror(r));
     return r;
 }
 

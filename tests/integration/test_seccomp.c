@@ -8,6 +8,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -69,6 +71,85 @@ static void run_kvm_ioctl_then_bad_ioctl(void)
     (void)ioctl(STDIN_FILENO, TIOCGPGRP, &pgrp); /* on no list */
     _exit(6);
 }
+
+/* The fault thread's work (VMM_SECCOMP_UFFD): poll and read its eventfds,
+ * pread64 the memory file, the uffd ioctls (EBADF here), the allocator, a
+ * log line; then a socket, which its SIGSYS handler reports. */
+static int uffd_file = -1, uffd_ev = -1;
+
+static void on_sigsys_exit(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    _exit(si->si_syscall == SYS_socket ? 42 : 43);
+}
+
+static void uffd_work_then_socket(void)
+{
+    char buf[16];
+    uint64_t v;
+    struct pollfd p = {.fd = uffd_ev, .events = POLLIN};
+    if (poll(&p, 1, 0) != 0 || read(uffd_ev, &v, sizeof(v)) != -1 || errno != EAGAIN)
+        _exit(7);
+    if (pread(uffd_file, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf))
+        _exit(8);
+    struct uffdio_copy c = {0};
+    struct uffdio_zeropage z = {0};
+    struct uffdio_range r = {0};
+    if (ioctl(-1, UFFDIO_COPY, &c) != -1 || ioctl(-1, UFFDIO_ZEROPAGE, &z) != -1 ||
+        ioctl(-1, UFFDIO_WAKE, &r) != -1 || ioctl(-1, UFFDIO_UNREGISTER, &r) != -1)
+        _exit(9);
+    void *m = malloc(1 << 20);
+    free(m);
+    (void)write(STDERR_FILENO, "", 0);
+    (void)syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+    _exit(3);
+}
+
+static void uffd_kvm_run(void)
+{
+    (void)ioctl(-1, KVM_RUN, 0); /* on the vCPU lists, not on the fault thread's */
+    _exit(5);
+}
+
+START_TEST(uffd_thread_list)
+{
+    uffd_file = open(harness_guest_path("hello"), O_RDONLY | O_CLOEXEC);
+    uffd_ev = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    ck_assert_int_ge(uffd_file, 0);
+    ck_assert_int_ge(uffd_ev, 0);
+    struct vmm_seccomp_config trap =
+        VMM_INIT(struct vmm_seccomp_config, .action = VMM_SECCOMP_TRAP);
+    for (unsigned i = 0; i < 2; i++) {
+        pid_t pid = fork();
+        ck_assert_int_ge(pid, 0);
+        if (pid == 0) {
+            struct sigaction sa = {.sa_sigaction = on_sigsys_exit, .sa_flags = SA_SIGINFO};
+            sigemptyset(&sa.sa_mask);
+            if (sigaction(SIGSYS, &sa, NULL) < 0 || vmm_seccomp_install(VMM_SECCOMP_UFFD, &trap))
+                _exit(99);
+            if (i == 0)
+                uffd_work_then_socket();
+            uffd_kvm_run();
+        }
+        int st;
+        ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+        /* The work passes and the socket traps; KVM_RUN traps (not 42: not a socket). */
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == (i == 0 ? 42 : 43), "%u: status 0x%x", i,
+                      st);
+    }
+    close(uffd_file);
+    close(uffd_ev);
+
+    /* A list of its own, narrower than a vCPU's. */
+    unsigned sc, io, vsc, vio;
+    ck_assert_int_eq(vmm_seccomp_allowlist_size(VMM_SECCOMP_UFFD, &sc, &io), 0);
+    ck_assert_int_eq(vmm_seccomp_allowlist_size(VMM_SECCOMP_VCPU, &vsc, &vio), 0);
+    ck_assert_uint_eq(io, 4);
+    ck_assert_uint_gt(sc, 10);
+    ck_assert_uint_lt(sc, vsc);
+}
+END_TEST
 
 START_TEST(kill_outside_the_list)
 {
@@ -236,6 +317,7 @@ int main(void)
     tcase_add_loop_test(tc, ioctl_by_request_number, 0, 4);
     tcase_add_test(tc, log_allows_and_extras_add);
     tcase_add_test(tc, sizes_and_bad_arguments);
+    tcase_add_test(tc, uffd_thread_list);
     tcase_add_test(tc, vm_threads_get_their_filters);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);

@@ -8,6 +8,7 @@
  * refused. Both interrupt controller models.
  */
 #include <check.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -867,6 +868,70 @@ START_TEST(vmm_run_migrates_to_a_listening_vmm_run)
 }
 END_TEST
 
+/* The seccomp filter of a thread of this process named name: the Seccomp
+ * line of its status (2: filtered), or -1 when no such thread runs. */
+static int thread_seccomp_mode(const char *name)
+{
+    DIR *d = opendir("/proc/self/task");
+    ck_assert_ptr_nonnull(d);
+    int mode = -1;
+    for (struct dirent *e; mode < 0 && (e = readdir(d));) {
+        char path[300], comm[32] = "", line[128];
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *f = fopen(path, "r");
+        if (!f)
+            continue;
+        bool match = fgets(comm, sizeof(comm), f) && strncmp(comm, name, strlen(name)) == 0 &&
+                     comm[strlen(name)] == '\n';
+        fclose(f);
+        snprintf(path, sizeof(path), "/proc/self/task/%s/status", e->d_name);
+        if (!match || !(f = fopen(path, "r")))
+            continue;
+        while (fgets(line, sizeof(line), f))
+            if (sscanf(line, "Seccomp: %d", &mode) == 1)
+                break;
+        fclose(f);
+    }
+    closedir(d);
+    return mode;
+}
+
+/* A VMM_RESTORE_UFFD restore under vmm_vm_set_seccomp (killing filters, set
+ * before the restore: vmm-run's order, set after it, is in
+ * vmm_run_saves_on_a_signal_and_restores): the fault thread filters itself
+ * before the restore returns, serves the guest's faults and its prefetch
+ * within VMM_SECCOMP_UFFD's list, and the guest goes on as after any
+ * restore. */
+START_TEST(uffd_restore_runs_under_its_own_filter)
+{
+    static char want[4096];
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct harness h;
+    make_vm(&h, chip(0), 1);
+    run_and_snapshot(&h, a);
+    harness_fini(&h);
+    expected(want, sizeof(want), 1, "cd");
+
+    make_vm(&h, chip(0), 1);
+    struct vmm_seccomp_config kill = VMM_INIT(struct vmm_seccomp_config);
+    ck_assert_int_eq(vmm_vm_set_seccomp(h.vm, &kill), 0);
+    restore(&h, a, VMM_RESTORE_UFFD);
+    /* Still copying 64 MiB ahead (or done already, then gone): filtered. */
+    int mode = thread_seccomp_mode("vmm-uffd");
+    ck_assert_msg(mode == 2 || mode == -1, "the fault thread's Seccomp mode: %d", mode);
+    send_input(&h, "cd");
+    harness_run(&h);
+    ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0, "exit %s: %s",
+                  vmm_exit_reason_name(h.exit.reason), h.output);
+    ck_assert_str_eq(h.output, want);
+    harness_fini(&h);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -879,6 +944,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, migration_target_refuses_malformed_streams);
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
+    tcase_add_test(tc, uffd_restore_runs_under_its_own_filter);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
     tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
     tcase_add_loop_test(tc, vmm_run_migrates_to_a_listening_vmm_run, 0, 2);
