@@ -26,6 +26,7 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -180,6 +181,131 @@ START_TEST(guest_exchanges_frames_through_the_tap)
 }
 END_TEST
 
+/* vmm-run with argv, stdout and stderr to *out's write end, stdin
+ * /dev/null; dies with the test process. */
+static pid_t spawn(char *const argv[], int *out)
+{
+    int p[2];
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(127);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+/* Wait for pid; its exit status (128 + signal if killed) and its peak
+ * resident set in KiB. */
+static int reap(pid_t pid, long *maxrss_kb)
+{
+    int st;
+    struct rusage ru;
+    ck_assert_int_eq(wait4(pid, &st, 0, &ru), pid);
+    *maxrss_kb = ru.ru_maxrss;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The hostile guest (tests/guests/virtio_net_hostile.c): its malformed
+ * transmit chains come back used and none of their frames reaches the tap;
+ * the good frame after them does and the host's answer reaches the guest;
+ * and vmm-run's peak RSS stays within what the same launcher with the same
+ * device reaches with a guest that does nothing, plus the guest's whole
+ * memory (16 MiB): the hostile requests grow no host heap. */
+START_TEST(hostile_guest_is_contained)
+{
+    if (unshare(CLONE_NEWNET) == 0)
+        snprintf(tap, sizeof(tap), "vmmnet0");
+    else
+        snprintf(tap, sizeof(tap), "vmmh%d", (int)getpid() % 1000000);
+    tap_make(true);
+    int pkt = packet_socket();
+    char net[64];
+    snprintf(net, sizeof(net), "tap=%s,mac=52:54:00:12:34:56", tap);
+
+    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
+                         "--mem",      "16M",      "--net",
+                         net,          NULL};
+    int out;
+    pid_t pid = spawn(idle_argv, &out);
+    char text[8192] = {0};
+    size_t text_len = 0;
+    for (ssize_t n; (n = read(out, text + text_len, sizeof(text) - 1 - text_len)) > 0;)
+        text_len += (size_t)n;
+    close(out);
+    long base_kb;
+    ck_assert_msg(reap(pid, &base_kb) == 0, "the idle guest failed: %s", text);
+
+    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_net_hostile"),
+                    "--mem",      "16M",      "--net",
+                    net,          NULL};
+    pid = spawn(argv, &out);
+    text_len = 0;
+    memset(text, 0, sizeof(text));
+    unsigned bad = 0, good = 0;
+    bool eof = false;
+    for (unsigned idle = 0; idle < IDLE_POLLS_MAX && !eof;) {
+        struct pollfd p[2] = {{.fd = out, .events = POLLIN}, {.fd = pkt, .events = POLLIN}};
+        if (poll(p, 2, 1000) <= 0) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        if (p[1].revents & POLLIN) {
+            uint8_t f[1600];
+            ssize_t n = recv(pkt, f, sizeof(f), 0);
+            if (n >= 18 && memcmp(f + 14, "bad", 3) == 0)
+                bad++;
+            if (n >= 18 && memcmp(f + 6, GUEST_MAC, 6) == 0 && memcmp(f + 14, "good", 4) == 0) {
+                uint8_t reply[64] = {0};
+                memcpy(reply, GUEST_MAC, 6);
+                memcpy(reply + 6, "\x02\x00\x00\x00\x00\x02", 6);
+                reply[12] = ETHERTYPE >> 8;
+                reply[13] = ETHERTYPE & 0xff;
+                memcpy(reply + 14, "answer", 6);
+                ck_assert_int_eq(send(pkt, reply, sizeof(reply), 0), (ssize_t)sizeof(reply));
+                good++;
+            }
+        }
+        if (p[0].revents) {
+            ssize_t n = read(out, text + text_len, sizeof(text) - 1 - text_len);
+            if (n <= 0)
+                eof = true;
+            else
+                text_len += (size_t)n;
+        }
+    }
+    close(out);
+    if (!eof)
+        kill(pid, SIGKILL); /* silent too long: hung */
+    long hostile_kb;
+    int status = reap(pid, &hostile_kb);
+    ck_assert_msg(status == 0, "vmm-run: status %d: %s", status, text);
+    ck_assert_msg(strstr(text, "virtio_net_hostile ok"), "%s", text);
+    ck_assert_uint_eq(good, 1);
+    /* The frames the guest sent before exiting are all in the socket now. */
+    for (uint8_t f[1600]; recv(pkt, f, sizeof(f), MSG_DONTWAIT) > 0;)
+        if (memcmp(f + 14, "bad", 3) == 0)
+            bad++;
+    ck_assert_uint_eq(bad, 0);
+    ck_assert_msg(hostile_kb <= base_kb + (16 << 10),
+                  "vmm-run's peak RSS: %ld KiB with the hostile guest, %ld KiB idle", hostile_kb,
+                  base_kb);
+    close(pkt);
+    tap_make(false);
+}
+END_TEST
+
 int main(void)
 {
     if (access("/dev/net/tun", R_OK | W_OK) != 0) {
@@ -195,6 +321,8 @@ int main(void)
     TCase *tc = tcase_create("tap");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, guest_exchanges_frames_through_the_tap);
+    if (!NET_VHOST)
+        tcase_add_test(tc, hostile_guest_is_contained);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }
