@@ -4,8 +4,11 @@
  * malformed requests (a short header, a header in a device-writable
  * buffer, no status byte, sectors past the end or overflowing, odd lengths,
  * unknown types and flags, buffers outside guest memory), each answered
- * without harm and followed by a good read that works. Nothing it sends
- * may change the disk: the host test checks the whole file afterwards.
+ * without harm and followed by a good read that works; then issue 14's
+ * recipe at this queue's size: every head a flush through one shared
+ * indirect table of a header and 32767 one-byte writable buffers (the host
+ * test bounds vmm-run's RSS). Nothing it sends may change the disk: the
+ * host test checks the whole file afterwards.
  */
 #include "virtio_blk_req.h"
 
@@ -21,7 +24,13 @@ enum {
     FAIL_TYPE = 9,
     FAIL_OUTSIDE = 10,
     FAIL_DWZ = 11,
+    FAIL_SHARED_TABLE = 12,
 };
+
+/* The shared table: 512 KiB, past the image (which must end below 2 MiB),
+ * in guest memory the identity map covers. */
+#define TABLE_LEN 32768
+#define table     ((struct virtq_desc *)0x400000)
 
 #define DISK_SECTORS 128
 #define FAR_AWAY     0xfff0000000000000ull
@@ -135,6 +144,28 @@ static int hostile(void)
         return FAIL_DWZ;
     if (!good_read())
         return FAIL_GOOD;
+
+    /* Every head: a flush through the shared table, all in flight at once;
+     * each comes back (refused: longer than any chain may be). */
+    hdr = (struct blk_hdr){VIRTIO_BLK_T_FLUSH, 0, 0};
+    table[0] = (struct virtq_desc){(uint64_t)&hdr, sizeof(hdr), VIRTQ_DESC_F_NEXT, 1};
+    for (unsigned i = 1; i < TABLE_LEN; i++)
+        table[i] = (struct virtq_desc){
+            (uint64_t)junk + i % sizeof(junk), 1,
+            (uint16_t)(VIRTQ_DESC_F_WRITE | (i + 1 < TABLE_LEN ? VIRTQ_DESC_F_NEXT : 0)),
+            (uint16_t)(i + 1)};
+    for (uint16_t h = 0; h < VQ_SIZE; h++) {
+        vq_desc(&q, h, (uint64_t)table, TABLE_LEN * sizeof(*table), VIRTQ_DESC_F_INDIRECT, 0);
+        vq_add(&q, h);
+    }
+    vq_kick(&q);
+    for (unsigned i = 0; i < VQ_SIZE; i++) {
+        uint32_t id, len;
+        if (vq_wait(&q, &id, &len) < 0 || id >= VQ_SIZE)
+            return FAIL_SHARED_TABLE;
+    }
+    if (!good_read())
+        return FAIL_GOOD;
     return 0;
 }
 
@@ -145,8 +176,10 @@ int guest_main(unsigned cpu, unsigned ncpus)
         guest_park();
     if (vdev_find(&disk, VIRTIO_ID_BLOCK, 0) < 0)
         return FAIL_FIND;
-    if (vdev_init(&disk, VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES) < 0 ||
-        vq_setup(&disk, &q, 0) < 0 || vdev_driver_ok(&disk) < 0)
+    if (vdev_init(&disk, VIRTIO_BLK_F_DISCARD | VIRTIO_BLK_F_WRITE_ZEROES | VIRTIO_BLK_F_FLUSH |
+                             VIRTIO_F_INDIRECT_DESC) < 0 ||
+        !(disk.features & VIRTIO_F_INDIRECT_DESC) || vq_setup(&disk, &q, 0) < 0 ||
+        vdev_driver_ok(&disk) < 0)
         return FAIL_INIT;
     if (!good_read())
         return FAIL_GOOD;

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
@@ -27,6 +28,7 @@ struct result {
     char out[8192];
     size_t out_len;
     char err[4096];
+    long maxrss_kb; /* vmm-run's peak resident set */
 };
 
 /* Run argv with stdin from a pipe fed `input` (after the guest has said
@@ -112,8 +114,10 @@ static void run_with_input(struct result *res, char *const argv[], const char *i
     close(out[0]);
     close(err[0]);
     int st;
-    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    struct rusage ru;
+    ck_assert_int_eq(wait4(pid, &st, 0, &ru), pid);
     res->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    res->maxrss_kb = ru.ru_maxrss;
 }
 
 START_TEST(launcher_rng)
@@ -196,6 +200,17 @@ START_TEST(launcher_hostile_guest)
     ck_assert_ptr_nonnull(strstr(r.out, "hostile: console after a storm\n"));
     ck_assert_ptr_nonnull(strstr(r.out, "hostile: console after a reset\n"));
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_hostile ok"));
+    /* Its requests grew no host heap: vmm-run's peak RSS stays within an
+     * idle guest's with the same devices plus the guest's whole memory. */
+    struct result idle;
+    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
+                         "--mem",      "16M",      "--rng",
+                         "--console",  "virtio",   NULL};
+    run_with_input(&idle, idle_argv, NULL, NULL);
+    ck_assert_msg(idle.status == 0, "idle guest: status %d: %s", idle.status, idle.err);
+    ck_assert_msg(r.maxrss_kb <= idle.maxrss_kb + (16 << 10),
+                  "vmm-run's peak RSS: %ld KiB with the hostile guest, %ld KiB idle", r.maxrss_kb,
+                  idle.maxrss_kb);
 }
 END_TEST
 
