@@ -98,9 +98,11 @@ struct vmm_vm {
     unsigned parked;  /* of those, parked by a pause */
     bool managed_run; /* vmm_vm_run owns the run state */
 
-    /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts. */
+    /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts, built
+     * by it (the threads only load them). */
     bool seccomp_on;
-    struct vmm_seccomp_config seccomp;
+    struct vmm_seccomp_prog seccomp_vcpu;
+    struct vmm_seccomp_prog seccomp_io;
     /* Parts that take part in snapshots (lib/snapshot). */
     struct vmm_snap_part *snap_parts;
     unsigned nr_snap_parts;
