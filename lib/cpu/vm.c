@@ -493,8 +493,7 @@ static void *vcpu_thread_main(void *arg)
 static void *loop_thread_main(void *arg)
 {
     struct vmm_vm *vm = arg;
-    if (thread_seccomp(vm, &vm->seccomp_io, "cannot install the I/O thread's seccomp filter") ==
-        0)
+    if (thread_seccomp(vm, &vm->seccomp_io, "cannot install the I/O thread's seccomp filter") == 0)
         (void)vmm_event_loop_run(vm->loop);
     return NULL;
 }
