@@ -15,7 +15,9 @@
 
 #define GUEST_MEM      (128ull << 20)
 #define DEFAULT_RUNS   5
-#define SPIN_SETTLE_MS 500
+#define SPIN_SETTLE_MS 200
+#define SETTLE_READS   3
+#define SETTLE_TRIES   100
 
 /* A guest that never exits (jmp $), so a process can be inspected while it
  * runs. */
@@ -80,7 +82,9 @@ static int read_smaps(pid_t pid, const char *who, int verbose, struct resident *
     return 0;
 }
 
-/* Start argv on a guest that spins, let it settle, read its smaps, kill it. */
+/* Start argv on a guest that spins, let it settle (its resident total the
+ * same for SETTLE_READS reads SPIN_SETTLE_MS apart: a nested level 1 may
+ * take seconds to get there), read its smaps, kill it. */
 static int resident_of(char *const argv[], const char *who, int verbose, struct resident *res)
 {
     fflush(stdout);
@@ -97,8 +101,17 @@ static int resident_of(char *const argv[], const char *who, int verbose, struct 
         _exit(127);
     }
     struct timespec ts = {SPIN_SETTLE_MS / 1000, (SPIN_SETTLE_MS % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-    int r = read_smaps(pid, who, verbose, res);
+    long last = -1;
+    int r = 0;
+    for (unsigned same = 0, tries = 0; same < SETTLE_READS && tries < SETTLE_TRIES; tries++) {
+        nanosleep(&ts, NULL);
+        if ((r = read_smaps(pid, who, 0, res)) < 0)
+            break;
+        same = res->total == last ? same + 1 : 0;
+        last = res->total;
+    }
+    if (r == 0)
+        r = read_smaps(pid, who, verbose, res);
     kill(pid, SIGKILL);
     int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -125,26 +138,66 @@ static int peak_rss_kib(char *const argv[], const char *what, unsigned long i, d
 }
 
 static const char usage[] =
-    "Usage: %s --vmm-run PATH [--guest ELF] [--runs N] [--breakdown]\n"
+    "Usage: %s --vmm-run PATH [--guest ELF] [--runs N] [--breakdown] [--vmm-arg ARG]...\n"
     "Peak RSS (ru_maxrss via wait4) of `vmm-run --kernel ELF` against a raw-KVM process\n"
-    "(this program with --raw-process: 128 MiB anonymous slot, 1 vCPU, split irqchip) running\n"
-    "the same guest (default ELF: generated, mov al,0; out 0xf4,al). N runs each (default %d).\n"
-    "Then both run a spinning guest and their resident memory is read from /proc/PID/smaps\n"
-    "(exact); --breakdown lists it mapping by mapping.\n";
+    "(this program with --raw-process MODE: 128 MiB anonymous slot, 1 vCPU, split irqchip)\n"
+    "running the same guest (default ELF: generated, mov al,0; out 0xf4,al), N runs each\n"
+    "(default %d), interleaved, with both THP settings: vmm-run as it is (guest memory\n"
+    "MADV_NOHUGEPAGE) against the floor with MADV_NOHUGEPAGE, and vmm-run --thp against the\n"
+    "floor with MADV_HUGEPAGE on 2 MiB-aligned memory; and the floor without advice (the\n"
+    "host's default). Then both run a spinning guest and their resident memory is read\n"
+    "from /proc/PID/smaps (exact); --breakdown lists it mapping by mapping. --vmm-arg adds\n"
+    "an argument to every vmm-run command (e.g. --vmm-arg --seccomp --vmm-arg off).\n";
+
+static int parse_thp(const char *v, enum raw_thp *mode)
+{
+    if (!v)
+        return -1;
+    if (!strcmp(v, "host"))
+        *mode = RAW_THP_HOST;
+    else if (!strcmp(v, "off"))
+        *mode = RAW_THP_OFF;
+    else if (!strcmp(v, "on"))
+        *mode = RAW_THP_ON;
+    else
+        return -1;
+    return 0;
+}
+
+/* The host's THP setting, "[always] madvise never" style, or why not. */
+static void host_thp(char *buf, size_t n)
+{
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f || !fgets(buf, (int)n, f))
+        snprintf(buf, n, "unknown (no THP in this kernel?)");
+    else
+        buf[strcspn(buf, "\n")] = '\0';
+    if (f)
+        fclose(f);
+}
+
+#define MAX_VMM_ARGS 16
 
 int main(int argc, char **argv)
 {
     const char *vmm_run = NULL, *guest = NULL;
+    const char *extra[MAX_VMM_ARGS];
+    unsigned nr_extra = 0;
     unsigned long runs = DEFAULT_RUNS;
     int want_breakdown = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *val = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--raw-process")) {
-            int r = raw_kvm_one_shot(GUEST_MEM, bench_exit_guest, sizeof(bench_exit_guest));
-            return r < 0 ? 1 : 0;
-        } else if (!strcmp(a, "--raw-spin")) {
-            int r = raw_kvm_one_shot(GUEST_MEM, spin_guest, sizeof(spin_guest));
+        enum raw_thp mode;
+        if (!strcmp(a, "--raw-process") || !strcmp(a, "--raw-spin")) {
+            if (parse_thp(val, &mode) < 0) {
+                fprintf(stderr, "bench_rss: %s needs host, off or on\n", a);
+                return 2;
+            }
+            raw_kvm_set_thp(mode);
+            int r = !strcmp(a, "--raw-spin")
+                        ? raw_kvm_one_shot(GUEST_MEM, spin_guest, sizeof(spin_guest))
+                        : raw_kvm_one_shot(GUEST_MEM, bench_exit_guest, sizeof(bench_exit_guest));
             return r < 0 ? 1 : 0;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf(usage, argv[0], DEFAULT_RUNS);
@@ -158,6 +211,8 @@ int main(int argc, char **argv)
             guest = val;
         } else if (!strcmp(a, "--runs") && val) {
             runs = bench_parse_count(val);
+        } else if (!strcmp(a, "--vmm-arg") && val && nr_extra < MAX_VMM_ARGS) {
+            extra[nr_extra++] = val;
         } else {
             fprintf(stderr, "bench_rss: bad argument '%s' (see --help)\n", a);
             return 2;
@@ -185,46 +240,84 @@ int main(int argc, char **argv)
     char self[4096];
     if (bench_process_setup("bench_rss", &guest, tmp, sizeof(tmp), self, sizeof(self)) < 0)
         return 1;
-    char *raw_argv[] = {self, "--raw-process", NULL};
-    char *vmm_argv[] = {(char *)vmm_run, "--kernel", (char *)guest, NULL};
-
-    double *raw = calloc(runs, sizeof(double)), *vmm = calloc(runs, sizeof(double));
-    if (!raw || !vmm) {
-        fprintf(stderr, "bench_rss: out of memory\n");
-        return 1;
+    /* vmm-run [--thp] EXTRA... --kernel ELF */
+    char *vmm_argv[2][MAX_VMM_ARGS + 5];
+    for (unsigned t = 0; t < 2; t++) {
+        unsigned n = 0;
+        vmm_argv[t][n++] = (char *)vmm_run;
+        if (t)
+            vmm_argv[t][n++] = "--thp";
+        for (unsigned j = 0; j < nr_extra; j++)
+            vmm_argv[t][n++] = (char *)extra[j];
+        vmm_argv[t][n++] = "--kernel";
+        vmm_argv[t][n++] = (char *)guest;
+        vmm_argv[t][n] = NULL;
     }
-    printf("rss: peak RSS (ru_maxrss of the child, via wait4), %lu runs each, interleaved; "
-           "guest %s%s\n",
-           runs, guest, tmp[0] ? " (generated: mov al,0; out 0xf4,al)" : "");
-    for (unsigned long i = 0; i < runs; i++) {
-        if (peak_rss_kib(raw_argv, "raw KVM process", i, &raw[i]) < 0 ||
-            peak_rss_kib(vmm_argv, "vmm-run", i, &vmm[i]) < 0) {
-            free(raw);
-            free(vmm);
-            if (tmp[0])
-                unlink(tmp);
+    enum { RAW_OFF, VMM, RAW_ON, VMM_THP, RAW_HOST, NVAR };
+    static const char *const names[NVAR] = {
+        [RAW_OFF] = "raw KVM process, MADV_NOHUGEPAGE", [VMM] = "vmm-run",
+        [RAW_ON] = "raw KVM process, MADV_HUGEPAGE",    [VMM_THP] = "vmm-run --thp",
+        [RAW_HOST] = "raw KVM process, no advice",
+    };
+    char *const argvs[NVAR][4] = {
+        [RAW_OFF] = {self, "--raw-process", "off", NULL},
+        [RAW_ON] = {self, "--raw-process", "on", NULL},
+        [RAW_HOST] = {self, "--raw-process", "host", NULL},
+    };
+    double *v[NVAR];
+    for (unsigned k = 0; k < NVAR; k++) {
+        if (!(v[k] = calloc(runs, sizeof(double)))) {
+            fprintf(stderr, "bench_rss: out of memory\n");
             return 1;
         }
     }
-    double raw_med = bench_percentile(raw, runs, 50) / 1024.0;
-    double vmm_med = bench_percentile(vmm, runs, 50) / 1024.0;
-    printf("rss: raw KVM process (--raw-process, 128 MiB guest): %.2f MiB (min %.2f, max %.2f)\n",
-           raw_med, raw[0] / 1024.0, raw[runs - 1] / 1024.0);
-    printf("rss: vmm-run (128 MiB guest, default devices):       %.2f MiB (min %.2f, max %.2f)\n",
-           vmm_med, vmm[0] / 1024.0, vmm[runs - 1] / 1024.0);
-    printf("rss: raw %.2f MiB, vmm-run %.2f MiB, difference %+.2f MiB (target: within 0.3 MiB)\n",
-           raw_med, vmm_med, vmm_med - raw_med);
+    char thp[128];
+    host_thp(thp, sizeof(thp));
+    printf("rss: peak RSS (ru_maxrss of the child, via wait4), %lu runs each, interleaved; "
+           "guest %s%s; host THP setting: %s\n",
+           runs, guest, tmp[0] ? " (generated: mov al,0; out 0xf4,al)" : "", thp);
+    int status = 0;
+    for (unsigned long i = 0; i < runs && !status; i++) {
+        for (unsigned k = 0; k < NVAR && !status; k++) {
+            char *const *av = k == VMM ? vmm_argv[0] : k == VMM_THP ? vmm_argv[1] : argvs[k];
+            if (peak_rss_kib(av, names[k], i, &v[k][i]) < 0)
+                status = 1;
+        }
+    }
+    if (status) {
+        if (tmp[0])
+            unlink(tmp);
+        return 1;
+    }
+    double med[NVAR];
+    for (unsigned k = 0; k < NVAR; k++) {
+        med[k] = bench_percentile(v[k], runs, 50) / 1024.0;
+        printf("rss:   %-34s %6.2f MiB (min %.2f, max %.2f)\n", names[k], med[k], v[k][0] / 1024.0,
+               v[k][runs - 1] / 1024.0);
+    }
+    printf("rss: with THP (vmm-run --thp vs the floor with MADV_HUGEPAGE): raw %.2f MiB, vmm-run "
+           "%.2f MiB, difference %+.2f MiB\n",
+           med[RAW_ON], med[VMM_THP], med[VMM_THP] - med[RAW_ON]);
+    printf("rss: raw %.2f MiB, vmm-run %.2f MiB, difference %+.2f MiB (target: within 0.3 MiB; "
+           "both MADV_NOHUGEPAGE, vmm-run's default)\n",
+           med[RAW_OFF], med[VMM], med[VMM] - med[RAW_OFF]);
 
     r = bench_write_tiny_elf(spin_guest, sizeof(spin_guest), spin_tmp, sizeof(spin_tmp));
     if (r < 0) {
         fprintf(stderr, "bench_rss: cannot write a guest ELF: %s\n", strerror(-r));
     } else {
-        char *raw_spin[] = {self, "--raw-spin", NULL};
-        char *vmm_spin[] = {(char *)vmm_run, "--kernel", spin_tmp, NULL};
+        char *raw_spin[] = {self, "--raw-spin", "off", NULL};
+        char *vmm_spin[MAX_VMM_ARGS + 4];
+        unsigned n = 0;
+        vmm_spin[n++] = (char *)vmm_run;
+        for (unsigned j = 0; j < nr_extra; j++)
+            vmm_spin[n++] = (char *)extra[j];
+        vmm_spin[n++] = "--kernel";
+        vmm_spin[n++] = spin_tmp;
+        vmm_spin[n] = NULL;
         struct resident rr, vr;
         printf("rss: resident while running (exact, /proc/PID/smaps), both on a spinning guest "
-               "(jmp $) after %d ms:\n",
-               SPIN_SETTLE_MS);
+               "(jmp $) once settled, the floor with MADV_NOHUGEPAGE:\n");
         if (resident_of(raw_spin, "raw KVM process", want_breakdown, &rr) == 0 &&
             resident_of(vmm_spin, "vmm-run", want_breakdown, &vr) == 0) {
             printf("rss:   raw KVM process: %7.2f MiB (guest memory %ld KiB, other anonymous %ld "
@@ -241,7 +334,7 @@ int main(int argc, char **argv)
     }
     if (tmp[0])
         unlink(tmp);
-    free(raw);
-    free(vmm);
+    for (unsigned k = 0; k < NVAR; k++)
+        free(v[k]);
     return 0;
 }

@@ -43,6 +43,39 @@ int raw_kvm_probe(char *why, size_t n)
     return 0;
 }
 
+static enum raw_thp thp_mode = RAW_THP_HOST;
+
+void raw_kvm_set_thp(enum raw_thp mode)
+{
+    thp_mode = mode;
+}
+
+/* Guest memory as thp_mode says; for RAW_THP_ON 2 MiB-aligned (a larger
+ * reservation trimmed), so that every 2 MiB of it can be one huge page. */
+static int map_guest(struct raw_kvm *k, size_t mem_size)
+{
+    const size_t huge = 2u << 20;
+    size_t span = mem_size + (thp_mode == RAW_THP_ON ? huge : 0);
+    uint8_t *p = mmap(NULL, span, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return -errno;
+    if (thp_mode == RAW_THP_ON) {
+        uint8_t *a = (uint8_t *)(((uintptr_t)p + huge - 1) & ~(uintptr_t)(huge - 1));
+        if (a > p)
+            munmap(p, (size_t)(a - p));
+        if (a + mem_size < p + span)
+            munmap(a + mem_size, (size_t)(p + span - (a + mem_size)));
+        p = a;
+    }
+    k->mem = p;
+    k->mem_size = mem_size;
+    if (thp_mode != RAW_THP_HOST &&
+        madvise(p, mem_size, thp_mode == RAW_THP_ON ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) < 0)
+        return -errno;
+    return 0;
+}
+
 int raw_kvm_create(struct raw_kvm *k, size_t mem_size)
 {
     *k = (struct raw_kvm){
@@ -65,13 +98,9 @@ int raw_kvm_create(struct raw_kvm *k, size_t mem_size)
     if (r < 0)
         goto fail;
 
-    k->mem = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
-                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (k->mem == MAP_FAILED) {
-        r = -errno;
+    r = map_guest(k, mem_size);
+    if (r < 0)
         goto fail;
-    }
-    k->mem_size = mem_size;
     struct kvm_userspace_memory_region slot = {
         .slot = 0,
         .guest_phys_addr = 0,

@@ -29,6 +29,13 @@ struct raw_kvm {
     size_t mem_size;
 };
 
+/* What the floor asks of transparent huge pages for its guest memory:
+ * nothing (the host's default), MADV_NOHUGEPAGE (what libvmm asks without
+ * VMM_MEMORY_F_THP), or MADV_HUGEPAGE on a 2 MiB-aligned mapping (what it
+ * does with the flag). For the next raw_kvm_create calls of this process. */
+enum raw_thp { RAW_THP_HOST, RAW_THP_OFF, RAW_THP_ON };
+void raw_kvm_set_thp(enum raw_thp mode);
+
 /* Open /dev/kvm, create the VM with a split irqchip, map mem_size bytes of
  * anonymous memory as slot 0, create vCPU 0. Returns 0 or -errno (nothing is
  * left open on failure). */

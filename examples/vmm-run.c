@@ -52,6 +52,8 @@ static const char usage[] =
     "      --boot PROTOCOL   auto (default), linux (64-bit boot protocol), pvh, or\n"
     "                        program (an ELF program entered in long mode)\n"
     "  -m, --mem SIZE        guest memory, with an optional K, M or G suffix (default 128M)\n"
+    "      --thp             back guest memory with transparent huge pages (MADV_HUGEPAGE;\n"
+    "                        default: MADV_NOHUGEPAGE, each page only as the guest touches it)\n"
     "  -c, --vcpus N         number of vCPUs, 1-255 (default 1)\n"
     "      --console WHERE   stdio (default: output to stdout, input from stdin) or a file\n"
     "                        path the guest's serial output is written to, or virtio:\n"
@@ -235,6 +237,7 @@ struct options {
     char *cpu_disable_joined; /* cpu_disable when --cpu-disable is repeated */
     enum boot_kind boot;
     uint64_t mem_size;
+    bool thp; /* --thp */
     unsigned vcpus;
     bool restart_on_reboot;
     int seccomp; /* SECCOMP_OFF, or 1 + enum vmm_seccomp_action */
@@ -466,15 +469,19 @@ static void apply_cpu_features(struct vmm_vcpu *vcpu, const char *list)
         fail("cannot set the CPUID table: %s", vmm_strerror(r));
 }
 
-static void add_memory(struct vmm_vm *vm, uint64_t mem_size)
+static void add_memory(struct vmm_vm *vm, uint64_t mem_size, bool thp)
 {
     /* RAM below the 32-bit MMIO hole, the rest above 4 GiB. */
     uint64_t low = mem_size < MMIO_HOLE ? mem_size : MMIO_HOLE;
-    struct vmm_region_config ram = {.size = sizeof(struct vmm_region_config), .gpa = 0, .len = low};
+    unsigned flags = thp ? VMM_MEMORY_F_THP : 0;
+    struct vmm_region_config ram = {
+        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = low, .flags = flags};
     int r = vmm_vm_add_memory(vm, &ram);
     if (r >= 0 && mem_size > low) {
-        ram = (struct vmm_region_config){
-            .size = sizeof(struct vmm_region_config), .gpa = HIGH_RAM_BASE, .len = mem_size - low};
+        ram = (struct vmm_region_config){.size = sizeof(struct vmm_region_config),
+                                         .gpa = HIGH_RAM_BASE,
+                                         .len = mem_size - low,
+                                         .flags = flags};
         r = vmm_vm_add_memory(vm, &ram);
     }
     if (r < 0)
@@ -1223,7 +1230,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     int r = vmm_vm_create(&o->cfg, &vm);
     if (r < 0)
         fail("cannot create the VM: %s", vmm_strerror(r));
-    add_memory(vm, o->mem_size);
+    add_memory(vm, o->mem_size, o->thp);
 
     struct vmm_machine machine = {
         .size = sizeof(struct vmm_machine), .nr_vcpus = o->vcpus, .mem = vmm_vm_memory(vm)};
@@ -1326,6 +1333,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         OPT_RESTORE_MEMORY,
         OPT_API_SOCK,
         OPT_MIGRATE_LISTEN,
+        OPT_THP,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -1350,6 +1358,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         {"restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
         {"migrate-listen", required_argument, NULL, OPT_MIGRATE_LISTEN},
+        {"thp", no_argument, NULL, OPT_THP},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -1525,6 +1534,9 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
                 return opt_error(e, "--api-sock needs a socket path of at most %zu bytes",
                                  sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
             o->api_sock = optarg;
+            break;
+        case OPT_THP:
+            o->thp = true;
             break;
         case OPT_MIGRATE_LISTEN: {
             /* What follows the scheme must not be empty ("tcp:" alone ends there). */

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <vmm/error.h>
+#include <vmm/seccomp.h>
 
 /* Log through the application's handler (no-op without one). */
 void vmm_log(enum vmm_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -151,5 +152,23 @@ void vmm_vm_msi_route_free(struct vmm_vm *vm, unsigned gsi);
 bool vmm_vm_gsi_routable(struct vmm_vm *vm, unsigned gsi);
 /* The KVM VM fd (lib/cpu/vm.c), for components that create KVM devices. */
 int vmm_vm_kvm_fd(const struct vmm_vm *vm);
+
+/*
+ * lib/seccomp/seccomp.c: a filter built ahead of the thread that loads it.
+ * Building (libseccomp) allocates; done on a thread vmm_vm_run starts, that
+ * would give the thread a malloc arena of its own (some 100 KiB resident)
+ * and put the build on the way to the guest's first instruction.
+ * build: 0, -EINVAL (as vmm_seccomp_install), -ENOMEM or another -errno;
+ * load: no_new_privs and the filter on the calling thread (no allocation),
+ * 0 or the -errno the kernel gave; free accepts an empty program.
+ */
+struct vmm_seccomp_prog {
+    void *insns; /* struct sock_filter[len] */
+    unsigned short len;
+};
+int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg,
+                           struct vmm_seccomp_prog *out);
+int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p);
+void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p);
 
 #endif /* VMM_INTERNAL_H */

@@ -49,7 +49,10 @@ enum vmm_memory_backing {
     VMM_MEMORY_FILE,  /* the caller's fd mapped shared at fd_offset (the fd is dup'ed) */
 };
 
-/* Region flags. */
+/* Region flags. Without VMM_MEMORY_F_THP (or HUGETLB), anonymous and memfd
+ * memory is advised MADV_NOHUGEPAGE, so that a host whose THP setting is
+ * "always" does not spend a 2 MiB page on each first write; FILE memory is
+ * left to its file system. */
 #define VMM_MEMORY_F_HUGETLB   (1u << 0) /* hugetlbfs pages (MAP_HUGETLB / MFD_HUGETLB) */
 #define VMM_MEMORY_F_THP       (1u << 1) /* transparent huge pages (MADV_HUGEPAGE) */
 #define VMM_MEMORY_F_MERGEABLE (1u << 2) /* let KSM merge identical pages (MADV_MERGEABLE) */

@@ -97,15 +97,19 @@ VMM_API VMM_MUST_USE int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind
 /*
  * Have vmm_vm_run install filters on the threads it starts: VMM_SECCOMP_VCPU
  * on each vCPU thread and VMM_SECCOMP_IO on the event-loop thread, each
- * before it runs anything of the guest's; cfg is copied (its extra lists are
- * not: they must live until the run ends). NULL turns it off again. A thread
- * whose filter the kernel refuses ends the run with VMM_EXIT_ERROR. The
- * calling thread is left alone: install VMM_SECCOMP_MAIN on it yourself.
+ * before it runs anything of the guest's. The two filters are built here
+ * (the threads only load them), so cfg and its extra lists need not outlive
+ * the call, and a calling thread that has a filter already must allow
+ * memfd_create and pread64 (VMM_SECCOMP_BUILD does). NULL turns it off
+ * again. A thread whose filter the kernel refuses ends the run with
+ * VMM_EXIT_ERROR. The calling thread is left alone: install
+ * VMM_SECCOMP_MAIN on it yourself.
  * The fault thread of a VMM_RESTORE_UFFD restore gets VMM_SECCOMP_UFFD
- * (with cfg's action and extras) before this returns, or when it starts if
- * cfg was set before the restore; a filter cannot be taken off, so NULL
- * leaves it on. Returns 0 or -EINVAL; -EBUSY during a run; the kernel's
- * -errno when it refuses the fault thread's filter.
+ * (with cfg's action; it runs no application code, so no extras) before
+ * this returns, or when it starts if cfg was set before the restore; a
+ * filter cannot be taken off, so NULL leaves it on. Returns 0, -EINVAL,
+ * -ENOMEM or another -errno from building the filters; -EBUSY during a run;
+ * the kernel's -errno when it refuses the fault thread's filter.
  */
 VMM_API VMM_MUST_USE int vmm_vm_set_seccomp(struct vmm_vm *vm,
                                             const struct vmm_seccomp_config *cfg);

@@ -179,6 +179,9 @@ struct kvm_enable_cap;
  */
 VMM_API VMM_MUST_USE int vmm_vm_enable_cap(struct vmm_vm *vm, const struct kvm_enable_cap *cap);
 
+/* The stack size of the threads vmm_vm_run starts. */
+#define VMM_VM_THREAD_STACK (1u << 20)
+
 /*
  * Run every vCPU on a thread of its own (and the event loop on an I/O thread)
  * until one of them ends the run: the guest exits, powers off, resets, faults
@@ -188,7 +191,9 @@ VMM_API VMM_MUST_USE int vmm_vm_enable_cap(struct vmm_vm *vm, const struct kvm_e
  * exit->size (VMM_INIT). Returns 0 (see exit->reason), -EINVAL (an
  * exit->size the library does not know: checked before anything runs), or a
  * -errno if threads could not be started. The VM may not be run again after a reset
- * without the application restoring vCPU state.
+ * without the application restoring vCPU state. The threads it starts have
+ * 1 MiB stacks (VMM_VM_THREAD_STACK), on which the devices' callbacks run: a
+ * stack under 2 MiB never takes a transparent huge page.
  */
 VMM_API VMM_MUST_USE int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit);
 

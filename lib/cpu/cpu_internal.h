@@ -98,8 +98,13 @@ struct vmm_vm {
     unsigned parked;  /* of those, parked by a pause */
     bool managed_run; /* vmm_vm_run owns the run state */
 
-    /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts. */
+    /* vmm_vm_set_seccomp: filters for the threads vmm_vm_run starts, built
+     * by it (the threads only load them). */
     bool seccomp_on;
+    struct vmm_seccomp_prog seccomp_vcpu;
+    struct vmm_seccomp_prog seccomp_io;
+    /* cfg without its extras (the application's lists need not outlive the
+     * call), for the helper thread below. */
     struct vmm_seccomp_config seccomp;
     /* A library thread outside the run that filters itself on request (the
      * VMM_RESTORE_UFFD fault thread): vmm_vm_set_seccomp calls it with the

@@ -116,6 +116,8 @@ void vmm_vm_destroy(struct vmm_vm *vm)
         vmm_vcpu_free(vm->vcpus[i]);
     free(vm->vcpus);
     free(vm->supported_cpuid);
+    vmm_seccomp_prog_free(&vm->seccomp_vcpu);
+    vmm_seccomp_prog_free(&vm->seccomp_io);
     vmm_arch_irqchip_destroy(vm);
     vmm_event_loop_destroy(vm->loop);
     vmm_bus_destroy(vm->mmio);
@@ -466,11 +468,12 @@ struct vcpu_thread {
 
 /* vmm_vm_set_seccomp's filter for a thread of this run, before it runs
  * anything of the guest's; a refused filter ends the run. */
-static int thread_seccomp(struct vmm_vm *vm, enum vmm_seccomp_thread kind, const char *detail)
+static int thread_seccomp(struct vmm_vm *vm, const struct vmm_seccomp_prog *prog,
+                          const char *detail)
 {
     if (!vm->seccomp_on)
         return 0;
-    int r = vmm_seccomp_install(kind, &vm->seccomp);
+    int r = vmm_seccomp_prog_load(prog);
     if (r < 0)
         vmm_vm_request_exit(vm, VMM_EXIT_ERROR, 0, detail);
     return r;
@@ -480,7 +483,7 @@ static void *vcpu_thread_main(void *arg)
 {
     struct vcpu_thread *t = arg;
     struct vmm_exit ignored = VMM_INIT(struct vmm_exit);
-    t->ret = thread_seccomp(t->vcpu->vm, VMM_SECCOMP_VCPU,
+    t->ret = thread_seccomp(t->vcpu->vm, &t->vcpu->vm->seccomp_vcpu,
                             "cannot install a vCPU thread's seccomp filter");
     if (t->ret == 0)
         t->ret = vmm_vcpu_run_managed(t->vcpu, &ignored);
@@ -490,7 +493,7 @@ static void *vcpu_thread_main(void *arg)
 static void *loop_thread_main(void *arg)
 {
     struct vmm_vm *vm = arg;
-    if (thread_seccomp(vm, VMM_SECCOMP_IO, "cannot install the I/O thread's seccomp filter") == 0)
+    if (thread_seccomp(vm, &vm->seccomp_io, "cannot install the I/O thread's seccomp filter") == 0)
         (void)vmm_event_loop_run(vm->loop);
     return NULL;
 }
@@ -502,13 +505,34 @@ int vmm_vm_set_seccomp(struct vmm_vm *vm, const struct vmm_seccomp_config *cfg)
         (VMM_ABI_COPY_IN(&c, cfg) < 0 || (unsigned)c.action > VMM_SECCOMP_LOG ||
          (c.nr_extra_syscalls && !c.extra_syscalls) || (c.nr_extra_ioctls && !c.extra_ioctls)))
         return -EINVAL;
+    struct vmm_seccomp_prog vcpu = {0}, io = {0};
+    int r = 0;
+    if (cfg && ((r = vmm_seccomp_prog_build(VMM_SECCOMP_VCPU, &c, &vcpu)) < 0 ||
+                (r = vmm_seccomp_prog_build(VMM_SECCOMP_IO, &c, &io)) < 0)) {
+        vmm_seccomp_prog_free(&vcpu);
+        return r;
+    }
     pthread_mutex_lock(&vm->lock);
-    int r = vm->managed_run ? -EBUSY : 0;
+    r = vm->managed_run ? -EBUSY : 0;
     if (r == 0) {
-        vm->seccomp = c;
+        /* Swap: the old programs are freed below. */
+        struct vmm_seccomp_prog t = vm->seccomp_vcpu;
+        vm->seccomp_vcpu = vcpu;
+        vcpu = t;
+        t = vm->seccomp_io;
+        vm->seccomp_io = io;
+        io = t;
         vm->seccomp_on = cfg != NULL;
+        /* The helper thread runs no application code: no extras, whose
+         * lists need not outlive this call. */
+        c.nr_extra_syscalls = c.nr_extra_ioctls = 0;
+        c.extra_syscalls = NULL;
+        c.extra_ioctls = NULL;
+        vm->seccomp = c;
     }
     pthread_mutex_unlock(&vm->lock);
+    vmm_seccomp_prog_free(&vcpu);
+    vmm_seccomp_prog_free(&io);
     /* Outside the lock: the helper thread answers before this returns. */
     if (r == 0 && cfg && vm->helper_seccomp)
         r = vm->helper_seccomp(vm->helper_opaque, &c);
@@ -530,7 +554,8 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
     int r = 0;
     struct vcpu_thread *threads = calloc(vm->nr_vcpus, sizeof(*threads));
     pthread_t loop_thread;
-    bool loop_started = false;
+    pthread_attr_t attr;
+    bool loop_started = false, attr_ok = false;
     if (!threads) {
         r = -ENOMEM;
         goto out;
@@ -540,15 +565,24 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
     }
     if (r < 0)
         goto out;
+    /* The default stack is RLIMIT_STACK (8 MiB): 2 MiB-aligned stretches of
+     * it take a whole transparent huge page on a THP "always" host. */
+    r = -pthread_attr_init(&attr);
+    if (r < 0)
+        goto out;
+    attr_ok = true;
+    r = -pthread_attr_setstacksize(&attr, VMM_VM_THREAD_STACK);
+    if (r < 0)
+        goto out;
     if (vm->loop && vmm_event_loop_count(vm->loop) > 0) {
-        r = -pthread_create(&loop_thread, NULL, loop_thread_main, vm);
+        r = -pthread_create(&loop_thread, &attr, loop_thread_main, vm);
         if (r < 0)
             goto out;
         loop_started = true;
     }
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         threads[i].vcpu = vm->vcpus[i];
-        r = -pthread_create(&threads[i].thread, NULL, vcpu_thread_main, &threads[i]);
+        r = -pthread_create(&threads[i].thread, &attr, vcpu_thread_main, &threads[i]);
         if (r < 0) {
             vmm_log_error("starting vCPU %u thread: %s", i, vmm_strerror(r));
             vmm_vm_request_exit(vm, VMM_EXIT_ERROR, 0, "could not start vCPU threads");
@@ -564,6 +598,8 @@ out:
         vmm_event_loop_stop(vm->loop);
         pthread_join(loop_thread, NULL);
     }
+    if (attr_ok)
+        pthread_attr_destroy(&attr);
     free(threads);
     pthread_mutex_lock(&vm->lock);
     if (r == 0 && exit) {

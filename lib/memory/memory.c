@@ -482,15 +482,28 @@ static int memory_map_file(const struct vmm_region_config *cfg, struct memory_re
     return 0;
 }
 
-/* Hints the host may not support (no THP, no KSM) only cost a warning; the
- * flag is then dropped from what region_info reports as applied. */
-static void memory_advise(struct memory_region *r)
+/*
+ * Hints the host may not support (no THP, no KSM) only cost a warning; the
+ * flag is then dropped from what region_info reports as applied.
+ *
+ * Without VMM_MEMORY_F_THP, anonymous and memfd memory is MADV_NOHUGEPAGE:
+ * a host whose THP setting is "always" (Debian's default) would otherwise
+ * back each 2 MiB stretch the guest or the VMM first writes with a whole
+ * huge page, so that an empty guest costs 2 MiB for its first byte. A
+ * caller's file keeps what its file system does.
+ */
+static void memory_advise(struct memory_region *r, enum vmm_memory_backing backing)
 {
     if ((r->flags & VMM_MEMORY_F_THP) && madvise(r->host, r->size, MADV_HUGEPAGE) < 0) {
         vmm_log_warn("memory: MADV_HUGEPAGE at gpa 0x%llx: %s", (unsigned long long)r->gpa,
                      strerror(errno));
         r->flags &= ~VMM_MEMORY_F_THP;
     }
+    /* A kernel without THP refuses the advice (-EINVAL): nothing to avoid. */
+    if (!(r->flags & (VMM_MEMORY_F_THP | VMM_MEMORY_F_HUGETLB)) && backing != VMM_MEMORY_FILE &&
+        madvise(r->host, r->size, MADV_NOHUGEPAGE) < 0)
+        vmm_log_debug("memory: MADV_NOHUGEPAGE at gpa 0x%llx: %s", (unsigned long long)r->gpa,
+                      strerror(errno));
     if ((r->flags & VMM_MEMORY_F_MERGEABLE) && madvise(r->host, r->size, MADV_MERGEABLE) < 0) {
         vmm_log_warn("memory: MADV_MERGEABLE at gpa 0x%llx: %s", (unsigned long long)r->gpa,
                      strerror(errno));
@@ -579,7 +592,7 @@ int vmm_memory_add_region(struct vmm_memory *mem, const struct vmm_region_config
         free(r);
         return rc;
     }
-    memory_advise(r);
+    memory_advise(r, cfg->backing);
     return memory_insert(mem, r);
 }
 

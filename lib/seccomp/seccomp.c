@@ -14,12 +14,18 @@
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/sockios.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
 #include <linux/vhost.h>
 #include <seccomp.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <vmm/seccomp.h>
 
 #include "vmm_internal.h"
@@ -342,7 +348,9 @@ static bool sanitized(void)
 #endif
 }
 
-int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user)
+/* The filter for kind and user's config, in a libseccomp context. */
+static int build_ctx(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user,
+                     scmp_filter_ctx *out)
 {
     struct vmm_seccomp_config cfg = VMM_INIT(struct vmm_seccomp_config);
     if (user && VMM_ABI_COPY_IN(&cfg, user) < 0)
@@ -383,13 +391,93 @@ int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_c
                      cfg.nr_extra_ioctls);
     if (r < 0) {
         vmm_log_error("seccomp: building the filter: %s", vmm_strerror(r));
-    } else {
-        r = seccomp_load(ctx);
-        if (r < 0)
-            vmm_log_error("seccomp: the kernel refused the filter: %s", vmm_strerror(r));
+        seccomp_release(ctx);
+        return r;
     }
+    *out = ctx;
+    return 0;
+}
+
+int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user)
+{
+    scmp_filter_ctx ctx;
+    int r = build_ctx(kind, user, &ctx);
+    if (r < 0)
+        return r;
+    r = seccomp_load(ctx);
+    if (r < 0)
+        vmm_log_error("seccomp: the kernel refused the filter: %s", vmm_strerror(r));
     seccomp_release(ctx);
     return r < 0 ? r : 0;
+}
+
+int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg,
+                           struct vmm_seccomp_prog *out)
+{
+    *out = (struct vmm_seccomp_prog){0};
+    scmp_filter_ctx ctx;
+    int r = build_ctx(kind, cfg, &ctx);
+    if (r < 0)
+        return r;
+    /* libseccomp 2.5 writes the program only to an fd. */
+    int fd = memfd_create("vmm-seccomp", MFD_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        goto out;
+    }
+    r = seccomp_export_bpf(ctx, fd);
+    if (r < 0) {
+        vmm_log_error("seccomp: writing the filter out: %s", vmm_strerror(r));
+        goto out;
+    }
+    off_t size = lseek(fd, 0, SEEK_END);
+    if (size < 0) {
+        r = -errno;
+        goto out;
+    }
+    if (size == 0 || size % (off_t)sizeof(struct sock_filter) ||
+        size > (off_t)(BPF_MAXINSNS * sizeof(struct sock_filter))) {
+        vmm_log_error("seccomp: a filter of %lld bytes", (long long)size);
+        r = -E2BIG;
+        goto out;
+    }
+    void *insns = malloc((size_t)size);
+    if (!insns) {
+        r = -ENOMEM;
+        goto out;
+    }
+    if (pread(fd, insns, (size_t)size, 0) != size) {
+        r = errno ? -errno : -EIO;
+        free(insns);
+        goto out;
+    }
+    *out = (struct vmm_seccomp_prog){
+        .insns = insns, .len = (unsigned short)(size / (off_t)sizeof(struct sock_filter))};
+    r = 0;
+out:
+    if (fd >= 0)
+        close(fd);
+    seccomp_release(ctx);
+    return r;
+}
+
+int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p)
+{
+    /* What seccomp_load does with libseccomp's default attributes. */
+    struct sock_fprog prog = {.len = p->len, .filter = p->insns};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0 ||
+        syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) < 0) {
+        int r = -errno;
+        vmm_log_error("seccomp: the kernel refused the filter: %s", vmm_strerror(r));
+        return r;
+    }
+    return 0;
+}
+
+void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p)
+{
+    free(p->insns);
+    *p = (struct vmm_seccomp_prog){0};
 }
 
 int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscalls,

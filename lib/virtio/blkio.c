@@ -197,8 +197,16 @@ int vmm_blkio_open(const struct vmm_blkio_config *cfg, vmm_blkio_done_fn done, v
         b->free = &b->ops[i];
     }
     /* Every op holds at most one SQE at a time, so depth SQ entries never run
-     * out and the CQ (twice as large) never overflows. */
-    r = io_uring_queue_init(depth, &b->ring, 0);
+     * out and the CQ (twice as large) never overflows. A request the kernel
+     * finishes asynchronously (O_DIRECT, a page-cache miss) completes as task
+     * work on the submitting thread, the event loop's: COOP_TASKRUN (Linux
+     * 5.19) spares that thread an interrupt when it is busy anyway (it runs
+     * the work at its next system call, epoll_wait at the latest), and
+     * TASKRUN_FLAG tells liburing's peek that work is pending. An older
+     * kernel refuses the flags (-EINVAL): then without them. */
+    r = io_uring_queue_init(depth, &b->ring, IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG);
+    if (r == -EINVAL)
+        r = io_uring_queue_init(depth, &b->ring, 0);
     if (r < 0) {
         vmm_log_error("blkio: io_uring_queue_init(%u): %s", depth, vmm_strerror(r));
         goto fail;

@@ -94,6 +94,23 @@ START_TEST(runs_hello_to_completion)
 }
 END_TEST
 
+/* --thp asks for huge pages instead of none: the guest runs the same, with
+ * its memory above 4 GiB too. */
+START_TEST(thp_option_runs_the_guest)
+{
+    struct result r;
+    char *argv[] = {VMM_RUN_PATH, "--thp",    "--mem",
+                    "4160M",      "--kernel", (char *)harness_guest_path("hello"),
+                    NULL};
+    run(&r, argv);
+    ck_assert_msg(r.status == 0, "status %d, err: %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+    char *help[] = {VMM_RUN_PATH, "--help", NULL};
+    run(&r, help);
+    ck_assert_ptr_nonnull(strstr(r.out, "--thp"));
+}
+END_TEST
+
 START_TEST(exits_with_the_guest_status)
 {
     static const uint8_t code[] = {0xb0, 0x07, 0xe6, 0xf4, 0xf4}; /* exit 7 */
@@ -439,6 +456,7 @@ int main(void)
     TCase *tc = tcase_create("vmm-run");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, runs_hello_to_completion);
+    tcase_add_test(tc, thp_option_runs_the_guest);
     tcase_add_test(tc, exits_with_the_guest_status);
     tcase_add_test(tc, smp_and_console_file);
     tcase_add_test(tc, help_and_version);

@@ -145,6 +145,37 @@ START_TEST(pio_and_mmio_round_trips)
 }
 END_TEST
 
+/* A device callback records the stack size of the thread it runs on. */
+static void stack_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
+{
+    size_t *size = opaque;
+    pthread_attr_t a;
+    if (pthread_getattr_np(pthread_self(), &a) == 0) {
+        (void)pthread_attr_getstacksize(&a, size);
+        pthread_attr_destroy(&a);
+    }
+}
+
+/* vmm_vm_run's threads (the vCPU's here) have the stacks vm.h promises,
+ * under 2 MiB so that none takes a transparent huge page. */
+START_TEST(run_threads_have_small_stacks)
+{
+    /* mov dx, 0x530; out dx, al; mov al, 0; out 0xf4, al; hlt */
+    static const uint8_t code[] = {0x66, 0xba, 0x30, 0x05, 0xee, 0xb0, 0x00, 0xe6, 0xf4, 0xf4};
+    size_t size = 0;
+    struct vmm_bus_ops ops = {.size = sizeof(struct vmm_bus_ops), .write = stack_write};
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
+    ck_assert_int_eq(vmm_bus_register(vmm_vm_pio_bus(h.vm), 0x530, 1, &ops, &size), 0);
+    harness_load_raw(&h, code, sizeof(code), 1);
+    harness_run(&h);
+    ck_assert_int_eq(h.exit.reason, VMM_EXIT_GUEST_EXIT);
+    ck_assert_uint_eq(size, VMM_VM_THREAD_STACK);
+    ck_assert_uint_lt(VMM_VM_THREAD_STACK, 2u << 20);
+    harness_fini(&h);
+}
+END_TEST
+
 START_TEST(unclaimed_accesses_read_ones_and_are_counted)
 {
     struct harness h;
@@ -531,6 +562,7 @@ int main(void)
     tcase_add_test(tc, mempattern_is_visible_to_the_host);
     tcase_add_loop_test(tc, smp_every_vcpu_reports_its_apic_id, 0, 2);
     tcase_add_loop_test(tc, pio_and_mmio_round_trips, 0, 2);
+    tcase_add_test(tc, run_threads_have_small_stacks);
     tcase_add_test(tc, unclaimed_accesses_read_ones_and_are_counted);
     tcase_add_loop_test(tc, uart_interrupts_reach_the_guest, 0, 2);
     tcase_add_loop_test(tc, stop_from_another_thread_ends_a_spinning_guest, 0, 2);

@@ -70,6 +70,40 @@ static void assert_not_executable(const struct vmm_memory *mem, unsigned index)
     ck_assert_msg(perms[2] != 'x', "region %u tail is executable: %s", index, perms);
 }
 
+/* Whether the /proc/self/smaps entry holding addr lists flag (a two-letter
+ * VmFlags mnemonic such as "hg" or "nh"). */
+static bool host_vmflag(const void *addr, const char *flag)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[512];
+    bool inside = false, found = false, seen = false;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        /* Only a mapping's first line starts "lo-hi" (keys like
+         * "AnonHugePages:" stop the scan at their first letter). */
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2) {
+            inside = (uintptr_t)addr >= lo && (uintptr_t)addr < hi;
+            continue;
+        }
+        if (inside && strncmp(line, "VmFlags:", 8) == 0) {
+            seen = true;
+            for (char *t = strtok(line + 8, " \n"); t; t = strtok(NULL, " \n"))
+                found = found || strcmp(t, flag) == 0;
+            break;
+        }
+    }
+    fclose(f);
+    ck_assert_msg(seen, "no smaps entry holds %p", addr);
+    return found;
+}
+
+/* Whether this kernel has transparent huge pages at all. */
+static bool host_has_thp(void)
+{
+    return access("/sys/kernel/mm/transparent_hugepage/enabled", F_OK) == 0;
+}
+
 /* A temporary file of size bytes, already unlinked. */
 static int temp_file(uint64_t size)
 {
@@ -154,6 +188,40 @@ START_TEST(test_anon_alignment_and_hints)
     ck_assert_int_eq(vmm_memory_write(mem, 0x1000, &v, 1), 0);
     ck_assert_int_eq(vmm_memory_write(mem, 0x1000 + 4 * MIB - 1, &v, 1), 0);
     assert_not_executable(mem, 0);
+    if (host_has_thp() && (info.flags & VMM_MEMORY_F_THP)) {
+        ck_assert(host_vmflag(info.host, "hg"));
+        ck_assert(!host_vmflag(info.host, "nh"));
+    }
+    vmm_memory_destroy(mem);
+}
+END_TEST
+
+/* Without VMM_MEMORY_F_THP, anonymous and memfd memory asks for no huge
+ * pages (a host with THP "always" would spend 2 MiB on a guest's first
+ * write); a caller's file is left to its file system. */
+START_TEST(test_no_thp_unless_asked)
+{
+    if (!host_has_thp())
+        return; /* nothing to ask for or against */
+    struct vmm_memory *mem = new_map();
+    ck_assert_int_eq(add(mem, 0, 4 * MIB, VMM_MEMORY_ANON, 0), 0);
+    ck_assert_int_eq(add(mem, 4 * MIB, 4 * MIB, VMM_MEMORY_MEMFD, 0), 1);
+    int fd = temp_file(4 * MIB);
+    struct vmm_region_config fc = {
+        .size = sizeof(fc), .gpa = 8 * MIB, .len = 4 * MIB, .backing = VMM_MEMORY_FILE, .fd = fd};
+    ck_assert_int_eq(vmm_memory_add_region(mem, &fc), 2);
+    close(fd);
+    for (unsigned i = 0; i < 3; i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        ck_assert_int_eq(vmm_memory_region_info(mem, i, &info), 0);
+        ck_assert_uint_eq(info.flags & VMM_MEMORY_F_THP, 0);
+        ck_assert(!host_vmflag(info.host, "hg"));
+        ck_assert_int_eq(host_vmflag(info.host, "nh"), i < 2);
+        /* Writing still works as before, first and last byte. */
+        uint8_t v = 0xa5;
+        ck_assert_int_eq(vmm_memory_write(mem, info.gpa, &v, 1), 0);
+        ck_assert_int_eq(vmm_memory_write(mem, info.gpa + info.len - 1, &v, 1), 0);
+    }
     vmm_memory_destroy(mem);
 }
 END_TEST
@@ -797,6 +865,7 @@ static Suite *memory_suite(void)
     tcase_add_test(tc, test_create_destroy);
     tcase_add_test(tc, test_anon_region);
     tcase_add_test(tc, test_anon_alignment_and_hints);
+    tcase_add_test(tc, test_no_thp_unless_asked);
     tcase_add_test(tc, test_memfd_region);
     tcase_add_test(tc, test_file_region);
     tcase_add_test(tc, test_file_region_hostile);
