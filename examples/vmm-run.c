@@ -70,6 +70,9 @@ static const char usage[] =
     "                        (what the guest gives back at start, K, M or G), stats\n"
     "                        (statistics queue), reporting (free page reporting),\n"
     "                        deflate-on-oom\n"
+    "      --vsock cid=N,path=PATH  add a virtio-vsock device for guest CID N (3 or more);\n"
+    "                        the host connects to the Unix socket PATH and writes\n"
+    "                        'CONNECT <port>\\n'; guest connections to port P go to PATH_P\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -236,6 +239,8 @@ struct options {
     unsigned nr_nets;
     bool balloon; /* --balloon */
     struct vmm_virtio_balloon_config balloon_cfg;
+    bool vsock; /* --vsock */
+    struct vmm_virtio_vsock_config vsock_cfg;
     const char *save_dir;    /* --save */
     int snapshot_signal;     /* --snapshot-on */
     const char *restore_dir; /* --restore */
@@ -376,6 +381,48 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
     }
     if (!net->tap)
         fail("--net needs tap=NAME");
+}
+
+/* --vsock cid=N,path=PATH: both once, both required. */
+static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
+{
+    *vs = VMM_INIT(struct vmm_virtio_vsock_config);
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *val = strchr(tok, '=');
+        if (!val || val == tok)
+            fail("invalid --vsock option '%s' (cid=N,path=PATH)", tok);
+        *val++ = '\0';
+        if (strcmp(tok, "cid") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(val, &end, 10);
+            if (errno || *end || end == val || val[0] == '-' ||
+                v < VMM_VIRTIO_VSOCK_MIN_GUEST_CID || v > 0xfffffffeull)
+                fail("--vsock: invalid cid '%s' (%d-4294967294)", val,
+                     VMM_VIRTIO_VSOCK_MIN_GUEST_CID);
+            if (vs->guest_cid)
+                fail("--vsock: cid= given twice");
+            vs->guest_cid = v;
+        } else if (strcmp(tok, "path") == 0) {
+            if (vs->path)
+                fail("--vsock: path= given twice");
+            if (!*val || strlen(val) > 96)
+                fail("--vsock: invalid path '%s' (1 to 96 characters)", val);
+            vs->path = val;
+        } else {
+            fail("unknown --vsock option '%s' (cid or path)", tok);
+        }
+    }
+    if (!vs->guest_cid || !vs->path)
+        fail("--vsock needs cid=N and path=PATH");
+}
+
+/* One line for a vsock device that could not be made. */
+static void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
+{
+    fail("cannot add the vsock device on '%s': %s%s", vs->path, vmm_strerror(r),
+         r == -EADDRINUSE ? " (something is there: remove it first)" : "");
 }
 
 /* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */
@@ -523,6 +570,11 @@ static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
             (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
     }
+    if (o->vsock) {
+        if ((r = vmm_virtio_vsock_create(&o->vsock_cfg, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail_vsock(&o->vsock_cfg, r);
+    }
 }
 
 static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
@@ -568,6 +620,13 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_balloon(vm, base, virtio_gsi(n), &o->balloon_cfg, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add the virtio balloon: %s", vmm_strerror(r));
+    }
+    if (o->vsock) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_vsock(vm, base, virtio_gsi(n), &o->vsock_cfg, &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail_vsock(&o->vsock_cfg, r);
     }
     for (unsigned i = 0; i < o->nr_nets; i++) {
         unsigned n = m->nr_virtio;
@@ -1281,6 +1340,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         OPT_TRANSPORT,
         OPT_NET,
         OPT_BALLOON,
+        OPT_VSOCK,
         OPT_SAVE,
         OPT_SNAPSHOT_ON,
         OPT_RESTORE,
@@ -1301,6 +1361,7 @@ static void parse_options(int argc, char **argv, struct options *o)
         {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"net", required_argument, NULL, OPT_NET},
         {"balloon", optional_argument, NULL, OPT_BALLOON},
+        {"vsock", required_argument, NULL, OPT_VSOCK},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -1445,6 +1506,12 @@ static void parse_options(int argc, char **argv, struct options *o)
                 parse_balloon(optarg, &o->balloon_cfg);
             else
                 o->balloon_cfg = VMM_INIT(struct vmm_virtio_balloon_config);
+            break;
+        case OPT_VSOCK:
+            if (o->vsock)
+                fail("--vsock given twice");
+            o->vsock = true;
+            parse_vsock(optarg, &o->vsock_cfg);
             break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <vmm/seccomp.h>
 
 #include "vmm_internal.h"
@@ -113,6 +114,12 @@ static const int io_syscalls[] = {
     SCMP_SYS(epoll_wait),
     SCMP_SYS(epoll_pwait),
     SCMP_SYS(epoll_pwait2),
+    /* virtio-vsock's Unix sockets (socket itself: AF_UNIX only, allow_unix_socket) */
+    SCMP_SYS(connect),
+    SCMP_SYS(accept4),
+    SCMP_SYS(sendmsg),
+    SCMP_SYS(recvfrom),
+    SCMP_SYS(shutdown),
 };
 static const unsigned long io_ioctls[] = {
     DEVICE_IOCTLS, KVM_IRQ_LINE,  KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING,
@@ -124,8 +131,15 @@ static const unsigned long io_ioctls[] = {
  * handlers), lets the threads it starts add their own filters, dirty
  * logging, the terminal it restores. */
 static const int main_syscalls[] = {
-    SCMP_SYS(clone),       SCMP_SYS(clone3),       SCMP_SYS(set_tid_address),
-    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(seccomp),
+    SCMP_SYS(clone),
+    SCMP_SYS(clone3),
+    SCMP_SYS(set_tid_address),
+    SCMP_SYS(sigaltstack),
+    SCMP_SYS(rt_sigaction),
+    SCMP_SYS(seccomp),
+    /* virtio-vsock removes its listening socket's path when destroyed */
+    SCMP_SYS(unlink),
+    SCMP_SYS(unlinkat),
 };
 static const unsigned long main_ioctls[] = {
     KVM_GET_DIRTY_LOG,
@@ -164,6 +178,8 @@ static const int build_syscalls[] = {
     SCMP_SYS(pread64),
     SCMP_SYS(rt_sigaction),
     SCMP_SYS(mlock),
+    SCMP_SYS(bind), /* virtio-vsock's listening socket */
+    SCMP_SYS(listen),
 };
 static const unsigned long build_ioctls[] = {
     KVM_GET_API_VERSION,
@@ -275,6 +291,16 @@ static int allow_nnp(scmp_filter_ctx ctx)
     return r == -EEXIST ? 0 : r;
 }
 
+/* IO and up: socket(AF_UNIX, ...) only (virtio-vsock's connections to the
+ * host's listeners, and its own listening socket). */
+static int allow_unix_socket(scmp_filter_ctx ctx)
+{
+    const struct scmp_arg_cmp unix_only = {
+        .arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX, .datum_b = 0};
+    int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only);
+    return r == -EEXIST ? 0 : r;
+}
+
 static int add_list(scmp_filter_ctx ctx, const int *calls, size_t nr_calls,
                     const unsigned long *ioctls, size_t nr_ioctls)
 {
@@ -332,6 +358,8 @@ int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_c
         r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
     if (r == 0 && kind >= VMM_SECCOMP_MAIN)
         r = allow_nnp(ctx);
+    if (r == 0 && kind >= VMM_SECCOMP_IO)
+        r = allow_unix_socket(ctx);
     if (r == 0 && cfg.allow_snapshots)
         r = add_list(ctx, snapshot_syscalls, VMM_ARRAY_SIZE(snapshot_syscalls), snapshot_ioctls,
                      VMM_ARRAY_SIZE(snapshot_ioctls));
@@ -378,8 +406,10 @@ int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscal
                 reqs[ni++] = l[i].ioctls[j];
         }
     }
-    if (nr_syscalls) /* ioctl itself, and main's and build's prctl(PR_SET_NO_NEW_PRIVS) */
-        *nr_syscalls = nc + (ni > 0) + (kind >= VMM_SECCOMP_MAIN);
+    /* ioctl itself, main's and build's prctl(PR_SET_NO_NEW_PRIVS), and
+     * socket(AF_UNIX) from IO up */
+    if (nr_syscalls)
+        *nr_syscalls = nc + (ni > 0) + (kind >= VMM_SECCOMP_MAIN) + (kind >= VMM_SECCOMP_IO);
     if (nr_ioctls)
         *nr_ioctls = ni;
     return 0;

@@ -1078,7 +1078,7 @@ int vmm_virtio_vsock_create(const struct vmm_virtio_vsock_config *cfg,
     v->listen_fd = listen_at(cfg->path);
     if (v->listen_fd < 0) {
         int r = v->listen_fd;
-        vmm_log_error("virtio-vsock: listening on %s: %s", cfg->path, vmm_strerror(r));
+        vmm_log_warn("virtio-vsock: listening on %s: %s", cfg->path, vmm_strerror(r));
         free(v);
         return r;
     }
