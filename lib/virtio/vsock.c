@@ -483,6 +483,9 @@ static void conn_rx(struct vsock *v, struct conn *c)
 {
     if (!vmm_virtio_driver_ok(v->t))
         return;
+    /* Stream bytes never overtake the RESPONSE that opens the connection. */
+    if (c->ctl & CTL_RESPONSE)
+        return;
     struct vmm_virtq *q = vmm_virtio_queue(v->t, RX_Q);
     uint64_t moved = 0;
     for (unsigned n = 0; c->state == CONN_OPEN && !c->host_eof && !c->guest_done_recv; n++) {
@@ -884,10 +887,12 @@ static void conn_event(void *opaque, int fd, uint32_t events)
             if (!conn_after_write(v, c))
                 goto out;
         }
-        /* Without receive buffers the watch stops until a notify. */
+        /* Control packets first; without receive buffers the watch stops
+         * until a notify. */
+        rx_control(v);
         if ((events & (EPOLLIN | EPOLLHUP | EPOLLERR)) && !v->rx_wait)
             conn_rx(v, c);
-        rx_control(v);
+        rx_control(v); /* what reading owed (a CREDIT_REQUEST) */
         if (!c->closed)
             conn_update_watch(c);
     }
