@@ -418,6 +418,19 @@ static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
         fail("--vsock needs cid=N and path=PATH");
 }
 
+/* One line for a network device that could not be made. */
+static void fail_net(const struct vmm_virtio_net_config *net, int r)
+{
+    fail("cannot add a network device on tap '%s': %s%s", net->tap, vmm_strerror(r),
+         r == -ENOENT && access("/dev/net/tun", F_OK) != 0 ? " (no /dev/net/tun: modprobe tun)"
+         : r == -ENOENT && net->vhost ? " (vhost=on needs /dev/vhost-net: modprobe vhost_net)"
+         : r == -EPERM                ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
+         : r == -EBUSY                ? " (another process has it open)"
+         : r == -EINVAL && net->queue_pairs > 1 ? " (is it a multiqueue tap?)"
+         : r == -EINVAL                         ? " (a multiqueue tap needs queues=N)"
+                                                : "");
+}
+
 /* One line for a vsock device that could not be made. */
 static void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
 {
@@ -570,6 +583,16 @@ static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
             (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
     }
+    if (o->balloon) {
+        if ((r = vmm_virtio_balloon_create(&o->balloon_cfg, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail("cannot add the virtio balloon: %s", vmm_strerror(r));
+    }
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        if ((r = vmm_virtio_net_create(&o->nets[i], &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail_net(&o->nets[i], r);
+    }
     if (o->vsock) {
         if ((r = vmm_virtio_vsock_create(&o->vsock_cfg, &dev)) < 0 ||
             (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
@@ -621,29 +644,19 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add the virtio balloon: %s", vmm_strerror(r));
     }
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail_net(&o->nets[i], r);
+    }
     if (o->vsock) {
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
         r = vmm_vm_add_virtio_vsock(vm, base, virtio_gsi(n), &o->vsock_cfg, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail_vsock(&o->vsock_cfg, r);
-    }
-    for (unsigned i = 0; i < o->nr_nets; i++) {
-        unsigned n = m->nr_virtio;
-        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
-        const char *tap = o->nets[i].tap;
-        r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
-        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
-            fail("cannot add a network device on tap '%s': %s%s", tap, vmm_strerror(r),
-                 r == -ENOENT && access("/dev/net/tun", F_OK) != 0
-                     ? " (no /dev/net/tun: modprobe tun)"
-                 : r == -ENOENT && o->nets[i].vhost
-                     ? " (vhost=on needs /dev/vhost-net: modprobe vhost_net)"
-                 : r == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
-                 : r == -EBUSY ? " (another process has it open)"
-                 : r == -EINVAL && o->nets[i].queue_pairs > 1 ? " (is it a multiqueue tap?)"
-                 : r == -EINVAL                               ? " (a multiqueue tap needs queues=N)"
-                                                              : "");
     }
 }
 
