@@ -73,6 +73,8 @@ static const char usage[] =
     "      --vsock cid=N,path=PATH  add a virtio-vsock device for guest CID N (3 or more);\n"
     "                        the host connects to the Unix socket PATH and writes\n"
     "                        'CONNECT <port>\\n'; guest connections to port P go to PATH_P\n"
+    "      --vsock cid=N,vhost=on  the same with the kernel's vhost-vsock (/dev/vhost-vsock):\n"
+    "                        the host side is AF_VSOCK sockets\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -383,15 +385,16 @@ static void parse_net(char *arg, struct vmm_virtio_net_config *net)
         fail("--net needs tap=NAME");
 }
 
-/* --vsock cid=N,path=PATH: both once, both required. */
+/* --vsock cid=N,path=PATH or cid=N,vhost=on: every key once. */
 static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
 {
     *vs = VMM_INIT(struct vmm_virtio_vsock_config);
+    bool vhost_set = false;
     for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
         char *val = strchr(tok, '=');
         if (!val || val == tok)
-            fail("invalid --vsock option '%s' (cid=N,path=PATH)", tok);
+            fail("invalid --vsock option '%s' (cid=N,path=PATH or cid=N,vhost=on)", tok);
         *val++ = '\0';
         if (strcmp(tok, "cid") == 0) {
             char *end;
@@ -410,12 +413,21 @@ static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
             if (!*val || strlen(val) > 96)
                 fail("--vsock: invalid path '%s' (1 to 96 characters)", val);
             vs->path = val;
+        } else if (strcmp(tok, "vhost") == 0) {
+            if (vhost_set)
+                fail("--vsock: vhost= given twice");
+            if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+                fail("--vsock: invalid vhost '%s' (on or off)", val);
+            vs->vhost = val[1] == 'n';
+            vhost_set = true;
         } else {
-            fail("unknown --vsock option '%s' (cid or path)", tok);
+            fail("unknown --vsock option '%s' (cid, path or vhost)", tok);
         }
     }
-    if (!vs->guest_cid || !vs->path)
-        fail("--vsock needs cid=N and path=PATH");
+    if (!vs->guest_cid || (!vs->path && !vs->vhost))
+        fail("--vsock needs cid=N and path=PATH (or vhost=on)");
+    if (vs->path && vs->vhost)
+        fail("--vsock: vhost=on takes no path (the host side is AF_VSOCK sockets)");
 }
 
 /* One line for a network device that could not be made. */
@@ -434,6 +446,12 @@ static void fail_net(const struct vmm_virtio_net_config *net, int r)
 /* One line for a vsock device that could not be made. */
 static void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
 {
+    if (vs->vhost)
+        fail("cannot add the vhost-vsock device for CID %llu: %s%s",
+             (unsigned long long)vs->guest_cid, vmm_strerror(r),
+             r == -ENOENT       ? " (vhost=on needs /dev/vhost-vsock: modprobe vhost_vsock)"
+             : r == -EADDRINUSE ? " (another VM has that CID)"
+                                : "");
     fail("cannot add the vsock device on '%s': %s%s", vs->path, vmm_strerror(r),
          r == -EADDRINUSE ? " (something is there: remove it first)" : "");
 }

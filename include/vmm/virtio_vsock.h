@@ -23,6 +23,10 @@
  * hold is bounded. Everything runs on the transport's event loop with
  * non-blocking sockets. A device reset closes every connection the guest
  * knew about (host connections still waiting for the guest stay).
+ *
+ * With vhost (struct vmm_virtio_vsock_config.vhost) the kernel's
+ * vhost-vsock runs the receive and transmit queues instead, and the host
+ * side is the kernel's AF_VSOCK sockets.
  */
 #ifndef VMM_VIRTIO_VSOCK_H
 #define VMM_VIRTIO_VSOCK_H
@@ -55,9 +59,18 @@ struct vmm_virtio_vsock_config {
     uint64_t guest_cid; /* VMM_VIRTIO_VSOCK_MIN_GUEST_CID .. 0xfffffffe; required */
     /* The Unix socket the device listens on; made by create (nothing may
      * exist there), removed when the device goes away. Guest connections
-     * to port P go to "<path>_<P>". Required; at most 96 bytes. */
+     * to port P go to "<path>_<P>". Required without vhost, NULL with it;
+     * at most 96 bytes. */
     const char *path;
     unsigned queue_size; /* default 256 */
+    /* Run rx and tx in the kernel with vhost-vsock (/dev/vhost-vsock, the
+     * vhost_vsock module): the host side is then the kernel's AF_VSOCK
+     * sockets (connect to guest_cid, listen on VMADDR_CID_ANY), not Unix
+     * sockets. Guest notifications reach it through the transport's
+     * ioeventfds, its interrupts are relayed by the event loop. The
+     * counters below do not move, and pages it writes are not marked in
+     * the dirty log. */
+    bool vhost;
 };
 
 /*
@@ -67,9 +80,10 @@ struct vmm_virtio_vsock_config {
  * *dev is never handed to a transport, free it with vmm_virtio_device_free).
  * The transport needs an event loop (attach fails with -EINVAL without
  * one). Returns 0, -EINVAL (cfg NULL, a CID out of range, no or too long a
- * path, a size the library does not know, bad queue size), -EADDRINUSE
- * (something exists at path), -ENOMEM or another -errno from the socket
- * calls; the reason is logged with the path.
+ * path, or one with vhost, a size the library does not know, bad queue
+ * size), -EADDRINUSE (something exists at path; with vhost: another VM has
+ * the CID), -ENOENT (vhost without /dev/vhost-vsock), -ENOMEM or another
+ * -errno from the socket or vhost calls; the reason is logged.
  */
 VMM_API VMM_MUST_USE int vmm_virtio_vsock_create(const struct vmm_virtio_vsock_config *cfg,
                                                  struct vmm_virtio_device *dev);

@@ -96,7 +96,7 @@ static const int sanitizer_syscalls[] = {
 #define DEVICE_IOCTLS                                                                              \
     TUNSETOFFLOAD, TUNSETQUEUE, VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM,      \
         VHOST_SET_VRING_BASE, VHOST_GET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,    \
-        VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND, SIOCGIFMTU
+        VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND, SIOCGIFMTU, VHOST_VSOCK_SET_RUNNING
 
 /* vCPU threads: KVM_RUN, vCPU state (a device or the run loop reads it),
  * interrupts and the eventfds a device (re)wires when the guest resets it,
@@ -195,6 +195,9 @@ static const unsigned long build_ioctls[] = {
     KVM_SET_CPUID2,
     BLKGETSIZE64,
     BLKSSZGET,
+    VHOST_SET_OWNER, /* vhost-net and vhost-vsock instances */
+    VHOST_GET_FEATURES,
+    VHOST_VSOCK_SET_GUEST_CID,
 };
 
 /* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot). */

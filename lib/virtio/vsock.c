@@ -31,11 +31,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <linux/vhost.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -163,6 +165,16 @@ struct vsock {
     uint32_t next_port;
     struct rst rstq[RSTQ_MAX];
     unsigned rst_head, rst_len;
+
+    /* vhost-vsock: the kernel runs rx and tx (its rings 0 and 1) and the
+     * host side is AF_VSOCK; the event queue stays here. */
+    bool vhost;
+    int vhost_fd;
+    uint64_t features, vhost_features;
+    bool vhost_running;
+    bool kick_taken[2];
+    int call_fd[2];
+    bool call_watched[2];
 
     bool rx_wait;                     /* the last pop of rx found no buffer: wait for a notify */
     struct vmm_virtq_chain *rx_spare; /* popped, not used yet */
@@ -920,6 +932,166 @@ static void listen_event(void *opaque, int fd, uint32_t events)
     vmm_virtio_unlock(v->t);
 }
 
+/* ---- vhost-vsock ---- */
+
+static int vhost_ioctl(int fd, unsigned long req, void *arg, const char *what)
+{
+    if (ioctl(fd, req, arg) == 0)
+        return 0;
+    int e = -errno;
+    vmm_log_warn("virtio-vsock: vhost-vsock: %s: %s", what, vmm_strerror(e));
+    return e;
+}
+
+/* vhost signals call_fd[q] when the guest wants an interrupt for queue q;
+ * the loop passes it to the transport (virtio-mmio must set
+ * InterruptStatus, so it cannot go to an irqfd). */
+static void call_event(void *opaque, int fd, uint32_t events)
+{
+    (void)events;
+    struct vsock *v = opaque;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) < 0)
+        return;
+    vmm_virtio_lock(v->t);
+    for (unsigned q = 0; q < 2 && v->vhost_running; q++)
+        if (v->call_fd[q] == fd)
+            vmm_virtq_interrupt(vmm_virtio_queue(v->t, q));
+    vmm_virtio_unlock(v->t);
+}
+
+/* Stop the kernel's rings and take the notifications back (lock held). */
+static void vhost_stop(struct vsock *v)
+{
+    if (!v->vhost_running)
+        return;
+    v->vhost_running = false;
+    int off = 0;
+    (void)ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &off);
+    for (unsigned q = 0; q < 2; q++) {
+        struct vhost_vring_state st = {.index = q};
+        (void)ioctl(v->vhost_fd, VHOST_GET_VRING_BASE, &st); /* stops the ring */
+        if (v->kick_taken[q]) {
+            (void)v->t->notify_fd(v->t, q, false);
+            v->kick_taken[q] = false;
+        }
+    }
+}
+
+/* The host address of [gpa, gpa + len), which must lie in one region. */
+static int ring_ptr(struct vsock *v, vmm_gpa_t gpa, uint64_t len, bool write, __u64 *hva)
+{
+    void *ptr;
+    unsigned access = VMM_ACCESS_READ | (write ? VMM_ACCESS_WRITE : 0);
+    int r = vmm_memory_get_ptr(vmm_virtio_memory(v->t), gpa, len, access, &ptr);
+    if (r == 0)
+        *hva = (uintptr_t)ptr;
+    return r;
+}
+
+/* The guest memory map for vhost (the caller frees it), or NULL. */
+static struct vhost_memory *vhost_table(struct vmm_memory *mem)
+{
+    unsigned nr = vmm_memory_region_count(mem);
+    struct vhost_memory *table = calloc(1, sizeof(*table) + nr * sizeof(table->regions[0]));
+    if (!table)
+        return NULL;
+    table->nregions = nr;
+    for (unsigned i = 0; i < nr; i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(mem, i, &info) < 0) {
+            free(table);
+            return NULL;
+        }
+        table->regions[i] = (struct vhost_memory_region){
+            .guest_phys_addr = info.gpa,
+            .memory_size = info.len,
+            .userspace_addr = (uintptr_t)info.host,
+        };
+    }
+    return table;
+}
+
+/* Hand rx and tx to vhost-vsock at DRIVER_OK: features, the guest memory
+ * map, each ring's layout, call and kick eventfds (the kick is the
+ * transport's notification eventfd, an ioeventfd on a VM), then run.
+ * Lock held. */
+static int vhost_start(struct vsock *v)
+{
+    struct vmm_virtio_transport *t = v->t;
+    if (!t->notify_fd)
+        return -ENOTSUP;
+    unsigned size[2];
+    vmm_gpa_t desc[2], drv[2], dev[2];
+    for (unsigned q = 0; q < 2; q++) {
+        if (vmm_virtq_layout(vmm_virtio_queue(t, q), &size[q], &desc[q], &drv[q], &dev[q]) < 0) {
+            vmm_log_limited(&v->bad_log, VMM_VIRTIO_LOG_BUDGET,
+                            "virtio-vsock: queue %u is not ready at DRIVER_OK", q);
+            return -EINVAL;
+        }
+    }
+    struct vhost_memory *table = vhost_table(vmm_virtio_memory(t));
+    if (!table)
+        return -ENOMEM;
+    __u64 f = v->features & v->vhost_features;
+    int r;
+    if ((r = vhost_ioctl(v->vhost_fd, VHOST_SET_FEATURES, &f, "features")) < 0 ||
+        (r = vhost_ioctl(v->vhost_fd, VHOST_SET_MEM_TABLE, table, "memory table")) < 0) {
+        free(table);
+        return r;
+    }
+    free(table);
+    v->vhost_running = true; /* from here vhost_stop undoes what was done */
+    for (unsigned q = 0; q < 2 && r == 0; q++) {
+        struct vhost_vring_state num = {.index = q, .num = size[q]};
+        struct vhost_vring_state base = {.index = q, .num = 0};
+        struct vhost_vring_addr addr = {.index = q};
+        struct vhost_vring_file call = {.index = q, .fd = v->call_fd[q]};
+        if ((r = ring_ptr(v, desc[q], 16ull * size[q], false, &addr.desc_user_addr)) < 0 ||
+            (r = ring_ptr(v, drv[q], 6 + 2ull * size[q], false, &addr.avail_user_addr)) < 0 ||
+            (r = ring_ptr(v, dev[q], 6 + 8ull * size[q], true, &addr.used_user_addr)) < 0 ||
+            (r = vhost_ioctl(v->vhost_fd, VHOST_SET_VRING_NUM, &num, "ring size")) < 0 ||
+            (r = vhost_ioctl(v->vhost_fd, VHOST_SET_VRING_BASE, &base, "ring base")) < 0 ||
+            (r = vhost_ioctl(v->vhost_fd, VHOST_SET_VRING_ADDR, &addr, "ring addresses")) < 0 ||
+            (r = vhost_ioctl(v->vhost_fd, VHOST_SET_VRING_CALL, &call, "call eventfd")) < 0)
+            break;
+        int kick = t->notify_fd(t, q, true);
+        if (kick < 0) {
+            r = kick;
+            break;
+        }
+        v->kick_taken[q] = true;
+        struct vhost_vring_file kf = {.index = q, .fd = kick};
+        r = vhost_ioctl(v->vhost_fd, VHOST_SET_VRING_KICK, &kf, "kick eventfd");
+    }
+    int on = 1;
+    if (r == 0)
+        r = vhost_ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &on, "running");
+    if (r < 0)
+        vhost_stop(v);
+    return r;
+}
+
+/* Open /dev/vhost-vsock for the guest's CID. Returns 0 or -errno (logged). */
+static int vhost_open(struct vsock *v)
+{
+    v->vhost_fd = open("/dev/vhost-vsock", O_RDWR | O_CLOEXEC);
+    if (v->vhost_fd < 0) {
+        int e = -errno;
+        vmm_log_warn("virtio-vsock: opening /dev/vhost-vsock: %s%s", vmm_strerror(e),
+                     e == -ENOENT ? " (modprobe vhost_vsock)" : "");
+        return e;
+    }
+    __u64 f = 0, cid = v->cid;
+    int r = vhost_ioctl(v->vhost_fd, VHOST_SET_OWNER, NULL, "owner");
+    if (r == 0)
+        r = vhost_ioctl(v->vhost_fd, VHOST_GET_FEATURES, &f, "features");
+    if (r == 0)
+        r = vhost_ioctl(v->vhost_fd, VHOST_VSOCK_SET_GUEST_CID, &cid, "guest CID");
+    v->vhost_features = f & ~(1ull << VHOST_F_LOG_ALL); /* no dirty log */
+    return r;
+}
+
 /* ---- device callbacks ---- */
 
 static int vsock_attach(void *opaque, struct vmm_virtio_transport *t)
@@ -930,6 +1102,18 @@ static int vsock_attach(void *opaque, struct vmm_virtio_transport *t)
     if (!v->loop) {
         vmm_log_error("virtio-vsock: the transport has no event loop");
         return -EINVAL;
+    }
+    if (v->vhost) {
+        for (unsigned q = 0; q < 2; q++) {
+            v->call_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+            if (v->call_fd[q] < 0)
+                return -errno;
+            int r = vmm_event_loop_add(v->loop, v->call_fd[q], EPOLLIN, call_event, v);
+            if (r < 0)
+                return r;
+            v->call_watched[q] = true;
+        }
+        return 0;
     }
     v->reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (v->reap_fd < 0)
@@ -956,8 +1140,10 @@ static void vsock_config_read(void *opaque, uint32_t offset, void *data, uint32_
 
 static int vsock_activate(void *opaque, uint64_t features)
 {
-    (void)features;
     struct vsock *v = opaque;
+    v->features = features;
+    if (v->vhost)
+        return vhost_start(v);
     v->rx_wait = false;
     /* Handshakes that came before the driver: their REQUESTs go out as
      * soon as there are receive buffers (on the loop). */
@@ -985,12 +1171,16 @@ static void drop_guest_state(struct vsock *v)
 
 static void vsock_reset(void *opaque)
 {
-    drop_guest_state(opaque);
+    struct vsock *v = opaque;
+    vhost_stop(v);
+    drop_guest_state(v);
 }
 
 static void vsock_queue_notify(void *opaque, unsigned index)
 {
     struct vsock *v = opaque;
+    if (v->vhost)
+        return; /* rx and tx are the kernel's; no events are sent */
     if (index == RX_Q) {
         bool was_waiting = v->rx_wait;
         v->rx_wait = false;
@@ -1005,9 +1195,20 @@ static void vsock_queue_notify(void *opaque, unsigned index)
 
 static void vsock_queue_reset(void *opaque, unsigned index)
 {
+    struct vsock *v = opaque;
+    if (index == EVENT_Q)
+        return;
+    if (v->vhost_running) {
+        /* vhost-vsock cannot reset one ring: the device starts over. */
+        vmm_log_limited(&v->bad_log, VMM_VIRTIO_LOG_BUDGET,
+                        "virtio-vsock: queue %u reset with vhost-vsock: the device needs a reset",
+                        index);
+        vhost_stop(v);
+        vmm_virtio_set_needs_reset(v->t);
+        return;
+    }
     /* A connection is carried by both rings: losing either loses them. */
-    if (index != EVENT_Q)
-        drop_guest_state(opaque);
+    drop_guest_state(v);
 }
 
 static void vsock_destroy(void *opaque)
@@ -1020,14 +1221,24 @@ static void vsock_destroy(void *opaque)
         conn_free(v, v->reap);
         v->reap = next;
     }
+    for (unsigned q = 0; q < 2; q++) {
+        if (v->call_watched[q])
+            (void)vmm_event_loop_remove(v->loop, v->call_fd[q]);
+        if (v->call_fd[q] >= 0)
+            close(v->call_fd[q]);
+    }
+    if (v->vhost_fd >= 0)
+        close(v->vhost_fd);
     if (v->listen_watched)
         (void)vmm_event_loop_remove(v->loop, v->listen_fd);
     if (v->reap_watched)
         (void)vmm_event_loop_remove(v->loop, v->reap_fd);
     if (v->reap_fd >= 0)
         close(v->reap_fd);
-    close(v->listen_fd);
-    (void)unlink(v->path);
+    if (v->listen_fd >= 0) {
+        close(v->listen_fd);
+        (void)unlink(v->path);
+    }
     vmm_virtq_chain_free(v->rx_spare);
     free(v);
 }
@@ -1067,21 +1278,34 @@ int vmm_virtio_vsock_create(const struct vmm_virtio_vsock_config *cfg,
         return -EINVAL;
     cfg = &cfg_copy;
     unsigned qsize = cfg->queue_size ? cfg->queue_size : 256;
-    /* Room for "_<port>" after the path in a sockaddr_un. */
+    /* A path with room for "_<port>" after it in a sockaddr_un, or with
+     * vhost none (the host side is AF_VSOCK). */
+    bool path_ok = cfg->vhost ? !cfg->path : cfg->path && cfg->path[0] && strlen(cfg->path) <= 96;
     if (!vmm_is_pow2(qsize) || qsize > VMM_VIRTQ_MAX_SIZE ||
         cfg->guest_cid < VMM_VIRTIO_VSOCK_MIN_GUEST_CID || cfg->guest_cid > 0xfffffffeull ||
-        !cfg->path || !cfg->path[0] || strlen(cfg->path) > 96)
+        !path_ok)
         return -EINVAL;
     struct vsock *v = calloc(1, sizeof(*v));
     if (!v)
         return -ENOMEM;
-    snprintf(v->path, sizeof(v->path), "%s", cfg->path);
     v->cid = cfg->guest_cid;
-    v->reap_fd = -1;
+    v->reap_fd = v->vhost_fd = v->listen_fd = v->call_fd[0] = v->call_fd[1] = -1;
     v->next_port = FIRST_HOST_PORT;
     v->stats = VMM_INIT(struct vmm_virtio_vsock_stats);
-    v->listen_fd = listen_at(cfg->path);
-    if (v->listen_fd < 0) {
+    if (cfg->vhost) {
+        v->vhost = true;
+        int r = vhost_open(v);
+        if (r < 0) {
+            if (v->vhost_fd >= 0)
+                close(v->vhost_fd);
+            free(v);
+            return r;
+        }
+    } else {
+        snprintf(v->path, sizeof(v->path), "%s", cfg->path);
+        v->listen_fd = listen_at(cfg->path);
+    }
+    if (!v->vhost && v->listen_fd < 0) {
         int r = v->listen_fd;
         vmm_log_warn("virtio-vsock: listening on %s: %s", cfg->path, vmm_strerror(r));
         free(v);

@@ -3,8 +3,9 @@
  * virtio-vsock end to end (tests/integration/test_virtio_vsock.c plays the
  * host through the device's Unix sockets). Two connections at once:
  *   - guest-initiated: port 1024 to host port 1234 (the host listens at
- *     "<path>_1234"); the host sends "one TOKEN1", the guest answers
- *     "echo TOKEN1" and shuts down, and expects the device's RST;
+ *     "<path>_1234", or on AF_VSOCK port 1234 with vhost); the host sends
+ *     "one TOKEN1", the guest answers "echo TOKEN1" and shuts down, and
+ *     expects the connection's end;
  *   - host-initiated: the host wrote "CONNECT 5000" before the guest ran;
  *     the guest accepts the REQUEST on port 5000, the host sends
  *     "two TOKEN2", the guest answers "echo TOKEN2".
@@ -157,7 +158,8 @@ int guest_main(unsigned cpu, unsigned ncpus)
         }
         bool ours = h.dst_port == G_PORT && h.src_port == H_PORT;
         int r = 0;
-        if (h.op == OP_REQUEST && h.dst_port == LISTEN_PORT && !theirs_open) {
+        if (h.op == OP_REQUEST && h.dst_port == LISTEN_PORT) {
+            /* (A host that gave up on an earlier try connects again.) */
             host_port = h.src_port;
             theirs_open = true;
             r = send(LISTEN_PORT, host_port, OP_RESPONSE, 0, NULL, 0, 0);
@@ -168,8 +170,14 @@ int guest_main(unsigned cpu, unsigned ncpus)
             r = echo(G_PORT, H_PORT, token1, fwd[0]);
             if (r == 0)
                 r = send(G_PORT, H_PORT, OP_SHUTDOWN, 3, NULL, 0, fwd[0]);
-        } else if (h.op == OP_RST && ours && token1[0]) {
+        } else if ((h.op == OP_RST || h.op == OP_SHUTDOWN) && ours && token1[0]) {
+            /* The end: the device's RST (Unix sockets), or the kernel's
+             * SHUTDOWN once the host program closed (vhost). */
+            if (h.op == OP_SHUTDOWN)
+                r = send(G_PORT, H_PORT, OP_RST, 0, NULL, 0, fwd[0]);
             ours_reset = true;
+        } else if (h.op == OP_RST && h.dst_port == LISTEN_PORT && h.src_port == host_port) {
+            theirs_open = false; /* that try is over */
         } else if (h.op == OP_RW && theirs_open && h.dst_port == LISTEN_PORT &&
                    h.src_port == host_port && token_of(data, h.len, "two ", token2)) {
             fwd[1] += h.len;

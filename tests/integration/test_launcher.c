@@ -363,6 +363,8 @@ START_TEST(vsock_options)
         const char *arg, *what;
     } bad[] = {
         {"cid=3", "needs cid=N and path=PATH"},
+        {"cid=3,path=/tmp/x,vhost=on", "takes no path"},
+        {"cid=3,vhost=maybe", "invalid vhost"},
         {"path=/tmp/x", "needs cid=N and path=PATH"},
         {"cid=2,path=/tmp/x", "invalid cid"},
         {"cid=4294967295,path=/tmp/x", "invalid cid"},

@@ -369,6 +369,13 @@ START_TEST(test_vsock_create_errors)
     ck_assert_int_eq(vmm_virtio_vsock_create(&c, &dev), -EINVAL);
     c.path = path; /* the fixture's device is there */
     ck_assert_int_eq(vmm_virtio_vsock_create(&c, &dev), -EADDRINUSE);
+    /* vhost-vsock's host side is AF_VSOCK: no path. Without
+     * /dev/vhost-vsock (this host; the nested level 1 has it) it cannot be. */
+    c.vhost = true;
+    ck_assert_int_eq(vmm_virtio_vsock_create(&c, &dev), -EINVAL);
+    c.path = NULL;
+    if (access("/dev/vhost-vsock", F_OK) != 0)
+        ck_assert_int_eq(vmm_virtio_vsock_create(&c, &dev), -ENOENT);
     /* The configuration space holds the CID. */
     uint32_t lo = rd(VMM_VIRTIO_MMIO_CONFIG), hi = rd(VMM_VIRTIO_MMIO_CONFIG + 4);
     ck_assert_uint_eq(lo, CID);
