@@ -72,6 +72,11 @@ static const char usage[] =
     "                        (what the guest gives back at start, K, M or G), stats\n"
     "                        (statistics queue), reporting (free page reporting),\n"
     "                        deflate-on-oom\n"
+    "      --vsock cid=N,path=PATH  add a virtio-vsock device for guest CID N (3 or more);\n"
+    "                        the host connects to the Unix socket PATH and writes\n"
+    "                        'CONNECT <port>\\n'; guest connections to port P go to PATH_P\n"
+    "      --vsock cid=N,vhost=on  the same with the kernel's vhost-vsock (/dev/vhost-vsock):\n"
+    "                        the host side is AF_VSOCK sockets\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -253,6 +258,8 @@ struct options {
     unsigned nr_nets;
     bool balloon; /* --balloon */
     struct vmm_virtio_balloon_config balloon_cfg;
+    bool vsock; /* --vsock */
+    struct vmm_virtio_vsock_config vsock_cfg;
     const char *save_dir;    /* --save */
     int snapshot_signal;     /* --snapshot-on */
     const char *restore_dir; /* --restore */
@@ -397,6 +404,77 @@ static int parse_net(char *arg, struct vmm_virtio_net_config *net, char **e)
     if (!net->tap)
         return opt_error(e, "--net needs tap=NAME");
     return 0;
+}
+
+/* --vsock cid=N,path=PATH or cid=N,vhost=on: every key once. */
+static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
+{
+    *vs = VMM_INIT(struct vmm_virtio_vsock_config);
+    bool vhost_set = false;
+    for (char *save = NULL, *tok = strtok_r(arg, ",", &save); tok;
+         tok = strtok_r(NULL, ",", &save)) {
+        char *val = strchr(tok, '=');
+        if (!val || val == tok)
+            fail("invalid --vsock option '%s' (cid=N,path=PATH or cid=N,vhost=on)", tok);
+        *val++ = '\0';
+        if (strcmp(tok, "cid") == 0) {
+            char *end;
+            errno = 0;
+            unsigned long long v = strtoull(val, &end, 10);
+            if (errno || *end || end == val || val[0] == '-' ||
+                v < VMM_VIRTIO_VSOCK_MIN_GUEST_CID || v > 0xfffffffeull)
+                fail("--vsock: invalid cid '%s' (%d-4294967294)", val,
+                     VMM_VIRTIO_VSOCK_MIN_GUEST_CID);
+            if (vs->guest_cid)
+                fail("--vsock: cid= given twice");
+            vs->guest_cid = v;
+        } else if (strcmp(tok, "path") == 0) {
+            if (vs->path)
+                fail("--vsock: path= given twice");
+            if (!*val || strlen(val) > 96)
+                fail("--vsock: invalid path '%s' (1 to 96 characters)", val);
+            vs->path = val;
+        } else if (strcmp(tok, "vhost") == 0) {
+            if (vhost_set)
+                fail("--vsock: vhost= given twice");
+            if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
+                fail("--vsock: invalid vhost '%s' (on or off)", val);
+            vs->vhost = val[1] == 'n';
+            vhost_set = true;
+        } else {
+            fail("unknown --vsock option '%s' (cid, path or vhost)", tok);
+        }
+    }
+    if (!vs->guest_cid || (!vs->path && !vs->vhost))
+        fail("--vsock needs cid=N and path=PATH (or vhost=on)");
+    if (vs->path && vs->vhost)
+        fail("--vsock: vhost=on takes no path (the host side is AF_VSOCK sockets)");
+}
+
+/* One line for a network device that could not be made. */
+static void fail_net(const struct vmm_virtio_net_config *net, int r)
+{
+    fail("cannot add a network device on tap '%s': %s%s", net->tap, vmm_strerror(r),
+         r == -ENOENT && access("/dev/net/tun", F_OK) != 0 ? " (no /dev/net/tun: modprobe tun)"
+         : r == -ENOENT && net->vhost ? " (vhost=on needs /dev/vhost-net: modprobe vhost_net)"
+         : r == -EPERM                ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
+         : r == -EBUSY                ? " (another process has it open)"
+         : r == -EINVAL && net->queue_pairs > 1 ? " (is it a multiqueue tap?)"
+         : r == -EINVAL                         ? " (a multiqueue tap needs queues=N)"
+                                                : "");
+}
+
+/* One line for a vsock device that could not be made. */
+static void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
+{
+    if (vs->vhost)
+        fail("cannot add the vhost-vsock device for CID %llu: %s%s",
+             (unsigned long long)vs->guest_cid, vmm_strerror(r),
+             r == -ENOENT       ? " (vhost=on needs /dev/vhost-vsock: modprobe vhost_vsock)"
+             : r == -EADDRINUSE ? " (another VM has that CID)"
+                                : "");
+    fail("cannot add the vsock device on '%s': %s%s", vs->path, vmm_strerror(r),
+         r == -EADDRINUSE ? " (something is there: remove it first)" : "");
 }
 
 /* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */
@@ -555,6 +633,21 @@ static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
             (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
     }
+    if (o->balloon) {
+        if ((r = vmm_virtio_balloon_create(&o->balloon_cfg, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail("cannot add the virtio balloon: %s", vmm_strerror(r));
+    }
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        if ((r = vmm_virtio_net_create(&o->nets[i], &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail_net(&o->nets[i], r);
+    }
+    if (o->vsock) {
+        if ((r = vmm_virtio_vsock_create(&o->vsock_cfg, &dev)) < 0 ||
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            fail_vsock(&o->vsock_cfg, r);
+    }
 }
 
 static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
@@ -604,19 +697,16 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
     for (unsigned i = 0; i < o->nr_nets; i++) {
         unsigned n = m->nr_virtio;
         uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
-        const char *tap = o->nets[i].tap;
         r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
-            fail("cannot add a network device on tap '%s': %s%s", tap, vmm_strerror(r),
-                 r == -ENOENT && access("/dev/net/tun", F_OK) != 0
-                     ? " (no /dev/net/tun: modprobe tun)"
-                 : r == -ENOENT && o->nets[i].vhost
-                     ? " (vhost=on needs /dev/vhost-net: modprobe vhost_net)"
-                 : r == -EPERM ? " (it needs CAP_NET_ADMIN, or a tap owned by this user)"
-                 : r == -EBUSY ? " (another process has it open)"
-                 : r == -EINVAL && o->nets[i].queue_pairs > 1 ? " (is it a multiqueue tap?)"
-                 : r == -EINVAL                               ? " (a multiqueue tap needs queues=N)"
-                                                              : "");
+            fail_net(&o->nets[i], r);
+    }
+    if (o->vsock) {
+        unsigned n = m->nr_virtio;
+        uint64_t base = VMM_X86_VIRTIO_MMIO_BASE + n * VMM_X86_VIRTIO_MMIO_SIZE;
+        r = vmm_vm_add_virtio_vsock(vm, base, virtio_gsi(n), &o->vsock_cfg, &dev);
+        if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
+            fail_vsock(&o->vsock_cfg, r);
     }
 }
 
@@ -1327,6 +1417,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         OPT_TRANSPORT,
         OPT_NET,
         OPT_BALLOON,
+        OPT_VSOCK,
         OPT_SAVE,
         OPT_SNAPSHOT_ON,
         OPT_RESTORE,
@@ -1348,6 +1439,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         {"transport", required_argument, NULL, OPT_TRANSPORT},
         {"net", required_argument, NULL, OPT_NET},
         {"balloon", optional_argument, NULL, OPT_BALLOON},
+        {"vsock", required_argument, NULL, OPT_VSOCK},
         {"irqchip", required_argument, NULL, OPT_IRQCHIP},
         {"cpu-disable", required_argument, NULL, OPT_CPU_DISABLE},
         {"on-reboot", required_argument, NULL, OPT_ON_REBOOT},
@@ -1497,6 +1589,12 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
                 return PARSE_ERROR;
             if (!optarg)
                 o->balloon_cfg = VMM_INIT(struct vmm_virtio_balloon_config);
+            break;
+        case OPT_VSOCK:
+            if (o->vsock)
+                fail("--vsock given twice");
+            o->vsock = true;
+            parse_vsock(optarg, &o->vsock_cfg);
             break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)

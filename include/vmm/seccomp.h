@@ -8,7 +8,8 @@
  *   VMM_SECCOMP_VCPU  a thread running a vCPU (KVM_RUN, the exits' device
  *                     emulation, interrupt injection, kicks);
  *   VMM_SECCOMP_IO    a thread running an event loop (epoll, eventfds,
- *                     io_uring completions, interrupt injection);
+ *                     io_uring completions, interrupt injection, the Unix
+ *                     socket calls of virtio-vsock);
  *   VMM_SECCOMP_MAIN  the thread that runs vmm_vm_run and then destroys the
  *                     VM: everything the two above need (threads it starts
  *                     inherit its filter, and a syscall must pass every
@@ -23,9 +24,10 @@
  *                     UNREGISTER, poll; a list of its own, not nested in the
  *                     others. The library installs it on that thread itself
  *                     (vmm_vm_set_seccomp).
- * No list allows execve, socket, ptrace or opening files, except BUILD's
- * open calls. Filters only ever narrow: one installed on a thread stays for
- * the thread's life and is inherited by the threads it starts.
+ * No list allows execve, ptrace or opening files, except BUILD's open
+ * calls; socket only for AF_UNIX (IO, MAIN and BUILD: virtio-vsock).
+ * Filters only ever narrow: one installed on a thread stays for the
+ * thread's life and is inherited by the threads it starts.
  *
  * A build with AddressSanitizer widens every list by what its run-time needs
  * (alternate signal stacks, and the leak check's thread at exit).

@@ -30,6 +30,7 @@
 #include <vmm/vfio.h>
 #include <vmm/virtio_net.h>
 #include <vmm/virtio_balloon.h>
+#include <vmm/virtio_vsock.h>
 #include <vmm/snapshot.h>
 
 #endif /* VMM_VMM_H */

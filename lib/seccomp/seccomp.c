@@ -24,6 +24,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <vmm/seccomp.h>
@@ -102,7 +103,7 @@ static const int sanitizer_syscalls[] = {
 #define DEVICE_IOCTLS                                                                              \
     TUNSETOFFLOAD, TUNSETQUEUE, VHOST_SET_FEATURES, VHOST_SET_MEM_TABLE, VHOST_SET_VRING_NUM,      \
         VHOST_SET_VRING_BASE, VHOST_GET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,    \
-        VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND, SIOCGIFMTU
+        VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND, SIOCGIFMTU, VHOST_VSOCK_SET_RUNNING
 
 /* vCPU threads: KVM_RUN, vCPU state (a device or the run loop reads it),
  * interrupts and the eventfds a device (re)wires when the guest resets it,
@@ -120,6 +121,12 @@ static const int io_syscalls[] = {
     SCMP_SYS(epoll_wait),
     SCMP_SYS(epoll_pwait),
     SCMP_SYS(epoll_pwait2),
+    /* virtio-vsock's Unix sockets (socket itself: AF_UNIX only, allow_unix_socket) */
+    SCMP_SYS(connect),
+    SCMP_SYS(accept4),
+    SCMP_SYS(sendmsg),
+    SCMP_SYS(recvfrom),
+    SCMP_SYS(shutdown),
 };
 static const unsigned long io_ioctls[] = {
     DEVICE_IOCTLS, KVM_IRQ_LINE,  KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING,
@@ -131,8 +138,15 @@ static const unsigned long io_ioctls[] = {
  * handlers), lets the threads it starts add their own filters, dirty
  * logging, the terminal it restores. */
 static const int main_syscalls[] = {
-    SCMP_SYS(clone),       SCMP_SYS(clone3),       SCMP_SYS(set_tid_address),
-    SCMP_SYS(sigaltstack), SCMP_SYS(rt_sigaction), SCMP_SYS(seccomp),
+    SCMP_SYS(clone),
+    SCMP_SYS(clone3),
+    SCMP_SYS(set_tid_address),
+    SCMP_SYS(sigaltstack),
+    SCMP_SYS(rt_sigaction),
+    SCMP_SYS(seccomp),
+    /* virtio-vsock removes its listening socket's path when destroyed */
+    SCMP_SYS(unlink),
+    SCMP_SYS(unlinkat),
 };
 static const unsigned long main_ioctls[] = {
     KVM_GET_DIRTY_LOG,
@@ -171,6 +185,8 @@ static const int build_syscalls[] = {
     SCMP_SYS(pread64),
     SCMP_SYS(rt_sigaction),
     SCMP_SYS(mlock),
+    SCMP_SYS(bind), /* virtio-vsock's listening socket */
+    SCMP_SYS(listen),
 };
 static const unsigned long build_ioctls[] = {
     KVM_GET_API_VERSION,
@@ -186,6 +202,9 @@ static const unsigned long build_ioctls[] = {
     KVM_SET_CPUID2,
     BLKGETSIZE64,
     BLKSSZGET,
+    VHOST_SET_OWNER, /* vhost-net and vhost-vsock instances */
+    VHOST_GET_FEATURES,
+    VHOST_VSOCK_SET_GUEST_CID,
 };
 
 /* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot). */
@@ -288,6 +307,12 @@ static bool sets_nnp(enum vmm_seccomp_thread kind)
     return kind == VMM_SECCOMP_MAIN || kind == VMM_SECCOMP_BUILD;
 }
 
+/* virtio-vsock's sockets: from the I/O thread up, not the fault thread. */
+static bool allows_unix_socket(enum vmm_seccomp_thread kind)
+{
+    return kind == VMM_SECCOMP_IO || kind == VMM_SECCOMP_MAIN || kind == VMM_SECCOMP_BUILD;
+}
+
 static bool valid_kind(enum vmm_seccomp_thread kind)
 {
     return (unsigned)kind < VMM_ARRAY_SIZE(kind_lists);
@@ -319,6 +344,16 @@ static int allow_nnp(scmp_filter_ctx ctx)
     const struct scmp_arg_cmp nnp = {
         .arg = 0, .op = SCMP_CMP_EQ, .datum_a = PR_SET_NO_NEW_PRIVS, .datum_b = 0};
     int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prctl), 1, &nnp);
+    return r == -EEXIST ? 0 : r;
+}
+
+/* IO and up: socket(AF_UNIX, ...) only (virtio-vsock's connections to the
+ * host's listeners, and its own listening socket). */
+static int allow_unix_socket(scmp_filter_ctx ctx)
+{
+    const struct scmp_arg_cmp unix_only = {
+        .arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX, .datum_b = 0};
+    int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only);
     return r == -EEXIST ? 0 : r;
 }
 
@@ -381,6 +416,8 @@ static int build_ctx(enum vmm_seccomp_thread kind, const struct vmm_seccomp_conf
         r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
     if (r == 0 && sets_nnp(kind))
         r = allow_nnp(ctx);
+    if (r == 0 && allows_unix_socket(kind))
+        r = allow_unix_socket(ctx);
     if (r == 0 && cfg.allow_snapshots)
         r = add_list(ctx, snapshot_syscalls, VMM_ARRAY_SIZE(snapshot_syscalls), snapshot_ioctls,
                      VMM_ARRAY_SIZE(snapshot_ioctls));
@@ -507,8 +544,10 @@ int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscal
                 reqs[ni++] = l[i].ioctls[j];
         }
     }
-    if (nr_syscalls) /* ioctl itself, and main's and build's prctl(PR_SET_NO_NEW_PRIVS) */
-        *nr_syscalls = nc + (ni > 0) + sets_nnp(kind);
+    /* ioctl itself, main's and build's prctl(PR_SET_NO_NEW_PRIVS), and
+     * socket(AF_UNIX) from IO up (not the fault thread's) */
+    if (nr_syscalls)
+        *nr_syscalls = nc + (ni > 0) + sets_nnp(kind) + allows_unix_socket(kind);
     if (nr_ioctls)
         *nr_ioctls = ni;
     return 0;

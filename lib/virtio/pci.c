@@ -200,6 +200,18 @@ static void vp_kick(struct vmm_virtio_transport *t, unsigned i)
         vp->q[i].kicked = true;
 }
 
+/* The transport's notify_fd (for vhost): hand queue i's notification
+ * eventfd, bound to its notification address with KVM while the queue is
+ * enabled, to a back end that watches it itself, or take it back. */
+static int vp_notify_fd(struct vmm_virtio_transport *t, unsigned i, bool take)
+{
+    struct vmm_virtio_pci *vp = to_vp(t);
+    if (i >= t->dev.num_queues || !vp->q[i].watched)
+        return -ENOTSUP;
+    int r = vmm_event_loop_modify(t->loop, vp->q[i].notify_fd, take ? 0 : EPOLLIN);
+    return r < 0 ? r : vp->q[i].notify_fd;
+}
+
 /* ---- queues ---- */
 
 static void queue_forget(struct vmm_virtio_pci *vp, unsigned i)
@@ -657,6 +669,7 @@ int vmm_virtio_pci_add(struct vmm_pci_bus *bus, const struct vmm_virtio_pci_conf
     vp->t.raise = vp_raise;
     vp->t.raise_queue = vp_raise_queue;
     vp->t.kick = vp_kick;
+    vp->t.notify_fd = vp_notify_fd;
     vp->t.refused = vp_refused;
     vp->nr_vectors = vp->t.dev.num_queues + 1;
     for (unsigned i = 0; i < vp->t.dev.num_queues; i++)

@@ -379,6 +379,54 @@ START_TEST(bad_net_and_balloon_options_get_one_line_errors)
 }
 END_TEST
 
+START_TEST(vsock_options)
+{
+    char *hello = (char *)harness_guest_path("hello");
+    static const struct {
+        const char *arg, *what;
+    } bad[] = {
+        {"cid=3", "needs cid=N and path=PATH"},
+        {"cid=3,path=/tmp/x,vhost=on", "takes no path"},
+        {"cid=3,vhost=maybe", "invalid vhost"},
+        {"path=/tmp/x", "needs cid=N and path=PATH"},
+        {"cid=2,path=/tmp/x", "invalid cid"},
+        {"cid=4294967295,path=/tmp/x", "invalid cid"},
+        {"cid=x,path=/tmp/x", "invalid cid"},
+        {"cid=3,cid=4,path=/tmp/x", "given twice"},
+        {"cid=3,path=", "invalid path"},
+        {"cid=3,path=/tmp/x,port=1", "unknown --vsock option 'port'"},
+        {"cid=3,path", "invalid --vsock option 'path'"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char arg[64];
+        snprintf(arg, sizeof(arg), "%s", bad[i].arg);
+        expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vsock", arg, NULL}, bad[i].what);
+    }
+    /* Under the default seccomp filter (kill), on both transports: the
+     * socket is made, and removed when the VM goes away. */
+    char dir[PATH_MAX], sock[PATH_MAX], arg[PATH_MAX + 16];
+    ck_assert_ptr_nonnull(mkdtemp(vmm_test_tmpname(dir, sizeof(dir), "vmm-vsock-")));
+    vmm_test_path(sock, sizeof(sock), dir, "v.sock");
+    snprintf(arg, sizeof(arg), "cid=3,path=%s", sock);
+    for (int pci = 0; pci < 2; pci++) {
+        struct result r;
+        char *argv[] = {VMM_RUN_PATH,         "-k", hello, "--vsock", arg, "--transport",
+                        pci ? "pci" : "mmio", NULL};
+        run(&r, argv);
+        ck_assert_msg(r.status == 0, "status %d, err: %s", r.status, r.err);
+        ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+        ck_assert_int_eq(access(sock, F_OK), -1);
+    }
+    /* Something in the way: one line that says so. */
+    int fd = open(sock, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vsock", arg, NULL}, "remove it first");
+    unlink(sock);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(cpu_disable_lists_and_applies)
 {
     struct result r;
@@ -463,6 +511,7 @@ int main(void)
     tcase_add_test(tc, bad_options_get_one_line_errors);
     tcase_add_test(tc, seccomp_modes_run_the_guest);
     tcase_add_test(tc, bad_net_and_balloon_options_get_one_line_errors);
+    tcase_add_test(tc, vsock_options);
     tcase_add_test(tc, cpu_disable_lists_and_applies);
     tcase_add_test(tc, reboot_ends_the_run_or_restarts_it);
     tcase_add_test(tc, triple_fault_is_a_reset);

@@ -57,7 +57,7 @@ static void make_socket(void)
     nanosleep(&ts, NULL);
     void *p = malloc(1 << 20); /* mmap */
     free(p);
-    if (syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0) >= 0)
+    if (syscall(SYS_socket, AF_INET, SOCK_STREAM, 0) >= 0)
         _exit(3); /* allowed: not what the lists say */
     _exit(4);
 }
@@ -148,6 +148,31 @@ START_TEST(uffd_thread_list)
     ck_assert_uint_eq(io, 4);
     ck_assert_uint_gt(sc, 10);
     ck_assert_uint_lt(sc, vsc);
+}
+END_TEST
+
+/* virtio-vsock's sockets: AF_UNIX from the I/O thread up, nothing else. */
+static void make_unix_socket(void)
+{
+    _exit(syscall(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0) >= 0 ? 8 : 7);
+}
+
+static void make_inet6_socket(void)
+{
+    (void)syscall(SYS_socket, AF_INET6, SOCK_STREAM, 0);
+    _exit(9);
+}
+
+START_TEST(unix_sockets_only)
+{
+    enum vmm_seccomp_thread kind = kinds[_i];
+    int st = in_child(kind, NULL, make_unix_socket);
+    if (kind == VMM_SECCOMP_VCPU)
+        ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "vcpu: status 0x%x", st);
+    else
+        ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 8, "kind %d: status 0x%x", kind, st);
+    st = in_child(kind, NULL, make_inet6_socket);
+    ck_assert_msg(WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS, "kind %d: status 0x%x", kind, st);
 }
 END_TEST
 
@@ -244,7 +269,7 @@ static void io_callback(void *opaque, int fd, uint32_t events)
     if (read(fd, &v, sizeof(v)) != sizeof(v))
         return;
     atomic_store(&io_tid, (pid_t)syscall(SYS_gettid));
-    (void)syscall(SYS_socket, AF_UNIX, SOCK_STREAM, 0);
+    (void)syscall(SYS_socket, AF_INET, SOCK_STREAM, 0);
 }
 
 static void device_write(void *opaque, uint64_t offset, const uint8_t *data, uint32_t len)
@@ -315,6 +340,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, kill_outside_the_list, 0, 4);
     tcase_add_loop_test(tc, ioctl_by_request_number, 0, 4);
+    tcase_add_loop_test(tc, unix_sockets_only, 0, 4);
     tcase_add_test(tc, log_allows_and_extras_add);
     tcase_add_test(tc, sizes_and_bad_arguments);
     tcase_add_test(tc, uffd_thread_list);

@@ -96,9 +96,10 @@ cwd=$(cd "$cwd" && pwd)
 # --- the level-1 initramfs (cached) ---------------------------------------------------------------
 # The modules: 9p over virtio-pci for the shares, virtio-blk and ext4 for the scratch disk, kvm-amd
 # (QEMU's emulator only emulates AMD-V), tun and vhost_net for the virtio-net tests (/dev/net/tun,
-# /dev/vhost-net). Each with its dependencies from modules.dep, dependencies first; crc32c_generic
+# /dev/vhost-net), vhost_vsock for the vhost-vsock test (/dev/vhost-vsock, AF_VSOCK). Each with its
+# dependencies from modules.dep, dependencies first; crc32c_generic
 # is ext4's and jbd2's soft dependency.
-want_modules=(virtio_pci 9pnet_virtio 9p virtio_blk crc32c_generic ext4 kvm-amd tun vhost_net)
+want_modules=(virtio_pci 9pnet_virtio 9p virtio_blk crc32c_generic ext4 kvm-amd tun vhost_net vhost_vsock)
 stamp="v1 ${want_modules[*]} $kernel $(stat -Lc '%s %Y %i' "$kernel") $(cksum <"$here/l1-init.sh") $(readlink -f "$busybox")"
 initrd=$work/l1-initrd.cpio
 if [ ! -s "$initrd" ] || [ "$(cat "$initrd.stamp" 2>/dev/null)" != "$stamp" ]; then

@@ -19,6 +19,7 @@
 #include "check_compat.h"
 #include "pci/pci_regs.h"
 #include "virtio/pci_regs.h"
+#include "virtio/virtio_internal.h"
 #include "vq_driver.h"
 
 #define QSIZE 8
@@ -235,6 +236,60 @@ START_TEST(msix_vector_per_queue)
 }
 END_TEST
 
+/* A back end that runs the ring itself (vhost) takes the queue's
+ * notification eventfd: notifications then go to it, not the device. */
+START_TEST(notify_fd_hands_notifications_over)
+{
+    struct vmm_virtio_transport *t = vmm_virtio_pci_transport(vp);
+    ck_assert_int_eq(t->notify_fd(t, 0, true), -ENOTSUP); /* standalone: no eventfd */
+    vmm_pci_bus_detach(pci);
+    vmm_pci_bus_destroy(pci);
+    struct vmm_event_loop *loop;
+    ck_assert_int_eq(vmm_event_loop_create(&loop), 0);
+    struct vmm_pci_config pc = VMM_INIT(struct vmm_pci_config, .msi = on_msi, .intx = on_intx);
+    ck_assert_int_eq(vmm_pci_bus_create(&pc, &pci), 0);
+    ck_assert_int_eq(vmm_pci_bus_attach(pci, pio, mmio), 0);
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    struct vmm_virtio_rng_config rc = VMM_INIT(struct vmm_virtio_rng_config, .queue_size = QSIZE);
+    ck_assert_int_eq(vmm_virtio_rng_create(&rc, &dev), 0);
+    struct vmm_virtio_pci_config cfg =
+        VMM_INIT(struct vmm_virtio_pci_config, .mem = d.mem, .loop = loop);
+    ck_assert_int_eq(vmm_virtio_pci_add(pci, &cfg, &dev, &vp), 0);
+    cfg_write(PCI_COMMAND, PCI_COMMAND_MEMORY, 2);
+    t = vmm_virtio_pci_transport(vp);
+    negotiate(VMM_VIRTIO_F_VERSION_1);
+    setup_queue(VMM_PCI_NO_VECTOR);
+    wr(VPCI_STATUS, ACK | DRV | FEAT_OK | DRV_OK, 1);
+    ck_assert_int_eq(t->notify_fd(t, 1, true), -ENOTSUP); /* the device has one queue */
+    vmm_virtio_lock(t);
+    int fd = t->notify_fd(t, 0, true);
+    vmm_virtio_unlock(t);
+    ck_assert_int_ge(fd, 0);
+    request(0);
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_ge(vmm_event_loop_run_once(loop, 1), 0);
+    ck_assert_uint_eq(td_get_u16(&d, d.used + 2), 0); /* not the device's any more */
+    uint64_t n = 0;
+    ck_assert_int_eq(read(fd, &n, sizeof(n)), (ssize_t)sizeof(n));
+    ck_assert_uint_ge(n, 1);
+    /* Taken back: the next notification reaches the device. */
+    vmm_virtio_lock(t);
+    ck_assert_int_eq(t->notify_fd(t, 0, false), fd);
+    vmm_virtio_unlock(t);
+    request(1);
+    for (int i = 0; i < 50 && td_get_u16(&d, d.used + 2) != 2; i++)
+        ck_assert_int_ge(vmm_event_loop_run_once(loop, 10), 0);
+    ck_assert_uint_eq(td_get_u16(&d, d.used + 2), 2);
+    vmm_pci_bus_detach(pci);
+    vmm_pci_bus_destroy(pci);
+    ck_assert_uint_eq(vmm_event_loop_count(loop), 0);
+    vmm_event_loop_destroy(loop);
+    /* teardown's: an empty bus to destroy again. */
+    ck_assert_int_eq(vmm_pci_bus_create(&pc, &pci), 0);
+    ck_assert_int_eq(vmm_pci_bus_attach(pci, pio, mmio), 0);
+}
+END_TEST
+
 START_TEST(hostile_common_writes)
 {
     unsigned before = refused_count();
@@ -309,6 +364,7 @@ static Suite *virtio_pci_suite(void)
     tcase_add_test(tc, identity_and_capabilities);
     tcase_add_test(tc, intx_and_isr_without_msix);
     tcase_add_test(tc, msix_vector_per_queue);
+    tcase_add_test(tc, notify_fd_hands_notifications_over);
     tcase_add_test(tc, hostile_common_writes);
     tcase_add_test(tc, bad_arguments);
     suite_add_tcase(s, tc);
