@@ -1285,6 +1285,12 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
         .size = sizeof(struct vmm_machine), .nr_vcpus = o->vcpus, .mem = vmm_vm_memory(vm)};
     add_platform_devices(vm, o, &machine);
     add_virtio_devices(vm, o, &machine);
+    /* The PCI address latch (0xCF8): its writes only matter to the data
+     * access that follows, so they need not exit (a PCI scan costs one exit
+     * per probe instead of two). Without KVM's support, they exit. */
+    r = vmm_vm_coalesce_writes(vm, 0xcf8, 4, true);
+    if (r < 0 && r != -ENOTSUP)
+        fail("cannot coalesce writes to port 0xcf8: %s", vmm_strerror(r));
 
     for (unsigned i = 0; i < o->vcpus; i++) {
         struct vmm_vcpu *vcpu;

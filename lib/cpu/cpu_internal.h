@@ -73,6 +73,12 @@ struct vmm_vm {
     struct vmm_event_loop *loop;
     struct vmm_ioapic *ioapic; /* split irqchip only */
 
+    /* Coalesced writes (coalesced.c): the ring's page in the vCPU mapping,
+     * 0 while none is registered (atomic); drains are serialised. */
+    unsigned coalesced_page;
+    uint32_t coalesced_max;
+    pthread_mutex_t coalesced_lock;
+
     struct vmm_vcpu **vcpus;
     unsigned nr_vcpus;
     unsigned vcpu_cap;
@@ -138,6 +144,15 @@ struct vmm_vcpu *vmm_vcpu_current(void);
  * "immediate_exit"). Only from the thread that runs the vCPU, or while no
  * thread does. Returns 0, -EAGAIN or a -errno from KVM_RUN (vcpu.c). */
 int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
+
+/* lib/cpu/coalesced.c */
+/* Hand the writes KVM queued in ring (max entries) to the buses in order;
+ * returns how many. */
+unsigned vmm_coalesced_drain(struct kvm_coalesced_mmio_ring *ring, uint32_t max,
+                             struct vmm_bus *pio, struct vmm_bus *mmio);
+/* The same for the VM's ring, seen through vcpu's mapping (coalesced_page
+ * set), under coalesced_lock. */
+void vmm_vcpu_coalesced_drain(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);

@@ -104,6 +104,34 @@ static int site_busy_cmp(const void *a, const void *b)
     return site_key_cmp(a, b);
 }
 
+/* In-place heapsort: glibc's qsort may call sysinfo(2) to size a buffer,
+ * which the seccomp filters (lib/seccomp) do not allow. */
+static void sift_down(struct vmm_stats_site *a, size_t root, size_t n,
+                      int (*cmp)(const void *, const void *))
+{
+    for (size_t child; (child = 2 * root + 1) < n; root = child) {
+        if (child + 1 < n && cmp(&a[child], &a[child + 1]) < 0)
+            child++;
+        if (cmp(&a[root], &a[child]) >= 0)
+            return;
+        struct vmm_stats_site t = a[root];
+        a[root] = a[child];
+        a[child] = t;
+    }
+}
+
+static void sort_sites(struct vmm_stats_site *a, size_t n, int (*cmp)(const void *, const void *))
+{
+    for (size_t i = n / 2; i-- > 0;)
+        sift_down(a, i, n, cmp);
+    for (size_t end = n; end > 1; end--) {
+        struct vmm_stats_site t = a[0];
+        a[0] = a[end - 1];
+        a[end - 1] = t;
+        sift_down(a, 0, end - 1, cmp);
+    }
+}
+
 int vmm_stats_merge(struct vmm_vcpu_stats *const *v, unsigned n, uint64_t created_ns,
                     struct vmm_stats *out)
 {
@@ -145,7 +173,7 @@ int vmm_stats_merge(struct vmm_vcpu_stats *const *v, unsigned n, uint64_t create
     /* The same site on several vCPUs: one entry. */
     size_t m = 0;
     if (total) {
-        qsort(all, total, sizeof(*all), site_key_cmp);
+        sort_sites(all, total, site_key_cmp);
         for (size_t i = 0; i < total; i++) {
             if (m && site_key_cmp(&all[m - 1], &all[i]) == 0) {
                 all[m - 1].count += all[i].count;
@@ -154,7 +182,7 @@ int vmm_stats_merge(struct vmm_vcpu_stats *const *v, unsigned n, uint64_t create
                 all[m++] = all[i];
             }
         }
-        qsort(all, m, sizeof(*all), site_busy_cmp);
+        sort_sites(all, m, site_busy_cmp);
     }
     for (size_t i = 0; i < m; i++) {
         if (i < VMM_STATS_SITES) {

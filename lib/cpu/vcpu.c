@@ -340,6 +340,9 @@ static inline __attribute__((always_inline)) int vcpu_step(struct vmm_vcpu *vcpu
     int err = errno;
     if (__builtin_expect(vcpu->stats != NULL, 0))
         step_stats(vcpu, entered, r);
+    /* Writes KVM queued without an exit come before this exit. */
+    if (__atomic_load_n(&vcpu->vm->coalesced_page, __ATOMIC_ACQUIRE))
+        vmm_vcpu_coalesced_drain(vcpu);
     __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
     rec->kind = VMM_VCPU_EXIT_HANDLED;
     if (r < 0) {
@@ -645,8 +648,12 @@ int vmm_vcpu_settle(struct vmm_vcpu *vcpu)
         int r = ioctl(vcpu->fd, KVM_RUN, 0);
         int err = errno;
         __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-        if (r < 0)
+        if (r < 0) {
+            /* A snapshot must see the writes KVM still holds. */
+            if (err == EINTR && __atomic_load_n(&vcpu->vm->coalesced_page, __ATOMIC_ACQUIRE))
+                vmm_vcpu_coalesced_drain(vcpu);
             return err == EINTR ? 0 : -err;
+        }
     }
     return -EAGAIN;
 }

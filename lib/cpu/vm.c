@@ -56,6 +56,7 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->routes_lock, NULL);
+    pthread_mutex_init(&vm->coalesced_lock, NULL);
 
     int r;
     if (vm->cfg.irqchip != VMM_IRQCHIP_SPLIT && vm->cfg.irqchip != VMM_IRQCHIP_KERNEL) {
@@ -131,6 +132,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
     vmm_vm_routes_fini(vm);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->lock);
+    pthread_mutex_destroy(&vm->coalesced_lock);
     free(vm);
 }
 
