@@ -17,9 +17,12 @@
 # the kernel log after its line. Profiling runs are not timed comparably: use them to see where
 # the time goes, and the plain mode for the figures.
 #
-# usage: boot-vs-qemu.sh [--vmm-run FILE] [--runs N] [--profile] [--work DIR]
+# usage: boot-vs-qemu.sh [--vmm-run FILE] [--base FILE] [--runs N] [--profile] [--work DIR]
 #                        [--vmm-arg ARG]... [--qemu-arg ARG]... [--only vmm|qemu]
 #   --vmm-run FILE  vmm-run to time (default: build/examples/vmm-run of this tree)
+#   --base FILE     another vmm-run (e.g. one built from an older commit) booted in the same
+#                   rounds with the same arguments: its median and vmm-run's over it measure a
+#                   change
 #   --runs N        boots of each (default 5)
 #   --vmm-arg ARG   one more vmm-run argument (repeatable), e.g. to compare one of its options
 #   --qemu-arg ARG  one more QEMU argument (repeatable)
@@ -30,11 +33,12 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
-vmm_run=$root/build/examples/vmm-run runs=5 profile=0 work="" only="" inner=0
+vmm_run=$root/build/examples/vmm-run base="" runs=5 profile=0 work="" only="" inner=0
 vmm_extra=() qemu_extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --vmm-run) vmm_run=$2; shift 2 ;;
+    --base) base=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
     --profile) profile=1; shift ;;
     --work) work=$2; shift 2 ;;
@@ -52,6 +56,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 
 [ -x "$vmm_run" ] || die "no vmm-run at $vmm_run (build first, or --vmm-run FILE)"
 vmm_run=$(cd "$(dirname "$vmm_run")" && pwd)/$(basename "$vmm_run")
+if [ -n "$base" ]; then
+    [ -x "$base" ] || die "no vmm-run at $base (--base)"
+    base=$(cd "$(dirname "$base")" && pwd)/$(basename "$base")
+fi
 qemu=${VMM_QEMU:-$(command -v qemu-system-x86_64 || true)}
 [ -n "$qemu" ] || die "qemu-system-x86_64 is not installed (package qemu-system-x86)"
 kernel=${VMM_BENCH_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n1 || true)}
@@ -103,6 +111,7 @@ if [ "$inner" = 0 ]; then
     args=(--vmm-run "$vmm_run" --runs "$runs" --work "$work" --inner)
     [ "$profile" = 1 ] && args+=(--profile)
     [ -n "$only" ] && args+=(--only "$only")
+    [ -n "$base" ] && args+=(--base "$base")
     for a in "${vmm_extra[@]}"; do args+=(--vmm-arg "$a"); done
     for a in "${qemu_extra[@]}"; do args+=(--qemu-arg "$a"); done
     case "$mode" in
@@ -112,7 +121,7 @@ if [ "$inner" = 0 ]; then
         ;;
     nested)
         echo "boot-vs-qemu: inside one nested QEMU level 1 (tests/nested/run-nested.sh): nested-KVM figures, compare only the ratio"
-        limit=$((120 + runs * 2 * 90))
+        limit=$((120 + runs * 3 * 90))
         exec nice -n 5 bash "$root/tests/nested/run-nested.sh" --quiet --timeout "$limit" -- \
             bash "$0" "${args[@]}"
         ;;
@@ -135,6 +144,11 @@ vmm_cmd=("$vmm_run" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" -
     --vcpus 1 "${cpu_off[@]}")
 [ "$profile" = 1 ] && vmm_cmd+=(--stats)
 vmm_cmd+=("${vmm_extra[@]}")
+base_cmd=()
+if [ -n "$base" ]; then
+    base_cmd=("${vmm_cmd[@]}")
+    base_cmd[0]=$base
+fi
 qemu_cmd=("$qemu" -M microvm -accel kvm -cpu "$qcpu" -m 256M -smp 1 -nodefaults -no-user-config
     -display none -serial stdio -no-reboot -kernel "$kernel" -initrd "$initrd" -append "$cmdline"
     "${qemu_extra[@]}")
@@ -164,11 +178,13 @@ boot() {
 echo "boot-vs-qemu: kernel $kernel, initramfs $initrd, command line '$cmdline', $runs runs each"
 echo "vmm-run: ${vmm_cmd[*]}"
 echo "qemu:    ${qemu_cmd[*]}"
+[ -z "$base" ] || echo "base:    ${base_cmd[*]}"
 results=$work/results.txt
 : >"$results"
 for ((i = 1; i <= runs; i++)); do
     if [ "$only" != qemu ]; then
-        boot vmm "$i" nice -n 0 "${vmm_cmd[@]}" | tee -a "$results"
+        boot vmm "$i" "${vmm_cmd[@]}" | tee -a "$results"
+        [ -z "$base" ] || boot base "$i" "${base_cmd[@]}" | tee -a "$results"
     fi
     if [ "$only" != vmm ]; then
         boot qemu "$i" "${qemu_cmd[@]}" | tee -a "$results"
@@ -200,5 +216,9 @@ END {
     }
     if (("vmm" in n) && ("qemu" in n))
         printf "ratio vmm-run/qemu-microvm to init line: %.2fx (to exit %.2fx)\n", ml["vmm"] / ml["qemu"], me["vmm"] / me["qemu"]
+    if (("base" in n) && ("qemu" in n))
+        printf "ratio base/qemu-microvm to init line: %.2fx\n", ml["base"] / ml["qemu"]
+    if (("vmm" in n) && ("base" in n))
+        printf "ratio vmm-run/base to init line: %.2fx (to exit %.2fx)\n", ml["vmm"] / ml["base"], me["vmm"] / me["base"]
     exit bad ? 1 : 0
 }' "$results"
