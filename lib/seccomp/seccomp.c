@@ -179,6 +179,7 @@ static const unsigned long build_ioctls[] = {
     KVM_SET_CPUID2,
     BLKGETSIZE64,
     BLKSSZGET,
+    KVM_REGISTER_COALESCED_MMIO, /* vmm_vm_coalesce_writes */
 };
 
 /* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot). */
