@@ -163,6 +163,21 @@ VMM_API VMM_MUST_USE int vmm_vm_ioeventfd(struct vmm_vm *vm, int fd, uint64_t ad
 VMM_API int vmm_vm_ioeventfd_remove(struct vmm_vm *vm, int fd, uint64_t addr, uint32_t len,
                                     uint64_t datamatch, unsigned flags);
 
+/*
+ * Coalesce guest writes to [addr, addr + len) (ports with pio, else MMIO):
+ * KVM queues them in a ring instead of exiting, and they reach the VM's bus,
+ * in order, when a vCPU next exits for any reason, before that exit is
+ * handled; reads still exit. For registers whose writes only matter to a
+ * later access, like the PCI configuration address latch (port 0xCF8): it
+ * saves an exit per write (KVM API, KVM_REGISTER_COALESCED_MMIO). A write
+ * the ring has no room for exits as usual. Thread-safe.
+ * Returns 0, -EINVAL (len 0, a wrapping range, a port range past 0xFFFF),
+ * -ENOTSUP (KVM lacks KVM_CAP_COALESCED_MMIO, or KVM_CAP_COALESCED_PIO for
+ * ports) or a -errno from KVM (-ENOBUFS past its limit of ranges).
+ */
+VMM_API VMM_MUST_USE int vmm_vm_coalesce_writes(struct vmm_vm *vm, uint64_t addr, uint32_t len,
+                                                bool pio);
+
 struct kvm_enable_cap;
 
 /*

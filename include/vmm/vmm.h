@@ -32,5 +32,6 @@
 #include <vmm/virtio_balloon.h>
 #include <vmm/virtio_vsock.h>
 #include <vmm/snapshot.h>
+#include <vmm/stats.h>
 
 #endif /* VMM_VMM_H */

@@ -15,6 +15,7 @@
 #include <vmm/vm.h>
 
 #include "vmm_internal.h"
+#include "stats.h"
 #include "x86_64/arch.h"
 
 struct vmm_vcpu {
@@ -23,6 +24,7 @@ struct vmm_vcpu {
     int fd;
     struct kvm_run *run;
     uint64_t exits;
+    struct vmm_vcpu_stats *stats; /* the exit profile; NULL: off */
 
     /* Kicking: the thread inside vmm_vcpu_run, valid while in_run is set.
      * kick_lock keeps a kicker from signalling a thread that already left. */
@@ -61,6 +63,8 @@ struct vmm_vm {
     size_t run_size;
 
     struct vmm_memory *mem;
+    uint64_t created_ns;  /* CLOCK_MONOTONIC at vmm_vm_create */
+    bool stats_on;        /* the exit profile: every vCPU has its counters */
     bool *slot_dirty_log; /* per region/slot: KVM dirty logging on */
     unsigned slot_cap;
 
@@ -68,6 +72,12 @@ struct vmm_vm {
     struct vmm_bus *mmio;
     struct vmm_event_loop *loop;
     struct vmm_ioapic *ioapic; /* split irqchip only */
+
+    /* Coalesced writes (coalesced.c): the ring's page in the vCPU mapping,
+     * 0 while none is registered (atomic); drains are serialised. */
+    unsigned coalesced_page;
+    uint32_t coalesced_max;
+    pthread_mutex_t coalesced_lock;
 
     struct vmm_vcpu **vcpus;
     unsigned nr_vcpus;
@@ -132,6 +142,9 @@ const char *vmm_kvm_exit_name(uint32_t reason);
 
 /* lib/cpu/vcpu.c */
 void vmm_vcpu_free(struct vmm_vcpu *vcpu);
+/* Zero the vCPU's profile counters, allocating them when it has none:
+ * 0 or -ENOMEM. Only while the vCPU does not run. */
+int vmm_vcpu_stats_reset(struct vmm_vcpu *vcpu);
 void vmm_vcpu_kick(struct vmm_vcpu *vcpu);
 int vmm_vcpu_run_managed(struct vmm_vcpu *vcpu, struct vmm_exit *exit);
 struct vmm_vcpu *vmm_vcpu_current(void);
@@ -141,6 +154,15 @@ struct vmm_vcpu *vmm_vcpu_current(void);
  * "immediate_exit"). Only from the thread that runs the vCPU, or while no
  * thread does. Returns 0, -EAGAIN or a -errno from KVM_RUN (vcpu.c). */
 int vmm_vcpu_settle(struct vmm_vcpu *vcpu);
+
+/* lib/cpu/coalesced.c */
+/* Hand the writes KVM queued in ring (max entries) to the buses in order;
+ * returns how many. */
+unsigned vmm_coalesced_drain(struct kvm_coalesced_mmio_ring *ring, uint32_t max,
+                             struct vmm_bus *pio, struct vmm_bus *mmio);
+/* The same for the VM's ring, seen through vcpu's mapping (coalesced_page
+ * set), under coalesced_lock. */
+void vmm_vcpu_coalesced_drain(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);

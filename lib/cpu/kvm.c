@@ -112,6 +112,8 @@ const char *vmm_kvm_exit_name(uint32_t reason)
         [KVM_EXIT_SYSTEM_EVENT] = "SYSTEM_EVENT",
         [KVM_EXIT_IOAPIC_EOI] = "IOAPIC_EOI",
         [KVM_EXIT_HYPERV] = "HYPERV",
+        [KVM_EXIT_X86_RDMSR] = "X86_RDMSR",
+        [KVM_EXIT_X86_WRMSR] = "X86_WRMSR",
     };
     if (reason < VMM_ARRAY_SIZE(names) && names[reason])
         return names[reason];

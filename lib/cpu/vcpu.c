@@ -66,6 +66,11 @@ int vmm_vcpu_create(struct vmm_vm *vm, unsigned index, struct vmm_vcpu **out)
         r = -ENOMEM;
         goto fail;
     }
+    if (vm->stats_on) {
+        r = vmm_vcpu_stats_reset(vcpu);
+        if (r < 0)
+            goto fail;
+    }
     vm->vcpus[vm->nr_vcpus++] = vcpu;
     *out = vcpu;
     return 0;
@@ -83,6 +88,7 @@ void vmm_vcpu_free(struct vmm_vcpu *vcpu)
     if (vcpu->fd >= 0)
         close(vcpu->fd);
     free(vcpu->cpuid);
+    free(vcpu->stats);
     pthread_mutex_destroy(&vcpu->kick_lock);
     free(vcpu);
 }
@@ -100,6 +106,16 @@ struct vmm_vm *vmm_vcpu_vm(struct vmm_vcpu *vcpu)
 uint64_t vmm_vcpu_exit_count(const struct vmm_vcpu *vcpu)
 {
     return __atomic_load_n(&vcpu->exits, __ATOMIC_RELAXED);
+}
+
+int vmm_vcpu_stats_reset(struct vmm_vcpu *vcpu)
+{
+    if (!vcpu->stats) {
+        vcpu->stats = calloc(1, sizeof(*vcpu->stats));
+        return vcpu->stats ? 0 : -ENOMEM;
+    }
+    memset(vcpu->stats, 0, sizeof(*vcpu->stats));
+    return 0;
 }
 
 /* ---- the run loop ---- */
@@ -273,6 +289,38 @@ static void step_describe(struct kvm_run *run, struct vmm_vcpu_exit *rec)
     }
 }
 
+/* The exit profile's share of a KVM_RUN that returned r (kept out of line:
+ * only a profiled run calls it). */
+static void __attribute__((noinline)) step_stats(struct vmm_vcpu *vcpu, uint64_t entered, int r)
+{
+    struct kvm_run *run = vcpu->run;
+    uint64_t now = vmm_stats_now();
+    uint32_t reason = run->exit_reason;
+    uint64_t addr = 0;
+    bool site = true, write = false;
+    switch (r < 0 ? KVM_EXIT_INTR : reason) {
+    case KVM_EXIT_IO:
+        addr = run->io.port;
+        write = run->io.direction == KVM_EXIT_IO_OUT;
+        break;
+    case KVM_EXIT_MMIO:
+        addr = run->mmio.phys_addr;
+        write = run->mmio.is_write != 0;
+        break;
+    case KVM_EXIT_X86_RDMSR:
+    case KVM_EXIT_X86_WRMSR:
+        addr = run->msr.index;
+        break;
+    case KVM_EXIT_HYPERCALL:
+        addr = run->hypercall.nr;
+        break;
+    default:
+        site = false;
+        break;
+    }
+    vmm_stats_exit(vcpu->stats, entered, now, r >= 0, reason, site, addr, write);
+}
+
 /* Enter the guest once and do the library's part of the exit (inlined in
  * both callers: the managed loop's hot path makes no call of its own besides
  * KVM_RUN and the bus). Returns 0
@@ -283,8 +331,18 @@ static inline __attribute__((always_inline)) int vcpu_step(struct vmm_vcpu *vcpu
                                                            struct vmm_vcpu_exit *rec, char *why)
 {
     struct kvm_run *run = vcpu->run;
+    uint64_t entered = 0;
+    if (__builtin_expect(vcpu->stats != NULL, 0)) {
+        entered = vmm_stats_now();
+        vmm_stats_enter(vcpu->stats, entered);
+    }
     int r = ioctl(vcpu->fd, KVM_RUN, 0);
     int err = errno;
+    if (__builtin_expect(vcpu->stats != NULL, 0))
+        step_stats(vcpu, entered, r);
+    /* Writes KVM queued without an exit come before this exit. */
+    if (__atomic_load_n(&vcpu->vm->coalesced_page, __ATOMIC_ACQUIRE))
+        vmm_vcpu_coalesced_drain(vcpu);
     __atomic_store_n(&run->immediate_exit, 0, __ATOMIC_SEQ_CST);
     rec->kind = VMM_VCPU_EXIT_HANDLED;
     if (r < 0) {
@@ -505,6 +563,8 @@ static int vcpu_run_loop(struct vmm_vcpu *vcpu, struct vmm_exit *exit, bool mana
         if (rec.kind != VMM_VCPU_EXIT_HANDLED)
             vcpu_default_exit(vcpu, &rec);
     }
+    if (vcpu->stats) /* the last exit's handling ends here */
+        vmm_stats_settle(vcpu->stats, vmm_stats_now());
     struct vmm_exit end;
     run_leave(vcpu, managed, true, &end, &f);
     if (exit)
@@ -588,8 +648,12 @@ int vmm_vcpu_settle(struct vmm_vcpu *vcpu)
         int r = ioctl(vcpu->fd, KVM_RUN, 0);
         int err = errno;
         __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
-        if (r < 0)
+        if (r < 0) {
+            /* A snapshot must see the writes KVM still holds. */
+            if (err == EINTR && __atomic_load_n(&vcpu->vm->coalesced_page, __ATOMIC_ACQUIRE))
+                vmm_vcpu_coalesced_drain(vcpu);
             return err == EINTR ? 0 : -err;
+        }
     }
     return -EAGAIN;
 }

@@ -46,6 +46,7 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     if (!vm)
         return -ENOMEM;
     vm->cfg = c;
+    vm->created_ns = vmm_stats_now();
     if (!vm->cfg.kvm_path)
         vm->cfg.kvm_path = KVM_DEFAULT_PATH;
     if (!vm->cfg.kick_signal)
@@ -55,6 +56,7 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     pthread_mutex_init(&vm->lock, NULL);
     pthread_cond_init(&vm->cond, NULL);
     pthread_mutex_init(&vm->routes_lock, NULL);
+    pthread_mutex_init(&vm->coalesced_lock, NULL);
 
     int r;
     if (vm->cfg.irqchip != VMM_IRQCHIP_SPLIT && vm->cfg.irqchip != VMM_IRQCHIP_KERNEL) {
@@ -132,6 +134,7 @@ void vmm_vm_destroy(struct vmm_vm *vm)
     vmm_vm_routes_fini(vm);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->lock);
+    pthread_mutex_destroy(&vm->coalesced_lock);
     free(vm);
 }
 
@@ -740,4 +743,50 @@ const char *vmm_exit_reason_name(enum vmm_exit_reason reason)
         return "error";
     }
     return "?";
+}
+
+/* ---- the exit profile (include/vmm/stats.h) ---- */
+
+int vmm_vm_stats_enable(struct vmm_vm *vm)
+{
+    pthread_mutex_lock(&vm->lock);
+    int r = vm->running ? -EBUSY : 0;
+    for (unsigned i = 0; r == 0 && i < vm->nr_vcpus; i++)
+        r = vmm_vcpu_stats_reset(vm->vcpus[i]);
+    if (r == 0)
+        vm->stats_on = true;
+    pthread_mutex_unlock(&vm->lock);
+    return r;
+}
+
+int vmm_vm_stats_read(struct vmm_vm *vm, struct vmm_stats *out)
+{
+    if (!out || !VMM_ABI_OUT_OK(out))
+        return -EINVAL;
+    pthread_mutex_lock(&vm->lock);
+    int r = !vm->stats_on ? -ENODATA : vm->running ? -EBUSY : 0;
+    struct vmm_vcpu_stats **v = NULL;
+    if (r == 0 && vm->nr_vcpus) {
+        v = calloc(vm->nr_vcpus, sizeof(*v));
+        if (!v)
+            r = -ENOMEM;
+    }
+    for (unsigned i = 0; r == 0 && i < vm->nr_vcpus; i++)
+        v[i] = vm->vcpus[i]->stats;
+    struct vmm_stats *st = r == 0 ? malloc(sizeof(*st)) : NULL;
+    if (r == 0 && !st)
+        r = -ENOMEM;
+    if (r == 0)
+        r = vmm_stats_merge(v, vm->nr_vcpus, vm->created_ns, st);
+    pthread_mutex_unlock(&vm->lock);
+    if (r == 0)
+        VMM_ABI_COPY_OUT(out, st);
+    free(st);
+    free(v);
+    return r;
+}
+
+const char *vmm_kvm_exit_reason_name(uint32_t reason)
+{
+    return vmm_kvm_exit_name(reason);
 }

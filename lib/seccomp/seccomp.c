@@ -205,6 +205,7 @@ static const unsigned long build_ioctls[] = {
     VHOST_SET_OWNER, /* vhost-net and vhost-vsock instances */
     VHOST_GET_FEATURES,
     VHOST_VSOCK_SET_GUEST_CID,
+    KVM_REGISTER_COALESCED_MMIO, /* vmm_vm_coalesce_writes */
 };
 
 /* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot). */

@@ -17,12 +17,17 @@
 #include "check_compat.h"
 #include "harness.h"
 
-static void library_round_trip(enum vmm_irqchip irqchip)
+static void library_round_trip(enum vmm_irqchip irqchip, bool coalesce)
 {
     struct harness h;
     harness_init(&h, irqchip, 16);
     struct vmm_pci_bus *bus;
     ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, &bus), 0);
+    /* With the address latch's writes coalesced, the guest must see the
+     * same configuration space, with no exit for those writes. */
+    int coalesced = coalesce ? vmm_vm_coalesce_writes(h.vm, 0xcf8, 4, true) : -1;
+    if (coalesce)
+        ck_assert_msg(coalesced == 0 || coalesced == -ENOTSUP, "coalesce: %d", coalesced);
     struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     ck_assert_int_eq(vmm_virtio_rng_create(NULL, &dev), 0);
     struct vmm_virtio_pci *vp;
@@ -30,11 +35,31 @@ static void library_round_trip(enum vmm_irqchip irqchip)
     /* The ranges are taken: a second root complex does not fit. */
     ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, NULL), -EEXIST);
     harness_load_guest(&h, "virtio_pci", 1);
+    if (coalesce)
+        ck_assert_int_eq(vmm_vm_stats_enable(h.vm), 0);
     harness_run(&h);
     ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0,
                   "exit %s status %d: %s", vmm_exit_reason_name(h.exit.reason), h.exit.status,
                   h.output);
     ck_assert_ptr_nonnull(strstr(h.output, "virtio_pci ok: slot 1 of 1 devices, BAR 0xc0100000"));
+    if (coalesce) {
+        struct vmm_stats es = VMM_INIT(struct vmm_stats);
+        ck_assert_int_eq(vmm_vm_stats_read(h.vm, &es), 0);
+        uint64_t latch = 0, data = 0;
+        for (uint32_t i = 0; i < es.nr_sites; i++) {
+            if (es.sites[i].kvm_reason != KVM_EXIT_IO)
+                continue;
+            if (es.sites[i].addr >= 0xcf8 && es.sites[i].addr < 0xcfc && es.sites[i].write)
+                latch += es.sites[i].count;
+            if (es.sites[i].addr >= 0xcfc && es.sites[i].addr < 0xd00)
+                data += es.sites[i].count;
+        }
+        ck_assert_uint_gt(data, 32);
+        if (coalesced == 0)
+            ck_assert_uint_eq(latch, 0);
+        else
+            ck_assert_uint_gt(latch, 32);
+    }
     /* The guest moved BAR 0 before using the device: every notification
      * still came through an ioeventfd at the new place, none as an exit to
      * the BAR; the completions went out as MSI-X vectors, the last one
@@ -57,13 +82,13 @@ static void library_round_trip(enum vmm_irqchip irqchip)
 
 START_TEST(library_split_irqchip)
 {
-    library_round_trip(VMM_IRQCHIP_SPLIT);
+    library_round_trip(VMM_IRQCHIP_SPLIT, false);
 }
 END_TEST
 
 START_TEST(library_kernel_irqchip)
 {
-    library_round_trip(VMM_IRQCHIP_KERNEL);
+    library_round_trip(VMM_IRQCHIP_KERNEL, false);
 }
 END_TEST
 
@@ -132,6 +157,12 @@ static void own_device_msi(enum vmm_irqchip irqchip)
     harness_fini(&h);
 }
 
+START_TEST(library_coalesced_latch)
+{
+    library_round_trip(VMM_IRQCHIP_SPLIT, true);
+}
+END_TEST
+
 START_TEST(own_device_split_irqchip)
 {
     own_device_msi(VMM_IRQCHIP_SPLIT);
@@ -184,6 +215,7 @@ int main(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, library_split_irqchip);
     tcase_add_test(tc, library_kernel_irqchip);
+    tcase_add_test(tc, library_coalesced_latch);
     tcase_add_test(tc, launcher_transport_pci);
     tcase_add_test(tc, own_device_split_irqchip);
     tcase_add_test(tc, own_device_kernel_irqchip);

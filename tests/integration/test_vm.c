@@ -197,6 +197,59 @@ START_TEST(unclaimed_accesses_read_ones_and_are_counted)
 }
 END_TEST
 
+/* The exit profile counts the unclaimed guest's known accesses at their
+ * sites: 6 reads and 3 writes of port 0x530 (inb/inw/inl twice, outb/outw/
+ * outl once), reads and writes of MMIO 0xd1000000 (a 64-bit access may come
+ * as two halves), and every exit in its reason. */
+START_TEST(exit_profile_counts_the_known_exits)
+{
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 64);
+    harness_load_guest(&h, "unclaimed", 1);
+    struct vmm_stats st = VMM_INIT(struct vmm_stats);
+    ck_assert_int_eq(vmm_vm_stats_read(h.vm, &st), -ENODATA); /* off */
+    ck_assert_int_eq(vmm_vm_stats_enable(h.vm), 0);
+    harness_run(&h);
+    ck_assert_msg(h.exit.reason == VMM_EXIT_GUEST_EXIT && h.exit.status == 0,
+                  "exit %d status %d: %s", h.exit.reason, h.exit.status, h.output);
+    struct vmm_stats bad = {.size = 3};
+    ck_assert_int_eq(vmm_vm_stats_read(h.vm, &bad), -EINVAL);
+    ck_assert_int_eq(vmm_vm_stats_read(h.vm, NULL), -EINVAL);
+    ck_assert_int_eq(vmm_vm_stats_read(h.vm, &st), 0);
+
+    uint64_t pio_rd = 0, pio_wr = 0, mmio_rd = 0, mmio_wr = 0, in_sites = st.other_count;
+    for (uint32_t i = 0; i < st.nr_sites; i++) {
+        const struct vmm_stats_site *s = &st.sites[i];
+        in_sites += s->count;
+        if (s->kvm_reason == KVM_EXIT_IO && s->addr == 0x530)
+            *(s->write ? &pio_wr : &pio_rd) += s->count;
+        if (s->kvm_reason == KVM_EXIT_MMIO && (s->addr & ~0xfull) == 0xd1000000)
+            *(s->write ? &mmio_wr : &mmio_rd) += s->count;
+        if (i > 0)
+            ck_assert_uint_le(s->ns, st.sites[i - 1].ns);
+    }
+    ck_assert_uint_eq(pio_rd, 6);
+    ck_assert_uint_eq(pio_wr, 3);
+    ck_assert_uint_ge(mmio_rd, 8);
+    ck_assert_uint_ge(mmio_wr, 4);
+    uint64_t by_reason = 0;
+    for (unsigned r = 0; r < VMM_STATS_REASONS; r++)
+        by_reason += st.reasons[r].count;
+    ck_assert_uint_eq(by_reason, st.exits);
+    ck_assert_uint_eq(in_sites, st.reasons[KVM_EXIT_IO].count + st.reasons[KVM_EXIT_MMIO].count +
+                                    st.reasons[KVM_EXIT_X86_RDMSR].count +
+                                    st.reasons[KVM_EXIT_X86_WRMSR].count +
+                                    st.reasons[KVM_EXIT_HYPERCALL].count);
+    ck_assert_uint_eq(st.exits, vmm_vcpu_exit_count(vmm_vm_vcpu(h.vm, 0)));
+    ck_assert_uint_ge(st.first_run_ns, st.created_ns);
+    ck_assert_uint_gt(st.guest_ns, 0);
+    ck_assert_uint_gt(st.exit_ns, 0);
+    ck_assert_str_eq(vmm_kvm_exit_reason_name(KVM_EXIT_MMIO), "MMIO");
+    ck_assert_str_eq(vmm_kvm_exit_reason_name(100000), "?");
+    harness_fini(&h);
+}
+END_TEST
+
 START_TEST(uart_interrupts_reach_the_guest)
 {
     struct harness h;
@@ -564,6 +617,7 @@ int main(void)
     tcase_add_loop_test(tc, pio_and_mmio_round_trips, 0, 2);
     tcase_add_test(tc, run_threads_have_small_stacks);
     tcase_add_test(tc, unclaimed_accesses_read_ones_and_are_counted);
+    tcase_add_test(tc, exit_profile_counts_the_known_exits);
     tcase_add_loop_test(tc, uart_interrupts_reach_the_guest, 0, 2);
     tcase_add_loop_test(tc, stop_from_another_thread_ends_a_spinning_guest, 0, 2);
     tcase_add_test(tc, pause_holds_every_vcpu_and_resume_lets_them_go);
