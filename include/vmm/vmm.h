@@ -31,5 +31,6 @@
 #include <vmm/virtio_net.h>
 #include <vmm/virtio_balloon.h>
 #include <vmm/snapshot.h>
+#include <vmm/arm64.h>
 
 #endif /* VMM_VMM_H */
