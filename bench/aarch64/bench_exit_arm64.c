@@ -7,7 +7,7 @@
  * (KVM_RUN in a loop that ignores the exit), same guest, same process, one
  * after the other in each round. The raw VM has no vGIC, libvmm's has one.
  *
- *   bench_exit_arm64 [EXITS [ROUNDS]]      (defaults 20000 and 3)
+ *   bench_exit_arm64 [EXITS [ROUNDS]]      (defaults 20000 and 3; at most 64 rounds)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -170,7 +170,9 @@ int main(int argc, char **argv)
     printf("exit-arm64: guest does %lu `str w1, [x0]` to unbacked MMIO 0x%llx (empty write "
            "callback), then PSCI SYSTEM_OFF; %lu rounds\n",
            exits, (unsigned long long)MMIO, rounds);
-    double best_raw = 0, best_vmm = 0;
+    double best_raw = 0, best_vmm = 0, ratios[64];
+    if (rounds > 64)
+        rounds = 64;
     for (unsigned long i = 0; i < rounds; i++) {
         unsigned long raw_seen = 0;
         uint64_t vmm_seen = 0;
@@ -185,12 +187,22 @@ int main(int argc, char **argv)
         printf("exit-arm64: round %lu: raw %.3f us/exit, libvmm %.3f us/exit (ratio %.2f); "
                "exits raw %lu, libvmm %llu\n",
                i + 1, raw / 1e3, vmm / 1e3, vmm / raw, raw_seen, (unsigned long long)vmm_seen);
+        ratios[i] = vmm / raw;
         if (i == 0 || raw < best_raw)
             best_raw = raw;
         if (i == 0 || vmm < best_vmm)
             best_vmm = vmm;
     }
-    printf("exit-arm64: best: raw %.3f us/exit, libvmm %.3f us/exit, ratio %.2f\n", best_raw / 1e3,
-           best_vmm / 1e3, best_vmm / best_raw);
+    /* Rounds run back to back, so a round's ratio shares its load; the
+     * median of those is the figure least moved by a noisy host. */
+    for (unsigned long i = 1; i < rounds; i++)
+        for (unsigned long j = i; j > 0 && ratios[j - 1] > ratios[j]; j--) {
+            double t = ratios[j];
+            ratios[j] = ratios[j - 1];
+            ratios[j - 1] = t;
+        }
+    printf("exit-arm64: best: raw %.3f us/exit, libvmm %.3f us/exit; median ratio of the rounds "
+           "%.2f\n",
+           best_raw / 1e3, best_vmm / 1e3, ratios[rounds / 2]);
     return 0;
 }

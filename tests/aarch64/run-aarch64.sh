@@ -13,7 +13,8 @@
 #    (virtualization=on, GICv3) and -cpu max,pauth=off on TCG (pointer
 #    authentication's emulation makes plain max 3-4x slower), KVM built in;
 # 4. level 1 runs the test guests (exit status, MMIO dispatch, SMP through
-#    PSCI) and then boots the same Debian kernel as level 2 with 2 vCPUs, a
+#    PSCI), three refusals (bad --mem, not an Image, a kernel too big for
+#    its memory) and then boots the same Debian kernel as level 2 with 2 vCPUs, a
 #    virtio-blk disk and virtio-rng; level 2's init checks its CPU count,
 #    command line, a file on the disk and the rng, and powers off through
 #    PSCI; vmm-run must exit 0. Then bench_exit_arm64 prints the per-exit
@@ -133,12 +134,13 @@ vmm-run --kernel /guests/mmio.img; echo "L1-RESULT mmio $?"
 vmm-run --kernel /guests/smp.img --vcpus 2; echo "L1-RESULT smp $?"
 vmm-run --kernel /guests/exit.img --mem 3M; echo "L1-RESULT badmem $?"
 vmm-run --kernel /l2.cpio 2>&1 | head -1; echo "L1-RESULT notimage $?"
+vmm-run --kernel /Image --mem 32M; echo "L1-RESULT toobig $?"
 start=$(cut -d' ' -f1 /proc/uptime)
 vmm-run --kernel /Image --initrd /l2.cpio --vcpus 2 --mem 512M --disk /disk.tar --rng \
     --cmdline "console=ttyAMA0 libvmm_arm64_test=1 panic=-1 loglevel=4"
 echo "L1-RESULT linux $? $start $(cut -d' ' -f1 /proc/uptime)"
 # Figures only (not checked): per-exit cost against the raw-KVM floor.
-bench_exit_arm64 3000 3
+bench_exit_arm64 3000 5
 poweroff -f
 L1
 chmod +x "$l1/init"
@@ -171,11 +173,14 @@ expect mmio 0
 expect smp 0
 expect badmem 2
 expect notimage 0
+expect toobig 2
 expect linux 0
 if tr -d '\r' <"$log" | grep -q '^L2-RESULT ok'; then echo "aarch64: PASS level 2's checks"
 else echo "aarch64: FAIL level 2's checks"; fails=$((fails + 1)); fi
 tr -d '\r' <"$log" | grep -q "not an arm64 Image" ||
     { echo "aarch64: FAIL the refusal of a non-Image names why"; fails=$((fails + 1)); }
+tr -d '\r' <"$log" | grep -q "kernel and its device tree do not fit in 32 MiB" ||
+    { echo "aarch64: FAIL the refusal of a kernel too big names why"; fails=$((fails + 1)); }
 line=$(tr -d '\r' <"$log" | awk '$1 == "L1-RESULT" && $2 == "linux" {print $4, $5}')
 if [ -n "$line" ]; then
     set -- $line
