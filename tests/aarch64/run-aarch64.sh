@@ -110,7 +110,8 @@ fi
 ls /sys/bus/amba/drivers/uart-pl011/ 2>/dev/null | grep -q 9000000 || fail="$fail pl011-unbound"
 grep -q virtio_rng /sys/class/misc/hw_random/rng_current 2>/dev/null || fail="$fail rng"
 head -c 16 /dev/hwrng >/dev/null 2>&1 || fail="$fail rng-read"
-if [ -z "$fail" ]; then echo "L2-RESULT ok cpus=$cpus"; else echo "L2-RESULT fail:$fail"; fi
+up=$(cut -d' ' -f1 /proc/uptime)
+if [ -z "$fail" ]; then echo "L2-RESULT ok cpus=$cpus checked at $up s"; else echo "L2-RESULT fail:$fail"; fi
 poweroff -f
 L2
 chmod +x "$l2/init"
