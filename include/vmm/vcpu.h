@@ -23,6 +23,11 @@ extern "C" {
 #endif
 
 struct vmm_vcpu;
+/* x86 state types; on other hosts linux/kvm.h lacks them and the calls that
+ * take them return -ENOTSUP. */
+struct kvm_lapic_state;
+struct kvm_msr_entry;
+struct kvm_cpuid_entry2;
 
 /*
  * Create vCPU index (0-based; its APIC id is the index) on vm, with CPUID

@@ -33,5 +33,6 @@
 #include <vmm/virtio_vsock.h>
 #include <vmm/snapshot.h>
 #include <vmm/stats.h>
+#include <vmm/arm64.h>
 
 #endif /* VMM_VMM_H */

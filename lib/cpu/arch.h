@@ -7,9 +7,15 @@
 
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 struct vmm_vm;
 struct vmm_vcpu;
+struct kvm_cpuid2;
+
+/* The machine type argument of KVM_CREATE_VM (arm64: the guest-physical
+ * address size, KVM_VM_TYPE_ARM_IPA_SIZE; x86: 0). Logs why it fails. */
+int vmm_arch_vm_type(int kvm_fd, unsigned long *type);
 
 /* Right after KVM_CREATE_VM, before any vCPU or memory slot: VM-wide state
  * the architecture needs (x86: where KVM keeps the real-mode TSS). */
@@ -23,6 +29,11 @@ int vmm_arch_irqchip_create(struct vmm_vm *vm);
 /* Undo vmm_arch_irqchip_create's userspace part; safe after a partial one. */
 void vmm_arch_irqchip_destroy(struct vmm_vm *vm);
 
+/* Before an irqfd is bound: the interrupt controller must be complete
+ * (arm64: KVM takes irqfds only once the vGIC is initialised, which needs
+ * every vCPU; x86: nothing). Logs why it fails. */
+int vmm_arch_irqfd_prepare(struct vmm_vm *vm);
+
 /* Drive interrupt line gsi (< VMM_IOAPIC_PINS) to level. */
 int vmm_arch_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
 
@@ -30,9 +41,20 @@ int vmm_arch_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
  * (x86: KVM_GET_SUPPORTED_CPUID plus what it leaves out). Caller frees. */
 int vmm_arch_fetch_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out);
 
-/* Apply the vCPU's CPUID table for the current vCPU count, unless the
- * application set its own or it is already applied (x86; a no-op elsewhere). */
+/* Right after KVM_CREATE_VCPU and its kvm_run mapping: x86 allocates the
+ * vCPU's CPUID table (KVM_GET_SUPPORTED_CPUID fetched once per VM); arm64
+ * does KVM_ARM_VCPU_INIT with the preferred target and PSCI 0.2. Logs why it
+ * fails. */
+int vmm_arch_vcpu_init(struct vmm_vcpu *vcpu);
+
+/* Before the vCPU's first KVM_RUN, with every vCPU of the VM created: x86
+ * applies the vCPU's CPUID table for the current vCPU count, unless the
+ * application set its own or it is already applied; arm64 creates and
+ * initialises the vGIC once per VM (its redistributors need every vCPU). */
 int vmm_arch_vcpu_apply_cpuid(struct vmm_vcpu *vcpu);
+
+/* The vCPU's program counter (RIP, PC), for error reports; 0 if unknown. */
+uint64_t vmm_arch_vcpu_pc(struct vmm_vcpu *vcpu);
 
 /* ---- snapshots (lib/snapshot) ---- */
 

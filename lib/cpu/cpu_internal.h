@@ -16,7 +16,11 @@
 
 #include "vmm_internal.h"
 #include "stats.h"
+#if defined(__aarch64__)
+#include "aarch64/arch.h"
+#else
 #include "x86_64/arch.h"
+#endif
 
 struct vmm_vcpu {
     struct vmm_vm *vm;
@@ -129,6 +133,9 @@ struct vmm_vm {
      * valid while every region stays logged and only snapshots read the log. */
     uint8_t snap_base_id[16];
     bool snap_base_valid;
+#if defined(__aarch64__)
+    struct vmm_arm64_vm arm64; /* the vGIC and the vCPU target */
+#endif
 };
 
 /* lib/cpu/kvm.c */
@@ -166,6 +173,7 @@ void vmm_vcpu_coalesced_drain(struct vmm_vcpu *vcpu);
 
 /* lib/cpu/vm.c */
 void vmm_vm_kick_all(struct vmm_vm *vm);
+/* lib/cpu/x86_64/vm.c: KVM_GET_SUPPORTED_CPUID into vm->supported_cpuid. */
 int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm);
 /* vmm_vm_dirty_log_fetch without forgetting the snapshot base (snapshots'
  * own reads of the log). */

@@ -49,6 +49,21 @@ struct kvm_cap_need {
     }
 
 /* What every VM needs, whatever its interrupt controller. */
+#if defined(__aarch64__)
+/* arm64: registers through ONE_REG, PSCI 0.2 in KVM, the vGIC as a device;
+ * the split irqchip does not exist there (vmm_kvm_check_caps refuses it). */
+static const struct kvm_cap_need caps_common[] = {
+    CAP(KVM_CAP_USER_MEMORY),  CAP(KVM_CAP_IMMEDIATE_EXIT), CAP(KVM_CAP_IRQ_ROUTING),
+    CAP(KVM_CAP_IRQFD),        CAP(KVM_CAP_IOEVENTFD),      CAP(KVM_CAP_ONE_REG),
+    CAP(KVM_CAP_ARM_PSCI_0_2), CAP(KVM_CAP_DEVICE_CTRL),    CAP(KVM_CAP_MP_STATE),
+};
+static const struct kvm_cap_need caps_split[] = {
+    CAP(KVM_CAP_SPLIT_IRQCHIP),
+};
+static const struct kvm_cap_need caps_kernel[] = {
+    CAP(KVM_CAP_IRQCHIP),
+};
+#else
 static const struct kvm_cap_need caps_common[] = {
     CAP(KVM_CAP_USER_MEMORY),  CAP(KVM_CAP_IMMEDIATE_EXIT), CAP(KVM_CAP_IRQ_ROUTING),
     CAP(KVM_CAP_IRQFD),        CAP(KVM_CAP_IOEVENTFD),      CAP(KVM_CAP_EXT_CPUID),
@@ -63,6 +78,7 @@ static const struct kvm_cap_need caps_kernel[] = {
     CAP(KVM_CAP_PIT2),
     CAP(KVM_CAP_IRQ_INJECT_STATUS),
 };
+#endif
 
 static int check_list(int fd, const struct kvm_cap_need *caps, unsigned n)
 {

@@ -28,11 +28,7 @@ int vmm_vcpu_create(struct vmm_vm *vm, unsigned index, struct vmm_vcpu **out)
     pthread_mutex_unlock(&vm->lock);
     if (busy)
         return -EBUSY;
-    int r = vmm_vm_fetch_supported_cpuid(vm);
-    if (r < 0) {
-        vmm_log_error("KVM_GET_SUPPORTED_CPUID: %s", vmm_strerror(r));
-        return r;
-    }
+    int r;
     if (vm->nr_vcpus == vm->vcpu_cap) {
         unsigned cap = vm->vcpu_cap ? vm->vcpu_cap * 2 : 4;
         struct vmm_vcpu **v = realloc(vm->vcpus, cap * sizeof(*v));
@@ -61,11 +57,9 @@ int vmm_vcpu_create(struct vmm_vm *vm, unsigned index, struct vmm_vcpu **out)
         r = -errno;
         goto fail;
     }
-    vcpu->cpuid = calloc(MAX_CPUID_ENTRIES, sizeof(*vcpu->cpuid));
-    if (!vcpu->cpuid) {
-        r = -ENOMEM;
+    r = vmm_arch_vcpu_init(vcpu);
+    if (r < 0)
         goto fail;
-    }
     if (vm->stats_on) {
         r = vmm_vcpu_stats_reset(vcpu);
         if (r < 0)
@@ -140,8 +134,7 @@ static void vcpu_end_run(struct vmm_vcpu *vcpu, enum vmm_exit_reason reason, int
                          const char *fmt, ...)
 {
     struct vmm_vm *vm = vcpu->vm;
-    struct kvm_regs regs;
-    uint64_t rip = vmm_vcpu_get_regs(vcpu, &regs) == 0 ? regs.rip : 0;
+    uint64_t rip = vmm_arch_vcpu_pc(vcpu);
     char detail[sizeof(vm->exit.detail)];
     va_list ap;
     va_start(ap, fmt);
@@ -359,10 +352,12 @@ static inline __attribute__((always_inline)) int vcpu_step(struct vmm_vcpu *vcpu
         return step_io(vcpu, rec, why);
     case KVM_EXIT_MMIO:
         return step_mmio(vcpu, rec, why);
+#ifdef __x86_64__
     case KVM_EXIT_IOAPIC_EOI:
         if (vcpu->vm->ioapic)
             vmm_ioapic_eoi(vcpu->vm->ioapic, run->eoi.vector);
         return 0;
+#endif
     case KVM_EXIT_INTR:
         return 0;
     default:

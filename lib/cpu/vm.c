@@ -72,7 +72,11 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
     r = vmm_kvm_check_caps(vm->kvm_fd, -1, vm->cfg.irqchip);
     if (r < 0)
         goto fail;
-    r = vmm_kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, (void *)0);
+    unsigned long vm_type;
+    r = vmm_arch_vm_type(vm->kvm_fd, &vm_type);
+    if (r < 0)
+        goto fail;
+    r = vmm_kvm_ioctl(vm->kvm_fd, KVM_CREATE_VM, (void *)vm_type);
     if (r < 0) {
         vmm_log_error("KVM_CREATE_VM: %s", vmm_strerror(r));
         goto fail;
@@ -286,6 +290,9 @@ int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
 {
     if (!vmm_vm_gsi_routable(vm, gsi) || fd < 0)
         return -EINVAL;
+    int r = vmm_arch_irqfd_prepare(vm);
+    if (r < 0)
+        return r;
     struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
     if (resample_fd >= 0) {
         /* Resampling needs KVM's own IOAPIC to see the EOI. */
@@ -503,6 +510,9 @@ static void *loop_thread_main(void *arg)
 
 int vmm_vm_set_seccomp(struct vmm_vm *vm, const struct vmm_seccomp_config *cfg)
 {
+#if defined(__aarch64__)
+    return -ENOTSUP; /* the allowlists are x86's (lib/seccomp) */
+#endif
     struct vmm_seccomp_config c = VMM_INIT(struct vmm_seccomp_config);
     if (cfg &&
         (VMM_ABI_COPY_IN(&c, cfg) < 0 || (unsigned)c.action > VMM_SECCOMP_LOG ||
@@ -682,44 +692,6 @@ int vmm_vm_dirty_log_stop(struct vmm_vm *vm, unsigned region)
     vm->slot_dirty_log[region] = false;
     vm->snap_base_valid = false;
     return vmm_memory_dirty_track(vm->mem, region, false);
-}
-
-/* KVM_GET_SUPPORTED_CPUID costs a third of a millisecond and gives the same
- * answer for every VM of a /dev/kvm, so one copy serves the process. */
-static pthread_mutex_t supported_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct kvm_cpuid2 *supported_cache;
-static char supported_path[256];
-
-int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
-{
-    if (vm->supported_cpuid)
-        return 0;
-    pthread_mutex_lock(&supported_lock);
-    int r = 0;
-    if (!supported_cache || strcmp(supported_path, vm->cfg.kvm_path) != 0) {
-        struct kvm_cpuid2 *c;
-        r = vmm_arch_fetch_supported_cpuid(vm->kvm_fd, &c);
-        if (r == 0 && strlen(vm->cfg.kvm_path) < sizeof(supported_path)) {
-            free(supported_cache);
-            supported_cache = c;
-            snprintf(supported_path, sizeof(supported_path), "%s", vm->cfg.kvm_path);
-        } else if (r == 0) {
-            vm->supported_cpuid = c; /* path too long to cache: keep it per VM */
-            pthread_mutex_unlock(&supported_lock);
-            return 0;
-        }
-    }
-    if (r == 0) {
-        size_t size =
-            sizeof(*supported_cache) + supported_cache->nent * sizeof(supported_cache->entries[0]);
-        vm->supported_cpuid = malloc(size);
-        if (vm->supported_cpuid)
-            memcpy(vm->supported_cpuid, supported_cache, size);
-        else
-            r = -ENOMEM;
-    }
-    pthread_mutex_unlock(&supported_lock);
-    return r;
 }
 
 const char *vmm_exit_reason_name(enum vmm_exit_reason reason)

@@ -9,6 +9,25 @@
 #include "../arch.h"
 #include "../cpu_internal.h"
 
+/* Every vCPU gets a CPUID table, built from what KVM supports (fetched once
+ * per VM) and applied before it first runs. */
+int vmm_arch_vcpu_init(struct vmm_vcpu *vcpu)
+{
+    int r = vmm_vm_fetch_supported_cpuid(vcpu->vm);
+    if (r < 0) {
+        vmm_log_error("KVM_GET_SUPPORTED_CPUID: %s", vmm_strerror(r));
+        return r;
+    }
+    vcpu->cpuid = calloc(MAX_CPUID_ENTRIES, sizeof(*vcpu->cpuid));
+    return vcpu->cpuid ? 0 : -ENOMEM;
+}
+
+uint64_t vmm_arch_vcpu_pc(struct vmm_vcpu *vcpu)
+{
+    struct kvm_regs regs;
+    return vmm_vcpu_get_regs(vcpu, &regs) == 0 ? regs.rip : 0;
+}
+
 /* ---- register state ---- */
 
 int vmm_vcpu_get_regs(struct vmm_vcpu *vcpu, struct kvm_regs *regs)

@@ -3,12 +3,26 @@
  * irqchip with PIT, or split irqchip with the library's IOAPIC), interrupt
  * lines, and the CPUID KVM supports. */
 #include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/ioctl.h>
 
 #include "../arch.h"
 #include "../cpu_internal.h"
 #include "snapshot/snapshot_internal.h"
+
+int vmm_arch_vm_type(int kvm_fd, unsigned long *type)
+{
+    *type = 0;
+    return 0;
+}
+
+int vmm_arch_irqfd_prepare(struct vmm_vm *vm)
+{
+    return 0;
+}
 
 int vmm_arch_vm_init(struct vmm_vm *vm)
 {
@@ -91,4 +105,42 @@ int vmm_arch_fetch_supported_cpuid(int kvm_fd, struct kvm_cpuid2 **out)
         if (r != -E2BIG || n >= 4096)
             return r;
     }
+}
+
+/* KVM_GET_SUPPORTED_CPUID costs a third of a millisecond and gives the same
+ * answer for every VM of a /dev/kvm, so one copy serves the process. */
+static pthread_mutex_t supported_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct kvm_cpuid2 *supported_cache;
+static char supported_path[256];
+
+int vmm_vm_fetch_supported_cpuid(struct vmm_vm *vm)
+{
+    if (vm->supported_cpuid)
+        return 0;
+    pthread_mutex_lock(&supported_lock);
+    int r = 0;
+    if (!supported_cache || strcmp(supported_path, vm->cfg.kvm_path) != 0) {
+        struct kvm_cpuid2 *c;
+        r = vmm_arch_fetch_supported_cpuid(vm->kvm_fd, &c);
+        if (r == 0 && strlen(vm->cfg.kvm_path) < sizeof(supported_path)) {
+            free(supported_cache);
+            supported_cache = c;
+            snprintf(supported_path, sizeof(supported_path), "%s", vm->cfg.kvm_path);
+        } else if (r == 0) {
+            vm->supported_cpuid = c; /* path too long to cache: keep it per VM */
+            pthread_mutex_unlock(&supported_lock);
+            return 0;
+        }
+    }
+    if (r == 0) {
+        size_t size =
+            sizeof(*supported_cache) + supported_cache->nent * sizeof(supported_cache->entries[0]);
+        vm->supported_cpuid = malloc(size);
+        if (vm->supported_cpuid)
+            memcpy(vm->supported_cpuid, supported_cache, size);
+        else
+            r = -ENOMEM;
+    }
+    pthread_mutex_unlock(&supported_lock);
+    return r;
 }
