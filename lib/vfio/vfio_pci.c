@@ -58,7 +58,8 @@ struct vfio_pci {
     int intx_fd;       /* INTx trigger (-1: no INTx) */
     int intx_resample; /* KVM's resample fd, VFIO's unmask */
     unsigned intx_gsi;
-    uint8_t pm[8]; /* the power management capability's body */
+    uint8_t pm[8];    /* the power management capability's body */
+    uint64_t trapped; /* BAR accesses forwarded (atomic) */
     struct vmm_log_limit log;
 };
 
@@ -67,6 +68,7 @@ struct vfio_pci {
 static void bar_read(void *opaque, unsigned bar, uint64_t offset, void *data, uint32_t len)
 {
     struct vfio_pci *p = opaque;
+    __atomic_fetch_add(&p->trapped, 1, __ATOMIC_RELAXED);
     if (bar >= VMM_PCI_MAX_BARS || offset + len > p->bars[bar].size ||
         pread(p->d->fd, data, len, (off_t)(p->bars[bar].fd_offset + offset)) != (ssize_t)len) {
         memset(data, 0xff, len);
@@ -78,6 +80,7 @@ static void bar_read(void *opaque, unsigned bar, uint64_t offset, void *data, ui
 static void bar_write(void *opaque, unsigned bar, uint64_t offset, const void *data, uint32_t len)
 {
     struct vfio_pci *p = opaque;
+    __atomic_fetch_add(&p->trapped, 1, __ATOMIC_RELAXED);
     if (bar >= VMM_PCI_MAX_BARS || offset + len > p->bars[bar].size ||
         pwrite(p->d->fd, data, len, (off_t)(p->bars[bar].fd_offset + offset)) != (ssize_t)len)
         vmm_log_limited(&p->log, LOG_BUDGET, "%s: BAR %u write at 0x%" PRIx64 " failed", p->name,
@@ -321,6 +324,8 @@ static void irq_mode(void *opaque, unsigned mode, unsigned vectors)
 static void destroy(void *opaque)
 {
     struct vfio_pci *p = opaque;
+    if (p->pdev)
+        vmm_log_debug("%s: %" PRIu64 " BAR accesses trapped and forwarded", p->name, p->trapped);
     if (p->irq_index >= 0)
         (void)set_irqs(p, (unsigned)p->irq_index, VFIO_IRQ_SET_ACTION_TRIGGER, NULL, 0);
     if (p->intx_fd >= 0) {

@@ -137,6 +137,9 @@ int guest_main(unsigned cpu, unsigned ncpus)
     printf("vfio-edu: slot %u BAR0 0x%x id 0x%x\n", slot, (unsigned)bar, id);
     if (id != EDU_ID)
         return FAIL_ID;
+    for (unsigned i = 0; i < 1000; i++) /* through the KVM slot: no exits */
+        if (mmio_read32(bar + EDU_REG_ID) != EDU_ID)
+            return FAIL_ID;
     mmio_write32(bar + EDU_REG_LIVE, 0x12345678u);
     if (mmio_read32(bar + EDU_REG_LIVE) != ~0x12345678u)
         return FAIL_LIVE;
