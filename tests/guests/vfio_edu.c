@@ -17,7 +17,8 @@
 #define EDU_VENDOR 0x1234
 #define EDU_DEVICE 0x11e8
 #define EDU_ID     0x010000edu
-#define MSI_VECTOR 0x54
+#define MSI_VECTOR  0x54
+#define INTX_VECTOR 0x55
 
 /* edu's registers (QEMU docs/specs/edu.rst). */
 #define EDU_REG_ID     0x00
@@ -46,9 +47,11 @@ enum {
     FAIL_HOSTILE_BAR = 10,
     FAIL_HOSTILE_DECODE = 11,
     FAIL_AFTER = 12,
+    FAIL_INTX = 13,
 };
 
-static volatile unsigned irqs;
+static volatile unsigned irqs, intx_irqs;
+static uint64_t edu_bar;
 static uint8_t dma_src[DMA_LEN] __attribute__((aligned(64)));
 static uint8_t dma_dst[DMA_LEN] __attribute__((aligned(64)));
 
@@ -69,6 +72,26 @@ __attribute__((interrupt)) static void msi_isr(struct interrupt_frame *f)
     (void)f;
     irqs++;
     lapic_eoi();
+}
+
+/* A level-triggered line: edu keeps it up until acknowledged, so the
+ * handler acknowledges before the EOI (which has VFIO unmask it). */
+__attribute__((interrupt)) static void intx_isr(struct interrupt_frame *f)
+{
+    (void)f;
+    intx_irqs++;
+    uint32_t isr = mmio_read32(edu_bar + EDU_REG_ISR);
+    mmio_write32(edu_bar + EDU_REG_ACK, isr);
+    lapic_eoi();
+}
+
+/* Wait until intx_irqs reaches want, as wait_irqs. */
+static int wait_intx(unsigned want)
+{
+    unsigned start = vdrv_ticks();
+    while (intx_irqs < want && vdrv_ticks() - start < 64)
+        cpu_sti_hlt_cli();
+    return intx_irqs >= want ? 0 : -1;
 }
 
 /* Wait until irqs reaches want, or ticks timer ticks (about 160 ms each). */
@@ -132,6 +155,7 @@ int guest_main(unsigned cpu, unsigned ncpus)
         return FAIL_FIND;
     uint32_t bar0 = cfg_read32(slot, 0x10);
     uint64_t bar = bar0 & ~0xfu;
+    edu_bar = bar;
     cfg_write32(slot, 0x04, 0x6); /* memory decoding, bus mastering */
     uint32_t id = mmio_read32(bar + EDU_REG_ID);
     printf("vfio-edu: slot %u BAR0 0x%x id 0x%x\n", slot, (unsigned)bar, id);
@@ -179,6 +203,22 @@ int guest_main(unsigned cpu, unsigned ncpus)
     if (memcmp(dma_src, dma_dst, DMA_LEN) != 0)
         return FAIL_DMA_DATA;
     printf("vfio-edu: dma ok (%u bytes there and back, msi %u)\n", DMA_LEN, irqs);
+
+    /* INTx, where vmm-run gives the function one (--irqchip kernel): MSI
+     * off, the line routed level-triggered through the IOAPIC; twice, so
+     * the line must have been unmasked after the first EOI. */
+    uint32_t line = cfg_read32(slot, 0x3c);
+    if ((line >> 8) & 0xff) {
+        unsigned gsi = line & 0xff;
+        idt_set_handler(INTX_VECTOR, intx_isr);
+        cfg_write32(slot, cap, cfg_read32(slot, cap) & ~(1u << 16));
+        ioapic_set_redir(gsi, INTX_VECTOR | IOAPIC_REDIR_LEVEL, (uint8_t)lapic_id());
+        if (factorial(bar, 6) != 720u || wait_intx(1) < 0 || factorial(bar, 7) != 5040u ||
+            wait_intx(2) < 0)
+            return FAIL_INTX;
+        ioapic_set_redir(gsi, IOAPIC_REDIR_MASKED, 0);
+        printf("vfio-edu: intx %u on GSI %u\n", intx_irqs, gsi);
+    }
 
     /* Hostile: an MSI address that is no local APIC's, and more vectors
      * than the device has (Multiple Message Enable 32). Nothing may

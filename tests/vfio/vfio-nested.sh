@@ -16,7 +16,7 @@
 # onto RAM and around the window, decoding off) and checks edu still answers; vmm-run refuses a
 # malformed address and a device on its host driver in one line each. The guest's BAR accesses
 # (1000 ID reads among them) all go through the KVM memory slot: vmm-run's debug log must count no
-# trapped access.
+# trapped access. A second run with --irqchip kernel also takes edu's INTx (a resample irqfd), twice.
 # usage: vfio-nested.sh VFIO_PROBE WORK_DIR VMM_RUN VFIO_EDU_ELF
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -45,6 +45,8 @@ echo "driver $(basename "$(readlink "/sys/bus/pci/devices/$edu/driver")")"
 echo "probe status $?"
 "$2" --kernel "$3" --vfio "$edu" -vv
 echo "vmm-run status $?"
+"$2" --kernel "$3" --vfio "$edu" --irqchip kernel
+echo "vmm-run kernel irqchip status $?"
 "$2" --kernel "$3" --vfio 00:99.9
 echo "vmm-run bad address status $?"
 "$2" --kernel "$3" --vfio "$other"
@@ -86,6 +88,8 @@ check "guest: all steps, edu fine afterwards" "^vfio-edu ok: "
 check "vmm-run --vfio ran the guest to the end" "^vmm-run status 0$"
 check "every BAR access of the guest went through the mapping (none trapped)" \
     "^vmm-run: debug: vfio [0-9a-f:.]+: 0 BAR accesses trapped and forwarded$"
+check "INTx through a resample irqfd (--irqchip kernel), twice" "^vfio-edu: intx 2 on GSI [0-9]+$"
+check "vmm-run --vfio --irqchip kernel ran the guest to the end" "^vmm-run kernel irqchip status 0$"
 check "vmm-run refuses a malformed address" "^vmm-run bad address status 1$"
 check "... in one line" "^vmm-run: --vfio 00:99.9: cannot open the device: "
 check "vmm-run refuses a device on its host driver" "^vmm-run host driver status 1$"
