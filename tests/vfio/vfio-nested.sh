@@ -17,21 +17,25 @@
 # malformed address and a device on its host driver in one line each. The guest's BAR accesses
 # (1000 ID reads among them) all go through the KVM memory slot: vmm-run's debug log must count no
 # trapped access. A second run with --irqchip kernel also takes edu's INTx (a resample irqfd), twice.
-# usage: vfio-nested.sh VFIO_PROBE WORK_DIR VMM_RUN VFIO_EDU_ELF
+# A third run passes edu and an e1000e through together (one container, two groups) to the
+# vfio_e1000e guest for MSI-X: the table emulated in a trapped page, a vector raised by the NIC,
+# hostile table and PBA writes.
+# usage: vfio-nested.sh VFIO_PROBE WORK_DIR VMM_RUN VFIO_EDU_ELF VFIO_E1000E_ELF
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-probe=$1 work=$2 vmm_run=$3 guest=$4
+probe=$1 work=$2 vmm_run=$3 guest=$4 guest_msix=$5
 mkdir -p "$work"
 
 # shellcheck disable=SC2016 # expanded by the shell in level 1
 inner='
 set -u
 for m in vfio vfio_iommu_type1 vfio-pci; do modprobe "$m" || { echo "cannot load $m"; exit 3; }; done
-edu="" other=""
+edu="" other="" nic=""
 for d in /sys/bus/pci/devices/*; do
     id="$(cat "$d/vendor"):$(cat "$d/device")"
     case "$id" in
     0x1234:0x11e8) edu=${d##*/} ;;
+    0x8086:0x10d3) nic=${d##*/} ;;
     0x1af4:*) [ -e "$d/driver" ] && [ -z "$other" ] && other=${d##*/} ;;
     esac
 done
@@ -41,12 +45,19 @@ echo vfio-pci >"/sys/bus/pci/devices/$edu/driver_override"
 [ -e "/sys/bus/pci/devices/$edu/driver" ] && echo "$edu" >"/sys/bus/pci/devices/$edu/driver/unbind"
 echo "$edu" >/sys/bus/pci/drivers_probe
 echo "driver $(basename "$(readlink "/sys/bus/pci/devices/$edu/driver")")"
+if [ -n "$nic" ]; then
+    echo vfio-pci >"/sys/bus/pci/devices/$nic/driver_override"
+    [ -e "/sys/bus/pci/devices/$nic/driver" ] && echo "$nic" >"/sys/bus/pci/devices/$nic/driver/unbind"
+    echo "$nic" >/sys/bus/pci/drivers_probe
+fi
 "$1" "$edu" "$other"
 echo "probe status $?"
 "$2" --kernel "$3" --vfio "$edu" -vv
 echo "vmm-run status $?"
 "$2" --kernel "$3" --vfio "$edu" --irqchip kernel
 echo "vmm-run kernel irqchip status $?"
+"$2" --kernel "$4" --vfio "$edu" --vfio "$nic"
+echo "vmm-run msi-x status $?"
 "$2" --kernel "$3" --vfio 00:99.9
 echo "vmm-run bad address status $?"
 "$2" --kernel "$3" --vfio "$other"
@@ -54,7 +65,8 @@ echo "vmm-run host driver status $?"
 '
 out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 300 \
     --qemu-arg -device --qemu-arg intel-iommu,intremap=on --qemu-arg -device --qemu-arg edu \
-    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" 2>&1)
+    --qemu-arg -netdev --qemu-arg hubport,id=n1,hubid=1 --qemu-arg -device --qemu-arg e1000e,netdev=n1 \
+    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" "$guest_msix" 2>&1)
 rc=$?
 echo "$out"
 [ "$rc" = 77 ] && exit 77
@@ -90,6 +102,11 @@ check "every BAR access of the guest went through the mapping (none trapped)" \
     "^vmm-run: debug: vfio [0-9a-f:.]+: 0 BAR accesses trapped and forwarded$"
 check "INTx through a resample irqfd (--irqchip kernel), twice" "^vfio-edu: intx 2 on GSI [0-9]+$"
 check "vmm-run --vfio --irqchip kernel ran the guest to the end" "^vmm-run kernel irqchip status 0$"
+check "MSI-X: e1000e's table found" "^vfio-e1000e: slot [0-9]+, 5 MSI-X vectors, table BAR 3\+0x0, PBA BAR 3\+0x2000$"
+check "MSI-X: the NIC's vector arrives" "^vfio-e1000e: msi-x 1$"
+check "MSI-X: hostile table and PBA writes refused" "^vfio-e1000e: hostile table writes refused$"
+check "MSI-X: the vector works afterwards" "^vfio-e1000e ok: 2 msi-x"
+check "vmm-run with two devices passed through ran to the end" "^vmm-run msi-x status 0$"
 check "vmm-run refuses a malformed address" "^vmm-run bad address status 1$"
 check "... in one line" "^vmm-run: --vfio 00:99.9: cannot open the device: "
 check "vmm-run refuses a device on its host driver" "^vmm-run host driver status 1$"
