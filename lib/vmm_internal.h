@@ -172,6 +172,11 @@ void vmm_vm_device_slot_clear(struct vmm_vm *vm, unsigned slot);
  * VMM_VM_MAX_LISTENERS); remove forgets the fn/opaque pair. Not while vCPUs
  * run.
  */
+/* lib/cpu/vm.c: forget a vmm_vm_add_cleanup registration (the last one of
+ * fn/opaque), for a component that goes before its VM. Not during
+ * vmm_vm_destroy. */
+void vmm_vm_remove_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque);
+
 #define VMM_VM_MAX_LISTENERS 8
 int vmm_vm_add_memory_listener(struct vmm_vm *vm, int (*fn)(void *opaque, unsigned region),
                                void *opaque);

@@ -72,8 +72,10 @@ VMM_API void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *c);
  * it, and every group opened later (KVM then knows the devices can do DMA:
  * coherency and no-snoop handling). From then on, when the container maps
  * the VM's own memory (vmm_vm_memory), regions vmm_vm_add_memory adds are
- * DMA-mapped too (a failure there fails that vmm_vm_add_memory). The VM
- * must outlive the container.
+ * DMA-mapped too (a failure there fails that vmm_vm_add_memory). Either
+ * may go first: a VM destroyed before the container is let go of (and its
+ * memory unmapped from the container) on the way; a container with
+ * devices on the VM's PCI bus (vmm_vfio_pci_add) must outlive the VM.
  * Returns 0, -EINVAL, -EBUSY (already attached) or a -errno from KVM.
  */
 VMM_API VMM_MUST_USE int vmm_vfio_container_attach_vm(struct vmm_vfio_container *c,

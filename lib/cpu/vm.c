@@ -448,6 +448,18 @@ int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque
     return 0;
 }
 
+void vmm_vm_remove_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque)
+{
+    for (unsigned i = vm->nr_cleanups; i-- > 0;) {
+        if (vm->cleanups[i].fn == fn && vm->cleanups[i].opaque == opaque) {
+            memmove(&vm->cleanups[i], &vm->cleanups[i + 1],
+                    (vm->nr_cleanups - i - 1) * sizeof(vm->cleanups[0]));
+            vm->nr_cleanups--;
+            return;
+        }
+    }
+}
+
 /* ---- run state ---- */
 
 void vmm_vm_kick_all(struct vmm_vm *vm)

@@ -150,6 +150,7 @@ int vmm_vfio_locate(const char *root, const char *address, struct vfio_location 
 /* ---- the container ---- */
 
 static int memory_added(void *opaque, unsigned region);
+static void vm_gone(void *opaque);
 
 int vmm_vfio_container_open(const struct vmm_vfio_config *cfg, struct vmm_vfio_container **out)
 {
@@ -202,8 +203,10 @@ void vmm_vfio_container_close(struct vmm_vfio_container *v)
     if (v->nr_devices)
         vmm_log_warn("vfio: container closed with %u devices open", v->nr_devices);
     vmm_vfio_container_unmap_memory(v);
-    if (v->vm)
+    if (v->vm) {
         vmm_vm_remove_memory_listener(v->vm, memory_added, v);
+        vmm_vm_remove_cleanup(v->vm, vm_gone, v);
+    }
     if (v->kvm_dev_fd >= 0)
         close(v->kvm_dev_fd);
     for (unsigned i = 0; i < v->nr_groups; i++)
@@ -552,6 +555,19 @@ static int memory_added(void *opaque, unsigned region)
 
 /* ---- KVM ---- */
 
+/* The attached VM is being destroyed: let go of it (its KVM VFIO device
+ * goes with it). The container stays usable for closing its devices. */
+static void vm_gone(void *opaque)
+{
+    struct vmm_vfio_container *v = opaque;
+    vmm_vm_remove_memory_listener(v->vm, memory_added, v);
+    if (v->maps && v->mapped == vmm_vm_memory(v->vm)) /* it goes next: no DMA there */
+        vmm_vfio_container_unmap_memory(v);
+    close(v->kvm_dev_fd);
+    v->kvm_dev_fd = -1;
+    v->vm = NULL;
+}
+
 int vmm_vfio_container_attach_vm(struct vmm_vfio_container *v, struct vmm_vm *vm)
 {
     if (!v || !vm)
@@ -566,10 +582,13 @@ int vmm_vfio_container_attach_vm(struct vmm_vfio_container *v, struct vmm_vm *vm
     }
     v->kvm_dev_fd = (int)cd.fd;
     v->vm = vm;
-    for (unsigned i = 0; i <= v->nr_groups; i++) {
-        int r = i < v->nr_groups ? kvm_add_group(v, &v->groups[i])
-                                 : vmm_vm_add_memory_listener(vm, memory_added, v);
+    for (unsigned i = 0; i <= v->nr_groups + 1; i++) {
+        int r = i < v->nr_groups    ? kvm_add_group(v, &v->groups[i])
+                : i == v->nr_groups ? vmm_vm_add_memory_listener(vm, memory_added, v)
+                                    : vmm_vm_add_cleanup(vm, vm_gone, v);
         if (r < 0) {
+            if (i > v->nr_groups)
+                vmm_vm_remove_memory_listener(vm, memory_added, v);
             close(v->kvm_dev_fd);
             v->kvm_dev_fd = -1;
             v->vm = NULL;
