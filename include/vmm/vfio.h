@@ -157,8 +157,10 @@ VMM_API int vmm_vfio_device_region_write(struct vmm_vfio_device *d, unsigned ind
  * on the slot's line). DMA goes to guest memory the container maps
  * (vmm_vfio_container_map_memory of the VM's memory, which attach_vm then
  * keeps following vmm_vm_add_memory). d belongs to this call whatever it
- * returns: the bus closes it (resetting the device) when the function is
- * destroyed with the VM, or at once on failure. Before the guest runs.
+ * returns: closed (the device reset) when the function is destroyed with
+ * the VM, or at once when the function could not be added; a failure
+ * after that (wiring its interrupts) leaves it on the bus, without them,
+ * until the VM goes. Before the guest runs.
  * Returns 0, -EINVAL (NULL, or a bus without a VM), -ENOTSUP (a bridge),
  * -ENOSPC (no slot or window room: see vmm_pci_add_device) or a -errno.
  * out may be NULL.

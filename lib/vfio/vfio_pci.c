@@ -226,19 +226,19 @@ static int bars_init(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_devi
             pieces_cut(b, msix_table & ~(PAGE - 1), (tend + PAGE - 1) & ~(PAGE - 1));
             pieces_cut(b, msix_pba & ~(PAGE - 1), (pend + PAGE - 1) & ~(PAGE - 1));
         }
+        unsigned kept = 0;
         for (unsigned k = 0; k < b->nr_pieces; k++) {
-            struct piece *pc = &b->pieces[k];
-            void *m = mmap(NULL, pc->len, PROT_READ | PROT_WRITE, MAP_SHARED, p->d->fd,
-                           (off_t)(ri.offset + pc->off));
-            if (m == MAP_FAILED) {
+            struct piece pc = b->pieces[k];
+            pc.host = mmap(NULL, pc.len, PROT_READ | PROT_WRITE, MAP_SHARED, p->d->fd,
+                           (off_t)(ri.offset + pc.off));
+            if (pc.host == MAP_FAILED)
                 vmm_log_warn("%s: BAR %u [0x%" PRIx64 ", +0x%" PRIx64 ") cannot be mapped (%s): "
                              "trapped instead",
-                             p->name, i, pc->off, pc->len, vmm_strerror(-errno));
-                b->pieces[k--] = b->pieces[--b->nr_pieces];
-                continue;
-            }
-            pc->host = m;
+                             p->name, i, pc.off, pc.len, vmm_strerror(-errno));
+            else
+                b->pieces[kept++] = pc;
         }
+        b->nr_pieces = kept;
         if (bar->flags & VMM_PCI_BAR_MEM64)
             i++;
     }
@@ -364,11 +364,11 @@ static unsigned irq_count(struct vfio_pci *p, unsigned index)
 
 /* Walk the device's capabilities: MSI and MSI-X (to emulate) and power
  * management (shown read-only); the rest stay hidden. */
-static int caps_scan(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_device *dv,
-                     struct vmm_pci_cap *pm, unsigned *msix_bar, uint64_t *table, uint64_t *pba)
+static void caps_scan(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_device *dv,
+                      struct vmm_pci_cap *pm, unsigned *msix_bar, uint64_t *table, uint64_t *pba)
 {
     if (!(cfg[0x06] & 0x10))
-        return 0;
+        return;
     unsigned off = cfg[0x34] & 0xfc;
     for (unsigned hops = 0; off >= 0x40 && off <= CFG_SIZE - 12 && hops < 48; hops++) {
         uint8_t id = cfg[off];
@@ -401,7 +401,6 @@ static int caps_scan(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_devi
         }
         off = cfg[off + 1] & 0xfc;
     }
-    return 0;
 }
 
 static int intx_init(struct vfio_pci *p, const uint8_t *cfg)
@@ -474,14 +473,13 @@ int vmm_vfio_pci_add(struct vmm_vfio_device *d, struct vmm_pci_bus *bus, struct 
         .name = p->name,
         .caps = &pm,
     };
-    r = caps_scan(p, cfg, &dv, &pm, &msix_bar, &table, &pba);
+    caps_scan(p, cfg, &dv, &pm, &msix_bar, &table, &pba);
     p->msix_vectors = dv.msix_vectors;
     p->msi_vectors = dv.msi_vectors;
     dv.msix_bar = msix_bar;
     dv.msix_table_offset = table;
     dv.msix_pba_offset = pba;
-    if (r == 0)
-        r = bars_init(p, cfg, &dv, msix_bar, table, pba);
+    r = bars_init(p, cfg, &dv, msix_bar, table, pba);
     if (r == 0)
         r = intx_init(p, cfg);
     if (r < 0) {
