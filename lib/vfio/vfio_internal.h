@@ -70,6 +70,24 @@ struct vmm_vfio_device {
     struct vfio_device_info info;
 };
 
+/* A range of a BAR. */
+struct vfio_range {
+    uint64_t off, len;
+};
+
+#define VFIO_MAX_PIECES 8 /* mapped pieces of one BAR; the rest is trapped */
+
+/*
+ * lib/vfio/vfio_pci.c: the pieces of a BAR of size bytes to map into the
+ * guest: areas (VFIO's sparse-mmap list; NULL: the whole BAR) clipped to
+ * the BAR and shrunk to whole pages, minus every page that meets one of
+ * the holes (the MSI-X table and PBA; len 0: none). At most
+ * VFIO_MAX_PIECES, in order; returns how many.
+ */
+unsigned vmm_vfio_bar_pieces(uint64_t size, const struct vfio_range *areas, unsigned nr_areas,
+                             const struct vfio_range *holes, unsigned nr_holes,
+                             struct vfio_range out[VFIO_MAX_PIECES]);
+
 /* lib/vfio/vfio.c: VFIO_DEVICE_GET_REGION_INFO of region index into *ri
  * (0, -EINVAL past the last region, or -errno). */
 int vmm_vfio_region_info(struct vmm_vfio_device *d, unsigned index, struct vfio_region_info *ri);

@@ -23,7 +23,6 @@
 #include "vmm_internal.h"
 
 #define CFG_SIZE    256
-#define MAX_PIECES  8 /* mappable pieces of one BAR */
 #define CAP_ID_PM   0x01
 #define CAP_ID_MSI  0x05
 #define CAP_ID_MSIX 0x11
@@ -41,7 +40,7 @@ struct piece {
 struct vfio_bar {
     uint64_t size;
     uint64_t fd_offset; /* the region's offset in the device fd */
-    struct piece pieces[MAX_PIECES];
+    struct piece pieces[VFIO_MAX_PIECES];
     unsigned nr_pieces;
 };
 
@@ -117,38 +116,69 @@ static void bar_moved(void *opaque, unsigned bar, uint64_t addr)
     }
 }
 
-/* Cut [start, end) out of the pieces of b. */
-static void pieces_cut(struct vfio_bar *b, uint64_t start, uint64_t end)
+/* Cut [start, end) out of the n ranges of r (room for VFIO_MAX_PIECES);
+ * returns the new count. */
+static unsigned ranges_cut(struct vfio_range *r, unsigned n, uint64_t start, uint64_t end)
 {
-    struct piece out[MAX_PIECES];
-    unsigned n = 0;
-    for (unsigned i = 0; i < b->nr_pieces; i++) {
-        uint64_t s = b->pieces[i].off, e = s + b->pieces[i].len;
+    struct vfio_range out[VFIO_MAX_PIECES];
+    unsigned k = 0;
+    for (unsigned i = 0; i < n; i++) {
+        uint64_t s = r[i].off, e = s + r[i].len;
         if (e <= start || end <= s) {
-            out[n++] = b->pieces[i];
+            if (k < VFIO_MAX_PIECES)
+                out[k++] = r[i];
             continue;
         }
-        if (s < start && n < MAX_PIECES)
-            out[n++] = (struct piece){.off = s, .len = start - s};
-        if (end < e && n < MAX_PIECES)
-            out[n++] = (struct piece){.off = end, .len = e - end};
+        if (s < start && k < VFIO_MAX_PIECES)
+            out[k++] = (struct vfio_range){.off = s, .len = start - s};
+        if (end < e && k < VFIO_MAX_PIECES)
+            out[k++] = (struct vfio_range){.off = end, .len = e - end};
     }
-    memcpy(b->pieces, out, n * sizeof(out[0]));
-    b->nr_pieces = n;
+    memcpy(r, out, k * sizeof(out[0]));
+    return k;
 }
 
-/* Where BAR index of the device may be mmapped: the whole BAR, or the
- * areas VFIO's sparse-mmap capability lists, page-aligned inwards. */
-static int bar_areas(struct vfio_pci *p, unsigned index, const struct vfio_region_info *ri,
-                     struct vfio_bar *b)
+unsigned vmm_vfio_bar_pieces(uint64_t size, const struct vfio_range *areas, unsigned nr_areas,
+                             const struct vfio_range *holes, unsigned nr_holes,
+                             struct vfio_range out[VFIO_MAX_PIECES])
 {
-    b->nr_pieces = 0;
-    if (!(ri->flags & VFIO_REGION_INFO_FLAG_MMAP) || ri->size < PAGE)
-        return 0;
-    if (!(ri->flags & VFIO_REGION_INFO_FLAG_CAPS) || ri->argsz <= sizeof(*ri)) {
-        b->pieces[b->nr_pieces++] = (struct piece){.off = 0, .len = ri->size & ~(PAGE - 1)};
-        return 0;
+    const struct vfio_range whole = {.off = 0, .len = size};
+    unsigned n = 0;
+    if (!areas) {
+        areas = &whole;
+        nr_areas = 1;
     }
+    for (unsigned i = 0; i < nr_areas && n < VFIO_MAX_PIECES; i++) {
+        uint64_t s = areas[i].off, e = areas[i].off + areas[i].len;
+        if (s >= size || e < s)
+            continue;
+        if (e > size)
+            e = size;
+        s = (s + PAGE - 1) & ~(PAGE - 1);
+        e &= ~(PAGE - 1);
+        if (s < e)
+            out[n++] = (struct vfio_range){.off = s, .len = e - s};
+    }
+    for (unsigned i = 0; i < nr_holes; i++) {
+        if (!holes[i].len)
+            continue;
+        uint64_t end = holes[i].off + holes[i].len;
+        n = ranges_cut(out, n, holes[i].off & ~(PAGE - 1),
+                       end < holes[i].off ? UINT64_MAX : (end + PAGE - 1) & ~(PAGE - 1));
+    }
+    return n;
+}
+
+/* The areas of BAR index VFIO lets mmap: *whole (no sparse-mmap
+ * capability), else the capability's *nr areas (at most VFIO_MAX_PIECES).
+ * Returns 0 or -errno. */
+static int bar_areas(struct vfio_pci *p, unsigned index, const struct vfio_region_info *ri,
+                     struct vfio_range *areas, unsigned *nr, bool *whole)
+{
+    *nr = 0;
+    *whole = true;
+    if (!(ri->flags & VFIO_REGION_INFO_FLAG_CAPS) || ri->argsz <= sizeof(*ri))
+        return 0;
     if (ri->argsz > 65536)
         return -EIO;
     struct vfio_region_info *full = calloc(1, ri->argsz);
@@ -157,7 +187,6 @@ static int bar_areas(struct vfio_pci *p, unsigned index, const struct vfio_regio
     full->argsz = ri->argsz;
     full->index = index;
     int r = ioctl(p->d->fd, VFIO_DEVICE_GET_REGION_INFO, full) < 0 ? -errno : 0;
-    bool sparse = false;
     uint32_t off = full->cap_offset;
     for (unsigned hops = 0; r == 0 && off && hops < 16; hops++) {
         if (off < sizeof(*full) || off > full->argsz - sizeof(struct vfio_info_cap_header))
@@ -166,22 +195,16 @@ static int bar_areas(struct vfio_pci *p, unsigned index, const struct vfio_regio
         if (h->id == VFIO_REGION_INFO_CAP_SPARSE_MMAP &&
             off + sizeof(struct vfio_region_info_cap_sparse_mmap) <= full->argsz) {
             const struct vfio_region_info_cap_sparse_mmap *sm = (const void *)h;
-            sparse = true;
-            for (uint32_t i = 0; i < sm->nr_areas && b->nr_pieces < MAX_PIECES; i++) {
+            *whole = false;
+            for (uint32_t i = 0; i < sm->nr_areas && *nr < VFIO_MAX_PIECES; i++) {
                 if (off + sizeof(*sm) + (i + 1) * sizeof(sm->areas[0]) > full->argsz)
                     break;
-                uint64_t s = (sm->areas[i].offset + PAGE - 1) & ~(PAGE - 1);
-                uint64_t e = (sm->areas[i].offset + sm->areas[i].size) & ~(PAGE - 1);
-                if (e > ri->size)
-                    e = ri->size & ~(PAGE - 1);
-                if (s < e)
-                    b->pieces[b->nr_pieces++] = (struct piece){.off = s, .len = e - s};
+                areas[(*nr)++] =
+                    (struct vfio_range){.off = sm->areas[i].offset, .len = sm->areas[i].size};
             }
         }
         off = h->next;
     }
-    if (r == 0 && !sparse)
-        b->pieces[b->nr_pieces++] = (struct piece){.off = 0, .len = ri->size & ~(PAGE - 1)};
     free(full);
     return r;
 }
@@ -215,16 +238,24 @@ static int bars_init(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_devi
         struct vfio_bar *b = &p->bars[i];
         b->size = ri.size;
         b->fd_offset = ri.offset;
-        if (!(raw & 1)) {
-            r = bar_areas(p, VFIO_PCI_BAR0_REGION_INDEX + i, &ri, b);
+        if (!(raw & 1) && (ri.flags & VFIO_REGION_INFO_FLAG_MMAP)) {
+            struct vfio_range areas[VFIO_MAX_PIECES], pieces[VFIO_MAX_PIECES];
+            unsigned nr_areas;
+            bool whole;
+            r = bar_areas(p, VFIO_PCI_BAR0_REGION_INDEX + i, &ri, areas, &nr_areas, &whole);
             if (r < 0)
                 return r;
-        }
-        if (p->msix_vectors && i == msix_bar) {
-            uint64_t tend = msix_table + (uint64_t)p->msix_vectors * 16;
-            uint64_t pend = msix_pba + (p->msix_vectors + 63) / 64 * 8;
-            pieces_cut(b, msix_table & ~(PAGE - 1), (tend + PAGE - 1) & ~(PAGE - 1));
-            pieces_cut(b, msix_pba & ~(PAGE - 1), (pend + PAGE - 1) & ~(PAGE - 1));
+            /* The MSI-X table's and PBA's pages stay trapped (lib/pci). */
+            struct vfio_range holes[2] = {{0}, {0}};
+            if (p->msix_vectors && i == msix_bar) {
+                holes[0] = (struct vfio_range){msix_table, (uint64_t)p->msix_vectors * 16};
+                holes[1] = (struct vfio_range){msix_pba, (p->msix_vectors + 63) / 64 * 8};
+            }
+            unsigned n =
+                vmm_vfio_bar_pieces(ri.size, whole ? NULL : areas, nr_areas, holes, 2, pieces);
+            for (unsigned k = 0; k < n; k++)
+                b->pieces[k] = (struct piece){.off = pieces[k].off, .len = pieces[k].len};
+            b->nr_pieces = n;
         }
         unsigned kept = 0;
         for (unsigned k = 0; k < b->nr_pieces; k++) {
