@@ -54,6 +54,7 @@ struct vfio_pci {
     unsigned msix_vectors, msi_vectors;
     int *vector_fd;    /* MSI-X's then MSI's, the bus's irqfds */
     int irq_index;     /* the VFIO interrupt enabled now, or -1 */
+    bool irqs_off;     /* wiring them failed: the guest's choice is ignored */
     int intx_fd;       /* INTx trigger (-1: no INTx) */
     int intx_resample; /* KVM's resample fd, VFIO's unmask */
     unsigned intx_gsi;
@@ -331,6 +332,8 @@ static int intx_on(struct vfio_pci *p)
 static void irq_mode(void *opaque, unsigned mode, unsigned vectors)
 {
     struct vfio_pci *p = opaque;
+    if (p->irqs_off)
+        return;
     if (p->irq_index >= 0)
         (void)set_irqs(p, (unsigned)p->irq_index, VFIO_IRQ_SET_ACTION_TRIGGER, NULL, 0);
     p->irq_index = -1;
@@ -457,6 +460,33 @@ static int intx_init(struct vfio_pci *p, const uint8_t *cfg)
     return 0;
 }
 
+/* Once on the bus: the bus's irqfd of every vector for VFIO's MSI/MSI-X
+ * triggers, the INTx line's resample irqfd, INTx on (the mode a function
+ * starts in). */
+static int irqs_wire(struct vfio_pci *p)
+{
+    unsigned n = p->msix_vectors + p->msi_vectors;
+    p->vector_fd = calloc(n ? n : 1, sizeof(int));
+    if (!p->vector_fd)
+        return -ENOMEM;
+    for (unsigned v = 0; v < n; v++) {
+        int fd = vmm_pci_vector_eventfd(p->pdev, v < p->msix_vectors,
+                                        v < p->msix_vectors ? v : v - p->msix_vectors);
+        if (fd < 0)
+            return fd;
+        p->vector_fd[v] = fd;
+    }
+    if (p->intx_fd < 0)
+        return 0;
+    p->intx_gsi = vmm_pci_intx_gsi(p->pdev);
+    int r = vmm_vm_irqfd(p->vm, p->intx_fd, p->intx_gsi, p->intx_resample);
+    if (r == 0 && (r = intx_on(p)) == 0)
+        p->irq_index = VFIO_PCI_INTX_IRQ_INDEX;
+    if (r < 0)
+        vmm_log_error("%s: INTx through GSI %u: %s", p->name, p->intx_gsi, vmm_strerror(r));
+    return r;
+}
+
 int vmm_vfio_pci_add(struct vmm_vfio_device *d, struct vmm_pci_bus *bus, struct vmm_pci_dev **out)
 {
     struct vmm_vm *vm = bus ? vmm_pci_bus_vm(bus) : NULL;
@@ -525,26 +555,11 @@ int vmm_vfio_pci_add(struct vmm_vfio_device *d, struct vmm_pci_bus *bus, struct 
     /* From here on the bus owns p: a failure leaves the function on the
      * bus without interrupts, to go with the VM (the caller gives up). */
     p->pdev = pdev;
-    unsigned n = p->msix_vectors + p->msi_vectors;
-    p->vector_fd = calloc(n ? n : 1, sizeof(int));
-    if (!p->vector_fd)
-        return -ENOMEM;
-    for (unsigned v = 0; v < n; v++) {
-        int fd = vmm_pci_vector_eventfd(pdev, v < p->msix_vectors,
-                                        v < p->msix_vectors ? v : v - p->msix_vectors);
-        if (fd < 0)
-            return fd;
-        p->vector_fd[v] = fd;
-    }
-    if (p->intx_fd >= 0) {
-        p->intx_gsi = vmm_pci_intx_gsi(pdev);
-        r = vmm_vm_irqfd(vm, p->intx_fd, p->intx_gsi, p->intx_resample);
-        if (r == 0 && (r = intx_on(p)) == 0)
-            p->irq_index = VFIO_PCI_INTX_IRQ_INDEX;
-        if (r < 0) {
-            vmm_log_error("%s: INTx through GSI %u: %s", p->name, p->intx_gsi, vmm_strerror(r));
-            return r;
-        }
+    r = irqs_wire(p);
+    if (r < 0) {
+        /* On the bus without interrupts until the VM goes. */
+        p->irqs_off = true;
+        return r;
     }
     vmm_log_debug("%s: PCI function %02x.%x (MSI-X %u, MSI %u, INTx %s)", p->name,
                   vmm_pci_dev_bdf(pdev) >> 3, vmm_pci_dev_bdf(pdev) & 7, p->msix_vectors,
