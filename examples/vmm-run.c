@@ -38,6 +38,7 @@
 #define HIGH_RAM_BASE 0x100000000ull
 #define MAX_DISKS     8 /* --disk */
 #define MAX_NETS      4 /* --net */
+#define MAX_VFIO      4 /* --vfio */
 
 #define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -78,6 +79,9 @@ static const char usage[] =
     "                        'CONNECT <port>\\n'; guest connections to port P go to PATH_P\n"
     "      --vsock cid=N,vhost=on  the same with the kernel's vhost-vsock (/dev/vhost-vsock):\n"
     "                        the host side is AF_VSOCK sockets\n"
+    "      --vfio BDF        pass the host PCI device BDF (DDDD:BB:DD.F, bound to vfio-pci)\n"
+    "                        through to the guest on the PCI root complex (repeatable, up\n"
+    "                        to 4; INTx needs --irqchip kernel)\n"
     "      --irqchip MODEL   split (default) or kernel\n"
     "      --cpu-disable LIST  hide CPUID features, comma-separated (e.g. xsave,avx,kvmclock;\n"
     "                        --cpu-disable help lists them)\n"
@@ -276,6 +280,8 @@ struct options {
     int migrate_fd;             /* the connection a migrated VM comes over; -1: none */
     const char *stats;          /* --stats: "" for stderr, or a file */
     FILE *stats_out;
+    const char *vfio[MAX_VFIO]; /* --vfio, in order */
+    unsigned nr_vfio;
 };
 
 #define SECCOMP_OFF 0
@@ -607,15 +613,27 @@ static unsigned virtio_gsi(unsigned n)
     return gsis[n];
 }
 
+/* The VM's PCI root complex, made on first use (--transport pci, --vfio);
+ * run_vm forgets it with each VM. */
+static struct vmm_pci_bus *the_pci_bus;
+
+static struct vmm_pci_bus *pci_bus(struct vmm_vm *vm, struct vmm_machine *m)
+{
+    if (the_pci_bus)
+        return the_pci_bus;
+    int r = vmm_vm_add_pci(vm, NULL, &the_pci_bus);
+    if (r < 0 || (r = vmm_pci_add_to_machine(the_pci_bus, m)) < 0)
+        fail("cannot add the PCI root complex: %s", vmm_strerror(r));
+    return the_pci_bus;
+}
+
 /* --transport pci: a root complex, and each device as a virtio-pci function
  * in the order of the mmio slots. */
 static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
                                    struct vmm_machine *m)
 {
-    struct vmm_pci_bus *bus;
-    int r = vmm_vm_add_pci(vm, NULL, &bus);
-    if (r < 0 || (r = vmm_pci_add_to_machine(bus, m)) < 0)
-        fail("cannot add the PCI root complex: %s", vmm_strerror(r));
+    struct vmm_pci_bus *bus = pci_bus(vm, m);
+    int r;
     struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     if (o->virtio_console) {
         struct vmm_virtio_console_config con = VMM_INIT(
@@ -654,6 +672,38 @@ static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
             (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
             fail_vsock(&o->vsock_cfg, r);
     }
+}
+
+/* --vfio: one container for all the devices, guest memory DMA-mapped in
+ * it, each device a function on the root complex. The container outlives
+ * the VM (its devices close with it): the caller closes it after. */
+static struct vmm_vfio_container *add_vfio_devices(struct vmm_vm *vm, const struct options *o,
+                                                   struct vmm_machine *m)
+{
+    if (!o->nr_vfio)
+        return NULL;
+    struct vmm_pci_bus *bus = pci_bus(vm, m);
+    struct vmm_vfio_container *c;
+    struct vmm_vfio_device *d[MAX_VFIO];
+    char why[256] = "";
+    held_error = why; /* the library's reason, in the one line fail prints */
+    held_error_size = sizeof(why);
+    int r = vmm_vfio_container_open(NULL, &c);
+    if (r < 0)
+        fail("--vfio: cannot open VFIO: %s", why[0] ? why : vmm_strerror(r));
+    for (unsigned i = 0; i < o->nr_vfio; i++)
+        if ((r = vmm_vfio_device_open(c, o->vfio[i], &d[i])) < 0)
+            fail("--vfio %s: cannot open the device: %s", o->vfio[i],
+                 why[0] ? why : vmm_strerror(r));
+    if ((r = vmm_vfio_container_attach_vm(c, vm)) < 0 ||
+        (r = vmm_vfio_container_map_memory(c, vmm_vm_memory(vm))) < 0)
+        fail("--vfio: cannot give the devices guest memory: %s", why[0] ? why : vmm_strerror(r));
+    for (unsigned i = 0; i < o->nr_vfio; i++)
+        if ((r = vmm_vfio_pci_add(d[i], bus, NULL)) < 0)
+            fail("--vfio %s: cannot put the device on the PCI bus: %s", o->vfio[i],
+                 why[0] ? why : vmm_strerror(r));
+    held_error = NULL;
+    return c;
 }
 
 static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struct vmm_machine *m)
@@ -1413,6 +1463,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     r = vmm_vm_coalesce_writes(vm, 0xcf8, 4, true);
     if (r < 0 && r != -ENOTSUP)
         fail("cannot coalesce writes to port 0xcf8: %s", vmm_strerror(r));
+    struct vmm_vfio_container *vfio = add_vfio_devices(vm, o, &machine);
 
     for (unsigned i = 0; i < o->vcpus; i++) {
         struct vmm_vcpu *vcpu;
@@ -1475,6 +1526,8 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     for (unsigned i = 0; i < API_CLIENTS && api_listen_fd >= 0; i++)
         api_close(vmm_vm_event_loop(vm), &api_clients[i]);
     vmm_vm_destroy(vm);
+    the_pci_bus = NULL;
+    vmm_vfio_container_close(vfio);
     return ex;
 }
 
@@ -1514,6 +1567,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         OPT_RESTORE,
         OPT_RESTORE_MEMORY,
         OPT_API_SOCK,
+        OPT_VFIO,
         OPT_MIGRATE_LISTEN,
         OPT_THP,
         OPT_STATS,
@@ -1541,6 +1595,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         {"restore", required_argument, NULL, OPT_RESTORE},
         {"restore-memory", required_argument, NULL, OPT_RESTORE_MEMORY},
         {"api-sock", required_argument, NULL, OPT_API_SOCK},
+        {"vfio", required_argument, NULL, OPT_VFIO},
         {"migrate-listen", required_argument, NULL, OPT_MIGRATE_LISTEN},
         {"thp", no_argument, NULL, OPT_THP},
         {"stats", optional_argument, NULL, OPT_STATS},
@@ -1707,6 +1762,12 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
             else
                 return opt_error(e, "invalid --seccomp mode '%s' (kill, log or off)", optarg);
             break;
+        case OPT_VFIO:
+            if (o->nr_vfio == MAX_VFIO)
+                return opt_error(e, "too many --vfio options (at most %d)", MAX_VFIO);
+            o->vfio[o->nr_vfio++] = optarg;
+            o->machine_opt = "--vfio";
+            break;
         case OPT_SAVE:
             if (!*optarg)
                 return opt_error(e, "--save needs a directory");
@@ -1784,6 +1845,12 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         o->snapshot_signal = SIGUSR1;
     if (o->migrate_listen && o->restore_dir)
         return opt_error(e, "--migrate-listen and --restore both bring a VM: choose one");
+    if (o->nr_vfio && (o->save_dir || o->api_sock))
+        return opt_error(
+            e,
+            "--vfio cannot be combined with %s (a passed-through device's state cannot be "
+            "saved)",
+            o->save_dir ? "--save" : "--api-sock");
     if (o->migrate_listen) {
         if (o->kernel || o->initrd || o->cmdline || o->machine_opt)
             return opt_error(e, "--migrate-listen takes the machine from the source: drop %s",

@@ -171,4 +171,35 @@ int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccom
 int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p);
 void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p);
 
+/*
+ * lib/cpu/vm.c: device memory (a passthrough device's BAR mmap) as a KVM
+ * memory slot of its own, from the top of KVM's slot numbers so that guest
+ * RAM's slots (region index) never meet them: set maps len bytes of host
+ * (page-aligned) at gpa and returns the slot in *slot (0, -ENOSPC with
+ * VMM_VM_DEVICE_SLOTS in use, or a -errno from KVM); clear drops it.
+ * Thread-safe, also from a vCPU thread.
+ */
+#define VMM_VM_DEVICE_SLOTS 64
+int vmm_vm_device_slot_set(struct vmm_vm *vm, uint64_t gpa, uint64_t len, void *host,
+                           unsigned *slot);
+void vmm_vm_device_slot_clear(struct vmm_vm *vm, unsigned slot);
+
+/*
+ * lib/cpu/vm.c: call fn(opaque, region) after vmm_vm_add_memory added region
+ * to the map and to KVM (DMA maps following guest memory); a negative return
+ * fails that vmm_vm_add_memory. add returns 0 or -ENOSPC (at most
+ * VMM_VM_MAX_LISTENERS); remove forgets the fn/opaque pair. Not while vCPUs
+ * run.
+ */
+/* lib/cpu/vm.c: forget a vmm_vm_add_cleanup registration (the last one of
+ * fn/opaque), for a component that goes before its VM. Not during
+ * vmm_vm_destroy. */
+void vmm_vm_remove_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque);
+
+#define VMM_VM_MAX_LISTENERS 8
+int vmm_vm_add_memory_listener(struct vmm_vm *vm, int (*fn)(void *opaque, unsigned region),
+                               void *opaque);
+void vmm_vm_remove_memory_listener(struct vmm_vm *vm, int (*fn)(void *opaque, unsigned region),
+                                   void *opaque);
+
 #endif /* VMM_INTERNAL_H */

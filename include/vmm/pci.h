@@ -92,7 +92,23 @@ struct vmm_pci_device_ops {
     void (*bar_moved)(void *opaque, unsigned bar, uint64_t addr);
     /* The device is being destroyed (the bus or its VM goes away). */
     void (*destroy)(void *opaque);
+    /* The guest wrote len bytes at configuration register reg: data is
+     * what it wrote, before the library's masks (which it applied to its
+     * own copy already). For a passthrough device to mirror registers such
+     * as the command register. Called with the bus lock held, as
+     * bar_moved. */
+    void (*config_write)(void *opaque, unsigned reg, const void *data, uint32_t len);
+    /* The guest changed the interrupt mode: VMM_PCI_IRQ_MSIX, VMM_PCI_IRQ_MSI
+     * with vectors enabled, or VMM_PCI_IRQ_INTX (neither on). For a device
+     * whose interrupts come from elsewhere (vmm_pci_vector_eventfd). Called
+     * with the bus lock held, as bar_moved. */
+    void (*irq_mode)(void *opaque, unsigned mode, unsigned vectors);
 };
+
+/* irq_mode's mode */
+#define VMM_PCI_IRQ_INTX 0
+#define VMM_PCI_IRQ_MSI  1
+#define VMM_PCI_IRQ_MSIX 2
 
 /* A device model's description (copied). Zero means default; growth
  * convention (abi.h). */
@@ -211,6 +227,20 @@ VMM_API bool vmm_pci_msix_enabled(struct vmm_pci_dev *dev);
  * those enabled). Any thread, any lock held.
  */
 VMM_API int vmm_pci_msi_notify(struct vmm_pci_dev *dev, unsigned vector);
+
+/*
+ * The eventfd that signals MSI-X vector (msix) or MSI vector (!msix) of a
+ * device on a VM: a write to it is what vmm_pci_msix_notify or
+ * vmm_pci_msi_notify does when the vector is deliverable, in the kernel
+ * (an irqfd on the vector's KVM MSI route), for an interrupt source outside
+ * the VMM (VFIO). While the vector is masked or off its route is gone and
+ * such a write is dropped rather than left pending. Returns the fd (owned
+ * by the bus), -EINVAL (no such vector) or -ENOENT (a standalone bus).
+ */
+VMM_API int vmm_pci_vector_eventfd(struct vmm_pci_dev *dev, bool msix, unsigned vector);
+
+/* The GSI (IOAPIC input) the device's INTA drives. */
+VMM_API unsigned vmm_pci_intx_gsi(const struct vmm_pci_dev *dev);
 
 /* Drive the device's INTA line (level-triggered, shared by slots on the
  * same GSI). Masked while the guest sets INTx Disable. Any thread. */

@@ -4,9 +4,9 @@
  * IOMMU, the IOMMU groups of the devices opened in it, and a PCI device
  * opened by its address, with its regions described and its configuration
  * space and regions readable and writable, guest memory DMA-mapped (kept
- * clear of the IOMMU's reserved ranges), and KVM's VFIO pseudo-device. Not
- * yet here: memory added after the mapping, BARs as KVM memory slots,
- * interrupts, the guest-facing PCI function.
+ * clear of the IOMMU's reserved ranges, following memory the VM adds later),
+ * KVM's VFIO pseudo-device, and the device as a function on libvmm's PCI
+ * bus (vmm_vfio_pci_add). Not here: iommufd/cdev.
  *
  * Opening a device checks, before any ioctl, what usually goes wrong, and
  * logs one line saying which: the device does not exist, it is bound to a
@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <vmm/error.h>
 #include <vmm/memory.h>
+#include <vmm/pci.h>
 #include <vmm/vm.h>
 
 #ifdef __cplusplus
@@ -69,7 +70,12 @@ VMM_API void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *c);
 /*
  * Create KVM's VFIO pseudo-device on vm and add the container's groups to
  * it, and every group opened later (KVM then knows the devices can do DMA:
- * coherency and no-snoop handling). The VM must outlive the container.
+ * coherency and no-snoop handling). From then on, when the container maps
+ * the VM's own memory (vmm_vm_memory), regions vmm_vm_add_memory adds are
+ * DMA-mapped too (a failure there fails that vmm_vm_add_memory). Either
+ * may go first: a VM destroyed before the container is let go of (and its
+ * memory unmapped from the container) on the way; a container with
+ * devices on the VM's PCI bus (vmm_vfio_pci_add) must outlive the VM.
  * Returns 0, -EINVAL, -EBUSY (already attached) or a -errno from KVM.
  */
 VMM_API VMM_MUST_USE int vmm_vfio_container_attach_vm(struct vmm_vfio_container *c,
@@ -133,6 +139,34 @@ VMM_API int vmm_vfio_device_region_read(struct vmm_vfio_device *d, unsigned inde
                                         void *data, uint32_t len);
 VMM_API int vmm_vfio_device_region_write(struct vmm_vfio_device *d, unsigned index, uint64_t offset,
                                          const void *data, uint32_t len);
+
+/*
+ * Present d to the guest as a function on bus (a VM's: vmm_vm_add_pci).
+ * Its identity, BARs (sizes from VFIO, placed by the bus) and power
+ * management capability come from the device; its MSI and MSI-X
+ * capabilities are emulated by the bus (vectors as the device has them,
+ * MSI-X table and PBA in the same BAR). The guest's command register
+ * (decoding, bus mastering, INTx disable) goes on to the device. BAR pages
+ * VFIO lets map become KVM memory slots wherever the guest places the BAR
+ * and while it decodes (accesses there never leave the guest), except the
+ * pages of the MSI-X table and PBA, which the bus emulates; every other BAR
+ * access traps and is forwarded with pread/pwrite on the device fd. The
+ * device's MSI and MSI-X go straight to the bus's irqfds on the vectors'
+ * KVM routes (a vector the guest masks drops its interrupts rather than
+ * leaving them pending); INTx needs the in-kernel irqchip (a resample irqfd
+ * on the slot's line). DMA goes to guest memory the container maps
+ * (vmm_vfio_container_map_memory of the VM's memory, which attach_vm then
+ * keeps following vmm_vm_add_memory). d belongs to this call whatever it
+ * returns: closed (the device reset) when the function is destroyed with
+ * the VM, or at once when the function could not be added; a failure
+ * after that (wiring its interrupts) leaves it on the bus, without them,
+ * until the VM goes. Before the guest runs.
+ * Returns 0, -EINVAL (NULL, or a bus without a VM), -ENOTSUP (a bridge),
+ * -ENOSPC (no slot or window room: see vmm_pci_add_device) or a -errno.
+ * out may be NULL.
+ */
+VMM_API VMM_MUST_USE int vmm_vfio_pci_add(struct vmm_vfio_device *d, struct vmm_pci_bus *bus,
+                                          struct vmm_pci_dev **out);
 
 #ifdef __cplusplus
 }

@@ -97,6 +97,17 @@ struct vmm_vm {
     struct vmm_msi_route *msi; /* msi[i] is GSI VMM_IOAPIC_PINS + i */
     unsigned msi_cap;
 
+    /* Device memory slots (vmm_vm_device_slot_*), guarded by lock: bit i
+     * is KVM slot nr_memslots - 1 - i. */
+    uint64_t device_slots;
+    unsigned nr_memslots; /* KVM_CAP_NR_MEMSLOTS, or 0: no device slots */
+    /* vmm_vm_add_memory_listener's, called by vmm_vm_add_memory. */
+    struct vmm_memory_listener {
+        int (*fn)(void *opaque, unsigned region);
+        void *opaque;
+    } listeners[VMM_VM_MAX_LISTENERS];
+    unsigned nr_listeners;
+
     struct vmm_cleanup *cleanups;
     unsigned nr_cleanups;
     unsigned cleanup_cap;

@@ -82,6 +82,9 @@ int vmm_vm_create(const struct vmm_vm_config *cfg, struct vmm_vm **out)
         goto fail;
     }
     vm->vm_fd = r;
+    /* Device memory slots count down from the top (0: none, KVM is small). */
+    r = vmm_kvm_ioctl(vm->vm_fd, KVM_CHECK_EXTENSION, (void *)(uintptr_t)KVM_CAP_NR_MEMSLOTS);
+    vm->nr_memslots = r > 2 * VMM_VM_DEVICE_SLOTS ? (unsigned)r : 0;
     r = vmm_kvm_ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, NULL);
     if (r < (int)sizeof(struct kvm_run)) {
         r = r < 0 ? r : -EINVAL;
@@ -230,9 +233,72 @@ int vmm_vm_add_memory(struct vmm_vm *vm, const struct vmm_region_config *cfg)
     int r = grow_slot_flags(vm, (unsigned)index + 1);
     if (r == 0)
         r = set_slot(vm, (unsigned)index, false);
+    for (unsigned i = 0; r == 0 && i < vm->nr_listeners; i++)
+        r = vm->listeners[i].fn(vm->listeners[i].opaque, (unsigned)index);
     /* The region stays in the map on failure (maps cannot shrink); it is
      * simply not visible to the guest. */
     return r < 0 ? r : index;
+}
+
+int vmm_vm_add_memory_listener(struct vmm_vm *vm, int (*fn)(void *opaque, unsigned region),
+                               void *opaque)
+{
+    if (vm->nr_listeners == VMM_VM_MAX_LISTENERS)
+        return -ENOSPC;
+    vm->listeners[vm->nr_listeners++] = (struct vmm_memory_listener){fn, opaque};
+    return 0;
+}
+
+void vmm_vm_remove_memory_listener(struct vmm_vm *vm, int (*fn)(void *opaque, unsigned region),
+                                   void *opaque)
+{
+    for (unsigned i = 0; i < vm->nr_listeners; i++) {
+        if (vm->listeners[i].fn == fn && vm->listeners[i].opaque == opaque) {
+            vm->listeners[i] = vm->listeners[--vm->nr_listeners];
+            return;
+        }
+    }
+}
+
+int vmm_vm_device_slot_set(struct vmm_vm *vm, uint64_t gpa, uint64_t len, void *host,
+                           unsigned *slot)
+{
+    pthread_mutex_lock(&vm->lock);
+    unsigned i = 0;
+    while (i < VMM_VM_DEVICE_SLOTS && (vm->device_slots & (1ull << i)))
+        i++;
+    if (!vm->nr_memslots || i == VMM_VM_DEVICE_SLOTS) {
+        pthread_mutex_unlock(&vm->lock);
+        return -ENOSPC;
+    }
+    struct kvm_userspace_memory_region region = {
+        .slot = vm->nr_memslots - 1 - i,
+        .guest_phys_addr = gpa,
+        .memory_size = len,
+        .userspace_addr = (uintptr_t)host,
+    };
+    int r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+    if (r == 0) {
+        vm->device_slots |= 1ull << i;
+        *slot = region.slot;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    return r < 0 ? r : 0;
+}
+
+void vmm_vm_device_slot_clear(struct vmm_vm *vm, unsigned slot)
+{
+    pthread_mutex_lock(&vm->lock);
+    unsigned i = vm->nr_memslots - 1 - slot;
+    if (vm->nr_memslots && slot < vm->nr_memslots && i < VMM_VM_DEVICE_SLOTS &&
+        (vm->device_slots & (1ull << i))) {
+        struct kvm_userspace_memory_region gone = {.slot = slot};
+        int r = vmm_kvm_ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &gone);
+        if (r < 0)
+            vmm_log_warn("dropping device memory slot %u: %s", slot, vmm_strerror(r));
+        vm->device_slots &= ~(1ull << i);
+    }
+    pthread_mutex_unlock(&vm->lock);
 }
 
 struct vmm_memory *vmm_vm_memory(struct vmm_vm *vm)
@@ -392,6 +458,18 @@ int vmm_vm_add_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque
     }
     vm->cleanups[vm->nr_cleanups++] = (struct vmm_cleanup){fn, opaque};
     return 0;
+}
+
+void vmm_vm_remove_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque)
+{
+    for (unsigned i = vm->nr_cleanups; i-- > 0;) {
+        if (vm->cleanups[i].fn == fn && vm->cleanups[i].opaque == opaque) {
+            memmove(&vm->cleanups[i], &vm->cleanups[i + 1],
+                    (vm->nr_cleanups - i - 1) * sizeof(vm->cleanups[0]));
+            vm->nr_cleanups--;
+            return;
+        }
+    }
 }
 
 /* ---- run state ---- */

@@ -58,6 +58,9 @@ struct vmm_pci_dev {
     uint32_t msi_addr_lo, msi_addr_hi, msi_mask, msi_pending;
     uint16_t msi_data;
 
+    /* What irq_mode last reported (msix_lock). */
+    unsigned irq_mode, irq_mode_vectors;
+
     /* INTx, guarded by the bus's intx_lock. */
     bool intx_level;
     bool intx_disabled; /* the command register's INTx Disable */
@@ -208,6 +211,29 @@ bool vmm_pci_msix_enabled(struct vmm_pci_dev *d)
 }
 
 static void msi_update(struct vmm_pci_dev *d);
+
+/* Tell the device which interrupt mode the guest chose (bus lock held;
+ * msix_lock not held). */
+static void irq_mode_report(struct vmm_pci_dev *d)
+{
+    if (!d->ops.irq_mode)
+        return;
+    pthread_mutex_lock(&d->msix_lock);
+    unsigned mode = VMM_PCI_IRQ_INTX, n = 0;
+    if (d->msix_enabled) {
+        mode = VMM_PCI_IRQ_MSIX;
+        n = d->desc.msix_vectors;
+    } else if (d->msi_enabled) {
+        mode = VMM_PCI_IRQ_MSI;
+        n = d->msi_count;
+    }
+    bool changed = mode != d->irq_mode || n != d->irq_mode_vectors;
+    d->irq_mode = mode;
+    d->irq_mode_vectors = n;
+    pthread_mutex_unlock(&d->msix_lock);
+    if (changed)
+        d->ops.irq_mode(d->desc.opaque, mode, n);
+}
 
 /* The guest wrote the MSI-X Message Control (bus lock held). */
 static void msix_control_changed(struct vmm_pci_dev *d)
@@ -508,6 +534,8 @@ static void cfg_write(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigne
         changed |= v != *p;
         *p = v;
     }
+    if (d->ops.config_write)
+        d->ops.config_write(d->desc.opaque, reg, data, len);
     if (!changed)
         return;
     if (overlaps(reg, len, PCI_COMMAND, 2)) {
@@ -523,6 +551,9 @@ static void cfg_write(struct vmm_pci_bus *b, unsigned slot, unsigned fn, unsigne
         msix_control_changed(d);
     if (d->msi_cap && overlaps(reg, len, d->msi_cap + 2, PCI_MSI_CAP_SIZE - 2))
         msi_changed(d);
+    if ((d->msix_cap && overlaps(reg, len, d->msix_cap + 2, 2)) ||
+        (d->msi_cap && overlaps(reg, len, d->msi_cap + 2, 2)))
+        irq_mode_report(d);
 }
 
 /* An access of len at reg: 1, 2 or 4 bytes, naturally aligned. */
@@ -1001,6 +1032,20 @@ int vmm_pci_add_device(struct vmm_pci_bus *b, const struct vmm_pci_device *dev,
             *out = d;
     }
     return r;
+}
+
+int vmm_pci_vector_eventfd(struct vmm_pci_dev *d, bool msix, unsigned vector)
+{
+    if (!d || vector >= (msix ? d->desc.msix_vectors : d->desc.msi_vectors))
+        return -EINVAL;
+    if (!d->bus->vm)
+        return -ENOENT;
+    return d->irqfd[msix ? vector : d->desc.msix_vectors + vector];
+}
+
+unsigned vmm_pci_intx_gsi(const struct vmm_pci_dev *d)
+{
+    return d->bus->cfg.intx_gsi[d->slot % 4];
 }
 
 unsigned vmm_pci_dev_bdf(const struct vmm_pci_dev *d)

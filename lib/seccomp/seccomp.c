@@ -17,6 +17,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <linux/userfaultfd.h>
+#include <linux/vfio.h>
 #include <linux/vhost.h>
 #include <seccomp.h>
 #include <stdint.h>
@@ -114,6 +115,18 @@ static const unsigned long vcpu_ioctls[] = {
     KVM_GET_LAPIC,       KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_IRQ_LINE, KVM_SIGNAL_MSI,
     KVM_SET_GSI_ROUTING, KVM_IRQFD,     KVM_IOEVENTFD,    BLKDISCARD,
 };
+/* vCPU threads with a passed-through device (lib/vfio): its BAR pages
+ * follow the guest's BAR moves as KVM memory slots, its interrupts the
+ * guest's choice of INTx, MSI or MSI-X, and its trapped BAR and
+ * configuration accesses go to its VFIO fd. */
+static const unsigned long vcpu_vfio_ioctls[] = {
+    KVM_SET_USER_MEMORY_REGION,
+    VFIO_DEVICE_SET_IRQS,
+};
+static const int vcpu_syscalls[] = {
+    SCMP_SYS(pread64),
+    SCMP_SYS(pwrite64),
+};
 
 /* The event loop: epoll, and interrupts and eventfds as device back ends
  * complete requests or rewire. */
@@ -157,6 +170,9 @@ static const unsigned long main_ioctls[] = {
     TCSETSW,
     TCSETSF,
     TIOCGWINSZ,
+    /* Tearing a passed-through device down (lib/vfio). */
+    VFIO_DEVICE_RESET,
+    VFIO_IOMMU_UNMAP_DMA,
 };
 
 /* Building a VM: files, /dev/kvm, the VM's fds and memory, its devices. */
@@ -187,6 +203,7 @@ static const int build_syscalls[] = {
     SCMP_SYS(mlock),
     SCMP_SYS(bind), /* virtio-vsock's listening socket */
     SCMP_SYS(listen),
+    SCMP_SYS(getdents64), /* lib/vfio: the devices of an IOMMU group */
 };
 static const unsigned long build_ioctls[] = {
     KVM_GET_API_VERSION,
@@ -206,6 +223,20 @@ static const unsigned long build_ioctls[] = {
     VHOST_GET_FEATURES,
     VHOST_VSOCK_SET_GUEST_CID,
     KVM_REGISTER_COALESCED_MMIO, /* vmm_vm_coalesce_writes */
+    /* lib/vfio: a container, its groups and devices, DMA, KVM's VFIO device. */
+    VFIO_GET_API_VERSION,
+    VFIO_CHECK_EXTENSION,
+    VFIO_SET_IOMMU,
+    VFIO_GROUP_GET_STATUS,
+    VFIO_GROUP_SET_CONTAINER,
+    VFIO_GROUP_UNSET_CONTAINER,
+    VFIO_GROUP_GET_DEVICE_FD,
+    VFIO_DEVICE_GET_INFO,
+    VFIO_DEVICE_GET_REGION_INFO,
+    VFIO_DEVICE_GET_IRQ_INFO,
+    VFIO_IOMMU_MAP_DMA,
+    KVM_CREATE_DEVICE,
+    KVM_SET_DEVICE_ATTR,
 };
 
 /* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot). */
@@ -291,14 +322,16 @@ struct list {
     }
 
 /* Which lists make up each kind (they nest, see above). */
-static const struct list kind_lists[][5] = {
-    [VMM_SECCOMP_VCPU] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls)},
+static const struct list kind_lists[][6] = {
+    [VMM_SECCOMP_VCPU] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls),
+                          LIST(vcpu_syscalls, vcpu_vfio_ioctls)},
     [VMM_SECCOMP_IO] = {SYSCALLS(common_syscalls), LIST(io_syscalls, io_ioctls)},
     [VMM_SECCOMP_MAIN] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls),
-                          LIST(io_syscalls, io_ioctls), LIST(main_syscalls, main_ioctls)},
+                          LIST(vcpu_syscalls, vcpu_vfio_ioctls), LIST(io_syscalls, io_ioctls),
+                          LIST(main_syscalls, main_ioctls)},
     [VMM_SECCOMP_BUILD] = {SYSCALLS(common_syscalls), IOCTLS(vcpu_ioctls),
-                           LIST(io_syscalls, io_ioctls), LIST(main_syscalls, main_ioctls),
-                           LIST(build_syscalls, build_ioctls)},
+                           LIST(vcpu_syscalls, vcpu_vfio_ioctls), LIST(io_syscalls, io_ioctls),
+                           LIST(main_syscalls, main_ioctls), LIST(build_syscalls, build_ioctls)},
     [VMM_SECCOMP_UFFD] = {LIST(uffd_syscalls, uffd_ioctls)},
 };
 

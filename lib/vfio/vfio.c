@@ -22,37 +22,6 @@
 #include "vfio_internal.h"
 #include "vmm_internal.h"
 
-#define MAX_GROUPS 64
-
-struct vfio_group {
-    int id;
-    int fd;
-    unsigned users; /* devices open through it */
-};
-
-struct vmm_vfio_container {
-    int fd;
-    char sysfs_root[PATH_MAX];
-    char dev_root[PATH_MAX];
-    unsigned long iommu_type; /* VFIO_TYPE1v2_IOMMU or VFIO_TYPE1_IOMMU */
-    bool iommu_set;
-    struct vfio_group groups[MAX_GROUPS];
-    unsigned nr_groups;
-    unsigned nr_devices;
-    struct vfio_iommu_type1_dma_map *maps; /* what map_memory mapped */
-    unsigned nr_maps;
-    struct vmm_vm *vm; /* attach_vm's, or NULL */
-    int kvm_dev_fd;    /* its KVM VFIO device, -1 before attach_vm */
-};
-
-struct vmm_vfio_device {
-    struct vmm_vfio_container *c;
-    struct vfio_group *group;
-    int fd;
-    char address[16];
-    struct vfio_device_info info;
-};
-
 /* ---- sysfs ---- */
 
 static int hex_field(const char *s, unsigned digits, unsigned max, unsigned *out)
@@ -180,6 +149,9 @@ int vmm_vfio_locate(const char *root, const char *address, struct vfio_location 
 
 /* ---- the container ---- */
 
+static int memory_added(void *opaque, unsigned region);
+static void vm_gone(void *opaque);
+
 int vmm_vfio_container_open(const struct vmm_vfio_config *cfg, struct vmm_vfio_container **out)
 {
     struct vmm_vfio_config c = {.size = sizeof(c)};
@@ -231,6 +203,10 @@ void vmm_vfio_container_close(struct vmm_vfio_container *v)
     if (v->nr_devices)
         vmm_log_warn("vfio: container closed with %u devices open", v->nr_devices);
     vmm_vfio_container_unmap_memory(v);
+    if (v->vm) {
+        vmm_vm_remove_memory_listener(v->vm, memory_added, v);
+        vmm_vm_remove_cleanup(v->vm, vm_gone, v);
+    }
     if (v->kvm_dev_fd >= 0)
         close(v->kvm_dev_fd);
     for (unsigned i = 0; i < v->nr_groups; i++)
@@ -390,7 +366,7 @@ unsigned vmm_vfio_device_num_irqs(const struct vmm_vfio_device *d)
     return d->info.num_irqs;
 }
 
-static int region_info(struct vmm_vfio_device *d, unsigned index, struct vfio_region_info *ri)
+int vmm_vfio_region_info(struct vmm_vfio_device *d, unsigned index, struct vfio_region_info *ri)
 {
     if (index >= d->info.num_regions)
         return -EINVAL;
@@ -404,7 +380,7 @@ int vmm_vfio_device_region(struct vmm_vfio_device *d, unsigned index,
     struct vfio_region_info ri;
     if (!d || !region || !VMM_ABI_OUT_OK(region))
         return -EINVAL;
-    int r = region_info(d, index, &ri);
+    int r = vmm_vfio_region_info(d, index, &ri);
     if (r < 0)
         return r;
     struct vmm_vfio_region out = {
@@ -428,7 +404,7 @@ static int region_io(struct vmm_vfio_device *d, unsigned index, uint64_t offset,
     struct vfio_region_info ri;
     if (!d || !data)
         return -EINVAL;
-    int r = region_info(d, index, &ri);
+    int r = vmm_vfio_region_info(d, index, &ri);
     if (r < 0)
         return r;
     uint32_t need = write ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ;
@@ -507,6 +483,35 @@ void vmm_vfio_container_unmap_memory(struct vmm_vfio_container *v)
     free(v->maps);
     v->maps = NULL;
     v->nr_maps = 0;
+    v->maps_cap = 0;
+    v->mapped = NULL;
+}
+
+/* DMA-map region index of mem at IOVA = its guest-physical address, after
+ * checking the groups' reserved ranges; maps[] has room for it. */
+static int map_region(struct vmm_vfio_container *v, const struct vmm_memory *mem, unsigned index)
+{
+    struct vmm_region_info info = {.size = sizeof(info)};
+    int r = vmm_memory_region_info(mem, index, &info);
+    for (unsigned g = 0; g < v->nr_groups && r == 0; g++)
+        r = vmm_vfio_reserved_overlap(v->sysfs_root, v->groups[g].id, info.gpa, info.len);
+    if (r < 0)
+        return r;
+    struct vfio_iommu_type1_dma_map m = {
+        .argsz = sizeof(m),
+        .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+        .vaddr = (uint64_t)(uintptr_t)info.host,
+        .iova = info.gpa,
+        .size = info.len,
+    };
+    if (ioctl(v->fd, VFIO_IOMMU_MAP_DMA, &m) < 0) {
+        r = -errno;
+        vmm_log_error("vfio: DMA-mapping guest memory [0x%llx, +0x%llx): %s",
+                      (unsigned long long)m.iova, (unsigned long long)m.size, vmm_strerror(r));
+        return r;
+    }
+    v->maps[v->nr_maps++] = m;
+    return 0;
 }
 
 int vmm_vfio_container_map_memory(struct vmm_vfio_container *v, const struct vmm_memory *mem)
@@ -519,39 +524,49 @@ int vmm_vfio_container_map_memory(struct vmm_vfio_container *v, const struct vmm
     v->maps = calloc(n ? n : 1, sizeof(*v->maps));
     if (!v->maps)
         return -ENOMEM;
+    v->maps_cap = n ? n : 1;
+    v->mapped = mem;
     for (unsigned i = 0; i < n; i++) {
-        struct vmm_region_info info = {.size = sizeof(info)};
-        int r = vmm_memory_region_info(mem, i, &info);
+        int r = map_region(v, mem, i);
         if (r < 0) {
             vmm_vfio_container_unmap_memory(v);
             return r;
         }
-        for (unsigned g = 0; g < v->nr_groups && r == 0; g++)
-            r = vmm_vfio_reserved_overlap(v->sysfs_root, v->groups[g].id, info.gpa, info.len);
-        if (r < 0) {
-            vmm_vfio_container_unmap_memory(v);
-            return r;
-        }
-        struct vfio_iommu_type1_dma_map m = {
-            .argsz = sizeof(m),
-            .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-            .vaddr = (uint64_t)(uintptr_t)info.host,
-            .iova = info.gpa,
-            .size = info.len,
-        };
-        if (ioctl(v->fd, VFIO_IOMMU_MAP_DMA, &m) < 0) {
-            r = -errno;
-            vmm_log_error("vfio: DMA-mapping guest memory [0x%llx, +0x%llx): %s",
-                          (unsigned long long)m.iova, (unsigned long long)m.size, vmm_strerror(r));
-            vmm_vfio_container_unmap_memory(v);
-            return r;
-        }
-        v->maps[v->nr_maps++] = m;
     }
     return 0;
 }
 
+/* vmm_vm_add_memory added region to the attached VM's map: DMA-map it too
+ * when the container maps that VM's memory. */
+static int memory_added(void *opaque, unsigned region)
+{
+    struct vmm_vfio_container *v = opaque;
+    if (!v->maps || v->mapped != vmm_vm_memory(v->vm))
+        return 0;
+    if (v->nr_maps == v->maps_cap) {
+        struct vfio_iommu_type1_dma_map *m = realloc(v->maps, 2 * v->maps_cap * sizeof(*m));
+        if (!m)
+            return -ENOMEM;
+        v->maps = m;
+        v->maps_cap *= 2;
+    }
+    return map_region(v, v->mapped, region);
+}
+
 /* ---- KVM ---- */
+
+/* The attached VM is being destroyed: let go of it (its KVM VFIO device
+ * goes with it). The container stays usable for closing its devices. */
+static void vm_gone(void *opaque)
+{
+    struct vmm_vfio_container *v = opaque;
+    vmm_vm_remove_memory_listener(v->vm, memory_added, v);
+    if (v->maps && v->mapped == vmm_vm_memory(v->vm)) /* it goes next: no DMA there */
+        vmm_vfio_container_unmap_memory(v);
+    close(v->kvm_dev_fd);
+    v->kvm_dev_fd = -1;
+    v->vm = NULL;
+}
 
 int vmm_vfio_container_attach_vm(struct vmm_vfio_container *v, struct vmm_vm *vm)
 {
@@ -567,9 +582,13 @@ int vmm_vfio_container_attach_vm(struct vmm_vfio_container *v, struct vmm_vm *vm
     }
     v->kvm_dev_fd = (int)cd.fd;
     v->vm = vm;
-    for (unsigned i = 0; i < v->nr_groups; i++) {
-        int r = kvm_add_group(v, &v->groups[i]);
+    for (unsigned i = 0; i <= v->nr_groups + 1; i++) {
+        int r = i < v->nr_groups    ? kvm_add_group(v, &v->groups[i])
+                : i == v->nr_groups ? vmm_vm_add_memory_listener(vm, memory_added, v)
+                                    : vmm_vm_add_cleanup(vm, vm_gone, v);
         if (r < 0) {
+            if (i > v->nr_groups)
+                vmm_vm_remove_memory_listener(vm, memory_added, v);
             close(v->kvm_dev_fd);
             v->kvm_dev_fd = -1;
             v->vm = NULL;

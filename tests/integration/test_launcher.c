@@ -311,6 +311,14 @@ START_TEST(bad_options_get_one_line_errors)
                  "invalid --migrate-listen 'tcp:'");
     expect_error((char *[]){VMM_RUN_PATH, "--migrate-listen", "unix:", NULL},
                  "invalid --migrate-listen 'unix:'");
+    /* --vfio: a host without VFIO (or without that device), too many, and
+     * a VM whose passed-through device could not be saved. */
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vfio", "00:1f.7", NULL}, "--vfio");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vfio", "1", "--vfio", "2", "--vfio", "3",
+                            "--vfio", "4", "--vfio", "5", NULL},
+                 "too many --vfio");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--vfio", "00:1f.7", "--save", "/tmp", NULL},
+                 "--vfio cannot be combined with --save");
 }
 END_TEST
 

@@ -9,12 +9,14 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
 
 #include "check_compat.h"
 #include "harness.h"
+#include "vmm_internal.h"
 
 /* Loop iterations run the same cases with each interrupt controller. */
 static enum vmm_irqchip chip(int i)
@@ -605,6 +607,94 @@ START_TEST(cpuid_named_features_apply)
 }
 END_TEST
 
+/* ---- device memory slots and memory listeners (lib/vfio's BAR mappings) ---- */
+
+#define DEVICE_GPA 0xd1000000ul /* no RAM, nothing on the MMIO bus */
+
+static unsigned listened;
+static int listen_result;
+
+static int on_region(void *opaque, unsigned region)
+{
+    (void)opaque;
+    listened = region + 1;
+    return listen_result;
+}
+
+START_TEST(device_slots_map_host_memory_without_exits)
+{
+    /* mov eax, [DEVICE_GPA]; add eax, 1; mov [DEVICE_GPA + 4], eax;
+     * out 0xf4, al; jmp $ */
+    static const uint8_t code[] = {0xa1, 0x00, 0x00, 0x00, 0xd1, 0x00, 0x00, 0x00, 0x00,
+                                   0x83, 0xc0, 0x01, 0xa3, 0x04, 0x00, 0x00, 0xd1, 0x00,
+                                   0x00, 0x00, 0x00, 0xe6, 0xf4, 0xeb, 0xfe};
+    uint32_t *dev = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(dev, MAP_FAILED);
+    dev[0] = 41;
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
+    unsigned slot;
+    ck_assert_int_eq(vmm_vm_device_slot_set(h.vm, DEVICE_GPA, 4096, dev, &slot), 0);
+    harness_load_raw(&h, code, sizeof(code), 1);
+    harness_run(&h);
+    ck_assert_int_eq(h.exit.reason, VMM_EXIT_GUEST_EXIT);
+    ck_assert_int_eq(h.exit.status, 42);
+    ck_assert_uint_eq(dev[1], 42); /* the guest's store, straight into host memory */
+    vmm_vm_device_slot_clear(h.vm, slot);
+    vmm_vm_device_slot_clear(h.vm, slot); /* twice: nothing */
+    harness_fini(&h);
+
+    /* Without the slot the same code reads all ones from the empty bus. */
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
+    ck_assert_int_eq(vmm_vm_device_slot_set(h.vm, DEVICE_GPA, 4096, dev, &slot), 0);
+    vmm_vm_device_slot_clear(h.vm, slot);
+    harness_load_raw(&h, code, sizeof(code), 1);
+    harness_run(&h);
+    ck_assert_int_eq(h.exit.reason, VMM_EXIT_GUEST_EXIT);
+    ck_assert_int_eq(h.exit.status, 0); /* 0xffffffff + 1 */
+    /* The slots run out after VMM_VM_DEVICE_SLOTS. */
+    unsigned slots[VMM_VM_DEVICE_SLOTS];
+    for (unsigned i = 0; i < VMM_VM_DEVICE_SLOTS; i++)
+        ck_assert_int_eq(
+            vmm_vm_device_slot_set(h.vm, DEVICE_GPA + i * 4096ul, 4096, dev, &slots[i]), 0);
+    ck_assert_int_eq(vmm_vm_device_slot_set(h.vm, DEVICE_GPA + 0x100000, 4096, dev, &slot),
+                     -ENOSPC);
+    for (unsigned i = 0; i < VMM_VM_DEVICE_SLOTS; i++)
+        vmm_vm_device_slot_clear(h.vm, slots[i]);
+    harness_fini(&h);
+    munmap(dev, 4096);
+}
+END_TEST
+
+START_TEST(memory_listeners_see_added_regions)
+{
+    struct vmm_vm *vm;
+    ck_assert_int_eq(vmm_vm_create(NULL, &vm), 0);
+    struct vmm_region_config rc = VMM_INIT(struct vmm_region_config, .gpa = 0, .len = 1u << 20);
+    ck_assert_int_eq(vmm_vm_add_memory(vm, &rc), 0);
+    listened = 0;
+    listen_result = 0;
+    for (unsigned i = 0; i < VMM_VM_MAX_LISTENERS; i++)
+        ck_assert_int_eq(vmm_vm_add_memory_listener(vm, on_region, (void *)(uintptr_t)i), 0);
+    ck_assert_int_eq(vmm_vm_add_memory_listener(vm, on_region, NULL), -ENOSPC);
+    for (unsigned i = 1; i < VMM_VM_MAX_LISTENERS; i++)
+        vmm_vm_remove_memory_listener(vm, on_region, (void *)(uintptr_t)i);
+    rc.gpa = 1u << 20;
+    ck_assert_int_eq(vmm_vm_add_memory(vm, &rc), 1);
+    ck_assert_uint_eq(listened, 2);
+    /* A listener's failure fails the call. */
+    listen_result = -EIO;
+    rc.gpa = 2u << 20;
+    ck_assert_int_eq(vmm_vm_add_memory(vm, &rc), -EIO);
+    vmm_vm_remove_memory_listener(vm, on_region, NULL);
+    listened = 0;
+    rc.gpa = 3u << 20;
+    ck_assert_int_eq(vmm_vm_add_memory(vm, &rc), 3);
+    ck_assert_uint_eq(listened, 0);
+    vmm_vm_destroy(vm);
+}
+END_TEST
+
 int main(void)
 {
     vmm_test_require_kvm();
@@ -629,6 +719,8 @@ int main(void)
     tcase_add_test(tc, cpuid_filter_round_trips);
     tcase_add_test(tc, cpuid_named_features_apply);
     tcase_add_test(tc, cpuid_offers_the_tsc_deadline_timer);
+    tcase_add_test(tc, device_slots_map_host_memory_without_exits);
+    tcase_add_test(tc, memory_listeners_see_added_regions);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }

@@ -8,22 +8,34 @@
 # refused with -EBUSY (-16) and the reason. Then DMA: guest memory mapped through the container
 # (a second mapping refused with -EBUSY; memory over the MSI window the IOMMU reserves refused with
 # -EINVAL), KVM's VFIO pseudo-device created on a VM, edu's ID register read through BAR 0, and edu copying a
-# pattern out of guest memory into its buffer and back to another place.
-# usage: vfio-nested.sh VFIO_PROBE WORK_DIR
+# pattern out of guest memory into its buffer and back to another place, and into memory the VM
+# adds after the mapping. Then, in the same level 1, passthrough: vmm-run --vfio puts edu on its
+# PCI bus and runs the vfio_edu test guest (tests/guests/vfio_edu.c) under the default seccomp
+# filters: the guest finds edu, reads its ID through the mapped BAR, gets a factorial with an MSI
+# and DMAs a pattern there and back, then tries hostile config writes (a bad MSI address, BAR 0
+# onto RAM and around the window, decoding off) and checks edu still answers; vmm-run refuses a
+# malformed address and a device on its host driver in one line each. The guest's BAR accesses
+# (1000 ID reads among them) all go through the KVM memory slot: vmm-run's debug log must count no
+# trapped access. A second run with --irqchip kernel also takes edu's INTx (a resample irqfd), twice.
+# A third run passes edu and an e1000e through together (one container, two groups) to the
+# vfio_e1000e guest for MSI-X: the table emulated in a trapped page, a vector raised by the NIC,
+# hostile table and PBA writes.
+# usage: vfio-nested.sh VFIO_PROBE WORK_DIR VMM_RUN VFIO_EDU_ELF VFIO_E1000E_ELF
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-probe=$1 work=$2
+probe=$1 work=$2 vmm_run=$3 guest=$4 guest_msix=$5
 mkdir -p "$work"
 
 # shellcheck disable=SC2016 # expanded by the shell in level 1
 inner='
 set -u
 for m in vfio vfio_iommu_type1 vfio-pci; do modprobe "$m" || { echo "cannot load $m"; exit 3; }; done
-edu="" other=""
+edu="" other="" nic=""
 for d in /sys/bus/pci/devices/*; do
     id="$(cat "$d/vendor"):$(cat "$d/device")"
     case "$id" in
     0x1234:0x11e8) edu=${d##*/} ;;
+    0x8086:0x10d3) nic=${d##*/} ;;
     0x1af4:*) [ -e "$d/driver" ] && [ -z "$other" ] && other=${d##*/} ;;
     esac
 done
@@ -33,11 +45,28 @@ echo vfio-pci >"/sys/bus/pci/devices/$edu/driver_override"
 [ -e "/sys/bus/pci/devices/$edu/driver" ] && echo "$edu" >"/sys/bus/pci/devices/$edu/driver/unbind"
 echo "$edu" >/sys/bus/pci/drivers_probe
 echo "driver $(basename "$(readlink "/sys/bus/pci/devices/$edu/driver")")"
+if [ -n "$nic" ]; then
+    echo vfio-pci >"/sys/bus/pci/devices/$nic/driver_override"
+    [ -e "/sys/bus/pci/devices/$nic/driver" ] && echo "$nic" >"/sys/bus/pci/devices/$nic/driver/unbind"
+    echo "$nic" >/sys/bus/pci/drivers_probe
+fi
 "$1" "$edu" "$other"
+echo "probe status $?"
+"$2" --kernel "$3" --vfio "$edu" -vv
+echo "vmm-run status $?"
+"$2" --kernel "$3" --vfio "$edu" --irqchip kernel
+echo "vmm-run kernel irqchip status $?"
+"$2" --kernel "$4" --vfio "$edu" --vfio "$nic"
+echo "vmm-run msi-x status $?"
+"$2" --kernel "$3" --vfio 00:99.9
+echo "vmm-run bad address status $?"
+"$2" --kernel "$3" --vfio "$other"
+echo "vmm-run host driver status $?"
 '
 out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 300 \
     --qemu-arg -device --qemu-arg intel-iommu,intremap=on --qemu-arg -device --qemu-arg edu \
-    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" 2>&1)
+    --qemu-arg -netdev --qemu-arg hubport,id=n1,hubid=1 --qemu-arg -device --qemu-arg e1000e,netdev=n1 \
+    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" "$guest_msix" 2>&1)
 rc=$?
 echo "$out"
 [ "$rc" = 77 ] && exit 77
@@ -59,5 +88,27 @@ check "... naming the range" "reserved range \\[0xfee00000, 0xfeefffff\\] \\(msi
 check "guest memory DMA-mapped once" "^map 0 again -16$"
 check "edu's ID through BAR 0" "^edu id 0x010000ed$"
 check "edu DMA to and from guest memory" "^dma ok$"
+check "the VM's memory mapped, and a region added later" "^map vm 0 later region [0-9]+$"
+check "edu DMA into the later region" "^dma into later memory ok$"
+check "probe passed" "^probe status 0$"
+check "guest: edu found, ID through the mapped BAR" "^vfio-edu: slot [0-9]+ BAR0 0x[0-9a-f]+ id 0x10000ed$"
+check "guest: factorial" "^vfio-edu: 10! = 3628800$"
+check "guest: its MSI" "^vfio-edu: msi 1$"
+check "guest: DMA there and back with an MSI" "^vfio-edu: dma ok \(256 bytes there and back, msi 2\)$"
+check "guest: hostile writes refused" "^vfio-edu: hostile writes refused$"
+check "guest: all steps, edu fine afterwards" "^vfio-edu ok: "
+check "vmm-run --vfio ran the guest to the end" "^vmm-run status 0$"
+check "every BAR access of the guest went through the mapping (none trapped)" \
+    "^vmm-run: debug: vfio [0-9a-f:.]+: 0 BAR accesses trapped and forwarded$"
+check "INTx through a resample irqfd (--irqchip kernel), twice" "^vfio-edu: intx 2 on GSI [0-9]+$"
+check "vmm-run --vfio --irqchip kernel ran the guest to the end" "^vmm-run kernel irqchip status 0$"
+check "MSI-X: e1000e's table found" "^vfio-e1000e: slot [0-9]+, 5 MSI-X vectors, table BAR 3\+0x0, PBA BAR 3\+0x2000$"
+check "MSI-X: the NIC's vector arrives" "^vfio-e1000e: msi-x 1$"
+check "MSI-X: hostile table and PBA writes refused" "^vfio-e1000e: hostile table writes refused$"
+check "MSI-X: the vector works afterwards" "^vfio-e1000e ok: 2 msi-x"
+check "vmm-run with two devices passed through ran to the end" "^vmm-run msi-x status 0$"
+check "vmm-run refuses a malformed address" "^vmm-run bad address status 1$"
+check "... in one line" "^vmm-run: --vfio 00:99.9: cannot open the device: "
+check "vmm-run refuses a device on its host driver" "^vmm-run host driver status 1$"
 [ "$rc" = 0 ] || { echo "FAIL: exit status $rc"; fails=$((fails + 1)); }
 [ "$fails" = 0 ]

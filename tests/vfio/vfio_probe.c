@@ -6,7 +6,8 @@
  * still on its host driver, also print what opening that one returns. Then
  * DMA: guest memory mapped through the container, edu copies a pattern
  * from it into its own buffer and back to another place, which must then
- * hold the pattern.
+ * hold the pattern; and again into memory a VM adds after its memory was
+ * mapped (the container follows it).
  * Exit status 0 when every step worked, 1 otherwise.
  */
 #include <stdio.h>
@@ -97,6 +98,37 @@ static int dma_round_trip(struct vmm_vfio_container *c, struct vmm_vfio_device *
     return same ? 0 : -1;
 }
 
+/* The VM's own memory mapped, then a region the VM adds afterwards: the
+ * container maps it too (attach_vm's listener), so edu can DMA into it. */
+static int dma_follows(struct vmm_vfio_container *c, struct vmm_vfio_device *d, struct vmm_vm *vm)
+{
+    struct vmm_region_config first =
+        VMM_INIT(struct vmm_region_config, .gpa = GUEST_RAM, .len = 1u << 20);
+    struct vmm_region_config later =
+        VMM_INIT(struct vmm_region_config, .gpa = GUEST_RAM + (1u << 20), .len = 1u << 20);
+    uint8_t *src, *dst;
+    int r = vmm_vm_add_memory(vm, &first) < 0 ? -1 : 0;
+    if (r == 0)
+        r = vmm_vfio_container_map_memory(c, vmm_vm_memory(vm));
+    int rl = r == 0 ? vmm_vm_add_memory(vm, &later) : -1;
+    printf("map vm %d later region %d\n", r, rl);
+    if (r < 0 || rl < 0 ||
+        vmm_memory_get_ptr(vmm_vm_memory(vm), GUEST_RAM, DMA_LEN, VMM_ACCESS_WRITE, (void **)&src) <
+            0 ||
+        vmm_memory_get_ptr(vmm_vm_memory(vm), later.gpa, DMA_LEN, VMM_ACCESS_WRITE, (void **)&dst) <
+            0)
+        return -1;
+    for (unsigned i = 0; i < DMA_LEN; i++)
+        src[i] = (uint8_t)(i * 5 + 1);
+    memset(dst, 0, DMA_LEN);
+    r = edu_dma(d, GUEST_RAM, EDU_BUFFER, DMA_START);
+    if (r == 0)
+        r = edu_dma(d, EDU_BUFFER, later.gpa, DMA_START | DMA_TO_RAM);
+    bool same = r == 0 && memcmp(src, dst, DMA_LEN) == 0;
+    printf("dma into later memory %s\n", same ? "ok" : "FAIL");
+    return same ? 0 : -1;
+}
+
 static void log_line(void *opaque, enum vmm_log_level level, const char *msg)
 {
     (void)opaque;
@@ -147,6 +179,8 @@ int main(int argc, char **argv)
     printf("kvm-vfio %d again %d\n", rv, vm ? vmm_vfio_container_attach_vm(c, vm) : -1);
     map_reserved(c);
     int rd = dma_round_trip(c, d);
+    if (rd == 0 && rv == 0)
+        rd = dma_follows(c, d, vm);
     vmm_vfio_device_close(d);
     vmm_vfio_container_close(c);
     vmm_vm_destroy(vm);

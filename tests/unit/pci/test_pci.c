@@ -474,6 +474,91 @@ START_TEST(msi_vectors_masks_and_pending)
 }
 END_TEST
 
+/* A passthrough device's hooks: every configuration write as the guest
+ * made it, and each change of interrupt mode. */
+static struct {
+    unsigned writes;
+    unsigned reg;
+    uint32_t len, val;
+    unsigned modes;
+    unsigned mode, vectors;
+} hook;
+
+static void dev_config_write(void *opaque, unsigned reg, const void *data, uint32_t len)
+{
+    (void)opaque;
+    hook.writes++;
+    hook.reg = reg;
+    hook.len = len;
+    hook.val = 0;
+    memcpy(&hook.val, data, len);
+}
+
+static void dev_irq_mode(void *opaque, unsigned mode, unsigned vectors)
+{
+    (void)opaque;
+    hook.modes++;
+    hook.mode = mode;
+    hook.vectors = vectors;
+}
+
+START_TEST(passthrough_hooks)
+{
+    memset(&hook, 0, sizeof(hook));
+    static const struct vmm_pci_device_ops ops = {
+        .size = sizeof(struct vmm_pci_device_ops),
+        .config_write = dev_config_write,
+        .irq_mode = dev_irq_mode,
+    };
+    struct vmm_pci_device d = test_device();
+    d.msi_vectors = 4;
+    d.ops = &ops;
+    struct vmm_pci_dev *dev;
+    ck_assert_int_eq(vmm_pci_add_device(pci, &d, &dev), 0);
+    unsigned c = find_cap(PCI_CAP_ID_MSI);
+
+    /* The raw value, bits the library masks included. */
+    cf8_write(1, PCI_COMMAND, 0xffff, 2);
+    ck_assert_uint_eq(hook.writes, 1);
+    ck_assert_uint_eq(hook.reg, PCI_COMMAND);
+    ck_assert_uint_eq(hook.len, 2);
+    ck_assert_uint_eq(hook.val, 0xffff);
+    ecam_write(1, 0x100, 0x12345678u, 4); /* refused: extended space, no hook */
+    ck_assert_uint_eq(hook.writes, 1);
+    ecam_write(1, 0xfc, 0x12345678u, 4); /* read-only here, still seen */
+    ck_assert_uint_eq(hook.writes, 2);
+    ck_assert_uint_eq(hook.reg, 0xfc);
+
+    /* MSI with 2 vectors, MSI-X on top (it wins), MSI-X off, MSI off. */
+    cf8_write(1, c + PCI_MSI_ADDR_LO, 0xfee00000u, 4);
+    ck_assert_uint_eq(hook.modes, 0);
+    cf8_write(1, c + 2, PCI_MSI_ENABLE | 1 << 4, 2);
+    ck_assert_uint_eq(hook.modes, 1);
+    ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_MSI);
+    ck_assert_uint_eq(hook.vectors, 2);
+    cf8_write(1, c + 2, PCI_MSI_ENABLE | 1 << 4, 2); /* unchanged: not reported again */
+    ck_assert_uint_eq(hook.modes, 1);
+    ecam_write(1, PCI_CAP_START + 2, PCI_MSIX_ENABLE, 2);
+    ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_MSIX);
+    ck_assert_uint_eq(hook.vectors, 3);
+    ecam_write(1, PCI_CAP_START + 2, 0, 2);
+    ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_MSI);
+    ck_assert_uint_eq(hook.vectors, 2);
+    /* Hostile: 32 vectors asked for, the device's 4 given. */
+    cf8_write(1, c + 2, PCI_MSI_ENABLE | 5 << 4, 2);
+    ck_assert_uint_eq(hook.vectors, 4);
+    cf8_write(1, c + 2, 0, 2);
+    ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_INTX);
+    ck_assert_uint_eq(hook.modes, 5);
+
+    /* No irqfds on a standalone bus; slot 1's INTA is the second line. */
+    ck_assert_int_eq(vmm_pci_vector_eventfd(dev, true, 0), -ENOENT);
+    ck_assert_int_eq(vmm_pci_vector_eventfd(dev, true, 3), -EINVAL);
+    ck_assert_int_eq(vmm_pci_vector_eventfd(dev, false, 4), -EINVAL);
+    ck_assert_uint_eq(vmm_pci_intx_gsi(dev), 17);
+}
+END_TEST
+
 START_TEST(intx_is_shared_and_maskable)
 {
     struct vmm_pci_dev *dev = add_test_device();
@@ -653,6 +738,7 @@ static Suite *pci_suite(void)
     tcase_add_test(tc, bars_decode_only_inside_their_windows);
     tcase_add_test(tc, msix_table_pending_and_masks);
     tcase_add_test(tc, msi_vectors_masks_and_pending);
+    tcase_add_test(tc, passthrough_hooks);
     tcase_add_test(tc, intx_is_shared_and_maskable);
     tcase_add_test(tc, hostile_configuration_writes);
     tcase_add_test(tc, bad_descriptions_are_refused);

@@ -190,6 +190,49 @@ START_TEST(container_without_vfio)
     vmm_vfio_device_close(NULL);
     ck_assert_int_eq(vmm_vfio_container_map_memory(NULL, NULL), -EINVAL);
     ck_assert_int_eq(vmm_vfio_container_attach_vm(NULL, NULL), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_pci_add(NULL, NULL, NULL), -EINVAL);
+}
+END_TEST
+
+/* Which pages of a BAR become KVM memory slots: what VFIO lets map, in
+ * whole pages, never the MSI-X table's or PBA's. */
+START_TEST(bar_pieces)
+{
+    struct vfio_range out[VFIO_MAX_PIECES];
+    /* The whole BAR, no MSI-X. */
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x100000, NULL, 0, NULL, 0, out), 1);
+    ck_assert_uint_eq(out[0].off, 0);
+    ck_assert_uint_eq(out[0].len, 0x100000);
+    /* Under a page: nothing to map. */
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x800, NULL, 0, NULL, 0, out), 0);
+    /* e1000e's BAR 3: table at 0 (5 vectors), PBA at 0x2000. */
+    struct vfio_range holes[2] = {{0, 5 * 16}, {0x2000, 8}};
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x4000, NULL, 0, holes, 2, out), 2);
+    ck_assert_uint_eq(out[0].off, 0x1000);
+    ck_assert_uint_eq(out[0].len, 0x1000);
+    ck_assert_uint_eq(out[1].off, 0x3000);
+    ck_assert_uint_eq(out[1].len, 0x1000);
+    /* A table straddling a page boundary takes both pages. */
+    struct vfio_range straddle = {0x1ff0, 32};
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x4000, NULL, 0, &straddle, 1, out), 2);
+    ck_assert_uint_eq(out[0].len, 0x1000);
+    ck_assert_uint_eq(out[1].off, 0x3000);
+    /* Sparse areas: shrunk to whole pages, clipped to the BAR, past it
+     * dropped; a hole wrapping around the address space takes the rest. */
+    struct vfio_range areas[3] = {{0x10, 0x2ff0}, {0x7000, 0x4000}, {0x10000, 0x1000}};
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x8000, areas, 3, NULL, 0, out), 2);
+    ck_assert_uint_eq(out[0].off, 0x1000);
+    ck_assert_uint_eq(out[0].len, 0x2000);
+    ck_assert_uint_eq(out[1].off, 0x7000);
+    ck_assert_uint_eq(out[1].len, 0x1000);
+    struct vfio_range wrap = {0x2000, UINT64_MAX - 0x1000};
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x8000, NULL, 0, &wrap, 1, out), 1);
+    ck_assert_uint_eq(out[0].len, 0x2000);
+    /* Many holes: never more than VFIO_MAX_PIECES pieces. */
+    struct vfio_range many[16];
+    for (unsigned i = 0; i < 16; i++)
+        many[i] = (struct vfio_range){0x2000 * i + 0x1000, 8};
+    ck_assert_uint_eq(vmm_vfio_bar_pieces(0x20000, NULL, 0, many, 16, out), VFIO_MAX_PIECES);
 }
 END_TEST
 
@@ -203,6 +246,7 @@ int main(void)
     tcase_add_test(tc, viable_groups);
     tcase_add_test(tc, reserved_ranges);
     tcase_add_test(tc, container_without_vfio);
+    tcase_add_test(tc, bar_pieces);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }
