@@ -39,6 +39,7 @@
 #define MAX_DISKS     8 /* --disk */
 #define MAX_NETS      4 /* --net */
 #define MAX_VFIO      4 /* --vfio */
+#define VMGENID_GSI   3 /* the VM generation ID's GED line */
 
 #define VMM_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -597,6 +598,12 @@ static void add_platform_devices(struct vmm_vm *vm, const struct options *o, str
     m->i8042 = false;
     m->rtc = true;
     m->acpi_pm = true;
+    /* A VM generation ID, new with each --restore, on COM2's ISA line (there
+     * is no COM2). */
+    if ((r = vmm_vm_add_vmgenid(vm, VMM_X86_VMGENID, VMGENID_GSI)) < 0)
+        fail("cannot add the VM generation ID: %s", vmm_strerror(r));
+    m->vmgenid_addr = VMM_X86_VMGENID;
+    m->vmgenid_gsi = VMGENID_GSI;
 }
 
 /* Paravirtual devices asked for on the command line: virtio-mmio slot n at

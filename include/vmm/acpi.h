@@ -33,6 +33,12 @@
  *   virtio[n], Device VRnn (decimal; _HID "LNRO0005", _UID n, _CRS
  *   Memory32Fixed(ReadWrite, base, size) + Interrupt(ResourceConsumer, Edge,
  *   ActiveHigh, Exclusive) {gsi}), which Linux's virtio_mmio driver matches.
+ *   With machine->vmgenid_addr, Device VGEN (_HID "LVMM0001", _CID
+ *   "VM_GEN_COUNTER", _DDN "VM_Gen_Counter", ADDR = Package {the address's
+ *   low 32 bits, its high 32 bits}), which Linux's vmgenid driver matches,
+ *   and Device GED0 (_HID ACPI0013, a Generic Event Device; _CRS
+ *   Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) {vmgenid_gsi};
+ *   Method _EVT(1, Serialized): Notify(VGEN, 0x80) when Arg0 is that GSI).
  *   With machine->acpi_pm also \_S5_ = Package {VMM_ACPI_S5_TYPE, 0, 0, 0}.
  *
  * MP table, at addr (default VMM_X86_MPTABLE): the floating pointer (16
@@ -55,7 +61,9 @@
  * or one whose 8 ports pass 0xffff, a virtio window of size 0 or that wraps,
  * or (ACPI only: Memory32Fixed) ends past 4 GiB, a LAPIC/IOAPIC page
  * reaching 4 GiB, a table address not 16-byte aligned, at or past end, or
- * whose tables would reach past 4 GiB. -ENOSPC: the tables do not fit in
+ * whose tables would reach past 4 GiB, a vmgenid_addr not 8-byte aligned
+ * or whose vmgenid_gsi is unusable (as a device GSI), or (ACPI) tables that
+ * would cover the VMGenID's 16 bytes. -ENOSPC: the tables do not fit in
  * [addr, end). -EFAULT: the range written lies outside guest memory.
  * -EROFS: it lies on a read-only region. -ENOMEM.
  *

@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Platform devices: the 16550A UART, the exit device, the i8042 reset line,
- * the CMOS RTC and the ACPI sleep and reset registers.
+ * the CMOS RTC, the ACPI sleep and reset registers and the VM generation ID.
  *
  * Each has a VM-level constructor (vmm_vm_add_*) that registers it on the
- * VM's bus, wires its interrupt and ties its life to the VM. Each also has a
- * standalone form (create, destroy, bus callbacks) so its register logic can
- * be driven from a plain bus without a VM (unit tests, other machine
- * models): register the callbacks with the device as opaque, unregister them
- * before destroying it. Where a guest can end the run through a device, the
- * standalone form reports that through a vmm_device_exit_fn.
+ * VM's bus, wires its interrupt and ties its life to the VM. Each but the
+ * VM generation ID (which lives in guest memory) also has a standalone form
+ * (create, destroy, bus callbacks) so its register logic can be driven from
+ * a plain bus without a VM (unit tests, other machine models): register the callbacks with the
+ * device as opaque, unregister them before destroying it. Where a guest can end the run through a
+ * device, the standalone form reports that through a vmm_device_exit_fn.
  */
 #ifndef VMM_DEVICES_H
 #define VMM_DEVICES_H
@@ -210,6 +210,32 @@ VMM_API const struct vmm_bus_ops *vmm_acpi_pm_reset_bus_ops(void);
  * -errno (-EEXIST when the ports are taken).
  */
 VMM_API VMM_MUST_USE int vmm_vm_add_acpi_pm(struct vmm_vm *vm);
+
+/* ---- VM generation ID ---- */
+
+#define VMM_VMGENID_SIZE 16 /* bytes of the ID */
+
+/*
+ * A VM generation ID (Microsoft's "Virtual Machine Generation ID", which
+ * Linux's vmgenid driver reads): 16 random bytes at guest-physical gpa,
+ * written now. Every vmm_vm_restore into this VM (snapshot.h) writes new
+ * ones, so each restore of a snapshot and each clone is a generation of its
+ * own (a live migration keeps the ID), then raises an edge on gsi: the
+ * ACPI Generic Event Device that the tables describe with the device
+ * (machine.h: vmgenid_addr = gpa, vmgenid_gsi = gsi; acpi.h) has the
+ * guest's driver read the new ID, and Linux reseeds its random number
+ * generator. The guest's memory map must reserve [gpa, gpa + 16): use
+ * VMM_X86_VMGENID (machine.h). The VM owns the device, which takes part in
+ * snapshots. Returns 0, -EINVAL (vm NULL, gpa not 8-byte aligned or its 16
+ * bytes not writable guest memory, gsi at or past VMM_IOAPIC_PINS), -EEXIST
+ * (the VM has one), -ENOMEM or another -errno.
+ */
+VMM_API VMM_MUST_USE int vmm_vm_add_vmgenid(struct vmm_vm *vm, uint64_t gpa, unsigned gsi);
+
+/* Copy the VM's current generation ID (not what the guest may have written
+ * over it) into id. Returns 0, -EINVAL (vm or id NULL) or -ENOENT (the VM
+ * has no VMGenID). */
+VMM_API VMM_MUST_USE int vmm_vm_vmgenid(struct vmm_vm *vm, uint8_t id[VMM_VMGENID_SIZE]);
 
 #ifdef __cplusplus
 }

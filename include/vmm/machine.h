@@ -18,7 +18,8 @@
  *   0x0003_0000 .. 0x0009_fc00   setup_data chain (device tree, ...)
  *   0x0009_fc00 .. 0x000a_0000   Intel MP table (reserved in e820)
  *   0x000a_0000 .. 0x000e_0000   legacy VGA/ROM hole (reserved in e820)
- *   0x000e_0000 .. 0x0010_0000   ACPI tables, RSDP first (reserved in e820)
+ *   0x000e_0000 .. 0x0010_0000   ACPI tables, RSDP first (reserved in e820);
+ *                                the VMGenID's 16 bytes at 0xf_f000 (devices.h)
  *   0x0010_0000 ..               kernel, then initrd as high as allowed
  *   0xc000_0000 .. 0xd000_0000   PCI 32-bit MMIO window (pci.h)
  *   0xd000_0000 ..               virtio-mmio devices, 4 KiB apart (vmm-run)
@@ -48,6 +49,7 @@ extern "C" {
 #define VMM_X86_EBDA_START       0x9fc00ull /* start of the reserved low range */
 #define VMM_X86_ACPI_TABLES      0xe0000ull
 #define VMM_X86_ACPI_TABLES_END  0x100000ull
+#define VMM_X86_VMGENID          0xff000ull /* past the largest ACPI tables, still reserved */
 #define VMM_X86_HIGH_MEMORY      0x100000ull
 #define VMM_X86_IOAPIC_ADDR      0xfec00000ull
 #define VMM_X86_LAPIC_ADDR       0xfee00000ull
@@ -116,6 +118,13 @@ struct vmm_machine {
     bool rtc;                   /* a CMOS RTC at 0x70/0x71 */
     bool i8042;                 /* an i8042 at 0x60/0x64 */
     struct vmm_machine_pci pci; /* a PCI root complex, when pci.present */
+    /* A VM generation ID (devices.h, vmm_vm_add_vmgenid) when vmgenid_addr
+     * is not 0: the guest-physical address of its 16 bytes (8-byte aligned,
+     * in memory the memory map reserves: VMM_X86_VMGENID, or a range listed
+     * in reserved[]), and the GSI (edge, active high) of the ACPI Generic
+     * Event Device that tells the guest it changed. */
+    uint64_t vmgenid_addr;
+    uint32_t vmgenid_gsi;
 };
 
 #ifdef __cplusplus

@@ -315,6 +315,48 @@ static void dsdt_pci(struct aml *a, const struct vmm_machine_pci *pci)
     aml_end(a);
 }
 
+/* The VM generation ID (Microsoft's "Virtual Machine Generation ID", read
+ * by Linux's vmgenid driver through its _CID) and the Generic Event Device
+ * (ACPI0013, 5.6.9) whose interrupt has it notified (0x80) when the ID
+ * changed, e.g. after a restore. The _HID is the library's own: the driver
+ * matches the _CID. */
+static void dsdt_vmgenid(struct aml *a, uint64_t addr, uint32_t gsi)
+{
+    aml_device_begin(a, "VGEN");
+    aml_name(a, "_HID");
+    aml_string(a, "LVMM0001");
+    aml_name(a, "_CID");
+    aml_string(a, "VM_GEN_COUNTER");
+    aml_name(a, "_DDN");
+    aml_string(a, "VM_Gen_Counter");
+    /* ADDR: the ID's address, low then high 32 bits. */
+    aml_name(a, "ADDR");
+    aml_package_begin(a, 2);
+    aml_integer(a, (uint32_t)addr);
+    aml_integer(a, addr >> 32);
+    aml_end(a);
+    aml_end(a); /* VGEN */
+
+    aml_device_begin(a, "GED0");
+    aml_name(a, "_HID");
+    aml_string(a, "ACPI0013");
+    aml_name(a, "_UID");
+    aml_integer(a, 0);
+    resource_name(a, "_CRS");
+    aml_interrupt(a, AML_INT_CONSUMER | AML_INT_EDGE, gsi);
+    aml_end(a);
+    /* The GED calls _EVT with the GSI that fired. */
+    aml_method_begin(a, "_EVT", 1, true);
+    aml_if_begin(a);
+    aml_lequal(a);
+    aml_arg(a, 0);
+    aml_integer(a, gsi);
+    aml_notify(a, "VGEN", 0x80);
+    aml_end(a); /* If */
+    aml_end(a); /* _EVT */
+    aml_end(a); /* GED0 */
+}
+
 /* The DSDT into p[0..cap). Returns its length or -ENOSPC/-EINVAL. */
 static int build_dsdt(const struct tables_machine *t, uint8_t *p, size_t cap)
 {
@@ -351,6 +393,8 @@ static int build_dsdt(const struct tables_machine *t, uint8_t *p, size_t cap)
         dsdt_virtio(&a, i, &m->virtio[i]);
     if (m->pci.present)
         dsdt_pci(&a, &m->pci);
+    if (m->vmgenid_addr)
+        dsdt_vmgenid(&a, m->vmgenid_addr, m->vmgenid_gsi);
     aml_end(&a); /* \_SB_ */
     if (m->acpi_pm) {
         /* SLP_TYPa, SLP_TYPb, reserved, reserved */
@@ -446,6 +490,10 @@ static int build_scratch(const struct vmm_machine *machine, vmm_gpa_t addr, uint
     struct vmm_acpi_result tmp;
     r = build(&t, addr, s, cap, &tmp);
     if (r >= 0 && addr + (uint64_t)r > TABLES_4G)
+        r = -EINVAL;
+    /* The tables would hide the VMGenID, or it them. */
+    uint64_t genid = t.m->vmgenid_addr;
+    if (r >= 0 && genid && genid < addr + (uint64_t)r && genid + TABLES_VMGENID_SIZE > addr)
         r = -EINVAL;
     if (r < 0) {
         vmm_log_debug("acpi: the tables do not fit in [0x%" PRIx64 ", +0x%" PRIx64 "): %d", addr,

@@ -19,6 +19,11 @@
 #define AML_SCOPE_OP       0x10
 #define AML_BUFFER_OP      0x11
 #define AML_PACKAGE_OP     0x12
+#define AML_METHOD_OP      0x14
+#define AML_ARG0_OP        0x68
+#define AML_NOTIFY_OP      0x86
+#define AML_LEQUAL_OP      0x93
+#define AML_IF_OP          0xa0
 #define AML_DUAL_NAME      0x2e
 #define AML_MULTI_NAME     0x2f
 #define AML_EXT_OP_PREFIX  0x5b
@@ -291,6 +296,46 @@ void aml_resource_template_begin(struct aml *a)
 {
     aml_byte(a, AML_BUFFER_OP);
     open_block(a, true, true);
+}
+
+void aml_method_begin(struct aml *a, const char *path, unsigned args, bool serialized)
+{
+    if (args > 7) {
+        fail(a, -EINVAL);
+        return;
+    }
+    aml_byte(a, AML_METHOD_OP);
+    open_block(a, false, false);
+    aml_name_string(a, path);
+    /* MethodFlags: ArgCount in bits 0-2, SerializeFlag bit 3, SyncLevel 0. */
+    aml_byte(a, (uint8_t)(args | (serialized ? 0x08 : 0)));
+}
+
+void aml_if_begin(struct aml *a)
+{
+    aml_byte(a, AML_IF_OP);
+    open_block(a, false, false);
+}
+
+void aml_lequal(struct aml *a)
+{
+    aml_byte(a, AML_LEQUAL_OP);
+}
+
+void aml_arg(struct aml *a, unsigned n)
+{
+    if (n > 6) {
+        fail(a, -EINVAL);
+        return;
+    }
+    aml_byte(a, (uint8_t)(AML_ARG0_OP + n));
+}
+
+void aml_notify(struct aml *a, const char *path, uint8_t value)
+{
+    aml_byte(a, AML_NOTIFY_OP);
+    aml_name_string(a, path);
+    aml_integer(a, value);
 }
 
 /* PkgLength (20.2.4) for contents of n bytes: the encoded length counts its

@@ -1,14 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * A small ACPI Machine Language encoder (ACPI 6.5 chapter 20) for the DSDT:
- * names, integers, strings, Scope, Device, Name, Package, Buffer, and the
- * resource descriptors of a _CRS ResourceTemplate (chapter 6.4).
+ * names, integers, strings, Scope, Device, Name, Package, Buffer, Method,
+ * If, LEqual, Notify, and the resource descriptors of a _CRS
+ * ResourceTemplate (chapter 6.4).
  *
  * The encoder writes into a caller's fixed buffer. Errors are sticky: after
  * the first one (-ENOSPC: the buffer is full; -EINVAL: a bad name, string or
  * nesting) every call does nothing and aml_finish returns it, so a builder
  * emits a whole table and checks once. Blocks (Scope, Device, Package,
- * Buffer) are opened with *_begin and closed with aml_end; their PkgLength is
+ * Buffer, Method, If) are opened with *_begin and closed with aml_end; their PkgLength is
  * inserted when they close, when the size is known.
  */
 #ifndef VMM_LOADER_AML_H
@@ -77,6 +78,17 @@ void aml_package_begin(struct aml *a, uint8_t elements);
  * the checksum that makes the descriptors sum to zero. */
 void aml_resource_template_begin(struct aml *a);
 void aml_end(struct aml *a);
+
+/* Method(path, args, Serialized or NotSerialized) { ... }: args 0..7. */
+void aml_method_begin(struct aml *a, const char *path, unsigned args, bool serialized);
+/* If (predicate) { ... }: the caller encodes the predicate, then the body. */
+void aml_if_begin(struct aml *a);
+/* LEqual(x, y): the caller encodes the two operands after it. */
+void aml_lequal(struct aml *a);
+/* ArgN (0..6), a method's argument as an operand. */
+void aml_arg(struct aml *a, unsigned n);
+/* Notify(path, value) */
+void aml_notify(struct aml *a, const char *path, uint8_t value);
 
 /* Resource descriptors (inside a resource template). */
 /* IO(Decode16, port, port, 1, len) */

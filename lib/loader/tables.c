@@ -99,6 +99,13 @@ int tables_machine_check(const struct vmm_machine *caller, unsigned max_vcpus, b
             return -EINVAL;
         }
     }
+    if (machine->vmgenid_addr &&
+        ((machine->vmgenid_addr & 7) || machine->vmgenid_addr > UINT64_MAX - TABLES_VMGENID_SIZE ||
+         !gsi_ok(&t, machine->vmgenid_gsi))) {
+        vmm_log_debug("tables: a VMGenID at 0x%" PRIx64 " (8-byte aligned), GSI %u is not usable",
+                      machine->vmgenid_addr, machine->vmgenid_gsi);
+        return -EINVAL;
+    }
     struct vmm_range rsv[VMM_MACHINE_MAX_RESERVED];
     if (vmm_loader_machine_reserved(machine, rsv) < 0) {
         vmm_log_debug("tables: a reserved range wraps");

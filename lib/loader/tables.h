@@ -14,6 +14,7 @@
 #define TABLES_MAX_IOAPIC_PINS     256
 #define TABLES_SERIAL_PORTS        8 /* a 16550 decodes 8 ports */
 #define TABLES_4G                  0x100000000ull
+#define TABLES_VMGENID_SIZE        16 /* bytes of a VMGenID */
 
 /* A machine with its defaults filled in, checked once for every builder. */
 struct tables_machine {

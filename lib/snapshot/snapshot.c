@@ -62,6 +62,14 @@ void vmm_snap_unregister(struct vmm_vm *vm, uint32_t tag, uint32_t instance)
     }
 }
 
+void *vmm_snap_part_opaque(struct vmm_vm *vm, uint32_t tag, uint32_t instance)
+{
+    for (unsigned i = 0; i < vm->nr_snap_parts; i++)
+        if (vm->snap_parts[i].ops->tag == tag && vm->snap_parts[i].instance == instance)
+            return vm->snap_parts[i].opaque;
+    return NULL;
+}
+
 void vmm_snap_parts_free(struct vmm_vm *vm)
 {
     free(vm->snap_parts);
@@ -764,6 +772,11 @@ int vmm_vm_restore(struct vmm_vm *vm, const char *dir, const struct vmm_restore_
     if ((r = snap_restore_meta(vm, &f, id)) < 0 ||
         (r = memory_restore(vm, dir, &f, id, o.memory)) < 0 || (r = snap_restore_rest(vm, &f)) < 0)
         goto out;
+    for (unsigned i = 0; i < vm->nr_snap_parts; i++) {
+        struct vmm_snap_part *p = &vm->snap_parts[i];
+        if (p->ops->restored && (r = p->ops->restored(p->opaque)) < 0)
+            goto out;
+    }
     vmm_log_info("restore: %u vCPUs from %s", vm->nr_vcpus, dir);
 out:
     snap_file_free(&f);

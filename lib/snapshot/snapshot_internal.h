@@ -31,6 +31,7 @@ struct vmm_vm;
 #define SNAP_TAG_UART   SNAP_TAG('U', 'A', 'R', 'T') /* instance: base port */
 #define SNAP_TAG_RTC    SNAP_TAG('R', 'T', 'C', ' ') /* instance: base port */
 #define SNAP_TAG_VIRTIO SNAP_TAG('V', 'I', 'R', 'T') /* instance: MMIO base >> 12 */
+#define SNAP_TAG_VGEN   SNAP_TAG('V', 'G', 'E', 'N') /* the VMGenID; instance 0 */
 
 /* ---- writing ---- */
 
@@ -167,7 +168,11 @@ void vmm_snap_uffd_abort(struct vmm_uffd *u);
  * until thaw: typically by keeping its lock), save, then after guest memory
  * is written, thaw. freeze may refuse (-EBUSY...), logged; save and restore
  * return 0 or -errno, restore with a one-line reason logged. restore runs
- * on a part created like the saved one, before any vCPU runs.
+ * on a part created like the saved one, before any vCPU runs. restored
+ * (optional) runs once vmm_vm_restore has loaded everything, vCPUs
+ * included, before the VM runs (not after a migration, which moves the same
+ * instance): what a new instance of the saved VM needs (a new identity);
+ * it returns 0 or -errno, logged.
  */
 struct vmm_snap_part_ops {
     const char *name;
@@ -176,12 +181,16 @@ struct vmm_snap_part_ops {
     void (*thaw)(void *opaque);
     int (*save)(void *opaque, struct vmm_snap_writer *w);
     int (*restore)(void *opaque, struct vmm_snap_reader *r);
+    int (*restored)(void *opaque);
 };
 
 /* Register a part of vm under (ops->tag, instance): unique per VM.
  * Returns 0, -EEXIST or -ENOMEM. ops must outlive the VM. */
 int vmm_snap_register(struct vmm_vm *vm, const struct vmm_snap_part_ops *ops, uint32_t instance,
                       void *opaque);
+
+/* The opaque of the part (tag, instance), or NULL. */
+void *vmm_snap_part_opaque(struct vmm_vm *vm, uint32_t tag, uint32_t instance);
 
 /* Take a part off the list again (a device whose creation failed later). */
 void vmm_snap_unregister(struct vmm_vm *vm, uint32_t tag, uint32_t instance);

@@ -5,7 +5,9 @@
  * from a restored VM, cloned, and goes on each time exactly where it
  * stopped: its console output, its register-carried value, its memory and
  * its virtqueue. A corrupt, truncated, foreign or mismatched snapshot is
- * refused. Both interrupt controller models.
+ * refused. Each restore and each clone gets a VM generation ID of its own,
+ * whose interrupt the guest takes and whose ID it reads; a migration keeps
+ * it. Both interrupt controller models.
  */
 #include <check.h>
 #include <dirent.h>
@@ -31,6 +33,9 @@
 
 #define ROUNDS 3
 #define TICKS  10
+
+#define GENID_GSI  3          /* tests/guests/snapcount.c */
+#define GENID_SEEN 0x300000ul /* the guest's count of VMGenID interrupts, then the ID it read */
 
 static enum vmm_irqchip chip(int i)
 {
@@ -63,7 +68,33 @@ static void make_vm(struct harness *h, enum vmm_irqchip irqchip, unsigned vcpus)
 {
     harness_init(h, irqchip, 64);
     ck_assert_int_eq(vmm_vm_add_virtio_rng(h->vm, 0xd0000000ull, 5, NULL, NULL), 0);
+    ck_assert_int_eq(vmm_vm_add_vmgenid(h->vm, VMM_X86_VMGENID, GENID_GSI), 0);
     harness_load_guest(h, "snapcount", vcpus);
+}
+
+/* The VM's generation ID, checked against the copy in guest memory that
+ * the guest reads. */
+static void genid(struct harness *h, uint8_t id[VMM_VMGENID_SIZE])
+{
+    uint8_t in_guest[VMM_VMGENID_SIZE];
+    ck_assert_int_eq(vmm_vm_vmgenid(h->vm, id), 0);
+    ck_assert_int_eq(vmm_memory_read(vmm_vm_memory(h->vm), VMM_X86_VMGENID, in_guest, 16), 0);
+    ck_assert_mem_eq(id, in_guest, VMM_VMGENID_SIZE);
+}
+
+/* After a run: the guest took `irqs` VMGenID interrupts, and read id at
+ * the last one. */
+static void genid_seen(struct harness *h, uint64_t irqs, const uint8_t *id)
+{
+    struct {
+        uint64_t irqs;
+        uint8_t id[VMM_VMGENID_SIZE];
+    } seen;
+    ck_assert_int_eq(vmm_memory_read(vmm_vm_memory(h->vm), GENID_SEEN, &seen, sizeof(seen)), 0);
+    ck_assert_msg(seen.irqs == irqs, "the guest took %" PRIu64 " VMGenID interrupts, not %" PRIu64,
+                  seen.irqs, irqs);
+    if (irqs)
+        ck_assert_mem_eq(seen.id, id, VMM_VMGENID_SIZE);
 }
 
 struct bg_run {
@@ -162,22 +193,33 @@ START_TEST(snapshot_restore_continues_where_it_stopped)
     char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
 
     struct harness h1, h2, h3;
+    uint8_t id1[VMM_VMGENID_SIZE], id2[VMM_VMGENID_SIZE], id3[VMM_VMGENID_SIZE];
     make_vm(&h1, chip(_i), 1);
     run_and_snapshot(&h1, a);
     snprintf(got, sizeof(got), "%s", h1.output);
+    genid(&h1, id1);
+    genid_seen(&h1, 0, NULL);
     harness_fini(&h1);
 
+    /* Each restore is a new generation, which the guest is told about. */
     make_vm(&h2, chip(_i), 1);
     restore(&h2, a, VMM_RESTORE_EAGER);
+    genid(&h2, id2);
+    ck_assert_mem_ne(id1, id2, VMM_VMGENID_SIZE);
     send_input(&h2, "x");
     run_and_snapshot(&h2, b);
     strncat(got, h2.output, sizeof(got) - strlen(got) - 1);
+    genid_seen(&h2, 1, id2);
     harness_fini(&h2);
 
     make_vm(&h3, chip(_i), 1);
     restore(&h3, b, VMM_RESTORE_LAZY);
+    genid(&h3, id3);
+    ck_assert_mem_ne(id3, id1, VMM_VMGENID_SIZE);
+    ck_assert_mem_ne(id3, id2, VMM_VMGENID_SIZE);
     send_input(&h3, "y");
     harness_run(&h3);
+    genid_seen(&h3, 2, id3);
     strncat(got, h3.output, sizeof(got) - strlen(got) - 1);
     ck_assert_msg(h3.exit.reason == VMM_EXIT_GUEST_EXIT && h3.exit.status == 0,
                   "exit %s status %d: %s", vmm_exit_reason_name(h3.exit.reason), h3.exit.status,
@@ -200,7 +242,8 @@ START_TEST(snapshot_restore_continues_where_it_stopped)
 END_TEST
 
 /* Clones: many VMs from one snapshot, sharing its memory file copy-on-write
- * (one of them reads it), each running on its own to the same end. */
+ * (one of them reads it), each running on its own to the same end, each
+ * with a VM generation ID of its own that its guest was told about. */
 START_TEST(clones_run_independently)
 {
     static char want[4096];
@@ -211,8 +254,9 @@ START_TEST(clones_run_independently)
     harness_fini(&h);
     expected(want, sizeof(want), 1, "cd");
 
-    enum { CLONES = 8 };
+    enum { CLONES = 16 };
     static struct harness c[CLONES];
+    static uint8_t ids[CLONES][VMM_VMGENID_SIZE];
     for (unsigned i = 0; i < CLONES; i++) {
         make_vm(&c[i], chip(_i), 1);
         /* One reads memory, two fault it in, the rest map it. */
@@ -220,6 +264,10 @@ START_TEST(clones_run_independently)
                 i == 0   ? VMM_RESTORE_EAGER
                 : i <= 2 ? VMM_RESTORE_UFFD
                          : VMM_RESTORE_LAZY);
+        genid(&c[i], ids[i]);
+        for (unsigned k = 0; k < i; k++)
+            ck_assert_msg(memcmp(ids[i], ids[k], VMM_VMGENID_SIZE) != 0,
+                          "clones %u and %u have one generation ID", k, i);
         send_input(&c[i], "cd");
     }
     for (unsigned i = 0; i < CLONES; i++) {
@@ -228,6 +276,7 @@ START_TEST(clones_run_independently)
                       "clone %u: exit %s status %d: %s", i, vmm_exit_reason_name(c[i].exit.reason),
                       c[i].exit.status, c[i].output);
         ck_assert_str_eq(c[i].output, want);
+        genid_seen(&c[i], 1, ids[i]);
         harness_fini(&c[i]);
     }
     remove_snapshot(a);
@@ -365,6 +414,11 @@ START_TEST(migration_moves_a_running_vm)
     ck_assert_int_eq(memcmp(t.blob, "snapcount", 9), 0);
     vmm_vm_stop(src.vm);
     ck_assert_int_eq(pthread_join(run, NULL), 0);
+    /* The same VM, moved: the same generation, and no interrupt for it. */
+    uint8_t src_id[VMM_VMGENID_SIZE], dst_id[VMM_VMGENID_SIZE];
+    genid(&src, src_id);
+    ck_assert_int_eq(vmm_vm_vmgenid(dst.vm, dst_id), 0);
+    ck_assert_mem_eq(src_id, dst_id, VMM_VMGENID_SIZE);
     /* What the source printed before it stopped, then the target. */
     ssize_t n;
     while ((n = read(src.console[0], src.output + src.output_len,
@@ -375,6 +429,7 @@ START_TEST(migration_moves_a_running_vm)
     send_input(&dst, "n");
     harness_run(&dst);
     ck_assert_int_eq(dst.exit.status, 0);
+    genid_seen(&dst, 0, NULL);
     strncat(got, dst.output, sizeof(got) - strlen(got) - 1);
     expected(want, sizeof(want), 1, "mn");
     ck_assert_str_eq(got, want);
@@ -478,13 +533,16 @@ static void spit(const char *path, const void *p, size_t size)
     close(fd);
 }
 
-/* Restore dir into a fresh VM of vcpus vCPUs and return what it said. */
-static int try_restore(const char *dir, unsigned vcpus, bool rng)
+/* Restore dir into a fresh VM of vcpus vCPUs, with or without the entropy
+ * device, with a VMGenID at genid (0: none), and return what it said. */
+static int try_restore(const char *dir, unsigned vcpus, bool rng, uint64_t genid)
 {
     struct harness h;
     harness_init(&h, VMM_IRQCHIP_SPLIT, 64);
     if (rng)
         ck_assert_int_eq(vmm_vm_add_virtio_rng(h.vm, 0xd0000000ull, 5, NULL, NULL), 0);
+    if (genid)
+        ck_assert_int_eq(vmm_vm_add_vmgenid(h.vm, genid, GENID_GSI), 0);
     harness_load_guest(&h, "snapcount", vcpus);
     int r = vmm_vm_restore(h.vm, dir, NULL);
     harness_fini(&h);
@@ -501,7 +559,7 @@ START_TEST(bad_snapshots_are_refused)
     make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
     run_and_snapshot(&h, b);
     harness_fini(&h);
-    ck_assert_int_eq(try_restore(a, 1, true), 0);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), 0);
 
     char *state = subdir(a, "state"), *memory = subdir(a, "memory");
     char *other_memory = subdir(b, "memory");
@@ -513,19 +571,19 @@ START_TEST(bad_snapshots_are_refused)
     memcpy(copy, orig, size);
     copy[size / 2] ^= 0x10;
     spit(state, copy, size);
-    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EBADMSG);
     memcpy(copy, orig, size);
     copy[17] ^= 1;
     spit(state, copy, size);
-    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EBADMSG);
     /* Truncated. */
     spit(state, orig, size - 8);
-    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EBADMSG);
     /* Another magic. */
     memcpy(copy, orig, size);
     copy[0] = 'X';
     spit(state, copy, size);
-    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EBADMSG);
     /* Another format version, with a header CRC that matches it. */
     memcpy(copy, orig, size);
     uint32_t version = SNAP_VERSION + 1;
@@ -533,23 +591,25 @@ START_TEST(bad_snapshots_are_refused)
     uint32_t hcrc = snap_crc32(0, copy, 28);
     memcpy(copy + 28, &hcrc, 4);
     spit(state, copy, size);
-    ck_assert_int_eq(try_restore(a, 1, true), -EPROTO);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EPROTO);
     spit(state, orig, size);
 
     /* A VM built unlike the saved one. */
-    ck_assert_int_eq(try_restore(a, 2, true), -EINVAL);
-    ck_assert_int_eq(try_restore(a, 1, false), -EINVAL);
+    ck_assert_int_eq(try_restore(a, 2, true, VMM_X86_VMGENID), -EINVAL);
+    ck_assert_int_eq(try_restore(a, 1, false, VMM_X86_VMGENID), -EINVAL);
+    ck_assert_int_eq(try_restore(a, 1, true, 0), -EINVAL);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID - 0x1000), -EINVAL);
 
     /* Another snapshot's memory file, then a truncated one. */
     size_t msize, osize;
     uint8_t *mem = slurp(memory, &msize);
     uint8_t *other = slurp(other_memory, &osize);
     spit(memory, other, osize);
-    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EBADMSG);
     spit(memory, mem, msize - 4096);
-    ck_assert_int_eq(try_restore(a, 1, true), -EBADMSG);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), -EBADMSG);
     spit(memory, mem, msize);
-    ck_assert_int_eq(try_restore(a, 1, true), 0);
+    ck_assert_int_eq(try_restore(a, 1, true, VMM_X86_VMGENID), 0);
 
     /* A VM that has run cannot take a snapshot in. */
     make_vm(&h, VMM_IRQCHIP_SPLIT, 1);

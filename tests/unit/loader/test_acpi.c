@@ -114,6 +114,19 @@ static void enc_too_deep(struct aml *a)
     for (int i = 0; i <= AML_MAX_DEPTH; i++)
         aml_package_begin(a, 0);
 }
+static void enc_bad_method(struct aml *a)
+{
+    aml_method_begin(a, "_EVT", 8, false);
+    aml_end(a);
+}
+
+static void enc_bad_arg(struct aml *a)
+{
+    aml_method_begin(a, "_EVT", 1, false);
+    aml_arg(a, 7);
+    aml_end(a);
+}
+
 static void enc_big_irq(struct aml *a)
 {
     aml_resource_template_begin(a);
@@ -127,7 +140,7 @@ START_TEST(aml_refuses_bad_input)
     void (*bad[])(struct aml *) = {enc_bad_name_long,  enc_bad_name_char, enc_bad_name_digit,
                                    enc_bad_name_empty, enc_bad_eisaid,    enc_bad_string,
                                    enc_unbalanced_end, enc_unclosed,      enc_too_deep,
-                                   enc_big_irq};
+                                   enc_big_irq,        enc_bad_method,    enc_bad_arg};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         ck_assert_msg(encode(bad[i], out, sizeof(out)) == -EINVAL, "case %zu", i);
 }
@@ -603,10 +616,31 @@ END_TEST
 
 /* Hostile machines: each case edits a good machine one way. */
 static const char *const bad_machines[] = {
-    "256 vCPUs",  "5 serial",      "33 virtio",      "huge nr_virtio", "9 reserved",
-    "gsi = pins", "gsi past pins", "gsi 2",          "gsi 0",          "port 0",
-    "port wraps", "virtio size 0", "virtio past 4G", "virtio wraps",   "8 pins",
-    "300 pins",   "lapic past 4G", "ioapic past 4G", "reserved wraps", "ioapic id = lapic id",
+    "256 vCPUs",
+    "5 serial",
+    "33 virtio",
+    "huge nr_virtio",
+    "9 reserved",
+    "gsi = pins",
+    "gsi past pins",
+    "gsi 2",
+    "gsi 0",
+    "port 0",
+    "port wraps",
+    "virtio size 0",
+    "virtio past 4G",
+    "virtio wraps",
+    "8 pins",
+    "300 pins",
+    "lapic past 4G",
+    "ioapic past 4G",
+    "reserved wraps",
+    "ioapic id = lapic id",
+    "vmgenid misaligned",
+    "vmgenid gsi 2",
+    "vmgenid gsi past pins",
+    "vmgenid wraps",
+    "vmgenid in the tables",
 };
 
 static void break_machine(struct vmm_machine *m, unsigned i)
@@ -674,6 +708,26 @@ static void break_machine(struct vmm_machine *m, unsigned i)
     case 19:
         m->ioapic_id = 1; /* vCPU 1's local APIC id */
         break;
+    case 20:
+        m->vmgenid_addr = VMM_X86_VMGENID + 4;
+        m->vmgenid_gsi = 9;
+        break;
+    case 21:
+        m->vmgenid_addr = VMM_X86_VMGENID;
+        m->vmgenid_gsi = 2;
+        break;
+    case 22:
+        m->vmgenid_addr = VMM_X86_VMGENID;
+        m->vmgenid_gsi = 24;
+        break;
+    case 23:
+        m->vmgenid_addr = UINT64_MAX - 7;
+        m->vmgenid_gsi = 9;
+        break;
+    case 24:
+        m->vmgenid_addr = VMM_X86_ACPI_TABLES + 0x40; /* where the XSDT goes */
+        m->vmgenid_gsi = 9;
+        break;
     }
 }
 
@@ -685,8 +739,9 @@ START_TEST(acpi_refuses_bad_machines)
         break_machine(&m, i);
         const char *what = bad_machines[i];
         ck_assert_msg(vmm_acpi_write(fx.mem, &m, NULL, NULL) == -EINVAL, "ACPI: %s", what);
-        /* The MP table does not describe virtio windows. */
-        bool mp_ok = strcmp(what, "virtio past 4G") == 0;
+        /* The MP table does not describe virtio windows, nor the VMGenID. */
+        bool mp_ok =
+            strcmp(what, "virtio past 4G") == 0 || strcmp(what, "vmgenid in the tables") == 0;
         int mp = vmm_mptable_write(fx.mem, &m, NULL, NULL);
         ck_assert_msg(mp_ok ? mp > 0 : mp == -EINVAL, "MP: %s: %d", what, mp);
         if (mp > 0)

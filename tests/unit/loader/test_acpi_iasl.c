@@ -361,6 +361,54 @@ START_TEST(iasl_flags_a_bad_checksum)
 }
 END_TEST
 
+/* The VM generation ID and the Generic Event Device through iasl, then
+ * through ACPICA's interpreter: ADDR evaluates to the ID's address, split
+ * as Linux's vmgenid driver reads it, and _EVT with the GED's GSI (what
+ * Linux's GED driver passes) notifies VGEN with 0x80, any other does not. */
+START_TEST(iasl_decodes_the_vmgenid_and_its_event_device)
+{
+    struct vmm_machine m = fx_machine(fx.mem, 1);
+    m.vmgenid_addr = 0x1234567800ull; /* above 4 GiB: both halves of ADDR */
+    m.vmgenid_gsi = 9;
+    struct vmm_acpi_result res = VMM_INIT(struct vmm_acpi_result);
+    ck_assert_int_gt(vmm_acpi_write(fx.mem, &m, NULL, &res), 0);
+    dump_table(res.dsdt, "dsdt.dat");
+
+    char *dsdt = disassemble("dsdt");
+    ASSERT_HAS(dsdt, "Device (VGEN) { Name (_HID, \"LVMM0001\") Name (_CID, \"VM_GEN_COUNTER\") "
+                     "Name (_DDN, \"VM_Gen_Counter\") Name (ADDR, Package (0x02) { 0x34567800, "
+                     "0x12 }) }");
+    ASSERT_HAS(dsdt, "Device (GED0) { Name (_HID, \"ACPI0013\") Name (_UID, Zero) Name (_CRS, "
+                     "ResourceTemplate () { Interrupt (ResourceConsumer, Edge, ActiveHigh, "
+                     "Exclusive, ,,) { 0x00000009, } }) Method (_EVT, 1, Serialized) { If ((Arg0 "
+                     "== 0x09)) { Notify (VGEN, 0x80) } } }");
+    free(dsdt);
+    recompile("dsdt");
+
+    if (!tool_available("acpiexec")) {
+        printf("acpiexec is not installed: _EVT not evaluated\n");
+        return;
+    }
+    int rc = tool_run(dir,
+                      "acpiexec -b 'evaluate \\_SB.VGEN.ADDR; evaluate \\_SB.VGEN._CID; "
+                      "evaluate \\_SB.GED0._EVT 8; evaluate \\_SB.GED0._EVT 9' dsdt.dat",
+                      "exec.log");
+    char *raw = tool_read_file(dir, "exec.log");
+    ck_assert_msg(rc == 0, "acpiexec (%d):\n%s", rc, raw);
+    char *log = tool_normalize(raw);
+    free(raw);
+    ASSERT_HAS(log, "[Package] Contains 2 Elements: [Integer] = 0000000034567800 "
+                    "[Integer] = 0000000000000012");
+    ASSERT_HAS(log, "\"VM_GEN_COUNTER\"");
+    ck_assert_uint_eq(count_of(log, "Notify on"), 1);
+    ASSERT_HAS(log, "Received a Device Notify on [VGEN]");
+    ASSERT_HAS(log, "Value 0x80 (Status Change) No object was returned from evaluation of "
+                    "\\_SB.GED0._EVT ACPI:");
+    ASSERT_LACKS(log, "AE_AML");
+    free(log);
+}
+END_TEST
+
 static Suite *iasl_suite(void)
 {
     Suite *s = suite_create("acpi_iasl");
@@ -372,6 +420,7 @@ static Suite *iasl_suite(void)
     tcase_add_test(tc, acpiexec_evaluates_the_namespace);
     tcase_add_test(tc, iasl_decodes_the_pci_host_bridge);
     tcase_add_test(tc, iasl_flags_a_bad_checksum);
+    tcase_add_test(tc, iasl_decodes_the_vmgenid_and_its_event_device);
     suite_add_tcase(s, tc);
     return s;
 }

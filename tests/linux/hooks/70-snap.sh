@@ -1,0 +1,52 @@
+# shellcheck shell=bash
+# SPDX-License-Identifier: Apache-2.0
+# Hook of the real-Linux test (sourced by run-linux.sh, see README.md): the snapshot cases.
+#
+# A snapshot case is a case line of cases.txt whose arguments restore "@DATA@/snap/<name>": its
+# vmm-run is the second half. Before it, level 1 (DATA/l1-before.d/70-snap.sh, snap/l1-snap.sh)
+# boots the same kernel with the initramfs variant "snap" and --api-sock, snapshots the guest
+# through the control socket while it counts, and kills that vmm-run; the case's vmm-run then
+# restores the snapshot and the guest must count on to its end (snap/l2-snap.sh) and power off.
+# This writes:
+#   DATA/snap/<name>.args   the first vmm-run's arguments (the kernel, the variant, the case's
+#                           command line, 128 MiB, 1 vCPU)
+#   DATA/snap/vmm-run       the vmm-run to run
+#   L2_EXTRA/snap/etc/l2-init.d/70-snap.sh   the level-2 count
+#   WORK/expect/<name>      what must not appear (L1-SNAP-FAIL)
+# Without perl (the control socket's client) the cases are skipped.
+
+snap_hook() {
+    local here=${BASH_SOURCE[0]%/*}/..
+    local cases=() name args
+    while IFS='|' read -r name _ _ _ _ args; do
+        name=$(trim "$name")
+        case "$name" in '' | '#'*) continue ;; esac
+        [[ "$args" == *"--restore @DATA@/snap/$name "* ]] && cases+=("$name")
+    done <"$here/cases.txt"
+    [ "${#cases[@]}" -gt 0 ] || return 0
+    if ! have perl || ! perl -MIO::Socket::UNIX -e 1 2>/dev/null; then
+        for name in "${cases[@]}"; do
+            echo "perl with IO::Socket::UNIX is not installed (package perl-base)" >"$WORK/skip/$name"
+        done
+        echo "hook 70-snap: skipping ${cases[*]}: no perl"
+        return 0
+    fi
+    mkdir -p "$DATA/snap" "$DATA/l1-before.d" "$L2_EXTRA/snap/etc/l2-init.d"
+    install -m 0644 "$here/snap/l2-snap.sh" "$L2_EXTRA/snap/etc/l2-init.d/70-snap.sh"
+    install -m 0644 "$here/snap/l1-snap.sh" "$DATA/l1-before.d/70-snap.sh"
+    # shellcheck disable=SC2154 # vmm_run is run-linux.sh's
+    (cd "$(dirname "$vmm_run")" && printf '%s/%s\n' "$(pwd)" "$(basename "$vmm_run")") \
+        >"$DATA/snap/vmm-run"
+    # The command line run-linux.sh checks L2-CMDLINE against.
+    local cmdline="${VMM_LINUX_CMDLINE:-console=ttyS0 panic=-1} libvmm.case="
+    for name in "${cases[@]}"; do
+        # Words for run-cases.sh's shell: "$L2" is where it runs the case.
+        printf '%s\n' "--kernel \"\$L2/bzImage\" --initrd \"\$L2/initrd-snap.cpio\"" \
+            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx" |
+            tr '\n' ' ' >"$DATA/snap/$name.args"
+        printf '%s\n' "!L1-SNAP-FAIL" >"$WORK/expect/$name"
+    done
+    echo "hook 70-snap: cases ${cases[*]}"
+}
+snap_hook
+unset -f snap_hook
