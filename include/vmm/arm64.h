@@ -19,6 +19,10 @@
  *
  * The Image parser and the device-tree builder are plain data code and work
  * on any host; the vCPU calls return -ENOTSUP on a host that is not arm64.
+ * On arm64 the x86-only calls return -ENOTSUP: x86 registers, CPUID, MSRs,
+ * the LAPIC, the x86 entry states, function VMs, seccomp, snapshots, and
+ * the port I/O devices on a VM (vmm_vm_add_uart, _exit_device, _i8042,
+ * _rtc, _acpi_pm; their standalone forms work on any bus).
  *
  * Guest-physical layout (vmm-run on arm64; as QEMU's -M virt where it can):
  *

@@ -757,6 +757,10 @@ int vmm_vm_add_uart(struct vmm_vm *vm, uint16_t port, unsigned gsi,
 {
     if (!vm || gsi >= VMM_IOAPIC_PINS || (unsigned)port + UART_NPORTS > 0x10000)
         return -EINVAL;
+#if defined(__aarch64__)
+    vmm_log_error("uart: port I/O devices do not exist on arm64 (vmm_vm_add_pl011)");
+    return -ENOTSUP;
+#endif
     struct vmm_uart_config c = {.size = sizeof(c), .out_fd = -1, .in_fd = -1};
     if (cfg && VMM_ABI_COPY_OVER(&c, cfg) < 0)
         return -EINVAL;

@@ -43,6 +43,12 @@ int devices_vm_attach_pio(struct vmm_vm *vm, const char *name, void *dev,
 {
     int r = -EINVAL;
     struct devices_vm_glue *g = NULL;
+#if defined(__aarch64__)
+    /* arm64 has no port I/O: nothing would ever reach the ports. */
+    vmm_log_error("%s: port I/O devices do not exist on arm64", name);
+    r = -ENOTSUP;
+    goto err;
+#endif
     if (n == 0 || n > DEVICES_MAX_RANGES)
         goto err;
     r = -ENOMEM;
