@@ -46,3 +46,5 @@ if [ "$(id -u)" = 0 ]; then
 else
     echo "run-bench: bench_net skipped: it makes taps in a network namespace of its own (root)"
 fi
+echo "run-bench: bench_vsock (no KVM needed) on this host"
+"$b/bench_vsock"
