@@ -4,11 +4,11 @@
 # bench_exit, bench_startup, bench_rss, bench_function and bench_snapshot need KVM: they run on
 # this host's /dev/kvm where it opens, else (or with VMM_KVM_MODE=nested) inside a nested QEMU
 # level 1 (tests/nested/run-nested.sh), which this says first: their figures are then nested-KVM
-# figures, and only the ratios against the raw floor of the same run compare. bench_blk and
-# bench_net need no KVM and run here (bench_net as root only).
+# figures, and only the ratios against the raw floor of the same run compare. bench_blk,
+# bench_vsock and bench_net need no KVM and run here (bench_net as root only).
 #
 # usage: run-bench.sh BUILD_DIR [BENCH...]
-#   BENCH: exit startup rss function snapshot blk net (default: all), e.g.
+#   BENCH: exit startup rss function snapshot blk net vsock (default: all), e.g.
 #   VMM_KVM_MODE=nested bench/run-bench.sh build startup rss exit
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -17,7 +17,7 @@ build=$(cd "$1" && pwd)
 shift
 b=$build/bench
 want=("$@")
-[ ${#want[@]} -gt 0 ] || want=(exit startup rss function snapshot blk net)
+[ ${#want[@]} -gt 0 ] || want=(exit startup rss function snapshot blk net vsock)
 kvm_cmds=() other=()
 for w in "${want[@]}"; do
     case "$w" in
@@ -26,8 +26,8 @@ for w in "${want[@]}"; do
     rss) kvm_cmds+=("'$b/bench_rss' --vmm-run '$build/examples/vmm-run'") ;;
     function) kvm_cmds+=("'$b/bench_function'") ;;
     snapshot) kvm_cmds+=("'$b/bench_snapshot'") ;;
-    blk | net) other+=("$w") ;;
-    *) echo "run-bench: unknown benchmark '$w' (exit startup rss function snapshot blk net)" >&2; exit 2 ;;
+    blk | net | vsock) other+=("$w") ;;
+    *) echo "run-bench: unknown benchmark '$w' (exit startup rss function snapshot blk net vsock)" >&2; exit 2 ;;
     esac
 done
 
@@ -60,6 +60,9 @@ for w in "${other[@]}"; do
     if [ "$w" = blk ]; then
         echo "run-bench: bench_blk (no KVM needed) on this host"
         "$b/bench_blk"
+    elif [ "$w" = vsock ]; then
+        echo "run-bench: bench_vsock (no KVM needed) on this host"
+        "$b/bench_vsock"
     elif [ "$(id -u)" = 0 ]; then
         echo "run-bench: bench_net (no KVM needed; root, for its taps) on this host"
         "$b/bench_net"

@@ -727,6 +727,42 @@ START_TEST(test_vsock_hostile_packets)
 }
 END_TEST
 
+/* What a guest (or a host) can make the device hold is bounded: RSTs owed
+ * to a guest that posts no receive buffers, and connections. */
+START_TEST(test_vsock_bounds)
+{
+    start();
+    for (unsigned i = 0; i < 100; i++)
+        guest_send(10, 3000 + i, OP_RW, 0, "x", 1); /* no such connection: RST owed */
+    post_rx(QSIZE);
+    struct pkt p;
+    unsigned rsts = 0;
+    while (guest_recv(&p, NULL)) {
+        ck_assert_uint_eq(p.op, OP_RST);
+        ck_assert_uint_eq(p.src_port, 3000 + rsts); /* the first ones, in order */
+        rsts++;
+    }
+    ck_assert_uint_eq(rsts, 64); /* the rest were dropped, not queued */
+    /* Connections: past VMM_VIRTIO_VSOCK_MAX_CONNS the device stops
+     * accepting until one goes. */
+    enum { N = VMM_VIRTIO_VSOCK_MAX_CONNS + 2 };
+    int fd[N];
+    for (unsigned i = 0; i < N; i++) {
+        fd[i] = host_connect(path); /* the listen backlog takes the last ones */
+        pump(1);
+    }
+    pump(50);
+    ck_assert_uint_eq(stats().conns_open, VMM_VIRTIO_VSOCK_MAX_CONNS);
+    close(fd[0]);
+    for (int i = 0; i < 200 && stats().conns_open == VMM_VIRTIO_VSOCK_MAX_CONNS - 1; i++)
+        pump(1);
+    pump(10);
+    ck_assert_uint_eq(stats().conns_open, VMM_VIRTIO_VSOCK_MAX_CONNS);
+    for (unsigned i = 1; i < N; i++)
+        close(fd[i]);
+}
+END_TEST
+
 static Suite *vsock_suite(void)
 {
     Suite *s = suite_create("virtio-vsock");
@@ -742,6 +778,7 @@ static Suite *vsock_suite(void)
     tcase_add_test(tc, test_vsock_small_rx_buffers);
     tcase_add_test(tc, test_vsock_reset_closes);
     tcase_add_test(tc, test_vsock_hostile_packets);
+    tcase_add_test(tc, test_vsock_bounds);
     suite_add_tcase(s, tc);
     return s;
 }
