@@ -10,6 +10,8 @@
 #include <vmm/seccomp.h>
 #include <vmm/vcpu.h>
 
+#include "vmm_internal.h"
+
 #if defined(__aarch64__)
 
 /* x86 vCPU state: arm64 has ONE_REG (vmm_vcpu_get_one_reg) instead. */
@@ -144,6 +146,24 @@ int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscal
                                unsigned *nr_ioctls)
 {
     return -ENOTSUP;
+}
+
+/* So vmm_vm_set_seccomp says -ENOTSUP too; nothing is ever built to load. */
+int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg,
+                           struct vmm_seccomp_prog *out)
+{
+    *out = (struct vmm_seccomp_prog){0};
+    return -ENOTSUP;
+}
+
+int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p)
+{
+    return -ENOTSUP;
+}
+
+void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p)
+{
+    *p = (struct vmm_seccomp_prog){0};
 }
 
 #else /* x86_64 */
