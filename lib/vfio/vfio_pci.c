@@ -392,18 +392,20 @@ static void vector_deliverable(void *opaque, bool msix, unsigned vector, bool de
 {
     struct vfio_pci *p = opaque;
     unsigned s = msix ? vector : p->msix_vectors + vector;
-    if (!p->deliverable || s >= p->msix_vectors + p->msi_vectors)
+    if (s >= p->msix_vectors + p->msi_vectors)
         return;
     pthread_mutex_lock(&p->irq_lock);
-    if (p->deliverable[s] != deliverable) {
+    if (p->deliverable && p->deliverable[s] != deliverable) {
         p->deliverable[s] = deliverable;
         bool live = msix ? p->irq_index == VFIO_PCI_MSIX_IRQ_INDEX
                          : p->irq_index == VFIO_PCI_MSI_IRQ_INDEX && vector < p->msi_enabled;
         int fd = vector_target(p, s);
-        if (live && set_irqs_at(p, msix ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_MSI_IRQ_INDEX,
-                                VFIO_IRQ_SET_ACTION_TRIGGER, vector, &fd, 1) < 0)
+        int r = live ? set_irqs_at(p, msix ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_MSI_IRQ_INDEX,
+                                   VFIO_IRQ_SET_ACTION_TRIGGER, vector, &fd, 1)
+                     : 0;
+        if (r < 0)
             vmm_log_limited(&p->log, LOG_BUDGET, "%s: rewiring vector %u: %s", p->name, vector,
-                            vmm_strerror(-errno));
+                            vmm_strerror(r));
         uint64_t n;
         if (deliverable && read(p->held_fd[s], &n, sizeof(n)) == sizeof(n)) {
             uint64_t one = 1;
