@@ -103,6 +103,14 @@ struct vmm_pci_device_ops {
      * whose interrupts come from elsewhere (vmm_pci_vector_eventfd). Called
      * with the bus lock held, as bar_moved. */
     void (*irq_mode)(void *opaque, unsigned mode, unsigned vectors);
+    /* MSI-X vector (msix) or MSI vector (!msix) became deliverable (its KVM
+     * route installed: enabled, unmasked, a local APIC address) or stopped
+     * being so. For a device whose interrupts come through
+     * vmm_pci_vector_eventfd, to take them itself while the vector is
+     * masked and pass them to vmm_pci_msix_notify/vmm_pci_msi_notify,
+     * which keep them pending. May repeat the last state. Called with the
+     * device's MSI lock held: call no vmm_pci_* function from it. */
+    void (*vector_deliverable)(void *opaque, bool msix, unsigned vector, bool deliverable);
 };
 
 /* irq_mode's mode */

@@ -152,8 +152,10 @@ VMM_API int vmm_vfio_device_region_write(struct vmm_vfio_device *d, unsigned ind
  * pages of the MSI-X table and PBA, which the bus emulates; every other BAR
  * access traps and is forwarded with pread/pwrite on the device fd. The
  * device's MSI and MSI-X go straight to the bus's irqfds on the vectors'
- * KVM routes (a vector the guest masks drops its interrupts rather than
- * leaving them pending); INTx needs the in-kernel irqchip (a resample irqfd
+ * KVM routes; while the guest masks a vector (or disables it, or gives it
+ * an address no local APIC takes) VFIO signals an eventfd of the VM's event
+ * loop instead, which leaves the interrupt pending with the bus until the
+ * vector can take it. INTx needs the in-kernel irqchip (a resample irqfd
  * on the slot's line). DMA goes to guest memory the container maps
  * (vmm_vfio_container_map_memory of the VM's memory, which attach_vm then
  * keeps following vmm_vm_add_memory). d belongs to this call whatever it

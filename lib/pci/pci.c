@@ -139,6 +139,8 @@ static void msix_update_route(struct vmm_pci_dev *d, unsigned v)
     const struct msix_entry *e = &d->table[v];
     bool valid = d->msix_enabled && !d->msix_fmask && !(e->ctrl & PCI_MSIX_ENTRY_MASKED) &&
                  msi_address_ok(e->addr_lo, e->addr_hi);
+    if (d->ops.vector_deliverable)
+        d->ops.vector_deliverable(d->desc.opaque, true, v, valid);
     if (!d->bus->vm)
         return;
     int r = vmm_vm_msi_route_set(d->bus->vm, d->gsi[v], e->addr_lo, e->data, valid);
@@ -330,6 +332,8 @@ static void msi_update(struct vmm_pci_dev *d)
 {
     for (unsigned i = 0; i < d->desc.msi_vectors; i++) {
         bool ok = msi_deliverable(d, i);
+        if (d->ops.vector_deliverable)
+            d->ops.vector_deliverable(d->desc.opaque, false, i, ok);
         if (d->bus->vm) {
             int r = vmm_vm_msi_route_set(d->bus->vm, d->gsi[d->desc.msix_vectors + i],
                                          d->msi_addr_lo, msi_data_of(d, i), ok);

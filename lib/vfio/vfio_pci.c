@@ -9,13 +9,16 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include <vmm/event.h>
 #include <vmm/pci.h>
 #include <vmm/vfio.h>
 
@@ -52,11 +55,15 @@ struct vfio_pci {
     char name[32];
     struct vfio_bar bars[VMM_PCI_MAX_BARS];
     unsigned msix_vectors, msi_vectors;
-    int *vector_fd;    /* MSI-X's then MSI's, the bus's irqfds */
-    int irq_index;     /* the VFIO interrupt enabled now, or -1 */
-    bool irqs_off;     /* wiring them failed: the guest's choice is ignored */
-    int intx_fd;       /* INTx trigger (-1: no INTx) */
-    int intx_resample; /* KVM's resample fd, VFIO's unmask */
+    int *vector_fd;           /* MSI-X's then MSI's, the bus's irqfds */
+    int *held_fd;             /* the same vectors' eventfds while masked (event loop) */
+    bool *deliverable;        /* per vector: the bus's vector_deliverable */
+    pthread_mutex_t irq_lock; /* irq_index, deliverable: after the bus's locks */
+    int irq_index;            /* the VFIO interrupt enabled now, or -1 */
+    bool irqs_off;            /* wiring them failed: the guest's choice is ignored */
+    unsigned msi_enabled;     /* MSI vectors VFIO signals now (irq_lock) */
+    int intx_fd;              /* INTx trigger (-1: no INTx) */
+    int intx_resample;        /* KVM's resample fd, VFIO's unmask */
     unsigned intx_gsi;
     uint8_t pm[8];    /* the power management capability's body */
     uint64_t trapped; /* BAR accesses forwarded (atomic) */
@@ -301,8 +308,9 @@ static void config_write(void *opaque, unsigned reg, const void *data, uint32_t 
         vmm_log_limited(&p->log, LOG_BUDGET, "%s: command register write failed", p->name);
 }
 
-/* VFIO_DEVICE_SET_IRQS with fds (NULL and n 0: off). */
-static int set_irqs(struct vfio_pci *p, unsigned index, uint32_t action, const int *fds, unsigned n)
+/* VFIO_DEVICE_SET_IRQS of vectors start.. with fds (NULL and n 0: off). */
+static int set_irqs_at(struct vfio_pci *p, unsigned index, uint32_t action, unsigned start,
+                       const int *fds, unsigned n)
 {
     size_t sz = sizeof(struct vfio_irq_set) + n * sizeof(int);
     struct vfio_irq_set *s = calloc(1, sz);
@@ -311,12 +319,25 @@ static int set_irqs(struct vfio_pci *p, unsigned index, uint32_t action, const i
     s->argsz = (uint32_t)sz;
     s->flags = (n ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE) | action;
     s->index = index;
+    s->start = start;
     s->count = n;
     if (n)
         memcpy(s->data, fds, n * sizeof(int));
     int r = ioctl(p->d->fd, VFIO_DEVICE_SET_IRQS, s) < 0 ? -errno : 0;
     free(s);
     return r;
+}
+
+static int set_irqs(struct vfio_pci *p, unsigned index, uint32_t action, const int *fds, unsigned n)
+{
+    return set_irqs_at(p, index, action, 0, fds, n);
+}
+
+/* Where VFIO should signal vector slot s (MSI-X's, then MSI's) now: the
+ * bus's irqfd while deliverable, else our eventfd (irq_lock held). */
+static int vector_target(const struct vfio_pci *p, unsigned s)
+{
+    return p->deliverable[s] ? p->vector_fd[s] : p->held_fd[s];
 }
 
 static int intx_on(struct vfio_pci *p)
@@ -334,25 +355,86 @@ static void irq_mode(void *opaque, unsigned mode, unsigned vectors)
     struct vfio_pci *p = opaque;
     if (p->irqs_off)
         return;
+    pthread_mutex_lock(&p->irq_lock);
     if (p->irq_index >= 0)
         (void)set_irqs(p, (unsigned)p->irq_index, VFIO_IRQ_SET_ACTION_TRIGGER, NULL, 0);
     p->irq_index = -1;
+    p->msi_enabled = 0;
     int r = 0;
+    int fds[VMM_PCI_MSIX_MAX];
     if (mode == VMM_PCI_IRQ_MSIX && p->msix_vectors) {
-        r = set_irqs(p, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, p->vector_fd,
-                     p->msix_vectors);
+        for (unsigned v = 0; v < p->msix_vectors; v++)
+            fds[v] = vector_target(p, v);
+        r = set_irqs(p, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, fds, p->msix_vectors);
         p->irq_index = r == 0 ? VFIO_PCI_MSIX_IRQ_INDEX : -1;
     } else if (mode == VMM_PCI_IRQ_MSI && vectors && vectors <= p->msi_vectors) {
-        r = set_irqs(p, VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER,
-                     p->vector_fd + p->msix_vectors, vectors);
+        for (unsigned v = 0; v < vectors; v++)
+            fds[v] = vector_target(p, p->msix_vectors + v);
+        r = set_irqs(p, VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, fds, vectors);
         p->irq_index = r == 0 ? VFIO_PCI_MSI_IRQ_INDEX : -1;
+        p->msi_enabled = r == 0 ? vectors : 0;
     } else if (mode == VMM_PCI_IRQ_INTX && p->intx_fd >= 0) {
         r = intx_on(p);
         p->irq_index = r == 0 ? VFIO_PCI_INTX_IRQ_INDEX : -1;
     }
+    pthread_mutex_unlock(&p->irq_lock);
     if (r < 0)
         vmm_log_limited(&p->log, LOG_BUDGET, "%s: switching interrupts (mode %u): %s", p->name,
                         mode, vmm_strerror(r));
+}
+
+/* A vector became deliverable or stopped being so: VFIO signals the
+ * bus's irqfd (in the kernel, straight to the guest) or, while masked, our
+ * eventfd, whose interrupts held_ready hands to the bus as pending. On the
+ * way back, one that came meanwhile goes to the irqfd. Called under the
+ * device's MSI lock. */
+static void vector_deliverable(void *opaque, bool msix, unsigned vector, bool deliverable)
+{
+    struct vfio_pci *p = opaque;
+    unsigned s = msix ? vector : p->msix_vectors + vector;
+    if (s >= p->msix_vectors + p->msi_vectors)
+        return;
+    pthread_mutex_lock(&p->irq_lock);
+    if (p->deliverable && p->deliverable[s] != deliverable) {
+        p->deliverable[s] = deliverable;
+        bool live = msix ? p->irq_index == VFIO_PCI_MSIX_IRQ_INDEX
+                         : p->irq_index == VFIO_PCI_MSI_IRQ_INDEX && vector < p->msi_enabled;
+        int fd = vector_target(p, s);
+        int r = live ? set_irqs_at(p, msix ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_MSI_IRQ_INDEX,
+                                   VFIO_IRQ_SET_ACTION_TRIGGER, vector, &fd, 1)
+                     : 0;
+        if (r < 0)
+            vmm_log_limited(&p->log, LOG_BUDGET, "%s: rewiring vector %u: %s", p->name, vector,
+                            vmm_strerror(r));
+        uint64_t n;
+        if (deliverable && read(p->held_fd[s], &n, sizeof(n)) == sizeof(n)) {
+            uint64_t one = 1;
+            if (write(p->vector_fd[s], &one, sizeof(one)) < 0)
+                vmm_log_limited(&p->log, LOG_BUDGET, "%s: vector %u: %s", p->name, vector,
+                                vmm_strerror(-errno));
+        }
+    }
+    pthread_mutex_unlock(&p->irq_lock);
+}
+
+/* Event loop: the device signalled a masked vector; the bus keeps it
+ * pending (or sends it, unmasked meanwhile). */
+static void held_ready(void *opaque, int fd, uint32_t events)
+{
+    struct vfio_pci *p = opaque;
+    (void)events;
+    uint64_t n;
+    if (read(fd, &n, sizeof(n)) != sizeof(n))
+        return;
+    for (unsigned s = 0; s < p->msix_vectors + p->msi_vectors; s++) {
+        if (p->held_fd[s] != fd)
+            continue;
+        if (s < p->msix_vectors)
+            (void)vmm_pci_msix_notify(p->pdev, s);
+        else
+            (void)vmm_pci_msi_notify(p->pdev, s - p->msix_vectors);
+        return;
+    }
 }
 
 static void destroy(void *opaque)
@@ -362,6 +444,12 @@ static void destroy(void *opaque)
         vmm_log_debug("%s: %" PRIu64 " BAR accesses trapped and forwarded", p->name, p->trapped);
     if (p->irq_index >= 0)
         (void)set_irqs(p, (unsigned)p->irq_index, VFIO_IRQ_SET_ACTION_TRIGGER, NULL, 0);
+    for (unsigned v = 0; p->held_fd && v < p->msix_vectors + p->msi_vectors; v++) {
+        if (p->held_fd[v] < 0)
+            continue;
+        (void)vmm_event_loop_remove(vmm_vm_event_loop(p->vm), p->held_fd[v]);
+        close(p->held_fd[v]);
+    }
     if (p->intx_fd >= 0) {
         (void)vmm_vm_irqfd_remove(p->vm, p->intx_fd, p->intx_gsi);
         close(p->intx_fd);
@@ -374,6 +462,9 @@ static void destroy(void *opaque)
     }
     vmm_vfio_device_close(p->d);
     free(p->vector_fd);
+    free(p->held_fd);
+    free(p->deliverable);
+    pthread_mutex_destroy(&p->irq_lock);
     free(p);
 }
 
@@ -385,6 +476,7 @@ static const struct vmm_pci_device_ops vfio_pci_ops = {
     .destroy = destroy,
     .config_write = config_write,
     .irq_mode = irq_mode,
+    .vector_deliverable = vector_deliverable,
 };
 
 /* VFIO's count of interrupts of kind index (0: none). */
@@ -466,16 +558,40 @@ static int intx_init(struct vfio_pci *p, const uint8_t *cfg)
 static int irqs_wire(struct vfio_pci *p)
 {
     unsigned n = p->msix_vectors + p->msi_vectors;
+    struct vmm_event_loop *loop = vmm_vm_event_loop(p->vm);
     p->vector_fd = calloc(n ? n : 1, sizeof(int));
-    if (!p->vector_fd)
+    p->held_fd = calloc(n ? n : 1, sizeof(int));
+    bool *deliverable = calloc(n ? n : 1, sizeof(bool));
+    if (!p->vector_fd || !p->held_fd || !deliverable || !loop) {
+        free(deliverable);
         return -ENOMEM;
+    }
+    for (unsigned v = 0; v < n; v++)
+        p->held_fd[v] = -1;
     for (unsigned v = 0; v < n; v++) {
         int fd = vmm_pci_vector_eventfd(p->pdev, v < p->msix_vectors,
                                         v < p->msix_vectors ? v : v - p->msix_vectors);
-        if (fd < 0)
+        if (fd < 0) {
+            free(deliverable);
             return fd;
+        }
         p->vector_fd[v] = fd;
+        p->held_fd[v] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        int r = p->held_fd[v] < 0 ? -errno
+                                  : vmm_event_loop_add(loop, p->held_fd[v], EPOLLIN, held_ready, p);
+        if (r < 0) {
+            if (p->held_fd[v] >= 0)
+                close(p->held_fd[v]);
+            p->held_fd[v] = -1;
+            free(deliverable);
+            return r;
+        }
     }
+    /* From here on vector_deliverable tracks the vectors (all masked:
+     * MSI and MSI-X start off). */
+    pthread_mutex_lock(&p->irq_lock);
+    p->deliverable = deliverable;
+    pthread_mutex_unlock(&p->irq_lock);
     if (p->intx_fd < 0)
         return 0;
     p->intx_gsi = vmm_pci_intx_gsi(p->pdev);
@@ -508,6 +624,7 @@ int vmm_vfio_pci_add(struct vmm_vfio_device *d, struct vmm_pci_bus *bus, struct 
     p->d = d;
     p->vm = vm;
     p->irq_index = -1;
+    pthread_mutex_init(&p->irq_lock, NULL);
     struct vfio_region_info ri;
     r = vmm_vfio_region_info(d, VFIO_PCI_CONFIG_REGION_INDEX, &ri);
     if (r < 0) {

@@ -5,7 +5,8 @@
  * libvmm's PCI bus, the table's page never mapped) and enable MSI-X, route
  * the NIC's OTHER cause to vector 0 (IVAR) and raise a link-status change
  * through its Interrupt Cause Set register (BAR 0, mapped): the MSI-X
- * message must arrive. Then hostile accesses: a table entry pointed away
+ * message must arrive; with the vector masked it must wait in the PBA and
+ * come when unmasked. Then hostile accesses: a table entry pointed away
  * from the local APIC (nothing may arrive), misaligned table accesses, a
  * write to the PBA, and writes past the table in its page; after them the
  * vector must still work. Prints one line per step; exit status 0 or the
@@ -34,6 +35,7 @@ enum {
     FAIL_IRQ = 4,
     FAIL_HOSTILE = 5,
     FAIL_AFTER = 6,
+    FAIL_MASK = 7,
 };
 
 static volatile unsigned irqs;
@@ -130,11 +132,25 @@ int guest_main(unsigned cpu, unsigned ncpus)
         return FAIL_IRQ;
     printf("vfio-e1000e: msi-x %u\n", irqs);
 
+    /* Vector 0 masked: the NIC's interrupt waits in the PBA, and arrives
+     * when the vector is unmasked. */
+    mmio_write32(table + 12, 1);
+    raise_lsc(regs);
+    unsigned start = vdrv_ticks();
+    while (!(mmio_read32(pba) & 1) && vdrv_ticks() - start < 64)
+        cpu_sti_hlt_cli();
+    if (irqs != 1 || !(mmio_read32(pba) & 1))
+        return FAIL_MASK;
+    mmio_write32(table + 12, 0);
+    if (wait_irqs(2, 64) < 0 || (mmio_read32(pba) & 1))
+        return FAIL_MASK;
+    printf("vfio-e1000e: masked vector pending, then sent (msi-x %u)\n", irqs);
+
     /* Hostile: vector 0 aimed away from the local APIC; nothing arrives. */
     mmio_write32(table + 0, 0x2000u);
     raise_lsc(regs);
-    (void)wait_irqs(2, 4); /* one here would be wrong: give it time to come */
-    if (irqs != 1)
+    (void)wait_irqs(3, 4); /* one here would be wrong: give it time to come */
+    if (irqs != 2)
         return FAIL_HOSTILE;
     /* Misaligned and narrow table accesses, the PBA, past the table. */
     mmio_write16(table + 2, 0xffff);
@@ -147,9 +163,12 @@ int guest_main(unsigned cpu, unsigned ncpus)
         return FAIL_HOSTILE;
     printf("vfio-e1000e: hostile table writes refused\n");
 
+    /* A good address again: the held interrupt arrives, then a new one. */
     mmio_write32(table + 0, 0xfee00000u);
+    if (wait_irqs(3, 64) < 0)
+        return FAIL_AFTER;
     raise_lsc(regs);
-    if (wait_irqs(2, 64) < 0)
+    if (wait_irqs(4, 64) < 0)
         return FAIL_AFTER;
     mmio_write32(regs + REG_IMC, 0xffffffffu);
     printf("vfio-e1000e ok: %u msi-x, hostile table writes refused\n", irqs);

@@ -7,16 +7,17 @@
  * have the device compute a factorial that ends with an MSI, then DMA a
  * pattern from guest memory into the device and back to another place
  * (another MSI). Then the hostile part: an MSI capability pointed away from
- * the local APIC (no interrupt may arrive), more vectors than the device
+ * the local APIC (no interrupt may arrive: it waits as pending until the
+ * address is good again), more vectors than the device
  * has, BAR 0 moved outside the window and onto guest RAM, decoding off,
  * writes past the capabilities; after each the device must answer again
  * as before. Prints one line per step; exit status 0 or the FAIL_* step.
  */
 #include "virtio_drv.h"
 
-#define EDU_VENDOR 0x1234
-#define EDU_DEVICE 0x11e8
-#define EDU_ID     0x010000edu
+#define EDU_VENDOR  0x1234
+#define EDU_DEVICE  0x11e8
+#define EDU_ID      0x010000edu
 #define MSI_VECTOR  0x54
 #define INTX_VECTOR 0x55
 
@@ -222,14 +223,18 @@ int guest_main(unsigned cpu, unsigned ncpus)
 
     /* Hostile: an MSI address that is no local APIC's, and more vectors
      * than the device has (Multiple Message Enable 32). Nothing may
-     * arrive; the device itself still computes. */
+     * arrive; the device still computes, and its interrupt waits in the
+     * capability's Pending Bits until the address is fixed. */
     msi_program(slot, cap, 0x1000u, 1 | 5 << 4);
     if (factorial(bar, 5) != 120u)
         return FAIL_HOSTILE_IRQ;
-    (void)wait_irqs(3, 4); /* one here would be wrong: give it time to come */
-    if (irqs != 2)
+    unsigned start = vdrv_ticks();
+    while (!(cfg_read32(slot, cap + 20) & 1) && vdrv_ticks() - start < 64)
+        cpu_sti_hlt_cli();
+    if (irqs != 2 || !(cfg_read32(slot, cap + 20) & 1))
         return FAIL_HOSTILE_IRQ;
     ack(bar);
+    printf("vfio-edu: msi held pending while its address was bad\n");
     /* Past the header and capabilities, the Interrupt Pin, Vendor/Device ID. */
     cfg_write32(slot, 0xfc, 0xffffffffu);
     cfg_write32(slot, 0x3c, 0xffffffffu);
@@ -254,10 +259,13 @@ int guest_main(unsigned cpu, unsigned ncpus)
     cfg_write32(slot, 0x04, 0x6);
     printf("vfio-edu: hostile writes refused\n");
 
-    /* All is as before: the ID, and a factorial with its MSI. */
+    /* All is as before: the held MSI arrives with a good address, the ID
+     * reads, and a factorial comes with its MSI. */
     msi_program(slot, cap, 0xfee00000u, 1);
+    if (wait_irqs(3, 64) < 0 || (cfg_read32(slot, cap + 20) & 1))
+        return FAIL_AFTER;
     if (mmio_read32(bar + EDU_REG_ID) != EDU_ID || factorial(bar, 12) != 479001600u ||
-        wait_irqs(3, 64) < 0)
+        wait_irqs(4, 64) < 0)
         return FAIL_AFTER;
     ack(bar);
     printf("vfio-edu ok: id, factorial, dma, %u msi, hostile writes refused\n", irqs);

@@ -482,6 +482,8 @@ static struct {
     uint32_t len, val;
     unsigned modes;
     unsigned mode, vectors;
+    unsigned deliverable_calls;
+    uint64_t deliverable; /* bit per vector: MSI-X's 0..2, MSI's from 8 */
 } hook;
 
 static void dev_config_write(void *opaque, unsigned reg, const void *data, uint32_t len)
@@ -492,6 +494,17 @@ static void dev_config_write(void *opaque, unsigned reg, const void *data, uint3
     hook.len = len;
     hook.val = 0;
     memcpy(&hook.val, data, len);
+}
+
+static void dev_vector_deliverable(void *opaque, bool msix, unsigned vector, bool deliverable)
+{
+    (void)opaque;
+    unsigned bit = msix ? vector : 8 + vector;
+    hook.deliverable_calls++;
+    if (deliverable)
+        hook.deliverable |= 1ull << bit;
+    else
+        hook.deliverable &= ~(1ull << bit);
 }
 
 static void dev_irq_mode(void *opaque, unsigned mode, unsigned vectors)
@@ -509,6 +522,7 @@ START_TEST(passthrough_hooks)
         .size = sizeof(struct vmm_pci_device_ops),
         .config_write = dev_config_write,
         .irq_mode = dev_irq_mode,
+        .vector_deliverable = dev_vector_deliverable,
     };
     struct vmm_pci_device d = test_device();
     d.msi_vectors = 4;
@@ -536,14 +550,37 @@ START_TEST(passthrough_hooks)
     ck_assert_uint_eq(hook.modes, 1);
     ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_MSI);
     ck_assert_uint_eq(hook.vectors, 2);
+    ck_assert_uint_eq(hook.deliverable, 3ull << 8); /* MSI vectors 0 and 1 */
+    cf8_write(1, c + PCI_MSI_MASK, 2, 4);           /* vector 1 masked */
+    ck_assert_uint_eq(hook.deliverable, 1ull << 8);
+    cf8_write(1, c + PCI_MSI_MASK, 0, 4);
+    ck_assert_uint_eq(hook.deliverable, 3ull << 8);
     cf8_write(1, c + 2, PCI_MSI_ENABLE | 1 << 4, 2); /* unchanged: not reported again */
     ck_assert_uint_eq(hook.modes, 1);
     ecam_write(1, PCI_CAP_START + 2, PCI_MSIX_ENABLE, 2);
     ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_MSIX);
     ck_assert_uint_eq(hook.vectors, 3);
+    /* MSI-X entries start masked; vector 1 unmasked with a good address,
+     * then aimed away from the local APIC; MSI is off under MSI-X. */
+    ck_assert_uint_eq(hook.deliverable, 0);
+    uint64_t table = vmm_pci_bar_address(dev, 0); /* decoding is on (0xffff above) */
+    ck_assert_uint_ne(table, VMM_PCI_BAR_NONE);
+    table += 0x2000;
+    uint32_t v = 0xfee00000u;
+    ck_assert_int_eq(vmm_bus_write(mmio, table + 16, (uint8_t *)&v, 4), 0);
+    v = 0;
+    ck_assert_int_eq(vmm_bus_write(mmio, table + 16 + 12, (uint8_t *)&v, 4), 0);
+    ck_assert_uint_eq(hook.deliverable, 1ull << 1);
+    v = 0x1000;
+    ck_assert_int_eq(vmm_bus_write(mmio, table + 16, (uint8_t *)&v, 4), 0);
+    ck_assert_uint_eq(hook.deliverable, 0);
+    v = 0xfee00000u;
+    ck_assert_int_eq(vmm_bus_write(mmio, table + 16, (uint8_t *)&v, 4), 0);
     ecam_write(1, PCI_CAP_START + 2, 0, 2);
     ck_assert_uint_eq(hook.mode, VMM_PCI_IRQ_MSI);
     ck_assert_uint_eq(hook.vectors, 2);
+    ck_assert_uint_eq(hook.deliverable, 3ull << 8);
+    ck_assert_uint_gt(hook.deliverable_calls, 0);
     /* Hostile: 32 vectors asked for, the device's 4 given. */
     cf8_write(1, c + 2, PCI_MSI_ENABLE | 5 << 4, 2);
     ck_assert_uint_eq(hook.vectors, 4);
