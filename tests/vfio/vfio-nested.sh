@@ -1,9 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # lib/vfio against a real VFIO (CTest vfio_nested, label nested): a level 1 with QEMU's emulated
-# IOMMU (intel-iommu with interrupt remapping; intel_iommu=on iommu=pt; no_timer_check, or a loaded
-# host's slow TCG makes level 1 panic: "timer doesn't work through Interrupt-remapped IO-APIC") and
-# its emulated edu device,
+# IOMMU (intel-iommu with interrupt remapping; intel_iommu=on iommu=pt; run-nested.sh adds
+# no_timer_check, or a loaded host's slow TCG makes level 1 panic: "timer doesn't work through
+# Interrupt-remapped IO-APIC") and its emulated edu device,
 # which level 1 binds to vfio-pci through driver_override; vfio-probe then opens it through the
 # library and must read edu's IDs (1234:11e8) from its configuration space and find BAR 0 (1 MiB,
 # mmap-able); a device still on its host driver (the 9p share's virtio-pci function) must be
@@ -68,7 +68,7 @@ echo "vmm-run host driver status $?"
 out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 300 \
     --qemu-arg -device --qemu-arg intel-iommu,intremap=on --qemu-arg -device --qemu-arg edu \
     --qemu-arg -netdev --qemu-arg hubport,id=n1,hubid=1 --qemu-arg -device --qemu-arg e1000e,netdev=n1 \
-    --append "intel_iommu=on iommu=pt no_timer_check" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" "$guest_msix" 2>&1)
+    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" "$guest_msix" 2>&1)
 rc=$?
 echo "$out"
 [ "$rc" = 77 ] && exit 77
