@@ -189,8 +189,9 @@ static uint32_t width(uint8_t code)
     return w[code % 4];
 }
 
-/* Configuration address of register reg of slot (0, 1: the devices; else
- * any). */
+/* ECAM offset of register reg (extended space included) of a slot: 0, 1
+ * or 2 (empty, the model, the virtio function), or any of 0..63 (past 31:
+ * beyond bus 0's window). */
 static uint32_t cfg_addr(struct fz *in)
 {
     uint8_t slot = fz_u8(in);

@@ -215,17 +215,21 @@ write("fuzz_net", "tx-offload", u8(0) + fm_setup(net_feat) +
       fm_chain(1, 0, [(20, 0, csum + eth[:8]), (6, 0, eth[8:]), (40, 0, b""), (1400, 0, b"")]) +
       u8(FM_LOOP) + u8(N_STATS))
 # Two pairs: the control queue switches to both, then traffic on pair 1.
+# (Notifications reach the device on the loop's turn: every chain has its own buffers.)
 mq = u8(1) + fm_setup(net_feat | NET_F_CTRL_VQ | NET_F_MQ) + \
-    fm_chain(4, 0, [(2, 0, u8(4) + u8(0)), (2, 0, u16(2)), (1, 1, b"")]) + \
-    fm_chain(3, 0, [(12 + 64, 0, vhdr + eth)]) + fm_chain(2, 0, [(2048, 1, b"")], 0x800) + \
+    fm_chain(4, 0, [(2, 0, u8(4) + u8(0)), (2, 0, u16(2)), (1, 1, b"")]) + u8(FM_LOOP) + \
+    fm_chain(3, 0, [(12 + 64, 0, vhdr + eth)], 0x100) + \
+    fm_chain(2, 0, [(2048, 1, b"")], 0x800) + \
     u8(N_RX) + u16(100) + u8(0) + u8(FM_LOOP) + u8(N_LINK) + u8(0) + \
-    fm_chain(1, 0, [(12 + 64, 0, vhdr + eth)]) + u8(N_LINK) + u8(1) + u8(N_STATS)
+    fm_chain(1, 0, [(12 + 64, 0, vhdr + eth)], 0x2000) + u8(FM_LOOP) + u8(N_LINK) + u8(1) + \
+    u8(FM_LOOP) + u8(N_STATS)
 write("fuzz_net", "multiqueue-ctrl", mq)
 # Hostile shapes: short header, writable tx buffer, oversize frame.
-write("fuzz_net", "tx-hostile", u8(8) + fm_setup(net_feat) + fm_chain(1, 0, [(6, 0, b"")]) +
-      fm_chain(1, 1, [(12, 0, vhdr), (64, 1, eth)]) +
-      fm_chain(1, 3, [(65535, 0, vhdr), (65535, 0, b""), (100, 0, b"")]) + u8(N_STATS) +
-      u8(FM_RESET) + u8(N_STATS))
+write("fuzz_net", "tx-hostile", u8(0) + fm_setup(net_feat) + fm_chain(1, 0, [(6, 0, b"")]) +
+      fm_chain(1, 1, [(12, 0, vhdr), (64, 1, eth)], 0x100) +
+      fm_chain(1, 3, [(65535, 0, vhdr), (65535, 0, b""), (100, 0, b"")], 0x200) + u8(FM_LOOP) +
+      u8(N_STATS) + u8(FM_RESET) + u8(N_STATS))
+write("fuzz_net", "rate-limited", u8(8) + good)
 B_TARGET, B_REQ, B_STATS = FM_OP_COUNT, FM_OP_COUNT + 1, FM_OP_COUNT + 2
 B_F_STATS, B_F_DEFLATE_ON_OOM, B_F_REPORTING = 1 << 1, 1 << 2, 1 << 5
 bfeat = B_F_STATS | B_F_DEFLATE_ON_OOM | B_F_REPORTING
@@ -233,8 +237,8 @@ DATA = 0x10000 + 5 * 0x3000
 pfn = lambda gpa: u32(gpa >> 12)
 pfns = b"".join(pfn(0x30000 + 0x1000 * i) for i in range(8))
 balloon = fm_setup(bfeat) + fm_chain(0, 0, [(len(pfns), 0, pfns)]) + \
-    fm_chain(1, 0, [(8, 0, pfns[:8])]) + \
-    fm_chain(2, 0, [(40, 0, u16(0) + u64(123) + u16(4) + u64(456) + u16(99) + u64(1))]) + \
+    fm_chain(1, 0, [(8, 0, pfns[:8])], 0x100) + \
+    fm_chain(2, 0, [(40, 0, u16(0) + u64(123) + u16(4) + u64(456) + u16(99) + u64(1))], 0x200) + \
     u8(B_REQ) + u8(FM_LOOP) + u8(B_TARGET) + u64(1 << 24) + \
     fm_chain(3, 0, [(0x2000, 1, b"")], 0x4000) + u8(B_STATS)
 write("fuzz_balloon", "all-queues", u8(1 | 2 | 4) + u16(64) + balloon)
@@ -242,7 +246,7 @@ write("fuzz_balloon", "no-loop", u8(0x80 | 1 | 2 | 8) + u16(0) + balloon)
 # The guest balloons its own inflate ring and pages outside memory.
 own = b"".join(pfn(0x10000 + 0x1000 * i) for i in range(3)) + u32(0xffffffff) + u32(0)
 write("fuzz_balloon", "own-rings", u8(0) + u16(1) + fm_setup(0) +
-      fm_chain(0, 0, [(len(own), 0, own)]) + fm_chain(0, 1, [(4, 0, pfn(0x20000))]) +
+      fm_chain(0, 0, [(len(own), 0, own)]) + fm_chain(0, 1, [(4, 0, pfn(0x20000))], 0x100) +
       u8(FM_REG_WRITE) + u16(0x104) + u8(2) + u64(7) + u8(B_STATS))
 
 # ---- fuzz_pci: cfg (bit 0 model MSI-X, 1 model MSI, 2 loop, 3 console), then ops ----
@@ -258,8 +262,9 @@ def ecam_w(slot, reg, value, w=2):
     return u8(PC_ECAM_W) + u8(slot) + u16(reg) + u8(w) + u64(value)
 
 
+# Slot 0 stays empty; the model is in slot 1, the virtio function in slot 2.
 walk = b""
-for slot in (0, 1):
+for slot in (0, 1, 2):
     walk += u8(PC_CF8) + u8(slot) + u16(0) + u8(0) + u8(PC_CFC) + u8(4) + u8(2) + u32(0) + u8(0)
     for reg in range(0, 0x100, 4):
         walk += ecam_r(slot, reg)
@@ -273,8 +278,8 @@ sizing += u8(PC_BAR_W) + u8(0) + u8(2) + u32(0x10) + u64(0x1234) + u8(PC_BAR_R) 
     u32(4) + u64(0)
 write("fuzz_pci", "bar-sizing", u8(3) + sizing)
 # Model: MSI-X on (capability walk found by the fuzzer from here), table writes, notify.
-msix = ecam_r(0, 0x34, 0) + b"".join(ecam_r(0, r) for r in range(0x40, 0x80, 4)) + \
-    ecam_w(0, 4, 7) + u8(PC_BAR_W) + u8(0) + u8(2) + u32(0) + u64(0xfee00000) + \
+msix = ecam_r(1, 0x34, 0) + b"".join(ecam_r(1, r) for r in range(0x40, 0x80, 4)) + \
+    ecam_w(1, 4, 7) + u8(PC_BAR_W) + u8(0) + u8(2) + u32(0) + u64(0xfee00000) + \
     u8(PC_BAR_W) + u8(0) + u8(2) + u32(8) + u64(0x30) + u8(PC_BAR_W) + u8(0) + u8(2) + u32(12) + \
     u64(0) + u8(PC_MSIX) + u8(0) + u16(0) + u8(PC_MSI) + u8(1) + u8(PC_INTX) + u8(2) + \
     u8(PC_INTX) + u8(0)
