@@ -142,13 +142,14 @@ if [ "${VMM_NESTED:-0}" = 1 ]; then
 fi
 vmm_cmd=("$vmm_run" --kernel "$kernel" --initrd "$initrd" --cmdline "$cmdline" --mem 256M
     --vcpus 1 "${cpu_off[@]}")
-[ "$profile" = 1 ] && vmm_cmd+=(--stats)
 vmm_cmd+=("${vmm_extra[@]}")
 base_cmd=()
 if [ -n "$base" ]; then
+    # An older vmm-run may lack --stats: the base gets the kernel's timestamps only.
     base_cmd=("${vmm_cmd[@]}")
     base_cmd[0]=$base
 fi
+[ "$profile" = 1 ] && vmm_cmd+=(--stats)
 qemu_cmd=("$qemu" -M microvm -accel kvm -cpu "$qcpu" -m 256M -smp 1 -nodefaults -no-user-config
     -display none -serial stdio -no-reboot -kernel "$kernel" -initrd "$initrd" -append "$cmdline"
     "${qemu_extra[@]}")
@@ -192,6 +193,7 @@ for ((i = 1; i <= runs; i++)); do
 done
 if [ "$profile" = 1 ]; then
     for f in "$work"/*-1.log; do
+        [ -f "$f" ] || continue
         echo "=== $(basename "$f" .log): the VMM's output (console, kernel log, --stats)"
         tr -d '\r' <"$f"
     done

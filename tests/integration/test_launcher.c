@@ -111,6 +111,39 @@ START_TEST(thp_option_runs_the_guest)
 }
 END_TEST
 
+/* --stats: the profile on stderr after the guest's output, hello's 0x3f8
+ * writes counted at their port; --stats=FILE writes it there instead. */
+START_TEST(stats_profile_the_run)
+{
+    struct result r;
+    char *hello = (char *)harness_guest_path("hello");
+    run(&r, (char *[]){VMM_RUN_PATH, "--kernel", hello, "--stats", NULL});
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+    ck_assert_msg(strstr(r.err, "vmm-run: stats: since vmm-run started: VM created"), "%s", r.err);
+    ck_assert_msg(strstr(r.err, "exits to vmm-run"), "%s", r.err);
+    ck_assert_msg(strstr(r.err, "out 0x3f8"), "%s", r.err);
+    ck_assert_msg(strstr(r.err, "out 0xf4"), "%s", r.err);
+
+    char file[PATH_MAX], opt[PATH_MAX + 16];
+    int fd = mkstemp(vmm_test_tmpname(file, sizeof(file), "vmm-test-stats"));
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    snprintf(opt, sizeof(opt), "--stats=%s", file);
+    run(&r, (char *[]){VMM_RUN_PATH, "--kernel", hello, opt, NULL});
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.err, "");
+    char buf[4096];
+    slurp(file, buf, sizeof(buf));
+    ck_assert_msg(strstr(buf, "out 0x3f8"), "%s", buf);
+    unlink(file);
+
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--stats=", NULL}, "--stats= needs a file");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", hello, "--stats=/nonexistent/dir/x", NULL},
+                 "cannot open the --stats file '/nonexistent/dir/x'");
+}
+END_TEST
+
 START_TEST(exits_with_the_guest_status)
 {
     static const uint8_t code[] = {0xb0, 0x07, 0xe6, 0xf4, 0xf4}; /* exit 7 */
@@ -514,6 +547,7 @@ int main(void)
     tcase_add_test(tc, runs_hello_to_completion);
     tcase_add_test(tc, thp_option_runs_the_guest);
     tcase_add_test(tc, exits_with_the_guest_status);
+    tcase_add_test(tc, stats_profile_the_run);
     tcase_add_test(tc, smp_and_console_file);
     tcase_add_test(tc, help_and_version);
     tcase_add_test(tc, bad_options_get_one_line_errors);
