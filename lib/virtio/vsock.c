@@ -18,10 +18,11 @@
  * Host to guest: control packets (REQUEST, RESPONSE, RST, SHUTDOWN,
  * CREDIT_*) are flags on their connection (or, for an RST to a connection
  * that does not exist, entries in a small queue) sent as the guest posts
- * receive buffers. Stream bytes are read from a socket straight into a
- * receive buffer, never more than the guest's credit; a socket is watched
- * for input only while the guest has credit and (as far as the device
- * knows) receive buffers, so a guest that posts none costs no CPU.
+ * receive buffers. Stream bytes are read from a socket straight into
+ * receive buffers, one readv filling up to RX_BATCH of them, never more
+ * than the guest's credit; a socket is watched for input only while the
+ * guest has credit and (as far as the device knows) receive buffers, so a
+ * guest that posts none costs no CPU.
  *
  * Closing a connection can happen on a vCPU thread (a device reset), where
  * its fd must not be removed from the event loop with the device lock held
