@@ -74,7 +74,8 @@ static const char usage[] =
     "      --balloon[=OPTS]  add a virtio balloon; OPTS, comma-separated: target=SIZE\n"
     "                        (what the guest gives back at start, K, M or G), stats\n"
     "                        (statistics queue), reporting (free page reporting),\n"
-    "                        deflate-on-oom\n"
+    "                        deflate-on-oom, hinting (offer free page hinting: the\n"
+    "                        device takes hints for commands the library API starts)\n"
     "      --vsock cid=N,path=PATH  add a virtio-vsock device for guest CID N (3 or more);\n"
     "                        the host connects to the Unix socket PATH and writes\n"
     "                        'CONNECT <port>\\n'; guest connections to port P go to PATH_P\n"
@@ -490,7 +491,7 @@ static void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
          r == -EADDRINUSE ? " (something is there: remove it first)" : "");
 }
 
-/* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom]. */
+/* --balloon=[target=SIZE][,stats][,reporting][,deflate-on-oom][,hinting]. */
 static int parse_balloon(char *arg, struct vmm_virtio_balloon_config *b, char **e)
 {
     *b = VMM_INIT(struct vmm_virtio_balloon_config);
@@ -506,10 +507,12 @@ static int parse_balloon(char *arg, struct vmm_virtio_balloon_config *b, char **
             b->reporting = true;
         } else if (strcmp(tok, "deflate-on-oom") == 0) {
             b->deflate_on_oom = true;
+        } else if (strcmp(tok, "hinting") == 0) {
+            b->hinting = true;
         } else {
             return opt_error(e,
-                             "unknown --balloon option '%s' (target=SIZE, stats, reporting or "
-                             "deflate-on-oom)",
+                             "unknown --balloon option '%s' (target=SIZE, stats, reporting, "
+                             "deflate-on-oom or hinting)",
                              tok);
         }
     }

@@ -26,6 +26,8 @@ extern "C" {
 /* Feature bits (virtio 1.2 section 5.5.3). */
 #define VMM_VIRTIO_BALLOON_F_STATS_VQ       (1ull << 1)
 #define VMM_VIRTIO_BALLOON_F_DEFLATE_ON_OOM (1ull << 2)
+#define VMM_VIRTIO_BALLOON_F_FREE_PAGE_HINT (1ull << 3)
+#define VMM_VIRTIO_BALLOON_F_PAGE_POISON    (1ull << 4)
 #define VMM_VIRTIO_BALLOON_F_REPORTING      (1ull << 5)
 
 /* The guest statistics (section 5.5.6.3), by tag. */
@@ -50,6 +52,10 @@ struct vmm_virtio_balloon_config {
     bool reporting;        /* offer free page reporting */
     bool deflate_on_oom;   /* let the guest deflate when it runs out of memory */
     unsigned queue_size;   /* default 256 */
+    /* Offer free page hinting (vmm_virtio_balloon_hint). With reporting or
+     * hinting the device also offers VIRTIO_BALLOON_F_PAGE_POISON: free pages
+     * of a driver that poisons them are then kept, not given back. */
+    bool hinting;
 };
 
 /*
@@ -74,6 +80,15 @@ VMM_API VMM_MUST_USE int vmm_vm_add_virtio_balloon(struct vmm_vm *vm, uint64_t b
  * balloon, or 2^32 pages or more). Any thread but the device's callbacks. */
 VMM_API int vmm_virtio_balloon_set_target(struct vmm_virtio_transport *t, uint64_t target_bytes);
 
+/* Free page hinting: start == true hands the guest a new command ID (a
+ * configuration-change interrupt); the free pages it hints for that command
+ * go back to the host as they come (unless the guest poisons free pages).
+ * start == false says DONE: the guest may use the hinted pages again.
+ * Returns the command ID now in config space (2 or more when started, 1 for
+ * DONE), -ENOTSUP (the balloon was not created with hinting) or -EINVAL
+ * (not a balloon). Any thread but the device's callbacks. */
+VMM_API int vmm_virtio_balloon_hint(struct vmm_virtio_transport *t, bool start);
+
 /* Have the guest send fresh statistics: the statistics buffer it left with
  * the device goes back to it. Returns 0, -EAGAIN (the device holds no
  * buffer: none came yet, or a request is under way) or -EINVAL (not a
@@ -93,6 +108,11 @@ struct vmm_virtio_balloon_stats {
     uint64_t stats_updates;  /* statistics buffers received */
     uint32_t guest_valid;    /* bit n: guest[n] was reported */
     uint64_t guest[VMM_VIRTIO_BALLOON_S_NR]; /* by VMM_VIRTIO_BALLOON_S_* */
+    uint64_t hinted_bytes;                   /* bytes hinted free for an active command */
+    uint64_t bad_hints;   /* hint buffers of a stale or malformed command, ignored */
+    uint64_t kept_bytes;  /* reported or hinted bytes kept for the guest's page poison */
+    uint32_t hint_cmd_id; /* free_page_hint_cmd_id now */
+    uint32_t poison_val;  /* what the driver wrote */
 };
 
 /* Copy the balloon's counters into *stats, whose .size the caller has set

@@ -15,6 +15,19 @@
  * alone. Free page reports are device-writable buffers that are the free
  * memory itself: each goes back the same way.
  *
+ * Free page hinting: the host starts a command (a new ID of 2 or more in
+ * free_page_hint_cmd_id); the driver answers with a buffer holding that ID,
+ * then device-writable buffers of free pages it holds until the host sets
+ * DONE, then a buffer holding STOP. Pages hinted while the command is
+ * active (the driver's ID matched the device's, and no STOP came) go back
+ * like reports; hints of a stale or unknown command are given back untouched.
+ *
+ * Page poison: a driver that negotiated VIRTIO_BALLOON_F_PAGE_POISON and
+ * wrote a non-zero poison_val expects free pages to read back as that
+ * value; dropping them would make them read back as zeros, so reported and
+ * hinted pages are then kept (counted in kept_bytes). Inflated pages are the
+ * driver's to refill and still go back.
+ *
  * Work per chain is bounded: at most BALLOON_MAX_PFNS page numbers of one
  * chain are looked at; a guest that sends more gets the rest ignored.
  */
@@ -36,17 +49,25 @@
 /* The huge page size hugetlb regions are assumed to use (x86-64's default). */
 #define HUGE_SZ (2ull << 20)
 
-#define BALLOON_CONFIG   8     /* num_pages, actual */
+#define BALLOON_CONFIG   8  /* num_pages, actual */
+#define BALLOON_CONFIG_X 16 /* ..., free_page_hint_cmd_id, poison_val */
+#define CMD_ID_STOP      0
+#define CMD_ID_DONE      1
 #define BALLOON_BATCH    256   /* page numbers read and merged at a time */
 #define BALLOON_MAX_PFNS 65536 /* per chain: 256 MiB of guest memory */
 #define STAT_SIZE        10    /* struct virtio_balloon_stat: le16 tag, le64 val (packed) */
 #define STATS_MAX        64    /* entries looked at per statistics buffer */
 
-enum role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_REPORTING };
+enum role { ROLE_NONE, ROLE_INFLATE, ROLE_DEFLATE, ROLE_STATS, ROLE_HINT, ROLE_REPORTING };
 
 struct balloon {
     struct vmm_virtio_transport *t;
     uint32_t target_pages, actual_pages;
+    uint32_t cmd_id;     /* free_page_hint_cmd_id */
+    uint32_t next_id;    /* the next command ID to hand out (2 or more) */
+    bool hint_active;    /* the driver answered cmd_id and has not stopped */
+    uint32_t poison_val; /* as the driver wrote it */
+    uint32_t config_size;
     struct vmm_virtq_chain *stats_chain; /* the buffer the driver left for the next request */
     unsigned stats_queue;
     struct vmm_virtio_balloon_stats stats;
@@ -66,6 +87,11 @@ static enum role queue_role(struct balloon *b, unsigned index)
     if (f & VMM_VIRTIO_BALLOON_F_STATS_VQ) {
         if (index == next)
             return ROLE_STATS;
+        next++;
+    }
+    if (f & VMM_VIRTIO_BALLOON_F_FREE_PAGE_HINT) {
+        if (index == next)
+            return ROLE_HINT;
         next++;
     }
     if ((f & VMM_VIRTIO_BALLOON_F_REPORTING) && index == next)
@@ -182,13 +208,70 @@ static void pfn_chain(struct balloon *b, const struct vmm_virtq_chain *c, bool i
     }
 }
 
+/* Whether free pages must keep their content (the driver poisons them). */
+static bool poisoned(struct balloon *b)
+{
+    return (vmm_virtio_features(b->t) & VMM_VIRTIO_BALLOON_F_PAGE_POISON) && b->poison_val != 0;
+}
+
+/* Free guest memory [gpa, gpa + len) the driver gave (reported or hinted):
+ * back to the host unless it must keep its poison. */
+static void free_range(struct balloon *b, vmm_gpa_t gpa, uint64_t len)
+{
+    if (!poisoned(b)) {
+        discard(b, gpa, len);
+    } else if (len && gpa + len >= gpa &&
+               vmm_memory_check_range(vmm_virtio_memory(b->t), gpa, len) == 0) {
+        b->stats.kept_bytes += len;
+    } else {
+        b->stats.bad_pages++;
+    }
+}
+
 /* A free page report: every device-writable buffer is free guest memory. */
 static void report_chain(struct balloon *b, const struct vmm_virtq_chain *c)
 {
     for (unsigned i = 0; i < c->nr_writable; i++) {
         const struct vmm_virtq_seg *s = &c->seg[c->nr_readable + i];
         b->stats.reported_bytes += s->len;
-        discard(b, s->gpa, s->len);
+        free_range(b, s->gpa, s->len);
+    }
+}
+
+/* A free page hint chain: a command ID the driver answers with (readable
+ * part), and/or free pages (writable part), used while the command is
+ * active. */
+static void hint_chain(struct balloon *b, const struct vmm_virtq_chain *c)
+{
+    if (c->readable_len) {
+        uint32_t id;
+        if (c->readable_len != 4 || vmm_virtq_chain_read(c, 0, &id, 4) != 4) {
+            b->hint_active = false;
+            b->stats.bad_hints++;
+            vmm_log_limited(&b->bad_log, VMM_VIRTIO_LOG_BUDGET,
+                            "virtio-balloon: a %" PRIu64 "-byte hint command (4 expected)",
+                            c->readable_len);
+        } else if (id == CMD_ID_STOP) {
+            b->hint_active = false;
+        } else if (id >= 2 && id == b->cmd_id) {
+            b->hint_active = true;
+        } else {
+            b->hint_active = false;
+            b->stats.bad_hints++;
+            vmm_log_limited(&b->bad_log, VMM_VIRTIO_LOG_BUDGET,
+                            "virtio-balloon: hint command %" PRIu32 " (the device's is %" PRIu32
+                            ")",
+                            id, b->cmd_id);
+        }
+    }
+    for (unsigned i = 0; i < c->nr_writable; i++) {
+        const struct vmm_virtq_seg *s = &c->seg[c->nr_readable + i];
+        if (!b->hint_active) {
+            b->stats.bad_hints++;
+            continue;
+        }
+        b->stats.hinted_bytes += s->len;
+        free_range(b, s->gpa, s->len);
     }
 }
 
@@ -235,6 +318,9 @@ static void balloon_queue_notify(void *opaque, unsigned index)
         case ROLE_REPORTING:
             report_chain(b, c);
             break;
+        case ROLE_HINT:
+            hint_chain(b, c);
+            break;
         case ROLE_STATS:
             b->stats_queue = index;
             stats_chain(b, q, c);
@@ -253,23 +339,32 @@ static int balloon_attach(void *opaque, struct vmm_virtio_transport *t)
     return 0;
 }
 
+static void config_fill(const struct balloon *b, uint8_t *cfg)
+{
+    memcpy(cfg, &b->target_pages, 4);
+    memcpy(cfg + 4, &b->actual_pages, 4);
+    memcpy(cfg + 8, &b->cmd_id, 4);
+    memcpy(cfg + 12, &b->poison_val, 4);
+}
+
 static void balloon_config_read(void *opaque, uint32_t offset, void *data, uint32_t len)
 {
     struct balloon *b = opaque;
-    uint8_t cfg[BALLOON_CONFIG];
-    memcpy(cfg, &b->target_pages, 4);
-    memcpy(cfg + 4, &b->actual_pages, 4);
+    uint8_t cfg[BALLOON_CONFIG_X];
+    config_fill(b, cfg);
     memcpy(data, cfg + offset, len); /* the transport checked the range */
 }
 
 static void balloon_config_write(void *opaque, uint32_t offset, const void *data, uint32_t len)
 {
     struct balloon *b = opaque;
-    uint8_t cfg[BALLOON_CONFIG];
-    memcpy(cfg, &b->target_pages, 4);
-    memcpy(cfg + 4, &b->actual_pages, 4);
+    uint8_t cfg[BALLOON_CONFIG_X];
+    config_fill(b, cfg);
     memcpy(cfg + offset, data, len);
-    memcpy(&b->actual_pages, cfg + 4, 4); /* num_pages is the device's */
+    /* num_pages and the command ID are the device's. */
+    memcpy(&b->actual_pages, cfg + 4, 4);
+    if (b->config_size > 12)
+        memcpy(&b->poison_val, cfg + 12, 4);
 }
 
 static void drop_stats_chain(struct balloon *b)
@@ -283,6 +378,9 @@ static void balloon_reset(void *opaque)
     struct balloon *b = opaque;
     drop_stats_chain(b);
     b->actual_pages = 0;
+    b->poison_val = 0;
+    b->hint_active = false;
+    b->cmd_id = CMD_ID_STOP;
 }
 
 static void balloon_queue_reset(void *opaque, unsigned index)
@@ -332,13 +430,20 @@ int vmm_virtio_balloon_create(const struct vmm_virtio_balloon_config *cfg,
         f |= VMM_VIRTIO_BALLOON_F_DEFLATE_ON_OOM;
     if (c.reporting)
         f |= VMM_VIRTIO_BALLOON_F_REPORTING;
+    if (c.hinting)
+        f |= VMM_VIRTIO_BALLOON_F_FREE_PAGE_HINT;
+    /* A driver that poisons free pages can then still report or hint. */
+    if (c.reporting || c.hinting)
+        f |= VMM_VIRTIO_BALLOON_F_PAGE_POISON;
+    b->config_size = (c.reporting || c.hinting) ? BALLOON_CONFIG_X : BALLOON_CONFIG;
+    b->next_id = 2;
     struct vmm_virtio_device full = {
         .size = sizeof(full),
         .type = VMM_VIRTIO_ID_BALLOON,
         .features = f,
-        .num_queues = 2 + (unsigned)c.stats + (unsigned)c.reporting,
+        .num_queues = 2 + (unsigned)c.stats + (unsigned)c.hinting + (unsigned)c.reporting,
         .queue_max_size = qsize,
-        .config_size = BALLOON_CONFIG,
+        .config_size = b->config_size,
         .ops = &balloon_ops,
         .opaque = b,
         .name = "virtio-balloon",
@@ -373,6 +478,27 @@ int vmm_virtio_balloon_set_target(struct vmm_virtio_transport *t, uint64_t targe
     return 0;
 }
 
+int vmm_virtio_balloon_hint(struct vmm_virtio_transport *t, bool start)
+{
+    if (!t || t->caller_ops != &balloon_ops)
+        return -EINVAL;
+    struct balloon *b = t->dev.opaque;
+    if (!(t->dev.features & VMM_VIRTIO_BALLOON_F_FREE_PAGE_HINT))
+        return -ENOTSUP;
+    vmm_virtio_lock(t);
+    if (start) {
+        b->cmd_id = b->next_id;
+        b->next_id = b->next_id == INT32_MAX ? 2 : b->next_id + 1;
+    } else {
+        b->cmd_id = CMD_ID_DONE;
+    }
+    b->hint_active = false;
+    vmm_virtio_config_changed(t);
+    uint32_t id = b->cmd_id;
+    vmm_virtio_unlock(t);
+    return (int)id; /* at most INT32_MAX */
+}
+
 int vmm_virtio_balloon_request_stats(struct vmm_virtio_transport *t)
 {
     if (!t || t->caller_ops != &balloon_ops)
@@ -401,6 +527,8 @@ int vmm_virtio_balloon_get_stats(struct vmm_virtio_transport *t,
     struct vmm_virtio_balloon_stats s = b->stats;
     s.target_pages = b->target_pages;
     s.actual_pages = b->actual_pages;
+    s.hint_cmd_id = b->cmd_id;
+    s.poison_val = b->poison_val;
     vmm_virtio_unlock(t);
     VMM_ABI_COPY_OUT(stats, &s);
     return 0;

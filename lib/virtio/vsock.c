@@ -18,10 +18,11 @@
  * Host to guest: control packets (REQUEST, RESPONSE, RST, SHUTDOWN,
  * CREDIT_*) are flags on their connection (or, for an RST to a connection
  * that does not exist, entries in a small queue) sent as the guest posts
- * receive buffers. Stream bytes are read from a socket straight into a
- * receive buffer, never more than the guest's credit; a socket is watched
- * for input only while the guest has credit and (as far as the device
- * knows) receive buffers, so a guest that posts none costs no CPU.
+ * receive buffers. Stream bytes are read from a socket straight into
+ * receive buffers, one readv filling up to RX_BATCH of them, never more
+ * than the guest's credit; a socket is watched for input only while the
+ * guest has credit and (as far as the device knows) receive buffers, so a
+ * guest that posts none costs no CPU.
  *
  * Closing a connection can happen on a vCPU thread (a device reset), where
  * its fd must not be removed from the event loop with the device lock held
@@ -95,6 +96,11 @@ enum {
 #define ACCEPT_BATCH 16
 /* iovecs for one transfer. */
 #define VSOCK_IOV 64
+/* Receive buffers one readv of a socket fills (Linux's driver posts 4 KiB
+ * buffers: 32 of them take the stream in 128 KiB reads), and the iovecs
+ * that readv may have. */
+#define RX_BATCH   32
+#define RX_IOV_MAX 256
 /* The first port the device gives a host-initiated connection. */
 #define FIRST_HOST_PORT (1u << 30)
 
@@ -176,8 +182,10 @@ struct vsock {
     int call_fd[2];
     bool call_watched[2];
 
-    bool rx_wait;                     /* the last pop of rx found no buffer: wait for a notify */
-    struct vmm_virtq_chain *rx_spare; /* popped, not used yet */
+    bool rx_wait; /* the last pop of rx found no buffer: wait for a notify */
+    /* Receive chains popped and not used yet, the next first. */
+    struct vmm_virtq_chain *rx_spare[RX_BATCH];
+    unsigned nspare;
     struct vmm_log_limit bad_log, hs_log;
     struct vmm_virtio_vsock_stats stats;
 };
@@ -378,16 +386,18 @@ static uint32_t alloc_host_port(struct vsock *v)
 
 /* ---- host to guest ---- */
 
-/* A receive chain: the one kept from before, or a new one. NULL when the
- * guest has posted none (rx_wait is set: the next notify clears it). */
-static struct vmm_virtq_chain *rx_take(struct vsock *v)
+/* A receive chain with room for a header: one kept from before, or a new
+ * one; NULL when the guest has posted none. */
+static struct vmm_virtq_chain *rx_next(struct vsock *v)
 {
     struct vmm_virtq *q = vmm_virtio_queue(v->t, RX_Q);
     for (;;) {
-        struct vmm_virtq_chain *ch = v->rx_spare;
-        v->rx_spare = NULL;
-        if (!ch && vmm_virtq_pop(q, &ch) <= 0) {
-            v->rx_wait = true;
+        struct vmm_virtq_chain *ch = NULL;
+        if (v->nspare) {
+            ch = v->rx_spare[0];
+            v->nspare--;
+            memmove(v->rx_spare, v->rx_spare + 1, v->nspare * sizeof(ch));
+        } else if (vmm_virtq_pop(q, &ch) <= 0) {
             return NULL;
         }
         if (ch->writable_len >= HDR_SIZE)
@@ -399,6 +409,32 @@ static struct vmm_virtq_chain *rx_take(struct vsock *v)
                         ch->writable_len, HDR_SIZE);
         (void)vmm_virtq_push(q, ch, 0);
     }
+}
+
+/* rx_next, and when there is none, rx_wait is set: the next notify clears it. */
+static struct vmm_virtq_chain *rx_take(struct vsock *v)
+{
+    struct vmm_virtq_chain *ch = rx_next(v);
+    if (!ch)
+        v->rx_wait = true;
+    return ch;
+}
+
+/* Keep chains ch[0..n) (popped in that order, none used) to be taken
+ * first, before the ones kept already. They came from the kept ones and
+ * the ring, so they fit. */
+static void rx_keep(struct vsock *v, struct vmm_virtq_chain **ch, unsigned n)
+{
+    memmove(v->rx_spare + n, v->rx_spare, v->nspare * sizeof(*ch));
+    memcpy(v->rx_spare, ch, n * sizeof(*ch));
+    v->nspare += n;
+}
+
+static void rx_spare_free(struct vsock *v)
+{
+    for (unsigned i = 0; i < v->nspare; i++)
+        vmm_virtq_chain_free(v->rx_spare[i]);
+    v->nspare = 0;
 }
 
 /* Complete ch with header p (and p->len payload bytes already written). */
@@ -481,7 +517,7 @@ static void rx_control(struct vsock *v)
         if (!ch)
             break;
         if (!ctl_next(v, &p, &c)) {
-            v->rx_spare = ch;
+            rx_keep(v, &ch, 1);
             break;
         }
         rx_send(v, ch, &p, c);
@@ -490,7 +526,11 @@ static void rx_control(struct vsock *v)
 }
 
 /* Read stream bytes from c's socket into receive buffers, within the
- * guest's credit and one wake-up's budget (lock held, loop thread). */
+ * guest's credit and one wake-up's budget (lock held, loop thread). One
+ * readv fills the payload room of as many buffers as the credit, the
+ * budget and RX_BATCH allow; the bytes it returned are then split into
+ * packets in the order the buffers were popped, and the buffers it did
+ * not reach are kept for the next read. */
 static void conn_rx(struct vsock *v, struct conn *c)
 {
     if (!vmm_virtio_driver_ok(v->t))
@@ -500,8 +540,9 @@ static void conn_rx(struct vsock *v, struct conn *c)
         return;
     struct vmm_virtq *q = vmm_virtio_queue(v->t, RX_Q);
     uint64_t moved = 0;
-    for (unsigned n = 0; c->state == CONN_OPEN && !c->host_eof && !c->guest_done_recv; n++) {
-        if (n == VMM_VIRTIO_WAKE_CHAINS || moved >= VMM_VIRTIO_WAKE_BYTES)
+    unsigned chains = 0;
+    while (c->state == CONN_OPEN && !c->host_eof && !c->guest_done_recv) {
+        if (chains >= VMM_VIRTIO_WAKE_CHAINS || moved >= VMM_VIRTIO_WAKE_BYTES)
             break; /* level-triggered: the loop comes back */
         uint32_t credit = peer_credit(c);
         if (credit == 0) {
@@ -511,34 +552,64 @@ static void conn_rx(struct vsock *v, struct conn *c)
             }
             break;
         }
-        struct vmm_virtq_chain *ch = rx_take(v);
-        if (!ch)
-            break;
-        uint64_t room = ch->writable_len - HDR_SIZE;
-        uint32_t want = credit < MAX_PAYLOAD ? credit : MAX_PAYLOAD;
-        if (room < want)
-            want = (uint32_t)room;
-        struct iovec iov[VSOCK_IOV];
-        int niov = want ? vmm_virtq_chain_iov(ch, true, HDR_SIZE, want, iov, VSOCK_IOV) : 0;
-        if (niov == -ENOSPC) {
-            niov =
-                vmm_virtq_chain_iov(ch, true, HDR_SIZE, 4096 < want ? 4096 : want, iov, VSOCK_IOV);
+        /* Gather: what is left of the credit and the byte budget, over
+         * buffers within the chain budget. */
+        uint64_t left = credit;
+        if (left > VMM_VIRTIO_WAKE_BYTES - moved)
+            left = VMM_VIRTIO_WAKE_BYTES - moved;
+        unsigned max_chains = VMM_VIRTIO_WAKE_CHAINS - chains;
+        if (max_chains > RX_BATCH)
+            max_chains = RX_BATCH;
+        struct vmm_virtq_chain *ch[RX_BATCH];
+        uint32_t cap[RX_BATCH];
+        struct iovec iov[RX_IOV_MAX];
+        unsigned nch = 0, niov = 0;
+        while (nch < max_chains && left > 0 && niov < RX_IOV_MAX) {
+            struct vmm_virtq_chain *x = nch ? rx_next(v) : rx_take(v);
+            if (!x)
+                break;
+            uint64_t room = x->writable_len - HDR_SIZE;
+            uint32_t want = left < MAX_PAYLOAD ? (uint32_t)left : MAX_PAYLOAD;
+            if (room < want)
+                want = (uint32_t)room;
+            unsigned max_iov = RX_IOV_MAX - niov;
+            if (max_iov > VSOCK_IOV)
+                max_iov = VSOCK_IOV;
+            int n = want ? vmm_virtq_chain_iov(x, true, HDR_SIZE, want, iov + niov, max_iov) : 0;
+            if (n == -ENOSPC) {
+                want = 4096 < want ? 4096 : want;
+                n = vmm_virtq_chain_iov(x, true, HDR_SIZE, want, iov + niov, max_iov);
+            }
+            if (n <= 0 && nch) {
+                /* Dealt with first in the next round. */
+                rx_keep(v, &x, 1);
+                break;
+            }
+            ch[nch] = x;
+            cap[nch++] = n > 0 ? want : 0;
+            if (n <= 0)
+                break;
+            niov += (unsigned)n;
+            left -= want;
         }
-        if (niov <= 0) {
+        if (nch == 0)
+            break;
+        chains += nch;
+        if (cap[0] == 0) {
             /* A buffer with no room past the header, or unusable memory:
              * send the guest a credit update in it instead. */
             struct pkt p = host_pkt(v, c->local_port, c->peer_port, OP_CREDIT_UPDATE);
-            rx_send(v, ch, &p, c);
+            rx_send(v, ch[0], &p, c);
             continue;
         }
-        ssize_t r = readv(c->fd, iov, niov);
+        ssize_t r = readv(c->fd, iov, (int)niov);
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-            v->rx_spare = ch;
+            rx_keep(v, ch, nch);
             break;
         }
         if (r <= 0) {
             if (r < 0) {
-                v->rx_spare = ch;
+                rx_keep(v, ch, nch);
                 conn_close(v, c, true);
                 break;
             }
@@ -547,16 +618,25 @@ static void conn_rx(struct vsock *v, struct conn *c)
             c->host_eof = true;
             struct pkt p = host_pkt(v, c->local_port, c->peer_port, OP_SHUTDOWN);
             p.flags = SHUT_F_RCV | SHUT_F_SEND;
-            rx_send(v, ch, &p, c);
+            rx_send(v, ch[0], &p, c);
+            rx_keep(v, ch + 1, nch - 1);
             break;
         }
-        struct pkt p = host_pkt(v, c->local_port, c->peer_port, OP_RW);
-        p.len = (uint32_t)r;
-        c->rx_cnt += (uint32_t)r;
+        uint32_t got = (uint32_t)r; /* at most the credit */
+        unsigned used = 0;
+        while (used < nch && got > 0) {
+            struct pkt p = host_pkt(v, c->local_port, c->peer_port, OP_RW);
+            p.len = got < cap[used] ? got : cap[used];
+            got -= p.len;
+            c->rx_cnt += p.len;
+            rx_send(v, ch[used++], &p, c);
+        }
+        rx_keep(v, ch + used, nch - used);
         c->credit_asked = false;
-        rx_send(v, ch, &p, c);
         v->stats.rx_bytes += (uint64_t)r;
         moved += (uint64_t)r;
+        if (used < nch)
+            break; /* the socket is drained for now */
     }
     vmm_virtq_notify(q);
 }
@@ -1164,8 +1244,7 @@ static void drop_guest_state(struct vsock *v)
         }
     }
     v->rst_len = 0;
-    vmm_virtq_chain_free(v->rx_spare);
-    v->rx_spare = NULL;
+    rx_spare_free(v);
     v->rx_wait = false;
 }
 
@@ -1239,7 +1318,7 @@ static void vsock_destroy(void *opaque)
         close(v->listen_fd);
         (void)unlink(v->path);
     }
-    vmm_virtq_chain_free(v->rx_spare);
+    rx_spare_free(v);
     free(v);
 }
 

@@ -420,6 +420,19 @@ START_TEST(bad_net_and_balloon_options_get_one_line_errors)
 }
 END_TEST
 
+/* Every --balloon option together: the device is added (its config space
+ * with the hinting and poison fields) and the guest runs the same. */
+START_TEST(balloon_options_run_the_guest)
+{
+    struct result r;
+    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
+                    "--balloon=target=4M,stats,reporting,deflate-on-oom,hinting", NULL};
+    run(&r, argv);
+    ck_assert_msg(r.status == 0, "status %d, err: %s", r.status, r.err);
+    ck_assert_ptr_nonnull(strstr(r.out, "Hello from a libvmm guest!"));
+}
+END_TEST
+
 START_TEST(vsock_options)
 {
     char *hello = (char *)harness_guest_path("hello");
@@ -553,6 +566,7 @@ int main(void)
     tcase_add_test(tc, bad_options_get_one_line_errors);
     tcase_add_test(tc, seccomp_modes_run_the_guest);
     tcase_add_test(tc, bad_net_and_balloon_options_get_one_line_errors);
+    tcase_add_test(tc, balloon_options_run_the_guest);
     tcase_add_test(tc, vsock_options);
     tcase_add_test(tc, cpu_disable_lists_and_applies);
     tcase_add_test(tc, reboot_ends_the_run_or_restarts_it);

@@ -367,6 +367,172 @@ START_TEST(test_balloon_free_page_reporting)
 }
 END_TEST
 
+/* Put a hint command buffer (readable, len bytes holding id) on ring r,
+ * queue qi, at slot. */
+static void send_cmd(struct td *r, unsigned qi, uint16_t slot, uint32_t id, uint32_t len)
+{
+    uint64_t at = TD_BUF + 0x1000ull * slot;
+    memcpy(td_ptr(r, at), &id, 4);
+    td_desc(r, slot, at, len, 0, 0);
+    td_avail(r, slot);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, qi);
+}
+
+/* Hint [gpa, gpa + len) free on ring r, queue qi, at slot. */
+static void send_hint(struct td *r, unsigned qi, uint16_t slot, uint64_t gpa, uint32_t len)
+{
+    td_desc(r, slot, gpa, len, TD_F_WRITE, 0);
+    td_avail(r, slot);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, qi);
+}
+
+START_TEST(test_balloon_free_page_hinting)
+{
+    /* Statistics offered, not negotiated: free_page_vq is queue 2. */
+    struct vmm_virtio_balloon_config c =
+        VMM_INIT(struct vmm_virtio_balloon_config, .stats = true, .hinting = true);
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_balloon_create(&c, &dev), 0);
+    ck_assert(dev.features & VMM_VIRTIO_BALLOON_F_FREE_PAGE_HINT);
+    ck_assert(dev.features & VMM_VIRTIO_BALLOON_F_PAGE_POISON);
+    ck_assert_uint_eq(dev.config_size, 16);
+    vmm_virtio_device_free(&dev);
+    balloon_up(&c, VMM_VIRTIO_BALLOON_F_FREE_PAGE_HINT, 3);
+    struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
+    struct td *hq = &ring[1];
+    for (uint64_t p = 0; p < 32; p++)
+        fill_page(MEMFD_GPA + p * PAGE, 0x42);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG + 8), 0);
+    /* Hints with no command under way are ignored. */
+    send_hint(hq, 2, 0, MEMFD_GPA, 4 * PAGE);
+    ck_assert_uint_eq(td_used_idx(hq), 1);
+    ck_assert(page_is(MEMFD_GPA, 0x42));
+    ck_assert_uint_eq(stats().bad_hints, 1);
+    /* The host starts a command: a new ID, a config interrupt. */
+    unsigned before = irqs;
+    ck_assert_int_eq(vmm_virtio_balloon_hint(t, true), 2);
+    ck_assert_uint_gt(irqs, before);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG + 8), 2);
+    /* The driver cannot write the command ID. */
+    wr(VMM_VIRTIO_MMIO_CONFIG + 8, 7);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG + 8), 2);
+    /* A wrong ID, a short command: hints after them are ignored. */
+    send_cmd(hq, 2, 1, 7, 4);
+    send_hint(hq, 2, 2, MEMFD_GPA, 4 * PAGE);
+    send_cmd(hq, 2, 3, 2, 3);
+    send_hint(hq, 2, 4, MEMFD_GPA, 4 * PAGE);
+    ck_assert(page_is(MEMFD_GPA, 0x42));
+    ck_assert_uint_eq(stats().bad_hints, 5);
+    ck_assert_uint_eq(stats().hinted_bytes, 0);
+    /* The right ID: its hints go back; a range past guest memory and a
+     * huge one are completed unused. */
+    send_cmd(hq, 2, 5, 2, 4);
+    send_hint(hq, 2, 6, MEMFD_GPA + 8 * PAGE, 8 * PAGE);
+    send_hint(hq, 2, 7, 0x7ff00000ull, 16 * PAGE);
+    send_hint(hq, 2, 8, 0xfffffffffffff000ull, 0xffffffffu);
+    ck_assert_uint_eq(td_used_idx(hq), 9);
+    for (uint64_t p = 0; p < 32; p++)
+        ck_assert_msg(page_is(MEMFD_GPA + p * PAGE, p >= 8 && p < 16 ? 0 : 0x42), "page %lu",
+                      (unsigned long)p);
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.returned_bytes, 8 * PAGE);
+    ck_assert_uint_eq(s.hinted_bytes, 8 * PAGE);
+    ck_assert_uint_eq(s.hint_cmd_id, 2);
+    /* STOP from the driver ends the command: later hints are ignored. */
+    send_cmd(hq, 2, 9, 0, 4);
+    send_hint(hq, 2, 10, MEMFD_GPA + 20 * PAGE, 4 * PAGE);
+    ck_assert(page_is(MEMFD_GPA + 20 * PAGE, 0x42));
+    /* DONE, then a new command with a new ID; the old ID no longer works. */
+    ck_assert_int_eq(vmm_virtio_balloon_hint(t, false), 1);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG + 8), 1);
+    send_cmd(hq, 2, 11, 1, 4);
+    send_hint(hq, 2, 12, MEMFD_GPA + 20 * PAGE, 4 * PAGE);
+    ck_assert_int_eq(vmm_virtio_balloon_hint(t, true), 3);
+    send_cmd(hq, 2, 13, 2, 4);
+    send_hint(hq, 2, 14, MEMFD_GPA + 20 * PAGE, 4 * PAGE);
+    ck_assert(page_is(MEMFD_GPA + 20 * PAGE, 0x42));
+    send_cmd(hq, 2, 15, 3, 4);
+    send_hint(hq, 2, 0, MEMFD_GPA + 20 * PAGE, 4 * PAGE);
+    ck_assert(page_is(MEMFD_GPA + 20 * PAGE, 0));
+    s = stats();
+    ck_assert_uint_eq(s.hinted_bytes, 12 * PAGE);
+    ck_assert_uint_eq(s.returned_bytes, 12 * PAGE);
+    /* A reset ends the command. */
+    wr(VMM_VIRTIO_MMIO_STATUS, 0);
+    ck_assert_uint_eq(stats().hint_cmd_id, 0);
+    ck_assert_int_eq(vmm_virtio_balloon_hint(NULL, true), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_balloon_hinting_not_offered)
+{
+    balloon_up(NULL, 0, 2);
+    struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
+    ck_assert_int_eq(vmm_virtio_balloon_hint(t, true), -ENOTSUP);
+    /* Config space is num_pages and actual only: past them reads zero,
+     * and a poison written there is not kept. */
+    wr(VMM_VIRTIO_MMIO_CONFIG + 12, 0xaaaaaaaa);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG + 12), 0);
+    ck_assert_uint_eq(stats().poison_val, 0);
+}
+END_TEST
+
+/* A driver that poisons free pages gets its reported pages kept (they must
+ * read back as the poison); inflated pages still go back. Without the
+ * feature negotiated the value is ignored. */
+START_TEST(test_balloon_page_poison)
+{
+    struct vmm_virtio_balloon_config c =
+        VMM_INIT(struct vmm_virtio_balloon_config, .reporting = true);
+    balloon_up(&c, VMM_VIRTIO_BALLOON_F_REPORTING | VMM_VIRTIO_BALLOON_F_PAGE_POISON, 3);
+    for (uint64_t p = 0; p < 32; p++)
+        fill_page(MEMFD_GPA + p * PAGE, 0xaa);
+    wr(VMM_VIRTIO_MMIO_CONFIG + 12, 0xaaaaaaaa);
+    ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_CONFIG + 12), 0xaaaaaaaa);
+    struct td *rq = &ring[1];
+    td_desc(rq, 0, MEMFD_GPA, 16 * PAGE, TD_F_WRITE, 0);
+    td_avail(rq, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    ck_assert_uint_eq(td_used_idx(rq), 1);
+    for (uint64_t p = 0; p < 16; p++)
+        ck_assert(page_is(MEMFD_GPA + p * PAGE, 0xaa));
+    /* Out of guest memory: completed unused, not kept. */
+    td_desc(rq, 1, 0x7ff00000ull, 16 * PAGE, TD_F_WRITE, 0);
+    td_avail(rq, 1);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.kept_bytes, 16 * PAGE);
+    ck_assert_uint_eq(s.returned_bytes, 0);
+    ck_assert_uint_eq(td_used_idx(rq), 2);
+    ck_assert_uint_eq(s.poison_val, 0xaaaaaaaa);
+    uint32_t pfn = (uint32_t)((MEMFD_GPA >> 12) + 20);
+    send_pfns(&d, 0, 0, &pfn, 1);
+    ck_assert(page_is(MEMFD_GPA + 20 * PAGE, 0));
+    /* Zero poison: reports go back again. */
+    wr(VMM_VIRTIO_MMIO_CONFIG + 12, 0);
+    td_desc(rq, 2, MEMFD_GPA, 4 * PAGE, TD_F_WRITE, 0);
+    td_avail(rq, 2);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    ck_assert(page_is(MEMFD_GPA, 0));
+}
+END_TEST
+
+START_TEST(test_balloon_poison_not_negotiated)
+{
+    struct vmm_virtio_balloon_config c =
+        VMM_INIT(struct vmm_virtio_balloon_config, .reporting = true);
+    balloon_up(&c, VMM_VIRTIO_BALLOON_F_REPORTING, 3);
+    fill_page(MEMFD_GPA, 0xaa);
+    wr(VMM_VIRTIO_MMIO_CONFIG + 12, 0xaaaaaaaa);
+    struct td *rq = &ring[1];
+    td_desc(rq, 0, MEMFD_GPA, PAGE, TD_F_WRITE, 0);
+    td_avail(rq, 0);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+    ck_assert(page_is(MEMFD_GPA, 0));
+    ck_assert_uint_eq(stats().kept_bytes, 0);
+}
+END_TEST
+
 static Suite *balloon_suite(void)
 {
     Suite *s = suite_create("virtio-balloon");
@@ -379,6 +545,10 @@ static Suite *balloon_suite(void)
     tcase_add_test(tc, test_balloon_target_and_actual);
     tcase_add_test(tc, test_balloon_stats_queue);
     tcase_add_test(tc, test_balloon_free_page_reporting);
+    tcase_add_test(tc, test_balloon_free_page_hinting);
+    tcase_add_test(tc, test_balloon_hinting_not_offered);
+    tcase_add_test(tc, test_balloon_page_poison);
+    tcase_add_test(tc, test_balloon_poison_not_negotiated);
     suite_add_tcase(s, tc);
     return s;
 }

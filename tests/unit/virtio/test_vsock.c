@@ -605,6 +605,69 @@ START_TEST(test_vsock_credit_from_guest)
 }
 END_TEST
 
+/* One read of the socket fills several receive buffers of mixed sizes
+ * (one with no room past the header among them): the stream arrives in
+ * order, split at each buffer's room, never past the guest's credit, and
+ * the end of the stream comes after the last byte. */
+START_TEST(test_vsock_rx_batch)
+{
+    start();
+    static const uint32_t room[] = {1, 100, 0, 3000, 7, 4000, 50, 1, 500, 2, 999, 33, 4, 12, 800};
+    for (unsigned i = 0; i < sizeof(room) / sizeof(room[0]); i++)
+        post_rx_len(1, HDR + room[i]);
+    int lfd = host_listen(6002);
+    struct pkt r = {.src_cid = CID,
+                    .dst_cid = 2,
+                    .src_port = 1,
+                    .dst_port = 6002,
+                    .type = 1,
+                    .op = OP_REQUEST,
+                    .buf_alloc = 5000};
+    put_hdr(td_ptr(&tx, TXBUF), &r);
+    guest_send_raw(HDR);
+    struct pkt p;
+    ck_assert(guest_recv(&p, NULL));
+    ck_assert_uint_eq(p.op, OP_RESPONSE);
+    int fd = accept(lfd, NULL, NULL);
+    static uint8_t blob[12000];
+    for (unsigned i = 0; i < sizeof(blob); i++)
+        blob[i] = (uint8_t)(i * 7 + i / 251);
+    ck_assert_int_eq(write(fd, blob, sizeof(blob)), (ssize_t)sizeof(blob));
+    uint8_t data[RXLEN];
+    uint32_t got = 0;
+    unsigned rw = 0;
+    while (guest_recv(&p, data)) {
+        if (p.op != OP_RW)
+            continue;
+        ck_assert_int_eq(memcmp(data, blob + got, p.len), 0);
+        got += p.len;
+        rw++;
+    }
+    ck_assert_uint_eq(got, 5000); /* exactly the credit */
+    ck_assert_uint_gt(rw, 1);
+    /* The guest read it all: the rest comes, then the end of the stream. */
+    r.op = OP_CREDIT_UPDATE;
+    r.fwd_cnt = 5000;
+    r.buf_alloc = 1u << 20;
+    put_hdr(td_ptr(&tx, TXBUF), &r);
+    guest_send_raw(HDR);
+    close(fd);
+    bool shut = false;
+    while (!shut && guest_recv(&p, data)) {
+        if (p.op == OP_SHUTDOWN) {
+            shut = true;
+        } else if (p.op == OP_RW) {
+            ck_assert_int_eq(memcmp(data, blob + got, p.len), 0);
+            got += p.len;
+        }
+    }
+    ck_assert(shut);
+    ck_assert_uint_eq(got, sizeof(blob));
+    ck_assert_uint_eq(stats().rx_bytes, sizeof(blob));
+    host_unlisten(lfd, 6002);
+}
+END_TEST
+
 /* Reset closes the connections the guest knew about. */
 /* Receive buffers too small for a header are given back empty. */
 START_TEST(test_vsock_small_rx_buffers)
@@ -776,6 +839,7 @@ static Suite *vsock_suite(void)
     tcase_add_test(tc, test_vsock_credit_to_guest);
     tcase_add_test(tc, test_vsock_credit_from_guest);
     tcase_add_test(tc, test_vsock_small_rx_buffers);
+    tcase_add_test(tc, test_vsock_rx_batch);
     tcase_add_test(tc, test_vsock_reset_closes);
     tcase_add_test(tc, test_vsock_hostile_packets);
     tcase_add_test(tc, test_vsock_bounds);
