@@ -63,8 +63,7 @@ struct vmm_snapshot_options {
      * own holding only the dirtied pages (its memory file sparse) and the
      * base's full path; restoring it restores the base (a full snapshot, or
      * a diff of this kind in turn, at most 16 deep) then lays the pages over,
-     * and gives the same VM as a full snapshot taken now (VMM_RESTORE_UFFD
-     * reads the memory of such a chain, as VMM_RESTORE_EAGER). The base must not
+     * and gives the same VM as a full snapshot taken now. The base must not
      * change or move while such diffs of it are kept. NULL: the diff goes
      * into dir itself, which must hold the last snapshot. */
     const char *base;

@@ -677,8 +677,7 @@ static int memory_restore_any(struct vmm_vm *vm, const char *dir, struct vmm_sna
     /* The pages laid over must not race the fault thread's copies from
      * the base: a chain asked to fault its memory in is read instead. */
     if (r == 0)
-        r = memory_restore_any(vm, base, &bf, base_id,
-                               how == VMM_RESTORE_UFFD ? VMM_RESTORE_EAGER : how, depth + 1);
+        r = memory_restore_any(vm, base, &bf, base_id, how, depth + 1);
     snap_file_free(&bf);
     return r < 0 ? r : memory_overlay(vm, dir, f, id, &rd);
 }

@@ -431,8 +431,9 @@ START_TEST(standalone_diff_restores_like_a_full_one)
     restore(&h, b, VMM_RESTORE_EAGER);
     uint8_t *full = guest_memory(&h, &size_full);
     harness_fini(&h);
-    /* a + d read, a + d mapped, a + d + e read (asked to fault in too): b's
-     * memory, and the guest goes on. */
+    /* a + d read, a + d mapped, a + d + e read, and faulted in (the pages
+     * laid over fault in the base's ahead of the prefetch): b's memory, and
+     * the guest goes on. */
     for (int k = 0; k < 4; k++) {
         make_vm(&h, chip(_i), 1);
         restore(&h, k >= 2 ? e : d,
