@@ -1099,6 +1099,7 @@ static void api_reply(struct api_client *c, const char *fmt, ...)
 /* A migration the control socket started, on a thread of its own (the
  * event loop keeps serving the devices meanwhile). */
 static atomic_bool migrating, migrated;
+static struct vmm_migrate_result migrate_result; /* set before migrated */
 static pthread_t migrate_thread;
 static bool migrate_thread_started;
 static char migrate_target[256]; /* unix:PATH or tcp:HOST:PORT */
@@ -1179,8 +1180,10 @@ static void *migrate_main(void *arg)
     } else {
         size_t len = 0;
         char *desc = describe_vm(snapshot_opts, &len);
+        migrate_result = VMM_INIT(struct vmm_migrate_result);
         struct vmm_migrate_options mo =
-            VMM_INIT(struct vmm_migrate_options, .app_data = desc, .app_len = (uint32_t)len);
+            VMM_INIT(struct vmm_migrate_options, .app_data = desc, .app_len = (uint32_t)len,
+                     .result = &migrate_result);
         r = desc ? vmm_vm_migrate_send(job->vm, fd, &mo) : -ENOMEM;
         if (r < 0)
             snprintf(why, sizeof(why), "%s (the VM goes on here)", vmm_strerror(r));
@@ -2027,7 +2030,12 @@ int main(int argc, char **argv)
         ex.reason = VMM_EXIT_NONE;
     }
     if (atomic_load(&migrated)) {
-        fprintf(stderr, "%s: migrated the VM to '%s'\n", prog, migrate_target);
+        fprintf(stderr,
+                "%s: migrated the VM to '%s' (stopped %.1f ms, %.1f ms in all, %llu pages, "
+                "%u rounds after the first)\n",
+                prog, migrate_target, migrate_result.downtime_us / 1000.0,
+                migrate_result.total_us / 1000.0, (unsigned long long)migrate_result.pages,
+                migrate_result.rounds);
         ex.reason = VMM_EXIT_NONE;
     }
     switch (ex.reason) {

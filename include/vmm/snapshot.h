@@ -47,6 +47,8 @@ extern "C" {
  * last snapshot was taken into dir, and no vmm_vm_dirty_log_fetch since
  * (the pages it returns would be missing); without those it is refused.
  * Never diff into a directory VMs restored with VMM_RESTORE_LAZY map.
+ * With vmm_snapshot_options.base the diff goes into a directory of its own
+ * instead, leaving the base as it was.
  */
 #define VMM_SNAPSHOT_DIFF (1u << 0)
 
@@ -56,12 +58,22 @@ struct vmm_snapshot_options {
     const void *app_data; /* stored as is, read back by vmm_snapshot_app_data */
     uint32_t app_len;     /* bytes of app_data, at most VMM_SNAPSHOT_APP_MAX */
     uint32_t flags;       /* VMM_SNAPSHOT_* */
+    /* With VMM_SNAPSHOT_DIFF: the directory of the VM's last snapshot, the
+     * diff's base, when dir is another one. dir then gets a snapshot of its
+     * own holding only the dirtied pages (its memory file sparse) and the
+     * base's full path; restoring it restores the base (a full snapshot, or
+     * a diff of this kind in turn, at most 16 deep) then lays the pages over,
+     * and gives the same VM as a full snapshot taken now. The base must not
+     * change or move while such diffs of it are kept. NULL: the diff goes
+     * into dir itself, which must hold the last snapshot. */
+    const char *base;
 };
 
 /*
  * Save vm to directory dir (created if missing; its "state" and "memory"
  * files are replaced, state last, so a complete state file means a
- * complete snapshot). Pauses the VM first (vmm_vm_pause) and leaves it
+ * complete snapshot; both files and the directory are synced to disk
+ * (fsync) before it returns 0). Pauses the VM first (vmm_vm_pause) and leaves it
  * paused: vmm_vm_resume lets it go on, vmm_vm_stop ends it. After a
  * failure the VM is left running or paused, as it was. Every device
  * finishes its requests in flight before its state is read. Call from any
@@ -147,6 +159,17 @@ VMM_API VMM_MUST_USE int vmm_snapshot_app_data(const char *dir, void *buf, size_
  * versioned, its messages length-prefixed.
  */
 
+/* What a migration took, filled out by vmm_vm_migrate_send when it
+ * returns 0 (vmm_migrate_options.result). Growth convention (abi.h): the
+ * caller sets .size. */
+struct vmm_migrate_result {
+    uint32_t size;        /* sizeof(struct vmm_migrate_result) */
+    uint32_t rounds;      /* rounds after the first pass over memory, before the pause */
+    uint64_t pages;       /* 4 KiB pages sent, every round together */
+    uint64_t total_us;    /* from the greeting to the target's answer */
+    uint64_t downtime_us; /* the VM stopped: from its pause to the target's answer */
+};
+
 /* Migration options. Zero means default; growth convention (abi.h). */
 struct vmm_migrate_options {
     uint32_t size;        /* sizeof(struct vmm_migrate_options) */
@@ -154,6 +177,8 @@ struct vmm_migrate_options {
     uint32_t app_len;     /* at most VMM_SNAPSHOT_APP_MAX */
     uint32_t downtime_ms; /* the pause the last round may take; default 300 */
     uint32_t max_rounds;  /* pre-copy rounds at most; default 30 */
+    /* NULL, or filled out on success (its .size set by the caller). */
+    struct vmm_migrate_result *result;
 };
 
 /*
@@ -162,8 +187,9 @@ struct vmm_migrate_options {
  * off again after). Returns 0 once the target said it has the VM: this one
  * is then paused (stop it). On any failure, the target's refusal included
  * (its reason logged), the VM goes on here as it was and a -errno comes
- * back: -EINVAL (bad arguments), -EPROTO (the target's answer makes no
- * sense), a socket error, or the target's error.
+ * back: -EINVAL (bad arguments, a result->size the library does not
+ * know), -EPROTO (the target's answer makes no sense), a socket error, or
+ * the target's error. opts->result then tells how long the VM was stopped.
  */
 VMM_API VMM_MUST_USE int vmm_vm_migrate_send(struct vmm_vm *vm, int fd,
                                              const struct vmm_migrate_options *opts);

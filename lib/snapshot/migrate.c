@@ -228,10 +228,11 @@ static int read_reply(int fd)
 }
 
 static int migrate(struct mig_source *s, const struct vmm_migrate_options *o, bool *stopped,
-                   bool *was_paused)
+                   bool *was_paused, struct vmm_migrate_result *res)
 {
     struct vmm_vm *vm = s->vm;
     uint32_t version = MIG_VERSION;
+    double start_ms = now_ms();
     int r = send_msg(s->fd, MIG_HELLO, &version, 4, o->app_data, o->app_len);
     if (r < 0)
         return r;
@@ -294,9 +295,15 @@ static int migrate(struct mig_source *s, const struct vmm_migrate_options *o, bo
         r = send_msg(s->fd, MIG_END, NULL, 0, NULL, 0);
     if (r == 0)
         r = read_reply(s->fd);
-    if (r == 0)
+    if (r == 0) {
+        double end_ms = now_ms();
+        res->rounds = round - 1;
+        res->pages = s->sent_pages;
+        res->total_us = (uint64_t)((end_ms - start_ms) * 1000);
+        res->downtime_us = (uint64_t)((end_ms - stop_ms) * 1000);
         vmm_log_info("migrate: %" PRIu64 " pages in %u rounds, %.1f ms stopped", s->sent_pages,
-                     round, now_ms() - stop_ms);
+                     res->rounds, end_ms - stop_ms);
+    }
     return r;
 }
 
@@ -304,8 +311,10 @@ int vmm_vm_migrate_send(struct vmm_vm *vm, int fd, const struct vmm_migrate_opti
 {
     struct vmm_migrate_options o = {0};
     if (!vm || fd < 0 || (opts && VMM_ABI_COPY_IN(&o, opts) < 0) ||
-        o.app_len > VMM_SNAPSHOT_APP_MAX || (o.app_len && !o.app_data) || !vm->mem)
+        o.app_len > VMM_SNAPSHOT_APP_MAX || (o.app_len && !o.app_data) || !vm->mem ||
+        (o.result && !VMM_ABI_OUT_OK(o.result)))
         return -EINVAL;
+    struct vmm_migrate_result res = VMM_INIT(struct vmm_migrate_result);
     if (!o.downtime_ms)
         o.downtime_ms = MIG_DEFAULT_DOWNTIME_MS;
     if (!o.max_rounds)
@@ -342,7 +351,7 @@ int vmm_vm_migrate_send(struct vmm_vm *vm, int fd, const struct vmm_migrate_opti
     vm->snap_base_valid = false; /* migration reads the dirty log */
     bool stopped = false, was_paused = false;
     if (r == 0)
-        r = migrate(&s, &o, &stopped, &was_paused);
+        r = migrate(&s, &o, &stopped, &was_paused, &res);
     if (r < 0) {
         vmm_log_error("migrate: %s; the VM goes on here", vmm_strerror(r));
         if (stopped && !was_paused)
@@ -354,6 +363,8 @@ int vmm_vm_migrate_send(struct vmm_vm *vm, int fd, const struct vmm_migrate_opti
         free(s.r[i].pending);
     }
     free(s.r);
+    if (r == 0 && o.result)
+        VMM_ABI_COPY_OUT(o.result, &res);
     return r;
 }
 

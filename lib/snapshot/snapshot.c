@@ -134,6 +134,17 @@ static int tmp_open(const char *dir, const char *name, char *tmp, size_t size)
     return fd < 0 ? -errno : fd;
 }
 
+/* Make dir's entries (a rename into it) durable. */
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
 static int tmp_commit(const char *dir, const char *name, const char *tmp)
 {
     char path[PATH_MAX];
@@ -350,18 +361,44 @@ static int diff_base_check(struct vmm_vm *vm, const char *dir)
     return 0;
 }
 
+/* How memory_save writes guest memory. */
+enum mem_mode {
+    MEM_FULL,    /* every region, into a new memory file */
+    MEM_DIFF,    /* the pages dirtied since the last snapshot, into its file */
+    MEM_DIFF_TO, /* those pages, into a new sparse file beside a BASE section */
+};
+
+/* A standalone diff's BASE section: the base's id and directory, then per
+ * region the bitmap of the pages the diff's memory file holds. */
+static void put_base(struct vmm_snap_writer *w, const uint8_t *base_id, const char *base_path,
+                     uint64_t **bitmaps, const size_t *nwords, unsigned n)
+{
+    snap_section_begin(w, SNAP_TAG_BASE, 0);
+    snap_put(w, base_id, SNAP_ID_BYTES);
+    snap_put_u32(w, (uint32_t)strlen(base_path));
+    snap_put(w, base_path, strlen(base_path));
+    snap_put_u32(w, n);
+    for (unsigned i = 0; i < n; i++) {
+        snap_put_u64(w, nwords[i]);
+        snap_put(w, bitmaps[i], nwords[i] * sizeof(uint64_t));
+    }
+    snap_section_end(w);
+}
+
 /*
  * Write guest memory to dir's memory file and describe its layout in w:
- * every region, or with diff only the pages dirtied since the last snapshot,
- * into that snapshot's file. With every region logged, the dirty log is read
- * (and so restarted) either way.
+ * every region, or (MEM_DIFF, MEM_DIFF_TO) only the pages dirtied since the
+ * last snapshot, into that snapshot's file or a new one in dir that names
+ * base_path. With every region logged, the dirty log is read (and so
+ * restarted) either way.
  */
-static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id, bool diff,
-                       struct vmm_snap_writer *w)
+static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id, enum mem_mode mode,
+                       const char *base_path, struct vmm_snap_writer *w)
 {
     char tmp[PATH_MAX + 8];
     int fd;
-    if (diff) {
+    bool diff = mode != MEM_FULL, in_place = mode == MEM_DIFF;
+    if (in_place) {
         int r = path_in(tmp, sizeof(tmp), dir, SNAP_MEMORY_FILE);
         fd = r < 0 ? r : open(tmp, O_WRONLY | O_CLOEXEC);
         if (fd < 0 && r == 0)
@@ -374,10 +411,14 @@ static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id, bo
         return fd;
     }
     bool track = all_logged(vm);
+    uint8_t base_id[SNAP_ID_BYTES];
+    memcpy(base_id, vm->snap_base_id, sizeof(base_id));
     vm->snap_base_valid = false; /* reading the log below ends the old base */
     unsigned n = vm->mem ? vmm_memory_region_count(vm->mem) : 0;
+    uint64_t **bitmaps = calloc(n + 1, sizeof(*bitmaps));
+    size_t *nwords = calloc(n + 1, sizeof(*nwords));
     uint64_t off = SNAP_MEM_HEADER;
-    int r = 0;
+    int r = bitmaps && nwords ? 0 : -ENOMEM;
     snap_section_begin(w, SNAP_TAG_MEMORY, 0);
     snap_put_u32(w, n);
     for (unsigned i = 0; i < n && r == 0; i++) {
@@ -388,31 +429,37 @@ static int memory_save(struct vmm_vm *vm, const char *dir, const uint8_t *id, bo
         snap_put_u64(w, info.len);
         snap_put_u64(w, off);
         snap_put_u32(w, (info.flags & VMM_MEMORY_F_READONLY) ? MEMR_F_READONLY : 0);
-        uint64_t *bitmap = NULL;
         if (track) {
-            size_t nwords = (size_t)((info.len + 4095) / 4096 + 63) / 64;
-            bitmap = calloc(nwords + 1, sizeof(uint64_t));
-            r = bitmap ? vmm_vm_dirty_fetch(vm, i, bitmap, nwords + 1) : -ENOMEM;
+            nwords[i] = (size_t)((info.len + 4095) / 4096 + 63) / 64;
+            bitmaps[i] = calloc(nwords[i] + 1, sizeof(uint64_t));
+            r = bitmaps[i] ? vmm_vm_dirty_fetch(vm, i, bitmaps[i], nwords[i] + 1) : -ENOMEM;
         }
         if (r == 0)
-            r = diff ? write_dirty(fd, info.host, info.len, off, bitmap)
+            r = diff ? write_dirty(fd, info.host, info.len, off, bitmaps[i])
                      : write_region(fd, info.host, info.len, off);
-        free(bitmap);
         off = page_up(off + info.len);
     }
     snap_section_end(w);
+    if (r == 0 && mode == MEM_DIFF_TO)
+        put_base(w, base_id, base_path, bitmaps, nwords, n);
+    for (unsigned i = 0; bitmaps && i < n; i++)
+        free(bitmaps[i]);
+    free(bitmaps);
+    free(nwords);
     struct memory_header h = {.version = SNAP_VERSION, .size = off};
     memcpy(h.magic, SNAP_MEM_MAGIC, 8);
     memcpy(h.id, id, SNAP_ID_BYTES);
     if (r == 0)
         r = write_all(fd, &h, sizeof(h), 0);
-    if (r == 0 && !diff && ftruncate(fd, (off_t)off) < 0)
+    if (r == 0 && !in_place && ftruncate(fd, (off_t)off) < 0)
+        r = -errno;
+    if (r == 0 && fsync(fd) < 0) /* on disk before the state file says it is whole */
         r = -errno;
     close(fd);
-    if (r == 0 && !diff)
+    if (r == 0 && !in_place)
         r = tmp_commit(dir, SNAP_MEMORY_FILE, tmp);
     if (r < 0) {
-        if (!diff)
+        if (!in_place)
             unlink(tmp);
         vmm_log_error("snapshot: writing guest memory to %s: %s", dir, vmm_strerror(r));
     }
@@ -507,6 +554,134 @@ static int memory_restore(struct vmm_vm *vm, const char *dir, struct vmm_snap_fi
     return r;
 }
 
+/* The most standalone diffs a restore follows down to a full snapshot. */
+#define SNAP_MAX_CHAIN 16
+
+/*
+ * Lay a standalone diff's pages (dir's memory file, the bitmaps left in its
+ * BASE section rd) over the memory its base chain restored. Every bound is
+ * checked against the VM and the file first.
+ */
+static int memory_overlay(struct vmm_vm *vm, const char *dir, struct vmm_snap_file *f,
+                          const uint8_t *id, struct vmm_snap_reader *rd)
+{
+    struct vmm_snap_reader lay;
+    uint32_t n, nb;
+    unsigned have = vmm_memory_region_count(vm->mem);
+    if (snap_file_find(f, SNAP_TAG_MEMORY, 0, &lay) < 0 || snap_get_u32(&lay, &n) < 0 ||
+        snap_get_u32(rd, &nb) < 0 || n != have || nb != n) {
+        vmm_log_error("restore: %s: the diff's memory layout does not fit this VM", dir);
+        return -EINVAL;
+    }
+    char path[PATH_MAX];
+    int r = path_in(path, sizeof(path), dir, SNAP_MEMORY_FILE);
+    if (r < 0)
+        return r;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        r = -errno;
+        vmm_log_error("restore: cannot open %s: %s", path, vmm_strerror(r));
+        return r;
+    }
+    struct stat st;
+    struct memory_header h;
+    if (fstat(fd, &st) < 0 || read_all(fd, &h, sizeof(h), 0) < 0 ||
+        memcmp(h.magic, SNAP_MEM_MAGIC, 8) != 0 || h.version != SNAP_VERSION ||
+        memcmp(h.id, id, SNAP_ID_BYTES) != 0 || h.size != (uint64_t)st.st_size) {
+        vmm_log_error("restore: %s does not belong to the state file beside it, or is truncated",
+                      path);
+        close(fd);
+        return -EBADMSG;
+    }
+    uint64_t *bm = NULL;
+    for (unsigned i = 0; i < n && r == 0; i++) {
+        uint64_t gpa, len, off, nwords;
+        uint32_t flags;
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (snap_get_u64(&lay, &gpa) < 0 || snap_get_u64(&lay, &len) < 0 ||
+            snap_get_u64(&lay, &off) < 0 || snap_get_u32(&lay, &flags) < 0 || (off & 4095) ||
+            off < SNAP_MEM_HEADER || off > h.size || len > h.size - off ||
+            snap_get_u64(rd, &nwords) < 0 || vmm_memory_region_info(vm->mem, i, &info) < 0 ||
+            info.gpa != gpa || info.len != len || nwords != ((len + 4095) / 4096 + 63) / 64) {
+            vmm_log_error("restore: %s: malformed diff, or one of another VM", dir);
+            r = -EBADMSG;
+            break;
+        }
+        free(bm);
+        bm = malloc((size_t)nwords * sizeof(uint64_t) + 8);
+        if (!bm) {
+            r = -ENOMEM;
+            break;
+        }
+        if (snap_get(rd, bm, (size_t)nwords * sizeof(uint64_t)) < 0) {
+            r = -EBADMSG;
+            break;
+        }
+        uint64_t pages = (len + 4095) / 4096;
+        for (uint64_t p = 0; p < pages && r == 0;) {
+            if (!(bm[p / 64] & (1ull << (p % 64)))) {
+                p++;
+                continue;
+            }
+            uint64_t end = p + 1;
+            while (end < pages && (bm[end / 64] & (1ull << (end % 64))))
+                end++;
+            uint64_t bytes = (end * 4096 > len ? len : end * 4096) - p * 4096;
+            r = read_all(fd, (uint8_t *)info.host + p * 4096, bytes, off + p * 4096);
+            p = end;
+        }
+    }
+    free(bm);
+    close(fd);
+    if (r == 0 && (snap_done(rd) < 0 || snap_done(&lay) < 0)) {
+        vmm_log_error("restore: %s: malformed diff", dir);
+        r = -EBADMSG;
+    }
+    return r;
+}
+
+/* Memory from dir's snapshot: read or mapped as how says, or for a
+ * standalone diff, its base chain's (depth: diffs followed so far) with the
+ * diff's pages laid over it. */
+static int memory_restore_any(struct vmm_vm *vm, const char *dir, struct vmm_snap_file *f,
+                              const uint8_t *id, uint32_t how, unsigned depth)
+{
+    struct vmm_snap_reader rd;
+    if (snap_file_find(f, SNAP_TAG_BASE, 0, &rd) < 0)
+        return memory_restore(vm, dir, f, id, how);
+    uint8_t base_id[SNAP_ID_BYTES], got[SNAP_ID_BYTES];
+    uint32_t plen;
+    char base[PATH_MAX], why[200];
+    if (snap_get(&rd, base_id, sizeof(base_id)) < 0 || snap_get_u32(&rd, &plen) < 0 || plen == 0 ||
+        plen >= sizeof(base) || snap_get(&rd, base, plen) < 0 || memchr(base, '\0', plen)) {
+        vmm_log_error("restore: %s: a diff with a malformed base", dir);
+        return -EBADMSG;
+    }
+    base[plen] = '\0';
+    if (depth == SNAP_MAX_CHAIN) {
+        vmm_log_error("restore: %s: more than %u diffs on one full snapshot", dir, SNAP_MAX_CHAIN);
+        return -ELOOP;
+    }
+    struct vmm_snap_file bf;
+    int r = state_read(base, &bf, why, sizeof(why));
+    if (r < 0) {
+        vmm_log_error("restore: %s is a diff on %s: %s", dir, base, why);
+        return r;
+    }
+    struct vmm_snap_reader meta;
+    if (snap_file_find(&bf, SNAP_TAG_META, 0, &meta) < 0 || snap_get(&meta, got, sizeof(got)) < 0 ||
+        memcmp(got, base_id, sizeof(got)) != 0) {
+        vmm_log_error("restore: %s is a diff on a snapshot %s no longer holds", dir, base);
+        r = -EBADMSG;
+    }
+    /* The pages laid over must not race the fault thread's copies from
+     * the base: a chain asked to fault its memory in is read instead. */
+    if (r == 0)
+        r = memory_restore_any(vm, base, &bf, base_id, how, depth + 1);
+    snap_file_free(&bf);
+    return r < 0 ? r : memory_overlay(vm, dir, f, id, &rd);
+}
+
 /* ---- snapshot ---- */
 
 static void thaw_parts(struct vmm_vm *vm, unsigned n)
@@ -592,10 +767,25 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
         (o.flags & ~VMM_SNAPSHOT_DIFF))
         return -EINVAL;
     bool diff = o.flags & VMM_SNAPSHOT_DIFF;
+    if (o.base && !diff)
+        return -EINVAL;
     if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
         int r = -errno;
         vmm_log_error("snapshot: cannot create %s: %s", dir, vmm_strerror(r));
         return r;
+    }
+    /* A diff into its own directory names its base there, by full path. */
+    char base_path[PATH_MAX];
+    enum mem_mode mode = diff ? MEM_DIFF : MEM_FULL;
+    if (o.base) {
+        struct stat sb, sd;
+        if (!realpath(o.base, base_path) || stat(base_path, &sb) < 0 || stat(dir, &sd) < 0) {
+            int r = -errno;
+            vmm_log_error("snapshot: the base %s: %s", o.base, vmm_strerror(r));
+            return r;
+        }
+        if (sb.st_dev != sd.st_dev || sb.st_ino != sd.st_ino)
+            mode = MEM_DIFF_TO;
     }
     bool was_paused;
     int r = snap_world_stop(vm, &was_paused);
@@ -608,7 +798,9 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
         r = -errno;
         goto out_thaw;
     }
-    if (diff) {
+    if (mode == MEM_DIFF_TO && (r = diff_base_check(vm, base_path)) < 0)
+        goto out_thaw;
+    if (mode == MEM_DIFF) {
         /* The state file goes before the memory file changes: a diff that
          * stops half-way leaves no snapshot that looks whole. */
         char path[PATH_MAX];
@@ -626,7 +818,7 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
     if ((r = snap_state_put(vm, id, o.app_data, o.app_len, &w)) < 0)
         goto out_writer;
     /* Memory last, with every device still at rest. */
-    if ((r = memory_save(vm, dir, id, diff, &w)) < 0)
+    if ((r = memory_save(vm, dir, id, mode, base_path, &w)) < 0)
         goto out_writer;
     bool base = all_logged(vm);
     thaw_parts(vm, frozen);
@@ -643,11 +835,16 @@ int vmm_vm_snapshot(struct vmm_vm *vm, const char *dir, const struct vmm_snapsho
     r = fd;
     if (fd >= 0) {
         r = write_all(fd, file, size, 0);
+        if (r == 0 && fsync(fd) < 0)
+            r = -errno;
         close(fd);
         if (r == 0)
             r = tmp_commit(dir, SNAP_STATE_FILE, tmp);
         if (r < 0)
             unlink(tmp);
+        /* Both renames durable before the snapshot is reported taken. */
+        if (r == 0)
+            r = fsync_dir(dir);
     }
     free(file);
     if (r < 0) {
@@ -676,7 +873,7 @@ out_thaw:
 static bool part_tag(uint32_t tag)
 {
     return tag != SNAP_TAG_META && tag != SNAP_TAG_APP && tag != SNAP_TAG_MEMORY &&
-           tag != SNAP_TAG_VM && tag != SNAP_TAG_VCPU;
+           tag != SNAP_TAG_VM && tag != SNAP_TAG_VCPU && tag != SNAP_TAG_BASE;
 }
 
 int snap_restore_check_fresh(struct vmm_vm *vm)
@@ -770,7 +967,8 @@ int vmm_vm_restore(struct vmm_vm *vm, const char *dir, const struct vmm_restore_
     }
     uint8_t id[SNAP_ID_BYTES];
     if ((r = snap_restore_meta(vm, &f, id)) < 0 ||
-        (r = memory_restore(vm, dir, &f, id, o.memory)) < 0 || (r = snap_restore_rest(vm, &f)) < 0)
+        (r = memory_restore_any(vm, dir, &f, id, o.memory, 0)) < 0 ||
+        (r = snap_restore_rest(vm, &f)) < 0)
         goto out;
     for (unsigned i = 0; i < vm->nr_snap_parts; i++) {
         struct vmm_snap_part *p = &vm->snap_parts[i];

@@ -32,6 +32,7 @@ struct vmm_vm;
 #define SNAP_TAG_RTC    SNAP_TAG('R', 'T', 'C', ' ') /* instance: base port */
 #define SNAP_TAG_VIRTIO SNAP_TAG('V', 'I', 'R', 'T') /* instance: MMIO base >> 12 */
 #define SNAP_TAG_VGEN   SNAP_TAG('V', 'G', 'E', 'N') /* the VMGenID; instance 0 */
+#define SNAP_TAG_BASE   SNAP_TAG('B', 'A', 'S', 'E') /* a standalone diff's base */
 
 /* ---- writing ---- */
 

@@ -76,8 +76,9 @@ static long uffd_ioctl(int fd, unsigned long req, void *arg)
 }
 
 /* Fill [host, host + len) (not populated) from file offset off: a copy of
- * the data, or zero pages where the file reads as zeros. -EEXIST: some page
- * is there already (a fault raced ahead); the caller goes page by page. */
+ * the data, or zero pages where the file reads as zeros. -EEXIST (the first
+ * page) or -EAGAIN (a later one: the copy stopped short): some page is
+ * there already (a fault raced ahead); the caller goes page by page. */
 static int fill(struct vmm_uffd *u, uint8_t *host, uint64_t len, uint64_t off)
 {
     ssize_t n = pread(u->file_fd, u->buf, len, (off_t)off);
@@ -125,8 +126,11 @@ static bool prefetch_step(struct vmm_uffd *u)
         if (r->next >= r->len)
             continue;
         uint64_t len = r->len - r->next < PREFETCH_STEP ? r->len - r->next : PREFETCH_STEP;
-        if (fill(u, r->host + r->next, len, r->file_off + r->next) == -EEXIST) {
-            /* Part of it is in already: page by page. */
+        int e = fill(u, r->host + r->next, len, r->file_off + r->next);
+        if (e == -EEXIST || e == -EAGAIN) {
+            /* Part of it is in already: page by page (skipping the rest
+             * would leave those pages to read as zeros once the regions
+             * are unregistered). */
             for (uint64_t p = 0; p < len; p += PAGE)
                 (void)fill(u, r->host + r->next + p, PAGE, r->file_off + r->next + p);
         }
