@@ -13,13 +13,15 @@
 #    (virtualization=on, GICv3) and -cpu max,pauth=off on TCG (pointer
 #    authentication's emulation makes plain max 3-4x slower), KVM built in;
 # 4. level 1 runs the test guests (exit status, MMIO dispatch, SMP through
-#    PSCI), three refusals (bad --mem, not an Image, a kernel too big for
-#    its memory) and then boots the same Debian kernel as level 2 with 2 vCPUs, a
-#    virtio-blk disk and virtio-rng; level 2's init checks its CPU count,
-#    command line, a file on the disk, the rng and a line read from its
-#    console (level 1 pipes it into vmm-run's stdin, which feeds the PL011),
-#    and powers off through PSCI; vmm-run must exit 0. Then bench_exit_arm64
-#    prints the per-exit cost against a raw-KVM floor (figures, not checked).
+#    PSCI; under the default --seccomp kill, once under log), four refusals
+#    (bad --mem, bad --seccomp, not an Image, a kernel too big for its
+#    memory) and then boots the same Debian kernel as level 2 with 2 vCPUs
+#    (its main thread checked to be filtered), a virtio-blk disk and
+#    virtio-rng; level 2's init checks its CPU count, command line, a file
+#    on the disk, the rng and a line read from its console (level 1 pipes it
+#    into vmm-run's stdin, which feeds the PL011), and powers off through
+#    PSCI; vmm-run must exit 0. Then bench_exit_arm64 prints the per-exit
+#    cost against a raw-KVM floor (figures, not checked).
 # Exit status: 0 all passed, 1 a check failed, 77 cannot run here (reason
 # printed), 124 level 1 ran out of time.
 set -euo pipefail
@@ -144,6 +146,8 @@ vmm-run --kernel /guests/exit.img; echo "L1-RESULT exit $?"
 vmm-run --kernel /guests/mmio.img; echo "L1-RESULT mmio $?"
 vmm-run --kernel /guests/smp.img --vcpus 2; echo "L1-RESULT smp $?"
 vmm-run --kernel /guests/exit.img --mem 3M; echo "L1-RESULT badmem $?"
+vmm-run --kernel /guests/exit.img --seccomp log; echo "L1-RESULT seccomplog $?"
+vmm-run --kernel /guests/exit.img --seccomp maybe; echo "L1-RESULT badseccomp $?"
 vmm-run --kernel /l2.cpio 2>&1 | head -1; echo "L1-RESULT notimage $?"
 vmm-run --kernel /Image --mem 32M; echo "L1-RESULT toobig $?"
 start=$(cut -d' ' -f1 /proc/uptime)
@@ -193,6 +197,8 @@ expect exit 42
 expect mmio 0
 expect smp 0
 expect badmem 2
+expect seccomplog 42
+expect badseccomp 2
 expect notimage 0
 expect toobig 2
 expect linux 0
