@@ -92,6 +92,14 @@ static void write_out(struct vmm_pl011 *u, uint8_t c)
                         vmm_strerror(-errno));
 }
 
+/* Level-triggered input would wake the loop forever while the FIFO is full:
+ * pause the watch until the guest drains it (lock held). */
+static void input_pause(struct vmm_pl011 *u)
+{
+    if (u->in_watched && !u->in_paused && vmm_event_loop_modify(u->loop, u->in_fd, 0) == 0)
+        u->in_paused = true;
+}
+
 /* Read what in_fd has ready into the receive FIFO (lock held). Returns
  * true when in_fd ended and the loop should stop watching it. */
 static bool input_fill(struct vmm_pl011 *u)
@@ -100,10 +108,7 @@ static bool input_fill(struct vmm_pl011 *u)
         return false;
     unsigned room = RX_FIFO - u->rx_count;
     if (room == 0) {
-        /* Level-triggered input would wake the loop forever: pause it until
-         * the guest drains the FIFO. */
-        if (u->in_watched && !u->in_paused && vmm_event_loop_modify(u->loop, u->in_fd, 0) == 0)
-            u->in_paused = true;
+        input_pause(u);
         return false;
     }
     /* Only what is ready: the fd may be blocking, and the lock is held. */
@@ -126,6 +131,8 @@ static bool input_fill(struct vmm_pl011 *u)
             u->rx[(u->rx_head + u->rx_count++) % RX_FIFO] = buf[i];
         u->ris |= INT_RX | INT_RT;
         update_irq(u);
+        if (u->rx_count == RX_FIFO)
+            input_pause(u);
         return false;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
