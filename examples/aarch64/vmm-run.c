@@ -10,14 +10,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <termios.h>
 #include <unistd.h>
 #include <vmm/arm64.h>
+#include <vmm/seccomp.h>
 #include <vmm/vmm.h>
 
 #define DEFAULT_MEM (256ull << 20)
@@ -45,18 +48,24 @@ static const char usage_text[] =
     "      --cmdline STRING  kernel command line\n"
     "  -m, --mem SIZE        guest memory (default 256M; K, M, G suffixes)\n"
     "  -c, --vcpus N         vCPUs (1-64, default 1)\n"
-    "      --console WHERE   stdio (default: the PL011's output to stdout), virtio (a\n"
-    "                        virtio console on stdin/stdout) or a file for the PL011's output\n"
+    "      --console WHERE   stdio (default: the PL011 on stdout, input from stdin), virtio\n"
+    "                        (a virtio console on stdin/stdout) or a file for the PL011's output\n"
     "      --rng             add a virtio entropy device\n"
     "      --disk PATH[,ro]  add a virtio-blk disk (up to 8)\n"
+    "      --seccomp MODE    kill (default): a system call outside the allowlist of its\n"
+    "                        thread (vCPU, I/O or main) ends vmm-run, naming the call;\n"
+    "                        log: allow it and let the kernel log it; off: no filters\n"
     "  -v, --verbose         log the library's messages and say why the run ended\n"
     "  -h, --help            this help\n";
+
+#define SECCOMP_OFF 0
 
 struct options {
     const char *kernel, *initrd, *cmdline, *console;
     uint64_t mem;
     unsigned vcpus;
     bool rng, verbose;
+    int seccomp; /* SECCOMP_OFF, or 1 + enum vmm_seccomp_action */
     unsigned nr_disks;
     struct vmm_virtio_blk_config disks[MAX_DISKS];
 };
@@ -88,7 +97,7 @@ static uint64_t parse_size(const char *s)
 
 static void parse(int argc, char **argv, struct options *o)
 {
-    enum { OPT_INITRD = 256, OPT_CMDLINE, OPT_CONSOLE, OPT_RNG, OPT_DISK };
+    enum { OPT_INITRD = 256, OPT_CMDLINE, OPT_CONSOLE, OPT_RNG, OPT_DISK, OPT_SECCOMP };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
         {"initrd", required_argument, NULL, OPT_INITRD},
@@ -98,11 +107,13 @@ static void parse(int argc, char **argv, struct options *o)
         {"console", required_argument, NULL, OPT_CONSOLE},
         {"rng", no_argument, NULL, OPT_RNG},
         {"disk", required_argument, NULL, OPT_DISK},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *o = (struct options){.console = "stdio", .mem = DEFAULT_MEM, .vcpus = 1};
+    *o = (struct options){
+        .console = "stdio", .mem = DEFAULT_MEM, .vcpus = 1, .seccomp = 1 + VMM_SECCOMP_TRAP};
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":k:m:c:vh", opts, NULL)) != -1) {
@@ -154,6 +165,16 @@ static void parse(int argc, char **argv, struct options *o)
             d->path = optarg;
             break;
         }
+        case OPT_SECCOMP:
+            if (strcmp(optarg, "kill") == 0)
+                o->seccomp = 1 + VMM_SECCOMP_TRAP; /* reported by on_sigsys, then exit */
+            else if (strcmp(optarg, "log") == 0)
+                o->seccomp = 1 + VMM_SECCOMP_LOG;
+            else if (strcmp(optarg, "off") == 0)
+                o->seccomp = SECCOMP_OFF;
+            else
+                fail("invalid --seccomp mode '%s' (kill, log or off)", optarg);
+            break;
         case 'v':
             o->verbose = true;
             break;
@@ -189,6 +210,92 @@ static void *map_file(const char *what, const char *path, size_t *len)
     return p;
 }
 
+static struct termios saved_tty;
+static bool tty_raw;
+
+static void restore_tty(void)
+{
+    if (tty_raw)
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
+}
+
+/* Ctrl-C and the like end the run: give the terminal back first. */
+static void on_stop_signal(int sig)
+{
+    restore_tty();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Let keystrokes reach the guest one by one, but keep Ctrl-C for us. */
+static void make_stdin_raw(void)
+{
+    if (!isatty(STDIN_FILENO) || tcgetattr(STDIN_FILENO, &saved_tty) < 0)
+        return;
+    struct termios t = saved_tty;
+    t.c_lflag &= ~(tcflag_t)(ICANON | ECHO);
+    t.c_iflag &= ~(tcflag_t)(ICRNL | IXON);
+    t.c_cc[VMIN] = 1;
+    t.c_cc[VTIME] = 0;
+    t.c_cc[VSUSP] = _POSIX_VDISABLE; /* Ctrl-Z would stop us with the terminal raw */
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0) {
+        tty_raw = true;
+        atexit(restore_tty);
+        struct sigaction sa = {.sa_handler = on_stop_signal};
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+    }
+}
+
+/* --seccomp kill: a call outside the list traps here. Only async-signal-safe
+ * calls, and only what every thread's list allows (write, exit_group). */
+static void on_sigsys(int sig, siginfo_t *si, void *ctx)
+{
+    (void)sig;
+    (void)ctx;
+    char msg[160], num[12];
+    int n = 0, nr = si->si_syscall;
+    do {
+        num[n++] = (char)('0' + nr % 10);
+        nr /= 10;
+    } while (nr > 0 && n < (int)sizeof(num));
+    size_t len = 0;
+    const char *a = "vmm-run: seccomp: system call ";
+    const char *b =
+        " is not allowed in this thread: stopping (--seccomp off runs without filters)\n";
+    for (const char *p = a; *p; p++)
+        msg[len++] = *p;
+    while (n > 0)
+        msg[len++] = num[--n];
+    for (const char *p = b; *p && len < sizeof(msg); p++)
+        msg[len++] = *p;
+    ssize_t w = write(STDERR_FILENO, msg, len);
+    (void)w;
+    _exit(128 + SIGSYS);
+}
+
+/* Filters for the run's vCPU and I/O threads, and MAIN's for this thread,
+ * which then only runs the VM and tears it down. */
+static void install_seccomp(struct vmm_vm *vm, const struct options *o)
+{
+    if (o->seccomp == SECCOMP_OFF)
+        return;
+    struct vmm_seccomp_config cfg =
+        VMM_INIT(struct vmm_seccomp_config, .action = (enum vmm_seccomp_action)(o->seccomp - 1));
+    int r = vmm_vm_set_seccomp(vm, &cfg);
+    if (r < 0)
+        fail("cannot set up seccomp filters: %s", vmm_strerror(r));
+    if (cfg.action == VMM_SECCOMP_TRAP) {
+        struct sigaction sa = {.sa_sigaction = on_sigsys, .sa_flags = SA_SIGINFO};
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGSYS, &sa, NULL) < 0)
+            fail("cannot catch SIGSYS: %s", strerror(errno));
+    }
+    if ((r = vmm_seccomp_install(VMM_SECCOMP_MAIN, &cfg)) < 0)
+        fail("cannot install the seccomp filter: %s", vmm_strerror(r));
+}
+
 static void log_handler(void *opaque, enum vmm_log_level level, const char *msg)
 {
     fprintf(stderr, "%s: libvmm: %s: %s\n", prog, vmm_log_level_name(level), msg);
@@ -218,14 +325,17 @@ int main(int argc, char **argv)
 
     struct vmm_arm64_machine m = VMM_INIT(struct vmm_arm64_machine, .nr_vcpus = o.vcpus,
                                           .mem = vmm_vm_memory(vm), .uart = true);
-    int out_fd = STDOUT_FILENO;
+    int out_fd = STDOUT_FILENO, in_fd = -1;
     bool virtio_console = strcmp(o.console, "virtio") == 0;
     if (!virtio_console && strcmp(o.console, "stdio") != 0) {
         out_fd = open(o.console, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (out_fd < 0)
             fail("cannot open console file '%s': %s", o.console, strerror(errno));
+    } else if (!virtio_console) {
+        in_fd = STDIN_FILENO; /* stdio: stdin goes to the PL011 */
     }
-    struct vmm_pl011_config uart = VMM_INIT(struct vmm_pl011_config, .out_fd = out_fd);
+    struct vmm_pl011_config uart =
+        VMM_INIT(struct vmm_pl011_config, .out_fd = out_fd, .in_fd = in_fd);
     if ((r = vmm_vm_add_pl011(vm, VMM_ARM64_UART_BASE, VMM_ARM64_UART_SPI, &uart, NULL)) < 0 ||
         (r = vmm_vm_add_exit_device_mmio(vm, VMM_ARM64_EXIT_BASE)) < 0)
         fail("cannot add the platform devices: %s", vmm_strerror(r));
@@ -274,6 +384,9 @@ int main(int argc, char **argv)
     if ((r = vmm_vcpu_set_arm64_entry(vmm_vm_vcpu(vm, 0), boot.kernel, boot.dtb)) < 0)
         fail("cannot set the entry state: %s", vmm_strerror(r));
 
+    if (in_fd >= 0 || virtio_console)
+        make_stdin_raw();
+    install_seccomp(vm, &o);
     struct vmm_exit ex = VMM_INIT(struct vmm_exit);
     if ((r = vmm_vm_run(vm, &ex)) < 0)
         fail("cannot run the VM: %s", vmm_strerror(r));

@@ -20,7 +20,7 @@
  * The Image parser and the device-tree builder are plain data code and work
  * on any host; the vCPU calls return -ENOTSUP on a host that is not arm64.
  * On arm64 the x86-only calls return -ENOTSUP: x86 registers, CPUID, MSRs,
- * the LAPIC, the x86 entry states, function VMs, seccomp, snapshots, and
+ * the LAPIC, the x86 entry states, function VMs, snapshots, and
  * the port I/O devices on a VM (vmm_vm_add_uart, _exit_device, _i8042,
  * _rtc, _acpi_pm; their standalone forms work on any bus).
  *
@@ -169,6 +169,12 @@ struct vmm_pl011;
 struct vmm_pl011_config {
     uint32_t size; /* sizeof(struct vmm_pl011_config) (abi.h) */
     int out_fd;    /* transmitted bytes are written here; -1: discarded */
+    /* Received bytes are read from here; -1: none (vmm_pl011_receive only).
+     * On a VM a pollable fd (tty, pipe, socket) is read by the VM's event
+     * loop as data arrives, pausing while the receive FIFO is full; a regular
+     * file, and any fd of a standalone UART, is read when the guest finds
+     * the FIFO empty (flag or data register). The fd stays the caller's. */
+    int in_fd;
     /* Interrupt line, called with the new level whenever it changes (with
      * the UART's lock held: it must not call back into the UART). NULL: no
      * interrupt. vmm_vm_add_pl011 ignores it and drives the VM's line. */

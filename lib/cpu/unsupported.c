@@ -7,10 +7,7 @@
 #include <stdint.h>
 #include <vmm/arm64.h>
 #include <vmm/function.h>
-#include <vmm/seccomp.h>
 #include <vmm/vcpu.h>
-
-#include "vmm_internal.h"
 
 #if defined(__aarch64__)
 
@@ -134,36 +131,6 @@ void vmm_fn_cancel(struct vmm_fn *fn)
 int vmm_fn_get_stats(const struct vmm_fn *fn, struct vmm_fn_stats *st)
 {
     return -ENOTSUP;
-}
-
-/* The seccomp allowlists name x86 KVM ioctls (lib/seccomp). */
-int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg)
-{
-    return -ENOTSUP;
-}
-
-int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscalls,
-                               unsigned *nr_ioctls)
-{
-    return -ENOTSUP;
-}
-
-/* So vmm_vm_set_seccomp says -ENOTSUP too; nothing is ever built to load. */
-int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg,
-                           struct vmm_seccomp_prog *out)
-{
-    *out = (struct vmm_seccomp_prog){0};
-    return -ENOTSUP;
-}
-
-int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p)
-{
-    return -ENOTSUP;
-}
-
-void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p)
-{
-    *p = (struct vmm_seccomp_prog){0};
 }
 
 #else /* x86_64 */

@@ -588,9 +588,6 @@ static void *loop_thread_main(void *arg)
 
 int vmm_vm_set_seccomp(struct vmm_vm *vm, const struct vmm_seccomp_config *cfg)
 {
-#if defined(__aarch64__)
-    return -ENOTSUP; /* the allowlists are x86's (lib/seccomp) */
-#endif
     struct vmm_seccomp_config c = VMM_INIT(struct vmm_seccomp_config);
     if (cfg &&
         (VMM_ABI_COPY_IN(&c, cfg) < 0 || (unsigned)c.action > VMM_SECCOMP_LOG ||

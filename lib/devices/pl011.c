@@ -4,13 +4,16 @@
  * PL011 and the exit device). */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <unistd.h>
 #include <vmm/arm64.h>
 #include <vmm/bus.h>
 #include <vmm/devices.h>
+#include <vmm/event.h>
 #include <vmm/vm.h>
 
 #include "devices_internal.h"
@@ -57,6 +60,12 @@ struct vmm_pl011 {
     uint32_t ris, imsc, cr, lcr_h, ibrd, fbrd, ifls, ilpr, dmacr;
     uint8_t rx[RX_FIFO];
     unsigned rx_head, rx_count;
+
+    int in_fd;                   /* -1: no input fd */
+    bool in_eof;                 /* in_fd ended or failed: no more reads */
+    struct vmm_event_loop *loop; /* on a VM: the loop watching in_fd */
+    bool in_watched;             /* in_fd is in loop (else read as the guest polls) */
+    bool in_paused;              /* watched, but the FIFO is full */
 };
 
 /* Called with the lock held. */
@@ -83,10 +92,86 @@ static void write_out(struct vmm_pl011 *u, uint8_t c)
                         vmm_strerror(-errno));
 }
 
+/* Level-triggered input would wake the loop forever while the FIFO is full:
+ * pause the watch until the guest drains it (lock held). */
+static void input_pause(struct vmm_pl011 *u)
+{
+    if (u->in_watched && !u->in_paused && vmm_event_loop_modify(u->loop, u->in_fd, 0) == 0)
+        u->in_paused = true;
+}
+
+/* Read what in_fd has ready into the receive FIFO (lock held). Returns
+ * true when in_fd ended and the loop should stop watching it. */
+static bool input_fill(struct vmm_pl011 *u)
+{
+    if (u->in_fd < 0 || u->in_eof)
+        return false;
+    unsigned room = RX_FIFO - u->rx_count;
+    if (room == 0) {
+        input_pause(u);
+        return false;
+    }
+    /* Only what is ready: the fd may be blocking, and the lock is held. */
+    struct pollfd p = {.fd = u->in_fd, .events = POLLIN};
+    int pr;
+    do
+        pr = poll(&p, 1, 0);
+    while (pr < 0 && errno == EINTR);
+    if (pr == 0)
+        return false;
+    uint8_t buf[RX_FIFO];
+    ssize_t n = -1;
+    if (pr > 0) {
+        do
+            n = read(u->in_fd, buf, room);
+        while (n < 0 && errno == EINTR);
+    }
+    if (n > 0) {
+        for (ssize_t i = 0; i < n; i++)
+            u->rx[(u->rx_head + u->rx_count++) % RX_FIFO] = buf[i];
+        u->ris |= INT_RX | INT_RT;
+        update_irq(u);
+        if (u->rx_count == RX_FIFO)
+            input_pause(u);
+        return false;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+        return false;
+    /* End of input, or an error that will not go away (EIO on a hung-up
+     * tty): stop reading either way. */
+    if (n < 0)
+        vmm_log_warn("pl011: reading input fd %d: %s; no more input", u->in_fd,
+                     vmm_strerror(-errno));
+    u->in_eof = true;
+    bool was_watched = u->in_watched;
+    u->in_watched = false;
+    return was_watched;
+}
+
+/* The guest took a byte: resume a paused watch once half the FIFO is free
+ * (so the loop reads in chunks), or read an unwatched fd (lock held). */
+static void input_drained(struct vmm_pl011 *u)
+{
+    if (!u->in_watched) {
+        if (u->rx_count == 0)
+            (void)input_fill(u);
+        return;
+    }
+    if (!u->in_paused || u->rx_count > RX_FIFO / 2)
+        return;
+    int r = vmm_event_loop_modify(u->loop, u->in_fd, EPOLLIN);
+    if (r == 0)
+        u->in_paused = false;
+    else
+        vmm_log_warn("pl011: cannot resume input fd %d: %s", u->in_fd, vmm_strerror(r));
+}
+
 static uint32_t reg_read(struct vmm_pl011 *u, uint64_t off)
 {
     switch (off) {
     case UARTDR: {
+        if (u->rx_count == 0)
+            input_drained(u);
         if (u->rx_count == 0)
             return 0;
         uint8_t c = u->rx[u->rx_head];
@@ -94,11 +179,14 @@ static uint32_t reg_read(struct vmm_pl011 *u, uint64_t off)
         if (--u->rx_count == 0)
             u->ris &= ~(uint32_t)(INT_RX | INT_RT);
         update_irq(u);
+        input_drained(u);
         return c;
     }
     case UARTRSR:
         return 0;
     case UARTFR:
+        if (u->rx_count == 0 && !u->in_watched)
+            (void)input_fill(u);
         /* Output leaves at once: the transmit FIFO is always empty, never
          * busy. */
         return FR_TXFE | (u->rx_count == 0 ? FR_RXFE : 0) | (u->rx_count == RX_FIFO ? FR_RXFF : 0);
@@ -212,15 +300,17 @@ const struct vmm_bus_ops *vmm_pl011_bus_ops(void)
 
 int vmm_pl011_create(const struct vmm_pl011_config *cfg, struct vmm_pl011 **out)
 {
-    struct vmm_pl011_config c = {.size = sizeof(c), .out_fd = -1};
+    struct vmm_pl011_config c = {.size = sizeof(c), .out_fd = -1, .in_fd = -1};
     if (!out || (cfg && VMM_ABI_COPY_IN(&c, cfg) < 0) || c.out_fd < -1 ||
-        (c.out_fd >= 0 && fcntl(c.out_fd, F_GETFD) < 0))
+        (c.out_fd >= 0 && fcntl(c.out_fd, F_GETFD) < 0) || c.in_fd < -1 ||
+        (c.in_fd >= 0 && fcntl(c.in_fd, F_GETFD) < 0))
         return -EINVAL;
     struct vmm_pl011 *u = calloc(1, sizeof(*u));
     if (!u)
         return -ENOMEM;
     pthread_mutex_init(&u->lock, NULL);
     u->out_fd = c.out_fd;
+    u->in_fd = c.in_fd;
     u->set_irq = c.set_irq;
     u->irq_opaque = c.irq_opaque;
     /* Reset values (DDI 0183, 3.2): transmit and receive enabled, 8 bits
@@ -303,15 +393,36 @@ static void pl011_vm_irq(void *opaque, bool level)
         vmm_log_limited(&g->irq_warn, 4, "pl011: interrupt line %u: %s", g->gsi, vmm_strerror(r));
 }
 
+static void pl011_input_ready(void *opaque, int fd, uint32_t events)
+{
+    struct vmm_pl011 *u = opaque;
+    (void)fd;
+    (void)events;
+    /* EPOLLHUP/EPOLLERR are settled by the read: data left in a hung-up
+     * pipe is still delivered, and the end of input stops the watch. */
+    pthread_mutex_lock(&u->lock);
+    bool stop = input_fill(u);
+    pthread_mutex_unlock(&u->lock);
+    if (stop)
+        vmm_event_loop_remove(u->loop, u->in_fd);
+}
+
 static void pl011_free(void *dev)
 {
-    vmm_pl011_destroy(dev);
+    struct vmm_pl011 *u = dev;
+    pthread_mutex_lock(&u->lock);
+    bool watched = u->in_watched;
+    u->in_watched = false;
+    pthread_mutex_unlock(&u->lock);
+    if (watched)
+        vmm_event_loop_remove(u->loop, u->in_fd);
+    vmm_pl011_destroy(u);
 }
 
 int vmm_vm_add_pl011(struct vmm_vm *vm, uint64_t base, unsigned gsi,
                      const struct vmm_pl011_config *cfg, struct vmm_pl011 **out)
 {
-    struct vmm_pl011_config c = {.size = sizeof(c), .out_fd = -1};
+    struct vmm_pl011_config c = {.size = sizeof(c), .out_fd = -1, .in_fd = -1};
     if (!vm || gsi >= VMM_IOAPIC_PINS || (cfg && VMM_ABI_COPY_IN(&c, cfg) < 0))
         return -EINVAL;
     struct mmio_glue *g = calloc(1, sizeof(*g));
@@ -327,6 +438,22 @@ int vmm_vm_add_pl011(struct vmm_vm *vm, uint64_t base, unsigned gsi,
         return r;
     }
     g->dev = u;
+    if (u->in_fd >= 0) {
+        u->loop = vmm_vm_event_loop(vm);
+        /* Set before add: the callback may run as soon as add returns. */
+        u->in_watched = true;
+        r = vmm_event_loop_add(u->loop, u->in_fd, EPOLLIN, pl011_input_ready, u);
+        if (r < 0)
+            u->in_watched = false;
+        if (r < 0 && r != -EPERM) {
+            vmm_log_error("pl011: cannot watch input fd %d: %s", u->in_fd, vmm_strerror(r));
+            pl011_free(u);
+            free(g);
+            return r;
+        }
+        /* -EPERM: a regular file or /dev/null, which epoll refuses: read
+         * as the guest polls the flag register. */
+    }
     r = attach_mmio(vm, "pl011", g, VMM_ARM64_UART_SIZE, &pl011_ops);
     if (r == 0 && out)
         *out = u;

@@ -106,14 +106,39 @@ static const int sanitizer_syscalls[] = {
         VHOST_SET_VRING_BASE, VHOST_GET_VRING_BASE, VHOST_SET_VRING_ADDR, VHOST_SET_VRING_KICK,    \
         VHOST_SET_VRING_CALL, VHOST_NET_SET_BACKEND, SIOCGIFMTU, VHOST_VSOCK_SET_RUNNING
 
+/* The architecture's own ioctls in the lists below: vCPU state (x86's
+ * register sets, MSRs and local APIC; arm64's registers one by one), what
+ * building a VM takes (x86's TSS, irqchip, PIT and CPUID; arm64's vCPU
+ * init), and on arm64 the vGIC's creation and CTRL_INIT, which
+ * vmm_vm_run does on its first call when no irqfd did it while the VM was
+ * built. */
+#if defined(__x86_64__)
+#define VCPU_ARCH_IOCTLS                                                                           \
+    KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_SET_SREGS, KVM_GET_FPU, KVM_SET_FPU,            \
+        KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_LAPIC, KVM_SET_LAPIC, KVM_SET_MP_STATE
+#define MAIN_ARCH_IOCTLS
+#define BUILD_ARCH_IOCTLS                                                                          \
+    KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2,              \
+        KVM_GET_SUPPORTED_CPUID, KVM_SET_CPUID2,
+#define SNAPSHOT_ARCH_IOCTLS                                                                       \
+    KVM_GET_CLOCK, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_TSC_KHZ, KVM_GET_MSR_INDEX_LIST,         \
+        KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_FPU, KVM_GET_MSRS, KVM_GET_LAPIC, KVM_GET_MP_STATE,   \
+        KVM_GET_VCPU_EVENTS, KVM_GET_DEBUGREGS, KVM_GET_XCRS, KVM_GET_XSAVE, KVM_GET_XSAVE2,
+#elif defined(__aarch64__)
+#define VCPU_ARCH_IOCTLS     KVM_GET_ONE_REG, KVM_SET_ONE_REG
+#define MAIN_ARCH_IOCTLS     KVM_CREATE_DEVICE, KVM_SET_DEVICE_ATTR,
+#define BUILD_ARCH_IOCTLS    KVM_ARM_PREFERRED_TARGET, KVM_ARM_VCPU_INIT,
+#define SNAPSHOT_ARCH_IOCTLS /* snapshots are x86's only */
+#else
+#error "no seccomp allowlists for this architecture"
+#endif
+
 /* vCPU threads: KVM_RUN, vCPU state (a device or the run loop reads it),
  * interrupts and the eventfds a device (re)wires when the guest resets it,
  * the block device's discard fall-back. */
 static const unsigned long vcpu_ioctls[] = {
-    DEVICE_IOCTLS,       KVM_RUN,       KVM_GET_REGS,     KVM_SET_REGS, KVM_GET_SREGS,
-    KVM_SET_SREGS,       KVM_GET_FPU,   KVM_SET_FPU,      KVM_GET_MSRS, KVM_SET_MSRS,
-    KVM_GET_LAPIC,       KVM_SET_LAPIC, KVM_SET_MP_STATE, KVM_IRQ_LINE, KVM_SIGNAL_MSI,
-    KVM_SET_GSI_ROUTING, KVM_IRQFD,     KVM_IOEVENTFD,    BLKDISCARD,
+    DEVICE_IOCTLS,       KVM_RUN,   VCPU_ARCH_IOCTLS, KVM_IRQ_LINE, KVM_SIGNAL_MSI,
+    KVM_SET_GSI_ROUTING, KVM_IRQFD, KVM_IOEVENTFD,    BLKDISCARD,
 };
 /* vCPU threads with a passed-through device (lib/vfio): its BAR pages
  * follow the guest's BAR moves as KVM memory slots, its interrupts the
@@ -162,7 +187,7 @@ static const int main_syscalls[] = {
     SCMP_SYS(unlinkat),
 };
 static const unsigned long main_ioctls[] = {
-    KVM_GET_DIRTY_LOG,
+    MAIN_ARCH_IOCTLS KVM_GET_DIRTY_LOG,
     KVM_SET_USER_MEMORY_REGION,
     KVM_CHECK_EXTENSION,
     TCGETS,
@@ -210,13 +235,7 @@ static const unsigned long build_ioctls[] = {
     KVM_CREATE_VM,
     KVM_GET_VCPU_MMAP_SIZE,
     KVM_CREATE_VCPU,
-    KVM_SET_TSS_ADDR,
-    KVM_SET_IDENTITY_MAP_ADDR,
-    KVM_CREATE_IRQCHIP,
-    KVM_CREATE_PIT2,
-    KVM_ENABLE_CAP,
-    KVM_GET_SUPPORTED_CPUID,
-    KVM_SET_CPUID2,
+    BUILD_ARCH_IOCTLS KVM_ENABLE_CAP,
     BLKGETSIZE64,
     BLKSSZGET,
     VHOST_SET_OWNER, /* vhost-net and vhost-vsock instances */
@@ -248,23 +267,7 @@ static const int snapshot_syscalls[] = {
 };
 static const unsigned long snapshot_ioctls[] = {
     KVM_CHECK_EXTENSION,
-    KVM_GET_CLOCK,
-    KVM_GET_IRQCHIP,
-    KVM_GET_PIT2,
-    KVM_GET_TSC_KHZ,
-    KVM_GET_MSR_INDEX_LIST,
-    KVM_GET_REGS,
-    KVM_GET_SREGS,
-    KVM_GET_FPU,
-    KVM_GET_MSRS,
-    KVM_GET_LAPIC,
-    KVM_GET_MP_STATE,
-    KVM_GET_VCPU_EVENTS,
-    KVM_GET_DEBUGREGS,
-    KVM_GET_XCRS,
-    KVM_GET_XSAVE,
-    KVM_GET_XSAVE2,
-    KVM_GET_DIRTY_LOG,
+    SNAPSHOT_ARCH_IOCTLS KVM_GET_DIRTY_LOG,
     KVM_SET_USER_MEMORY_REGION,
 };
 

@@ -13,10 +13,13 @@
 #    (virtualization=on, GICv3) and -cpu max,pauth=off on TCG (pointer
 #    authentication's emulation makes plain max 3-4x slower), KVM built in;
 # 4. level 1 runs the test guests (exit status, MMIO dispatch, SMP through
-#    PSCI), three refusals (bad --mem, not an Image, a kernel too big for
-#    its memory) and then boots the same Debian kernel as level 2 with 2 vCPUs, a
-#    virtio-blk disk and virtio-rng; level 2's init checks its CPU count,
-#    command line, a file on the disk and the rng, and powers off through
+#    PSCI; under the default --seccomp kill, once under log), four refusals
+#    (bad --mem, bad --seccomp, not an Image, a kernel too big for its
+#    memory) and then boots the same Debian kernel as level 2 with 2 vCPUs
+#    (its main thread checked to be filtered), a virtio-blk disk and
+#    virtio-rng; level 2's init checks its CPU count, command line, a file
+#    on the disk, the rng and a line read from its console (level 1 pipes it
+#    into vmm-run's stdin, which feeds the PL011), and powers off through
 #    PSCI; vmm-run must exit 0. Then bench_exit_arm64 prints the per-exit
 #    cost against a raw-KVM floor (figures, not checked).
 # Exit status: 0 all passed, 1 a check failed, 77 cannot run here (reason
@@ -110,6 +113,15 @@ fi
 ls /sys/bus/amba/drivers/uart-pl011/ 2>/dev/null | grep -q 9000000 || fail="$fail pl011-unbound"
 grep -q virtio_rng /sys/class/misc/hw_random/rng_current 2>/dev/null || fail="$fail rng"
 head -c 16 /dev/hwrng >/dev/null 2>&1 || fail="$fail rng-read"
+# vmm-run feeds its stdin to the PL011: level 1 pipes a line in, once a
+# second (bytes sent before the driver opened the port may be gone).
+exec 0</dev/console
+got=
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    read -t 5 -r line || continue
+    [ "$line" = libvmm-stdin-ok ] && { got=1; break; }
+done
+[ -n "$got" ] && echo "L2: read '$line' from the PL011" || fail="$fail stdin"
 up=$(cut -d' ' -f1 /proc/uptime)
 if [ -z "$fail" ]; then echo "L2-RESULT ok cpus=$cpus checked at $up s"; else echo "L2-RESULT fail:$fail"; fi
 poweroff -f
@@ -134,12 +146,24 @@ vmm-run --kernel /guests/exit.img; echo "L1-RESULT exit $?"
 vmm-run --kernel /guests/mmio.img; echo "L1-RESULT mmio $?"
 vmm-run --kernel /guests/smp.img --vcpus 2; echo "L1-RESULT smp $?"
 vmm-run --kernel /guests/exit.img --mem 3M; echo "L1-RESULT badmem $?"
+vmm-run --kernel /guests/exit.img --seccomp log; echo "L1-RESULT seccomplog $?"
+vmm-run --kernel /guests/exit.img --seccomp maybe; echo "L1-RESULT badseccomp $?"
 vmm-run --kernel /l2.cpio 2>&1 | head -1; echo "L1-RESULT notimage $?"
 vmm-run --kernel /Image --mem 32M; echo "L1-RESULT toobig $?"
 start=$(cut -d' ' -f1 /proc/uptime)
-vmm-run --kernel /Image --initrd /l2.cpio --vcpus 2 --mem 512M --disk /disk.tar --rng \
-    --cmdline "console=ttyAMA0 libvmm_arm64_test=1 panic=-1 loglevel=4"
+(while echo libvmm-stdin-ok; do sleep 1; done) | vmm-run --kernel /Image --initrd /l2.cpio --vcpus 2 --mem 512M --disk /disk.tar --rng \
+    --cmdline "console=ttyAMA0 libvmm_arm64_test=1 panic=-1 loglevel=4" &
+pid=$!
+# The default --seccomp kill: vmm-run's main thread runs the VM filtered.
+filtered=0
+for i in $(seq 100); do
+    grep -q '^Seccomp:[[:space:]]*2' /proc/$pid/status 2>/dev/null && { filtered=1; break; }
+    [ -d /proc/$pid ] || break
+    sleep 0.1
+done
+wait $pid
 echo "L1-RESULT linux $? $start $(cut -d' ' -f1 /proc/uptime)"
+echo "L1-RESULT seccomp $filtered"
 # Figures only (not checked): per-exit cost against the raw-KVM floor.
 bench_exit_arm64 3000 5
 poweroff -f
@@ -173,9 +197,12 @@ expect exit 42
 expect mmio 0
 expect smp 0
 expect badmem 2
+expect seccomplog 42
+expect badseccomp 2
 expect notimage 0
 expect toobig 2
 expect linux 0
+expect seccomp 1
 if tr -d '\r' <"$log" | grep -q '^L2-RESULT ok'; then echo "aarch64: PASS level 2's checks"
 else echo "aarch64: FAIL level 2's checks"; fails=$((fails + 1)); fi
 tr -d '\r' <"$log" | grep -q "not an arm64 Image" ||

@@ -29,7 +29,7 @@ static void setup(void)
 {
     ck_assert_int_eq(pipe2(pipefd, O_NONBLOCK), 0);
     struct vmm_pl011_config cfg =
-        VMM_INIT(struct vmm_pl011_config, .out_fd = pipefd[1], .set_irq = set_irq);
+        VMM_INIT(struct vmm_pl011_config, .out_fd = pipefd[1], .in_fd = -1, .set_irq = set_irq);
     ck_assert_int_eq(vmm_pl011_create(&cfg, &uart), 0);
     ck_assert_int_eq(vmm_bus_create("mmio", &bus), 0);
     ck_assert_int_eq(vmm_bus_register(bus, BASE, VMM_ARM64_UART_SIZE, vmm_pl011_bus_ops(), uart),
@@ -115,6 +115,32 @@ START_TEST(receive_fifo)
 }
 END_TEST
 
+/* A standalone UART reads its in_fd as the guest finds the FIFO empty:
+ * no more than fits, the rest on a later poll, and nothing after the end. */
+START_TEST(input_fd_is_read_as_the_guest_polls)
+{
+    int in[2];
+    ck_assert_int_eq(pipe2(in, O_NONBLOCK), 0);
+    struct vmm_pl011_config cfg = VMM_INIT(struct vmm_pl011_config, .out_fd = -1, .in_fd = in[0]);
+    struct vmm_pl011 *u;
+    ck_assert_int_eq(vmm_pl011_create(&cfg, &u), 0);
+    ck_assert_int_eq(
+        vmm_bus_register(bus, BASE + 0x1000, VMM_ARM64_UART_SIZE, vmm_pl011_bus_ops(), u), 0);
+    ck_assert_uint_eq(rd(0x1018) & 0x10, 0x10); /* nothing written yet: empty */
+    char line[21] = "0123456789abcdefghij";
+    ck_assert_int_eq(write(in[1], line, 20), 20);
+    ck_assert_uint_eq(rd(0x1018) & 0x50, 0x40); /* 16 of the 20 taken: full */
+    for (int i = 0; i < 20; i++)
+        ck_assert_uint_eq(rd(0x1000), (uint8_t)line[i]);
+    close(in[1]);
+    ck_assert_uint_eq(rd(0x1018) & 0x10, 0x10); /* the end of input: empty for good */
+    ck_assert_uint_eq(rd(0x1000), 0);
+    ck_assert_int_eq(vmm_bus_unregister(bus, BASE + 0x1000), 0);
+    vmm_pl011_destroy(u);
+    close(in[0]);
+}
+END_TEST
+
 START_TEST(hostile_accesses_are_harmless)
 {
     uint8_t b[8] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
@@ -141,6 +167,11 @@ START_TEST(bad_configs_are_refused)
     cfg.out_fd = 1000; /* not open */
     ck_assert_int_eq(vmm_pl011_create(&cfg, &u), -EINVAL);
     cfg.out_fd = -1;
+    cfg.in_fd = -7;
+    ck_assert_int_eq(vmm_pl011_create(&cfg, &u), -EINVAL);
+    cfg.in_fd = 1000; /* not open */
+    ck_assert_int_eq(vmm_pl011_create(&cfg, &u), -EINVAL);
+    cfg.in_fd = -1;
     cfg.size = 0;
     ck_assert_int_eq(vmm_pl011_create(&cfg, &u), -EINVAL);
     ck_assert_int_eq(vmm_pl011_create(NULL, NULL), -EINVAL);
@@ -158,6 +189,7 @@ static Suite *pl011_suite(void)
     tcase_add_test(tc, ids_and_flags_are_what_the_driver_expects);
     tcase_add_test(tc, output_and_the_tx_interrupt);
     tcase_add_test(tc, receive_fifo);
+    tcase_add_test(tc, input_fd_is_read_as_the_guest_polls);
     tcase_add_test(tc, hostile_accesses_are_harmless);
     tcase_add_test(tc, bad_configs_are_refused);
     suite_add_tcase(s, tc);
