@@ -9,11 +9,11 @@
 #   L2-SNAP-COUNT <i>      i = 0 .. 23
 #   L2-SNAP-VMFORK <n>     kernel messages about a new VM generation (1 after one restore)
 #   L2-SNAP-DONE
-if ls /sys/bus/acpi/drivers/vmgenid 2>/dev/null | grep -q '^LVMM0001:'; then
-    echo "L2-SNAP-VMGENID bound"
-else
-    echo "L2-SNAP-VMGENID missing"
-fi
+bound=missing
+for dev in /sys/bus/acpi/drivers/vmgenid/LVMM0001:*; do
+    [ -e "$dev" ] && bound=bound
+done
+echo "L2-SNAP-VMGENID $bound"
 i=0
 while [ "$i" -lt 24 ]; do
     echo "L2-SNAP-COUNT $i"
