@@ -1828,6 +1828,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     /* Connections belong to this VM: a restarted one starts without them. */
     for (unsigned i = 0; i < API_CLIENTS && api_listen_fd >= 0; i++)
         api_close(vmm_vm_event_loop(vm), &api_clients[i]);
+    api_paused = false;
     vmm_vm_destroy(vm);
     the_pci_bus = NULL;
     the_balloon = NULL;
