@@ -29,6 +29,7 @@
 #include <pthread.h>
 #include <unistd.h>
 #include <vmm/vmm.h>
+#include <json-c/json.h>
 
 #define DEFAULT_MEM   (128ull << 20)
 #define MIN_MEM       (1ull << 20)
@@ -94,13 +95,17 @@ static const char usage[] =
     "      --save DIR        on SIGUSR1 (or --snapshot-on's signal), save the VM to the\n"
     "                        snapshot directory DIR and exit with status 0\n"
     "      --snapshot-on SIG the signal that saves the VM: USR1 (default) or USR2\n"
-    "      --api-sock PATH   a control socket (Unix, stream) taking one command a line:\n"
-    "                        pause, resume, snapshot DIR (the VM stays paused), stop,\n"
-    "                        migrate unix:PATH|tcp:HOST:PORT (to a vmm-run\n"
-    "                        --migrate-listen; then exit);\n"
-    "                        each answered by one line, \"ok\" or \"error: why\"\n"
+    "      --api-sock PATH   a control socket (Unix, stream) taking one JSON object a\n"
+    "                        line: {\"cmd\":\"pause\"}, {\"cmd\":\"resume\"}, {\"cmd\":\"stop\"},\n"
+    "                        {\"cmd\":\"snapshot\",\"path\":DIR,\"diff\":false} (the VM stays\n"
+    "                        paused), {\"cmd\":\"migrate\",\"to\":\"unix:PATH|tcp:HOST:PORT\"}\n"
+    "                        (to a vmm-run --migrate-listen; then exit),\n"
+    "                        {\"cmd\":\"balloon\",\"target_mib\":N} (--balloon), "
+    "{\"cmd\":\"stats\"};\n"
+    "                        each answered by one, {\"ok\":true,...} or\n"
+    "                        {\"ok\":false,\"error\":\"why\"}\n"
     "      --migrate-listen unix:PATH|tcp:HOST:PORT  wait there for a VM that another\n"
-    "                        vmm-run sends (its control socket's migrate command), and\n"
+    "                        vmm-run sends (its control socket's migrate request), and\n"
     "                        run it; --disk and --console as with --restore\n"
     "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
     "                        was saved; --disk and --console replace its disks (in order)\n"
@@ -627,6 +632,10 @@ static unsigned virtio_gsi(unsigned n)
  * run_vm forgets it with each VM. */
 static struct vmm_pci_bus *the_pci_bus;
 
+/* The balloon's transport (--balloon), for the control socket's balloon
+ * and stats requests; NULL without one. */
+static struct vmm_virtio_transport *the_balloon;
+
 static struct vmm_pci_bus *pci_bus(struct vmm_vm *vm, struct vmm_machine *m)
 {
     if (the_pci_bus)
@@ -668,9 +677,11 @@ static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
             fail("cannot add disk '%s': %s", o->disks[i].path, vmm_strerror(r));
     }
     if (o->balloon) {
+        struct vmm_virtio_pci *vp;
         if ((r = vmm_virtio_balloon_create(&o->balloon_cfg, &dev)) < 0 ||
-            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, &vp)) < 0)
             fail("cannot add the virtio balloon: %s", vmm_strerror(r));
+        the_balloon = vmm_virtio_pci_transport(vp);
     }
     for (unsigned i = 0; i < o->nr_nets; i++) {
         if ((r = vmm_virtio_net_create(&o->nets[i], &dev)) < 0 ||
@@ -759,6 +770,7 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_balloon(vm, base, virtio_gsi(n), &o->balloon_cfg, &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail("cannot add the virtio balloon: %s", vmm_strerror(r));
+        the_balloon = vmm_virtio_mmio_transport(dev);
     }
     for (unsigned i = 0; i < o->nr_nets; i++) {
         unsigned n = m->nr_virtio;
@@ -1054,10 +1066,24 @@ static void save_snapshot(struct vmm_vm *vm)
 
 /* ---- the control socket (--api-sock) ---- */
 
-#define API_CLIENTS 8
-#define API_LINE    4096
+/*
+ * One JSON object a line in each direction (json-c parses and prints them):
+ *   {"cmd":"pause"}  {"cmd":"resume"}  {"cmd":"stop"}  {"cmd":"stats"}
+ *   {"cmd":"snapshot","path":DIR[,"diff":BOOL]}   the VM stays paused
+ *   {"cmd":"migrate","to":"unix:PATH"|"tcp:HOST:PORT"}   answered when done
+ *   {"cmd":"balloon","target_mib":N}   with --balloon
+ * each answered by {"ok":true[,...]} or {"ok":false,"error":"why"}. A line
+ * that is not such a request (not JSON, not an object, an unknown command,
+ * a field missing, unknown or of another type) is answered with an error
+ * and changes nothing; a line longer than API_LINE is answered with an
+ * error and its connection closed.
+ */
 
-/* One connection: the bytes of a command line not complete yet. */
+#define API_CLIENTS 8
+#define API_LINE    8192
+#define API_DEPTH   4 /* json-c's nesting limit: requests are flat */
+
+/* One connection: the bytes of a request line not complete yet. */
 struct api_client {
     int fd; /* -1: free */
     struct vmm_vm *vm;
@@ -1067,6 +1093,7 @@ struct api_client {
 
 static int api_listen_fd = -1;
 static struct api_client api_clients[API_CLIENTS];
+static bool api_paused; /* by pause or a snapshot, until resume */
 
 static void api_close(struct vmm_event_loop *loop, struct api_client *c)
 {
@@ -1078,22 +1105,68 @@ static void api_close(struct vmm_event_loop *loop, struct api_client *c)
     c->fd = -1;
 }
 
-static void api_reply(struct api_client *c, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void api_reply(struct api_client *c, const char *fmt, ...)
+/* Send reply (and put it) as one line on fd; NULL (out of memory) sends an
+ * error of its own. A client that does not read its replies loses them,
+ * not us a thread. */
+static void api_send(int fd, struct json_object *reply)
 {
-    char line[512];
+    static const char oom[] = "{\"ok\":false,\"error\":\"out of memory\"}\n";
+    static char nl[] = "\n";
+    size_t n = 0;
+    const char *s = reply ? json_object_to_json_string_length(
+                                reply, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &n)
+                          : NULL;
+    if (s) {
+        struct iovec iov[2] = {{.iov_base = (void *)s, .iov_len = n},
+                               {.iov_base = nl, .iov_len = 1}};
+        struct msghdr m = {.msg_iov = iov, .msg_iovlen = 2};
+        (void)sendmsg(fd, &m, MSG_NOSIGNAL | MSG_DONTWAIT);
+    } else {
+        (void)send(fd, oom, sizeof(oom) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    }
+    json_object_put(reply);
+}
+
+/* {"ok":true}, to add fields to; NULL when out of memory. */
+static struct json_object *api_ok(void)
+{
+    struct json_object *o = json_object_new_object();
+    if (o && json_object_object_add(o, "ok", json_object_new_boolean(1)) < 0) {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* {"ok":false,"error":"why"}, why on one line; NULL when out of memory. */
+static struct json_object *api_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static struct json_object *api_error(const char *fmt, ...)
+{
+    char why[512];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    int n = vsnprintf(why, sizeof(why), fmt, ap);
     va_end(ap);
     if (n < 0)
-        return;
-    if ((size_t)n > sizeof(line) - 2)
-        n = (int)sizeof(line) - 2;
-    line[n++] = '\n';
-    /* A client that does not read its answers loses them, not us a thread. */
-    (void)send(c->fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+        snprintf(why, sizeof(why), "error");
+    for (char *p = why; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    struct json_object *o = json_object_new_object();
+    if (o && (json_object_object_add(o, "ok", json_object_new_boolean(0)) < 0 ||
+              json_object_object_add(o, "error", json_object_new_string(why)) < 0)) {
+        json_object_put(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Add key: a number to o (a reply being built; out of memory shows as a
+ * missing field). */
+static void api_add_u64(struct json_object *o, const char *key, uint64_t v)
+{
+    if (o)
+        (void)json_object_object_add(o, key, json_object_new_uint64(v));
 }
 
 /* A migration the control socket started, on a thread of its own (the
@@ -1103,6 +1176,9 @@ static struct vmm_migrate_result migrate_result; /* set before migrated */
 static pthread_t migrate_thread;
 static bool migrate_thread_started;
 static char migrate_target[256]; /* unix:PATH or tcp:HOST:PORT */
+/* Why the last migration failed ("" when none did); set before migrating
+ * goes false. */
+static char migrate_error[512];
 
 /*
  * A stream socket for a migration endpoint, "unix:PATH" or "tcp:HOST:PORT":
@@ -1191,13 +1267,19 @@ static void *migrate_main(void *arg)
     }
     if (fd >= 0)
         close(fd);
-    char line[600];
-    int n = r < 0 ? snprintf(line, sizeof(line), "error: %s\n", why)
-                  : snprintf(line, sizeof(line), "ok\n");
-    if (n < 0 || (size_t)n >= sizeof(line))
-        n = (int)strlen(line);
-    (void)send(job->reply_fd, line, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    struct json_object *reply;
+    if (r < 0) {
+        reply = api_error("%s", why);
+    } else {
+        reply = api_ok();
+        api_add_u64(reply, "rounds", migrate_result.rounds);
+        api_add_u64(reply, "pages", migrate_result.pages);
+        api_add_u64(reply, "total_us", migrate_result.total_us);
+        api_add_u64(reply, "downtime_us", migrate_result.downtime_us);
+    }
+    api_send(job->reply_fd, reply);
     close(job->reply_fd);
+    snprintf(migrate_error, sizeof(migrate_error), "%s", r < 0 ? why : "");
     if (r == 0) {
         atomic_store(&migrated, true);
         vmm_vm_stop(job->vm);
@@ -1207,17 +1289,16 @@ static void *migrate_main(void *arg)
     return NULL;
 }
 
-static void api_migrate(struct api_client *c, const char *target)
+/* Start a migration to target; its thread answers c when it is done.
+ * Returns NULL then, or the error reply. */
+static struct json_object *api_migrate(struct api_client *c, const char *target)
 {
     if ((strncmp(target, "unix:", 5) != 0 && strncmp(target, "tcp:", 4) != 0) ||
-        strlen(target) >= sizeof(migrate_target)) {
-        api_reply(c, "error: the target must be unix:PATH or tcp:HOST:PORT");
-        return;
-    }
-    if (atomic_exchange(&migrating, true)) {
-        api_reply(c, "error: a migration is under way");
-        return;
-    }
+        strlen(target) >= sizeof(migrate_target))
+        return api_error("\"to\" must be unix:PATH or tcp:HOST:PORT, of at most %zu bytes",
+                         sizeof(migrate_target) - 1);
+    if (atomic_exchange(&migrating, true))
+        return api_error("a migration is under way");
     if (migrate_thread_started) {
         pthread_join(migrate_thread, NULL); /* an earlier one that failed */
         migrate_thread_started = false;
@@ -1230,60 +1311,263 @@ static void api_migrate(struct api_client *c, const char *target)
         if (dfd >= 0)
             close(dfd);
         atomic_store(&migrating, false);
-        api_reply(c, "error: out of memory or file descriptors");
-        return;
+        return api_error("out of memory or file descriptors");
     }
     *job = (struct migrate_job){.vm = c->vm, .reply_fd = dfd};
     if (pthread_create(&migrate_thread, NULL, migrate_main, job) != 0) {
         close(dfd);
         free(job);
         atomic_store(&migrating, false);
-        api_reply(c, "error: cannot start the migration");
-        return;
+        return api_error("cannot start the migration");
     }
     migrate_thread_started = true;
+    return NULL;
 }
 
-/* Run one command line (on the event loop's thread). */
-static void api_command(struct api_client *c, char *line)
+/* {"cmd":"stats"}: what the VM is doing and holds. */
+static struct json_object *api_stats(void)
+{
+    struct json_object *reply = api_ok();
+    if (!reply)
+        return NULL;
+    bool busy = atomic_load(&migrating);
+    const char *state = busy ? "migrating" : api_paused ? "paused" : "running";
+    (void)json_object_object_add(reply, "state", json_object_new_string(state));
+    api_add_u64(reply, "vcpus", snapshot_opts->vcpus);
+    api_add_u64(reply, "memory_mib", snapshot_opts->mem_size >> 20);
+    if (the_balloon) {
+        struct vmm_virtio_balloon_stats bs = VMM_INIT(struct vmm_virtio_balloon_stats);
+        struct json_object *b = json_object_new_object();
+        if (b && vmm_virtio_balloon_get_stats(the_balloon, &bs) == 0) {
+            static const char *const guest[VMM_VIRTIO_BALLOON_S_NR] = {
+                "swap_in",         "swap_out",    "major_faults",
+                "minor_faults",    "free_bytes",  "total_bytes",
+                "available_bytes", "cache_bytes", "hugetlb_allocations",
+                "hugetlb_failures"};
+            api_add_u64(b, "target_mib", (uint64_t)bs.target_pages >> 8);
+            api_add_u64(b, "actual_mib", (uint64_t)bs.actual_pages >> 8);
+            api_add_u64(b, "inflated_pages", bs.inflated_pages);
+            api_add_u64(b, "deflated_pages", bs.deflated_pages);
+            api_add_u64(b, "returned_bytes", bs.returned_bytes);
+            api_add_u64(b, "reported_bytes", bs.reported_bytes);
+            api_add_u64(b, "stats_updates", bs.stats_updates);
+            for (unsigned i = 0; i < VMM_VIRTIO_BALLOON_S_NR; i++)
+                if (bs.guest_valid & (1u << i))
+                    api_add_u64(b, guest[i], bs.guest[i]);
+        }
+        (void)json_object_object_add(reply, "balloon", b);
+    }
+    if (!busy && (migrate_error[0] || atomic_load(&migrated))) {
+        struct json_object *m = json_object_new_object();
+        if (m && migrate_error[0]) {
+            (void)json_object_object_add(m, "ok", json_object_new_boolean(0));
+            (void)json_object_object_add(m, "error", json_object_new_string(migrate_error));
+        } else if (m) {
+            (void)json_object_object_add(m, "ok", json_object_new_boolean(1));
+            api_add_u64(m, "total_us", migrate_result.total_us);
+            api_add_u64(m, "downtime_us", migrate_result.downtime_us);
+        }
+        (void)json_object_object_add(reply, "migration", m);
+    }
+    return reply;
+}
+
+/* The requests: each command's fields besides "cmd", the required first. */
+static const struct api_cmd {
+    const char *name;
+    const char *fields[2];
+    unsigned required;
+} api_cmds[] = {
+    {"pause", {NULL}, 0},
+    {"resume", {NULL}, 0},
+    {"stop", {NULL}, 0},
+    {"stats", {NULL}, 0},
+    {"snapshot", {"path", "diff"}, 1},
+    {"migrate", {"to"}, 1},
+    {"balloon", {"target_mib"}, 1},
+};
+
+/* Field key of req: its value, NULL when absent; *bad set (an error reply)
+ * when it is not of type t, or, for a string, empty or holding a NUL. */
+static struct json_object *api_field(struct json_object *req, const char *key, enum json_type t,
+                                     struct json_object **bad)
+{
+    struct json_object *v = NULL;
+    if (!json_object_object_get_ex(req, key, &v))
+        return NULL;
+    if (!json_object_is_type(v, t)) {
+        *bad = api_error("\"%s\" must be %s", key,
+                         t == json_type_string ? "a string"
+                         : t == json_type_int  ? "an integer"
+                                               : "true or false");
+        return NULL;
+    }
+    if (t == json_type_string &&
+        (json_object_get_string_len(v) == 0 ||
+         strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v))) {
+        *bad = api_error("\"%s\" must be a non-empty string without NUL bytes", key);
+        return NULL;
+    }
+    return v;
+}
+
+/* Parse the request in line (len bytes, no newline) into an object, or
+ * fill *bad with the error reply. */
+static struct json_object *api_parse(const char *line, size_t len, struct json_object **bad)
+{
+    if (memchr(line, '\0', len)) {
+        *bad = api_error("a NUL byte in the request");
+        return NULL;
+    }
+    struct json_tokener *tok = json_tokener_new_ex(API_DEPTH);
+    if (!tok)
+        return NULL;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+    struct json_object *req = json_tokener_parse_ex(tok, line, (int)len);
+    enum json_tokener_error e = json_tokener_get_error(tok);
+    size_t end = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    while (req && end < len && (line[end] == ' ' || line[end] == '\t'))
+        end++;
+    if (!req && e == json_tokener_continue)
+        *bad = api_error("not a request: incomplete JSON");
+    else if (e != json_tokener_success)
+        *bad = api_error("not a request: bad JSON (%s)", json_tokener_error_desc(e));
+    else if (end < len)
+        *bad = api_error("not a request: more than one JSON value on the line");
+    else if (!json_object_is_type(req, json_type_object))
+        *bad = api_error("not a request: a request is a JSON object with a \"cmd\"");
+    else
+        return req;
+    json_object_put(req);
+    return NULL;
+}
+
+/* Check req against its command: the command, or NULL with *bad set. */
+static const struct api_cmd *api_check(struct json_object *req, struct json_object **bad)
+{
+    struct json_object *v = api_field(req, "cmd", json_type_string, bad);
+    if (!v) {
+        if (!*bad)
+            *bad = api_error("no \"cmd\" in the request");
+        return NULL;
+    }
+    const char *name = json_object_get_string(v);
+    const struct api_cmd *cmd = NULL;
+    for (size_t i = 0; i < VMM_ARRAY_LEN(api_cmds) && !cmd; i++)
+        if (strcmp(name, api_cmds[i].name) == 0)
+            cmd = &api_cmds[i];
+    if (!cmd) {
+        *bad = api_error("unknown cmd '%.64s' (pause, resume, snapshot, migrate, balloon, "
+                         "stats, stop)",
+                         name);
+        return NULL;
+    }
+    json_object_object_foreach(req, key, val)
+    {
+        (void)val;
+        bool known = strcmp(key, "cmd") == 0;
+        for (unsigned i = 0; i < 2 && cmd->fields[i] && !known; i++)
+            known = strcmp(key, cmd->fields[i]) == 0;
+        if (!known) {
+            *bad = api_error("unknown field '%.64s' for %s", key, cmd->name);
+            return NULL;
+        }
+    }
+    for (unsigned i = 0; i < cmd->required; i++)
+        if (!json_object_object_get_ex(req, cmd->fields[i], NULL)) {
+            *bad = api_error("%s needs \"%s\"", cmd->name, cmd->fields[i]);
+            return NULL;
+        }
+    return cmd;
+}
+
+/* Run one request (on the event loop's thread): the reply, NULL when out
+ * of memory or when a thread answers later (*later set). */
+static struct json_object *api_request(struct api_client *c, struct json_object *req, bool *later)
 {
     struct vmm_vm *vm = c->vm;
-    char why[256] = "";
-    int r;
-    if (strcmp(line, "pause") == 0) {
-        r = vmm_vm_pause(vm);
-    } else if (strcmp(line, "resume") == 0) {
-        r = vmm_vm_resume(vm);
-    } else if (strcmp(line, "stop") == 0) {
-        api_reply(c, "ok");
+    struct json_object *bad = NULL;
+    const struct api_cmd *cmd = api_check(req, &bad);
+    if (!cmd)
+        return bad;
+    const char *name = cmd->name;
+    if (strcmp(name, "stats") == 0)
+        return api_stats();
+    if (strcmp(name, "stop") == 0) {
         vmm_vm_stop(vm);
-        return;
-    } else if (strncmp(line, "snapshot ", 9) == 0 && line[9]) {
+        return api_ok();
+    }
+    if (strcmp(name, "balloon") == 0) {
+        struct json_object *v = api_field(req, "target_mib", json_type_int, &bad);
+        if (!v)
+            return bad;
+        int64_t mib = json_object_get_int64(v);
+        uint64_t mem_mib = snapshot_opts->mem_size >> 20;
+        if (!the_balloon)
+            return api_error("no balloon (start vmm-run with --balloon)");
+        if (mib < 0 || (uint64_t)mib > mem_mib)
+            return api_error("\"target_mib\" must be 0 to %llu (the VM's memory)",
+                             (unsigned long long)mem_mib);
+        int r = vmm_virtio_balloon_set_target(the_balloon, (uint64_t)mib << 20);
+        if (r < 0)
+            return api_error("cannot set the balloon's target: %s", vmm_strerror(r));
+        struct json_object *reply = api_ok();
+        api_add_u64(reply, "target_mib", (uint64_t)mib);
+        return reply;
+    }
+    if (atomic_load(&migrating))
+        return api_error("a migration is under way");
+    if (strcmp(name, "migrate") == 0) {
+        struct json_object *v = api_field(req, "to", json_type_string, &bad);
+        if (!v)
+            return bad;
+        struct json_object *e = api_migrate(c, json_object_get_string(v));
+        *later = !e;
+        return e;
+    }
+    int r;
+    char why[256] = "";
+    if (strcmp(name, "pause") == 0) {
+        r = vmm_vm_pause(vm);
+        api_paused = api_paused || r == 0;
+    } else if (strcmp(name, "resume") == 0) {
+        r = vmm_vm_resume(vm);
+        api_paused = api_paused && r < 0;
+    } else { /* snapshot */
+        struct json_object *path = api_field(req, "path", json_type_string, &bad);
+        struct json_object *diff = bad ? NULL : api_field(req, "diff", json_type_boolean, &bad);
+        if (bad)
+            return bad;
         size_t len = 0;
         char *desc = describe_vm(snapshot_opts, &len);
-        if (!desc) {
-            api_reply(c, "error: out of memory");
-            return;
-        }
+        if (!desc)
+            return NULL;
         struct vmm_snapshot_options so =
-            VMM_INIT(struct vmm_snapshot_options, .app_data = desc, .app_len = (uint32_t)len);
+            VMM_INIT(struct vmm_snapshot_options, .app_data = desc, .app_len = (uint32_t)len,
+                     .flags = diff && json_object_get_boolean(diff) ? VMM_SNAPSHOT_DIFF : 0);
         held_error = why;
         held_error_size = sizeof(why);
-        r = vmm_vm_snapshot(vm, line + 9, &so);
+        r = vmm_vm_snapshot(vm, json_object_get_string(path), &so);
         held_error = NULL;
         free(desc);
-    } else if (strncmp(line, "migrate ", 8) == 0) {
-        api_migrate(c, line + 8); /* answers when done */
-        return;
-    } else {
-        api_reply(c, "error: unknown command (pause, resume, snapshot DIR, migrate unix:PATH, "
-                     "stop)");
-        return;
+        api_paused = api_paused || r == 0;
     }
     if (r < 0)
-        api_reply(c, "error: %s", why[0] ? why : vmm_strerror(r));
-    else
-        api_reply(c, "ok");
+        return api_error("%s", why[0] ? why : vmm_strerror(r));
+    return api_ok();
+}
+
+/* One line from c: parse it, run it, answer it. */
+static void api_line(struct api_client *c, const char *line, size_t len)
+{
+    struct json_object *bad = NULL;
+    struct json_object *req = api_parse(line, len, &bad);
+    bool later = false;
+    struct json_object *reply = req ? api_request(c, req, &later) : bad;
+    json_object_put(req);
+    if (!later)
+        api_send(c->fd, reply);
 }
 
 static void api_readable(void *opaque, int fd, uint32_t events)
@@ -1301,16 +1585,15 @@ static void api_readable(void *opaque, int fd, uint32_t events)
     c->len += (size_t)n;
     char *nl;
     while (c->fd >= 0 && (nl = memchr(c->buf, '\n', c->len))) {
-        *nl = '\0';
-        if (nl > c->buf && nl[-1] == '\r')
-            nl[-1] = '\0';
-        api_command(c, c->buf);
-        size_t used = (size_t)(nl - c->buf) + 1;
+        size_t used = (size_t)(nl - c->buf) + 1, len = used - 1;
+        if (len && c->buf[len - 1] == '\r')
+            len--;
+        api_line(c, c->buf, len);
         memmove(c->buf, nl + 1, c->len - used);
         c->len -= used;
     }
     if (c->len == sizeof(c->buf)) {
-        api_reply(c, "error: command line longer than %d bytes", API_LINE - 1);
+        api_send(c->fd, api_error("request longer than %d bytes: closing", API_LINE - 1));
         api_close(loop, c);
     }
 }
@@ -1332,8 +1615,7 @@ static void api_accept(void *opaque, int fd, uint32_t events)
         c->fd = -1;
         break;
     }
-    static const char busy[] = "error: too many connections\n";
-    (void)send(cfd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+    api_send(cfd, api_error("too many connections"));
     close(cfd);
 }
 
@@ -1378,6 +1660,9 @@ static void api_open(const char *path)
     if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(fd, 4) < 0)
         fail("cannot listen on '%s': %s", path, strerror(errno));
     api_listen_fd = fd;
+    /* json-c seeds its string hash at its first object key (getrandom, or
+     * reading /dev/urandom): have that happen here, before the filters. */
+    json_object_put(json_tokener_parse("{\"cmd\":\"stats\"}"));
     for (unsigned i = 0; i < API_CLIENTS; i++)
         api_clients[i].fd = -1;
 }
@@ -1515,6 +1800,11 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
             boot_linux(vm, o, kind, &machine);
     }
 
+    /* The control socket's diff snapshots need every page the guest or the
+     * devices write from the first snapshot on: log them from the start. */
+    for (unsigned i = 0; o->api_sock && i < vmm_memory_region_count(vmm_vm_memory(vm)); i++)
+        if ((r = vmm_vm_dirty_log_start(vm, i)) < 0)
+            fail("cannot log dirty pages for diff snapshots: %s", vmm_strerror(r));
     if (sfd >= 0 && vmm_event_loop_add(vmm_vm_event_loop(vm), sfd, EPOLLIN, on_signal, vm) < 0)
         fail("cannot watch for SIGINT/SIGTERM");
     install_seccomp(vm, o);
@@ -1538,8 +1828,10 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     /* Connections belong to this VM: a restarted one starts without them. */
     for (unsigned i = 0; i < API_CLIENTS && api_listen_fd >= 0; i++)
         api_close(vmm_vm_event_loop(vm), &api_clients[i]);
+    api_paused = false;
     vmm_vm_destroy(vm);
     the_pci_bus = NULL;
+    the_balloon = NULL;
     vmm_vfio_container_close(vfio);
     return ex;
 }

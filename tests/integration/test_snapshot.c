@@ -930,14 +930,15 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
 }
 END_TEST
 
-/* Send one command line and return the one-line answer (without '\n'). */
+/* Send one request line and return the one-line answer (without '\n'). */
 static const char *api(int fd, const char *cmd)
 {
-    static char answer[512];
+    static char answer[4096];
     size_t n = strlen(cmd);
     ck_assert_int_eq(send(fd, cmd, n, MSG_NOSIGNAL), (ssize_t)n);
     size_t len = 0;
     while (len == 0 || answer[len - 1] != '\n') {
+        ck_assert_uint_lt(len, sizeof(answer) - 1);
         ssize_t r = recv(fd, answer + len, sizeof(answer) - 1 - len, 0);
         ck_assert_int_gt(r, 0);
         len += (size_t)r;
@@ -946,8 +947,22 @@ static const char *api(int fd, const char *cmd)
     return answer;
 }
 
-/* The control socket: pause, a snapshot of the paused VM, a bad command
- * (answered, the VM goes on), resume, and the snapshot restored. */
+static int api_connect(const char *sock)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
+    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    return fd;
+}
+
+#define API_OK            "{\"ok\":true}"
+#define starts(s, prefix) (strncmp((s), (prefix), strlen(prefix)) == 0)
+#define API_ERR           "{\"ok\":false,\"error\":\""
+
+/* The control socket: pause, a full then a diff snapshot of the paused VM,
+ * requests it cannot serve (answered, the VM goes on), resume, stats, and
+ * the snapshot restored. */
 START_TEST(control_socket_pauses_snapshots_and_resumes)
 {
     static char want[4096];
@@ -959,25 +974,36 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
                     NULL};
     spawn(&p, argv);
     proc_read(&p, "waiting\n");
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    ck_assert_str_eq(api(fd, "pause\n"), "ok");
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof(cmd), "snapshot %s\n", a);
-    ck_assert_str_eq(api(fd, cmd), "ok");
-    ck_assert_str_eq(
-        api(fd, "frobnicate\n"),
-        "error: unknown command (pause, resume, snapshot DIR, migrate unix:PATH, stop)");
-    const char *answer = api(fd, "snapshot /proc/no/such/dir\n");
-    ck_assert_msg(strncmp(answer, "error: ", 7) == 0 && strstr(answer, "/proc/no/such/dir"),
-                  "answer: %s", answer);
-    ck_assert_str_eq(api(fd, "resume\n"), "ok");
+    int fd = api_connect(sock);
+    const char *answer = api(fd, "{\"cmd\":\"stats\"}\n");
+    ck_assert_msg(
+        starts(answer, "{\"ok\":true,\"state\":\"running\",\"vcpus\":1,\"memory_mib\":") &&
+            !strstr(answer, "balloon"),
+        "answer: %s", answer);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"pause\"}\n"), API_OK);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"stats\"}\n") + 11, "\"state\":\"paused\",\"vcpus\":1,"
+                                                            "\"memory_mib\":128}");
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "{\"cmd\":\"snapshot\",\"path\":\"%s\",\"diff\":false}\n", a);
+    ck_assert_str_eq(api(fd, cmd), API_OK);
+    /* A diff into the same directory leaves there the same snapshot. */
+    snprintf(cmd, sizeof(cmd), " {\"cmd\" : \"snapshot\", \"diff\":true, \"path\":\"%s\"}\r\n", a);
+    ck_assert_str_eq(api(fd, cmd), API_OK);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"frobnicate\"}\n"),
+                     API_ERR "unknown cmd 'frobnicate' (pause, resume, snapshot, migrate, "
+                             "balloon, stats, stop)\"}");
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"balloon\",\"target_mib\":16}\n"),
+                     API_ERR "no balloon (start vmm-run with --balloon)\"}");
+    answer = api(fd, "{\"cmd\":\"snapshot\",\"path\":\"/proc/no/such/dir\"}\n");
+    ck_assert_msg(starts(answer, API_ERR) && strstr(answer, "/proc/no/such/dir"), "answer: %s",
+                  answer);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"resume\"}\n"), API_OK);
     /* Resumed: the guest takes a byte and goes on to its next wait. */
     ck_assert_int_eq(write(p.in, "q", 1), 1);
     proc_read(&p, "waiting\n");
-    ck_assert_str_eq(api(fd, "stop\n"), "ok");
+    answer = api(fd, "{\"cmd\":\"stats\"}\n");
+    ck_assert_msg(strstr(answer, "\"state\":\"running\""), "answer: %s", answer);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"stop\"}\n"), API_OK);
     close(fd);
     proc_read(&p, NULL);
     ck_assert_int_ne(proc_wait(&p, err, sizeof(err)), 0);
@@ -992,6 +1018,121 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
     remove_snapshot(a);
     rmdir(base);
     free(a);
+    free(sock);
+    free(base);
+}
+END_TEST
+
+/* Hostile requests on the control socket of a vmm-run under its default
+ * killing seccomp filters: each is answered with an error and changes
+ * nothing; a 1 MiB line without a newline ends its own connection only;
+ * the balloon request and stats work; the guest goes on throughout. */
+START_TEST(control_socket_refuses_malformed_requests)
+{
+    static const struct {
+        const char *line, *error;
+    } bad[] = {
+        {"{\"cmd\":\"pause\"\n", "not a request: incomplete JSON"},
+        {"pause\n", "not a request: bad JSON"},
+        {"\n", "not a request: incomplete JSON"},
+        {"[1,2]\n", "not a request: a request is a JSON object"},
+        {"\"pause\"\n", "not a request: a request is a JSON object"},
+        {"null\n", "not a request"},
+        {"{'cmd':'pause'}\n", "not a request: bad JSON"},
+        {"{\"cmd\":\"pause\"} {\"cmd\":\"stop\"}\n", "not a request"},
+        {"{\"cmd\":\"pause\"}x\n", "not a request"},
+        {"{\"a\":{\"b\":{\"c\":{\"d\":{\"e\":1}}}}}\n", "not a request: bad JSON"},
+        {"{\"cmd\":\"pause\"}\0\n", "a NUL byte"},
+        {"{}\n", "no \\\"cmd\\\" in the request"},
+        {"{\"cmd\":5}\n", "\\\"cmd\\\" must be a string"},
+        {"{\"cmd\":null}\n", "\\\"cmd\\\" must be a string"},
+        {"{\"cmd\":\"PAUSE\"}\n", "unknown cmd 'PAUSE'"},
+        {"{\"cmd\":\"pause\",\"now\":true}\n", "unknown field 'now' for pause"},
+        {"{\"cmd\":\"snapshot\"}\n", "snapshot needs \\\"path\\\""},
+        {"{\"cmd\":\"snapshot\",\"diff\":false}\n", "snapshot needs \\\"path\\\""},
+        {"{\"cmd\":\"snapshot\",\"path\":7}\n", "\\\"path\\\" must be a string"},
+        {"{\"cmd\":\"snapshot\",\"path\":\"\"}\n", "must be a non-empty string"},
+        {"{\"cmd\":\"snapshot\",\"path\":\"/tmp/a\\u0000b\"}\n", "without NUL bytes"},
+        {"{\"cmd\":\"snapshot\",\"path\":\"/tmp/x\",\"diff\":\"yes\"}\n",
+         "\\\"diff\\\" must be true or false"},
+        {"{\"cmd\":\"migrate\"}\n", "migrate needs \\\"to\\\""},
+        {"{\"cmd\":\"migrate\",\"to\":\"ftp:host\"}\n", "must be unix:PATH or tcp:HOST:PORT"},
+        {"{\"cmd\":\"migrate\",\"to\":[\"unix:/x\"]}\n", "\\\"to\\\" must be a string"},
+        {"{\"cmd\":\"balloon\"}\n", "balloon needs \\\"target_mib\\\""},
+        {"{\"cmd\":\"balloon\",\"target_mib\":\"16\"}\n", "must be an integer"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":1.5}\n", "must be an integer"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":-1}\n", "must be 0 to 128"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":129}\n", "must be 0 to 128"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":9223372036854775807}\n", "must be 0 to 128"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":18446744073709551615}\n", "must be 0 to 128"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":99999999999999999999999}\n", "must be 0 to 128"},
+        {"{\"cmd\":\"balloon\",\"target_mib\":1e400}\n", "must be an integer"},
+    };
+    char err[1024];
+    char *base = scratch_dir(), *sock = subdir(base, "api");
+    struct proc p;
+    char *argv[] = {VMM_RUN_PATH, "--kernel",  (char *)harness_guest_path("snapcount"),
+                    "--rng",      "--balloon", "--api-sock",
+                    sock,         NULL};
+    spawn(&p, argv);
+    proc_read(&p, "waiting\n");
+    int fd = api_connect(sock);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *line = bad[i].line;
+        size_t n = strlen(line);
+        if (strcmp(bad[i].error, "a NUL byte") == 0)
+            n += 2; /* the "\0\n" after it */
+        ck_assert_int_eq(send(fd, line, n, MSG_NOSIGNAL), (ssize_t)n);
+        const char *answer = api(fd, "");
+        ck_assert_msg(starts(answer, API_ERR) && strstr(answer, bad[i].error) &&
+                          !strchr(answer, '\n'),
+                      "request %zu: %s answered %s", i, line, answer);
+    }
+    /* Nothing of that paused the VM or set the balloon. */
+    const char *answer = api(fd, "{\"cmd\":\"stats\"}\n");
+    ck_assert_msg(starts(answer,
+                         "{\"ok\":true,\"state\":\"running\",\"vcpus\":1,\"memory_mib\":128,"
+                         "\"balloon\":{\"target_mib\":0,"),
+                  "answer: %s", answer);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"balloon\",\"target_mib\":16}\n"),
+                     "{\"ok\":true,\"target_mib\":16}");
+    answer = api(fd, "{\"cmd\":\"stats\"}\n");
+    ck_assert_msg(strstr(answer, "\"balloon\":{\"target_mib\":16,\"actual_mib\":0,"), "answer: %s",
+                  answer);
+
+    /* 1 MiB without a newline: an error and the connection closed (the
+     * rest of the line may meet a reset), or closed outright. */
+    static char huge[1 << 20];
+    memset(huge, ' ', sizeof(huge));
+    size_t sent = 0;
+    while (sent < sizeof(huge)) {
+        ssize_t r = send(fd, huge + sent, sizeof(huge) - sent, MSG_NOSIGNAL);
+        if (r <= 0)
+            break;
+        sent += (size_t)r;
+    }
+    char reply[512] = "";
+    size_t len = 0;
+    for (ssize_t r;
+         len < sizeof(reply) - 1 && (r = recv(fd, reply + len, sizeof(reply) - 1 - len, 0)) > 0;)
+        len += (size_t)r;
+    ck_assert_msg(len == 0 ||
+                      strcmp(reply, API_ERR "request longer than 8191 bytes: closing\"}\n") == 0,
+                  "reply: %s", reply);
+    close(fd);
+
+    /* The VM goes on, and a new connection is served. */
+    ck_assert_int_eq(write(p.in, "q", 1), 1);
+    proc_read(&p, "waiting\n");
+    fd = api_connect(sock);
+    answer = api(fd, "{\"cmd\":\"stats\"}\n");
+    ck_assert_msg(strstr(answer, "\"state\":\"running\""), "answer: %s", answer);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"stop\"}\n"), API_OK);
+    close(fd);
+    proc_read(&p, NULL);
+    ck_assert_int_ne(proc_wait(&p, err, sizeof(err)), 0);
+    ck_assert_msg(!strstr(err, "seccomp"), "stderr: %s", err);
+    rmdir(base);
     free(sock);
     free(base);
 }
@@ -1017,17 +1158,20 @@ START_TEST(vmm_run_migrates_to_a_listening_vmm_run)
                         NULL};
     spawn(&src, src_argv);
     proc_read(&src, "waiting\n");
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", sock);
-    ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-    char cmd[PATH_MAX + 32];
-    snprintf(cmd, sizeof(cmd), "migrate %s\n", target);
+    int fd = api_connect(sock);
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "{\"cmd\":\"migrate\",\"to\":\"%s\"}\n", target);
     /* Until the target listens, the source cannot connect and goes on. */
     const char *answer;
-    while (strncmp(answer = api(fd, cmd), "error: cannot connect", 21) == 0)
+    while (starts(answer = api(fd, cmd), API_ERR "cannot connect")) {
+        /* stats tell the failure */
+        const char *st = api(fd, "{\"cmd\":\"stats\"}\n");
+        ck_assert_msg(strstr(st, "\"migration\":{\"ok\":false,\"error\":\"cannot connect"),
+                      "stats: %s", st);
         usleep(20000);
-    ck_assert_str_eq(answer, "ok");
+    }
+    ck_assert_msg(starts(answer, "{\"ok\":true,\"rounds\":") && strstr(answer, "\"downtime_us\":"),
+                  "answer: %s", answer);
     close(fd);
     proc_read(&src, NULL);
     ck_assert_msg(proc_wait(&src, err, sizeof(err)) == 0, "stderr: %s", err);
@@ -1125,6 +1269,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, uffd_restore_runs_under_its_own_filter);
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
     tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
+    tcase_add_test(tc, control_socket_refuses_malformed_requests);
     tcase_add_loop_test(tc, vmm_run_migrates_to_a_listening_vmm_run, 0, 2);
     suite_add_tcase(s, tc);
     return s;

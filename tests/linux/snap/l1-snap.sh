@@ -3,8 +3,9 @@
 # Level-1 step before the snapshot case's vmm-run (hooks/70-snap.sh; run by run-cases.sh as
 # "sh SCRIPT <case>" before every case, so it does nothing for the others): boots the case's guest
 # with vmm-run --api-sock, waits for its count (L2-SNAP-COUNT 4), has vmm-run save it into
-# DATA/snap/<case> over the control socket (perl-base's IO::Socket::UNIX as the client), kills
-# vmm-run (SIGKILL: nothing of it is left to help the restore) and prints what the guest printed.
+# DATA/snap/<case> over the control socket ({"cmd":"snapshot","path":DIR}, answered {"ok":true};
+# perl-base's IO::Socket::UNIX as the client), kills vmm-run (SIGKILL: nothing of it is left to
+# help the restore) and prints what the guest printed.
 # The case's own vmm-run then restores that directory. Markers:
 #   L1-SNAP-SAVED at count <i>   the snapshot was taken (the last count vmm-run had printed)
 #   L1-SNAP-FAIL <why>
@@ -27,7 +28,8 @@ reply="the guest did not count (after $((t / 10)) s)"
 if grep -q 'L2-SNAP-COUNT 4' "$log"; then
     reply=$(perl -MIO::Socket::UNIX -e '
         my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die "cannot connect: $!\n";
-        print $s "snapshot $ARGV[1]\n";
+        (my $d = $ARGV[1]) =~ s/(["\\])/\\$1/g;
+        print $s "{\"cmd\":\"snapshot\",\"path\":\"$d\"}\n";
         my $l = <$s>;
         print defined $l ? $l : "no reply\n";' "$sock" "$dir" 2>&1)
 fi
@@ -35,7 +37,7 @@ at=$(grep -o 'L2-SNAP-COUNT [0-9]*' "$log" | tail -n1 | cut -d' ' -f2)
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 cat "$log"
-if [ "$reply" = ok ]; then
+if [ "$reply" = '{"ok":true}' ]; then
     echo "L1-SNAP-SAVED at count $at"
 else
     echo "L1-SNAP-FAIL $reply"
