@@ -426,7 +426,7 @@ static int parse_net(char *arg, struct vmm_virtio_net_config *net, char **e)
 }
 
 /* --vsock cid=N,path=PATH or cid=N,vhost=on: every key once. */
-static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
+static int parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs, char **e)
 {
     *vs = VMM_INIT(struct vmm_virtio_vsock_config);
     bool vhost_set = false;
@@ -434,7 +434,8 @@ static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
          tok = strtok_r(NULL, ",", &save)) {
         char *val = strchr(tok, '=');
         if (!val || val == tok)
-            fail("invalid --vsock option '%s' (cid=N,path=PATH or cid=N,vhost=on)", tok);
+            return opt_error(e, "invalid --vsock option '%s' (cid=N,path=PATH or cid=N,vhost=on)",
+                             tok);
         *val++ = '\0';
         if (strcmp(tok, "cid") == 0) {
             char *end;
@@ -442,32 +443,33 @@ static void parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs)
             unsigned long long v = strtoull(val, &end, 10);
             if (errno || *end || end == val || val[0] == '-' ||
                 v < VMM_VIRTIO_VSOCK_MIN_GUEST_CID || v > 0xfffffffeull)
-                fail("--vsock: invalid cid '%s' (%d-4294967294)", val,
-                     VMM_VIRTIO_VSOCK_MIN_GUEST_CID);
+                return opt_error(e, "--vsock: invalid cid '%s' (%d-4294967294)", val,
+                                 VMM_VIRTIO_VSOCK_MIN_GUEST_CID);
             if (vs->guest_cid)
-                fail("--vsock: cid= given twice");
+                return opt_error(e, "--vsock: cid= given twice");
             vs->guest_cid = v;
         } else if (strcmp(tok, "path") == 0) {
             if (vs->path)
-                fail("--vsock: path= given twice");
+                return opt_error(e, "--vsock: path= given twice");
             if (!*val || strlen(val) > 96)
-                fail("--vsock: invalid path '%s' (1 to 96 characters)", val);
+                return opt_error(e, "--vsock: invalid path '%s' (1 to 96 characters)", val);
             vs->path = val;
         } else if (strcmp(tok, "vhost") == 0) {
             if (vhost_set)
-                fail("--vsock: vhost= given twice");
+                return opt_error(e, "--vsock: vhost= given twice");
             if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
-                fail("--vsock: invalid vhost '%s' (on or off)", val);
+                return opt_error(e, "--vsock: invalid vhost '%s' (on or off)", val);
             vs->vhost = val[1] == 'n';
             vhost_set = true;
         } else {
-            fail("unknown --vsock option '%s' (cid, path or vhost)", tok);
+            return opt_error(e, "unknown --vsock option '%s' (cid, path or vhost)", tok);
         }
     }
     if (!vs->guest_cid || (!vs->path && !vs->vhost))
-        fail("--vsock needs cid=N and path=PATH (or vhost=on)");
+        return opt_error(e, "--vsock needs cid=N and path=PATH (or vhost=on)");
     if (vs->path && vs->vhost)
-        fail("--vsock: vhost=on takes no path (the host side is AF_VSOCK sockets)");
+        return opt_error(e, "--vsock: vhost=on takes no path (the host side is AF_VSOCK sockets)");
+    return 0;
 }
 
 /* One line for a network device that could not be made. */
@@ -2045,9 +2047,10 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
             break;
         case OPT_VSOCK:
             if (o->vsock)
-                fail("--vsock given twice");
+                return opt_error(e, "--vsock given twice");
             o->vsock = true;
-            parse_vsock(optarg, &o->vsock_cfg);
+            if (parse_vsock(optarg, &o->vsock_cfg, e) < 0)
+                return PARSE_ERROR;
             break;
         case OPT_ON_REBOOT:
             if (strcmp(optarg, "exit") == 0)
