@@ -42,6 +42,7 @@
 #include <vmm/virtio_balloon.h>
 #include <vmm/virtio_mmio.h>
 
+#include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
 
 #define PAGE_SHIFT 12
@@ -333,9 +334,81 @@ static void balloon_queue_notify(void *opaque, unsigned index)
     vmm_virtq_notify(q);
 }
 
+/* ---- snapshots: the config space, the hinting command and the counters ---- */
+
+/* The statistics buffer the device holds goes back to the driver (used,
+ * nothing written): a snapshot holds no chain, and the driver answers with
+ * fresh statistics in a new buffer, which the (restored) device then holds
+ * like any other (5.5.6.3: a used buffer is the device asking for them). */
+static int balloon_quiesce(void *opaque)
+{
+    struct balloon *b = opaque;
+    if (b->stats_chain) {
+        struct vmm_virtq *q = vmm_virtio_queue(b->t, b->stats_queue);
+        (void)vmm_virtq_push(q, b->stats_chain, 0);
+        b->stats_chain = NULL;
+        vmm_virtq_notify(q);
+    }
+    return 0;
+}
+
+static int balloon_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct balloon *b = opaque;
+    snap_put_u32(w, b->config_size);
+    snap_put_u32(w, b->target_pages);
+    snap_put_u32(w, b->actual_pages);
+    snap_put_u32(w, b->cmd_id);
+    snap_put_u32(w, b->next_id);
+    snap_put_u32(w, b->hint_active);
+    snap_put_u32(w, b->poison_val);
+    snap_put_u32(w, b->stats_queue);
+    snap_put_u32(w, (uint32_t)sizeof(b->stats));
+    snap_put(w, &b->stats, sizeof(b->stats));
+    return 0;
+}
+
+static int balloon_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct balloon *b = opaque;
+    uint32_t v[9];
+    struct vmm_virtio_balloon_stats s;
+    for (unsigned i = 0; i < 9; i++)
+        if (snap_get_u32(r, &v[i]) < 0)
+            goto bad;
+    if (v[0] != b->config_size) {
+        vmm_log_error("restore: virtio-balloon saved with another feature set (config %" PRIu32
+                      " bytes)",
+                      v[0]);
+        return -EINVAL;
+    }
+    /* The command ID is STOP, DONE or one handed out (below next_id's
+     * range end); statistics come on queue 2 only. */
+    if (v[4] < 2 || v[4] > INT32_MAX || v[3] > INT32_MAX || v[5] > 1 || (v[7] != 0 && v[7] != 2) ||
+        v[8] != sizeof(s) || snap_get(r, &s, sizeof(s)) < 0 || s.size != sizeof(s) ||
+        s.guest_valid >> VMM_VIRTIO_BALLOON_S_NR)
+        goto bad;
+    b->target_pages = v[1];
+    b->actual_pages = v[2];
+    b->cmd_id = v[3];
+    b->next_id = v[4];
+    b->hint_active = v[5];
+    b->poison_val = v[6];
+    b->stats_queue = v[7];
+    b->stats = s;
+    return 0;
+bad:
+    vmm_log_error("restore: malformed virtio-balloon state");
+    return -EBADMSG;
+}
+
+static const struct virtio_snap_ops balloon_snap = {
+    .quiesce = balloon_quiesce, .save = balloon_snap_save, .restore = balloon_snap_restore};
+
 static int balloon_attach(void *opaque, struct vmm_virtio_transport *t)
 {
     ((struct balloon *)opaque)->t = t;
+    t->snap = &balloon_snap;
     return 0;
 }
 
