@@ -919,6 +919,10 @@ static char *describe_vm(const struct options *o, size_t *len)
             o->cfg.irqchip == VMM_IRQCHIP_KERNEL ? "kernel" : "split", o->virtio_console, o->rng);
     for (unsigned i = 0; i < o->nr_disks; i++)
         fprintf(f, "disk=%d,%d,%s\n", o->disks[i].readonly, o->disks[i].direct, o->disks[i].path);
+    if (o->balloon) /* target bytes, then stats, reporting, deflate-on-oom, hinting */
+        fprintf(f, "balloon=%llu,%d,%d,%d,%d\n", (unsigned long long)o->balloon_cfg.target_bytes,
+                o->balloon_cfg.stats, o->balloon_cfg.reporting, o->balloon_cfg.deflate_on_oom,
+                o->balloon_cfg.hinting);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
@@ -1018,6 +1022,15 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
                     nr_saved++;
                 }
             }
+        } else if (strcmp(line, "balloon") == 0 && !o->balloon) {
+            unsigned long long target = 0;
+            int st = 0, rep = 0, oom = 0, hint = 0, end = 0;
+            ok = sscanf(v, "%llu,%d,%d,%d,%d%n", &target, &st, &rep, &oom, &hint, &end) == 5 &&
+                 !v[end] && (target >> 12) <= UINT32_MAX && !((st | rep | oom | hint) & ~1);
+            o->balloon = true;
+            o->balloon_cfg =
+                VMM_INIT(struct vmm_virtio_balloon_config, .target_bytes = target, .stats = st,
+                         .reporting = rep, .deflate_on_oom = oom, .hinting = hint);
         } else {
             ok = false;
         }
@@ -2040,6 +2053,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
             if (o->balloon)
                 return opt_error(e, "--balloon given twice");
             o->balloon = true;
+            o->machine_opt = "--balloon"; /* a snapshot's description brings it back */
             if (optarg && parse_balloon(optarg, &o->balloon_cfg, e) < 0)
                 return PARSE_ERROR;
             if (!optarg)

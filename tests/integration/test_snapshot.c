@@ -1023,6 +1023,71 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
 }
 END_TEST
 
+/* A VM with a balloon snapshots (the balloon's state saved next to the
+ * rest) and comes back with it: the target set over the control socket
+ * before the snapshot is the restored balloon's; --balloon itself comes
+ * from the snapshot, so giving it again is refused. */
+START_TEST(vmm_run_snapshots_a_balloon)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *sock = subdir(base, "api"),
+         *sock2 = subdir(base, "api2");
+    struct proc p;
+    char *argv[] = {VMM_RUN_PATH,
+                    "--kernel",
+                    (char *)harness_guest_path("snapcount"),
+                    "--rng",
+                    "--balloon=target=8M,stats",
+                    "--api-sock",
+                    sock,
+                    NULL};
+    spawn(&p, argv);
+    proc_read(&p, "waiting\n");
+    int fd = api_connect(sock);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"balloon\",\"target_mib\":16}\n"),
+                     "{\"ok\":true,\"target_mib\":16}");
+    char cmd[PATH_MAX + 64];
+    snprintf(cmd, sizeof(cmd), "{\"cmd\":\"snapshot\",\"path\":\"%s\"}\n", a);
+    ck_assert_str_eq(api(fd, cmd), API_OK);
+    ck_assert_str_eq(api(fd, "{\"cmd\":\"stop\"}\n"), API_OK);
+    close(fd);
+    proc_read(&p, NULL);
+    ck_assert_int_ne(proc_wait(&p, err, sizeof(err)), 0);
+
+    char *again[] = {VMM_RUN_PATH, "--restore", a, "--balloon", NULL};
+    spawn(&p, again);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "drop --balloon") && strchr(err, '\n')[1] == '\0', "stderr: %s", err);
+
+    char *restore_argv[] = {VMM_RUN_PATH, "--restore", a, "--api-sock", sock2, NULL};
+    spawn(&p, restore_argv);
+    /* The socket is there once the VM is restored (vmm-run binds it after
+     * building the VM): wait for it. */
+    struct stat st;
+    for (int i = 0; stat(sock2, &st) < 0; i++) {
+        ck_assert_int_lt(i, 6000); /* a minute: vmm-run did not get there */
+        usleep(10000);
+    }
+    fd = api_connect(sock2);
+    const char *answer = api(fd, "{\"cmd\":\"stats\"}\n");
+    ck_assert_msg(strstr(answer, "\"balloon\":{\"target_mib\":16,"), "answer: %s", answer);
+    close(fd);
+    ck_assert_int_eq(write(p.in, "ab", 2), 2);
+    proc_read(&p, NULL);
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    expected(want, sizeof(want), 1, "ab");
+    ck_assert_str_eq(p.output, want);
+    unlink(sock2);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(sock);
+    free(sock2);
+    free(base);
+}
+END_TEST
+
 /* Hostile requests on the control socket of a vmm-run under its default
  * killing seccomp filters: each is answered with an error and changes
  * nothing; a 1 MiB line without a newline ends its own connection only;
@@ -1270,6 +1335,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, vmm_run_saves_on_a_signal_and_restores);
     tcase_add_test(tc, control_socket_pauses_snapshots_and_resumes);
     tcase_add_test(tc, control_socket_refuses_malformed_requests);
+    tcase_add_test(tc, vmm_run_snapshots_a_balloon);
     tcase_add_loop_test(tc, vmm_run_migrates_to_a_listening_vmm_run, 0, 2);
     suite_add_tcase(s, tc);
     return s;
