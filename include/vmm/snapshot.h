@@ -10,7 +10,7 @@
  *   APIC, MP state, pending events, CPUID, TSC frequency), the VM's clock,
  *   the interrupt controller (the library's IOAPIC, or KVM's irqchip and
  *   PIT), each library device (UART, RTC, virtio-mmio transports with
- *   their queues, virtio-blk, console and entropy), the guest memory
+ *   their queues, virtio-blk, console, entropy and balloon), the guest memory
  *   layout and a blob of the application's (how to rebuild the VM). It is
  *   versioned and checksummed (magic, format version, CRC-32);
  * - "memory": guest memory, a header page then each region at a
