@@ -382,3 +382,13 @@ write("fuzz_vsock", "hostile", u8(2) + vs_start +
       u8(VS_CONNECT) + u8(5) + u8(0) + u64(1 << 40) +
       u8(VS_CONNECT) + u8(4) + u8(2) + u8(VS_CONNECT) + u8(2) + u8(3) +
       vs_pump(6) + u8(VS_RECV) + u8(1 | 8) + vs_pump() + u8(VS_RECV) + u8(8) + u8(VS_STATS))
+# A host socket that does not read: the device buffers up to its credit,
+# then a guest sending past it is reset; the host writes more than the
+# guest's small credit (CREDIT_REQUEST, then an update opens it again).
+big = u8(VS_PKT) + u8(0) + u8(VOP_RW) + u8(0) + u8(0) + u16(60000) + u8(0) + u8(0)
+write("fuzz_vsock", "credit-overrun", u8(0) + vs_start +
+      u8(VS_PKT) + u8(0x20) + u8(VOP_REQUEST) + u8(1) + u16(77) + u8(0) + u32(100) + u16(0) +
+      u8(0) + u8(0) + vs_pump() + u8(VS_ACCEPT) + u8(0) + u8(VS_RECV) + u8(8) +
+      (big + vs_pump(2)) * 8 + u8(VS_RECV) + u8(8) + u8(VS_WRITE) + u8(0) + u16(5000) + u8(0) +
+      vs_pump() + u8(VS_RECV) + u8(8) + vs_pump() + u8(VS_RECV) + u8(2 | 8) + vs_pump() +
+      u8(VS_RECV) + u8(8) + u8(VS_STATS))
