@@ -24,10 +24,14 @@
  * hands it is from the host's CID to the guest's, of stream type and a
  * known op, used for exactly its header and payload, with no more payload
  * than MAX_PAYLOAD and the largest credit the guest ever gave, and the
- * fwd_cnt it reports never counts more bytes than the guest sent.
+ * fwd_cnt it reports never counts more bytes than the guest sent; with one
+ * connection, the device never holds more of the guest's bytes than
+ * VMM_VIRTIO_VSOCK_BUF_ALLOC.
  */
 #include <dirent.h>
 #include <errno.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -101,6 +105,12 @@ static struct {
         uint32_t host, guest;
     } pairs[NPAIRS]; /* connections the guest has heard of */
     unsigned npairs, next_pair;
+    /* For the bound on what the device holds: stream bytes host sockets
+     * read, sockets accepted, a REQUEST to a listener, a socket closed
+     * (or shut for reading) with bytes maybe unread. */
+    uint64_t host_read;
+    unsigned accepted;
+    bool listener_request, host_lost;
 } s;
 
 static int count_fds(void)
@@ -233,6 +243,8 @@ static void tx_send(const struct vpkt *p, const uint8_t *data, size_t dlen, uint
     fm_wr(&s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 1, 4);
     if (p->op == V_RW && p->src_cid == s.cid && total >= HDR + (uint64_t)p->len)
         s.rw_sent += p->len;
+    if (p->op == V_REQUEST && p->dst_port >= LPORT0 && p->dst_port < LPORT0 + NLISTEN)
+        s.listener_request = true;
     if (p->buf_alloc > s.max_alloc)
         s.max_alloc = p->buf_alloc;
 }
@@ -472,7 +484,7 @@ static void op_host_connect(struct fz *in)
         break;
     }
     }
-    if (n > 0 && write(fd, line, (size_t)n) < 0)
+    if (n > 0 && send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
         FZ_CHECK(errno == EAGAIN);
 }
 
@@ -511,6 +523,8 @@ static void op_host_read(struct fz *in)
     static uint8_t buf[1u << 18];
     ssize_t r = recv(s.host[i], buf, want, MSG_DONTWAIT);
     FZ_CHECK(r >= 0 || errno == EAGAIN || errno == ECONNRESET);
+    if (r > 0)
+        s.host_read += (uint64_t)r;
 }
 
 static void op_host_close(struct fz *in)
@@ -519,6 +533,7 @@ static void op_host_close(struct fz *in)
     uint8_t how = fz_u8(in);
     if (i < 0)
         return;
+    s.host_lost |= how % 3 != 1;
     if (how % 3 == 0) {
         close(s.host[i]);
         s.host[i] = -1;
@@ -534,8 +549,10 @@ static void op_accept(struct fz *in)
     if (i < 0)
         return;
     int fd = accept4(l, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0)
+    if (fd >= 0) {
         s.host[i] = fd;
+        s.accepted++;
+    }
 }
 
 static void op_stats(void)
@@ -544,6 +561,21 @@ static void op_stats(void)
     FZ_CHECK(vmm_virtio_vsock_get_stats(vmm_virtio_mmio_transport(s.f.m), &st) == 0);
     FZ_CHECK(st.conns_open <= VMM_VIRTIO_VSOCK_MAX_CONNS);
     FZ_CHECK(s.tainted || st.tx_bytes <= s.rw_sent);
+    /* With one connection ever, whoever sent its bytes: what the device
+     * took from the guest and the host socket has not (read, or queued on
+     * it) is what the device holds, or held when it dropped the connection:
+     * never more than VMM_VIRTIO_VSOCK_BUF_ALLOC (the host-side socket may
+     * also have read the device's "OK <port>\n"). Unknowable while the
+     * connection may sit unaccepted in a listener's backlog. */
+    if (st.conns_total != 1 || s.host_lost || (s.listener_request && !s.accepted))
+        return;
+    uint64_t delivered = s.host_read;
+    for (int i = 0; i < NHOST; i++) {
+        int queued = 0;
+        if (s.host[i] >= 0 && ioctl(s.host[i], SIOCINQ, &queued) == 0)
+            delivered += (uint64_t)queued;
+    }
+    FZ_CHECK(st.tx_bytes <= delivered + VMM_VIRTIO_VSOCK_BUF_ALLOC);
 }
 
 /* A driver's set-up or reset here: this driver's ring state starts over. */
