@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * A hostile virtio-mmio driver for the device targets (fuzz_net,
+ * A hostile virtio-mmio driver for the device targets (fuzz_net, fuzz_vsock,
  * fuzz_balloon): guest memory of FM_MEM_SIZE bytes at FM_MEM_BASE in two
  * adjacent regions (mmap'd: a balloon may hand pages back with
  * MADV_DONTNEED), queue q's rings at FM_MEM_BASE + q * FM_Q_AREA

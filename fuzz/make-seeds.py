@@ -332,3 +332,63 @@ write("fuzz_migrate", "pages-out-of-range", hello + u8(G_PAGES) + u8(0) + u16(4)
 write("fuzz_migrate", "bad-version", u8(G_HELLO) + u8(1) + u32(7) + u16(0))
 write("fuzz_migrate", "raw-header", hello + u8(G_RAW) + u8(16) + u32(0x474d564c) + u32(9) +
       u64(1 << 40))
+
+# ---- fuzz_vsock: cfg (CID, queue size), fuzz_mmio.h's language, then the target's ops ----
+(VS_PKT, VS_RXBUF, VS_EVBUF, VS_RECV, VS_CONNECT, VS_WRITE, VS_READ, VS_CLOSE, VS_ACCEPT, VS_PUMP,
+ VS_STATS) = range(FM_OP_COUNT, FM_OP_COUNT + 11)
+VOP_REQUEST, VOP_RESPONSE, VOP_RST, VOP_SHUTDOWN, VOP_RW, VOP_CREDIT_UPDATE, VOP_CREDIT_REQUEST = \
+    range(1, 8)
+
+
+def vs_pkt(op, pm, src=b"", payload=b"", m=0, extra=b"", flags=0, lm=0, tail=b"", typ=None):
+    """m: the mode byte's options (the CIDs' fields in extra); pm: the port
+    mode (0: a known pair, 1: a listener, 2: a host port, 3: raw)."""
+    opf = u16(op) if m & 0x80 else u8(op)
+    t = b"" if typ is None else u16(typ)
+    return u8(VS_PKT) + u8(m | (8 if t else 0)) + extra + opf + u8(pm) + src + t + u8(flags) + \
+        u16(len(payload)) + u8(lm) + u8(len(payload)) + payload + tail
+
+
+def vs_pump(n=3):
+    return u8(VS_PUMP) + u8(n - 1)
+
+
+vs_start = fm_setup(0) + u8(VS_RXBUF) + u8(7) + u8(VS_EVBUF) + u8(3)
+write("fuzz_vsock", "host-initiated", u8(0) + vs_start +
+      u8(VS_CONNECT) + u8(0) + u8(1) + vs_pump() + u8(VS_RECV) + u8(8) + vs_pump() +
+      u8(VS_READ) + u8(0) + u8(0) + u8(VS_WRITE) + u8(0) + u16(5) + u8(5) + b"hello" +
+      vs_pump() + u8(VS_RECV) + u8(2 | 8) + vs_pump() +
+      vs_pkt(VOP_RW, 0, payload=b"pong") + vs_pump() + u8(VS_READ) + u8(0) + u8(0) +
+      u8(VS_CLOSE) + u8(0) + u8(1) + vs_pump() + u8(VS_RECV) + u8(8) +
+      vs_pkt(VOP_SHUTDOWN, 0, flags=3) + vs_pump() + u8(VS_RECV) + u8(8) + u8(VS_STATS))
+write("fuzz_vsock", "guest-initiated", u8(1 | 4) + vs_start +
+      vs_pkt(VOP_REQUEST, 1, src=u16(1025)) + vs_pump() + u8(VS_ACCEPT) + u8(0) +
+      u8(VS_RECV) + u8(8) + vs_pkt(VOP_RW, 0, payload=b"hi host") + vs_pump() +
+      u8(VS_READ) + u8(0) + u8(0) + u8(VS_WRITE) + u8(0) + u16(3000) + u8(2) + b"hi" +
+      vs_pump() + u8(VS_RECV) + u8(8) + vs_pkt(VOP_CREDIT_REQUEST, 0) + vs_pump() +
+      u8(VS_RECV) + u8(8) + u8(FM_RESET) + vs_pump() + u8(VS_READ) + u8(0) + u8(0) +
+      u8(VS_STATS))
+# Bad CIDs, type, short header, unknown op, lengths past the buffer, data to
+# nothing, a refused connection; malformed handshakes; a guest that refuses.
+write("fuzz_vsock", "hostile", u8(2) + vs_start +
+      vs_pkt(VOP_REQUEST, 1, src=u16(7), m=3, extra=u64(99)) +
+      vs_pkt(VOP_RW, 1, src=u16(7), payload=b"x", typ=2) +
+      vs_pkt(VOP_RW, 3, src=u32(1) + u32(2), m=0x10, payload=b"abc", tail=u8(20)) +
+      vs_pkt(99, 1, src=u16(8), m=0x80) +
+      vs_pkt(VOP_RW, 2, src=u16(9), payload=b"past", lm=2, tail=u8(200)) +
+      vs_pkt(VOP_REQUEST, 1 | (3 << 2), src=u16(10)) +
+      vs_pkt(VOP_CREDIT_REQUEST, 2, src=u16(11)) +
+      u8(VS_CONNECT) + u8(7) + u8(0) + u8(6) + b"HELLO\n" +
+      u8(VS_CONNECT) + u8(5) + u8(0) + u64(1 << 40) +
+      u8(VS_CONNECT) + u8(4) + u8(2) + u8(VS_CONNECT) + u8(2) + u8(3) +
+      vs_pump(6) + u8(VS_RECV) + u8(1 | 8) + vs_pump() + u8(VS_RECV) + u8(8) + u8(VS_STATS))
+# A host socket that does not read: the device buffers up to its credit,
+# then a guest sending past it is reset; the host writes more than the
+# guest's small credit (CREDIT_REQUEST, then an update opens it again).
+big = u8(VS_PKT) + u8(0) + u8(VOP_RW) + u8(0) + u8(0) + u16(60000) + u8(0) + u8(0)
+write("fuzz_vsock", "credit-overrun", u8(0) + vs_start +
+      u8(VS_PKT) + u8(0x20) + u8(VOP_REQUEST) + u8(1) + u16(77) + u8(0) + u32(100) + u16(0) +
+      u8(0) + u8(0) + vs_pump() + u8(VS_ACCEPT) + u8(0) + u8(VS_RECV) + u8(8) +
+      (big + vs_pump(2)) * 8 + u8(VS_RECV) + u8(8) + u8(VS_WRITE) + u8(0) + u16(5000) + u8(0) +
+      vs_pump() + u8(VS_RECV) + u8(8) + vs_pump() + u8(VS_RECV) + u8(2 | 8) + vs_pump() +
+      u8(VS_RECV) + u8(8) + u8(VS_STATS))
