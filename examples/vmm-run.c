@@ -919,6 +919,8 @@ static char *describe_vm(const struct options *o, size_t *len)
             o->cfg.irqchip == VMM_IRQCHIP_KERNEL ? "kernel" : "split", o->virtio_console, o->rng);
     for (unsigned i = 0; i < o->nr_disks; i++)
         fprintf(f, "disk=%d,%d,%s\n", o->disks[i].readonly, o->disks[i].direct, o->disks[i].path);
+    if (o->pci)
+        fprintf(f, "transport=pci\n");
     if (o->balloon) /* target bytes, then stats, reporting, deflate-on-oom, hinting */
         fprintf(f, "balloon=%llu,%d,%d,%d,%d\n", (unsigned long long)o->balloon_cfg.target_bytes,
                 o->balloon_cfg.stats, o->balloon_cfg.reporting, o->balloon_cfg.deflate_on_oom,
@@ -1022,6 +1024,9 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
                     nr_saved++;
                 }
             }
+        } else if (strcmp(line, "transport") == 0) {
+            ok = !strcmp(v, "pci") || !strcmp(v, "mmio");
+            o->pci = !strcmp(v, "pci");
         } else if (strcmp(line, "balloon") == 0 && !o->balloon) {
             unsigned long long target = 0;
             int st = 0, rep = 0, oom = 0, hint = 0, end = 0;
@@ -2042,6 +2047,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
                 o->pci = true;
             else
                 return opt_error(e, "invalid --transport '%s' (mmio or pci)", optarg);
+            o->machine_opt = "--transport"; /* a snapshot's description brings it back */
             break;
         case OPT_NET:
             if (o->nr_nets == MAX_NETS)

@@ -19,7 +19,8 @@
 #include <vmm/pci.h>
 #include <vmm/vm.h>
 
-#include "pci_regs.h"
+#include "pci_internal.h"
+#include "snapshot/snapshot_internal.h"
 #include "vmm_internal.h"
 
 /* Warnings a guest can cause (refused writes) over a bus's life. */
@@ -64,6 +65,10 @@ struct vmm_pci_dev {
     /* INTx, guarded by the bus's intx_lock. */
     bool intx_level;
     bool intx_disabled; /* the command register's INTx Disable */
+
+    /* Why a snapshot of the VM is refused (NULL: the function can be
+     * saved), vmm_pci_dev_set_snap_refusal. */
+    const char *snap_refusal;
 };
 
 struct vmm_pci_bus {
@@ -983,6 +988,7 @@ static int dev_create(struct vmm_pci_bus *b, const struct vmm_pci_device *dv,
     pthread_mutex_init(&d->msix_lock, NULL);
     for (unsigned i = 0; i < VMM_PCI_MAX_BARS; i++)
         d->bar_addr[i] = VMM_PCI_BAR_NONE;
+    d->snap_refusal = "an application's device model, whose state a snapshot cannot hold";
     d->desc.caps = dv->caps;
     header_init(d);
     d->desc.caps = NULL;
@@ -1072,6 +1078,232 @@ struct vmm_vm *vmm_pci_bus_vm(struct vmm_pci_bus *b)
     return b->vm;
 }
 
+/* ---- snapshots ---- */
+
+void vmm_pci_dev_set_snap_refusal(struct vmm_pci_dev *d, const char *why)
+{
+    pthread_mutex_lock(&d->bus->lock);
+    d->snap_refusal = why;
+    pthread_mutex_unlock(&d->bus->lock);
+}
+
+int vmm_pci_bus_snap_check(struct vmm_pci_bus *b)
+{
+    int r = 0;
+    pthread_mutex_lock(&b->lock);
+    for (unsigned s = 0; s < VMM_PCI_SLOTS && r == 0; s++) {
+        struct vmm_pci_dev *d = b->slots[s];
+        if (d && d->snap_refusal) {
+            vmm_log_error("snapshot: PCI 00:%02x.0 (%s) cannot be saved: %s", s, d->name,
+                          d->snap_refusal);
+            r = -ENOTSUP;
+        }
+    }
+    pthread_mutex_unlock(&b->lock);
+    return r;
+}
+
+int vmm_pci_bus_snap_save(struct vmm_pci_bus *b, struct vmm_snap_writer *w)
+{
+    pthread_mutex_lock(&b->lock);
+    struct pci_snap_bus head = {.version = PCI_SNAP_VERSION, .config_address = b->config_address};
+    for (unsigned s = 0; s < VMM_PCI_SLOTS; s++)
+        if (b->slots[s])
+            head.slots |= 1u << s;
+    snap_put(w, &head, sizeof(head));
+    for (unsigned s = 0; s < VMM_PCI_SLOTS; s++) {
+        struct vmm_pci_dev *d = b->slots[s];
+        if (!d)
+            continue;
+        struct pci_snap_fn fn = {
+            .slot = s,
+            .vendor_device = get32(d->cfg + PCI_VENDOR_ID),
+            .msix_vectors = d->desc.msix_vectors,
+            .msi_vectors = d->desc.msi_vectors,
+        };
+        memcpy(fn.bar_addr, d->bar_addr, sizeof(fn.bar_addr));
+        memcpy(fn.cfg, d->cfg, sizeof(fn.cfg));
+        pthread_mutex_lock(&b->intx_lock);
+        fn.intx_level = d->intx_level;
+        pthread_mutex_unlock(&b->intx_lock);
+        pthread_mutex_lock(&d->msix_lock);
+        fn.msi_pending = d->msi_pending;
+        snap_put(w, &fn, sizeof(fn));
+        snap_put(w, d->table, msix_table_size(d));
+        snap_put(w, d->pba, msix_pba_size(d));
+        pthread_mutex_unlock(&d->msix_lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return w->err;
+}
+
+static int snap_bad(const struct vmm_pci_dev *d, const char *what, unsigned n)
+{
+    vmm_log_error("restore: PCI 00:%02x.0 (%s): %s %u", d->slot, d->name, what, n);
+    return -EBADMSG;
+}
+
+/* One function's state (bus lock held). */
+static int fn_restore(struct vmm_pci_dev *d, struct vmm_snap_reader *r)
+{
+    struct pci_snap_fn fn;
+    if (snap_get(r, &fn, sizeof(fn)) < 0)
+        return snap_bad(d, "truncated state, at slot", d->slot);
+    if (fn.slot != d->slot)
+        return snap_bad(d, "state out of order: it names slot", fn.slot);
+    if (fn.vendor_device != get32(d->cfg + PCI_VENDOR_ID) ||
+        fn.msix_vectors != d->desc.msix_vectors || fn.msi_vectors != d->desc.msi_vectors) {
+        vmm_log_error("restore: PCI 00:%02x.0 (%s) is not the function saved there (%04x:%04x, "
+                      "%u MSI-X and %u MSI vectors)",
+                      d->slot, d->name, fn.vendor_device & 0xffff, fn.vendor_device >> 16,
+                      fn.msix_vectors, fn.msi_vectors);
+        return -EINVAL;
+    }
+    /* The guest writes only what the write masks let through. */
+    for (unsigned i = 0; i < PCI_CFG_SIZE; i++)
+        if ((fn.cfg[i] ^ d->cfg[i]) & ~d->wmask[i])
+            return snap_bad(d, "read-only bits changed in configuration register", i);
+    if (fn.intx_level > 1 || (fn.intx_level && !d->desc.intx))
+        return snap_bad(d, "INTx level", fn.intx_level);
+    if (fn.msi_pending & ~(uint32_t)((1ull << fn.msi_vectors) - 1))
+        return snap_bad(d, "MSI pending bits beyond the vectors, 0x", fn.msi_pending);
+
+    unsigned nx = d->desc.msix_vectors;
+    struct msix_entry table[VMM_PCI_MSIX_MAX];
+    uint64_t pba[VMM_PCI_MSIX_MAX / 64];
+    if (snap_get(r, table, msix_table_size(d)) < 0 || snap_get(r, pba, msix_pba_size(d)) < 0)
+        return snap_bad(d, "truncated MSI-X state, at slot", d->slot);
+    uint16_t ctl =
+        d->msix_cap ? (uint16_t)(fn.cfg[d->msix_cap + 2] | fn.cfg[d->msix_cap + 3] << 8) : 0;
+    bool en = ctl & PCI_MSIX_ENABLE, fmask = ctl & PCI_MSIX_FMASK;
+    for (unsigned v = 0; v < nx; v++) {
+        const struct msix_entry *e = &table[v];
+        bool pending = pba[v / 64] & (1ull << (v % 64));
+        if (e->ctrl & ~PCI_MSIX_ENTRY_MASKED)
+            return snap_bad(d, "reserved Vector Control bits in MSI-X vector", v);
+        if (pending && en && !fmask && !(e->ctrl & PCI_MSIX_ENTRY_MASKED) &&
+            msi_address_ok(e->addr_lo, e->addr_hi))
+            return snap_bad(d, "pending yet deliverable: MSI-X vector", v);
+    }
+    for (unsigned v = nx; v < (unsigned)msix_pba_size(d) * 8; v++)
+        if (pba[v / 64] & (1ull << (v % 64)))
+            return snap_bad(d, "MSI-X pending bit beyond the table:", v);
+
+    /* Where the BARs answered must follow from the registers (and lie in
+     * their windows). */
+    uint8_t old[PCI_CFG_SIZE];
+    memcpy(old, d->cfg, sizeof(old));
+    memcpy(d->cfg, fn.cfg, sizeof(fn.cfg));
+    for (unsigned i = 0; i < VMM_PCI_MAX_BARS; i++) {
+        if (bar_decode(d, i) != fn.bar_addr[i]) {
+            vmm_log_error("restore: PCI 00:%02x.0 (%s): BAR %u at 0x%" PRIx64
+                          " does not follow from its registers or lies outside its window",
+                          d->slot, d->name, i, fn.bar_addr[i]);
+            memcpy(d->cfg, old, sizeof(old));
+            return -EBADMSG;
+        }
+    }
+
+    pthread_mutex_lock(&d->bus->intx_lock);
+    d->intx_level = fn.intx_level;
+    d->intx_disabled = d->cfg[PCI_COMMAND + 1] & (PCI_COMMAND_INTX_DISABLE >> 8);
+    pthread_mutex_unlock(&d->bus->intx_lock);
+    bars_remap(d);
+    pthread_mutex_lock(&d->msix_lock);
+    if (nx) {
+        memcpy(d->table, table, msix_table_size(d));
+        memcpy(d->pba, pba, msix_pba_size(d));
+    }
+    d->msix_enabled = en;
+    d->msix_fmask = fmask;
+    for (unsigned v = 0; v < nx; v++)
+        msix_update_route(d, v);
+    d->msi_pending = fn.msi_pending;
+    pthread_mutex_unlock(&d->msix_lock);
+    if (d->msi_cap)
+        msi_changed(d); /* routes, and what is pending and deliverable goes out */
+    irq_mode_report(d);
+    return 0;
+}
+
+int vmm_pci_bus_snap_restore(struct vmm_pci_bus *b, struct vmm_snap_reader *r)
+{
+    struct pci_snap_bus head;
+    if (snap_get(r, &head, sizeof(head)) < 0) {
+        vmm_log_error("restore: the PCI root complex's state is truncated");
+        return -EBADMSG;
+    }
+    if (head.version != PCI_SNAP_VERSION) {
+        vmm_log_error("restore: the PCI root complex's state has format version %" PRIu32
+                      ", this library reads %u",
+                      head.version, PCI_SNAP_VERSION);
+        return -EPROTO;
+    }
+    pthread_mutex_lock(&b->lock);
+    uint32_t have = 0;
+    for (unsigned s = 0; s < VMM_PCI_SLOTS; s++)
+        if (b->slots[s])
+            have |= 1u << s;
+    int rc = 0;
+    if (head.pad) {
+        vmm_log_error("restore: malformed state of the PCI root complex");
+        rc = -EBADMSG;
+    } else if (head.slots != have) {
+        vmm_log_error("restore: the snapshot's PCI functions (slots 0x%" PRIx32
+                      ") are not this VM's (0x%" PRIx32 ")",
+                      head.slots, have);
+        rc = -EINVAL;
+    }
+    for (unsigned s = 0; s < VMM_PCI_SLOTS && rc == 0; s++)
+        if (b->slots[s])
+            rc = fn_restore(b->slots[s], r);
+    if (rc == 0) {
+        b->config_address = head.config_address;
+        /* The lines as the functions drive them; the interrupt controller's
+         * own state (restored with it) holds their levels already. */
+        pthread_mutex_lock(&b->intx_lock);
+        for (unsigned pin = 0; pin < 4; pin++) {
+            bool level = false;
+            for (unsigned s = pin; s < VMM_PCI_SLOTS; s += 4) {
+                struct vmm_pci_dev *d = b->slots[s];
+                level |= d && d->intx_level && !d->intx_disabled;
+            }
+            b->intx_line[pin] = level;
+        }
+        pthread_mutex_unlock(&b->intx_lock);
+    }
+    pthread_mutex_unlock(&b->lock);
+    return rc;
+}
+
+static int pci_snap_freeze(void *opaque)
+{
+    return vmm_pci_bus_snap_check(opaque);
+}
+
+static int pci_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    return vmm_pci_bus_snap_save(opaque, w);
+}
+
+static int pci_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    int rc = vmm_pci_bus_snap_restore(opaque, r);
+    if (rc == 0 && snap_done(r) < 0) {
+        vmm_log_error("restore: the PCI root complex's state has trailing bytes");
+        rc = -EBADMSG;
+    }
+    return rc;
+}
+
+static const struct vmm_snap_part_ops pci_snap = {
+    .name = "PCI root complex",
+    .tag = SNAP_TAG_PCI,
+    .freeze = pci_snap_freeze,
+    .save = pci_snap_save,
+    .restore = pci_snap_restore,
+};
+
 /* ---- the bus ---- */
 
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
@@ -1143,6 +1375,7 @@ static int bus_new(const struct vmm_pci_config *cfg, struct vmm_vm *vm, struct v
         vmm_pci_bus_destroy(b);
         return r;
     }
+    d->snap_refusal = NULL; /* all its state is its configuration space */
     *out = b;
     return 0;
 }
@@ -1256,8 +1489,15 @@ int vmm_vm_add_pci(struct vmm_vm *vm, const struct vmm_pci_config *cfg, struct v
         vmm_pci_bus_destroy(b);
         return r;
     }
+    uint32_t instance = (uint32_t)(b->cfg.ecam_base >> 20);
+    r = vmm_snap_register(vm, &pci_snap, instance, b);
+    if (r < 0) {
+        pci_vm_cleanup(b);
+        return r;
+    }
     r = vmm_vm_add_cleanup(vm, pci_vm_cleanup, b);
     if (r < 0) {
+        vmm_snap_unregister(vm, SNAP_TAG_PCI, instance);
         pci_vm_cleanup(b);
         return r;
     }

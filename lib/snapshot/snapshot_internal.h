@@ -33,6 +33,8 @@ struct vmm_vm;
 #define SNAP_TAG_VIRTIO SNAP_TAG('V', 'I', 'R', 'T') /* instance: MMIO base >> 12 */
 #define SNAP_TAG_VGEN   SNAP_TAG('V', 'G', 'E', 'N') /* the VMGenID; instance 0 */
 #define SNAP_TAG_BASE   SNAP_TAG('B', 'A', 'S', 'E') /* a standalone diff's base */
+#define SNAP_TAG_PCI    SNAP_TAG('P', 'C', 'I', 'B') /* a root complex; instance: ECAM >> 20 */
+#define SNAP_TAG_VPCI   SNAP_TAG('V', 'P', 'C', 'I') /* a virtio-pci function; instance: BDF */
 
 /* ---- writing ---- */
 

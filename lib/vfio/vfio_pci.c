@@ -22,6 +22,7 @@
 #include <vmm/pci.h>
 #include <vmm/vfio.h>
 
+#include "pci/pci_internal.h"
 #include "vfio_internal.h"
 #include "vmm_internal.h"
 
@@ -672,6 +673,8 @@ int vmm_vfio_pci_add(struct vmm_vfio_device *d, struct vmm_pci_bus *bus, struct 
     /* From here on the bus owns p: a failure leaves the function on the
      * bus without interrupts, to go with the VM (the caller gives up). */
     p->pdev = pdev;
+    vmm_pci_dev_set_snap_refusal(pdev, "a passed-through (VFIO) device, whose state lives in the "
+                                       "hardware: snapshots and migration are not possible");
     r = irqs_wire(p);
     if (r < 0) {
         /* On the bus without interrupts until the VM goes. */

@@ -22,6 +22,8 @@
 #include <vmm/vm.h>
 
 #include "event/event_internal.h"
+#include "pci/pci_internal.h"
+#include "snapshot/snapshot_internal.h"
 #include "virtio/pci_regs.h"
 #include "virtio_internal.h"
 
@@ -567,6 +569,238 @@ static void bar_moved(void *opaque, unsigned bar, uint64_t addr)
     vmm_virtio_unlock(&vp->t);
 }
 
+/* ---- snapshots: the common configuration, queues, then the device ---- */
+
+static unsigned vp_bdf(const struct vmm_virtio_pci *vp)
+{
+    return vp->pdev ? vmm_pci_dev_bdf(vp->pdev) : 0;
+}
+
+int vmm_virtio_pci_snap_freeze(struct vmm_virtio_pci *vp)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    vmm_virtio_lock(t);
+    int r = 0;
+    if (!t->snap) {
+        vmm_log_error("%s@%02x.0: this device cannot be saved in a snapshot", t->name,
+                      vp_bdf(vp) >> 3);
+        r = -ENOTSUP;
+    } else if (t->snap->quiesce) {
+        r = t->snap->quiesce(t->dev.opaque);
+    }
+    for (unsigned i = 0; i < t->dev.num_queues && r == 0; i++) {
+        struct virtq_snap pos;
+        if (vmm_virtq_snap_save(t->queues[i], &pos) < 0) {
+            vmm_log_error("%s@%02x.0: queue %u still has requests out", t->name, vp_bdf(vp) >> 3,
+                          i);
+            r = -EBUSY;
+        }
+    }
+    if (r < 0)
+        vmm_virtio_unlock(t);
+    return r;
+}
+
+void vmm_virtio_pci_snap_thaw(struct vmm_virtio_pci *vp)
+{
+    vmm_virtio_unlock(&vp->t);
+}
+
+int vmm_virtio_pci_snap_save(struct vmm_virtio_pci *vp, struct vmm_snap_writer *w)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    struct vpci_snap im = {
+        .version = VPCI_SNAP_VERSION,
+        .type = t->dev.type,
+        .num_queues = t->dev.num_queues,
+        .nr_vectors = vp->nr_vectors,
+        .offered = t->offered,
+        .features = t->features,
+        .driver_features = vp->driver_features,
+        .status = t->status,
+        .config_generation = t->config_generation,
+        .dfselect = vp->dfselect,
+        .gfselect = vp->gfselect,
+        .queue_select = vp->queue_select,
+        .config_vector = vp->config_vector,
+        .isr = vp->isr,
+        .activated = t->activated,
+    };
+    snap_put(w, &im, sizeof(im));
+    for (unsigned i = 0; i < t->dev.num_queues; i++) {
+        const struct vpci_queue *q = &vp->q[i];
+        struct vpci_snap_queue qi = {.size = q->size,
+                                     .vector = q->vector,
+                                     .enabled = q->enabled,
+                                     .reset_done = q->reset_done,
+                                     .desc = q->desc,
+                                     .driver = q->driver,
+                                     .device = q->device};
+        int r = vmm_virtq_snap_save(t->queues[i], &qi.pos);
+        if (r < 0)
+            return r;
+        snap_put(w, &qi, sizeof(qi));
+    }
+    return t->snap->save(t->dev.opaque, w);
+}
+
+#define VPCI_STATUS_KNOWN                                                                          \
+    (VMM_VIRTIO_STATUS_ACKNOWLEDGE | VMM_VIRTIO_STATUS_DRIVER | VMM_VIRTIO_STATUS_FEATURES_OK |    \
+     VMM_VIRTIO_STATUS_DRIVER_OK | VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET |                          \
+     VMM_VIRTIO_STATUS_FAILED)
+
+static int vp_bad(struct vmm_virtio_pci *vp, const char *what, uint64_t v)
+{
+    vmm_log_error("restore: %s@%02x.0: %s 0x%" PRIx64, vp->t.name, vp_bdf(vp) >> 3, what, v);
+    return -EBADMSG;
+}
+
+/* A saved vector: one the function has, or none. */
+static bool vector_ok(const struct vmm_virtio_pci *vp, uint16_t v)
+{
+    return v == VMM_PCI_NO_VECTOR || v < vp->nr_vectors;
+}
+
+static int restore_locked(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r)
+{
+    struct vmm_virtio_transport *t = &vp->t;
+    struct vpci_snap im;
+    struct vpci_snap_queue qi[VMM_VIRTIO_MAX_QUEUES];
+    if (snap_get(r, &im, sizeof(im)) < 0)
+        return vp_bad(vp, "truncated state, size", r->left);
+    if (im.version != VPCI_SNAP_VERSION) {
+        vmm_log_error("restore: %s@%02x.0: state format version %" PRIu32 ", this library reads %u",
+                      t->name, vp_bdf(vp) >> 3, im.version, VPCI_SNAP_VERSION);
+        return -EPROTO;
+    }
+    if (im.type != t->dev.type || im.num_queues != t->dev.num_queues || im.offered != t->offered ||
+        im.nr_vectors != vp->nr_vectors) {
+        vmm_log_error("restore: %s@%02x.0 is not the device saved there (type %" PRIu32 ", %" PRIu32
+                      " queues, features 0x%" PRIx64 ")",
+                      t->name, vp_bdf(vp) >> 3, im.type, im.num_queues, im.offered);
+        return -EINVAL;
+    }
+    if (snap_get(r, qi, im.num_queues * sizeof(qi[0])) < 0)
+        return vp_bad(vp, "truncated queue state, size", r->left);
+    if (im.status & ~VPCI_STATUS_KNOWN)
+        return vp_bad(vp, "device status", im.status);
+    if (im.features & ~im.offered)
+        return vp_bad(vp, "features not offered", im.features & ~im.offered);
+    if (im.activated > 1 || (im.activated && !(im.status & VMM_VIRTIO_STATUS_DRIVER_OK)))
+        return vp_bad(vp, "activation", im.activated);
+    if (im.isr & ~(VMM_VIRTIO_INT_VRING | VMM_VIRTIO_INT_CONFIG))
+        return vp_bad(vp, "ISR", im.isr);
+    if (!vector_ok(vp, im.config_vector))
+        return vp_bad(vp, "configuration vector beyond the MSI-X table:", im.config_vector);
+    if (im.pad[0] || im.pad[1])
+        return vp_bad(vp, "padding", (uint64_t)im.pad[0] | (uint64_t)im.pad[1] << 8);
+    for (unsigned i = 0; i < im.num_queues; i++) {
+        const struct vpci_snap_queue *s = &qi[i];
+        if (s->enabled > 1 || s->reset_done > 1 || (s->enabled && s->reset_done) || s->pad[0] ||
+            s->pad[1] || s->pos.broken > 1 || s->pos.pad)
+            return vp_bad(vp, "malformed state of queue", i);
+        if (!vector_ok(vp, s->vector))
+            return vp_bad(vp, "queue vector beyond the MSI-X table:", s->vector);
+        if (s->enabled && (!vmm_is_pow2(s->size) || s->size > t->dev.queue_max_size))
+            return vp_bad(vp, "queue size (not a power of two, or above the maximum)", s->size);
+        if (s->enabled && !(im.status & VMM_VIRTIO_STATUS_FEATURES_OK))
+            return vp_bad(vp, "a queue enabled before FEATURES_OK, status", im.status);
+    }
+
+    t->features = im.features;
+    t->status = im.status;
+    t->config_generation = im.config_generation;
+    vp->driver_features = im.driver_features;
+    vp->dfselect = im.dfselect;
+    vp->gfselect = im.gfselect;
+    vp->queue_select = im.queue_select;
+    vp->config_vector = im.config_vector;
+    vp->isr = im.isr;
+    for (unsigned i = 0; i < t->dev.num_queues; i++) {
+        struct vpci_queue *q = &vp->q[i];
+        q->size = qi[i].size;
+        q->vector = qi[i].vector;
+        q->desc = qi[i].desc;
+        q->driver = qi[i].driver;
+        q->device = qi[i].device;
+        q->reset_done = qi[i].reset_done;
+        vmm_virtq_set_features(t->queues[i], t->features);
+        if (!qi[i].enabled)
+            continue;
+        if (vmm_virtq_enable(t->queues[i], q->size, q->desc, q->driver, q->device) < 0) {
+            vmm_log_error("restore: %s@%02x.0: queue %u does not fit guest memory", t->name,
+                          vp_bdf(vp) >> 3, i);
+            return -EINVAL;
+        }
+        vmm_virtq_snap_restore(t->queues[i], &qi[i].pos);
+        q->enabled = true;
+        bind_ioeventfd(vp, i); /* at BAR 0 as the bus's restore placed it */
+    }
+    if (im.activated) {
+        int rc = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
+        if (rc < 0) {
+            vmm_log_error("restore: %s@%02x.0: activation failed: %s", t->name, vp_bdf(vp) >> 3,
+                          vmm_strerror(rc));
+            return rc;
+        }
+        t->activated = true;
+    }
+    int rc = t->snap->restore(t->dev.opaque, r);
+    if (rc < 0)
+        return rc;
+    if (snap_done(r) < 0)
+        return vp_bad(vp, "trailing bytes:", r->left);
+    /* A notification the saved VM's event loop had not handled yet is
+     * gone: look at every queue once. */
+    if (vmm_virtio_driver_ok(t))
+        for (unsigned i = 0; i < t->dev.num_queues; i++)
+            if (vp->q[i].enabled)
+                kick_queue(vp, i);
+    return 0;
+}
+
+int vmm_virtio_pci_snap_restore(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r)
+{
+    if (!vp->t.snap) {
+        vmm_log_error("restore: %s@%02x.0 cannot be restored from a snapshot", vp->t.name,
+                      vp_bdf(vp) >> 3);
+        return -ENOTSUP;
+    }
+    vmm_virtio_lock(&vp->t);
+    int rc = restore_locked(vp, r);
+    vmm_virtio_unlock(&vp->t);
+    return rc;
+}
+
+static int vp_snap_freeze(void *opaque)
+{
+    return vmm_virtio_pci_snap_freeze(opaque);
+}
+
+static void vp_snap_thaw(void *opaque)
+{
+    vmm_virtio_pci_snap_thaw(opaque);
+}
+
+static int vp_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    return vmm_virtio_pci_snap_save(opaque, w);
+}
+
+static int vp_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    return vmm_virtio_pci_snap_restore(opaque, r);
+}
+
+static const struct vmm_snap_part_ops vp_snap = {
+    .name = "virtio-pci device",
+    .tag = SNAP_TAG_VPCI,
+    .freeze = vp_snap_freeze,
+    .thaw = vp_snap_thaw,
+    .save = vp_snap_save,
+    .restore = vp_snap_restore,
+};
+
 /* ---- create / destroy ---- */
 
 static void vp_free(struct vmm_virtio_pci *vp)
@@ -737,6 +971,18 @@ int vmm_virtio_pci_add(struct vmm_pci_bus *bus, const struct vmm_virtio_pci_conf
     vmm_virtio_lock(&vp->t);
     vp->pdev = pdev;
     vmm_virtio_unlock(&vp->t);
+    /* The bus saves the function's PCI side, the transport the rest (a
+     * device model without snapshot support is refused at freeze). */
+    if (vm) {
+        r = vmm_snap_register(vm, &vp_snap, vmm_pci_dev_bdf(pdev), vp);
+        if (r < 0) {
+            /* Stays on the bus, owned by it, until the VM goes; its
+             * refusal keeps snapshots of the VM from leaving it out. */
+            vmm_log_error("%s: cannot take part in snapshots: %s", vp->t.name, vmm_strerror(r));
+            return r;
+        }
+    }
+    vmm_pci_dev_set_snap_refusal(pdev, NULL);
     if (out)
         *out = vp;
     return 0;

@@ -120,6 +120,38 @@ int vmm_virtq_snap_save(const struct vmm_virtq *q, struct virtq_snap *s);
 /* Take a saved position over, right after vmm_virtq_enable. */
 void vmm_virtq_snap_restore(struct vmm_virtq *q, const struct virtq_snap *s);
 
+/*
+ * lib/virtio/pci.c: a virtio-pci function in a snapshot, its section's
+ * format (version VPCI_SNAP_VERSION): struct vpci_snap, num_queues struct
+ * vpci_snap_queue, then the device's own state. The PCI side (BARs,
+ * MSI-X) is the root complex's section (lib/pci). freeze brings the device
+ * to rest and keeps the transport's lock until thaw; save runs between
+ * them; restore checks every field (-EBADMSG, -EINVAL for another device,
+ * -EPROTO for another version, logged), after the bus's restore.
+ */
+#define VPCI_SNAP_VERSION 1u
+
+struct vpci_snap {
+    uint32_t version, type, num_queues, nr_vectors;
+    uint64_t offered, features, driver_features;
+    uint32_t status, config_generation, dfselect, gfselect;
+    uint16_t queue_select, config_vector;
+    uint8_t isr, activated, pad[2];
+};
+
+struct vpci_snap_queue {
+    uint16_t size, vector;
+    uint8_t enabled, reset_done, pad[2];
+    uint64_t desc, driver, device;
+    struct virtq_snap pos;
+};
+
+struct vmm_virtio_pci;
+int vmm_virtio_pci_snap_freeze(struct vmm_virtio_pci *vp);
+void vmm_virtio_pci_snap_thaw(struct vmm_virtio_pci *vp);
+int vmm_virtio_pci_snap_save(struct vmm_virtio_pci *vp, struct vmm_snap_writer *w);
+int vmm_virtio_pci_snap_restore(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r);
+
 /* lib/virtio/device.c */
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop);
