@@ -9,10 +9,12 @@
  *   XSAVE, XCRs, debug registers, the MSRs KVM lists for saving, local
  *   APIC, MP state, pending events, CPUID, TSC frequency), the VM's clock,
  *   the interrupt controller (the library's IOAPIC, or KVM's irqchip and
- *   PIT), each library device (UART, RTC, virtio-mmio transports with
- *   their queues, virtio-blk, console, entropy and balloon), the guest memory
- *   layout and a blob of the application's (how to rebuild the VM). It is
- *   versioned and checksummed (magic, format version, CRC-32);
+ *   PIT), each library device (UART, RTC, virtio-mmio and virtio-pci
+ *   transports with their queues, the PCI root complex with every
+ *   function's configuration space, BARs, MSI and MSI-X state, virtio-blk,
+ *   console, entropy and balloon), the guest memory layout and a blob of
+ *   the application's (how to rebuild the VM). It is versioned and
+ *   checksummed (magic, format version, CRC-32);
  * - "memory": guest memory, a header page then each region at a
  *   page-aligned offset, so it can be mapped copy-on-write.
  *
@@ -21,6 +23,11 @@
  * addresses, typically from the blob), then vmm_vm_restore loads the state
  * into it before it runs. Backends are the application's: a disk may be
  * another file of the same size, a console another fd.
+ *
+ * A VM with a PCI function whose state the library cannot hold (a VFIO
+ * passthrough device, an application's own PCI device model) cannot be
+ * snapshotted or migrated: vmm_vm_snapshot and vmm_vm_migrate_send return
+ * -ENOTSUP with a one-line reason logged.
  */
 #ifndef VMM_SNAPSHOT_H
 #define VMM_SNAPSHOT_H

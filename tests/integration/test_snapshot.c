@@ -1318,6 +1318,157 @@ START_TEST(uffd_restore_runs_under_its_own_filter)
 }
 END_TEST
 
+/* ---- virtio-pci ---- */
+
+/* What the virtio_pci_snap guest prints from round `from` on, with
+ * `inputs` the bytes sent before rounds 1 and 2. */
+static void pci_expected(char *out, size_t size, unsigned from, const char *inputs)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (unsigned round = from; round < 3; round++) {
+        if (round)
+            len += (size_t)snprintf(out + len, size - len, "got %c\n", inputs[round - 1]);
+        for (unsigned k = round * 4; k < round * 4 + 4; k++)
+            len += (size_t)snprintf(out + len, size - len, "request %u: %u MSI-X interrupts\n", k,
+                                    k + 1);
+        if (round < 2)
+            len += (size_t)snprintf(out + len, size - len, "waiting\n");
+    }
+    snprintf(out + len, size - len, "virtio_pci_snap ok: 12 requests, 12 MSI-X interrupts\n");
+}
+
+/* The guest's VM: the harness's devices, a root complex and the entropy
+ * device as a virtio-pci function. */
+static struct vmm_virtio_pci *make_pci_vm(struct harness *h, enum vmm_irqchip irqchip)
+{
+    harness_init(h, irqchip, 64);
+    struct vmm_pci_bus *bus;
+    ck_assert_int_eq(vmm_vm_add_pci(h->vm, NULL, &bus), 0);
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_rng_create(NULL, &dev), 0);
+    struct vmm_virtio_pci *vp;
+    ck_assert_int_eq(vmm_virtio_pci_add(bus, NULL, &dev, &vp), 0);
+    harness_load_guest(h, "virtio_pci_snap", 1);
+    return vp;
+}
+
+/* A guest driving a virtio-pci device with MSI-X is saved between
+ * requests, restored in a new VM, saved again and restored again: its
+ * BAR stays where it moved it (notifications still caught by ioeventfds,
+ * never an exit), and every completion still comes as one MSI-X
+ * interrupt. A VM without PCI refuses the snapshot. */
+START_TEST(virtio_pci_goes_on_after_restore)
+{
+    static char want[4096], got[8192];
+    char *base = scratch_dir(), *a = subdir(base, "a"), *b = subdir(base, "b");
+    struct harness h1, h2, h3;
+    make_pci_vm(&h1, chip(_i));
+    run_and_snapshot(&h1, a);
+    harness_fini(&h1);
+
+    struct vmm_virtio_pci *vp = make_pci_vm(&h2, chip(_i));
+    restore(&h2, a, VMM_RESTORE_EAGER);
+    send_input(&h2, "p");
+    run_and_snapshot(&h2, b);
+    snprintf(got, sizeof(got), "%s", h2.output);
+    struct vmm_virtio_pci_stats st = VMM_INIT(struct vmm_virtio_pci_stats);
+    ck_assert_int_eq(vmm_virtio_pci_get_stats(vp, &st), 0);
+    ck_assert_uint_eq(st.notify_exits, 0);
+    ck_assert_uint_eq(st.msix_interrupts, 4);
+    ck_assert_uint_eq(st.intx_interrupts, 0);
+    ck_assert_uint_eq(st.status, 0xf);
+    harness_fini(&h2);
+
+    vp = make_pci_vm(&h3, chip(_i));
+    restore(&h3, b, VMM_RESTORE_LAZY);
+    send_input(&h3, "q");
+    harness_run(&h3);
+    strncat(got, h3.output, sizeof(got) - strlen(got) - 1);
+    ck_assert_msg(h3.exit.reason == VMM_EXIT_GUEST_EXIT && h3.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(h3.exit.reason), h3.exit.status,
+                  h3.output);
+    st = VMM_INIT(struct vmm_virtio_pci_stats);
+    ck_assert_int_eq(vmm_virtio_pci_get_stats(vp, &st), 0);
+    ck_assert_uint_eq(st.notify_exits, 0);
+    ck_assert_uint_eq(st.msix_interrupts, 4);
+    harness_fini(&h3);
+    pci_expected(want, sizeof(want), 1, "pq");
+    ck_assert_str_eq(got, want);
+
+    /* The snapshot has a root complex and a function the MMIO VM lacks. */
+    struct harness h;
+    make_vm(&h, chip(_i), 1);
+    ck_assert_int_eq(vmm_vm_restore(h.vm, a, NULL), -EINVAL);
+    harness_fini(&h);
+
+    remove_snapshot(a);
+    remove_snapshot(b);
+    rmdir(base);
+    free(a);
+    free(b);
+    free(base);
+}
+END_TEST
+
+/* A PCI function whose state the library cannot know (an application's
+ * model; a VFIO device is refused the same way) refuses the snapshot. */
+START_TEST(foreign_pci_function_refuses_a_snapshot)
+{
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct harness h;
+    harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
+    struct vmm_pci_bus *bus;
+    ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, &bus), 0);
+    struct vmm_pci_device own = VMM_INIT(struct vmm_pci_device, .vendor_id = 0x1234,
+                                         .device_id = 0x5053, .name = "own");
+    ck_assert_int_eq(vmm_pci_add_device(bus, &own, NULL), 0);
+    harness_load_guest(&h, "hello", 1);
+    ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, NULL), -ENOTSUP);
+    harness_fini(&h);
+    rmdir(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
+START_TEST(vmm_run_restores_a_pci_snapshot)
+{
+    static char want[4096];
+    char err[1024];
+    char *base = scratch_dir(), *a = subdir(base, "a");
+    struct proc p;
+    char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_pci_snap"),
+                         "--rng", "--transport", "pci", "--save", a, NULL};
+    spawn(&p, save_argv);
+    proc_read(&p, "waiting\n");
+    ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
+    proc_read(&p, NULL);
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+
+    char *restore_argv[] = {VMM_RUN_PATH, "--restore", a, NULL};
+    spawn(&p, restore_argv);
+    ck_assert_int_eq(write(p.in, "rs", 2), 2);
+    proc_read(&p, NULL);
+    ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    ck_assert_str_eq(err, "");
+    pci_expected(want, sizeof(want), 1, "rs");
+    ck_assert_str_eq(p.output, want);
+
+    /* The transport comes from the snapshot. */
+    char *with_transport[] = {VMM_RUN_PATH, "--restore", a, "--transport", "mmio", NULL};
+    spawn(&p, with_transport);
+    ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
+    ck_assert_msg(strstr(err, "drop --transport") && strchr(err, '\n')[1] == '\0',
+                  "stderr: %s", err);
+    remove_snapshot(a);
+    rmdir(base);
+    free(a);
+    free(base);
+}
+END_TEST
+
 static Suite *snapshot_suite(void)
 {
     Suite *s = suite_create("snapshot");
@@ -1337,6 +1488,9 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, control_socket_refuses_malformed_requests);
     tcase_add_test(tc, vmm_run_snapshots_a_balloon);
     tcase_add_loop_test(tc, vmm_run_migrates_to_a_listening_vmm_run, 0, 2);
+    tcase_add_loop_test(tc, virtio_pci_goes_on_after_restore, 0, 2);
+    tcase_add_test(tc, foreign_pci_function_refuses_a_snapshot);
+    tcase_add_test(tc, vmm_run_restores_a_pci_snapshot);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -9,7 +9,7 @@
 # restores the snapshot and the guest must count on to its end (snap/l2-snap.sh) and power off.
 # This writes:
 #   DATA/snap/<name>.args   the first vmm-run's arguments (the kernel, the variant, the case's
-#                           command line, 128 MiB, 1 vCPU)
+#                           command line, 128 MiB, 1 vCPU; snap-pci-*: --transport pci --rng)
 #   DATA/snap/vmm-run       the vmm-run to run
 #   L2_EXTRA/snap/etc/l2-init.d/70-snap.sh   the level-2 count
 #   WORK/expect/<name>      what must not appear (L1-SNAP-FAIL)
@@ -39,10 +39,27 @@ snap_hook() {
         >"$DATA/snap/vmm-run"
     # The command line run-linux.sh checks L2-CMDLINE against.
     local cmdline="${VMM_LINUX_CMDLINE:-console=ttyS0 panic=-1} libvmm.case="
+    # snap-pci-*: the first vmm-run has virtio-pci (an entropy device with MSI-X); level 2 loads
+    # the virtio modules the virtio hook (50-virtio.sh) gathered, in the snap variant too.
+    local mods=$L2_EXTRA/virtio/lib/modules/virtio
+    if [ -f "$mods/order" ]; then
+        mkdir -p "$L2_EXTRA/snap/lib/modules"
+        cp -rf "$mods" "$L2_EXTRA/snap/lib/modules/"
+    fi
     for name in "${cases[@]}"; do
+        local extra=""
+        case "$name" in
+        snap-pci-*)
+            if [ ! -f "$mods/order" ]; then
+                echo "no virtio modules from hook 50-virtio" >"$WORK/skip/$name"
+                continue
+            fi
+            extra=" --transport pci --rng"
+            ;;
+        esac
         # Words for run-cases.sh's shell: "$L2" is where it runs the case.
         printf '%s\n' "--kernel \"\$L2/bzImage\" --initrd \"\$L2/initrd-snap.cpio\"" \
-            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx" |
+            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx$extra" |
             tr '\n' ' ' >"$DATA/snap/$name.args"
         printf '%s\n' "!L1-SNAP-FAIL" >"$WORK/expect/$name"
     done

@@ -9,6 +9,30 @@
 #   L2-SNAP-COUNT <i>      i = 0 .. 23
 #   L2-SNAP-VMFORK <n>     kernel messages about a new VM generation (1 after one restore)
 #   L2-SNAP-DONE
+# snap-pci-*: the entropy device is a virtio-pci function with MSI-X (vmm-run --transport pci
+# --rng): it is read before the snapshot and again after the restore, where the read must raise
+# virtio MSI-X interrupts (the restored VM's routes and ioeventfds at the BAR Linux placed):
+#   L2-SNAP-PCI-RNG ok, MSI-X <a> -> <b>   (or L2-SNAP-PCI-RNG failed: <why>)
+pci=0
+case " $(cat /proc/cmdline) " in *" libvmm.case=snap-pci-"*) pci=1 ;; esac
+snap_msix() {
+    awk '/PCI-MSI.*virtio/ { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i }
+        END { print s + 0 }' /proc/interrupts
+}
+snap_rng() {
+    timeout 10 head -c 32 /dev/hwrng 2>/dev/null | od -An -tx1 | tr -d ' \n'
+}
+if [ "$pci" = 1 ]; then
+    while read -r m; do
+        [ -n "$m" ] && insmod "/lib/modules/virtio/$m.ko"
+    done </lib/modules/virtio/order
+    i=0
+    while [ ! -e /dev/hwrng ] && [ "$i" -lt 100 ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    echo "L2-SNAP-PCI-RNG before: $(snap_rng | cut -c1-16)"
+fi
 bound=missing
 for dev in /sys/bus/acpi/drivers/vmgenid/LVMM0001:*; do
     [ -e "$dev" ] && bound=bound
@@ -21,4 +45,16 @@ while [ "$i" -lt 24 ]; do
     sleep 0.25
 done
 echo "L2-SNAP-VMFORK $(dmesg | grep -c 'virtual machine fork')"
+if [ "$pci" = 1 ]; then
+    a=$(snap_msix)
+    hex=$(snap_rng)
+    b=$(snap_msix)
+    if [ "${#hex}" -ne 64 ]; then
+        echo "L2-SNAP-PCI-RNG failed: read ${#hex} hex digits"
+    elif [ "$b" -le "$a" ]; then
+        echo "L2-SNAP-PCI-RNG failed: no MSI-X interrupt ($a -> $b)"
+    else
+        echo "L2-SNAP-PCI-RNG ok, MSI-X $a -> $b"
+    fi
+fi
 echo "L2-SNAP-DONE"
