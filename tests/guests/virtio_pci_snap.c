@@ -180,7 +180,6 @@ int guest_main(unsigned cpu, unsigned ncpus)
     }
     if (msix_irqs != ROUNDS * REQUESTS)
         return FAIL_IRQ;
-    printf("virtio_pci_snap ok: %u requests, %u MSI-X interrupts\n", ROUNDS * REQUESTS,
-           msix_irqs);
+    printf("virtio_pci_snap ok: %u requests, %u MSI-X interrupts\n", ROUNDS * REQUESTS, msix_irqs);
     return 0;
 }

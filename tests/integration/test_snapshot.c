@@ -1420,8 +1420,8 @@ START_TEST(foreign_pci_function_refuses_a_snapshot)
     harness_init(&h, VMM_IRQCHIP_SPLIT, 16);
     struct vmm_pci_bus *bus;
     ck_assert_int_eq(vmm_vm_add_pci(h.vm, NULL, &bus), 0);
-    struct vmm_pci_device own = VMM_INIT(struct vmm_pci_device, .vendor_id = 0x1234,
-                                         .device_id = 0x5053, .name = "own");
+    struct vmm_pci_device own =
+        VMM_INIT(struct vmm_pci_device, .vendor_id = 0x1234, .device_id = 0x5053, .name = "own");
     ck_assert_int_eq(vmm_pci_add_device(bus, &own, NULL), 0);
     harness_load_guest(&h, "hello", 1);
     ck_assert_int_eq(vmm_vm_snapshot(h.vm, a, NULL), -ENOTSUP);
@@ -1439,8 +1439,15 @@ START_TEST(vmm_run_restores_a_pci_snapshot)
     char err[1024];
     char *base = scratch_dir(), *a = subdir(base, "a");
     struct proc p;
-    char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_pci_snap"),
-                         "--rng", "--transport", "pci", "--save", a, NULL};
+    char *save_argv[] = {VMM_RUN_PATH,
+                         "--kernel",
+                         (char *)harness_guest_path("virtio_pci_snap"),
+                         "--rng",
+                         "--transport",
+                         "pci",
+                         "--save",
+                         a,
+                         NULL};
     spawn(&p, save_argv);
     proc_read(&p, "waiting\n");
     ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
@@ -1460,8 +1467,8 @@ START_TEST(vmm_run_restores_a_pci_snapshot)
     char *with_transport[] = {VMM_RUN_PATH, "--restore", a, "--transport", "mmio", NULL};
     spawn(&p, with_transport);
     ck_assert_int_eq(proc_wait(&p, err, sizeof(err)), 1);
-    ck_assert_msg(strstr(err, "drop --transport") && strchr(err, '\n')[1] == '\0',
-                  "stderr: %s", err);
+    ck_assert_msg(strstr(err, "drop --transport") && strchr(err, '\n')[1] == '\0', "stderr: %s",
+                  err);
     remove_snapshot(a);
     rmdir(base);
     free(a);
