@@ -1411,6 +1411,54 @@ START_TEST(virtio_pci_goes_on_after_restore)
 }
 END_TEST
 
+/* The virtio-pci guest moves between two VMs while it makes requests, and
+ * goes on on the other side with its MSI-X interrupts. */
+START_TEST(virtio_pci_migrates_while_working)
+{
+    static char want[4096], got[8192];
+    struct harness src, dst;
+    make_pci_vm(&src, chip(_i));
+    struct vmm_virtio_pci *vp = make_pci_vm(&dst, chip(_i));
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    pthread_t run, recv_thread;
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    src.output_len = 0;
+    src.output[0] = '\0';
+    send_input(&src, "m");
+    struct target t = {.h = &dst, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, &t), 0);
+    ck_assert_int_eq(vmm_vm_migrate_send(src.vm, sv[0], NULL), 0);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    ck_assert_int_eq(t.ret, 0);
+    vmm_vm_stop(src.vm);
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    ssize_t n;
+    while ((n = read(src.console[0], src.output + src.output_len,
+                     sizeof(src.output) - 1 - src.output_len)) > 0)
+        src.output_len += (size_t)n;
+    src.output[src.output_len] = '\0';
+    snprintf(got, sizeof(got), "%s", src.output);
+    send_input(&dst, "n");
+    harness_run(&dst);
+    ck_assert_msg(dst.exit.reason == VMM_EXIT_GUEST_EXIT && dst.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(dst.exit.reason), dst.exit.status,
+                  dst.output);
+    strncat(got, dst.output, sizeof(got) - strlen(got) - 1);
+    pci_expected(want, sizeof(want), 1, "mn");
+    ck_assert_str_eq(got, want);
+    struct vmm_virtio_pci_stats st = VMM_INIT(struct vmm_virtio_pci_stats);
+    ck_assert_int_eq(vmm_virtio_pci_get_stats(vp, &st), 0);
+    ck_assert_uint_eq(st.notify_exits, 0);
+    ck_assert_uint_gt(st.msix_interrupts, 0);
+    harness_fini(&src);
+    harness_fini(&dst);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
 /* A PCI function whose state the library cannot know (an application's
  * model; a VFIO device is refused the same way) refuses the snapshot. */
 START_TEST(foreign_pci_function_refuses_a_snapshot)
@@ -1496,6 +1544,7 @@ static Suite *snapshot_suite(void)
     tcase_add_test(tc, vmm_run_snapshots_a_balloon);
     tcase_add_loop_test(tc, vmm_run_migrates_to_a_listening_vmm_run, 0, 2);
     tcase_add_loop_test(tc, virtio_pci_goes_on_after_restore, 0, 2);
+    tcase_add_loop_test(tc, virtio_pci_migrates_while_working, 0, 2);
     tcase_add_test(tc, foreign_pci_function_refuses_a_snapshot);
     tcase_add_test(tc, vmm_run_restores_a_pci_snapshot);
     suite_add_tcase(s, tc);
