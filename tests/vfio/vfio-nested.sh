@@ -11,7 +11,8 @@
 # (a second mapping refused with -EBUSY; memory over the MSI window the IOMMU reserves refused with
 # -EINVAL), KVM's VFIO pseudo-device created on a VM, edu's ID register read through BAR 0, and edu copying a
 # pattern out of guest memory into its buffer and back to another place, and into memory the VM
-# adds after the mapping. Then, in the same level 1, passthrough: vmm-run --vfio puts edu on its
+# adds after the mapping; with edu on that VM's PCI bus, a snapshot of the VM is refused (-ENOTSUP)
+# with the reason. Then, in the same level 1, passthrough: vmm-run --vfio puts edu on its
 # PCI bus and runs the vfio_edu test guest (tests/guests/vfio_edu.c) under the default seccomp
 # filters: the guest finds edu, reads its ID through the mapped BAR, gets a factorial with an MSI
 # and DMAs a pattern there and back, then tries hostile config writes (a bad MSI address, BAR 0
@@ -92,6 +93,8 @@ check "edu's ID through BAR 0" "^edu id 0x010000ed$"
 check "edu DMA to and from guest memory" "^dma ok$"
 check "the VM's memory mapped, and a region added later" "^map vm 0 later region [0-9]+$"
 check "edu DMA into the later region" "^dma into later memory ok$"
+check "a VFIO function refuses a snapshot of its VM" "^snapshot with vfio -95$"
+check "... with the reason" "cannot be saved: a passed-through \\(VFIO\\) device"
 check "probe passed" "^probe status 0$"
 check "guest: edu found, ID through the mapped BAR" "^vfio-edu: slot [0-9]+ BAR0 0x[0-9a-f]+ id 0x10000ed$"
 check "guest: factorial" "^vfio-edu: 10! = 3628800$"

@@ -181,8 +181,22 @@ int main(int argc, char **argv)
     int rd = dma_round_trip(c, d);
     if (rd == 0 && rv == 0)
         rd = dma_follows(c, d, vm);
+    /* On the VM's PCI bus, the passed-through function refuses a snapshot
+     * (and so a migration) of its VM, with one line. */
+    if (rd == 0 && rv == 0) {
+        struct vmm_pci_bus *bus;
+        char dir[] = "/tmp/vfio-snap-XXXXXX";
+        int rp = vmm_vm_add_pci(vm, NULL, &bus);
+        if (rp == 0) {
+            rp = vmm_vfio_pci_add(d, bus, NULL);
+            d = NULL; /* the function's: closed with the VM */
+        }
+        int rs = rp == 0 && mkdtemp(dir) ? vmm_vm_snapshot(vm, dir, NULL) : rp;
+        printf("snapshot with vfio %d\n", rs);
+        rmdir(dir);
+    }
     vmm_vfio_device_close(d);
+    vmm_vm_destroy(vm); /* before the container its function needs */
     vmm_vfio_container_close(c);
-    vmm_vm_destroy(vm);
     return r < 0 || rb < 0 || rd < 0 || rv < 0 ? 1 : 0;
 }
