@@ -1166,7 +1166,7 @@ static int fn_restore(struct vmm_pci_dev *d, struct vmm_snap_reader *r)
     if (fn.intx_level > 1 || (fn.intx_level && !d->desc.intx))
         return snap_bad(d, "INTx level", fn.intx_level);
     if (fn.msi_pending & ~(uint32_t)((1ull << fn.msi_vectors) - 1))
-        return snap_bad(d, "MSI pending bits beyond the vectors, 0x", fn.msi_pending);
+        return snap_bad(d, "MSI pending bits beyond the vectors:", fn.msi_pending);
 
     unsigned nx = d->desc.msix_vectors;
     struct msix_entry table[VMM_PCI_MSIX_MAX];
