@@ -3,7 +3,8 @@
 # Level-1 step after the migration case's vmm-run (the target; hooks/80-mig.sh): waits for the
 # source's driver (mig/l1-mig-before.sh), prints the source's output and the target's console,
 # and checks the migration:
-# - the control socket's reply is {"ok":true,...} with the rounds, pages, total and downtime;
+# - the control socket's reply is {"ok":true,...} with the rounds, pages, total and downtime,
+#   and how the memory went ("memory":"copied" or "memfd");
 # - the source exited 0 (it hands the VM over, then ends);
 # - the guest's serial output, the source's then the target's (one stream: a line may be split
 #   between them), counts 0 .. 39 without a gap or a repeat, at least to 4 on the source and past it
@@ -44,7 +45,7 @@ if [ ! -f "$mig/$name.result" ]; then
 elif [ "${reply#'{"ok":true,'}" = "$reply" ]; then
     why="reply: $reply"
 else
-    for k in rounds pages total_us downtime_us; do
+    for k in rounds pages total_us downtime_us memory; do
         case "$reply" in *"\"$k\":"*) ;; *) why="the reply lacks $k: $reply" ;; esac
     done
 fi
