@@ -98,6 +98,8 @@ static double now_ms(void)
 
 struct mig_region {
     uint8_t *host;
+    int fd;             /* the memfd or file behind it, or -1 */
+    uint64_t fd_offset; /* where the region starts in fd */
     uint64_t pages;
     size_t nwords;
     uint64_t *pending; /* pages to send */
@@ -151,6 +153,38 @@ static uint64_t pending_pages(const struct mig_source *s)
 static bool test_page(const uint64_t *bm, uint64_t p)
 {
     return bm[p / 64] & (1ull << (p % 64));
+}
+
+static void clear_pages(uint64_t *bm, uint64_t from, uint64_t to)
+{
+    for (uint64_t p = from; p < to; p++)
+        bm[p / 64] &= ~(1ull << (p % 64));
+}
+
+/* Round 0, for a region backed by a memfd or a file: leave out the pages
+ * in its holes, which read as zeros but would be allocated by reading them
+ * (a memfd's are, a guest's untouched memory). Writes after the log's
+ * last fetch are in the next one. Where the file system cannot say, every
+ * page stays. */
+static void drop_holes(struct mig_region *g)
+{
+    uint64_t end = g->pages * 4096, pos = 0;
+    while (g->fd >= 0 && pos < end) {
+        off_t data = lseek(g->fd, (off_t)(g->fd_offset + pos), SEEK_DATA);
+        if (data < 0 && errno != ENXIO)
+            return;
+        uint64_t d = data < 0 ? end : (uint64_t)data - g->fd_offset;
+        if (d > end)
+            d = end;
+        /* Only pages wholly in the hole. */
+        clear_pages(g->pending, (pos + 4095) / 4096, d / 4096);
+        if (d >= end)
+            return;
+        off_t hole = lseek(g->fd, (off_t)(g->fd_offset + d), SEEK_HOLE);
+        if (hole < 0 || (uint64_t)hole <= g->fd_offset + d)
+            return;
+        pos = (uint64_t)hole - g->fd_offset;
+    }
 }
 
 /* Send every pending page (skip_zero: the first round, whose target memory
@@ -378,9 +412,11 @@ static int migrate_copy(struct mig_source *s, const struct vmm_migrate_options *
         return r;
     for (unsigned i = 0; i < s->n; i++)
         memset(s->r[i].pending, 0xff, s->r[i].nwords * sizeof(uint64_t));
-    for (unsigned i = 0; i < s->n; i++)
+    for (unsigned i = 0; i < s->n; i++) {
         if (s->r[i].pages % 64)
             s->r[i].pending[s->r[i].nwords - 1] = (1ull << (s->r[i].pages % 64)) - 1;
+        drop_holes(&s->r[i]);
+    }
     double t0 = now_ms();
     if ((r = send_pending(s, true)) < 0)
         return r;
@@ -485,6 +521,8 @@ int vmm_vm_migrate_send(struct vmm_vm *vm, int fd, const struct vmm_migrate_opti
             break;
         }
         g->host = info.host;
+        g->fd = info.fd;
+        g->fd_offset = info.fd_offset;
         g->pages = info.len / 4096;
         g->nwords = (size_t)((g->pages + 63) / 64);
         g->pending = calloc(g->nwords + 1, sizeof(uint64_t));
