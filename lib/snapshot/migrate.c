@@ -287,7 +287,9 @@ static int read_accept(int fd, uint32_t offered, uint32_t *caps)
     if (r == 0 && (*caps & ~offered))
         r = -EPROTO;
     if (r < 0)
-        vmm_log_error("migrate: no answer to the offer from the target: %s", vmm_strerror(r));
+        vmm_log_error("migrate: no answer to the offer of memfds from the target (a library that "
+                      "only copies refuses it: send with VMM_MIGRATE_COPY): %s",
+                      vmm_strerror(r));
     return r;
 }
 
