@@ -9,11 +9,13 @@
  * whose interrupt the guest takes and whose ID it reads; a migration keeps
  * it. Both interrupt controller models.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -597,14 +599,37 @@ static ino_t ram_inode(struct harness *h)
 
 #define SNAP_AREA 0x200000ul /* tests/guests/snapcount.c: its pattern */
 
+/* A connected pair of stream sockets: Unix, or TCP over the loopback. */
+static void stream_pair(int sv[2], bool tcp)
+{
+    if (!tcp) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        return;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(l, 0);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(l, 1), 0);
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(sv[0], 0);
+    ck_assert_int_eq(connect(sv[0], (struct sockaddr *)&a, sizeof(a)), 0);
+    sv[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(sv[1], 0);
+    close(l);
+}
+
 /* Move the counting snapcount guest from src (running, at "waiting") to
- * dst over a socketpair with options o; *t is the receiving thread's. */
-static int move(struct harness *src, struct harness *dst, struct target *t,
-                const struct vmm_migrate_options *o)
+ * dst over a Unix socketpair (or TCP) with options o; *t is the receiving
+ * thread's. */
+static int move_over(struct harness *src, struct harness *dst, struct target *t,
+                     const struct vmm_migrate_options *o, bool tcp)
 {
     int sv[2];
     pthread_t recv_thread;
-    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    stream_pair(sv, tcp);
     *t = (struct target){.h = dst, .fd = sv[1]};
     ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, t), 0);
     int r = vmm_vm_migrate_send(src->vm, sv[0], o);
@@ -614,12 +639,18 @@ static int move(struct harness *src, struct harness *dst, struct target *t,
     return r;
 }
 
+static int move(struct harness *src, struct harness *dst, struct target *t,
+                const struct vmm_migrate_options *o)
+{
+    return move_over(src, dst, t, o, false);
+}
+
 /* A memfd-backed VM moves over a Unix socket by handing its memfds over:
  * no page is copied, the target (memfd-backed, or anonymous: _i) runs on
  * the source's memfd and the guest counts on; the source is left with
  * blank memory. A target that fails after taking the memfds drops them,
- * and the source goes on with its memory intact. VMM_MIGRATE_COPY copies
- * instead. */
+ * and the source goes on with its memory intact. VMM_MIGRATE_COPY, or a
+ * TCP link, copies instead. */
 START_TEST(migration_hands_memfds_over)
 {
     static char want[4096], got[8192];
@@ -688,18 +719,17 @@ START_TEST(migration_hands_memfds_over)
     ck_assert_int_eq(src.exit.status, 0);
     harness_fini(&src);
     harness_fini(&dst);
-    if (_i)
-        return;
 
-    /* Asked to copy, it copies, from memfd to memfd. */
+    /* Asked to copy (_i 0), or over TCP (_i 1), it copies, from memfd to
+     * memfd. */
     make_vm_backed(&src, chip(_i), 1, VMM_MEMORY_MEMFD);
     make_vm_backed(&dst, chip(_i), 1, VMM_MEMORY_MEMFD);
     ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
     read_until(&src, "waiting\n");
     ram = ram_inode(&src);
     res = VMM_INIT(struct vmm_migrate_result);
-    o = VMM_INIT(struct vmm_migrate_options, .result = &res, .flags = VMM_MIGRATE_COPY);
-    ck_assert_int_eq(move(&src, &dst, &t, &o), 0);
+    o = VMM_INIT(struct vmm_migrate_options, .result = &res, .flags = _i ? 0 : VMM_MIGRATE_COPY);
+    ck_assert_int_eq(move_over(&src, &dst, &t, &o, _i), 0);
     ck_assert_int_eq(t.ret, 0);
     ck_assert_uint_eq(res.flags, 0);
     ck_assert_uint_gt(res.pages, 0);
