@@ -6,7 +6,9 @@
  * region the VM lacks or one that cannot take a memfd (the caller's
  * memory), with a size or gpa unlike the region's, or whose descriptor is
  * not a memfd, may shrink or is not writable, is refused with a reason;
- * only a sealed memfd of the region's size passes. */
+ * only a sealed memfd of the region's size passes. A region takes such a
+ * memfd in place (memory_region_adopt_memfd) and blank memory again
+ * (memory_region_blank). */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -14,10 +16,12 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <vmm/memory.h>
 
 #include "check_compat.h"
+#include "memory/memory_internal.h"
 #include "snapshot/snapshot_internal.h"
 
 #define RAM_LEN (1u << 20)
@@ -206,6 +210,64 @@ START_TEST(a_descriptor_that_is_no_safe_memfd_is_refused)
 }
 END_TEST
 
+static ino_t inode(int fd)
+{
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    return st.st_ino;
+}
+
+/* A region takes a memfd at the same host address and fd number: what the
+ * guest sees is the memfd's; blanked again, it has zeros of its own and the
+ * memfd keeps what was written. Anonymous regions take one too; the
+ * caller's memory does not. */
+START_TEST(a_region_adopts_a_memfd_and_is_blanked)
+{
+    struct vmm_memory *m;
+    ck_assert_int_eq(vmm_memory_create(&m), 0);
+    struct vmm_region_config ram = VMM_INIT(struct vmm_region_config, .len = RAM_LEN,
+                                            .backing = _i ? VMM_MEMORY_ANON : VMM_MEMORY_MEMFD);
+    ck_assert_int_eq(vmm_memory_add_region(m, &ram), 0);
+    struct vmm_region_info before = VMM_INIT(struct vmm_region_info), after = before;
+    ck_assert_int_eq(vmm_memory_region_info(m, 0, &before), 0);
+    ck_assert(_i ? memory_region_anonymous(m, 0) : memory_region_memfd(m, 0));
+
+    int fd = memfd(RAM_LEN, F_SEAL_SHRINK | F_SEAL_GROW);
+    uint64_t v = 0x1122334455667788ull, got = 0;
+    ck_assert_int_eq(pwrite(fd, &v, 8, 4096), 8);
+    ck_assert_int_eq(memory_region_adopt_memfd(m, 0, fd), 0);
+    ck_assert_int_eq(vmm_memory_region_info(m, 0, &after), 0);
+    ck_assert_ptr_eq(after.host, before.host);
+    if (!_i)
+        ck_assert_int_eq(after.fd, before.fd); /* the same number, now the memfd */
+    ck_assert_uint_eq(inode(after.fd), inode(fd));
+    ck_assert(memory_region_memfd(m, 0));
+    ck_assert_int_eq(vmm_memory_read(m, 4096, &got, 8), 0);
+    ck_assert_uint_eq(got, v);
+    v = ~v;
+    ck_assert_int_eq(vmm_memory_write(m, 8192, &v, 8), 0);
+    ck_assert_int_eq(pread(fd, &got, 8, 8192), 8);
+    ck_assert_uint_eq(got, v);
+
+    memory_region_blank(m, 0);
+    ck_assert_int_eq(vmm_memory_region_info(m, 0, &after), 0);
+    ck_assert_ptr_eq(after.host, before.host);
+    ck_assert_int_ge(after.fd, 0);
+    ck_assert_uint_ne(inode(after.fd), inode(fd));
+    ck_assert_int_eq(vmm_memory_read(m, 8192, &got, 8), 0);
+    ck_assert_uint_eq(got, 0);
+    ck_assert_int_eq(vmm_memory_write(m, 4096, &got, 8), 0);
+    ck_assert_int_eq(pread(fd, &got, 8, 4096), 8);
+    ck_assert_uint_eq(got, 0x1122334455667788ull); /* untouched by the blank region */
+    close(fd);
+
+    /* The caller's memory, or no such region. */
+    ck_assert_int_eq(memory_region_adopt_memfd(mem, 1, 0), -ENOTSUP);
+    ck_assert_int_eq(memory_region_adopt_memfd(mem, 9, 0), -ENOENT);
+    vmm_memory_destroy(m);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("migrate_memfd");
@@ -215,6 +277,7 @@ static Suite *suite(void)
     tcase_add_test(tc, a_wrong_descriptor_count_is_refused);
     tcase_add_test(tc, a_memfd_unlike_the_region_is_refused);
     tcase_add_test(tc, a_descriptor_that_is_no_safe_memfd_is_refused);
+    tcase_add_loop_test(tc, a_region_adopts_a_memfd_and_is_blanked, 0, 2);
     suite_add_tcase(s, tc);
     return s;
 }
