@@ -12,7 +12,8 @@
  * Also the time to take the snapshot, how many clones a second the lazy path
  * gives, and a live migration's total time and downtime (its last guest OUT
  * on the source to its first on the target) for a guest that dirties a page
- * per exit. Prints medians and ratios against the scratch floor.
+ * per exit: its memory copied (anonymous, and memfd with VMM_MIGRATE_COPY),
+ * and its memfds handed over. Prints medians and ratios against the scratch floor.
  *
  * usage: bench_snapshot [--rounds N] [--dir DIR]   (DIR: where the snapshot
  * goes; default $TMPDIR or /tmp)
@@ -95,11 +96,12 @@ static void check(int r, const char *what)
 }
 
 /* The machine without its guest: memory, the port, the vCPUs. */
-static struct vmm_vm *build(struct port *p)
+static struct vmm_vm *build_backed(struct port *p, enum vmm_memory_backing backing)
 {
     struct vmm_vm *vm;
     check(vmm_vm_create(NULL, &vm), "creating the VM");
-    struct vmm_region_config ram = VMM_INIT(struct vmm_region_config, .len = MEM_SIZE);
+    struct vmm_region_config ram =
+        VMM_INIT(struct vmm_region_config, .len = MEM_SIZE, .backing = backing);
     check(vmm_vm_add_memory(vm, &ram), "adding memory");
     p->vm = vm;
     atomic_store(&p->outs, 0);
@@ -109,6 +111,11 @@ static struct vmm_vm *build(struct port *p)
         check(vmm_vcpu_create(vm, i, &v), "creating a vCPU");
     }
     return vm;
+}
+
+static struct vmm_vm *build(struct port *p)
+{
+    return build_backed(p, VMM_MEMORY_ANON);
 }
 
 static void boot_code(struct vmm_vm *vm, const uint8_t *c, size_t len)
@@ -175,12 +182,20 @@ static void *target_main(void *arg)
 }
 
 /* Move a VM dirtying a page per OUT between two VMs of this process over a
- * socketpair: the total time, and the guest's downtime (its last OUT on the
- * source to its first on the target). */
-static void migrate_once(double *total_ms, double *down_ms)
+ * socketpair, its memory backed as backing says, with flags
+ * (vmm_migrate_options): the total time, the guest's downtime (its last OUT
+ * on the source to its first on the target), the pages it dirtied a
+ * second meanwhile, and how the memory went (vmm_migrate_result.flags). */
+struct mig_figures {
+    double total_ms, down_ms, dirty_per_s;
+    uint64_t pages;
+    uint32_t flags;
+};
+
+static void migrate_once(enum vmm_memory_backing backing, uint32_t flags, struct mig_figures *f)
 {
     struct port src = {.stamp_each = true};
-    struct vmm_vm *vm = build(&src);
+    struct vmm_vm *vm = build_backed(&src, backing);
     boot_code(vm, dirty_code, sizeof(dirty_code));
     pthread_t run, recv;
     int sv[2];
@@ -191,15 +206,22 @@ static void migrate_once(double *total_ms, double *down_ms)
         usleep(1000);
     static struct mig_target t;
     t = (struct mig_target){.fd = sv[1], .port = {.end_at_first = true}};
-    t.vm = build(&t.port);
+    t.vm = build_backed(&t.port, backing);
     if (pthread_create(&recv, NULL, target_main, &t) != 0)
         exit(1);
+    struct vmm_migrate_result res = VMM_INIT(struct vmm_migrate_result);
+    struct vmm_migrate_options o =
+        VMM_INIT(struct vmm_migrate_options, .result = &res, .flags = flags);
+    unsigned outs0 = atomic_load(&src.outs);
     double t0 = now_ms();
-    check(vmm_vm_migrate_send(vm, sv[0], NULL), "migrating");
-    *total_ms = now_ms() - t0;
+    check(vmm_vm_migrate_send(vm, sv[0], &o), "migrating");
+    f->total_ms = now_ms() - t0;
+    f->dirty_per_s = (atomic_load(&src.outs) - outs0) / (f->total_ms / 1e3);
+    f->pages = res.pages;
+    f->flags = res.flags;
     pthread_join(recv, NULL);
     check(t.ret, "receiving the migration");
-    *down_ms = t.port.first_ms - atomic_load(&src.last_ms);
+    f->down_ms = t.port.first_ms - atomic_load(&src.last_ms);
     vmm_vm_stop(vm);
     pthread_join(run, NULL);
     vmm_vm_destroy(vm);
@@ -285,11 +307,29 @@ int main(int argc, char **argv)
            uffd / scratch);
     printf("  clones a second (lazy, one at a time): %.0f\n", 1000.0 / lazy);
     printf("  taking the snapshot: %.3f ms\n", save_ms);
-    double total, down;
-    migrate_once(&total, &down);
-    printf("  live migration, the guest dirtying a page per exit over 16 MiB: %.3f ms in all, "
-           "%.3f ms down\n",
-           total, down);
+    /* The same guest and memory, copied (anonymous memory, then memfds
+     * with VMM_MIGRATE_COPY) and with its memfds handed over. */
+    static const struct {
+        enum vmm_memory_backing backing;
+        uint32_t flags;
+        const char *what;
+    } mig[] = {{VMM_MEMORY_ANON, 0, "copied, anonymous memory"},
+               {VMM_MEMORY_MEMFD, VMM_MIGRATE_COPY, "copied, memfd memory   "},
+               {VMM_MEMORY_MEMFD, 0, "memfds handed over     "}};
+    struct mig_figures f[3];
+    printf("  live migration of a %u MiB VM over a Unix socketpair, the guest dirtying a page "
+           "per exit over 16 MiB:\n",
+           (unsigned)(MEM_SIZE >> 20));
+    for (int k = 0; k < 3; k++) {
+        migrate_once(mig[k].backing, mig[k].flags, &f[k]);
+        printf("    %s %9.3f ms in all, %8.3f ms down, %7llu pages sent, guest dirtying "
+               "%.0f pages/s%s\n",
+               mig[k].what, f[k].total_ms, f[k].down_ms, (unsigned long long)f[k].pages,
+               f[k].dirty_per_s, (f[k].flags & VMM_MIGRATE_MEMFD) ? " (memfd)" : "");
+    }
+    printf("    memfds handed over against copying (anonymous): %.4fx the total time, %.2fx the "
+           "downtime\n",
+           f[2].total_ms / f[0].total_ms, f[2].down_ms / f[0].down_ms);
 
     char path[4200];
     snprintf(path, sizeof(path), "%s/state", dir);

@@ -1296,6 +1296,10 @@ static void *migrate_main(void *arg)
         api_add_u64(reply, "pages", migrate_result.pages);
         api_add_u64(reply, "total_us", migrate_result.total_us);
         api_add_u64(reply, "downtime_us", migrate_result.downtime_us);
+        /* How the memory went: its memfds handed over, or its pages copied. */
+        (void)json_object_object_add(
+            reply, "memory",
+            json_object_new_string(migrate_result.flags & VMM_MIGRATE_MEMFD ? "memfd" : "copied"));
     }
     api_send(job->reply_fd, reply);
     close(job->reply_fd);
@@ -2347,10 +2351,11 @@ int main(int argc, char **argv)
     if (atomic_load(&migrated)) {
         fprintf(stderr,
                 "%s: migrated the VM to '%s' (stopped %.1f ms, %.1f ms in all, %llu pages, "
-                "%u rounds after the first)\n",
+                "%u rounds after the first%s)\n",
                 prog, migrate_target, migrate_result.downtime_us / 1000.0,
                 migrate_result.total_us / 1000.0, (unsigned long long)migrate_result.pages,
-                migrate_result.rounds);
+                migrate_result.rounds,
+                migrate_result.flags & VMM_MIGRATE_MEMFD ? ", memory passed as memfds" : "");
         ex.reason = VMM_EXIT_NONE;
     }
     switch (ex.reason) {

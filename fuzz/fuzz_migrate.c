@@ -11,13 +11,16 @@
  * first page, fill byte; the header says what the input says, the pages
  * follow), STATE (a state file body the target seals with a valid header
  * and CRCs, so the fuzzer explores the sections: META, MEMR... and their
- * checks against the VM), END, and raw bytes (headers of any type and
+ * checks against the VM), END, OFFER (capabilities: the receiver answers
+ * with an ACCEPT), MEMFD (a region's memfd message without its descriptor,
+ * which the stream cannot carry), and raw bytes (headers of any type and
  * length, truncations). The stream (up to 1 MiB, cut where the socket's
  * buffer is full) is in the socket before the receiver runs, which may stop
  * reading at any point.
  *
  * Checked: no memory error, UB or leak; the receiver returns 0 or a
- * -errno, and answers with exactly one REPLY whose status matches.
+ * -errno, and answers with exactly one REPLY whose status matches (after
+ * one ACCEPT, when the stream made an offer).
  */
 #include <errno.h>
 #include <sys/socket.h>
@@ -29,11 +32,10 @@
 #include "fuzz_common.h"
 #include "snapshot/snapshot_internal.h"
 
-#define MIG_MAGIC  SNAP_TAG('L', 'V', 'M', 'G')
 #define MEM_BYTES  (1u << 20)
 #define MAX_STREAM (1u << 20)
 
-enum op { OP_HELLO, OP_PAGES, OP_STATE, OP_END, OP_RAW, OP_COUNT };
+enum op { OP_HELLO, OP_PAGES, OP_STATE, OP_END, OP_RAW, OP_OFFER, OP_MEMFD, OP_COUNT };
 
 static struct vmm_vm *vm;
 static bool ready;
@@ -111,6 +113,19 @@ static void build(struct stream *s, struct fz *in)
             put(s, raw, n);
             break;
         }
+        case OP_OFFER: { /* answered with an ACCEPT before the reply */
+            uint32_t caps = fz_u8(in) & 1 ? fz_u32(in) : MIG_CAP_MEMFD;
+            header(s, MIG_OFFER, 4);
+            put(s, &caps, 4);
+            break;
+        }
+        case OP_MEMFD: { /* without its descriptor: the stream has none */
+            struct mig_memfd m = {fz_u8(in) % 3, 0, fz_u8(in) & 1 ? fz_u32(in) : 0,
+                                  fz_u8(in) & 1 ? fz_u32(in) : MEM_BYTES};
+            header(s, MIG_MEMFD, sizeof(m));
+            put(s, &m, sizeof(m));
+            break;
+        }
         }
     }
 }
@@ -167,10 +182,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (vm) {
             r = vmm_vm_migrate_recv(vm, sv[1]);
             FZ_CHECK(r <= 0);
-            /* Exactly one reply, with the receiver's status. */
+            /* Exactly one reply, with the receiver's status, after the
+             * answer to an offer, if any. */
             shutdown(sv[1], SHUT_WR);
             uint32_t h[4], status;
             FZ_CHECK(recv(sv[0], h, sizeof(h), MSG_WAITALL) == sizeof(h));
+            if (h[1] == MIG_ACCEPT) {
+                uint32_t caps;
+                FZ_CHECK(h[2] == 4 && recv(sv[0], &caps, 4, MSG_WAITALL) == 4);
+                FZ_CHECK((caps & ~MIG_CAP_MEMFD) == 0);
+                FZ_CHECK(recv(sv[0], h, sizeof(h), MSG_WAITALL) == sizeof(h));
+            }
             FZ_CHECK(h[0] == MIG_MAGIC && h[1] == 5 && h[2] >= 4 && h[3] == 0);
             FZ_CHECK(recv(sv[0], &status, 4, MSG_WAITALL) == 4 && status == (uint32_t)-r);
         }

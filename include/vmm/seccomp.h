@@ -75,7 +75,9 @@ struct vmm_seccomp_config {
     unsigned nr_extra_ioctls;
     /* Also allow what vmm_vm_snapshot does (<vmm/snapshot.h>), on whichever
      * thread calls it: reading every piece of VM and vCPU state from KVM and
-     * writing the snapshot's files (create, write, rename, remove). */
+     * writing the snapshot's files (create, write, rename, remove); and what
+     * vmm_vm_migrate_send does after it handed memfds over (new memfds
+     * under the regions). */
     bool allow_snapshots;
 };
 

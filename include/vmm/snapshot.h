@@ -164,7 +164,32 @@ VMM_API VMM_MUST_USE int vmm_snapshot_app_data(const char *dir, void *buf, size_
  * the receiving application built like the source (from the blob
  * vmm_migrate_recv_hello hands it), which has not run. The protocol is
  * versioned, its messages length-prefixed.
+ *
+ * Local migration by memfd: when fd is a Unix socket and every memory
+ * region of the source is a memfd of the library's (VMM_MEMORY_MEMFD,
+ * without huge pages, writable), the source offers to hand the memfds over
+ * (SCM_RIGHTS) instead of copying the pages. A target whose every region
+ * was mapped by the library (VMM_MEMORY_ANON or VMM_MEMORY_MEMFD, without
+ * huge pages, writable) over a Unix socket takes them: each region is then
+ * the source's memfd, mapped shared at the same host address (its fd in
+ * vmm_region_info is that memfd). There are no pre-copy rounds: the source
+ * stops, hands the memfds and its state over and, once the target has
+ * answered, puts blank memory of its own under its regions, so that
+ * nothing it does after (a device, the balloon) reaches the guest the
+ * target runs; if the target fails, the target drops the memfds and the
+ * source goes on with its memory as it was. Otherwise, or with
+ * VMM_MIGRATE_COPY, the memory is copied, in a stream that a library
+ * speaking only that (protocol version 1) takes too; a target of such a
+ * library refuses an offer of memfds (the source then goes on here: send
+ * again with VMM_MIGRATE_COPY). Which way was taken is logged, and
+ * reported in vmm_migrate_result.flags.
  */
+
+/* vmm_migrate_options.flags: copy the memory even where memfds could be
+ * passed. */
+#define VMM_MIGRATE_COPY (1u << 0)
+/* vmm_migrate_result.flags: the memory went over as memfds. */
+#define VMM_MIGRATE_MEMFD (1u << 0)
 
 /* What a migration took, filled out by vmm_vm_migrate_send when it
  * returns 0 (vmm_migrate_options.result). Growth convention (abi.h): the
@@ -175,6 +200,7 @@ struct vmm_migrate_result {
     uint64_t pages;       /* 4 KiB pages sent, every round together */
     uint64_t total_us;    /* from the greeting to the target's answer */
     uint64_t downtime_us; /* the VM stopped: from its pause to the target's answer */
+    uint32_t flags;       /* VMM_MIGRATE_MEMFD, or 0: the pages were copied */
 };
 
 /* Migration options. Zero means default; growth convention (abi.h). */
@@ -186,16 +212,18 @@ struct vmm_migrate_options {
     uint32_t max_rounds;  /* pre-copy rounds at most; default 30 */
     /* NULL, or filled out on success (its .size set by the caller). */
     struct vmm_migrate_result *result;
+    uint32_t flags; /* VMM_MIGRATE_COPY */
 };
 
 /*
  * Send vm over fd (connected, blocking) while it runs, from any thread but
- * a vCPU's; dirty logging is turned on for the regions that lack it (and
- * off again after). Returns 0 once the target said it has the VM: this one
- * is then paused (stop it). On any failure, the target's refusal included
+ * a vCPU's; when copying, dirty logging is turned on for the regions that
+ * lack it (and off again after). Returns 0 once the target said it has the
+ * VM: this one is then paused (stop it; after a hand-over of memfds its
+ * memory is blank). On any failure, the target's refusal included
  * (its reason logged), the VM goes on here as it was and a -errno comes
- * back: -EINVAL (bad arguments, a result->size the library does not
- * know), -EPROTO (the target's answer makes no sense), a socket error, or
+ * back: -EINVAL (bad arguments, unknown flags, a result->size the library
+ * does not know), -EPROTO (the target's answer makes no sense), a socket error, or
  * the target's error. opts->result then tells how long the VM was stopped.
  */
 VMM_API VMM_MUST_USE int vmm_vm_migrate_send(struct vmm_vm *vm, int fd,
@@ -217,7 +245,9 @@ VMM_API VMM_MUST_USE int vmm_migrate_recv_hello(int fd, void *buf, size_t max, s
  * a -errno (also sent to the source with a one-line reason, and logged):
  * -EPROTO (a malformed message), -EINVAL (a VM unlike the source's),
  * -ENOTSUP (this host cannot give the guest what it had), -EBUSY (the VM
- * has run), a socket error.
+ * has run), a socket error. After a failure no memfd of the source's stays
+ * mapped. Takes the source's memfds where it offers them and this VM can
+ * (see above).
  */
 VMM_API VMM_MUST_USE int vmm_vm_migrate_recv(struct vmm_vm *vm, int fd);
 

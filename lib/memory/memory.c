@@ -430,6 +430,7 @@ static int memory_map_memfd(const struct vmm_region_config *cfg, struct memory_r
     if (rc)
         goto err_close;
     r->fd = fd;
+    r->memfd = true;
     return 0;
 
 err_close:
@@ -630,6 +631,83 @@ int memory_region_map_private(struct vmm_memory *mem, unsigned index, int fd, ui
     (void)mmap(r->host, r->size, PROT_READ | PROT_WRITE,
                MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     return err;
+}
+
+bool memory_region_memfd(const struct vmm_memory *mem, unsigned index)
+{
+    if (index >= mem->count)
+        return false;
+    const struct memory_region *r = mem->regions[index];
+    return r->owns_mapping && r->memfd && r->fd >= 0 &&
+           !(r->flags & (VMM_MEMORY_F_HUGETLB | VMM_MEMORY_F_READONLY));
+}
+
+/* Make fd the region's fd: onto its old number when it has one (what
+ * region_info handed out stays valid), else a new one. */
+static void memory_region_take_fd(struct memory_region *r, int fd)
+{
+    if (r->fd >= 0 && dup3(fd, r->fd, O_CLOEXEC) >= 0) {
+        close(fd);
+        return;
+    }
+    if (r->fd >= 0)
+        close(r->fd);
+    r->fd = fd;
+}
+
+int memory_region_adopt_memfd(struct vmm_memory *mem, unsigned index, int fd)
+{
+    if (index >= mem->count)
+        return -ENOENT;
+    struct memory_region *r = mem->regions[index];
+    if (!memory_region_anonymous(mem, index) && !memory_region_memfd(mem, index))
+        return -ENOTSUP;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return -errno;
+    if (mmap(r->host, r->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, own, 0) ==
+        MAP_FAILED) {
+        int err = -errno;
+        close(own);
+        /* A failed MAP_FIXED may have unmapped the range. */
+        memory_region_blank(mem, index);
+        return err;
+    }
+    memory_region_take_fd(r, own);
+    r->memfd = true;
+    r->fd_offset = 0;
+    memory_advise(r, VMM_MEMORY_MEMFD);
+    return 0;
+}
+
+void memory_region_blank(struct vmm_memory *mem, unsigned index)
+{
+    if (index >= mem->count || !mem->regions[index]->owns_mapping)
+        return;
+    struct memory_region *r = mem->regions[index];
+    int prot = PROT_READ | PROT_WRITE;
+    int fd = memfd_create("vmm-guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (fd >= 0 && (ftruncate(fd, (off_t)r->size) < 0 ||
+                    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0 ||
+                    mmap(r->host, r->size, prot, MAP_SHARED | MAP_FIXED, fd, 0) == MAP_FAILED)) {
+        close(fd);
+        fd = -1;
+    }
+    if (fd >= 0) {
+        memory_region_take_fd(r, fd);
+        r->memfd = true;
+    } else {
+        if (mmap(r->host, r->size, prot, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
+                 -1, 0) == MAP_FAILED)
+            vmm_log_error("memory: cannot blank region %u: %s", index, strerror(errno));
+        if (r->fd >= 0)
+            close(r->fd);
+        r->fd = -1;
+        r->memfd = false;
+    }
+    r->fd_offset = 0;
+    r->flags &= ~VMM_MEMORY_F_HUGETLB;
+    memory_advise(r, fd >= 0 ? VMM_MEMORY_MEMFD : VMM_MEMORY_ANON);
 }
 
 int vmm_memory_add_external(struct vmm_memory *mem, vmm_gpa_t gpa, uint64_t size, void *host)

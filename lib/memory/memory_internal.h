@@ -25,6 +25,7 @@ struct memory_region {
     int fd;         /* owned (memfd or dup of the caller's); -1 for none */
     uint64_t fd_offset;
     bool owns_mapping; /* false for external memory, which is never unmapped */
+    bool memfd;        /* fd is a memfd the map created or adopted (not a caller's file) */
 
     /*
      * VMM-side dirty tracking. The bitmap is allocated the first time tracking
@@ -82,6 +83,33 @@ bool memory_region_anonymous(const struct vmm_memory *mem, unsigned index);
  * -ENOENT or a -errno from mmap (the region then reads as zeros).
  */
 int memory_region_map_private(struct vmm_memory *mem, unsigned index, int fd, uint64_t offset);
+
+/* Whether region index is a memfd of the map's (created, or adopted by
+ * memory_region_adopt_memfd), without huge pages, writable: what a local
+ * migration may hand to another process. */
+bool memory_region_memfd(const struct vmm_memory *mem, unsigned index);
+
+/*
+ * Map fd shared over region index, at the same host address, and keep a
+ * dup of it as the region's fd (the same fd number when the region had
+ * one): the target of a local migration takes the source's memory. fd
+ * must be a memfd of exactly the region's size, sealed against shrinking
+ * (the caller checks). Only for a region memory_region_anonymous or
+ * memory_region_memfd: -ENOTSUP otherwise. Not while anything accesses the
+ * region. Returns 0, -ENOENT, -ENOTSUP or a -errno (dup, mmap: the region
+ * then has memory of its own again, zeroed).
+ */
+int memory_region_adopt_memfd(struct vmm_memory *mem, unsigned index, int fd);
+
+/*
+ * Give region index blank memory of its own (a new memfd of its size, at
+ * the same host address and fd number; anonymous memory if no memfd can be
+ * made), dropping what it mapped: a migration's source after handing its
+ * memfds over, so that nothing it does reaches the target's guest, or a
+ * target that adopted them and then failed. Only for regions the map
+ * mapped itself (others are left). Not while anything accesses the region.
+ */
+void memory_region_blank(struct vmm_memory *mem, unsigned index);
 
 /* Set the dirty bits of [offset, offset + len) in r (offset + len <= r->size). */
 void memory_dirty_set(struct memory_region *r, uint64_t offset, uint64_t len);

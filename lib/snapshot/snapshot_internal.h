@@ -201,4 +201,58 @@ void vmm_snap_unregister(struct vmm_vm *vm, uint32_t tag, uint32_t instance);
 /* Free the VM's list (vmm_vm_destroy). */
 void vmm_snap_parts_free(struct vmm_vm *vm);
 
+/* ---- live migration's stream (migrate.c) ---- */
+
+struct vmm_memory;
+
+#define MIG_MAGIC        SNAP_TAG('L', 'V', 'M', 'G')
+#define MIG_VERSION_COPY 1u /* memory copied: HELLO, PAGES..., STATE, END */
+#define MIG_VERSION      2u /* HELLO, then OFFER answered by ACCEPT */
+#define MIG_HELLO        1u
+#define MIG_PAGES        2u
+#define MIG_STATE        3u
+#define MIG_END          4u
+#define MIG_REPLY        5u
+#define MIG_OFFER        6u /* source: u32 capabilities it can use */
+#define MIG_ACCEPT       7u /* target: u32 capabilities it takes (a subset) */
+#define MIG_MEMFD        8u /* source: struct mig_memfd, one memfd in SCM_RIGHTS */
+
+#define MIG_CAP_MEMFD (1u << 0) /* guest memory passed as memfds (Unix sockets) */
+
+/* The most descriptors a message is read with (MIG_MEMFD carries one;
+ * more is refused, not truncated away). */
+#define MIG_MAX_FDS 4u
+
+struct mig_header {
+    uint32_t magic, type;
+    uint64_t len;
+};
+
+/* MIG_MEMFD's payload: which region the descriptor backs, as the source
+ * has it (checked against the target's). */
+struct mig_memfd {
+    uint32_t region;
+    uint32_t flags; /* 0 */
+    uint64_t gpa;
+    uint64_t len;
+};
+
+/*
+ * Read a message header from fd, with the descriptors that came with it
+ * (close-on-exec) into fds[0 .. *nfds). Returns 0, -EPROTO (a bad magic,
+ * more than MIG_MAX_FDS descriptors: none kept) or a socket error.
+ */
+int mig_recv_header(int fd, struct mig_header *h, int fds[MIG_MAX_FDS], unsigned *nfds);
+
+/*
+ * Check a MIG_MEMFD message (payload m, the nfds descriptors that came
+ * with it) against mem: exactly one descriptor, a region of mem that may
+ * take one (memory_region_anonymous or memory_region_memfd) at the same
+ * gpa and of the same length, and a memfd of exactly that size sealed
+ * against shrinking and open for writing. Returns 0 with *region set, or
+ * -EPROTO with a one-line reason in why. Closes nothing.
+ */
+int mig_memfd_check(const struct vmm_memory *mem, const struct mig_memfd *m, const int *fds,
+                    unsigned nfds, unsigned *region, char *why, size_t why_len);
+
 #endif /* VMM_SNAPSHOT_INTERNAL_H */

@@ -18,6 +18,12 @@ const char *harness_guest_path(const char *name)
 
 void harness_init(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb)
 {
+    harness_init_backed(h, irqchip, mem_mb, VMM_MEMORY_ANON);
+}
+
+void harness_init_backed(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb,
+                         enum vmm_memory_backing backing)
+{
     memset(h, 0, sizeof(*h));
     ck_assert_int_eq(pipe2(h->console, O_CLOEXEC | O_NONBLOCK), 0);
     ck_assert_int_eq(pipe2(h->input, O_CLOEXEC | O_NONBLOCK), 0);
@@ -26,8 +32,10 @@ void harness_init(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb)
 
     struct vmm_vm_config cfg = VMM_INIT(struct vmm_vm_config, .irqchip = irqchip);
     ck_assert_int_eq(vmm_vm_create(&cfg, &h->vm), 0);
-    struct vmm_region_config ram = {
-        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = (uint64_t)mem_mb << 20};
+    struct vmm_region_config ram = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0,
+                                    .len = (uint64_t)mem_mb << 20,
+                                    .backing = backing};
     ck_assert_int_eq(vmm_vm_add_memory(h->vm, &ram), 0);
     struct vmm_uart_config uart =
         VMM_INIT(struct vmm_uart_config, .out_fd = h->console[1], .in_fd = h->input[0]);

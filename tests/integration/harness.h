@@ -23,6 +23,9 @@ struct harness {
 /* Create a VM with mem_mb MiB of RAM at 0, COM1 wired to pipes, the exit
  * device and the i8042. Fails the test on error. */
 void harness_init(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb);
+/* The same with the RAM backed as backing says. */
+void harness_init_backed(struct harness *h, enum vmm_irqchip irqchip, unsigned mem_mb,
+                         enum vmm_memory_backing backing);
 
 /* Load guest programs: an ELF from the test guest directory, or raw bytes at
  * HARNESS_RAW_ENTRY. Then create vcpus vCPUs entering it. */

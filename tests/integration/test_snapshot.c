@@ -9,11 +9,13 @@
  * whose interrupt the guest takes and whose ID it reads; a migration keeps
  * it. Both interrupt controller models.
  */
+#include <arpa/inet.h>
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -63,13 +65,20 @@ static void expected(char *out, size_t size, unsigned from, const char *inputs)
     snprintf(out + len, size - len, "done\n");
 }
 
-/* The guest's VM: the harness's devices plus the entropy device. */
-static void make_vm(struct harness *h, enum vmm_irqchip irqchip, unsigned vcpus)
+/* The guest's VM (its RAM backed as backing says): the harness's devices
+ * plus the entropy device. */
+static void make_vm_backed(struct harness *h, enum vmm_irqchip irqchip, unsigned vcpus,
+                           enum vmm_memory_backing backing)
 {
-    harness_init(h, irqchip, 64);
+    harness_init_backed(h, irqchip, 64, backing);
     ck_assert_int_eq(vmm_vm_add_virtio_rng(h->vm, 0xd0000000ull, 5, NULL, NULL), 0);
     ck_assert_int_eq(vmm_vm_add_vmgenid(h->vm, VMM_X86_VMGENID, GENID_GSI), 0);
     harness_load_guest(h, "snapcount", vcpus);
+}
+
+static void make_vm(struct harness *h, enum vmm_irqchip irqchip, unsigned vcpus)
+{
+    make_vm_backed(h, irqchip, vcpus, VMM_MEMORY_ANON);
 }
 
 /* The VM's generation ID, checked against the copy in guest memory that
@@ -577,8 +586,204 @@ START_TEST(migration_moves_a_running_vm)
 }
 END_TEST
 
-/* A target fed a page run outside its memory, or a message it does not
- * know, refuses with a reason and touches nothing outside. */
+/* The inode of the file behind region 0 of h's memory (its fd). */
+static ino_t ram_inode(struct harness *h)
+{
+    struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+    struct stat st;
+    ck_assert_int_eq(vmm_memory_region_info(vmm_vm_memory(h->vm), 0, &info), 0);
+    ck_assert_int_ge(info.fd, 0);
+    ck_assert_int_eq(fstat(info.fd, &st), 0);
+    return st.st_ino;
+}
+
+#define SNAP_AREA 0x200000ul /* tests/guests/snapcount.c: its pattern */
+
+/* A connected pair of stream sockets: Unix, or TCP over the loopback. */
+static void stream_pair(int sv[2], bool tcp)
+{
+    if (!tcp) {
+        ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+        return;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(a);
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(l, 0);
+    ck_assert_int_eq(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+    ck_assert_int_eq(listen(l, 1), 0);
+    ck_assert_int_eq(getsockname(l, (struct sockaddr *)&a, &len), 0);
+    sv[0] = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ck_assert_int_ge(sv[0], 0);
+    ck_assert_int_eq(connect(sv[0], (struct sockaddr *)&a, sizeof(a)), 0);
+    sv[1] = accept4(l, NULL, NULL, SOCK_CLOEXEC);
+    ck_assert_int_ge(sv[1], 0);
+    close(l);
+}
+
+/* Move the counting snapcount guest from src (running, at "waiting") to
+ * dst over a Unix socketpair (or TCP) with options o; *t is the receiving
+ * thread's. */
+static int move_over(struct harness *src, struct harness *dst, struct target *t,
+                     const struct vmm_migrate_options *o, bool tcp)
+{
+    int sv[2];
+    pthread_t recv_thread;
+    stream_pair(sv, tcp);
+    *t = (struct target){.h = dst, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, receive_main, t), 0);
+    int r = vmm_vm_migrate_send(src->vm, sv[0], o);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    close(sv[0]);
+    close(sv[1]);
+    return r;
+}
+
+static int move(struct harness *src, struct harness *dst, struct target *t,
+                const struct vmm_migrate_options *o)
+{
+    return move_over(src, dst, t, o, false);
+}
+
+/* A memfd-backed VM moves over a Unix socket by handing its memfds over:
+ * no page is copied, the target (memfd-backed, or anonymous: _i) runs on
+ * the source's memfd and the guest counts on; the source is left with
+ * blank memory. A target that fails after taking the memfds drops them,
+ * and the source goes on with its memory intact. VMM_MIGRATE_COPY, or a
+ * TCP link, copies instead. */
+START_TEST(migration_hands_memfds_over)
+{
+    static char want[4096], got[8192];
+    struct harness src, dst;
+    make_vm_backed(&src, chip(_i), 1, VMM_MEMORY_MEMFD);
+    make_vm_backed(&dst, chip(_i), 1, _i ? VMM_MEMORY_ANON : VMM_MEMORY_MEMFD);
+    pthread_t run;
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    src.output_len = 0;
+    src.output[0] = '\0';
+    send_input(&src, "m");
+    ino_t ram = ram_inode(&src);
+    struct target t;
+    struct vmm_migrate_result res = VMM_INIT(struct vmm_migrate_result);
+    struct vmm_migrate_options o =
+        VMM_INIT(struct vmm_migrate_options, .app_data = "snapcount", .app_len = 9, .result = &res);
+    ck_assert_int_eq(move(&src, &dst, &t, &o), 0);
+    ck_assert_int_eq(t.ret, 0);
+    ck_assert_uint_eq(res.flags, VMM_MIGRATE_MEMFD);
+    ck_assert_uint_eq(res.pages, 0);
+    ck_assert_uint_eq(res.rounds, 0);
+    ck_assert_uint_gt(res.downtime_us, 0);
+    ck_assert_uint_le(res.downtime_us, res.total_us);
+    vmm_vm_stop(src.vm);
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    /* The target's RAM is the source's memfd; the source's is another,
+     * blank: nothing it does now reaches the guest. */
+    ck_assert_uint_eq(ram_inode(&dst), ram);
+    ck_assert_uint_ne(ram_inode(&src), ram);
+    uint64_t word = 1;
+    ck_assert_int_eq(vmm_memory_read(vmm_vm_memory(src.vm), SNAP_AREA, &word, 8), 0);
+    ck_assert_uint_eq(word, 0);
+    ck_assert_int_eq(vmm_memory_read(vmm_vm_memory(dst.vm), SNAP_AREA, &word, 8), 0);
+    ck_assert_uint_ne(word, 0);
+    ssize_t n;
+    while ((n = read(src.console[0], src.output + src.output_len,
+                     sizeof(src.output) - 1 - src.output_len)) > 0)
+        src.output_len += (size_t)n;
+    src.output[src.output_len] = '\0';
+    snprintf(got, sizeof(got), "%s", src.output);
+    send_input(&dst, "n");
+    harness_run(&dst);
+    ck_assert_int_eq(dst.exit.status, 0);
+    strncat(got, dst.output, sizeof(got) - strlen(got) - 1);
+    expected(want, sizeof(want), 1, "mn");
+    ck_assert_str_eq(got, want);
+    harness_fini(&src);
+    harness_fini(&dst);
+
+    /* A target without the entropy device takes the memfds, then refuses
+     * the state: it drops them, and the source goes on with its memory
+     * (the guest checks its pattern at the end). */
+    make_vm_backed(&src, chip(_i), 1, VMM_MEMORY_MEMFD);
+    harness_init_backed(&dst, chip(_i), 64, VMM_MEMORY_MEMFD);
+    harness_load_guest(&dst, "snapcount", 1);
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    ram = ram_inode(&src);
+    ck_assert_int_eq(move(&src, &dst, &t, NULL), -EINVAL);
+    ck_assert_int_eq(t.ret, -EINVAL);
+    ck_assert_uint_eq(ram_inode(&src), ram);
+    ck_assert_uint_ne(ram_inode(&dst), ram);
+    send_input(&src, "pq");
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    ck_assert_int_eq(src.exit.status, 0);
+    harness_fini(&src);
+    harness_fini(&dst);
+
+    /* Asked to copy (_i 0), or over TCP (_i 1), it copies, from memfd to
+     * memfd. */
+    make_vm_backed(&src, chip(_i), 1, VMM_MEMORY_MEMFD);
+    make_vm_backed(&dst, chip(_i), 1, VMM_MEMORY_MEMFD);
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    ram = ram_inode(&src);
+    res = VMM_INIT(struct vmm_migrate_result);
+    o = VMM_INIT(struct vmm_migrate_options, .result = &res, .flags = _i ? 0 : VMM_MIGRATE_COPY);
+    ck_assert_int_eq(move_over(&src, &dst, &t, &o, _i), 0);
+    ck_assert_int_eq(t.ret, 0);
+    ck_assert_uint_eq(res.flags, 0);
+    ck_assert_uint_gt(res.pages, 0);
+    ck_assert_uint_ne(ram_inode(&dst), ram);
+    vmm_vm_stop(src.vm);
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    send_input(&dst, "pq");
+    harness_run(&dst);
+    ck_assert_int_eq(dst.exit.status, 0);
+    harness_fini(&src);
+    harness_fini(&dst);
+}
+END_TEST
+
+/* A target that goes away mid-way (after the greeting and a little of the
+ * memory): the source fails with the socket's error and goes on. */
+static void *vanishing_target(void *arg)
+{
+    struct target *t = arg;
+    static uint8_t some[64 << 10];
+    t->ret = vmm_migrate_recv_hello(t->fd, t->blob, sizeof(t->blob), &t->blob_len);
+    ssize_t n = t->ret == 0 ? recv(t->fd, some, sizeof(some), MSG_WAITALL) : -1;
+    t->ret = n == (ssize_t)sizeof(some) ? 0 : -EIO;
+    shutdown(t->fd, SHUT_RDWR);
+    return NULL;
+}
+
+START_TEST(migration_survives_a_target_that_vanishes)
+{
+    struct harness src;
+    make_vm(&src, chip(_i), 1);
+    pthread_t run, recv_thread;
+    ck_assert_int_eq(pthread_create(&run, NULL, run_main, &src), 0);
+    read_until(&src, "waiting\n");
+    int sv[2];
+    ck_assert_int_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct target t = {.h = NULL, .fd = sv[1]};
+    ck_assert_int_eq(pthread_create(&recv_thread, NULL, vanishing_target, &t), 0);
+    int r = vmm_vm_migrate_send(src.vm, sv[0], NULL);
+    ck_assert_msg(r == -EPIPE || r == -ECONNRESET, "migrate: %d", r);
+    ck_assert_int_eq(pthread_join(recv_thread, NULL), 0);
+    ck_assert_int_eq(t.ret, 0);
+    send_input(&src, "pq");
+    ck_assert_int_eq(pthread_join(run, NULL), 0);
+    ck_assert_int_eq(src.exit.status, 0);
+    harness_fini(&src);
+    close(sv[0]);
+    close(sv[1]);
+}
+END_TEST
+
+/* A target fed a page run outside its memory, a message it does not know,
+ * a descriptor with a message that has none or a memfd it was not offered
+ * refuses with a reason and touches nothing outside. */
 START_TEST(migration_target_refuses_malformed_streams)
 {
     struct {
@@ -591,7 +796,14 @@ START_TEST(migration_target_refuses_malformed_streams)
         uint32_t region, count;
         uint64_t first;
     } run = {0, 1, (64u << 20) / 4096}; /* one page past the end */
-    for (int k = 0; k < 2; k++) {
+    /* 2: a page run with a descriptor; 3: a memfd nobody offered. */
+    struct {
+        uint32_t magic, type;
+        uint64_t len;
+    } memfd_msg = {SNAP_TAG('L', 'V', 'M', 'G'), 8, 24};
+    static const char *const reasons[] = {"outside guest memory", "unexpected message 77",
+                                          "descriptors with message 2", "unexpected message 8"};
+    for (int k = 0; k < 4; k++) {
         struct harness h;
         make_vm(&h, VMM_IRQCHIP_SPLIT, 1);
         int sv[2];
@@ -601,8 +813,26 @@ START_TEST(migration_target_refuses_malformed_streams)
         if (k == 0) {
             ck_assert_int_eq(write(sv[0], &pages, sizeof(pages)), sizeof(pages));
             ck_assert_int_eq(write(sv[0], &run, sizeof(run)), sizeof(run));
-        } else {
+        } else if (k == 1) {
             ck_assert_int_eq(write(sv[0], &bogus, sizeof(bogus)), sizeof(bogus));
+        } else {
+            struct iovec iov = {.iov_base = k == 2 ? (void *)&pages : (void *)&memfd_msg,
+                                .iov_len = sizeof(pages)};
+            union {
+                struct cmsghdr align;
+                char buf[CMSG_SPACE(sizeof(int))];
+            } ctl;
+            memset(&ctl, 0, sizeof(ctl));
+            struct msghdr msg = {.msg_iov = &iov,
+                                 .msg_iovlen = 1,
+                                 .msg_control = ctl.buf,
+                                 .msg_controllen = sizeof(ctl.buf)};
+            struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+            c->cmsg_level = SOL_SOCKET;
+            c->cmsg_type = SCM_RIGHTS;
+            c->cmsg_len = CMSG_LEN(sizeof(int));
+            memcpy(CMSG_DATA(c), &h.console[1], sizeof(int));
+            ck_assert_int_eq(sendmsg(sv[0], &msg, 0), (ssize_t)sizeof(pages));
         }
         char blob[8];
         size_t len;
@@ -618,8 +848,7 @@ START_TEST(migration_target_refuses_malformed_streams)
         ck_assert_int_gt(read(sv[0], &answer, sizeof(answer) - 1), 20);
         ck_assert_uint_eq(answer.type, 5);
         ck_assert_uint_eq(answer.status, EPROTO);
-        ck_assert_msg(strstr(answer.why, k == 0 ? "outside guest memory" : "unexpected message"),
-                      "reason: %s", answer.why);
+        ck_assert_msg(strstr(answer.why, reasons[k]), "reason: %s", answer.why);
         close(sv[0]);
         close(sv[1]);
         harness_fini(&h);
@@ -1535,6 +1764,8 @@ static Suite *snapshot_suite(void)
     tcase_add_loop_test(tc, standalone_diff_restores_like_a_full_one, 0, 2);
     tcase_add_loop_test(tc, migration_moves_a_running_vm, 0, 2);
     tcase_add_test(tc, migration_target_refuses_malformed_streams);
+    tcase_add_loop_test(tc, migration_hands_memfds_over, 0, 2);
+    tcase_add_loop_test(tc, migration_survives_a_target_that_vanishes, 0, 2);
     tcase_add_test(tc, bad_snapshots_are_refused);
     tcase_add_test(tc, app_data_round_trips);
     tcase_add_test(tc, uffd_restore_runs_under_its_own_filter);
