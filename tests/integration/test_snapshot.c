@@ -1583,7 +1583,8 @@ static struct vmm_virtio_pci *make_pci_vm(struct harness *h, enum vmm_irqchip ir
 }
 
 /* A guest driving a virtio-pci device with MSI-X is saved between
- * requests, restored in a new VM, saved again and restored again: its
+ * requests, restored in a new VM, saved again and restored again (and
+ * cloned from the first snapshot): its
  * BAR stays where it moved it (notifications still caught by ioeventfds,
  * never an exit), and every completion still comes as one MSI-X
  * interrupt. A VM without PCI refuses the snapshot. */
@@ -1624,6 +1625,19 @@ START_TEST(virtio_pci_goes_on_after_restore)
     harness_fini(&h3);
     pci_expected(want, sizeof(want), 1, "pq");
     ck_assert_str_eq(got, want);
+
+    /* A clone of the first snapshot (its memory mapped copy-on-write) runs
+     * on its own to the end. */
+    make_pci_vm(&h3, chip(_i));
+    restore(&h3, a, VMM_RESTORE_LAZY);
+    send_input(&h3, "cd");
+    harness_run(&h3);
+    ck_assert_msg(h3.exit.reason == VMM_EXIT_GUEST_EXIT && h3.exit.status == 0,
+                  "exit %s status %d: %s", vmm_exit_reason_name(h3.exit.reason), h3.exit.status,
+                  h3.output);
+    pci_expected(want, sizeof(want), 1, "cd");
+    ck_assert_str_eq(h3.output, want);
+    harness_fini(&h3);
 
     /* The snapshot has a root complex and a function the MMIO VM lacks. */
     struct harness h;
