@@ -63,7 +63,7 @@ struct vfio_pci {
     bool irqs_off;            /* wiring them failed: the guest's choice is ignored */
     unsigned msi_enabled;     /* MSI vectors VFIO signals now (irq_lock) */
     int intx_fd;              /* INTx trigger (-1: no INTx) */
-    int intx_resample;        /* KVM's resample fd, VFIO's unmask */
+    int intx_resample;        /* the irqfd's resample fd, VFIO's unmask */
     unsigned intx_gsi;
     uint8_t pm[8];    /* the power management capability's body */
     uint64_t trapped; /* BAR accesses forwarded (atomic) */
@@ -558,10 +558,13 @@ static int intx_init(struct vfio_pci *p, const uint8_t *cfg)
     p->intx_fd = p->intx_resample = -1;
     if (!cfg[0x3d] || !irq_count(p, VFIO_PCI_INTX_IRQ_INDEX))
         return 0;
+#ifndef __x86_64__
+    /* x86's split irqchip resamples in the library (vmm_vm_irqfd). */
     if (vmm_vm_irqchip(p->vm) != VMM_IRQCHIP_KERNEL) {
         vmm_log_warn("%s: INTx left out: it needs the in-kernel irqchip's resample irqfd", p->name);
         return 0;
     }
+#endif
     p->intx_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     p->intx_resample = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->intx_fd < 0 || p->intx_resample < 0) {
