@@ -16,12 +16,7 @@ l2_vfio_net() {
         insmod "/lib/modules/vfio/$m.ko" || echo "L2-VFIO-FAIL insmod: $m"
     done
     echo "L2-VFIO-MODULES $(tr '\n' ' ' </lib/modules/vfio/order)"
-    i=0
-    while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 100 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if [ ! -e /sys/class/net/eth0 ]; then
+    if ! l2_wait_for /sys/class/net/eth0; then
         echo "L2-VFIO-FAIL no eth0: $(dmesg | grep -i e1000e | tail -n 5)"
         return 0
     fi
