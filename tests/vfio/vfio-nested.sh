@@ -102,12 +102,12 @@ modprobe e1000 || echo "cannot load e1000"
 ifc=$(ls "/sys/bus/pci/devices/$l1nic/net" 2>/dev/null)
 ip link set "$ifc" up && ip addr add 10.0.3.1/24 dev "$ifc" && echo "level 1 nic $ifc up"
 if [ -s "$5/initrd.cpio" ]; then
-    timeout 150 "$2" --kernel "$5/bzImage" --initrd "$5/initrd.cpio" --mem 256M \
+    timeout 240 "$2" --kernel "$5/bzImage" --initrd "$5/initrd.cpio" --mem 256M \
         --cmdline "console=ttyS0 panic=-1" --cpu-disable xsave,avx --vfio "$nic"
     echo "vmm-run linux status $?"
 fi
 '
-out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 300 \
+out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 420 \
     --qemu-arg -device --qemu-arg intel-iommu,intremap=on --qemu-arg -device --qemu-arg edu \
     --qemu-arg -netdev --qemu-arg hubport,id=n1,hubid=1 \
     --qemu-arg -device --qemu-arg e1000e,netdev=n1,mac=52:54:00:4c:32:02 \
