@@ -135,8 +135,11 @@ VMM_API int vmm_vm_set_irq(struct vmm_vm *vm, unsigned gsi, bool level);
  * Connect an eventfd to interrupt line gsi (an IOAPIC pin, or the GSI of a
  * PCI device's MSI route): each write to fd raises an edge on the line
  * without a trip through userspace. resample_fd >= 0 makes it a
- * level-triggered line that KVM lowers at EOI and signals through
- * resample_fd (full in-kernel irqchip only; -ENOTSUP otherwise).
+ * level-triggered line that is lowered at EOI and signalled through
+ * resample_fd: by KVM with the in-kernel irqchip; with the split irqchip
+ * (x86) by the library, gsi an IOAPIC pin: the VM's event loop raises the
+ * pin on fd and the guest's EOI of it writes resample_fd (-ENOTSUP for
+ * other GSIs and where neither applies).
  * Returns 0 or a -errno. vmm_vm_irqfd_remove disconnects it.
  */
 VMM_API VMM_MUST_USE int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd);

@@ -34,6 +34,13 @@ void vmm_arch_irqchip_destroy(struct vmm_vm *vm);
  * every vCPU; x86: nothing). Logs why it fails. */
 int vmm_arch_irqfd_prepare(struct vmm_vm *vm);
 
+/* vmm_vm_irqfd with a resample_fd where KVM has no IOAPIC of its own (x86's
+ * split irqchip): the event loop raises gsi's pin on fd, and the pin's EOI
+ * lowers it and writes resample_fd; -ENOTSUP where the architecture cannot.
+ * _remove undoes it for fd (-ENOENT: fd is no such irqfd). */
+int vmm_arch_irqfd_resample(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd);
+int vmm_arch_irqfd_resample_remove(struct vmm_vm *vm, int fd, unsigned gsi);
+
 /* Drive interrupt line gsi (< VMM_IOAPIC_PINS) to level. */
 int vmm_arch_irq_line(struct vmm_vm *vm, unsigned gsi, bool level);
 

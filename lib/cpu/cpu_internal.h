@@ -75,7 +75,8 @@ struct vmm_vm {
     struct vmm_bus *pio;
     struct vmm_bus *mmio;
     struct vmm_event_loop *loop;
-    struct vmm_ioapic *ioapic; /* split irqchip only */
+    struct vmm_ioapic *ioapic;         /* split irqchip only */
+    struct vmm_x86_resample *resample; /* its resampling irqfds (x86_64/vm.c), or NULL */
 
     /* Coalesced writes (coalesced.c): the ring's page in the vCPU mapping,
      * 0 while none is registered (atomic); drains are serialised. */

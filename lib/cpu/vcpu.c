@@ -355,7 +355,7 @@ static inline __attribute__((always_inline)) int vcpu_step(struct vmm_vcpu *vcpu
 #ifdef __x86_64__
     case KVM_EXIT_IOAPIC_EOI:
         if (vcpu->vm->ioapic)
-            vmm_ioapic_eoi(vcpu->vm->ioapic, run->eoi.vector);
+            vmm_x86_ioapic_eoi(vcpu->vm, run->eoi.vector);
         return 0;
 #endif
     case KVM_EXIT_INTR:

@@ -361,7 +361,10 @@ int vmm_vm_irqfd(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
         return r;
     struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi};
     if (resample_fd >= 0) {
-        /* Resampling needs KVM's own IOAPIC to see the EOI. */
+        /* Resampling needs KVM's own IOAPIC to see the EOI; under the
+         * split irqchip the library's IOAPIC does that part. */
+        if (vm->cfg.irqchip == VMM_IRQCHIP_SPLIT)
+            return vmm_arch_irqfd_resample(vm, fd, gsi, resample_fd);
         if (vm->cfg.irqchip != VMM_IRQCHIP_KERNEL)
             return -ENOTSUP;
         irqfd.flags = KVM_IRQFD_FLAG_RESAMPLE;
@@ -374,6 +377,8 @@ int vmm_vm_irqfd_remove(struct vmm_vm *vm, int fd, unsigned gsi)
 {
     if (!vmm_vm_gsi_routable(vm, gsi) || fd < 0)
         return -EINVAL;
+    if (vmm_arch_irqfd_resample_remove(vm, fd, gsi) == 0)
+        return 0;
     struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi, .flags = KVM_IRQFD_FLAG_DEASSIGN};
     return vmm_kvm_ioctl(vm->vm_fd, KVM_IRQFD, &irqfd);
 }

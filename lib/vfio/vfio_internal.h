@@ -8,6 +8,7 @@
 #include <linux/vfio.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <vmm/pci.h>
 #include <vmm/vfio.h>
 
 struct vfio_location {
@@ -87,6 +88,24 @@ struct vfio_range {
 unsigned vmm_vfio_bar_pieces(uint64_t size, const struct vfio_range *areas, unsigned nr_areas,
                              const struct vfio_range *holes, unsigned nr_holes,
                              struct vfio_range out[VFIO_MAX_PIECES]);
+
+/* An MSI-X capability as the device describes it. */
+struct vfio_msix {
+    unsigned vectors;    /* table size */
+    unsigned bar;        /* the BAR of table and PBA */
+    uint64_t table, pba; /* their offsets in it */
+};
+
+/*
+ * lib/vfio/vfio_pci.c: the MSI-X capability's message control, table and
+ * PBA registers (ctl, table, pba) checked against the device's BAR sizes
+ * (bar_size[i]: VFIO's size of region i, 0: none) into *out. Returns 0, or
+ * -EINVAL for a BAR index past the last BAR (BIR 6 or 7), table and PBA in
+ * different BARs, more than VMM_PCI_MSIX_MAX vectors, or a table or PBA
+ * that does not fit in its BAR; *out is then left alone.
+ */
+int vmm_vfio_msix_parse(uint16_t ctl, uint32_t table, uint32_t pba,
+                        const uint64_t bar_size[VMM_PCI_MAX_BARS], struct vfio_msix *out);
 
 /* lib/vfio/vfio.c: VFIO_DEVICE_GET_REGION_INFO of region index into *ri
  * (0, -EINVAL past the last region, or -errno). */

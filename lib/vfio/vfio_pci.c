@@ -64,7 +64,7 @@ struct vfio_pci {
     bool irqs_off;            /* wiring them failed: the guest's choice is ignored */
     unsigned msi_enabled;     /* MSI vectors VFIO signals now (irq_lock) */
     int intx_fd;              /* INTx trigger (-1: no INTx) */
-    int intx_resample;        /* KVM's resample fd, VFIO's unmask */
+    int intx_resample;        /* the irqfd's resample fd, VFIO's unmask */
     unsigned intx_gsi;
     uint8_t pm[8];    /* the power management capability's body */
     uint64_t trapped; /* BAR accesses forwarded (atomic) */
@@ -489,6 +489,21 @@ static unsigned irq_count(struct vfio_pci *p, unsigned index)
     return ii.count;
 }
 
+int vmm_vfio_msix_parse(uint16_t ctl, uint32_t table, uint32_t pba,
+                        const uint64_t bar_size[VMM_PCI_MAX_BARS], struct vfio_msix *out)
+{
+    unsigned n = (ctl & 0x7ffu) + 1u, bar = table & 7u;
+    uint64_t t = table & ~7u, b = pba & ~7u;
+    if (bar >= VMM_PCI_MAX_BARS || (pba & 7u) != bar || n > VMM_PCI_MSIX_MAX)
+        return -EINVAL;
+    uint64_t size = bar_size[bar];
+    /* Offsets are under 2^32 and sizes small: no overflow. */
+    if (t + (uint64_t)n * 16 > size || b + (n + 63u) / 64u * 8 > size)
+        return -EINVAL;
+    *out = (struct vfio_msix){.vectors = n, .bar = bar, .table = t, .pba = b};
+    return 0;
+}
+
 /* Walk the device's capabilities: MSI and MSI-X (to emulate) and power
  * management (shown read-only); the rest stay hidden. */
 static void caps_scan(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_device *dv,
@@ -509,17 +524,26 @@ static void caps_scan(struct vfio_pci *p, const uint8_t *cfg, struct vmm_pci_dev
             uint32_t t, b;
             memcpy(&t, cfg + off + 4, 4);
             memcpy(&b, cfg + off + 8, 4);
-            unsigned n = (ctl & 0x7ff) + 1u;
-            if ((t & 7) != (b & 7) || n > VMM_PCI_MSIX_MAX ||
-                irq_count(p, VFIO_PCI_MSIX_IRQ_INDEX) < n) {
-                vmm_log_warn("%s: MSI-X left out (table and PBA in different BARs, or more "
-                             "vectors than the bus has)",
-                             p->name);
+            uint64_t sizes[VMM_PCI_MAX_BARS] = {0};
+            struct vfio_region_info ri;
+            /* Memory BARs of a size bars_init places; the rest count as none. */
+            for (unsigned i = 0; i < VMM_PCI_MAX_BARS; i++)
+                if (!(cfg[0x10 + 4 * i] & 1) &&
+                    vmm_vfio_region_info(p->d, VFIO_PCI_BAR0_REGION_INDEX + i, &ri) == 0 &&
+                    ri.size >= 16 && !(ri.size & (ri.size - 1)))
+                    sizes[i] = ri.size;
+            struct vfio_msix m;
+            if (vmm_vfio_msix_parse(ctl, t, b, sizes, &m) < 0) {
+                vmm_log_warn("%s: MSI-X left out (table 0x%08x, PBA 0x%08x: a BAR past the last, "
+                             "different BARs, too many vectors or past the BAR's end)",
+                             p->name, t, b);
+            } else if (irq_count(p, VFIO_PCI_MSIX_IRQ_INDEX) < m.vectors) {
+                vmm_log_warn("%s: MSI-X left out (VFIO has fewer vectors than the table)", p->name);
             } else {
-                dv->msix_vectors = n;
-                *msix_bar = t & 7;
-                *table = t & ~7u;
-                *pba = b & ~7u;
+                dv->msix_vectors = m.vectors;
+                *msix_bar = m.bar;
+                *table = m.table;
+                *pba = m.pba;
             }
         } else if (id == CAP_ID_PM && off + 2 + sizeof(p->pm) <= CFG_SIZE) {
             memcpy(p->pm, cfg + off + 2, sizeof(p->pm) - 2);
@@ -535,10 +559,13 @@ static int intx_init(struct vfio_pci *p, const uint8_t *cfg)
     p->intx_fd = p->intx_resample = -1;
     if (!cfg[0x3d] || !irq_count(p, VFIO_PCI_INTX_IRQ_INDEX))
         return 0;
+#ifndef __x86_64__
+    /* x86's split irqchip resamples in the library (vmm_vm_irqfd). */
     if (vmm_vm_irqchip(p->vm) != VMM_IRQCHIP_KERNEL) {
         vmm_log_warn("%s: INTx left out: it needs the in-kernel irqchip's resample irqfd", p->name);
         return 0;
     }
+#endif
     p->intx_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     p->intx_resample = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (p->intx_fd < 0 || p->intx_resample < 0) {

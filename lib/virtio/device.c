@@ -4,12 +4,17 @@
  * their transport. */
 #include <errno.h>
 #include <inttypes.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+#include <vmm/event.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <vmm/virtio.h>
 
+#include "event/event_internal.h"
 #include "virtio_internal.h"
 
 #define DEFAULT_QUEUE_SIZE 256
@@ -45,9 +50,97 @@ void vmm_virtio_requeue(struct vmm_virtio_transport *t, unsigned index)
         t->kick(t, index);
 }
 
+/* ---- queue notifications ---- */
+
+void vmm_virtio_notify_deliver(struct vmm_virtio_transport *t, unsigned i)
+{
+    if (i >= t->dev.num_queues)
+        return;
+    struct vmm_virtio_notify *n = &t->notify[i];
+    uint32_t size = 0;
+    for (unsigned round = 0; round <= size; round++) {
+        n->kicked = false;
+        if (!t->queue_enabled(t, i, &size) || !vmm_virtio_driver_ok(t))
+            return;
+        (*t->notifies)++;
+        if (t->dev.ops->queue_notify)
+            t->dev.ops->queue_notify(t->dev.opaque, i);
+        if (!n->kicked)
+            return;
+    }
+}
+
+/* Event loop: queue i's notify eventfd fired. It is watched edge-triggered
+ * and never read: each signal (a kick, KVM's ioeventfd) is one callback, and
+ * the counter says nothing a look at the ring does not, so draining it would
+ * cost a system call per notification for nothing. */
+static void notify_event(void *opaque, int fd, uint32_t events)
+{
+    (void)fd;
+    (void)events;
+    struct vmm_virtio_notify *n = opaque;
+    vmm_virtio_lock(n->t);
+    vmm_virtio_notify_deliver(n->t, n->index);
+    vmm_virtio_unlock(n->t);
+}
+
+void vmm_virtio_notify_queue(struct vmm_virtio_transport *t, unsigned i)
+{
+    if (t->notify[i].fd >= 0) {
+        uint64_t one = 1;
+        if (write(t->notify[i].fd, &one, sizeof(one)) < 0)
+            vmm_log_debug("%s: notify eventfd write: %s", t->name, vmm_strerror(-errno));
+    } else {
+        vmm_virtio_notify_deliver(t, i);
+    }
+}
+
+/* The transport's kick: from inside a device, so never a call back into it
+ * from here; standalone, vmm_virtio_notify_deliver looks again when the
+ * device returns. */
+static void notify_kick(struct vmm_virtio_transport *t, unsigned i)
+{
+    if (t->notify[i].fd >= 0)
+        vmm_virtio_notify_queue(t, i);
+    else
+        t->notify[i].kicked = true;
+}
+
+/* The transport's notify_fd: hand queue i's notification eventfd (bound to
+ * its notification address with KVM where the transport does that) to a
+ * back end that watches it itself, or take it back. */
+static int notify_fd(struct vmm_virtio_transport *t, unsigned i, bool take)
+{
+    if (i >= t->dev.num_queues || !t->notify[i].watched)
+        return -ENOTSUP;
+    int r = vmm_event_loop_modify(t->loop, t->notify[i].fd, take ? 0 : EPOLLIN);
+    return r < 0 ? r : t->notify[i].fd;
+}
+
+int vmm_virtio_notify_watch(struct vmm_virtio_transport *t)
+{
+    for (unsigned i = 0; t->loop && i < t->dev.num_queues; i++) {
+        struct vmm_virtio_notify *n = &t->notify[i];
+        n->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (n->fd < 0)
+            return -errno;
+        int r = vmm_event_loop_add_edge(t->loop, n->fd, EPOLLIN, notify_event, n);
+        if (r < 0)
+            return r;
+        n->watched = true;
+    }
+    return 0;
+}
+
+/* ---- the transport ---- */
+
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop)
 {
+    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++)
+        t->notify[i] = (struct vmm_virtio_notify){.fd = -1, .t = t, .index = i};
+    t->kick = notify_kick;
+    t->notify_fd = notify_fd;
     struct vmm_virtio_device d;
     if (!dev || VMM_ABI_COPY_IN(&d, dev) < 0 || !d.ops || VMM_ABI_COPY_IN(&t->ops, d.ops) < 0 ||
         !t->ops.config_read || !mem || d.num_queues == 0 || d.num_queues > VMM_VIRTIO_MAX_QUEUES)
@@ -108,6 +201,11 @@ void vmm_virtio_transport_reset(struct vmm_virtio_transport *t)
 
 void vmm_virtio_transport_fini(struct vmm_virtio_transport *t)
 {
+    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
+        if (t->notify[i].watched)
+            (void)vmm_event_loop_remove(t->loop, t->notify[i].fd);
+        t->notify[i].watched = false;
+    }
     pthread_mutex_lock(&t->lock);
     vmm_virtio_transport_reset(t);
     pthread_mutex_unlock(&t->lock);
@@ -116,6 +214,9 @@ void vmm_virtio_transport_fini(struct vmm_virtio_transport *t)
     for (unsigned i = 0; i < t->dev.num_queues; i++)
         vmm_virtq_destroy(t->queues[i]);
     pthread_mutex_destroy(&t->lock);
+    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++)
+        if (t->notify[i].fd >= 0)
+            close(t->notify[i].fd);
 }
 
 void vmm_virtio_lock(struct vmm_virtio_transport *t)

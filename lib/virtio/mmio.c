@@ -35,12 +35,7 @@ struct mmio_queue {
     bool ready;
     bool reset_done; /* QueueReset reads 1 after a queue reset until re-enabled */
     uint64_t desc, driver, device;
-    int notify_fd;  /* eventfd the event loop watches; -1 when standalone */
-    bool watched;   /* notify_fd is on the loop */
-    bool ioeventfd; /* notify_fd is bound to QueueNotify with KVM */
-    bool kicked;    /* without a loop: notify the device again when it returns */
-    struct vmm_virtio_mmio *owner;
-    unsigned index;
+    bool ioeventfd; /* its notify eventfd (t.notify) is bound to QueueNotify with KVM */
 };
 
 struct vmm_virtio_mmio {
@@ -111,10 +106,10 @@ static void mmio_raise(struct vmm_virtio_transport *t, uint32_t cause)
 static void bind_ioeventfd(struct vmm_virtio_mmio *m, unsigned i)
 {
     struct mmio_queue *mq = &m->q[i];
-    if (!m->vm || mq->notify_fd < 0 || mq->ioeventfd)
+    if (!m->vm || m->t.notify[i].fd < 0 || mq->ioeventfd)
         return;
-    int r = vmm_vm_ioeventfd(m->vm, mq->notify_fd, m->cfg.base + VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 4, i,
-                             VMM_IOEVENTFD_DATAMATCH);
+    int r = vmm_vm_ioeventfd(m->vm, m->t.notify[i].fd, m->cfg.base + VMM_VIRTIO_MMIO_QUEUE_NOTIFY,
+                             4, i, VMM_IOEVENTFD_DATAMATCH);
     /* Without it, QueueNotify writes reach the bus and signal the same fd. */
     if (r == 0)
         mq->ioeventfd = true;
@@ -125,81 +120,18 @@ static void unbind_ioeventfd(struct vmm_virtio_mmio *m, unsigned i)
     struct mmio_queue *mq = &m->q[i];
     if (!mq->ioeventfd)
         return;
-    (void)vmm_vm_ioeventfd_remove(m->vm, mq->notify_fd, m->cfg.base + VMM_VIRTIO_MMIO_QUEUE_NOTIFY,
-                                  4, i, VMM_IOEVENTFD_DATAMATCH);
+    (void)vmm_vm_ioeventfd_remove(m->vm, m->t.notify[i].fd,
+                                  m->cfg.base + VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 4, i,
+                                  VMM_IOEVENTFD_DATAMATCH);
     mq->ioeventfd = false;
 }
 
-/* Hand a notification of queue i to the device (lock held). Without an
- * event loop, a queue kicked meanwhile (the device released chains it had
- * held back for) is handed over again when the device returns: as often as
- * that keeps happening, up to once per queue entry (the driver's next
- * notification goes on from there). */
-static void deliver_notify(struct vmm_virtio_mmio *m, unsigned i)
-{
-    struct vmm_virtio_transport *t = &m->t;
-    if (i >= t->dev.num_queues)
-        return;
-    struct mmio_queue *mq = &m->q[i];
-    for (unsigned round = 0; round <= mq->num; round++) {
-        mq->kicked = false;
-        if (!mq->ready || !vmm_virtio_driver_ok(t))
-            return;
-        m->stats.notifies++;
-        if (t->dev.ops->queue_notify)
-            t->dev.ops->queue_notify(t->dev.opaque, i);
-        if (!mq->kicked)
-            return;
-    }
-}
-
-/* Event loop: queue i's notify eventfd fired. It is watched edge-triggered
- * and never read: each signal (a kick, KVM's ioeventfd) is one callback, and
- * the counter says nothing a look at the ring does not, so draining it would
- * cost a system call per notification for nothing. */
-static void notify_event(void *opaque, int fd, uint32_t events)
-{
-    (void)fd;
-    (void)events;
-    struct mmio_queue *mq = opaque;
-    struct vmm_virtio_mmio *m = mq->owner;
-    vmm_virtio_lock(&m->t);
-    deliver_notify(m, mq->index);
-    vmm_virtio_unlock(&m->t);
-}
-
-/* Queue i wants a look on the event loop (or right here, standalone). */
-static void kick_queue(struct vmm_virtio_mmio *m, unsigned i)
-{
-    if (m->q[i].notify_fd >= 0) {
-        uint64_t one = 1;
-        if (write(m->q[i].notify_fd, &one, sizeof(one)) < 0)
-            vmm_log_debug("%s: notify eventfd write: %s", m->t.name, vmm_strerror(-errno));
-    } else {
-        deliver_notify(m, i);
-    }
-}
-
-/* The transport's kick: from inside a device, so never a call back into it
- * from here; standalone, deliver_notify looks again when the device returns. */
-static void mmio_kick(struct vmm_virtio_transport *t, unsigned i)
+/* The transport's queue_enabled. */
+static bool mmio_queue_enabled(struct vmm_virtio_transport *t, unsigned i, uint32_t *size)
 {
     struct vmm_virtio_mmio *m = to_mmio(t);
-    if (m->q[i].notify_fd >= 0)
-        kick_queue(m, i);
-    else
-        m->q[i].kicked = true;
-}
-
-/* The transport's notify_fd: hand queue i's notification eventfd to a back
- * end that watches it itself, or take it back. */
-static int mmio_notify_fd(struct vmm_virtio_transport *t, unsigned i, bool take)
-{
-    struct vmm_virtio_mmio *m = to_mmio(t);
-    if (i >= t->dev.num_queues || !m->q[i].watched)
-        return -ENOTSUP;
-    int r = vmm_event_loop_modify(t->loop, m->q[i].notify_fd, take ? 0 : EPOLLIN);
-    return r < 0 ? r : m->q[i].notify_fd;
+    *size = m->q[i].num;
+    return m->q[i].ready;
 }
 
 /* ---- queue set-up ---- */
@@ -221,7 +153,7 @@ static void queue_forget(struct vmm_virtio_mmio *m, unsigned i)
     mq->num = m->t.dev.queue_max_size;
     mq->desc = mq->driver = mq->device = 0;
     mq->reset_done = false;
-    mq->kicked = false;
+    m->t.notify[i].kicked = false;
 }
 
 /* Reset queue i and forget everything the driver wrote about it. */
@@ -260,7 +192,7 @@ static void queue_set_ready(struct vmm_virtio_mmio *m, unsigned i)
     bind_ioeventfd(m, i);
     /* A queue re-enabled on a live device may already hold buffers. */
     if (t->status & VMM_VIRTIO_STATUS_DRIVER_OK)
-        kick_queue(m, i);
+        vmm_virtio_notify_queue(&m->t, i);
 }
 
 static void queue_reset_one(struct vmm_virtio_mmio *m, unsigned i)
@@ -301,7 +233,7 @@ static void activate(struct vmm_virtio_mmio *m)
      * were dropped, so look at every ready queue now. */
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)
         if (m->q[i].ready)
-            kick_queue(m, i);
+            vmm_virtio_notify_queue(&m->t, i);
 }
 
 static void write_status(struct vmm_virtio_mmio *m, uint32_t v)
@@ -435,7 +367,7 @@ static void write_queue_notify(struct vmm_virtio_mmio *m, uint32_t v)
     }
     if (!vmm_virtio_driver_ok(t))
         return; /* looked at when DRIVER_OK is set */
-    kick_queue(m, v);
+    vmm_virtio_notify_queue(&m->t, v);
 }
 
 static void write_queue_reset(struct vmm_virtio_mmio *m, uint32_t v)
@@ -576,22 +508,14 @@ const struct vmm_bus_ops *vmm_virtio_mmio_bus_ops(void)
 static void mmio_free(struct vmm_virtio_mmio *m)
 {
     struct vmm_virtio_transport *t = &m->t;
-    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
-        if (i < t->dev.num_queues)
-            unbind_ioeventfd(m, i);
-        if (m->q[i].watched)
-            (void)vmm_event_loop_remove(t->loop, m->q[i].notify_fd);
-        m->q[i].watched = false;
-    }
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        unbind_ioeventfd(m, i);
     /* Resets the device (no more interrupts), then destroys it. */
     vmm_virtio_transport_fini(t);
     if (m->irqfd_bound)
         (void)vmm_vm_irqfd_remove(m->vm, m->irq_fd, m->cfg.gsi);
     if (m->irq_fd >= 0)
         close(m->irq_fd);
-    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++)
-        if (m->q[i].notify_fd >= 0)
-            close(m->q[i].notify_fd);
     free(m);
 }
 
@@ -617,11 +541,6 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
     m->cfg = *cfg;
     m->vm = vm;
     m->irq_fd = -1;
-    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
-        m->q[i].notify_fd = -1;
-        m->q[i].owner = m;
-        m->q[i].index = i;
-    }
     r = vmm_virtio_transport_init(&m->t, dev, cfg->mem, cfg->loop);
     if (r < 0) {
         free(m);
@@ -629,26 +548,15 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
         goto fail_dev;
     }
     m->t.raise = mmio_raise;
-    m->t.kick = mmio_kick;
     m->t.refused = mmio_refused;
-    m->t.notify_fd = mmio_notify_fd;
+    m->t.queue_enabled = mmio_queue_enabled;
+    m->t.notifies = &m->stats.notifies;
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)
         m->q[i].num = m->t.dev.queue_max_size;
 
-    if (cfg->loop) {
-        for (unsigned i = 0; i < m->t.dev.num_queues; i++) {
-            m->q[i].notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-            if (m->q[i].notify_fd < 0) {
-                r = -errno;
-                goto fail;
-            }
-            r = vmm_event_loop_add_edge(cfg->loop, m->q[i].notify_fd, EPOLLIN, notify_event,
-                                        &m->q[i]);
-            if (r < 0)
-                goto fail;
-            m->q[i].watched = true;
-        }
-    }
+    r = vmm_virtio_notify_watch(&m->t);
+    if (r < 0)
+        goto fail;
     if (vm) {
         m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->irq_fd < 0) {
@@ -852,7 +760,7 @@ static int mmio_restore_locked(struct vmm_virtio_mmio *m, struct vmm_snap_reader
     if (vmm_virtio_driver_ok(t))
         for (unsigned i = 0; i < t->dev.num_queues; i++)
             if (m->q[i].ready)
-                kick_queue(m, i);
+                vmm_virtio_notify_queue(&m->t, i);
     return 0;
 bad:
     vmm_log_error("restore: malformed state of %s@0x%" PRIx64, t->name, m->cfg.base);

@@ -34,13 +34,8 @@ struct vpci_queue {
     uint16_t vector;
     bool enabled;
     bool reset_done; /* queue_reset reads 1 after a queue reset until re-enabled */
-    bool kicked;     /* without a loop: notify the device again when it returns */
     uint64_t desc, driver, device;
-    int notify_fd;  /* eventfd the loop watches; -1 without a loop */
-    bool watched;   /* on the loop */
-    bool ioeventfd; /* bound to its notification address with KVM */
-    struct vmm_virtio_pci *owner;
-    unsigned index;
+    bool ioeventfd; /* its notify eventfd (t.notify) bound to its notification address with KVM */
 };
 
 struct vmm_virtio_pci {
@@ -132,10 +127,11 @@ static uint64_t notify_addr(const struct vmm_virtio_pci *vp, unsigned i)
 static void bind_ioeventfd(struct vmm_virtio_pci *vp, unsigned i)
 {
     struct vpci_queue *q = &vp->q[i];
-    if (!vp->vm || q->notify_fd < 0 || q->ioeventfd || !q->enabled || vp->bar == VMM_PCI_BAR_NONE)
+    if (!vp->vm || vp->t.notify[i].fd < 0 || q->ioeventfd || !q->enabled ||
+        vp->bar == VMM_PCI_BAR_NONE)
         return;
     /* Drivers write the queue index as 16 bits; other widths reach the BAR. */
-    int r = vmm_vm_ioeventfd(vp->vm, q->notify_fd, notify_addr(vp, i), 2, 0, 0);
+    int r = vmm_vm_ioeventfd(vp->vm, vp->t.notify[i].fd, notify_addr(vp, i), 2, 0, 0);
     if (r == 0)
         q->ioeventfd = true;
     else
@@ -147,71 +143,16 @@ static void unbind_ioeventfd(struct vmm_virtio_pci *vp, unsigned i)
     struct vpci_queue *q = &vp->q[i];
     if (!q->ioeventfd)
         return;
-    (void)vmm_vm_ioeventfd_remove(vp->vm, q->notify_fd, notify_addr(vp, i), 2, 0, 0);
+    (void)vmm_vm_ioeventfd_remove(vp->vm, vp->t.notify[i].fd, notify_addr(vp, i), 2, 0, 0);
     q->ioeventfd = false;
 }
 
-/* Hand a notification of queue i to the device (lock held); standalone, a
- * kick that came meanwhile is handed over again, at most once per entry. */
-static void deliver_notify(struct vmm_virtio_pci *vp, unsigned i)
-{
-    struct vmm_virtio_transport *t = &vp->t;
-    struct vpci_queue *q = &vp->q[i];
-    for (unsigned round = 0; round <= q->size; round++) {
-        q->kicked = false;
-        if (!q->enabled || !vmm_virtio_driver_ok(t))
-            return;
-        vp->stats.notifies++;
-        if (t->dev.ops->queue_notify)
-            t->dev.ops->queue_notify(t->dev.opaque, i);
-        if (!q->kicked)
-            return;
-    }
-}
-
-/* Event loop: queue i's eventfd fired (edge-triggered, never read: see
- * mmio.c's notify_event). */
-static void notify_event(void *opaque, int fd, uint32_t events)
-{
-    (void)fd;
-    (void)events;
-    struct vpci_queue *q = opaque;
-    struct vmm_virtio_pci *vp = q->owner;
-    vmm_virtio_lock(&vp->t);
-    deliver_notify(vp, q->index);
-    vmm_virtio_unlock(&vp->t);
-}
-
-static void kick_queue(struct vmm_virtio_pci *vp, unsigned i)
-{
-    if (vp->q[i].notify_fd >= 0) {
-        uint64_t one = 1;
-        if (write(vp->q[i].notify_fd, &one, sizeof(one)) < 0)
-            vmm_log_debug("%s: notify eventfd write: %s", vp->t.name, vmm_strerror(-errno));
-    } else {
-        deliver_notify(vp, i);
-    }
-}
-
-static void vp_kick(struct vmm_virtio_transport *t, unsigned i)
+/* The transport's queue_enabled. */
+static bool vp_queue_enabled(struct vmm_virtio_transport *t, unsigned i, uint32_t *size)
 {
     struct vmm_virtio_pci *vp = to_vp(t);
-    if (vp->q[i].notify_fd >= 0)
-        kick_queue(vp, i);
-    else
-        vp->q[i].kicked = true;
-}
-
-/* The transport's notify_fd (for vhost): hand queue i's notification
- * eventfd, bound to its notification address with KVM while the queue is
- * enabled, to a back end that watches it itself, or take it back. */
-static int vp_notify_fd(struct vmm_virtio_transport *t, unsigned i, bool take)
-{
-    struct vmm_virtio_pci *vp = to_vp(t);
-    if (i >= t->dev.num_queues || !vp->q[i].watched)
-        return -ENOTSUP;
-    int r = vmm_event_loop_modify(t->loop, vp->q[i].notify_fd, take ? 0 : EPOLLIN);
-    return r < 0 ? r : vp->q[i].notify_fd;
+    *size = vp->q[i].size;
+    return vp->q[i].enabled;
 }
 
 /* ---- queues ---- */
@@ -225,7 +166,7 @@ static void queue_forget(struct vmm_virtio_pci *vp, unsigned i)
     q->vector = VMM_PCI_NO_VECTOR;
     q->desc = q->driver = q->device = 0;
     q->reset_done = false;
-    q->kicked = false;
+    vp->t.notify[i].kicked = false;
 }
 
 static void queue_enable(struct vmm_virtio_pci *vp, unsigned i)
@@ -254,7 +195,7 @@ static void queue_enable(struct vmm_virtio_pci *vp, unsigned i)
     q->reset_done = false;
     bind_ioeventfd(vp, i);
     if (t->status & VMM_VIRTIO_STATUS_DRIVER_OK)
-        kick_queue(vp, i);
+        vmm_virtio_notify_queue(&vp->t, i);
 }
 
 static void queue_reset_one(struct vmm_virtio_pci *vp, unsigned i)
@@ -291,7 +232,7 @@ static void activate(struct vmm_virtio_pci *vp)
         return;
     for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
         if (vp->q[i].enabled)
-            kick_queue(vp, i);
+            vmm_virtio_notify_queue(&vp->t, i);
 }
 
 /* ---- the common configuration structure ---- */
@@ -546,7 +487,7 @@ static void bar_write(void *opaque, unsigned bar, uint64_t off, const void *data
         unsigned i = (unsigned)((off - VPCI_NOTIFY_OFFSET) / VPCI_NOTIFY_MULTIPLIER);
         vp->stats.notify_exits++;
         if (vp->q[i].enabled && vmm_virtio_driver_ok(t))
-            kick_queue(vp, i);
+            vmm_virtio_notify_queue(&vp->t, i);
     } else {
         refused(vp, "write at BAR offset 0x%" PRIx64, off);
     }
@@ -806,18 +747,10 @@ static const struct vmm_snap_part_ops vp_snap = {
 static void vp_free(struct vmm_virtio_pci *vp)
 {
     struct vmm_virtio_transport *t = &vp->t;
-    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
-        if (i < t->dev.num_queues)
-            unbind_ioeventfd(vp, i);
-        if (vp->q[i].watched)
-            (void)vmm_event_loop_remove(t->loop, vp->q[i].notify_fd);
-        vp->q[i].watched = false;
-    }
+    for (unsigned i = 0; i < t->dev.num_queues; i++)
+        unbind_ioeventfd(vp, i);
     vp->pdev = NULL; /* going away with us: no more interrupts */
     vmm_virtio_transport_fini(t);
-    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++)
-        if (vp->q[i].notify_fd >= 0)
-            close(vp->q[i].notify_fd);
     free(vp);
 }
 
@@ -889,11 +822,6 @@ int vmm_virtio_pci_add(struct vmm_pci_bus *bus, const struct vmm_virtio_pci_conf
     vp->vm = vm;
     vp->bar = VMM_PCI_BAR_NONE;
     vp->config_vector = VMM_PCI_NO_VECTOR;
-    for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
-        vp->q[i].notify_fd = -1;
-        vp->q[i].owner = vp;
-        vp->q[i].index = i;
-    }
     r = vmm_virtio_transport_init(&vp->t, dev, c.mem, c.loop);
     if (r < 0) {
         free(vp);
@@ -902,27 +830,16 @@ int vmm_virtio_pci_add(struct vmm_pci_bus *bus, const struct vmm_virtio_pci_conf
     }
     vp->t.raise = vp_raise;
     vp->t.raise_queue = vp_raise_queue;
-    vp->t.kick = vp_kick;
-    vp->t.notify_fd = vp_notify_fd;
     vp->t.refused = vp_refused;
+    vp->t.queue_enabled = vp_queue_enabled;
+    vp->t.notifies = &vp->stats.notifies;
     vp->nr_vectors = vp->t.dev.num_queues + 1;
     for (unsigned i = 0; i < vp->t.dev.num_queues; i++)
         queue_forget(vp, i);
 
-    if (c.loop) {
-        for (unsigned i = 0; i < vp->t.dev.num_queues; i++) {
-            vp->q[i].notify_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-            if (vp->q[i].notify_fd < 0) {
-                r = -errno;
-                goto fail;
-            }
-            r = vmm_event_loop_add_edge(c.loop, vp->q[i].notify_fd, EPOLLIN, notify_event,
-                                        &vp->q[i]);
-            if (r < 0)
-                goto fail;
-            vp->q[i].watched = true;
-        }
-    }
+    r = vmm_virtio_notify_watch(&vp->t);
+    if (r < 0)
+        goto fail;
     if (vp->t.dev.ops->attach) {
         r = vp->t.dev.ops->attach(vp->t.dev.opaque, &vp->t);
         if (r < 0)

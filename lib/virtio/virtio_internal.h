@@ -30,6 +30,16 @@ struct virtio_snap_ops {
     int (*restore)(void *opaque, struct vmm_snap_reader *r);
 };
 
+/* A queue's notifications, the same on every transport (device.c): the
+ * eventfd the guest's notifications signal, watched by the event loop. */
+struct vmm_virtio_notify {
+    int fd;       /* eventfd the event loop watches; -1 without a loop */
+    bool watched; /* fd is on the loop */
+    bool kicked;  /* without a loop: notify the device again when it returns */
+    struct vmm_virtio_transport *t;
+    unsigned index;
+};
+
 /*
  * What every transport has in common; a transport embeds it and fills raise.
  * Everything here is guarded by lock.
@@ -73,6 +83,13 @@ struct vmm_virtio_transport {
      * NULL: not offered. Lock held. */
     int (*notify_fd)(struct vmm_virtio_transport *t, unsigned index, bool take);
     const struct virtio_snap_ops *snap; /* NULL: not a device snapshots can save */
+    /* Per queue: its notifications (vmm_virtio_notify_*), and whether the
+     * driver enabled it, with its size (lock held): only an enabled queue of
+     * a live device gets them. notifies: the transport's count of those
+     * handed to the device. kick and notify_fd start as device.c's. */
+    struct vmm_virtio_notify notify[VMM_VIRTIO_MAX_QUEUES];
+    bool (*queue_enabled)(struct vmm_virtio_transport *t, unsigned index, uint32_t *size);
+    uint64_t *notifies;
 };
 
 /* Warning lines of one kind a device (or one of its queues) logs over its
@@ -163,6 +180,17 @@ uint16_t vmm_virtq_chain_head(const struct vmm_virtq_chain *chain);
  * (and its ops') are ones the library knows (abi.h). Returns whether it did. */
 bool vmm_virtio_device_destroy_unused(const struct vmm_virtio_device *dev);
 void vmm_virtio_transport_fini(struct vmm_virtio_transport *t);
+/* With an event loop: an eventfd per queue for its notifications, on the
+ * loop (edge-triggered). Returns 0 or a -errno; transport_fini undoes it. */
+int vmm_virtio_notify_watch(struct vmm_virtio_transport *t);
+/* Hand a notification of queue index to the device now (lock held).
+ * Without an event loop, a queue kicked meanwhile (the device released
+ * chains it had held back for) is handed over again when the device
+ * returns: as often as that keeps happening, up to once per queue entry. */
+void vmm_virtio_notify_deliver(struct vmm_virtio_transport *t, unsigned index);
+/* Queue index wants a look: on the event loop, or right here standalone
+ * (lock held; not from inside the device: that is t->kick). */
+void vmm_virtio_notify_queue(struct vmm_virtio_transport *t, unsigned index);
 /* Reset the device and every queue (lock held). */
 void vmm_virtio_transport_reset(struct vmm_virtio_transport *t);
 

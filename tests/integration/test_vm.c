@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -442,7 +443,18 @@ START_TEST(bad_configuration_is_refused)
     ck_assert_int_eq(vmm_vcpu_set_boot_state(vcpu, &boot), -EFAULT); /* no memory */
     ck_assert_int_eq(vmm_vm_set_irq(vm, VMM_IOAPIC_PINS, true), -EINVAL);
     ck_assert_int_eq(vmm_vm_set_irq(vm, 4, true), 0);
-    ck_assert_int_eq(vmm_vm_irqfd(vm, 0, 4, 1), -ENOTSUP); /* resample needs the kernel irqchip */
+    /* A resampling irqfd under the split irqchip: on an IOAPIC pin only,
+     * once per eventfd. */
+    int efd = eventfd(0, EFD_CLOEXEC), rfd = eventfd(0, EFD_CLOEXEC);
+    ck_assert_int_ge(efd, 0);
+    ck_assert_int_ge(rfd, 0);
+    ck_assert_int_eq(vmm_vm_irqfd(vm, efd, 4, rfd), 0);
+    ck_assert_int_eq(vmm_vm_irqfd(vm, efd, 4, rfd), -EEXIST);
+    ck_assert_int_eq(vmm_vm_irqfd(vm, efd, VMM_IOAPIC_PINS, rfd), -EINVAL);
+    ck_assert_int_eq(vmm_vm_irqfd_remove(vm, efd, 4), 0);
+    ck_assert_int_eq(vmm_vm_irqfd(vm, efd, 4, rfd), 0); /* left for vmm_vm_destroy */
+    close(efd);
+    close(rfd);
     vmm_vm_destroy(vm);
     vmm_vm_destroy(NULL);
 }

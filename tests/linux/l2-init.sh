@@ -29,6 +29,17 @@ echo "L2-CMDLINE $(cat /proc/cmdline)"
 echo "L2-FILE $(cat /etc/libvmm-l2-file 2>/dev/null || echo MISSING)"
 echo "L2-RUNINIT $(dmesg | grep -m1 'Run /init')"
 
+# For the hooks: wait until PATH exists, up to TENTHS tenths of a second (default 100); 1 if it
+# never did.
+l2_wait_for() { # PATH [TENTHS]
+    _w=0
+    while [ ! -e "$1" ] && [ "$_w" -lt "${2:-100}" ]; do
+        sleep 0.1
+        _w=$((_w + 1))
+    done
+    [ -e "$1" ]
+}
+
 for hook in /etc/l2-init.d/*.sh; do
     # shellcheck disable=SC1090
     [ -f "$hook" ] && . "$hook"

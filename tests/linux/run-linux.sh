@@ -161,22 +161,15 @@ if [ "$has_vmlinux" = 1 ]; then
 fi
 t_vmlinux=$(elapsed "$t_build")
 
-# A busybox root: the binary and a link per applet.
-busybox_root() {
-    local root=$1 a
-    mkdir -p "$root/bin" "$root/dev" "$root/proc" "$root/sys" "$root/tmp" "$root/etc"
-    cp -f "$busybox" "$root/bin/busybox"
-    for a in $("$busybox" --list); do
-        [ "$a" = busybox ] || ln -sf busybox "$root/bin/$a"
-    done
-}
-mkcpio() { (cd "$1" && find . | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) >"$2"; }
+# The level-2 image helpers (l2_busybox_root, l2_mkcpio, l2_modules; also for the hooks).
+# shellcheck source=l2-lib.sh
+. "$src/l2-lib.sh"
 
 token="libvmm-l2-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
 data=$work/data
 rm -rf "$l2/root" "$l2/extra" "$l2"/initrd-*.cpio "$work/l1" "$data"
 mkdir -p "$data"
-busybox_root "$l2/root"
+l2_busybox_root "$l2/root" "$busybox"
 install -m 0755 "$src/l2-init.sh" "$l2/root/init"
 printf '%s\n' "$token" >"$l2/root/etc/libvmm-l2-file"
 mkdir -p "$l2/root/etc/l2-init.d"
@@ -207,13 +200,13 @@ for hook in "$src"/hooks/*.sh; do
     # shellcheck disable=SC1090
     . "$hook"
 done
-mkcpio "$l2/root" "$l2/initrd.cpio"
+l2_mkcpio "$l2/root" "$l2/initrd.cpio"
 # The variants: Linux unpacks concatenated archives one after the other into the same root.
 for x in "$l2/extra"/*/; do
     [ -d "$x" ] || continue
     v=$(basename "$x")
     [[ "$v" =~ ^[A-Za-z0-9._-]+$ ]] || die "hooks: bad initramfs variant name '$v'"
-    mkcpio "$x" "$l2/extra-$v.cpio"
+    l2_mkcpio "$x" "$l2/extra-$v.cpio"
     cat "$l2/initrd.cpio" "$l2/extra-$v.cpio" >"$l2/initrd-$v.cpio"
     rm -f "$l2/extra-$v.cpio"
 done

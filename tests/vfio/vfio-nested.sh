@@ -23,22 +23,55 @@
 # A third run passes edu and an e1000e through together (one container, two groups) to the
 # vfio_e1000e guest for MSI-X: the table emulated in a trapped page, a vector raised by the NIC,
 # hostile table and PBA writes.
+# Last, a stock Linux as level 2 (the Debian kernel level 1 runs, the level-2 initramfs of tests/linux
+# built with tests/linux/l2-lib.sh, with e1000e from the kernel's modules and l2-vfio-net.sh): with
+# the e1000e passed through (vmm-run --vfio, the default split irqchip), its own driver takes the NIC,
+# gets link and pings level 1, whose own e1000 sits on the same QEMU hub (-netdev hubport, no other
+# backend: nothing leaves the emulator) at 10.0.3.1.
+# The first run (the split irqchip) takes edu's INTx too: the library's IOAPIC resamples it.
 # usage: vfio-nested.sh VFIO_PROBE WORK_DIR VMM_RUN VFIO_EDU_ELF VFIO_E1000E_ELF
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 probe=$1 work=$2 vmm_run=$3 guest=$4 guest_msix=$5
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
+
+# The level-2 Linux: the newest kernel (as level 1 and tests/linux), busybox, e1000e.
+# shellcheck source=../linux/l2-lib.sh
+. "$here/../linux/l2-lib.sh"
+kernel=${VMM_LINUX_KERNEL:-$(ls -1v /boot/vmlinuz-* 2>/dev/null | tail -n1 || true)}
+kver=${kernel##*/vmlinuz-}
+busybox=$(command -v busybox || true)
+l2=$work/l2
+rm -rf "$l2"
+mkdir -p "$l2"
+l2_why=""
+if [ -z "$kernel" ] || [ -z "$busybox" ]; then
+    l2_why="no kernel or busybox"
+elif ! l2_modules "${VMM_LINUX_MODULES:-/lib/modules/$kver}" "$l2/root/lib/modules/vfio" e1000e; then
+    l2_why=$L2_WHY
+else
+    l2_busybox_root "$l2/root" "$busybox"
+    install -m 0755 "$here/../linux/l2-init.sh" "$l2/root/init"
+    mkdir -p "$l2/root/etc/l2-init.d"
+    install -m 0644 "$here/l2-vfio-net.sh" "$l2/root/etc/l2-init.d/70-vfio-net.sh"
+    echo vfio-net >"$l2/root/etc/libvmm-l2-file"
+    l2_mkcpio "$l2/root" "$l2/initrd.cpio"
+    cp -f "$kernel" "$l2/bzImage"
+fi
+[ -z "$l2_why" ] || echo "cannot build the level-2 Linux: $l2_why"
 
 # shellcheck disable=SC2016 # expanded by the shell in level 1
 inner='
 set -u
 for m in vfio vfio_iommu_type1 vfio-pci; do modprobe "$m" || { echo "cannot load $m"; exit 3; }; done
-edu="" other="" nic=""
+edu="" other="" nic="" l1nic=""
 for d in /sys/bus/pci/devices/*; do
     id="$(cat "$d/vendor"):$(cat "$d/device")"
     case "$id" in
     0x1234:0x11e8) edu=${d##*/} ;;
     0x8086:0x10d3) nic=${d##*/} ;;
+    0x8086:0x100e) l1nic=${d##*/} ;;
     0x1af4:*) [ -e "$d/driver" ] && [ -z "$other" ] && other=${d##*/} ;;
     esac
 done
@@ -65,17 +98,33 @@ echo "vmm-run msi-x status $?"
 echo "vmm-run bad address status $?"
 "$2" --kernel "$3" --vfio "$other"
 echo "vmm-run host driver status $?"
+# Level 1 own e1000 on the hub, then level 2 under vmm-run with the e1000e.
+modprobe e1000 || echo "cannot load e1000"
+ifc=$(ls "/sys/bus/pci/devices/$l1nic/net" 2>/dev/null)
+ip link set "$ifc" up && ip addr add 10.0.3.1/24 dev "$ifc" && echo "level 1 nic $ifc up"
+if [ -s "$5/initrd.cpio" ]; then
+    timeout 240 "$2" --kernel "$5/bzImage" --initrd "$5/initrd.cpio" --mem 256M \
+        --cmdline "console=ttyS0 panic=-1" --cpu-disable xsave,avx --vfio "$nic"
+    echo "vmm-run linux status $?"
+fi
 '
-out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 300 \
+out=$(bash "$here/../nested/run-nested.sh" --work "$work" -q --timeout 420 \
     --qemu-arg -device --qemu-arg intel-iommu,intremap=on --qemu-arg -device --qemu-arg edu \
-    --qemu-arg -netdev --qemu-arg hubport,id=n1,hubid=1 --qemu-arg -device --qemu-arg e1000e,netdev=n1 \
-    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" "$guest_msix" 2>&1)
+    --qemu-arg -netdev --qemu-arg hubport,id=n1,hubid=1 \
+    --qemu-arg -device --qemu-arg e1000e,netdev=n1,mac=52:54:00:4c:32:02 \
+    --qemu-arg -netdev --qemu-arg hubport,id=n2,hubid=1 \
+    --qemu-arg -device --qemu-arg e1000,netdev=n2,mac=52:54:00:4c:31:01 \
+    --append "intel_iommu=on iommu=pt" -- sh -c "$inner" sh "$probe" "$vmm_run" "$guest" "$guest_msix" "$l2" 2>&1)
 rc=$?
+out=${out//$'\r'/} # level 2's console lines end in CR LF
 echo "$out"
 [ "$rc" = 77 ] && exit 77
 fails=0
 check() { # check WHAT PATTERN
     if grep -qE -- "$2" <<<"$out"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
+}
+holds() { # holds WHAT COMMAND...
+    if "${@:2}"; then echo "ok: $1"; else echo "FAIL: $1"; fails=$((fails + 1)); fi
 }
 check "level 1 ran the probe (status $rc)" "^container 0$"
 check "bound to vfio-pci" "^driver vfio-pci$"
@@ -106,7 +155,9 @@ check "guest: all steps, edu fine afterwards" "^vfio-edu ok: id, factorial, dma,
 check "vmm-run --vfio ran the guest to the end" "^vmm-run status 0$"
 check "every BAR access of the guest went through the mapping (none trapped)" \
     "^vmm-run: debug: vfio [0-9a-f:.]+: 0 BAR accesses trapped and forwarded$"
-check "INTx through a resample irqfd (--irqchip kernel), twice" "^vfio-edu: intx 2 on GSI [0-9]+$"
+intx=$(grep -cE "^vfio-edu: intx 2 on GSI [0-9]+$" <<<"$out")
+holds "INTx through a resample irqfd, twice, under the split and the kernel irqchip ($intx runs)" \
+    [ "$intx" = 2 ]
 check "vmm-run --vfio --irqchip kernel ran the guest to the end" "^vmm-run kernel irqchip status 0$"
 check "MSI-X: e1000e's table found" "^vfio-e1000e: slot [0-9]+, 5 MSI-X vectors, table BAR 3\+0x0, PBA BAR 3\+0x2000$"
 check "MSI-X: the NIC's vector arrives" "^vfio-e1000e: msi-x 1$"
@@ -117,5 +168,16 @@ check "vmm-run with two devices passed through ran to the end" "^vmm-run msi-x s
 check "vmm-run refuses a malformed address" "^vmm-run bad address status 1$"
 check "... in one line" "^vmm-run: --vfio 00:99.9: cannot open the device: "
 check "vmm-run refuses a device on its host driver" "^vmm-run host driver status 1$"
+check "level 1's own NIC on the hub" "^level 1 nic [a-z0-9]+ up$"
+check "level 2: Linux ran its init" "L2-INIT uptime="
+check "level 2: e1000e's driver on the passed-through NIC" "L2-VFIO-NIC e1000e 52:54:00:4c:32:02$"
+check "level 2: link" "L2-VFIO-LINK up$"
+check "level 2: pinged level 1 across the hub" "L2-VFIO-PING ok$"
+check "level 2: the NIC's interrupts" "L2-VFIO-IRQS [1-9][0-9]* on [1-9]"
+no_l2_fail() { ! grep -q L2-VFIO-FAIL <<<"$out"; }
+holds "level 2: no step failed" no_l2_fail
+check "level 2: powered off" "L2-DONE uptime="
+check "vmm-run ran level 2 to its power-off" "^vmm-run linux status 0$"
+holds "the level-2 Linux built${l2_why:+ ($l2_why)}" [ -z "$l2_why" ]
 [ "$rc" = 0 ] || { echo "FAIL: exit status $rc"; fails=$((fails + 1)); }
 [ "$fails" = 0 ]

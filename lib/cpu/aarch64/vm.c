@@ -114,6 +114,16 @@ int vmm_arch_irqfd_prepare(struct vmm_vm *vm)
     return vmm_arm64_gic_init(vm);
 }
 
+int vmm_arch_irqfd_resample(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
+{
+    return -ENOTSUP; /* the vGIC is KVM's: vmm_vm_irqfd resamples there */
+}
+
+int vmm_arch_irqfd_resample_remove(struct vmm_vm *vm, int fd, unsigned gsi)
+{
+    return -ENOENT;
+}
+
 int vmm_arch_irq_line(struct vmm_vm *vm, unsigned gsi, bool level)
 {
     /* Before CTRL_INIT KVM refuses (-EBUSY): the vGIC exists from the

@@ -90,7 +90,16 @@ int vmm_ioapic_create(const struct vmm_ioapic_backend *backend, struct vmm_ioapi
 void vmm_ioapic_destroy(struct vmm_ioapic *ioapic);
 const struct vmm_bus_ops *vmm_ioapic_bus_ops(void);
 int vmm_ioapic_set_irq(struct vmm_ioapic *ioapic, unsigned pin, bool level);
-void vmm_ioapic_eoi(struct vmm_ioapic *ioapic, uint8_t vector);
+/* A resampling irqfd's source on pin: raised by the irqfd, lowered by the
+ * pin's EOI (or by lower, when the irqfd goes). */
+int vmm_ioapic_resample_raise(struct vmm_ioapic *ioapic, unsigned pin);
+void vmm_ioapic_resample_lower(struct vmm_ioapic *ioapic, unsigned pin);
+/* The guest's EOI of vector: returns the pins whose resampling source it
+ * lowered (bit n: pin n), for their irqfds' resample eventfds. */
+uint32_t vmm_ioapic_eoi(struct vmm_ioapic *ioapic, uint8_t vector);
+/* lib/cpu/x86_64/vm.c: KVM_EXIT_IOAPIC_EOI under the split irqchip: the
+ * IOAPIC's EOI, then the resample eventfds of the pins it lowered. */
+void vmm_x86_ioapic_eoi(struct vmm_vm *vm, uint8_t vector);
 /* Its part in snapshots (opaque: the ioapic; lib/snapshot). */
 struct vmm_snap_part_ops;
 const struct vmm_snap_part_ops *vmm_ioapic_snap_ops(void);

@@ -5,7 +5,9 @@
  * into an MSI: it delivers with KVM_SIGNAL_MSI and mirrors every entry into
  * KVM's GSI routing table, so irqfds on GSI n follow the guest's programming
  * and KVM knows which vectors are level-triggered (their EOIs come back as
- * KVM_EXIT_IOAPIC_EOI).
+ * KVM_EXIT_IOAPIC_EOI). A resampling irqfd (split irqchip: x86_64/vm.c)
+ * is a second source on its pin, raised by the irqfd and lowered by the
+ * pin's EOI, as KVM's own IOAPIC does with its resamplers.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -46,6 +48,7 @@ struct vmm_ioapic {
     uint32_t id;
     uint64_t rte[VMM_IOAPIC_PINS];
     uint32_t line; /* bit n: input level of pin n */
+    uint32_t rs;   /* bit n: pin n raised by a resampling irqfd, until its EOI */
 };
 
 int vmm_ioapic_create(const struct vmm_ioapic_backend *backend, struct vmm_ioapic **out)
@@ -109,45 +112,87 @@ static void deliver(struct vmm_ioapic *io, unsigned pin)
         vmm_log_debug("ioapic: pin %u: MSI not delivered: %s", pin, vmm_strerror(r));
 }
 
+/* Pin's input: either source. Caller holds the lock. */
+static bool pin_up(const struct vmm_ioapic *io, unsigned pin)
+{
+    return ((io->line | io->rs) >> pin) & 1;
+}
+
+/* Pin was raised (input was before): deliver as its entry says. Caller
+ * holds the lock. */
+static void raised(struct vmm_ioapic *io, unsigned pin, bool was)
+{
+    uint64_t rte = io->rte[pin];
+    if (rte & RTE_MASKED)
+        return;
+    if (rte & RTE_LEVEL) {
+        if (!(rte & RTE_REMOTE_IRR))
+            deliver(io, pin);
+    } else if (!was) {
+        deliver(io, pin);
+    }
+}
+
 int vmm_ioapic_set_irq(struct vmm_ioapic *io, unsigned pin, bool level)
 {
     if (pin >= VMM_IOAPIC_PINS)
         return -EINVAL;
     pthread_mutex_lock(&io->lock);
-    uint64_t rte = io->rte[pin];
     /* An active-low pin's electrical level is the inverse of the request;
      * callers speak of asserted/deasserted, so polarity only matters to the
      * guest's view. We model lines as "asserted" and ignore polarity. */
-    bool was = io->line & (1u << pin);
+    bool was = pin_up(io, pin);
     if (level)
         io->line |= 1u << pin;
     else
         io->line &= ~(1u << pin);
-    if (level && !(rte & RTE_MASKED)) {
-        if (rte & RTE_LEVEL) {
-            if (!(rte & RTE_REMOTE_IRR))
-                deliver(io, pin);
-        } else if (!was) {
-            deliver(io, pin);
-        }
-    }
+    if (level)
+        raised(io, pin, was);
     pthread_mutex_unlock(&io->lock);
     return 0;
 }
 
-void vmm_ioapic_eoi(struct vmm_ioapic *io, uint8_t vector)
+int vmm_ioapic_resample_raise(struct vmm_ioapic *io, unsigned pin)
 {
+    if (pin >= VMM_IOAPIC_PINS)
+        return -EINVAL;
+    pthread_mutex_lock(&io->lock);
+    bool was = pin_up(io, pin);
+    io->rs |= 1u << pin;
+    raised(io, pin, was);
+    pthread_mutex_unlock(&io->lock);
+    return 0;
+}
+
+void vmm_ioapic_resample_lower(struct vmm_ioapic *io, unsigned pin)
+{
+    if (pin >= VMM_IOAPIC_PINS)
+        return;
+    pthread_mutex_lock(&io->lock);
+    io->rs &= ~(1u << pin);
+    pthread_mutex_unlock(&io->lock);
+}
+
+uint32_t vmm_ioapic_eoi(struct vmm_ioapic *io, uint8_t vector)
+{
+    uint32_t resampled = 0;
     pthread_mutex_lock(&io->lock);
     for (unsigned pin = 0; pin < VMM_IOAPIC_PINS; pin++) {
         uint64_t rte = io->rte[pin];
         if ((rte & RTE_VECTOR) != vector || !(rte & RTE_LEVEL) || !(rte & RTE_REMOTE_IRR))
             continue;
         io->rte[pin] &= ~RTE_REMOTE_IRR;
+        /* The resampling source drops; its owner asks the device again. */
+        if (io->rs & (1u << pin)) {
+            io->rs &= ~(1u << pin);
+            resampled |= 1u << pin;
+        }
         /* Still asserted: the device wants service again. */
         if ((io->line & (1u << pin)) && !(rte & RTE_MASKED))
             deliver(io, pin);
     }
     pthread_mutex_unlock(&io->lock);
+    return resampled;
 }
 
 static uint32_t reg_read(struct vmm_ioapic *io, uint32_t reg)
@@ -191,8 +236,7 @@ static void reg_write(struct vmm_ioapic *io, uint32_t reg, uint32_t val)
     if (rte != old)
         sync_routes(io);
     /* Unmasking a level-triggered pin whose line is up delivers at once. */
-    if ((rte & RTE_LEVEL) && !(rte & RTE_MASKED) && !(rte & RTE_REMOTE_IRR) &&
-        (io->line & (1u << pin)))
+    if ((rte & RTE_LEVEL) && !(rte & RTE_MASKED) && !(rte & RTE_REMOTE_IRR) && pin_up(io, pin))
         deliver(io, pin);
 }
 

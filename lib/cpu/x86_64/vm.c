@@ -7,11 +7,32 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <unistd.h>
+#include <vmm/event.h>
 
 #include "../arch.h"
 #include "../cpu_internal.h"
 #include "snapshot/snapshot_internal.h"
+
+/* Resampling irqfds under the split irqchip. KVM takes them only with its
+ * own IOAPIC, so the event loop and the EOI exit do its part: a write to
+ * fd raises the pin's resampling source, the pin's EOI lowers it and
+ * writes resample_fd (VFIO then unmasks INTx, and raises fd again if the
+ * device still asks). */
+#define RESAMPLE_MAX 32
+
+struct resample_irqfd {
+    struct vmm_vm *vm;
+    int fd, resample_fd;
+    unsigned pin;
+};
+
+struct vmm_x86_resample {
+    pthread_mutex_t lock; /* e[]; a leaf lock */
+    struct resample_irqfd *e[RESAMPLE_MAX];
+};
 
 int vmm_arch_vm_type(int kvm_fd, unsigned long *type)
 {
@@ -65,6 +86,10 @@ int vmm_arch_irqchip_create(struct vmm_vm *vm)
     r = vmm_ioapic_create(&be, &vm->ioapic);
     if (r < 0)
         return r;
+    vm->resample = calloc(1, sizeof(*vm->resample));
+    if (!vm->resample)
+        return -ENOMEM;
+    pthread_mutex_init(&vm->resample->lock, NULL);
     r = vmm_snap_register(vm, vmm_ioapic_snap_ops(), 0, vm->ioapic);
     if (r < 0)
         return r;
@@ -72,8 +97,104 @@ int vmm_arch_irqchip_create(struct vmm_vm *vm)
                             vmm_ioapic_bus_ops(), vm->ioapic);
 }
 
+static void resample_ready(void *opaque, int fd, uint32_t events)
+{
+    struct resample_irqfd *e = opaque;
+    uint64_t v;
+    (void)events;
+    if (read(fd, &v, sizeof(v)) == (ssize_t)sizeof(v))
+        (void)vmm_ioapic_resample_raise(e->vm->ioapic, e->pin);
+}
+
+int vmm_arch_irqfd_resample(struct vmm_vm *vm, int fd, unsigned gsi, int resample_fd)
+{
+    if (!vm->ioapic || !vm->resample || gsi >= VMM_IOAPIC_PINS)
+        return -ENOTSUP;
+    struct vmm_event_loop *loop = vmm_vm_event_loop(vm);
+    if (!loop)
+        return -ENOMEM;
+    struct vmm_x86_resample *rs = vm->resample;
+    struct resample_irqfd *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    *e = (struct resample_irqfd){.vm = vm, .fd = fd, .resample_fd = resample_fd, .pin = gsi};
+    int r = -ENOSPC;
+    pthread_mutex_lock(&rs->lock);
+    for (unsigned i = 0; i < RESAMPLE_MAX; i++) {
+        if (rs->e[i] && rs->e[i]->fd == fd) {
+            r = -EEXIST;
+            break;
+        }
+    }
+    for (unsigned i = 0; i < RESAMPLE_MAX && r == -ENOSPC; i++) {
+        if (!rs->e[i]) {
+            rs->e[i] = e;
+            r = 0;
+        }
+    }
+    pthread_mutex_unlock(&rs->lock);
+    if (r == 0 && (r = vmm_event_loop_add(loop, fd, EPOLLIN, resample_ready, e)) < 0) {
+        pthread_mutex_lock(&rs->lock);
+        for (unsigned i = 0; i < RESAMPLE_MAX; i++)
+            if (rs->e[i] == e)
+                rs->e[i] = NULL;
+        pthread_mutex_unlock(&rs->lock);
+    }
+    if (r < 0)
+        free(e);
+    return r;
+}
+
+int vmm_arch_irqfd_resample_remove(struct vmm_vm *vm, int fd, unsigned gsi)
+{
+    struct vmm_x86_resample *rs = vm->resample;
+    struct resample_irqfd *e = NULL;
+    if (!rs)
+        return -ENOENT;
+    pthread_mutex_lock(&rs->lock);
+    for (unsigned i = 0; i < RESAMPLE_MAX && !e; i++) {
+        if (rs->e[i] && rs->e[i]->fd == fd && rs->e[i]->pin == gsi) {
+            e = rs->e[i];
+            rs->e[i] = NULL;
+        }
+    }
+    pthread_mutex_unlock(&rs->lock);
+    if (!e)
+        return -ENOENT;
+    /* Waits for a running callback: e is unused afterwards. */
+    (void)vmm_event_loop_remove(vm->loop, fd);
+    vmm_ioapic_resample_lower(vm->ioapic, e->pin);
+    free(e);
+    return 0;
+}
+
+void vmm_x86_ioapic_eoi(struct vmm_vm *vm, uint8_t vector)
+{
+    uint32_t pins = vmm_ioapic_eoi(vm->ioapic, vector);
+    struct vmm_x86_resample *rs = vm->resample;
+    if (!pins || !rs)
+        return;
+    const uint64_t one = 1;
+    pthread_mutex_lock(&rs->lock);
+    for (unsigned i = 0; i < RESAMPLE_MAX; i++)
+        if (rs->e[i] && (pins >> rs->e[i]->pin) & 1)
+            (void)!write(rs->e[i]->resample_fd, &one, sizeof(one));
+    pthread_mutex_unlock(&rs->lock);
+}
+
 void vmm_arch_irqchip_destroy(struct vmm_vm *vm)
 {
+    if (vm->resample) {
+        for (unsigned i = 0; i < RESAMPLE_MAX; i++) {
+            if (vm->resample->e[i]) {
+                (void)vmm_event_loop_remove(vm->loop, vm->resample->e[i]->fd);
+                free(vm->resample->e[i]);
+            }
+        }
+        pthread_mutex_destroy(&vm->resample->lock);
+        free(vm->resample);
+        vm->resample = NULL;
+    }
     if (vm->ioapic && vm->mmio)
         (void)vmm_bus_unregister(vm->mmio, VMM_X86_IOAPIC_ADDR);
     vmm_ioapic_destroy(vm->ioapic);

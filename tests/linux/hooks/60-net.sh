@@ -23,7 +23,7 @@
 net_hook() {
     local here=${BASH_SOURCE[0]%/*}/..
     local moddir=${VMM_LINUX_MODULES:-/lib/modules/$KVER}
-    local cases=() name why="" m args
+    local cases=() name why="" args
 
     while IFS='|' read -r name _ _ _ _ args; do
         name=$(trim "$name")
@@ -40,44 +40,8 @@ net_hook() {
 
     local xroot=$L2_EXTRA/net
     local mdir=$xroot/lib/modules/net
-    local -A seen=()
-    local order=() builtin=()
-    net_mod_add() { # PATH as modules.dep writes it, after what it depends on
-        local path=$1 dep k base
-        local -a deps
-        [ -z "${seen[$path]:-}" ] || return 0
-        seen[$path]=1
-        dep=$(grep -E "^$path:" "$moddir/modules.dep" | head -n1 || true)
-        read -r -a deps <<<"${dep#*:}"
-        for ((k = ${#deps[@]} - 1; k >= 0; k--)); do
-            net_mod_add "${deps[k]}"
-        done
-        base=${path##*/}
-        base=${base%.xz} base=${base%.zst} base=${base%.gz} base=${base%.ko}
-        case "$path" in
-        *.ko) cp -f "$moddir/$path" "$mdir/$base.ko" ;;
-        *.ko.xz) xz -dc "$moddir/$path" >"$mdir/$base.ko" ;;
-        *.ko.zst) zstd -dcq "$moddir/$path" >"$mdir/$base.ko" ;;
-        *.ko.gz) gzip -dc "$moddir/$path" >"$mdir/$base.ko" ;;
-        *) why="module $path: unknown compression"; return 0 ;;
-        esac
-        order+=("$base")
-    }
-    if [ -z "$why" ]; then
-        mkdir -p "$mdir"
-        for m in virtio_mmio virtio_net virtio_balloon; do
-            local p
-            p=$({ grep -oE "^([^:]*/)?${m//[-_]/[-_]}\.ko(\.[a-z]+)?:" "$moddir/modules.dep" ||
-                true; } | head -n1 | tr -d :)
-            if [ -n "$p" ]; then
-                net_mod_add "$p"
-            elif grep -qE "/${m//[-_]/[-_]}\.ko$" "$moddir/modules.builtin" 2>/dev/null; then
-                builtin+=("$m")
-            else
-                why="$KVER has $m neither as a module nor built in"
-                break
-            fi
-        done
+    if [ -z "$why" ] && ! l2_modules "$moddir" "$mdir" virtio_mmio virtio_net virtio_balloon; then
+        why=$L2_WHY
     fi
     if [ -n "$why" ]; then
         rm -rf "$xroot"
@@ -87,8 +51,6 @@ net_hook() {
         echo "hook 60-net: skipping ${cases[*]}: $why"
         return 0
     fi
-    printf '%s\n' "${order[@]}" >"$mdir/order"
-    printf '%s\n' "${builtin[@]}" >"$mdir/builtin"
 
     mkdir -p "$xroot/etc/l2-init.d" "$DATA/l1-before.d" "$DATA/l1-after.d" "$DATA/net"
     install -m 0644 "$here/net/l2-net.sh" "$xroot/etc/l2-init.d/60-net.sh"
@@ -130,8 +92,8 @@ net_hook() {
             echo "!L1-NET-FAIL"
         } >"$WORK/expect/$name"
     done
-    echo "hook 60-net: cases ${cases[*]}; level-2 modules: ${order[*]}" \
-        "${builtin:+(built in: ${builtin[*]})}"
+    echo "hook 60-net: cases ${cases[*]}; level-2 modules: $L2_ORDER" \
+        "${L2_BUILTIN:+(built in: $L2_BUILTIN)}"
 }
 net_hook
-unset -f net_hook net_mod_add
+unset -f net_hook

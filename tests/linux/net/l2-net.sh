@@ -39,12 +39,7 @@ l2_net() {
     done </lib/modules/net/order
     echo "L2-NET-MODULES $n loaded ($(tr '\n' ' ' </lib/modules/net/order))"
 
-    i=0
-    while [ ! -e /sys/class/net/eth0 ] && [ "$i" -lt 100 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if [ ! -e /sys/class/net/eth0 ]; then
+    if ! l2_wait_for /sys/class/net/eth0; then
         nfail "no eth0 ($(cd /sys/class/net && echo *))"
         return 0
     fi

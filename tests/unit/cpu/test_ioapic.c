@@ -320,6 +320,55 @@ START_TEST(test_level_delivery_and_eoi)
 }
 END_TEST
 
+/* A resampling irqfd's source (split irqchip INTx passthrough): raised by
+ * the irqfd, lowered by the EOI, which reports the pin for its resample
+ * eventfd; a line of the ordinary source on the same pin stays up. */
+START_TEST(test_resample_source)
+{
+    rte_write(9, rte_make(0x61, 0, true, false, 0));
+    ck_assert_int_eq(vmm_ioapic_resample_raise(io, 9), 0);
+    ck_assert_uint_eq(rec.nmsi, 1);
+    ck_assert_uint_ne(rte_read(9) & RTE_REMOTE_IRR, 0);
+    /* Busy until the EOI: a second raise sends nothing. */
+    ck_assert_int_eq(vmm_ioapic_resample_raise(io, 9), 0);
+    ck_assert_uint_eq(rec.nmsi, 1);
+    ck_assert_uint_eq(vmm_ioapic_eoi(io, 0x62), 0);
+    /* The EOI lowers the source and names the pin; nothing else holds the
+     * line, so nothing is sent again. */
+    ck_assert_uint_eq(vmm_ioapic_eoi(io, 0x61), 1u << 9);
+    ck_assert_uint_eq(rec.nmsi, 1);
+    ck_assert_uint_eq(rte_read(9) & RTE_REMOTE_IRR, 0);
+    /* A stray EOI reports nothing. */
+    ck_assert_uint_eq(vmm_ioapic_eoi(io, 0x61), 0);
+    /* The device still asks: raised again, delivered again. */
+    ck_assert_int_eq(vmm_ioapic_resample_raise(io, 9), 0);
+    ck_assert_uint_eq(rec.nmsi, 2);
+    /* The ordinary source up too: after the EOI the pin is still asserted. */
+    ck_assert_int_eq(vmm_ioapic_set_irq(io, 9, true), 0);
+    ck_assert_uint_eq(vmm_ioapic_eoi(io, 0x61), 1u << 9);
+    ck_assert_uint_eq(rec.nmsi, 3);
+    ck_assert_int_eq(vmm_ioapic_set_irq(io, 9, false), 0);
+    ck_assert_uint_eq(vmm_ioapic_eoi(io, 0x61), 0);
+    ck_assert_uint_eq(rec.nmsi, 3);
+    /* Raised while masked: sent on unmask; lowered first (the irqfd went):
+     * not sent. */
+    rte_write(9, rte_make(0x61, 0, true, true, 0));
+    ck_assert_int_eq(vmm_ioapic_resample_raise(io, 9), 0);
+    ck_assert_uint_eq(rec.nmsi, 3);
+    rte_write(9, rte_make(0x61, 0, true, false, 0));
+    ck_assert_uint_eq(rec.nmsi, 4);
+    ck_assert_uint_eq(vmm_ioapic_eoi(io, 0x61), 1u << 9);
+    rte_write(9, rte_make(0x61, 0, true, true, 0));
+    ck_assert_int_eq(vmm_ioapic_resample_raise(io, 9), 0);
+    vmm_ioapic_resample_lower(io, 9);
+    rte_write(9, rte_make(0x61, 0, true, false, 0));
+    ck_assert_uint_eq(rec.nmsi, 4);
+    /* Pins past the last refused. */
+    ck_assert_int_eq(vmm_ioapic_resample_raise(io, VMM_IOAPIC_PINS), -EINVAL);
+    vmm_ioapic_resample_lower(io, VMM_IOAPIC_PINS);
+}
+END_TEST
+
 START_TEST(test_level_eoi_shared_vector)
 {
     /* Two level pins on one vector: one EOI frees both; only the one whose
@@ -554,6 +603,7 @@ static Suite *ioapic_suite(void)
     tcase_add_test(tc, test_edge_delivery);
     tcase_add_test(tc, test_delivery_modes_and_destinations);
     tcase_add_test(tc, test_level_delivery_and_eoi);
+    tcase_add_test(tc, test_resample_source);
     tcase_add_test(tc, test_level_eoi_shared_vector);
     tcase_add_test(tc, test_level_masked_eoi_and_unmask);
     tcase_add_test(tc, test_set_routes_table);

@@ -236,6 +236,49 @@ START_TEST(bar_pieces)
 }
 END_TEST
 
+/* The MSI-X capability's table and PBA: in one existing BAR, inside it. */
+START_TEST(msix_cap)
+{
+    const uint64_t sizes[VMM_PCI_MAX_BARS] = {0x20000, 0, 0, 0x4000, 0, 0};
+    struct vfio_msix m = {.vectors = 99};
+    /* e1000e: 5 vectors, table at BAR 3 + 0, PBA at BAR 3 + 0x2000. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 3, 0x2003, sizes, &m), 0);
+    ck_assert_uint_eq(m.vectors, 5);
+    ck_assert_uint_eq(m.bar, 3);
+    ck_assert_uint_eq(m.table, 0);
+    ck_assert_uint_eq(m.pba, 0x2000);
+    /* A table, then a PBA, ending exactly at the BAR's end; a table one
+     * entry past it. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(0, 0x3ff3, 0x3fe3, sizes, &m), 0);
+    ck_assert_uint_eq(m.vectors, 1);
+    ck_assert_uint_eq(m.table, 0x3ff0);
+    ck_assert_int_eq(vmm_vfio_msix_parse(0, 0x3fe3, 0x3ffb, sizes, &m), 0);
+    ck_assert_uint_eq(m.pba, 0x3ff8);
+    ck_assert_int_eq(vmm_vfio_msix_parse(1, 0x3ff3, 0x3fe3, sizes, &m), -EINVAL);
+    m.vectors = 99;
+    /* BIR 6 and 7 name no BAR (the host device's word, never trusted). */
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 6, 0x2006, sizes, &m), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 7, 0x2007, sizes, &m), -EINVAL);
+    /* Table and PBA in different BARs. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 3, 0x2000, sizes, &m), -EINVAL);
+    /* A BAR the device does not have. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 1, 0x2001, sizes, &m), -EINVAL);
+    /* The table past the BAR's end. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(255, 0x3803, 0x2003, sizes, &m), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 0xfffffff3, 0x2003, sizes, &m), -EINVAL);
+    /* The PBA past it. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 3, 0x4003, sizes, &m), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_msix_parse(4, 3, 0xfffffffb, sizes, &m), -EINVAL);
+    ck_assert_uint_eq(m.vectors, 99); /* left alone */
+    /* 256 vectors fit BAR 0; 257 (or 2048) are more than the bus has. */
+    ck_assert_int_eq(vmm_vfio_msix_parse(255, 0, 0x1000, sizes, &m), 0);
+    ck_assert_uint_eq(m.vectors, 256);
+    ck_assert_int_eq(vmm_vfio_msix_parse(256, 0, 0x10000, sizes, &m), -EINVAL);
+    ck_assert_int_eq(vmm_vfio_msix_parse(0x7ff, 0, 0x10000, sizes, &m), -EINVAL);
+    ck_assert_uint_eq(m.vectors, 256);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("vfio");
@@ -247,6 +290,7 @@ int main(void)
     tcase_add_test(tc, reserved_ranges);
     tcase_add_test(tc, container_without_vfio);
     tcase_add_test(tc, bar_pieces);
+    tcase_add_test(tc, msix_cap);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }
