@@ -696,7 +696,7 @@ static int restore_locked(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r)
     if (vmm_virtio_driver_ok(t))
         for (unsigned i = 0; i < t->dev.num_queues; i++)
             if (vp->q[i].enabled)
-                kick_queue(vp, i);
+                vmm_virtio_notify_queue(&vp->t, i);
     return 0;
 }
 
