@@ -889,10 +889,11 @@ struct net_image {
     char tap[IFNAMSIZ];
     uint8_t mac[6];
     uint16_t mtu;
-    uint32_t link_up, max_pairs, active_pairs, vhost;
+    uint32_t link_up, max_pairs, active_pairs, vhost, pad;
     uint64_t features, tap_offloads;
     uint32_t tun_offload, stats_size;
 };
+_Static_assert(sizeof(struct net_image) == 72, "no padding in the saved image");
 
 /* Take pair p's chains back into the rings untouched (receive buffers
  * held but not filled, a frame the tap would not take yet), so a snapshot
@@ -1059,7 +1060,7 @@ static int net_snap_restore(void *opaque, struct vmm_snap_reader *r)
         bad = "queue pairs";
     else if (im.tun_offload != n->tun_offload || (im.tap_offloads & ~NET_TAP_OFFLOADS))
         bad = "tap offloads";
-    else if (im.vhost > 1)
+    else if (im.vhost > 1 || im.pad)
         bad = "back end";
     if (bad) {
         vmm_log_error("restore: malformed virtio-net state (%s)", bad);
