@@ -10,7 +10,8 @@
  *   APIC, MP state, pending events, CPUID, TSC frequency), the VM's clock,
  *   the interrupt controller (the library's IOAPIC, or KVM's irqchip and
  *   PIT), each library device (UART, RTC, virtio-mmio transports with
- *   their queues, virtio-blk, console, entropy and balloon), the guest memory
+ *   their queues, virtio-blk, console, entropy, balloon, net and vsock),
+ *   the guest memory
  *   layout and a blob of the application's (how to rebuild the VM). It is
  *   versioned and checksummed (magic, format version, CRC-32);
  * - "memory": guest memory, a header page then each region at a
@@ -20,7 +21,11 @@
  * the saved one (the same memory regions, vCPUs and devices at the same
  * addresses, typically from the blob), then vmm_vm_restore loads the state
  * into it before it runs. Backends are the application's: a disk may be
- * another file of the same size, a console another fd.
+ * another file of the same size, a console another fd, a network device
+ * another tap (the MAC, MTU, link status, offloads and queue pairs are the
+ * saved device's), a vsock device another socket path or CID. vsock
+ * connections are not saved: the restored device sends the guest a
+ * TRANSPORT_RESET event, and the guest connects again.
  */
 #ifndef VMM_SNAPSHOT_H
 #define VMM_SNAPSHOT_H

@@ -992,9 +992,12 @@ static int vhost_quiesce(struct net *n)
         }
         p->vhost_started = false;
     }
-    if (r < 0)
+    if (r < 0) {
         net_thaw(n);
-    return r;
+        return r;
+    }
+    vmm_virtio_mark_all_dirty(t, "virtio-net: vhost-net");
+    return 0;
 }
 
 static int net_quiesce(void *opaque)

@@ -134,6 +134,11 @@ int vmm_virtq_unpop(struct vmm_virtq *q, struct vmm_virtq_chain *const *chains, 
 void vmm_virtq_snap_restore(struct vmm_virtq *q, const struct virtq_snap *s);
 
 /* lib/virtio/device.c */
+/* Mark all of guest memory dirty where dirty tracking is on, for a device
+ * whose back end (vhost) wrote guest memory without logging it: a diff
+ * snapshot or a migration taken now then carries what it wrote. Logged
+ * under who's name. */
+void vmm_virtio_mark_all_dirty(struct vmm_virtio_transport *t, const char *who);
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop);
 /* The head descriptor index (split ring) of a popped chain: the ring's

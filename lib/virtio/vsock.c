@@ -1287,9 +1287,12 @@ static int vsock_vhost_quiesce(struct vsock *v)
             v->kick_taken[q] = false;
         }
     }
-    if (r < 0)
+    if (r < 0) {
         vsock_thaw(v);
-    return r;
+        return r;
+    }
+    vmm_virtio_mark_all_dirty(t, "virtio-vsock: vhost-vsock");
+    return 0;
 }
 
 static int vsock_quiesce(void *opaque)
