@@ -10,9 +10,11 @@
  * event, opens a new vsock connection to "<path>_1234" and sends "hello
  * TOKEN". The taps are made here, in a network namespace of the test's own
  * (root). Exits 77 when /dev/net/tun cannot be opened. Built twice: as
- * test_snapshot_net_vhost (NET_VHOST) the network device runs on vhost-net,
- * its rings stopped for the snapshot and started at their saved positions
- * (the nested level 1 has /dev/vhost-net; 77 without it).
+ * test_snapshot_net_vhost (NET_VHOST) both devices run on the kernel's
+ * vhost (vhost-net, vhost-vsock: the host side is then an AF_VSOCK
+ * listener), their rings stopped for the snapshot and started at their
+ * saved positions (the nested level 1 has /dev/vhost-net and
+ * /dev/vhost-vsock; 77 without them).
  */
 #include <arpa/inet.h>
 #include <check.h>
@@ -20,6 +22,7 @@
 #include <fcntl.h>
 #include <linux/if_packet.h>
 #include <linux/if_tun.h>
+#include <linux/vm_sockets.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -184,7 +187,8 @@ static int unix_socket(const char *path, bool listening)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+    ck_assert_uint_lt(strlen(path), sizeof(sa.sun_path));
+    memcpy(sa.sun_path, path, strlen(path) + 1);
     if (listening) {
         ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
         ck_assert_int_eq(listen(fd, 4), 0);
@@ -216,8 +220,13 @@ START_TEST(net_and_vsock_work_after_a_restore)
     snprintf(net0, sizeof(net0), "tap=%s,mac=52:54:00:12:34:56%s", tap0,
              NET_VHOST ? ",vhost=on" : "");
     snprintf(net1, sizeof(net1), "tap=%s", tap1);
-    snprintf(vsock1, sizeof(vsock1), "cid=3,path=%s", v1);
-    snprintf(vsock2, sizeof(vsock2), "cid=7,path=%s", v2);
+    if (NET_VHOST) {
+        snprintf(vsock1, sizeof(vsock1), "cid=3,vhost=on");
+        snprintf(vsock2, sizeof(vsock2), "cid=7,vhost=on");
+    } else {
+        snprintf(vsock1, sizeof(vsock1), "cid=3,path=%s", v1);
+        snprintf(vsock2, sizeof(vsock2), "cid=7,path=%s", v2);
+    }
 
     struct proc p;
     char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("snap_netvsock"),
@@ -262,7 +271,17 @@ START_TEST(net_and_vsock_work_after_a_restore)
     go[13] = ETHERTYPE & 0xff;
     memcpy(go + 14, "go ", 3);
     memcpy(go + 17, token, 16);
-    int lfd = unix_socket(v2port, true);
+    int lfd;
+    if (NET_VHOST) { /* the guest's connection to host port 1234 */
+        lfd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        ck_assert_int_ge(lfd, 0);
+        struct sockaddr_vm sv = {
+            .svm_family = AF_VSOCK, .svm_cid = VMADDR_CID_ANY, .svm_port = 1234};
+        ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sv, sizeof(sv)), 0);
+        ck_assert_int_eq(listen(lfd, 4), 0);
+    } else {
+        lfd = unix_socket(v2port, true);
+    }
 
     char *again[] = {VMM_RUN_PATH, "--restore", snap, "--net", net1, "--vsock", vsock2, NULL};
     spawn(&p, again);
@@ -316,9 +335,10 @@ int main(void)
         return 77;
     }
     close(fd);
-    if (NET_VHOST && access("/dev/vhost-net", R_OK | W_OK) != 0) {
-        printf("skipped: /dev/vhost-net is missing (modprobe vhost_net; the nested level 1 has "
-               "it)\n");
+    if (NET_VHOST && (access("/dev/vhost-net", R_OK | W_OK) != 0 ||
+                      access("/dev/vhost-vsock", R_OK | W_OK) != 0)) {
+        printf("skipped: /dev/vhost-net or /dev/vhost-vsock is missing (modprobe vhost_net "
+               "vhost_vsock; the nested level 1 has them)\n");
         return 77;
     }
     vmm_test_require_kvm();
