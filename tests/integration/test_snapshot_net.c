@@ -258,6 +258,17 @@ START_TEST(net_and_vsock_work_after_a_restore)
     ck_assert_int_eq(proc_wait(&p), 1);
     ck_assert_msg(strstr(p.output, "it has 1 network devices and --net gives 2"), "output: %s",
                   p.output);
+    char *bad3[] = {VMM_RUN_PATH,
+                    "--restore",
+                    snap,
+                    "--vsock",
+                    NET_VHOST ? "cid=7,path=/nonexistent/v" : "cid=7,vhost=on",
+                    NULL};
+    spawn(&p, bad3);
+    ck_assert_int_eq(proc_wait(&p), 1);
+    ck_assert_msg(strstr(p.output, NET_VHOST ? "its vsock device was saved with vhost-vsock"
+                                             : "its vsock device was saved without vhost-vsock"),
+                  "output: %s", p.output);
 
     uint8_t rnd[8];
     ck_assert_int_eq(getrandom(rnd, sizeof(rnd), 0), (ssize_t)sizeof(rnd));
