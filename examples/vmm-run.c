@@ -22,6 +22,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <netdb.h>
+#include <net/if.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <termios.h>
@@ -46,7 +47,7 @@
 
 static const char usage[] =
     "Usage: vmm-run --kernel FILE [options]\n"
-    "       vmm-run --restore DIR [--disk ...] [--console ...] [options]\n"
+    "       vmm-run --restore DIR [--disk ...] [--net tap=NAME ...] [--vsock ...] [options]\n"
     "Boot a Linux kernel or a static ELF64 guest program in a microVM.\n"
     "\n"
     "  -k, --kernel FILE     guest image: a Linux bzImage, an ELF vmlinux (booted through\n"
@@ -106,12 +107,15 @@ static const char usage[] =
     "                        {\"ok\":false,\"error\":\"why\"}\n"
     "      --migrate-listen unix:PATH|tcp:HOST:PORT  wait there for a VM that another\n"
     "                        vmm-run sends (its control socket's migrate request), and\n"
-    "                        run it; --disk and --console as with --restore\n"
+    "                        run it; --disk, --console, --net and --vsock as with\n"
+    "                        --restore\n"
     "      --restore DIR     run the VM saved in DIR (no --kernel): it goes on where it\n"
     "                        was saved; --disk and --console replace its disks (in order)\n"
-    "                        and console output; --restore-memory eager|lazy|uffd (default:\n"
-    "                        lazy, the memory file mapped copy-on-write; uffd: faulted\n"
-    "                        in through userfaultfd)\n"
+    "                        and console output, --net tap=NAME the taps of its network\n"
+    "                        devices (in order), --vsock its vsock host side (the guest\n"
+    "                        is told to reconnect); --restore-memory eager|lazy|uffd\n"
+    "                        (default: lazy, the memory file mapped copy-on-write; uffd:\n"
+    "                        faulted in through userfaultfd)\n"
     "      --stats[=FILE]    at exit, print a boot profile to stderr (or FILE): exits by\n"
     "                        KVM reason and by port/address with the time spent in\n"
     "                        each, time to the first guest entry and total run time\n"
@@ -925,6 +929,18 @@ static char *describe_vm(const struct options *o, size_t *len)
         fprintf(f, "balloon=%llu,%d,%d,%d,%d\n", (unsigned long long)o->balloon_cfg.target_bytes,
                 o->balloon_cfg.stats, o->balloon_cfg.reporting, o->balloon_cfg.deflate_on_oom,
                 o->balloon_cfg.hinting);
+    /* Network devices: vhost, MTU, queue pairs, MAC (zero: the device's
+     * own, which the snapshot keeps), then the tap; vsock: vhost, CID, path. */
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        const struct vmm_virtio_net_config *n = &o->nets[i];
+        fprintf(f, "net=%d,%u,%u,%02x:%02x:%02x:%02x:%02x:%02x,%s\n", n->vhost, n->mtu,
+                n->queue_pairs, n->mac[0], n->mac[1], n->mac[2], n->mac[3], n->mac[4], n->mac[5],
+                n->tap);
+    }
+    if (o->vsock)
+        fprintf(f, "vsock=%d,%llu,%s\n", o->vsock_cfg.vhost,
+                (unsigned long long)o->vsock_cfg.guest_cid,
+                o->vsock_cfg.path ? o->vsock_cfg.path : "");
     if (fclose(f) != 0) {
         free(buf);
         return NULL;
@@ -979,6 +995,10 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
 
     struct vmm_virtio_blk_config saved[MAX_DISKS];
     unsigned nr_saved = 0;
+    struct vmm_virtio_net_config saved_nets[MAX_NETS];
+    unsigned nr_saved_nets = 0;
+    bool saved_vsock = false;
+    struct vmm_virtio_vsock_config saved_vsock_cfg;
     bool virtio_console = false;
     char *save = NULL;
     char *line = strtok_r(buf, "\n", &save);
@@ -1036,11 +1056,70 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
             o->balloon_cfg =
                 VMM_INIT(struct vmm_virtio_balloon_config, .target_bytes = target, .stats = st,
                          .reporting = rep, .deflate_on_oom = oom, .hinting = hint);
+        } else if (strcmp(line, "net") == 0 && nr_saved_nets < MAX_NETS) {
+            /* Static: the names live as long as the process. */
+            static char taps[MAX_NETS][IFNAMSIZ];
+            struct vmm_virtio_net_config *n = &saved_nets[nr_saved_nets];
+            *n = VMM_INIT(struct vmm_virtio_net_config);
+            int vhost = 0, end = 0;
+            unsigned mtu = 0, pairs = 0, mac[6];
+            ok = sscanf(v, "%d,%u,%u,%2x:%2x:%2x:%2x:%2x:%2x,%n", &vhost, &mtu, &pairs, &mac[0],
+                        &mac[1], &mac[2], &mac[3], &mac[4], &mac[5], &end) == 9 &&
+                 end > 0 && !(vhost & ~1) && mtu <= 65535 && pairs <= VMM_VIRTIO_NET_MAX_PAIRS &&
+                 v[end] && strlen(v + end) < IFNAMSIZ && !strchr(v + end, '/');
+            if (ok) {
+                snprintf(taps[nr_saved_nets], IFNAMSIZ, "%s", v + end);
+                n->tap = taps[nr_saved_nets];
+                n->vhost = vhost;
+                n->mtu = (uint16_t)mtu;
+                n->queue_pairs = pairs;
+                for (int i = 0; i < 6; i++)
+                    n->mac[i] = (uint8_t)mac[i];
+                nr_saved_nets++;
+            }
+        } else if (strcmp(line, "vsock") == 0 && !saved_vsock) {
+            static char vsock_path[PATH_MAX];
+            int vhost = 0, end = 0;
+            unsigned long long cid = 0;
+            ok = sscanf(v, "%d,%llu,%n", &vhost, &cid, &end) == 2 && end > 0 && !(vhost & ~1) &&
+                 cid >= VMM_VIRTIO_VSOCK_MIN_GUEST_CID && cid <= 0xfffffffeull &&
+                 strlen(v + end) <= 96 && (v[end] == '\0') == (vhost == 1);
+            snprintf(vsock_path, sizeof(vsock_path), "%s", v + end);
+            saved_vsock = true;
+            saved_vsock_cfg = VMM_INIT(struct vmm_virtio_vsock_config, .guest_cid = cid,
+                                       .path = vhost ? NULL : vsock_path, .vhost = vhost);
         } else {
             ok = false;
         }
         if (!ok)
             fail("%s: bad '%s' in its description", what, line);
+    }
+    /* --net given again: the same devices, in order, on the taps named. */
+    if (o->nr_nets && o->nr_nets != nr_saved_nets)
+        fail("%s: it has %u network devices and --net gives %u", what, nr_saved_nets, o->nr_nets);
+    for (unsigned i = 0; i < o->nr_nets; i++) {
+        const struct vmm_virtio_net_config *n = &o->nets[i];
+        static const uint8_t zero[6];
+        if (n->mtu || n->queue_pairs || n->vhost || memcmp(n->mac, zero, 6) != 0)
+            fail("%s: --net takes only tap=NAME there (the device is the saved one)", what);
+        const char *tap = n->tap;
+        o->nets[i] = saved_nets[i];
+        o->nets[i].tap = tap;
+    }
+    if (!o->nr_nets) {
+        memcpy(o->nets, saved_nets, nr_saved_nets * sizeof(saved_nets[0]));
+        o->nr_nets = nr_saved_nets;
+    }
+    /* --vsock given again: the host side it names (the CID may change: the
+     * guest reads it again on the transport reset the device sends). */
+    if (o->vsock && !saved_vsock)
+        fail("%s: it has no vsock device (drop --vsock)", what);
+    if (o->vsock && o->vsock_cfg.vhost != saved_vsock_cfg.vhost)
+        fail("%s: its vsock device was saved %s vhost-vsock", what,
+             saved_vsock_cfg.vhost ? "with" : "without");
+    if (!o->vsock && saved_vsock) {
+        o->vsock = true;
+        o->vsock_cfg = saved_vsock_cfg;
     }
     if (o->nr_disks && o->nr_disks != nr_saved)
         fail("%s: it has %u disks and --disk gives %u", what, nr_saved, o->nr_disks);

@@ -12,9 +12,9 @@
  *   PIT), each library device (UART, RTC, virtio-mmio and virtio-pci
  *   transports with their queues, the PCI root complex with every
  *   function's configuration space, BARs, MSI and MSI-X state, virtio-blk,
- *   console, entropy and balloon), the guest memory layout and a blob of
- *   the application's (how to rebuild the VM). It is versioned and
- *   checksummed (magic, format version, CRC-32);
+ *   console, entropy, balloon, net and vsock), the guest memory layout
+ *   and a blob of the application's (how to rebuild the VM). It is
+ *   versioned and checksummed (magic, format version, CRC-32);
  * - "memory": guest memory, a header page then each region at a
  *   page-aligned offset, so it can be mapped copy-on-write.
  *
@@ -22,7 +22,11 @@
  * the saved one (the same memory regions, vCPUs and devices at the same
  * addresses, typically from the blob), then vmm_vm_restore loads the state
  * into it before it runs. Backends are the application's: a disk may be
- * another file of the same size, a console another fd.
+ * another file of the same size, a console another fd, a network device
+ * another tap (the MAC, MTU, link status, offloads and queue pairs are the
+ * saved device's), a vsock device another socket path or CID. vsock
+ * connections are not saved: the restored device sends the guest a
+ * TRANSPORT_RESET event, and the guest connects again.
  *
  * A VM with a PCI function whose state the library cannot hold (a VFIO
  * passthrough device, an application's own PCI device model) cannot be

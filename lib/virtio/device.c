@@ -15,6 +15,7 @@
 #include <vmm/virtio.h>
 
 #include "event/event_internal.h"
+#include "memory/memory_view.h"
 #include "virtio_internal.h"
 
 #define DEFAULT_QUEUE_SIZE 256
@@ -393,4 +394,19 @@ int vmm_virtio_transport_write_status(struct vmm_virtio_transport *t, uint32_t v
     }
     t->status = v | keep;
     return (added & VMM_VIRTIO_STATUS_DRIVER_OK) ? VMM_VIRTIO_STEP_ACTIVATE : 0;
+}
+
+void vmm_virtio_mark_all_dirty(struct vmm_virtio_transport *t, const char *who)
+{
+    struct vmm_memory *mem = t->mem;
+    if (!memory_dirty_tracking_any(mem))
+        return;
+    vmm_log_info("%s: the kernel wrote guest memory outside the dirty log: all of it counts as "
+                 "dirty",
+                 who);
+    for (unsigned i = 0; i < vmm_memory_region_count(mem); i++) {
+        struct vmm_region_info info = VMM_INIT(struct vmm_region_info);
+        if (vmm_memory_region_info(mem, i, &info) == 0)
+            vmm_memory_mark_dirty(mem, info.gpa, info.len);
+    }
 }

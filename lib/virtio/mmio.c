@@ -636,6 +636,7 @@ static int mmio_freeze(void *opaque)
     } else if (t->snap->quiesce) {
         r = t->snap->quiesce(t->dev.opaque);
     }
+    bool quiesced = r == 0;
     for (unsigned i = 0; i < t->dev.num_queues && r == 0; i++) {
         struct virtq_snap pos;
         if (vmm_virtq_snap_save(t->queues[i], &pos) < 0) {
@@ -644,14 +645,19 @@ static int mmio_freeze(void *opaque)
             r = -EBUSY;
         }
     }
-    if (r < 0)
+    if (r < 0) {
+        if (quiesced && t->snap->thaw)
+            t->snap->thaw(t->dev.opaque);
         vmm_virtio_unlock(t);
+    }
     return r;
 }
 
 static void mmio_thaw(void *opaque)
 {
     struct vmm_virtio_mmio *m = opaque;
+    if (m->t.snap->thaw)
+        m->t.snap->thaw(m->t.dev.opaque);
     vmm_virtio_unlock(&m->t);
 }
 

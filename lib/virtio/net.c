@@ -50,6 +50,7 @@
 #include <vmm/virtio_mmio.h>
 #include <vmm/virtio_net.h>
 
+#include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
 
 #define HDR VMM_VIRTIO_NET_HDR_SIZE
@@ -94,6 +95,8 @@
      VMM_VIRTIO_NET_F_HOST_ECN | VMM_VIRTIO_NET_F_HOST_UFO)
 #define NET_GUEST_GSO                                                                              \
     (VMM_VIRTIO_NET_F_GUEST_TSO4 | VMM_VIRTIO_NET_F_GUEST_TSO6 | VMM_VIRTIO_NET_F_GUEST_UFO)
+/* What tap_probe_offloads can find. */
+#define NET_TAP_OFFLOADS (NET_GUEST_GSO | VMM_VIRTIO_NET_F_GUEST_CSUM | VMM_VIRTIO_NET_F_GUEST_ECN)
 
 /* A token bucket: rate per second, one second of burst. tokens may go
  * below zero (a frame is never split); the bucket is open while above. */
@@ -146,6 +149,7 @@ struct net {
     bool link_up;
     uint64_t features;     /* negotiated, set at activate */
     uint64_t tap_offloads; /* the guest-side features the tap can do */
+    unsigned tun_offload;  /* TUN_F_* set on the tap at activation */
     uint64_t rx_need;      /* receive bytes (header included) that hold any frame */
     struct bucket tx_bytes, tx_pkts, rx_bytes, rx_pkts;
     bool tx_throttled, rx_throttled;
@@ -159,6 +163,7 @@ struct net {
     bool vhost;
     uint64_t vhost_features;
     bool vhost_running;
+    bool vhost_paused; /* stopped for a snapshot: thaw starts it again */
     struct net_pair pair[VMM_VIRTIO_NET_MAX_PAIRS];
     /* Scratch, used under the lock: receive and transmit iovecs, the tail a
      * too-large frame lands in, and the copy of a frame whose buffers are
@@ -756,6 +761,12 @@ static int vhost_pair_start(struct net_pair *p, const struct vhost_memory *table
         if (vmm_virtq_layout(vmm_virtio_queue(t, 2 * p->index + q), &size[q], &desc[q], &drv[q],
                              &dev[q]) < 0)
             return 0;
+    /* Where the rings are: 0 after the driver's set-up, or a position a
+     * snapshot saved (or quiesce took back from the kernel). */
+    struct virtq_snap pos[2];
+    for (unsigned q = 0; q < 2; q++)
+        if (vmm_virtq_snap_save(vmm_virtio_queue(t, 2 * p->index + q), &pos[q]) < 0)
+            return -EBUSY;
     __u64 f = n->features & n->vhost_features;
     int r;
     if ((r = vhost_ioctl(p->vhost_fd, VHOST_SET_FEATURES, &f, "features")) < 0 ||
@@ -764,7 +775,7 @@ static int vhost_pair_start(struct net_pair *p, const struct vhost_memory *table
     p->vhost_started = true; /* from here vhost_stop undoes what was done */
     for (unsigned q = 0; q < 2; q++) {
         struct vhost_vring_state num = {.index = q, .num = size[q]};
-        struct vhost_vring_state base = {.index = q, .num = 0};
+        struct vhost_vring_state base = {.index = q, .num = pos[q].last_avail};
         struct vhost_vring_addr addr = {.index = q};
         struct vhost_vring_file call = {.index = q, .fd = p->call[q].fd};
         if ((r = ring_ptr(n, desc[q], 16ull * size[q], false, &addr.desc_user_addr)) < 0 ||
@@ -782,6 +793,12 @@ static int vhost_pair_start(struct net_pair *p, const struct vhost_memory *table
         struct vhost_vring_file kf = {.index = q, .fd = kick};
         if ((r = vhost_ioctl(p->vhost_fd, VHOST_SET_VRING_KICK, &kf, "kick eventfd")) < 0)
             return r;
+        /* Have the kernel look at the ring once: buffers the driver made
+         * available while it was stopped (a snapshot, a restore) came with
+         * notifications it did not see. */
+        uint64_t one = 1;
+        if (write(kick, &one, sizeof(one)) < 0)
+            vmm_log_debug("virtio-net: kicking vhost ring %u: %s", q, vmm_strerror(-errno));
     }
     return 0;
 }
@@ -855,6 +872,228 @@ static int vhost_open(struct net_pair *p)
     return 0;
 }
 
+/* ---- snapshots ---- */
+
+/*
+ * The device's state in a snapshot: the config space (MAC, MTU, link
+ * status), the negotiated features with the offloads they put on the tap
+ * (TUNSETOFFLOAD again at restore, by activation), the queue pairs the
+ * driver enabled through the control queue, the back end (the tap's name,
+ * for the log: restore takes the tap it is given; vhost or not) and the
+ * counters. Ring positions are the transport's (vhost-net's come back from
+ * the kernel at quiesce).
+ */
+#define NET_SNAP_VERSION 1
+struct net_image {
+    uint32_t version;
+    char tap[IFNAMSIZ];
+    uint8_t mac[6];
+    uint16_t mtu;
+    uint32_t link_up, max_pairs, active_pairs, vhost, pad;
+    uint64_t features, tap_offloads;
+    uint32_t tun_offload, stats_size;
+};
+_Static_assert(sizeof(struct net_image) == 72, "no padding in the saved image");
+
+/* Take pair p's chains back into the rings untouched (receive buffers
+ * held but not filled, a frame the tap would not take yet), so a snapshot
+ * holds none; the queues look again on the loop's next turn. */
+static int pair_hand_back(struct net_pair *p)
+{
+    struct net *n = p->n;
+    int r = 0;
+    if (p->tx_parked) {
+        if (vmm_virtq_unpop(vmm_virtio_queue(n->t, pair_tx_q(p)), &p->tx_parked, 1) < 0) {
+            vmm_log_error("virtio-net: tap %s queue %u: a frame waiting for the tap cannot be "
+                          "handed back",
+                          n->tap, p->index);
+            r = -EBUSY;
+        } else {
+            p->tx_parked = NULL;
+            vmm_virtio_requeue(n->t, pair_tx_q(p));
+        }
+    }
+    if (p->nstash) {
+        if (vmm_virtq_unpop(vmm_virtio_queue(n->t, pair_rx_q(p)), p->stash, p->nstash) < 0) {
+            /* The driver had a malformed buffer completed after them. */
+            vmm_log_error("virtio-net: tap %s queue %u: %u receive buffers cannot be handed back",
+                          n->tap, p->index, p->nstash);
+            r = -EBUSY;
+        } else {
+            p->nstash = 0;
+            p->stash_bytes = 0;
+            p->rx_wait = false;
+            vmm_virtio_requeue(n->t, pair_rx_q(p));
+        }
+    }
+    pair_update_watch(p);
+    return r;
+}
+
+static void net_thaw(void *opaque)
+{
+    struct net *n = opaque;
+    if (!n->vhost_paused)
+        return;
+    n->vhost_paused = false;
+    int r = vhost_start(n);
+    if (r < 0) {
+        vmm_log_error("virtio-net: vhost-net did not start again after a snapshot: %s",
+                      vmm_strerror(r));
+        vmm_virtio_set_needs_reset(n->t);
+    }
+}
+
+/* Stop vhost-net's rings and take their positions into the transport's
+ * queues: the next available entry from VHOST_GET_VRING_BASE, the used
+ * index from guest memory (the kernel's word to the driver). With the tap
+ * detached the kernel has finished every buffer it took; one still out
+ * would be lost, so that refuses the snapshot. An interrupt the kernel
+ * signalled and the loop has not passed on yet is raised now. */
+static int vhost_quiesce(struct net *n)
+{
+    struct vmm_virtio_transport *t = n->t;
+    int r = 0;
+    n->vhost_running = false;
+    n->vhost_paused = true;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        struct net_pair *p = &n->pair[i];
+        vhost_pair_sync(p);
+        for (unsigned q = 0; q < 2 && p->vhost_started; q++) {
+            struct vmm_virtq *vq = vmm_virtio_queue(t, 2 * i + q);
+            struct vhost_vring_state st = {.index = q};
+            unsigned size;
+            vmm_gpa_t desc, drv, dev;
+            uint16_t used;
+            if (vhost_ioctl(p->vhost_fd, VHOST_GET_VRING_BASE, &st, "ring base") < 0 ||
+                vmm_virtq_layout(vq, &size, &desc, &drv, &dev) < 0 ||
+                vmm_memory_read_obj(vmm_virtio_memory(t), dev + 2, &used) < 0) {
+                r = -EIO;
+                continue;
+            }
+            if ((uint16_t)st.num != used) {
+                vmm_log_error("virtio-net: vhost-net queue %u has %u buffers in flight: no "
+                              "snapshot",
+                              2 * i + q, (uint16_t)(st.num - used));
+                r = -EBUSY;
+            }
+            struct virtq_snap pos = {
+                .last_avail = (uint16_t)st.num, .used_idx = used, .signalled_used = used};
+            vmm_virtq_snap_restore(vq, &pos);
+        }
+        for (unsigned q = 0; q < 2; q++) {
+            uint64_t v;
+            if (p->call[q].fd >= 0 && read(p->call[q].fd, &v, sizeof(v)) == sizeof(v))
+                vmm_virtq_interrupt(vmm_virtio_queue(t, 2 * i + q));
+            if (p->kick_taken[q]) {
+                (void)t->notify_fd(t, 2 * i + q, false);
+                p->kick_taken[q] = false;
+            }
+        }
+        p->vhost_started = false;
+    }
+    if (r < 0) {
+        net_thaw(n);
+        return r;
+    }
+    vmm_virtio_mark_all_dirty(t, "virtio-net: vhost-net");
+    return 0;
+}
+
+static int net_quiesce(void *opaque)
+{
+    struct net *n = opaque;
+    if (n->vhost_running)
+        return vhost_quiesce(n);
+    int r = 0;
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        int e = pair_hand_back(&n->pair[i]);
+        if (e < 0)
+            r = e;
+    }
+    return r;
+}
+
+static int net_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct net *n = opaque;
+    struct net_image im = {
+        .version = NET_SNAP_VERSION,
+        .mtu = n->mtu,
+        .link_up = n->link_up,
+        .max_pairs = n->max_pairs,
+        .active_pairs = n->active_pairs,
+        .vhost = n->vhost,
+        .features = n->features,
+        .tap_offloads = n->tap_offloads,
+        .tun_offload = n->tun_offload,
+        .stats_size = sizeof(n->stats),
+    };
+    memcpy(im.tap, n->tap, sizeof(im.tap));
+    memcpy(im.mac, n->mac, sizeof(im.mac));
+    snap_put(w, &im, sizeof(im));
+    snap_put(w, &n->stats, sizeof(n->stats));
+    return 0;
+}
+
+static int net_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct net *n = opaque;
+    struct net_image im;
+    struct vmm_virtio_net_stats st;
+    const char *bad = NULL;
+    if (snap_get(r, &im, sizeof(im)) < 0 || im.stats_size != sizeof(st) ||
+        snap_get(r, &st, sizeof(st)) < 0 || st.size != sizeof(st))
+        bad = "truncated";
+    else if (im.version != NET_SNAP_VERSION)
+        bad = "version";
+    else if (!memchr(im.tap, '\0', sizeof(im.tap)) || !im.tap[0])
+        bad = "tap name";
+    else if (im.mac[0] & 1)
+        bad = "MAC address";
+    else if ((im.mtu && im.mtu < 68) || !im.mtu != !(n->t->offered & VMM_VIRTIO_NET_F_MTU))
+        bad = "MTU";
+    else if (im.link_up > 1)
+        bad = "link status";
+    else if (im.features != n->features)
+        bad = "features";
+    else if (im.active_pairs < 1 || im.active_pairs > im.max_pairs ||
+             (im.active_pairs > 1 && !(im.features & VMM_VIRTIO_NET_F_MQ)) ||
+             st.queue_pairs_active != im.active_pairs)
+        bad = "queue pairs";
+    else if (im.tun_offload != n->tun_offload || (im.tap_offloads & ~NET_TAP_OFFLOADS))
+        bad = "tap offloads";
+    else if (im.vhost > 1 || im.pad)
+        bad = "back end";
+    if (bad) {
+        vmm_log_error("restore: malformed virtio-net state (%s)", bad);
+        return -EBADMSG;
+    }
+    if (im.max_pairs != n->max_pairs || im.vhost != n->vhost ||
+        (im.tap_offloads & ~n->tap_offloads)) {
+        vmm_log_error("restore: virtio-net on tap %s is not the device saved (%u queue pairs%s, "
+                      "offloads 0x%" PRIx64 " on tap %s)",
+                      n->tap, im.max_pairs, im.vhost ? ", vhost-net" : "", im.tap_offloads, im.tap);
+        return -EINVAL;
+    }
+    if (strcmp(im.tap, n->tap) != 0)
+        vmm_log_info("restore: virtio-net saved on tap %s goes on tap %s", im.tap, n->tap);
+    memcpy(n->mac, im.mac, sizeof(n->mac));
+    n->mtu = im.mtu;
+    n->link_up = im.link_up;
+    n->stats = st;
+    if (vmm_virtio_driver_ok(n->t))
+        set_active_pairs(n, im.active_pairs);
+    for (unsigned i = 0; i < n->max_pairs; i++) {
+        vhost_pair_sync(&n->pair[i]);
+        pair_update_watch(&n->pair[i]);
+    }
+    return 0;
+}
+
+static const struct virtio_snap_ops net_snap = {
+    .quiesce = net_quiesce, .save = net_snap_save, .restore = net_snap_restore, .thaw = net_thaw};
+
 /* ---- device callbacks ---- */
 
 static void pair_event(void *opaque, int fd, uint32_t events)
@@ -894,6 +1133,7 @@ static int net_attach(void *opaque, struct vmm_virtio_transport *t)
 {
     struct net *n = opaque;
     n->t = t;
+    t->snap = &net_snap;
     n->loop = vmm_virtio_event_loop(t);
     if (!n->loop) {
         vmm_log_error("virtio-net: the transport has no event loop");
@@ -974,6 +1214,7 @@ static int net_activate(void *opaque, uint64_t features)
         vmm_log_error("virtio-net: tap %s: offloads 0x%x: %s", n->tap, off, vmm_strerror(-errno));
         return -errno;
     }
+    n->tun_offload = off;
     uint64_t frame =
         (off & (TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_UFO)) ? NET_MAX_FRAME : tap_mtu(n) + 14u + 4u;
     n->rx_need = HDR + (frame < NET_MAX_FRAME ? frame : NET_MAX_FRAME);
@@ -1003,6 +1244,8 @@ static void net_reset(void *opaque)
     for (unsigned i = 0; i < n->max_pairs; i++)
         pair_drop_chains(&n->pair[i], true, true);
     n->features = 0;
+    n->tun_offload = 0;
+    n->vhost_paused = false;
     if (ioctl(n->pair[0].fd, TUNSETOFFLOAD, 0ul) < 0)
         vmm_log_debug("virtio-net: tap %s: clearing offloads: %s", n->tap, vmm_strerror(-errno));
     /* Before DRIVER_OK nothing is watched (pair_live). */

@@ -529,6 +529,7 @@ int vmm_virtio_pci_snap_freeze(struct vmm_virtio_pci *vp)
     } else if (t->snap->quiesce) {
         r = t->snap->quiesce(t->dev.opaque);
     }
+    bool quiesced = r == 0;
     for (unsigned i = 0; i < t->dev.num_queues && r == 0; i++) {
         struct virtq_snap pos;
         if (vmm_virtq_snap_save(t->queues[i], &pos) < 0) {
@@ -537,13 +538,18 @@ int vmm_virtio_pci_snap_freeze(struct vmm_virtio_pci *vp)
             r = -EBUSY;
         }
     }
-    if (r < 0)
+    if (r < 0) {
+        if (quiesced && t->snap->thaw)
+            t->snap->thaw(t->dev.opaque);
         vmm_virtio_unlock(t);
+    }
     return r;
 }
 
 void vmm_virtio_pci_snap_thaw(struct vmm_virtio_pci *vp)
 {
+    if (vp->t.snap->thaw)
+        vp->t.snap->thaw(vp->t.dev.opaque);
     vmm_virtio_unlock(&vp->t);
 }
 

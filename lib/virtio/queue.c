@@ -109,6 +109,7 @@ struct virtq_box {
     /* The ring's bookkeeping, which the device must not touch. */
     uint16_t id;        /* head descriptor index (split) / buffer id (packed) */
     uint16_t ndesc;     /* ring slots the chain took (packed) */
+    uint16_t avail_pos; /* the available ring entry it came from (unpop) */
     uint32_t reset_gen; /* the queue's reset count when popped */
     struct virtq_pool *pool;
     struct virtq_box *next; /* on the pool's free list */
@@ -912,6 +913,7 @@ int vmm_virtq_pop(struct vmm_virtq *q, struct vmm_virtq_chain **out)
         c->priv = NULL;
         b->id = head;
         b->ndesc = 1;
+        b->avail_pos = (uint16_t)(q->last_avail - 1);
         b->reset_gen = q->reset_gen;
         q->stats.popped++;
         *out = c;
@@ -952,6 +954,42 @@ int vmm_virtq_push(struct vmm_virtq *q, struct vmm_virtq_chain *chain, uint32_t 
     }
     chain_release(chain);
     return r;
+}
+
+/*
+ * Only the device's own state moves back: the available ring and the
+ * descriptors are the driver's and were only read, the used ring is not
+ * touched. The driver may not reuse a buffer before the device used it
+ * (virtio 1.2 section 2.7), so the entries are still there for the next pop; what
+ * a driver can see of our position is the avail_event we publish with
+ * VIRTIO_F_EVENT_IDX, a hint that, lower, only asks for a notification the
+ * driver would have sent anyway.
+ */
+int vmm_virtq_unpop(struct vmm_virtq *q, struct vmm_virtq_chain *const *chains, unsigned n)
+{
+    if (!q->ready || n > q->pool->outstanding || n > q->size) {
+        vmm_log_error("%s: queue %u: %u chains handed back, more than are held", q->label, q->index,
+                      n);
+        return -EINVAL;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const struct virtq_box *b = (const struct virtq_box *)chains[i];
+        /* The last n taken, in the order taken: a chain used, released or
+         * taken after them (or a malformed one completed there) leaves a
+         * gap, and rewinding over it would hand a used buffer out again. */
+        if (!b || !b->in_flight || b->c.queue != q || b->reset_gen != q->reset_gen ||
+            b->avail_pos != (uint16_t)(q->last_avail - n + i)) {
+            vmm_log_error("%s: queue %u: chain %u of %u handed back is not the next one taken "
+                          "but not used",
+                          q->label, q->index, i, n);
+            return -EINVAL;
+        }
+    }
+    q->last_avail = (uint16_t)(q->last_avail - n);
+    q->stats.popped -= n;
+    for (unsigned i = 0; i < n; i++)
+        chain_release(chains[i]);
+    return 0;
 }
 
 uint16_t vmm_virtq_chain_head(const struct vmm_virtq_chain *chain)

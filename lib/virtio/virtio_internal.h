@@ -21,13 +21,16 @@ struct vmm_snap_reader;
  * (completing its chains) or refuses (-EBUSY, logged); save appends the
  * device's own state; restore reads it back into a device the transport
  * has just activated as saved, and checks it (-EBADMSG, or -EINVAL for a
- * back end unlike the saved one, logged). A device without it (an
- * application's) cannot be snapshotted.
+ * back end unlike the saved one, logged). thaw (optional) follows every
+ * quiesce that succeeded, once the snapshot is taken or given up, for a
+ * device that stopped something there (a vhost data plane) and takes it up
+ * again. A device without these (an application's) cannot be snapshotted.
  */
 struct virtio_snap_ops {
     int (*quiesce)(void *opaque);
     int (*save)(void *opaque, struct vmm_snap_writer *w);
     int (*restore)(void *opaque, struct vmm_snap_reader *r);
+    void (*thaw)(void *opaque);
 };
 
 /* A queue's notifications, the same on every transport (device.c): the
@@ -134,6 +137,16 @@ struct virtq_snap {
 };
 /* Read q's position: -EBUSY while the device holds chains of it. */
 int vmm_virtq_snap_save(const struct vmm_virtq *q, struct virtq_snap *s);
+/*
+ * Hand chains[0..n) back to the driver's available ring untouched, for a
+ * snapshot: they must be the last n chains taken from q (vmm_virtq_pop), in
+ * the order taken, none pushed or freed, and nothing taken after them used.
+ * Rewinds q's next-available position by n and releases the chains (the
+ * device must not touch them again); the next pop (here, or in the VM a
+ * snapshot restores) takes the same buffers again. 0, or -EINVAL with
+ * nothing changed (logged) where the chains are not that. Lock held.
+ */
+int vmm_virtq_unpop(struct vmm_virtq *q, struct vmm_virtq_chain *const *chains, unsigned n);
 /* Take a saved position over, right after vmm_virtq_enable. */
 void vmm_virtq_snap_restore(struct vmm_virtq *q, const struct virtq_snap *s);
 
@@ -170,6 +183,11 @@ int vmm_virtio_pci_snap_save(struct vmm_virtio_pci *vp, struct vmm_snap_writer *
 int vmm_virtio_pci_snap_restore(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r);
 
 /* lib/virtio/device.c */
+/* Mark all of guest memory dirty where dirty tracking is on, for a device
+ * whose back end (vhost) wrote guest memory without logging it: a diff
+ * snapshot or a migration taken now then carries what it wrote. Logged
+ * under who's name. */
+void vmm_virtio_mark_all_dirty(struct vmm_virtio_transport *t, const char *who);
 int vmm_virtio_transport_init(struct vmm_virtio_transport *t, const struct vmm_virtio_device *dev,
                               struct vmm_memory *mem, struct vmm_event_loop *loop);
 /* The head descriptor index (split ring) of a popped chain: the ring's

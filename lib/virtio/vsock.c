@@ -4,8 +4,8 @@
  * (see include/vmm/virtio_vsock.h for what the host sees).
  *
  * Queues: rx 0 (packets to the guest), tx 1 (packets from the guest),
- * event 2 (unused: the device sends no events). Every packet is a 44-byte
- * header, then for OP_RW the stream bytes.
+ * event 2 (one event: TRANSPORT_RESET after a snapshot is restored). Every
+ * packet is a 44-byte header, then for OP_RW the stream bytes.
  *
  * Guest to host: a transmit chain is handled and completed at once. Its
  * stream bytes go straight from guest memory to the host socket; what the
@@ -49,6 +49,7 @@
 #include <vmm/virtio_mmio.h>
 #include <vmm/virtio_vsock.h>
 
+#include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
 
 #define RX_Q    0
@@ -178,11 +179,13 @@ struct vsock {
     int vhost_fd;
     uint64_t features, vhost_features;
     bool vhost_running;
+    bool vhost_paused; /* stopped for a snapshot: thaw starts it again */
     bool kick_taken[2];
     int call_fd[2];
     bool call_watched[2];
 
-    bool rx_wait; /* the last pop of rx found no buffer: wait for a notify */
+    bool rx_wait;       /* the last pop of rx found no buffer: wait for a notify */
+    bool reset_pending; /* TRANSPORT_RESET owed (restored): sent on an event buffer */
     /* Receive chains popped and not used yet, the next first. */
     struct vmm_virtq_chain *rx_spare[RX_BATCH];
     unsigned nspare;
@@ -1113,6 +1116,14 @@ static int vhost_start(struct vsock *v)
     struct vhost_memory *table = vhost_table(vmm_virtio_memory(t));
     if (!table)
         return -ENOMEM;
+    /* 0 after the driver's set-up, or a position a snapshot saved (or
+     * quiesce took back from the kernel). */
+    struct virtq_snap pos[2];
+    for (unsigned q = 0; q < 2; q++)
+        if (vmm_virtq_snap_save(vmm_virtio_queue(t, q), &pos[q]) < 0) {
+            free(table);
+            return -EBUSY;
+        }
     __u64 f = v->features & v->vhost_features;
     int r;
     if ((r = vhost_ioctl(v->vhost_fd, VHOST_SET_FEATURES, &f, "features")) < 0 ||
@@ -1124,7 +1135,7 @@ static int vhost_start(struct vsock *v)
     v->vhost_running = true; /* from here vhost_stop undoes what was done */
     for (unsigned q = 0; q < 2 && r == 0; q++) {
         struct vhost_vring_state num = {.index = q, .num = size[q]};
-        struct vhost_vring_state base = {.index = q, .num = 0};
+        struct vhost_vring_state base = {.index = q, .num = pos[q].last_avail};
         struct vhost_vring_addr addr = {.index = q};
         struct vhost_vring_file call = {.index = q, .fd = v->call_fd[q]};
         if ((r = ring_ptr(v, desc[q], 16ull * size[q], false, &addr.desc_user_addr)) < 0 ||
@@ -1143,6 +1154,12 @@ static int vhost_start(struct vsock *v)
         v->kick_taken[q] = true;
         struct vhost_vring_file kf = {.index = q, .fd = kick};
         r = vhost_ioctl(v->vhost_fd, VHOST_SET_VRING_KICK, &kf, "kick eventfd");
+        /* Have the kernel look at the ring once: what the driver made
+         * available while it was stopped came with notifications it did
+         * not see. */
+        uint64_t one = 1;
+        if (r == 0 && write(kick, &one, sizeof(one)) < 0)
+            vmm_log_debug("virtio-vsock: kicking vhost ring %u: %s", q, vmm_strerror(-errno));
     }
     int on = 1;
     if (r == 0)
@@ -1172,12 +1189,192 @@ static int vhost_open(struct vsock *v)
     return r;
 }
 
+/* ---- snapshots ---- */
+
+/* struct virtio_vsock_event's id (virtio 1.2 section 5.10.6.7). */
+#define EVENT_TRANSPORT_RESET 0
+
+/* Send the TRANSPORT_RESET owed on the guest's first event buffer (lock
+ * held); without one it stays owed until the driver posts one. */
+static void send_reset_event(struct vsock *v)
+{
+    struct vmm_virtq *q = vmm_virtio_queue(v->t, EVENT_Q);
+    while (v->reset_pending && vmm_virtio_driver_ok(v->t)) {
+        struct vmm_virtq_chain *ch;
+        if (vmm_virtq_pop(q, &ch) <= 0)
+            break;
+        uint32_t id = EVENT_TRANSPORT_RESET;
+        if (ch->writable_len < sizeof(id)) {
+            vmm_log_limited(&v->bad_log, VMM_VIRTIO_LOG_BUDGET,
+                            "virtio-vsock: a %" PRIu64 "-byte event buffer (an event is 4)",
+                            ch->writable_len);
+            (void)vmm_virtq_push(q, ch, 0);
+            continue;
+        }
+        uint32_t n = vmm_virtq_chain_write(ch, 0, &id, sizeof(id)) == sizeof(id) ? sizeof(id) : 0;
+        (void)vmm_virtq_push(q, ch, n);
+        v->reset_pending = n == 0;
+    }
+    vmm_virtq_notify(q);
+}
+
+/*
+ * A snapshot keeps the device, not its connections (as Firecracker does):
+ * the guest CID, the features, whether vhost-vsock ran the rings, and the
+ * counters; ring positions are the transport's. The restored device owes
+ * the guest a TRANSPORT_RESET event, on which the driver drops every
+ * connection and reads the CID again; the host side is whatever the
+ * restoring application built (a socket path, or vhost-vsock).
+ */
+#define VSOCK_SNAP_VERSION 1
+struct vsock_image {
+    uint32_t version, vhost;
+    uint64_t cid, features;
+    uint32_t stats_size, pad;
+};
+
+static void vsock_thaw(void *opaque)
+{
+    struct vsock *v = opaque;
+    if (!v->vhost_paused)
+        return;
+    v->vhost_paused = false;
+    int r = vhost_start(v);
+    if (r < 0) {
+        vmm_log_error("virtio-vsock: vhost-vsock did not start again after a snapshot: %s",
+                      vmm_strerror(r));
+        vmm_virtio_set_needs_reset(v->t);
+    }
+}
+
+/* Stop vhost-vsock and take its ring positions (see vhost_quiesce in
+ * net.c): VHOST_GET_VRING_BASE and the used index in guest memory must
+ * agree, or buffers are in flight and the snapshot is refused. */
+static int vsock_vhost_quiesce(struct vsock *v)
+{
+    struct vmm_virtio_transport *t = v->t;
+    int r = 0, off = 0;
+    v->vhost_running = false;
+    v->vhost_paused = true;
+    if (vhost_ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &off, "stopping") < 0)
+        r = -EIO;
+    for (unsigned q = 0; q < 2; q++) {
+        struct vmm_virtq *vq = vmm_virtio_queue(t, q);
+        struct vhost_vring_state st = {.index = q};
+        unsigned size;
+        vmm_gpa_t desc, drv, dev;
+        uint16_t used;
+        if (vhost_ioctl(v->vhost_fd, VHOST_GET_VRING_BASE, &st, "ring base") < 0 ||
+            vmm_virtq_layout(vq, &size, &desc, &drv, &dev) < 0 ||
+            vmm_memory_read_obj(vmm_virtio_memory(t), dev + 2, &used) < 0) {
+            r = -EIO;
+        } else {
+            if ((uint16_t)st.num != used) {
+                vmm_log_error("virtio-vsock: vhost-vsock queue %u has %u buffers in flight: no "
+                              "snapshot",
+                              q, (uint16_t)(st.num - used));
+                r = -EBUSY;
+            }
+            struct virtq_snap pos = {
+                .last_avail = (uint16_t)st.num, .used_idx = used, .signalled_used = used};
+            vmm_virtq_snap_restore(vq, &pos);
+        }
+        uint64_t n;
+        if (v->call_fd[q] >= 0 && read(v->call_fd[q], &n, sizeof(n)) == sizeof(n))
+            vmm_virtq_interrupt(vq);
+        if (v->kick_taken[q]) {
+            (void)t->notify_fd(t, q, false);
+            v->kick_taken[q] = false;
+        }
+    }
+    if (r < 0) {
+        vsock_thaw(v);
+        return r;
+    }
+    vmm_virtio_mark_all_dirty(t, "virtio-vsock: vhost-vsock");
+    return 0;
+}
+
+static int vsock_quiesce(void *opaque)
+{
+    struct vsock *v = opaque;
+    if (v->vhost_running)
+        return vsock_vhost_quiesce(v);
+    if (v->nspare == 0)
+        return 0;
+    /* Receive buffers taken and not filled go back to the ring untouched. */
+    if (vmm_virtq_unpop(vmm_virtio_queue(v->t, RX_Q), v->rx_spare, v->nspare) < 0) {
+        vmm_log_error("virtio-vsock: %u receive buffers cannot be handed back", v->nspare);
+        return -EBUSY;
+    }
+    v->nspare = 0;
+    v->rx_wait = false;
+    vmm_virtio_requeue(v->t, RX_Q);
+    return 0;
+}
+
+static int vsock_snap_save(void *opaque, struct vmm_snap_writer *w)
+{
+    struct vsock *v = opaque;
+    struct vsock_image im = {.version = VSOCK_SNAP_VERSION,
+                             .vhost = v->vhost,
+                             .cid = v->cid,
+                             .features = v->features,
+                             .stats_size = sizeof(v->stats)};
+    snap_put(w, &im, sizeof(im));
+    snap_put(w, &v->stats, sizeof(v->stats));
+    return 0;
+}
+
+static int vsock_snap_restore(void *opaque, struct vmm_snap_reader *r)
+{
+    struct vsock *v = opaque;
+    struct vsock_image im;
+    struct vmm_virtio_vsock_stats st;
+    const char *bad = NULL;
+    if (snap_get(r, &im, sizeof(im)) < 0 || im.stats_size != sizeof(st) ||
+        snap_get(r, &st, sizeof(st)) < 0 || st.size != sizeof(st))
+        bad = "truncated";
+    else if (im.version != VSOCK_SNAP_VERSION)
+        bad = "version";
+    else if (im.cid < VMM_VIRTIO_VSOCK_MIN_GUEST_CID || im.cid > 0xfffffffeull)
+        bad = "guest CID";
+    else if (im.features != v->features)
+        bad = "features";
+    else if (im.vhost > 1 || im.pad)
+        bad = "back end";
+    if (bad) {
+        vmm_log_error("restore: malformed virtio-vsock state (%s)", bad);
+        return -EBADMSG;
+    }
+    if (im.vhost != v->vhost) {
+        vmm_log_error("restore: the virtio-vsock device was saved %s vhost-vsock",
+                      im.vhost ? "with" : "without");
+        return -EINVAL;
+    }
+    if (im.cid != v->cid)
+        vmm_log_info("restore: virtio-vsock guest CID %" PRIu64 " becomes %" PRIu64
+                     " (the guest reads it again on the transport reset)",
+                     im.cid, v->cid);
+    st.conns_open = v->stats.conns_open; /* connections are not saved */
+    v->stats = st;
+    v->reset_pending = vmm_virtio_driver_ok(v->t);
+    send_reset_event(v);
+    return 0;
+}
+
+static const struct virtio_snap_ops vsock_snap = {.quiesce = vsock_quiesce,
+                                                  .save = vsock_snap_save,
+                                                  .restore = vsock_snap_restore,
+                                                  .thaw = vsock_thaw};
+
 /* ---- device callbacks ---- */
 
 static int vsock_attach(void *opaque, struct vmm_virtio_transport *t)
 {
     struct vsock *v = opaque;
     v->t = t;
+    t->snap = &vsock_snap;
     v->loop = vmm_virtio_event_loop(t);
     if (!v->loop) {
         vmm_log_error("virtio-vsock: the transport has no event loop");
@@ -1252,14 +1449,20 @@ static void vsock_reset(void *opaque)
 {
     struct vsock *v = opaque;
     vhost_stop(v);
+    v->vhost_paused = false;
+    v->reset_pending = false;
     drop_guest_state(v);
 }
 
 static void vsock_queue_notify(void *opaque, unsigned index)
 {
     struct vsock *v = opaque;
+    if (index == EVENT_Q) {
+        send_reset_event(v);
+        return;
+    }
     if (v->vhost)
-        return; /* rx and tx are the kernel's; no events are sent */
+        return; /* rx and tx are the kernel's */
     if (index == RX_Q) {
         bool was_waiting = v->rx_wait;
         v->rx_wait = false;
@@ -1269,7 +1472,6 @@ static void vsock_queue_notify(void *opaque, unsigned index)
     } else if (index == TX_Q) {
         tx_process(v);
     }
-    /* The event queue's buffers are kept for events; the device sends none. */
 }
 
 static void vsock_queue_reset(void *opaque, unsigned index)

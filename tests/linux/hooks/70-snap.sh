@@ -12,8 +12,12 @@
 #                           command line, 128 MiB, 1 vCPU; snap-pci-*: --transport pci --rng)
 #   DATA/snap/vmm-run       the vmm-run to run
 #   L2_EXTRA/snap/etc/l2-init.d/70-snap.sh   the level-2 count
-#   WORK/expect/<name>      what must not appear (L1-SNAP-FAIL)
-# Without perl (the control socket's client) the cases are skipped.
+#   WORK/expect/<name>      what must not appear (L1-SNAP-FAIL, L2-SNAPNET-FAIL)
+# A case whose arguments give --net (snap-net-1) boots with the variant "snapnet" instead: "snap" and
+# virtio_net (hooks/60-net.sh's modules) with snap/l2-snapnet-*.sh around the count, and --net
+# tap=vmmtap0 (which l1-snap.sh makes, 10.0.2.1/24); the case's --net tap=vmmtap0 restores it there.
+# Without perl (the control socket's client) the cases are skipped, and the --net ones without
+# hooks/60-net.sh's modules.
 
 snap_hook() {
     local here=${BASH_SOURCE[0]%/*}/..
@@ -46,22 +50,37 @@ snap_hook() {
         mkdir -p "$L2_EXTRA/snap/lib/modules"
         cp -rf "$mods" "$L2_EXTRA/snap/lib/modules/"
     fi
+    local variant extra
     for name in "${cases[@]}"; do
-        local extra=""
+        variant=snap extra=""
         case "$name" in
         snap-pci-*)
             if [ ! -f "$mods/order" ]; then
                 echo "no virtio modules from hook 50-virtio" >"$WORK/skip/$name"
                 continue
             fi
-            extra=" --transport pci --rng"
+            extra="--transport pci --rng"
             ;;
         esac
+        if grep -qE "^ *$name *[|].* --net " "$here/cases.txt"; then
+            if [ ! -r "$L2_EXTRA/net/lib/modules/net/order" ]; then
+                echo "no virtio_net modules (hooks/60-net.sh made none)" >"$WORK/skip/$name"
+                continue
+            fi
+            variant=snapnet extra="--net tap=vmmtap0,mac=52:54:00:12:34:56"
+            mkdir -p "$L2_EXTRA/snapnet/etc/l2-init.d" "$L2_EXTRA/snapnet/lib/modules"
+            cp -r "$L2_EXTRA/net/lib/modules/net" "$L2_EXTRA/snapnet/lib/modules/"
+            install -m 0644 "$here/snap/l2-snap.sh" "$L2_EXTRA/snapnet/etc/l2-init.d/70-snap.sh"
+            install -m 0644 "$here/snap/l2-snapnet-up.sh" \
+                "$L2_EXTRA/snapnet/etc/l2-init.d/65-snapnet.sh"
+            install -m 0644 "$here/snap/l2-snapnet-after.sh" \
+                "$L2_EXTRA/snapnet/etc/l2-init.d/75-snapnet.sh"
+        fi
         # Words for run-cases.sh's shell: "$L2" is where it runs the case.
-        printf '%s\n' "--kernel \"\$L2/bzImage\" --initrd \"\$L2/initrd-snap.cpio\"" \
-            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx$extra" |
+        printf '%s\n' "--kernel \"\$L2/bzImage\" --initrd \"\$L2/initrd-$variant.cpio\"" \
+            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx $extra" |
             tr '\n' ' ' >"$DATA/snap/$name.args"
-        printf '%s\n' "!L1-SNAP-FAIL" >"$WORK/expect/$name"
+        printf '%s\n' "!L1-SNAP-FAIL" "!L2-SNAPNET-FAIL" >"$WORK/expect/$name"
     done
     echo "hook 70-snap: cases ${cases[*]}"
 }

@@ -17,6 +17,20 @@ dir=$snap/$name sock=$tmp/snap-$name.sock log=$tmp/snap-$name.log
 vmm=$(cat "$snap/vmm-run")
 rm -rf "$dir" "$sock" "$log"
 eval "set -- $(cat "$snap/$name.args")"
+case " $* " in
+*" --net tap=vmmtap0"*)
+    # The tap both vmm-runs attach to, level 1's side 10.0.2.1/24 (left for the case's vmm-run).
+    ip=ip
+    command -v ip >/dev/null 2>&1 || ip="$(cat "$DATA/net/busybox") ip"
+    $ip link del vmmtap0 2>/dev/null
+    if ! $ip tuntap add dev vmmtap0 mode tap vnet_hdr || ! $ip addr add 10.0.2.1/24 dev vmmtap0 ||
+        ! $ip link set vmmtap0 up; then
+        echo "L1-SNAP-FAIL cannot make the tap vmmtap0"
+        exit 0
+    fi
+    echo 1 >/proc/sys/net/ipv6/conf/vmmtap0/disable_ipv6 2>/dev/null
+    ;;
+esac
 timeout -s KILL 120 "$vmm" "$@" --api-sock "$sock" </dev/null >"$log" 2>&1 &
 pid=$!
 t=0
@@ -34,6 +48,9 @@ if grep -q 'L2-SNAP-COUNT 4' "$log"; then
         print defined $l ? $l : "no reply\n";' "$sock" "$dir" 2>&1)
 fi
 at=$(grep -o 'L2-SNAP-COUNT [0-9]*' "$log" | tail -n1 | cut -d' ' -f2)
+# vmm-run is timeout's child: SIGKILL to timeout would leave it running (holding its tap).
+child=$(cat "/proc/$pid/task/$pid/children" 2>/dev/null)
+[ -n "$child" ] && kill -KILL "$child" 2>/dev/null
 kill -KILL "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 cat "$log"

@@ -759,6 +759,94 @@ START_TEST(test_reset_makes_chains_stale)
 }
 END_TEST
 
+/* Post heads 0..n-1 (one writable buffer each) and pop them all. */
+static void pop_n(struct vmm_virtq_chain **c, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        td_desc(&d, i, TD_BUF + 64 * i, 64, TD_F_WRITE, 0);
+        td_avail(&d, (uint16_t)i);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        ck_assert_int_eq(vmm_virtq_pop(q, &c[i]), 1);
+        ck_assert_uint_eq(vmm_virtq_chain_head(c[i]), i);
+    }
+}
+
+/* Chains handed back untouched come out of the next pops again, in the
+ * same order, and the driver saw nothing: no used entry, no interrupt. */
+START_TEST(test_unpop_hands_back)
+{
+    struct vmm_virtq_chain *c[4];
+    pop_n(c, 4);
+    ck_assert_int_eq(vmm_virtq_push(q, c[0], 64), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c + 2, 2), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c + 1, 1), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c, 0), 0);
+    ck_assert_uint_eq(td_used_idx(&d), 1);
+    struct virtq_snap pos;
+    ck_assert_int_eq(vmm_virtq_snap_save(q, &pos), 0); /* nothing held */
+    ck_assert_uint_eq(pos.last_avail, 1);
+    for (unsigned i = 1; i < 4; i++) {
+        ck_assert_int_eq(vmm_virtq_pop(q, &c[i]), 1);
+        ck_assert_uint_eq(vmm_virtq_chain_head(c[i]), i);
+        ck_assert_int_eq(vmm_virtq_push(q, c[i], 8), 0);
+    }
+    ck_assert_uint_eq(td_used_idx(&d), 4);
+    struct vmm_virtq_chain *none;
+    ck_assert_int_eq(vmm_virtq_pop(q, &none), 0);
+}
+END_TEST
+
+/* Misuse is refused with nothing changed: more than is held, chains out
+ * of order or not the last taken, one taken after them used, one pushed
+ * or freed already, one of another queue, one from before a reset. */
+START_TEST(test_unpop_refuses_misuse)
+{
+    struct vmm_virtq_chain *c[4];
+    pop_n(c, 3);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c, 4), -EINVAL);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c, 2), -EINVAL); /* not the last two */
+    struct vmm_virtq_chain *swapped[2] = {c[2], c[1]};
+    ck_assert_int_eq(vmm_virtq_unpop(q, swapped, 2), -EINVAL);
+    struct vmm_virtq_chain *dup[2] = {c[2], c[2]};
+    ck_assert_int_eq(vmm_virtq_unpop(q, dup, 2), -EINVAL);
+    struct vmm_virtq_chain *null[1] = {NULL};
+    ck_assert_int_eq(vmm_virtq_unpop(q, null, 1), -EINVAL);
+    /* c[2] was taken after c[1] and is used: c[1] cannot go back (its
+     * entry would be taken again behind a used one). */
+    ck_assert_int_eq(vmm_virtq_push(q, c[2], 8), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c + 1, 1), -EINVAL);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c + 2, 1), -EINVAL); /* pushed already */
+    vmm_virtq_chain_free(c[1]);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c + 1, 1), -EINVAL); /* freed already */
+
+    /* A malformed chain completed after c[0] leaves a gap too. */
+    td_desc(&d, 5, TD_BUF, 8, TD_F_NEXT | TD_F_WRITE, 99);
+    td_avail(&d, 5);
+    struct vmm_virtq_chain *none;
+    ck_assert_int_eq(vmm_virtq_pop(q, &none), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(q, c, 1), -EINVAL);
+
+    /* Another queue's chain. */
+    struct vmm_virtq *other;
+    ck_assert_int_eq(vmm_virtq_create(d.mem, 4, 64, NULL, &other), 0);
+    ck_assert_int_eq(vmm_virtq_enable(other, QSIZE, TD_DESC, TD_AVAIL, TD_USED), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(other, c, 1), -EINVAL);
+    vmm_virtq_destroy(other);
+
+    /* A chain from before a reset is the driver's no more. */
+    td_desc(&d, 6, TD_BUF, 8, TD_F_WRITE, 0);
+    td_avail(&d, 6);
+    struct vmm_virtq_chain *late;
+    ck_assert_int_eq(vmm_virtq_pop(q, &late), 1);
+    vmm_virtq_reset(q);
+    ck_assert_int_eq(vmm_virtq_enable(q, QSIZE, TD_DESC, TD_AVAIL, TD_USED), 0);
+    ck_assert_int_eq(vmm_virtq_unpop(q, &late, 1), -EINVAL);
+    vmm_virtq_chain_free(late);
+    vmm_virtq_chain_free(c[0]);
+}
+END_TEST
+
 START_TEST(test_iov_splits_at_region_boundary)
 {
     /* A second region right after the first: a buffer spanning both is
@@ -822,6 +910,8 @@ static Suite *virtq_suite(void)
     tcase_add_test(tc, test_event_idx_avail_event_rechecks);
     tcase_add_test(tc, test_reset_makes_chains_stale);
     tcase_add_test(tc, test_iov_splits_at_region_boundary);
+    tcase_add_test(tc, test_unpop_hands_back);
+    tcase_add_test(tc, test_unpop_refuses_misuse);
     suite_add_tcase(s, tc);
     return s;
 }

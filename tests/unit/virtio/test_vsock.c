@@ -19,6 +19,7 @@
 #include <vmm/virtio_vsock.h>
 
 #include "check_compat.h"
+#include "snapshot/snapshot_internal.h"
 #include "virtio/mmio_regs.h"
 #include "virtio/virtio_internal.h"
 #include "vq_driver.h"
@@ -826,6 +827,148 @@ START_TEST(test_vsock_bounds)
 }
 END_TEST
 
+#define EVBUF 0x3f000ull /* event buffers */
+
+/* Post an event buffer of len bytes. */
+static void post_event(uint32_t len)
+{
+    uint16_t slot = ev.avail_idx % QSIZE;
+    memset(td_ptr(&ev, EVBUF + 16ull * slot), 0xee, 16);
+    td_desc(&ev, slot, EVBUF + 16ull * slot, len, TD_F_WRITE, 0);
+    td_avail(&ev, slot);
+    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2);
+}
+
+/* What a restored device did: events it used (and the first one's id and
+ * length), and its counters. */
+struct restored {
+    uint16_t events;
+    uint32_t event_id, event_len;
+    struct vmm_virtio_vsock_stats stats;
+};
+
+/* Restore buf[0..len) into a fresh device (guest CID 43, at another path)
+ * the driver brought up as it did m, with an event buffer posted before
+ * (pre) or after the restore. Returns what restore said. */
+static int restore_into(const uint8_t *buf, size_t len, bool pre, struct restored *out)
+{
+    char other[PATH_MAX];
+    vmm_test_path(other, sizeof(other), dir, "w.sock");
+    struct vmm_virtio_vsock_config cfg =
+        VMM_INIT(struct vmm_virtio_vsock_config, .guest_cid = 43, .path = other);
+    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+    ck_assert_int_eq(vmm_virtio_vsock_create(&cfg, &dev), 0);
+    struct vmm_virtio_mmio_config mc =
+        VMM_INIT(struct vmm_virtio_mmio_config, .base = 0xd0001000, .gsi = 6, .mem = rx.mem,
+                 .loop = loop, .interrupt = on_irq);
+    struct vmm_virtio_mmio *saved = m;
+    ck_assert_int_eq(vmm_virtio_mmio_create(&mc, &dev, &m), 0);
+    start();
+    ev.avail_idx = ev.used_seen = 0;
+    if (pre)
+        post_event(8);
+    pump(3);
+    struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
+    struct vmm_snap_reader r = {.p = buf, .left = len};
+    vmm_virtio_lock(t);
+    int rc = t->snap->restore(t->dev.opaque, &r);
+    if (rc == 0)
+        rc = snap_done(&r);
+    vmm_virtio_unlock(t);
+    if (!pre) {
+        ck_assert_uint_eq(td_used_idx(&ev), 0); /* owed until there is a buffer */
+        post_event(8);
+        pump(3);
+    }
+    out->events = td_used_idx(&ev);
+    out->event_id = 0xffffffff;
+    if (out->events) {
+        uint32_t id;
+        td_used_elem(&ev, 0, &id, &out->event_len);
+        memcpy(&out->event_id, td_ptr(&ev, EVBUF + 16ull * id), 4);
+    }
+    out->stats = stats();
+    vmm_virtio_mmio_destroy(m);
+    m = saved;
+    return rc;
+}
+
+/* A device with an open connection and receive buffers held is saved: the
+ * buffers go back to the ring untouched; a fresh device (another CID and
+ * path) takes the counters over and sends the guest one TRANSPORT_RESET
+ * event, at once or on the first event buffer posted. Every corrupt field
+ * is refused. */
+START_TEST(test_vsock_snapshot_round_trip)
+{
+    start();
+    post_rx(QSIZE);
+    uint32_t hport;
+    int fd = host_initiated(1234, &hport);
+    ck_assert_int_eq(write(fd, "ping", 4), 4);
+    struct pkt p;
+    char data[RXLEN];
+    ck_assert(guest_recv(&p, data));
+    ck_assert_uint_eq(p.op, OP_RW);
+    struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
+    struct virtq_snap pos;
+    ck_assert_int_eq(vmm_virtq_snap_save(vmm_virtio_queue(t, 0), &pos), -EBUSY);
+    uint16_t used = td_used_idx(&rx);
+
+    struct vmm_snap_writer w;
+    snap_writer_init(&w);
+    vmm_virtio_lock(t);
+    ck_assert_int_eq(t->snap->quiesce(t->dev.opaque), 0);
+    ck_assert_int_eq(t->snap->save(t->dev.opaque, &w), 0);
+    t->snap->thaw(t->dev.opaque);
+    vmm_virtio_unlock(t);
+    ck_assert_int_eq(w.err, 0);
+    ck_assert_int_eq(vmm_virtq_snap_save(vmm_virtio_queue(t, 0), &pos), 0);
+    ck_assert_uint_eq(pos.last_avail, used);
+    ck_assert_uint_eq(td_used_idx(&rx), used);
+    /* The source goes on with its connection. */
+    guest_send(1234, hport, OP_RW, 0, "pong", 4);
+    char got[4];
+    host_read_exact(fd, got, 4);
+    ck_assert_int_eq(memcmp(got, "pong", 4), 0);
+    ck_assert_int_eq(write(fd, "again", 5), 5);
+    ck_assert(guest_recv(&p, data));
+    ck_assert_uint_eq(p.len, 5);
+    close(fd);
+
+    struct restored r;
+    for (int pre = 0; pre < 2; pre++) {
+        ck_assert_int_eq(restore_into(w.buf, w.len, pre, &r), 0);
+        ck_assert_uint_eq(r.events, 1);
+        ck_assert_uint_eq(r.event_id, 0); /* VIRTIO_VSOCK_EVENT_TRANSPORT_RESET */
+        ck_assert_uint_eq(r.event_len, 4);
+        ck_assert_uint_eq(r.stats.conns_total, 1);
+        ck_assert_uint_eq(r.stats.rx_bytes, 4);
+        ck_assert_uint_eq(r.stats.conns_open, 0);
+    }
+
+    /* Truncated; then version, vhost flag, padding, a host CID, features,
+     * the counters' size: -EBADMSG. Saved with vhost-vsock: -EINVAL. */
+    ck_assert_int_eq(restore_into(w.buf, w.len - 1, true, &r), -EBADMSG);
+    static const struct {
+        unsigned off;
+        uint32_t v;
+        int want;
+    } bad[] = {{0, 2, -EBADMSG},  {4, 2, -EBADMSG},  {28, 1, -EBADMSG}, {8, 2, -EBADMSG},
+               {20, 0, -EBADMSG}, {24, 8, -EBADMSG}, {4, 1, -EINVAL}};
+    uint8_t *b = malloc(w.len);
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memcpy(b, w.buf, w.len);
+        memcpy(b + bad[i].off, &bad[i].v, 4);
+        ck_assert_msg(restore_into(b, w.len, true, &r) == bad[i].want, "corrupt field at %u",
+                      bad[i].off);
+        ck_assert_uint_eq(r.events, 0);
+    }
+    free(b);
+    snap_writer_fini(&w);
+}
+END_TEST
+
 static Suite *vsock_suite(void)
 {
     Suite *s = suite_create("virtio-vsock");
@@ -843,6 +986,7 @@ static Suite *vsock_suite(void)
     tcase_add_test(tc, test_vsock_reset_closes);
     tcase_add_test(tc, test_vsock_hostile_packets);
     tcase_add_test(tc, test_vsock_bounds);
+    tcase_add_test(tc, test_vsock_snapshot_round_trip);
     suite_add_tcase(s, tc);
     return s;
 }
