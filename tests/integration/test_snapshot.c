@@ -1128,19 +1128,20 @@ static void run_and_check_ram(char *const args[], const char *sock, const char *
     if (argv[3] == NULL || strcmp(argv[3], "--restore") != 0) {
         proc_read(&p, "waiting\n");
     } else {
-        /* A restored snapcount waits where it was saved, silent: the
-         * socket is there once the VM is built. */
+        /* A restored snapcount waits where it was saved, silent. */
         struct stat st;
         for (int i = 0; stat(sock, &st) < 0; i++) {
             ck_assert_int_lt(i, 6000); /* a minute: vmm-run did not get there */
             usleep(10000);
         }
     }
+    /* vmm-run binds the socket first but answers once the VM is built. */
+    int fd = api_connect(sock);
+    ck_assert_msg(starts(api(fd, "{\"cmd\":\"stats\"}\n"), "{\"ok\":true"), "no stats");
     int memfd, mergeable;
     guest_ram_mappings(p.pid, &memfd, &mergeable);
     ck_assert_msg(want_memfd ? memfd > 0 : memfd == 0, "%d memfd mappings", memfd);
     ck_assert_msg(want_mergeable ? mergeable > 0 : mergeable == 0, "%d mergeable", mergeable);
-    int fd = api_connect(sock);
     if (dir) {
         char cmd[PATH_MAX + 64];
         snprintf(cmd, sizeof(cmd), "{\"cmd\":\"snapshot\",\"path\":\"%s\"}\n", dir);
