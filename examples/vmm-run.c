@@ -59,6 +59,9 @@ static const char usage[] =
     "  -m, --mem SIZE        guest memory, with an optional K, M or G suffix (default 128M)\n"
     "      --thp             back guest memory with transparent huge pages (MADV_HUGEPAGE;\n"
     "                        default: MADV_NOHUGEPAGE, each page only as the guest touches it)\n"
+    "      --mem-backing KIND  anon (default: private anonymous memory) or memfd (a shared\n"
+    "                        memfd; pages the balloon takes back are punched out of it)\n"
+    "      --mem-merge       let KSM merge identical guest pages (MADV_MERGEABLE)\n"
     "  -c, --vcpus N         number of vCPUs, 1-255 (default 1)\n"
     "      --console WHERE   stdio (default: output to stdout, input from stdin) or a file\n"
     "                        path the guest's serial output is written to, or virtio:\n"
@@ -261,7 +264,10 @@ struct options {
     char *cpu_disable_joined; /* cpu_disable when --cpu-disable is repeated */
     enum boot_kind boot;
     uint64_t mem_size;
-    bool thp; /* --thp */
+    bool thp;                            /* --thp */
+    enum vmm_memory_backing mem_backing; /* --mem-backing */
+    bool mem_backing_given;
+    bool mem_merge; /* --mem-merge */
     unsigned vcpus;
     bool restart_on_reboot;
     int seccomp; /* SECCOMP_OFF, or 1 + enum vmm_seccomp_action */
@@ -574,18 +580,27 @@ static void apply_cpu_features(struct vmm_vcpu *vcpu, const char *list)
         fail("cannot set the CPUID table: %s", vmm_strerror(r));
 }
 
-static void add_memory(struct vmm_vm *vm, uint64_t mem_size, bool thp)
+static void add_memory(struct vmm_vm *vm, const struct options *o)
 {
     /* RAM below the 32-bit MMIO hole, the rest above 4 GiB. */
+    uint64_t mem_size = o->mem_size;
+    /* Checked here, where a restored or received machine's saved choices
+     * have joined the command line's. */
+    if (o->mem_merge && o->mem_backing == VMM_MEMORY_MEMFD)
+        fail("--mem-merge needs --mem-backing anon (KSM merges private anonymous pages only)");
     uint64_t low = mem_size < MMIO_HOLE ? mem_size : MMIO_HOLE;
-    unsigned flags = thp ? VMM_MEMORY_F_THP : 0;
-    struct vmm_region_config ram = {
-        .size = sizeof(struct vmm_region_config), .gpa = 0, .len = low, .flags = flags};
+    unsigned flags = (o->thp ? VMM_MEMORY_F_THP : 0) | (o->mem_merge ? VMM_MEMORY_F_MERGEABLE : 0);
+    struct vmm_region_config ram = {.size = sizeof(struct vmm_region_config),
+                                    .gpa = 0,
+                                    .len = low,
+                                    .backing = o->mem_backing,
+                                    .flags = flags};
     int r = vmm_vm_add_memory(vm, &ram);
     if (r >= 0 && mem_size > low) {
         ram = (struct vmm_region_config){.size = sizeof(struct vmm_region_config),
                                          .gpa = HIGH_RAM_BASE,
                                          .len = mem_size - low,
+                                         .backing = o->mem_backing,
                                          .flags = flags};
         r = vmm_vm_add_memory(vm, &ram);
     }
@@ -925,6 +940,10 @@ static char *describe_vm(const struct options *o, size_t *len)
         fprintf(f, "disk=%d,%d,%s\n", o->disks[i].readonly, o->disks[i].direct, o->disks[i].path);
     if (o->pci)
         fprintf(f, "transport=pci\n");
+    if (o->mem_backing == VMM_MEMORY_MEMFD)
+        fprintf(f, "mem-backing=memfd\n");
+    if (o->mem_merge)
+        fprintf(f, "mem-merge=1\n");
     if (o->balloon) /* target bytes, then stats, reporting, deflate-on-oom, hinting */
         fprintf(f, "balloon=%llu,%d,%d,%d,%d\n", (unsigned long long)o->balloon_cfg.target_bytes,
                 o->balloon_cfg.stats, o->balloon_cfg.reporting, o->balloon_cfg.deflate_on_oom,
@@ -1047,6 +1066,14 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
         } else if (strcmp(line, "transport") == 0) {
             ok = !strcmp(v, "pci") || !strcmp(v, "mmio");
             o->pci = !strcmp(v, "pci");
+        } else if (strcmp(line, "mem-backing") == 0) {
+            /* --mem-backing on the command line wins over the saved one. */
+            ok = !strcmp(v, "memfd");
+            if (!o->mem_backing_given)
+                o->mem_backing = VMM_MEMORY_MEMFD;
+        } else if (strcmp(line, "mem-merge") == 0) {
+            ok = parse_flag(v, &flag);
+            o->mem_merge |= flag;
         } else if (strcmp(line, "balloon") == 0 && !o->balloon) {
             unsigned long long target = 0;
             int st = 0, rep = 0, oom = 0, hint = 0, end = 0;
@@ -1852,7 +1879,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     int r = vmm_vm_create(&o->cfg, &vm);
     if (r < 0)
         fail("cannot create the VM: %s", vmm_strerror(r));
-    add_memory(vm, o->mem_size, o->thp);
+    add_memory(vm, o);
 
     struct vmm_machine machine = {
         .size = sizeof(struct vmm_machine), .nr_vcpus = o->vcpus, .mem = vmm_vm_memory(vm)};
@@ -1978,6 +2005,8 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         OPT_VFIO,
         OPT_MIGRATE_LISTEN,
         OPT_THP,
+        OPT_MEM_BACKING,
+        OPT_MEM_MERGE,
         OPT_STATS,
     };
     static const struct option opts[] = {
@@ -2006,6 +2035,8 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         {"vfio", required_argument, NULL, OPT_VFIO},
         {"migrate-listen", required_argument, NULL, OPT_MIGRATE_LISTEN},
         {"thp", no_argument, NULL, OPT_THP},
+        {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
+        {"mem-merge", no_argument, NULL, OPT_MEM_MERGE},
         {"stats", optional_argument, NULL, OPT_STATS},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
@@ -2200,6 +2231,18 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
             break;
         case OPT_THP:
             o->thp = true;
+            break;
+        case OPT_MEM_BACKING:
+            if (strcmp(optarg, "anon") == 0)
+                o->mem_backing = VMM_MEMORY_ANON;
+            else if (strcmp(optarg, "memfd") == 0)
+                o->mem_backing = VMM_MEMORY_MEMFD;
+            else
+                return opt_error(e, "invalid --mem-backing '%s' (anon or memfd)", optarg);
+            o->mem_backing_given = true;
+            break;
+        case OPT_MEM_MERGE:
+            o->mem_merge = true;
             break;
         case OPT_MIGRATE_LISTEN: {
             /* What follows the scheme must not be empty ("tcp:" alone ends there). */

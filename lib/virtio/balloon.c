@@ -169,10 +169,32 @@ static void discard(struct balloon *b, vmm_gpa_t gpa, uint64_t len)
     }
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* In-place heapsort of n page numbers: glibc's qsort sizes its buffer with
+ * sysinfo(2) for arrays of 1 KiB or more (a full batch), which the I/O
+ * thread's seccomp filter (lib/seccomp) does not allow. */
+static void sift_down_u32(uint32_t *a, unsigned root, unsigned n)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    for (unsigned child; (child = 2 * root + 1) < n; root = child) {
+        if (child + 1 < n && a[child] < a[child + 1])
+            child++;
+        if (a[root] >= a[child])
+            return;
+        uint32_t t = a[root];
+        a[root] = a[child];
+        a[child] = t;
+    }
+}
+
+static void sort_u32(uint32_t *a, unsigned n)
+{
+    for (unsigned i = n / 2; i-- > 0;)
+        sift_down_u32(a, i, n);
+    for (unsigned end = n; end > 1; end--) {
+        uint32_t t = a[0];
+        a[0] = a[end - 1];
+        a[end - 1] = t;
+        sift_down_u32(a, 0, end - 1);
+    }
 }
 
 /* An inflate or deflate chain: its page numbers (whole ones only). */
@@ -197,7 +219,7 @@ static void pfn_chain(struct balloon *b, const struct vmm_virtq_chain *c, bool i
             continue;
         }
         b->stats.inflated_pages += n;
-        qsort(b->pfns, n, sizeof(b->pfns[0]), cmp_u32);
+        sort_u32(b->pfns, n);
         for (unsigned i = 0; i < n;) {
             unsigned j = i + 1;
             while (j < n && (b->pfns[j] == b->pfns[j - 1] || b->pfns[j] == b->pfns[j - 1] + 1))

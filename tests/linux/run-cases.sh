@@ -9,7 +9,9 @@
 # them name the folders below).
 # DATA: the hooks' data folder; after each vmm-run, DATA/l1-after.d/*.sh run as "sh SCRIPT <name>"
 # (with DATA in the environment) to check what the case left behind, e.g. in its disk images;
-# before it, DATA/l1-before.d/*.sh the same way, to set up what the case needs (a tap device).
+# before it, DATA/l1-before.d/*.sh the same way, to set up what the case needs (a tap device);
+# what they start in the background can follow vmm-run's output as it comes in the file CASE_LOG
+# (in the environment).
 # Environment: L2 the level-2 images (its files), GUESTS the test guests (its files); STAGE=1 first
 # copies L2's and GUESTS' files and DATA into $TMPDIR/stage and runs the cases from there. Nested,
 # that keeps the guests' kernels, initramfs and disk images off the 9p share of the host's root
@@ -63,6 +65,9 @@ while IFS='|' read -r name timeout args; do
     echo "L1-CASE-BEGIN $name"
     echo "L1-CMD vmm-run $args"
     rm -f "$tmp/case-rc"
+    CASE_LOG=$tmp/case-$name.log
+    : >"$CASE_LOG"
+    export CASE_LOG
     if [ -n "$DATA" ]; then
         for before in "$DATA"/l1-before.d/*.sh; do
             [ -f "$before" ] && sh "$before" "$name" </dev/null 2>&1
@@ -71,7 +76,7 @@ while IFS='|' read -r name timeout args; do
     t0=$(now)
     # vmm-run gets SIGTERM at the timeout (it stops the VM and exits 1), SIGKILL 5 s later.
     { eval "timeout -s TERM -k 5 $timeout \"\$vmm\" $args" </dev/null 2>&1; echo $? >"$tmp/case-rc"; } |
-        $awk -v t0="$t0" -v name="$name" '
+        $awk -v t0="$t0" -v name="$name" -v caselog="$CASE_LOG" '
             function since(  l, a) {
                 l = ""
                 getline l < "/proc/uptime"
@@ -80,7 +85,7 @@ while IFS='|' read -r name timeout args; do
                 return a[1] - t0
             }
             NR == 1 { printf "L1-MARK %s first-output=%.2f\n", name, since() }
-            { print; fflush() }
+            { print; fflush(); print > caselog; fflush(caselog) }
             /L2-INIT/ && !seen { seen = 1; printf "L1-MARK %s l2-init=%.2f\n", name, since(); fflush() }'
     t1=$(now)
     rc=$(cat "$tmp/case-rc" 2>/dev/null || echo 255)
@@ -89,6 +94,7 @@ while IFS='|' read -r name timeout args; do
             [ -f "$after" ] && sh "$after" "$name" </dev/null 2>&1
         done
     fi
+    rm -f "$CASE_LOG"
     echo "L1-CASE $name rc=$rc $($awk -v a="$t0" -v b="$t1" -v to="$timeout" \
         'BEGIN { printf "wall=%.2f timedout=%d", b - a, (b - a >= to - 0.5) }')"
 done <"$runfile"
