@@ -10,10 +10,11 @@
 # mig/l2-mig.sh); after it, mig/l1-mig-after.sh checks the reply, the source's exit and the count
 # across both. This writes:
 #   DATA/mig/<name>.args   the source's arguments (the kernel, the variant, the case's command
-#                          line, 128 MiB, 1 vCPU)
+#                          line, 128 MiB, 1 vCPU; *-memfd-* cases: --mem-backing memfd)
 #   DATA/mig/vmm-run       the vmm-run to run
 #   L2_EXTRA/mig/bin/mig-mem, L2_EXTRA/mig/etc/l2-init.d/80-mig.sh   the level-2 program
-#   WORK/expect/<name>     what must not appear (L1-MIG-FAIL, L2-MIG-FAIL)
+#   WORK/expect/<name>     what must not appear (L1-MIG-FAIL, L2-MIG-FAIL), and how the memory
+#                          went ("memory":"copied", or "memory":"memfd" for *-memfd-* cases)
 # Without perl (the control socket's client) or a C compiler that links statically (mig-mem),
 # the cases are skipped.
 
@@ -46,12 +47,17 @@ mig_hook() {
         >"$DATA/mig/vmm-run"
     # The command line run-linux.sh checks L2-CMDLINE against.
     local cmdline="${VMM_LINUX_CMDLINE:-console=ttyS0 panic=-1} libvmm.case="
+    local extra memory
     for name in "${cases[@]}"; do
+        # *-memfd-*: the source's memory is a memfd, which the library hands over to the target
+        # (SCM_RIGHTS on the Unix socket) instead of copying it; the reply says which it did.
+        extra="" memory='"memory":"copied"'
+        case "$name" in *-memfd-*) extra=" --mem-backing memfd" memory='"memory":"memfd"' ;; esac
         # Words for run-cases.sh's shell: "$L2" is where it runs the case.
         printf '%s\n' "--kernel \"\$L2/bzImage\" --initrd \"\$L2/initrd-mig.cpio\"" \
-            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx" |
+            "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx$extra" |
             tr '\n' ' ' >"$DATA/mig/$name.args"
-        printf '%s\n' "!L1-MIG-FAIL" "!L2-MIG-FAIL" >"$WORK/expect/$name"
+        printf '%s\n' "!L1-MIG-FAIL" "!L2-MIG-FAIL" "$memory" >"$WORK/expect/$name"
     done
     echo "hook 80-mig: cases ${cases[*]}"
 }
