@@ -169,10 +169,32 @@ static void discard(struct balloon *b, vmm_gpa_t gpa, uint64_t len)
     }
 }
 
-static int cmp_u32(const void *a, const void *b)
+/* Sort a[0..n) in place (heapsort): not qsort, which in glibc may call
+ * sysinfo(2) to size a buffer (for 256 entries or more), a call the seccomp
+ * filters (lib/seccomp) do not allow the event loop. */
+static void sort_u32(uint32_t *a, unsigned n)
 {
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : x > y;
+    for (unsigned end = n, start = n / 2;;) {
+        if (start > 0) {
+            start--;
+        } else {
+            if (end <= 1)
+                return;
+            end--;
+            uint32_t t = a[0];
+            a[0] = a[end];
+            a[end] = t;
+        }
+        for (unsigned root = start, child; (child = 2 * root + 1) < end; root = child) {
+            if (child + 1 < end && a[child] < a[child + 1])
+                child++;
+            if (a[root] >= a[child])
+                break;
+            uint32_t t = a[root];
+            a[root] = a[child];
+            a[child] = t;
+        }
+    }
 }
 
 /* An inflate or deflate chain: its page numbers (whole ones only). */
@@ -197,7 +219,7 @@ static void pfn_chain(struct balloon *b, const struct vmm_virtq_chain *c, bool i
             continue;
         }
         b->stats.inflated_pages += n;
-        qsort(b->pfns, n, sizeof(b->pfns[0]), cmp_u32);
+        sort_u32(b->pfns, n);
         for (unsigned i = 0; i < n;) {
             unsigned j = i + 1;
             while (j < n && (b->pfns[j] == b->pfns[j - 1] || b->pfns[j] == b->pfns[j - 1] + 1))
