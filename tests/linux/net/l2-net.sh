@@ -100,7 +100,7 @@ l2_net() {
     mkfifo /tmp/net.fifo
     t1=$(cut -d' ' -f1 /proc/uptime)
     sha=$({
-        timeout 200 nc 10.0.2.1 5556 <>/tmp/net.fifo
+        timeout 280 nc 10.0.2.1 5556 <>/tmp/net.fifo
         echo $? >/tmp/net.rc
     } | sha256sum | cut -d' ' -f1)
     t2=$(cut -d' ' -f1 /proc/uptime)
@@ -114,7 +114,7 @@ l2_net() {
     if i=0 && while [ "$i" -lt "$reps" ]; do
         cat "$dir/up.bin" || exit 1
         i=$((i + 1))
-    done | timeout 200 nc 10.0.2.1 5557; then
+    done | timeout 280 nc 10.0.2.1 5557; then
         # nc has written it all to the socket: level 1 has it all once it closed its end, which
         # leaves this end in TIME_WAIT (state 06 in /proc/net/tcp; port 5557 is 15B5).
         i=0
