@@ -9,10 +9,15 @@
  * and the queue numbering that follows the negotiated features.
  */
 #include <errno.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <vmm/virtio.h>
 #include <vmm/virtio_balloon.h>
@@ -230,6 +235,36 @@ START_TEST(test_balloon_anonymous_pages_leave_the_host)
     for (uint64_t p = 0; p < 8; p++)
         ck_assert_msg(resident((uint8_t *)anon.host + p * PAGE) == (p >= 4), "page %lu",
                       (unsigned long)p);
+}
+END_TEST
+
+/* A full batch of page numbers, in reverse order, with sysinfo(2) killing
+ * the process (as vmm-run's seccomp filters do: glibc's qsort calls it to
+ * size its buffer for 256 entries or more). Check forks each test. */
+START_TEST(test_balloon_full_batch_without_sysinfo)
+{
+    balloon_up(NULL, 0, 2);
+    for (uint64_t p = 0; p < 256; p++)
+        fill_page(ANON_GPA + p * PAGE, 0x33);
+    uint32_t pfn[256];
+    for (unsigned i = 0; i < 256; i++)
+        pfn[i] = 0x1ff - i;
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_sysinfo, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {.len = sizeof(f) / sizeof(f[0]), .filter = f};
+    ck_assert_int_eq(prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+    ck_assert_int_eq(prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog), 0);
+    send_pfns(&d, 0, 0, pfn, 256);
+    ck_assert_uint_eq(td_used_idx(&d), 1);
+    struct vmm_virtio_balloon_stats s = stats();
+    ck_assert_uint_eq(s.inflated_pages, 256);
+    ck_assert_uint_eq(s.returned_bytes, 256 * PAGE);
+    for (uint64_t p = 0; p < 256; p += 51)
+        ck_assert_msg(!resident((uint8_t *)anon.host + p * PAGE), "page %lu", (unsigned long)p);
 }
 END_TEST
 
@@ -641,6 +676,7 @@ static Suite *balloon_suite(void)
     tcase_add_test(tc, test_balloon_page_poison);
     tcase_add_test(tc, test_balloon_poison_not_negotiated);
     tcase_add_test(tc, test_balloon_snapshot_round_trip);
+    tcase_add_test(tc, test_balloon_full_batch_without_sysinfo);
     suite_add_tcase(s, tc);
     return s;
 }
