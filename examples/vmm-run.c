@@ -121,7 +121,8 @@ static const char usage[] =
     "                        faulted in through userfaultfd)\n"
     "      --stats[=FILE]    at exit, print a boot profile to stderr (or FILE): exits by\n"
     "                        KVM reason and by port/address with the time spent in\n"
-    "                        each, time to the first guest entry and total run time\n"
+    "                        each, time to the first guest entry and total run time,\n"
+    "                        and each --net device's frames, interrupts per queue\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -657,6 +658,9 @@ static struct vmm_pci_bus *the_pci_bus;
  * and stats requests; NULL without one. */
 static struct vmm_virtio_transport *the_balloon;
 
+/* The network devices' transports (--net, in order), for --stats. */
+static struct vmm_virtio_transport *the_nets[MAX_NETS];
+
 static struct vmm_pci_bus *pci_bus(struct vmm_vm *vm, struct vmm_machine *m)
 {
     if (the_pci_bus)
@@ -705,9 +709,11 @@ static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
         the_balloon = vmm_virtio_pci_transport(vp);
     }
     for (unsigned i = 0; i < o->nr_nets; i++) {
+        struct vmm_virtio_pci *vp;
         if ((r = vmm_virtio_net_create(&o->nets[i], &dev)) < 0 ||
-            (r = vmm_virtio_pci_add(bus, NULL, &dev, NULL)) < 0)
+            (r = vmm_virtio_pci_add(bus, NULL, &dev, &vp)) < 0)
             fail_net(&o->nets[i], r);
+        the_nets[i] = vmm_virtio_pci_transport(vp);
     }
     if (o->vsock) {
         if ((r = vmm_virtio_vsock_create(&o->vsock_cfg, &dev)) < 0 ||
@@ -799,6 +805,7 @@ static void add_virtio_devices(struct vmm_vm *vm, const struct options *o, struc
         r = vmm_vm_add_virtio_net(vm, base, virtio_gsi(n), &o->nets[i], &dev);
         if (r < 0 || (r = vmm_virtio_mmio_add_to_machine(dev, m)) < 0)
             fail_net(&o->nets[i], r);
+        the_nets[i] = vmm_virtio_mmio_transport(dev);
     }
     if (o->vsock) {
         unsigned n = m->nr_virtio;
@@ -1813,6 +1820,36 @@ static double ms_since_start(uint64_t t)
     return t ? (double)(int64_t)(t - start_ns) / 1e6 : 0.0;
 }
 
+/* --stats: each network device's frames, and for each of its queues the
+ * chains it used and the interrupts it sent or the driver suppressed. */
+static void print_net_stats(FILE *f)
+{
+    for (unsigned i = 0; i < MAX_NETS && the_nets[i]; i++) {
+        struct vmm_virtio_transport *t = the_nets[i];
+        struct vmm_virtio_net_stats ns = VMM_INIT(struct vmm_virtio_net_stats);
+        if (vmm_virtio_net_get_stats(t, &ns) < 0)
+            continue;
+        fprintf(f,
+                "%s: stats: net%u: tx %llu frames %llu bytes (%llu dropped), rx %llu frames "
+                "%llu bytes in %llu buffers (%llu dropped), %u pair(s) active\n",
+                prog, i, (unsigned long long)ns.tx_packets, (unsigned long long)ns.tx_bytes,
+                (unsigned long long)ns.tx_dropped, (unsigned long long)ns.rx_packets,
+                (unsigned long long)ns.rx_bytes, (unsigned long long)ns.rx_buffers,
+                (unsigned long long)ns.rx_dropped, ns.queue_pairs_active);
+        vmm_virtio_lock(t);
+        for (unsigned q = 0;; q++) {
+            struct vmm_virtq *vq = vmm_virtio_queue(t, q);
+            struct vmm_virtq_stats qs = VMM_INIT(struct vmm_virtq_stats);
+            if (!vq || vmm_virtq_get_stats(vq, &qs) < 0)
+                break;
+            fprintf(f, "  net%u queue %u: %llu chains, %llu interrupts, %llu suppressed\n", i, q,
+                    (unsigned long long)qs.pushed, (unsigned long long)qs.interrupts,
+                    (unsigned long long)qs.suppressed);
+        }
+        vmm_virtio_unlock(t);
+    }
+}
+
 /* --stats: the run's exit profile, the busiest first. */
 static void print_stats(struct vmm_vm *vm, FILE *f)
 {
@@ -1870,6 +1907,7 @@ static void print_stats(struct vmm_vm *vm, FILE *f)
     if (more_count)
         fprintf(f, "  %-20s %10llu %10.1f\n", "other sites", (unsigned long long)more_count,
                 (double)more_ns / 1e6);
+    print_net_stats(f);
     fflush(f);
 }
 
@@ -1962,6 +2000,7 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
     vmm_vm_destroy(vm);
     the_pci_bus = NULL;
     the_balloon = NULL;
+    memset(the_nets, 0, sizeof(the_nets));
     vmm_vfio_container_close(vfio);
     return ex;
 }

@@ -1270,8 +1270,13 @@ static void net_queue_notify(void *opaque, unsigned index)
         return;
     struct net_pair *p = &n->pair[index / 2];
     if (index % 2 == 0) {
+        /* New buffers matter only to a pair that stopped for want of them:
+         * otherwise the tap is watched (level-triggered) and its next frame
+         * brings rx_process, and a read now would most often find it empty. */
+        bool waited = p->rx_wait;
         p->rx_wait = false;
-        rx_process(p);
+        if (waited)
+            rx_process(p);
         pair_update_watch(p);
     } else {
         tx_process(p);

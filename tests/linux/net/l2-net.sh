@@ -11,8 +11,10 @@
 #   L2-NET-QUEUES <n>            eth0's receive queues (the pairs the driver uses)
 #   L2-NET-BALLOON ok <kB>       with a balloon-mib file: MemTotal fell by that much (within 10 s)
 #   L2-NET-PING ok               three pings of level 1's tap address answered
-#   L2-NET-DOWN <sha256>         what level 1 served on 10.0.2.1:5556 (4 MiB over TCP)
-#   L2-NET-UP served             up.bin served on port 5557 to level 1 (which checks its SHA-256)
+#   L2-NET-DOWN <sha256> (<n> MiB in <s> s)  of what level 1 served on 10.0.2.1:5556 (up.bin's
+#                                size times reps, over TCP) and how long it took
+#   L2-NET-UP sent (<n> MiB in <s> s)  up.bin sent reps times to 10.0.2.1:5557 and level 1 closed
+#                                its end (it checks the SHA-256)
 #   L2-NET-IRQS <count>          the virtio-net interrupts of /proc/interrupts
 #   L2-NET-OK <s>                every step passed, and the seconds the steps took
 l2_net() {
@@ -86,22 +88,45 @@ l2_net() {
         nfail "ping: $(tr '\n' ' ' </tmp/ping.out)"
     fi
 
-    # Level 1 serves 4 MiB on port 5556; then level 2 serves its own on 5557 for level 1 to fetch.
-    # nc stops at the end of its input: a FIFO opened read-write is one that never ends.
+    # Level 1 serves down.bin REPS times on port 5556, hashed as it arrives (nothing stored); then
+    # level 2 sends up.bin REPS times to port 5557, where level 1 hashes it. nc stops at the end of
+    # its input: for the download, a FIFO opened read-write is one that never ends.
+    reps=$(cat "$dir/reps")
     mkfifo /tmp/net.fifo
-    if timeout 120 nc 10.0.2.1 5556 <>/tmp/net.fifo >/tmp/down.bin; then
-        sha=$(sha256sum /tmp/down.bin | cut -d' ' -f1)
-        echo "L2-NET-DOWN $sha"
-        [ "$sha" = "$(cat "$dir/down.sha256")" ] ||
-            nfail "download: $(wc -c </tmp/down.bin) bytes, SHA-256 $sha"
-    else
-        nfail "download from 10.0.2.1:5556"
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    sha=$({
+        timeout 280 nc 10.0.2.1 5556 <>/tmp/net.fifo
+        echo $? >/tmp/net.rc
+    } | sha256sum | cut -d' ' -f1)
+    t2=$(cut -d' ' -f1 /proc/uptime)
+    echo "L2-NET-DOWN $sha ($((reps * 4)) MiB in $(awk -v a="$t1" -v b="$t2" \
+        'BEGIN { printf "%.2f", b - a }') s)"
+    if [ "$(cat /tmp/net.rc)" != 0 ]; then
+        nfail "download from 10.0.2.1:5556: nc status $(cat /tmp/net.rc)"
+    elif [ "$sha" != "$(cat "$dir/down.sha256")" ]; then
+        nfail "download: SHA-256 $sha"
     fi
-    rm -f /tmp/down.bin
-    if timeout 120 nc -l -p 5557 <"$dir/up.bin" >/dev/null; then
-        echo "L2-NET-UP served"
+    if i=0 && while [ "$i" -lt "$reps" ]; do
+        cat "$dir/up.bin" || exit 1
+        i=$((i + 1))
+    done | timeout 280 nc 10.0.2.1 5557; then
+        # nc has written it all to the socket: level 1 has it all once it closed its end, which
+        # leaves this end in TIME_WAIT (state 06 in /proc/net/tcp; port 5557 is 15B5).
+        i=0
+        while awk '$3 ~ /:15B5$/ && $4 != "06" { f = 1 } END { exit !f }' /proc/net/tcp &&
+            [ "$i" -lt 600 ]; do
+            sleep 0.1
+            i=$((i + 1))
+        done
+        t3=$(cut -d' ' -f1 /proc/uptime)
+            if [ "$i" -lt 600 ]; then
+            echo "L2-NET-UP sent ($((reps * 4)) MiB in $(awk -v a="$t2" -v b="$t3" \
+                'BEGIN { printf "%.2f", b - a }') s)"
+        else
+            nfail "upload: level 1 did not close 10.0.2.1:5557"
+        fi
     else
-        nfail "serving on port 5557"
+        nfail "sending to 10.0.2.1:5557"
     fi
     echo "L2-NET-IRQS $(grep -i virtio /proc/interrupts |
         awk '{ for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i } END { print s + 0 }')"
