@@ -34,16 +34,13 @@ vsock_hook() {
 
     local helper=${VMM_LINUX_VSOCK_IO:-}
     local xroot=$L2_EXTRA/vsock
-    # shellcheck source=../l2-modules.sh
-    . "$here/l2-modules.sh"
     if [ -z "$helper" ] || [ ! -x "$helper" ]; then
         why="no vsock-io helper (VMM_LINUX_VSOCK_IO, built by CMake)"
     elif ! have sha256sum; then
         why="sha256sum is not installed"
     elif ! l2_modules "$moddir" "$xroot/lib/modules/vsock" virtio_mmio \
         vmw_vsock_virtio_transport; then
-        # shellcheck disable=SC2154 # set by l2_modules
-        why=$l2_modules_why
+        why=$L2_WHY
     fi
     if [ -n "$why" ]; then
         rm -rf "$xroot"
@@ -89,4 +86,4 @@ vsock_hook() {
         <"$xroot/lib/modules/vsock/order")"
 }
 vsock_hook
-unset -f vsock_hook l2_modules
+unset -f vsock_hook

@@ -28,13 +28,10 @@ balloon_hook() {
     [ "${#cases[@]}" -gt 0 ] || return 0
 
     local xroot=$L2_EXTRA/balloon
-    # shellcheck source=../l2-modules.sh
-    . "$here/l2-modules.sh"
     if ! have perl || ! perl -MIO::Socket::UNIX -e 1 2>/dev/null; then
         why="perl with IO::Socket::UNIX is not installed (package perl-base)"
     elif ! l2_modules "$moddir" "$xroot/lib/modules/balloon" virtio_mmio virtio_balloon; then
-        # shellcheck disable=SC2154 # set by l2_modules
-        why=$l2_modules_why
+        why=$L2_WHY
     fi
     if [ -n "$why" ]; then
         rm -rf "$xroot"
@@ -61,4 +58,4 @@ balloon_hook() {
         <"$xroot/lib/modules/balloon/order")"
 }
 balloon_hook
-unset -f balloon_hook l2_modules
+unset -f balloon_hook
