@@ -11,8 +11,12 @@
 #   DATA/snap/<name>.args   the first vmm-run's arguments (the kernel, the variant, the case's
 #                           command line, 128 MiB, 1 vCPU; snap-pci-*: --transport pci --rng)
 #   DATA/snap/vmm-run       the vmm-run to run
+#   DATA/snap/<name>.disk   snap-1 and other cases without --transport pci or --net: a 64 KiB
+#                           virtio disk (the first vmm-run's --disk, kept by the snapshot) that
+#                           level 2 writes its count to, sector by sector; level 1 reads it back
+#                           after the case (DATA/l1-after.d/70-snap.sh, snap/l1-snap-after.sh)
 #   L2_EXTRA/snap/etc/l2-init.d/70-snap.sh   the level-2 count
-#   WORK/expect/<name>      what must not appear (L1-SNAP-FAIL, L2-SNAPNET-FAIL)
+#   WORK/expect/<name>      what must not appear (L1-SNAP-FAIL, L2-SNAPNET-FAIL, L2-SNAP-DISK-FAIL)
 # A case whose arguments give --net (snap-net-1) boots with the variant "snapnet" instead: "snap" and
 # virtio_net (hooks/60-net.sh's modules) with snap/l2-snapnet-*.sh around the count, and --net
 # tap=vmmtap0 (which l1-snap.sh makes, 10.0.2.1/24); the case's --net tap=vmmtap0 restores it there.
@@ -38,6 +42,8 @@ snap_hook() {
     mkdir -p "$DATA/snap" "$DATA/l1-before.d" "$L2_EXTRA/snap/etc/l2-init.d"
     install -m 0644 "$here/snap/l2-snap.sh" "$L2_EXTRA/snap/etc/l2-init.d/70-snap.sh"
     install -m 0644 "$here/snap/l1-snap.sh" "$DATA/l1-before.d/70-snap.sh"
+    mkdir -p "$DATA/l1-after.d"
+    install -m 0644 "$here/snap/l1-snap-after.sh" "$DATA/l1-after.d/70-snap.sh"
     # shellcheck disable=SC2154 # vmm_run is run-linux.sh's
     (cd "$(dirname "$vmm_run")" && printf '%s/%s\n' "$(pwd)" "$(basename "$vmm_run")") \
         >"$DATA/snap/vmm-run"
@@ -61,6 +67,17 @@ snap_hook() {
             fi
             extra="--transport pci --rng"
             ;;
+        *)
+            rm -f "$DATA/snap/$name.disk"
+            if ! grep -qE "^ *$name *[|].* --net " "$here/cases.txt"; then
+                if [ ! -f "$mods/order" ]; then
+                    echo "no virtio modules from hook 50-virtio" >"$WORK/skip/$name"
+                    continue
+                fi
+                truncate -s 64K "$DATA/snap/$name.disk"
+                extra="--disk \"\$DATA/snap/$name.disk\""
+            fi
+            ;;
         esac
         if grep -qE "^ *$name *[|].* --net " "$here/cases.txt"; then
             if [ ! -r "$L2_EXTRA/net/lib/modules/net/order" ]; then
@@ -80,7 +97,7 @@ snap_hook() {
         printf '%s\n' "--kernel \"\$L2/bzImage\" --initrd \"\$L2/initrd-$variant.cpio\"" \
             "--cmdline '$cmdline$name' --mem 128M --vcpus 1 --cpu-disable xsave,avx $extra" |
             tr '\n' ' ' >"$DATA/snap/$name.args"
-        printf '%s\n' "!L1-SNAP-FAIL" "!L2-SNAPNET-FAIL" >"$WORK/expect/$name"
+        printf '%s\n' "!L1-SNAP-FAIL" "!L2-SNAPNET-FAIL" "!L2-SNAP-DISK-FAIL" >"$WORK/expect/$name"
     done
     echo "hook 70-snap: cases ${cases[*]}"
 }

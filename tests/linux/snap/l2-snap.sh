@@ -13,6 +13,10 @@
 # --rng): it is read before the snapshot and again after the restore, where the read must raise
 # virtio MSI-X interrupts (the restored VM's routes and ioeventfds at the BAR Linux placed):
 #   L2-SNAP-PCI-RNG ok, MSI-X <a> -> <b>   (or L2-SNAP-PCI-RNG failed: <why>)
+# With a virtio disk (snap-1: vmm-run --disk), each count is also written to its own sector of
+# /dev/vda ("L2-SNAP-DISK <i>", padded to 512 bytes, fsync'd), which level 1 reads back after the
+# restored VM powered off (snap/l1-snap-after.sh: L1-SNAP-DISK ok); a failed write prints
+#   L2-SNAP-DISK-FAIL <i>
 pci=0
 case " $(cat /proc/cmdline) " in *" libvmm.case=snap-pci-"*) pci=1 ;; esac
 snap_msix() {
@@ -22,10 +26,14 @@ snap_msix() {
 snap_rng() {
     timeout 10 head -c 32 /dev/hwrng 2>/dev/null | od -An -tx1 | tr -d ' \n'
 }
-if [ "$pci" = 1 ]; then
+if [ -f /lib/modules/virtio/order ]; then
     while read -r m; do
         [ -n "$m" ] && insmod "/lib/modules/virtio/$m.ko"
     done </lib/modules/virtio/order
+fi
+disk=0
+[ -b /dev/vda ] && disk=1
+if [ "$pci" = 1 ]; then
     i=0
     while [ ! -e /dev/hwrng ] && [ "$i" -lt 100 ]; do
         sleep 0.1
@@ -41,6 +49,10 @@ echo "L2-SNAP-VMGENID $bound"
 i=0
 while [ "$i" -lt 24 ]; do
     echo "L2-SNAP-COUNT $i"
+    if [ "$disk" = 1 ]; then
+        printf 'L2-SNAP-DISK %d\n' "$i" | dd of=/dev/vda bs=512 seek="$i" conv=sync,notrunc,fsync \
+            2>/dev/null || echo "L2-SNAP-DISK-FAIL $i"
+    fi
     i=$((i + 1))
     sleep 0.25
 done
