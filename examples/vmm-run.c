@@ -1414,15 +1414,17 @@ static void *migrate_main(void *arg)
             reply, "memory",
             json_object_new_string(migrate_result.flags & VMM_MIGRATE_MEMFD ? "memfd" : "copied"));
     }
+    /* The outcome is what stats shows from the moment the reply is out, so
+     * a client that asks right after it reads the reply sees this one. */
+    snprintf(migrate_error, sizeof(migrate_error), "%s", r < 0 ? why : "");
+    if (r == 0)
+        atomic_store(&migrated, true);
+    atomic_store(&migrating, false);
     api_send(job->reply_fd, reply);
     close(job->reply_fd);
-    snprintf(migrate_error, sizeof(migrate_error), "%s", r < 0 ? why : "");
-    if (r == 0) {
-        atomic_store(&migrated, true);
+    if (r == 0)
         vmm_vm_stop(job->vm);
-    }
     free(job);
-    atomic_store(&migrating, false);
     return NULL;
 }
 
