@@ -65,6 +65,7 @@ struct fm {
     struct fm_queue dq[FM_MAX_Q];
     unsigned nq; /* queues the device has (at most FM_MAX_Q) */
     uint64_t irqs;
+    bool used; /* guest memory was written (fm_open maps it zeroed) */
 };
 
 static void fm_count_irq(void *opaque)
@@ -144,7 +145,9 @@ static void fm_close(struct fm *f)
  */
 static inline void fm_begin(struct fm *f)
 {
-    memset(f->host, 0, FM_MEM_SIZE);
+    if (f->used)
+        memset(f->host, 0, FM_MEM_SIZE);
+    f->used = true;
     memset(f->dq, 0, sizeof(f->dq));
     f->irqs = 0;
 }
