@@ -65,6 +65,7 @@ struct fm {
     struct fm_queue dq[FM_MAX_Q];
     unsigned nq; /* queues the device has (at most FM_MAX_Q) */
     uint64_t irqs;
+    bool used; /* guest memory was written (fm_open maps it zeroed) */
 };
 
 static void fm_count_irq(void *opaque)
@@ -96,6 +97,13 @@ static vmm_gpa_t fm_q_desc(unsigned q)
     return FM_MEM_BASE + q * FM_Q_AREA;
 }
 
+/* Turn the device's event loop until nothing is ready (at most max turns). */
+static void fm_pump(struct fm *f, unsigned max)
+{
+    for (unsigned i = 0; f->loop && i < max && vmm_event_loop_run_once(f->loop, 0) > 0; i++)
+        ;
+}
+
 /* The device's transport over fresh guest memory; loop may be NULL. */
 static void fm_open(struct fm *f, struct vmm_virtio_device *dev, unsigned nq,
                     struct vmm_event_loop *loop)
@@ -119,14 +127,37 @@ static void fm_open(struct fm *f, struct vmm_virtio_device *dev, unsigned nq,
  * own on the event loop. */
 static void fm_close(struct fm *f)
 {
-    if (f->loop)
-        for (int i = 0; i < 4; i++)
-            (void)vmm_event_loop_run_once(f->loop, 0);
+    fm_pump(f, 4);
     vmm_virtio_mmio_destroy(f->m);
     if (f->loop)
         FZ_CHECK(vmm_event_loop_count(f->loop) == 0);
     vmm_memory_destroy(f->mem);
     munmap(f->host, FM_MEM_SIZE);
+}
+
+/*
+ * A device kept across inputs (fm_open once, then fm_begin and fm_end around
+ * each input, fm_close when it goes): so that every input starts from the
+ * same state, fm_end resets the device through its transport (status 0) and
+ * turns its loop until it is quiet, and fm_begin zeroes guest memory and
+ * forgets the driver's rings. Destroy (fm_close) keeps its checks; a target
+ * calls it from time to time.
+ */
+static inline void fm_begin(struct fm *f)
+{
+    if (f->used)
+        memset(f->host, 0, FM_MEM_SIZE);
+    f->used = true;
+    memset(f->dq, 0, sizeof(f->dq));
+    f->irqs = 0;
+}
+
+static inline void fm_end(struct fm *f)
+{
+    fm_pump(f, 4); /* what is in flight finishes, or is still in flight at the reset */
+    fm_wr(f, VMM_VIRTIO_MMIO_STATUS, 0, 4);
+    FZ_CHECK(fm_rd(f, VMM_VIRTIO_MMIO_STATUS) == 0);
+    fm_pump(f, 64);
 }
 
 /* A driver's set-up, as Linux does it, with the input's features, queue

@@ -12,10 +12,16 @@
  * "<path>_<port>", and writes, reads, half-closes and closes them, all
  * non-blocking, the event loop turned by the input.
  *
- * The listeners are made once; the device, its path and every host socket
- * live for one input, and the input's end closes them all (the listeners'
- * backlogs drained), so the process's fd count is the same after every
- * input as before it (checked).
+ * Each of the 8 device configurations (CID, queue size) has a path, its
+ * listeners (made once) and a device made at its first input and kept
+ * (fuzz_mmio.h's fm_begin/fm_end): the input's end resets the device
+ * through its transport and closes every host socket (the listeners'
+ * backlogs drained), and the device's loop turns until it has dropped every
+ * connection, so every input starts from the same state; a device still
+ * holding a connection then (a host connection waiting for a guest that
+ * never answered) is destroyed, as is any device after KEEP_RUNS inputs
+ * (destroy's checks run: its socket removed, nothing left on its loop). The
+ * process's fd count is the same after every input as before it (checked).
  *
  * Checked: no memory error, UB or leak (the sanitizers); destroy leaves no
  * fd on the loop and touches no guest memory afterwards; the fd count stays
@@ -28,7 +34,7 @@
  * connection, the device never holds more of the guest's bytes than
  * VMM_VIRTIO_VSOCK_BUF_ALLOC.
  */
-#include <dirent.h>
+#include <poll.h>
 #include <errno.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -73,10 +79,12 @@ enum op {
 #define TX_SIZE  (FM_MEM_BASE + FM_MEM_SIZE - TX_AREA)
 #define EV_AREA  (RX_AREA + 0x400) /* event buffers: never written by this device */
 
-#define NLISTEN 3 /* listeners at <path>_<LPORT0 + i>; LPORT0 + NLISTEN has none */
-#define LPORT0  5000u
-#define NHOST   24 /* host sockets one input may hold */
-#define NPAIRS  8
+#define NCFG      8    /* device configurations: CID (input's first byte & 3), queue size (& 4) */
+#define KEEP_RUNS 4096 /* inputs a device serves before it is destroyed and made again */
+#define NLISTEN   3    /* listeners at <path>_<LPORT0 + i>; LPORT0 + NLISTEN has none */
+#define LPORT0    5000u
+#define NHOST     24 /* host sockets one input may hold */
+#define NPAIRS    8
 
 struct vpkt {
     uint64_t src_cid, dst_cid;
@@ -85,13 +93,26 @@ struct vpkt {
     uint32_t flags, buf_alloc, fwd_cnt;
 };
 
-static struct vmm_event_loop *loop;
-static char dir[64], path[96];
-static int listeners[NLISTEN];
+static char dir[64];
+static bool inited;
+
+/* Configuration c: the device's path, the listeners for its guest's
+ * connections, and the device while it lives. */
+static struct {
+    char path[96];
+    int listeners[NLISTEN];
+    bool live;
+    struct fm f;
+    struct vmm_event_loop *loop;
+    int fds; /* what the device holds idle: its loop, listening socket, eventfd */
+    unsigned runs;
+} cfgs[NCFG];
 
 /* One input's state. */
 static struct {
-    struct fm f;
+    struct fm *f;
+    unsigned c;
+    struct vmm_virtio_vsock_stats st0; /* the device's counters when the input began */
     uint64_t cid;
     int host[NHOST];
     uint16_t rx_slot, tx_slot, ev_slot, rx_used_seen, tx_base;
@@ -113,14 +134,22 @@ static struct {
     bool listener_request, host_lost;
 } s;
 
+/* The fds open: a new fd takes the lowest free number, and at most about
+ * 100 (the listeners and idle devices) + NHOST host sockets + 2 *
+ * VMM_VIRTIO_VSOCK_MAX_CONNS (a device's connections and their peers) are
+ * ever open at once, so every fd is below MAX_FDS (poll says POLLNVAL for
+ * the numbers not open; quicker than reading /proc/self/fd). */
+#define MAX_FDS 512
 static int count_fds(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    FZ_CHECK(d);
+    static struct pollfd p[MAX_FDS];
+    for (int i = 0; i < MAX_FDS; i++)
+        p[i] = (struct pollfd){.fd = i};
+    FZ_CHECK(poll(p, MAX_FDS, 0) >= 0);
     int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
+    for (int i = 0; i < MAX_FDS; i++)
+        n += !(p[i].revents & POLLNVAL);
+    FZ_CHECK(n < 128);
     return n;
 }
 
@@ -130,12 +159,24 @@ static void sun_at(struct sockaddr_un *sa, const char *at)
     snprintf(sa->sun_path, sizeof(sa->sun_path), "%s", at);
 }
 
-static void remove_listeners(void)
+static void close_device(unsigned c)
+{
+    fm_close(&cfgs[c].f);
+    vmm_event_loop_destroy(cfgs[c].loop);
+    cfgs[c].live = false;
+    FZ_CHECK(access(cfgs[c].path, F_OK) != 0); /* the device removed its socket */
+}
+
+static void finish(void)
 {
     char at[128];
-    for (unsigned i = 0; i < NLISTEN; i++) {
-        snprintf(at, sizeof(at), "%s_%u", path, LPORT0 + i);
-        unlink(at);
+    for (unsigned c = 0; c < NCFG; c++) {
+        if (cfgs[c].live)
+            close_device(c);
+        for (unsigned i = 0; i < NLISTEN; i++) {
+            snprintf(at, sizeof(at), "%s_%u", cfgs[c].path, LPORT0 + i);
+            unlink(at);
+        }
     }
     rmdir(dir);
 }
@@ -146,19 +187,22 @@ static void init_once(void)
     const char *tmp = getenv("TMPDIR");
     snprintf(dir, sizeof(dir), "%s/fzvsock.XXXXXX", tmp && strlen(tmp) < 32 ? tmp : "/tmp");
     FZ_CHECK(mkdtemp(dir));
-    snprintf(path, sizeof(path), "%s/v", dir);
-    for (unsigned i = 0; i < NLISTEN; i++) {
-        char at[128];
-        snprintf(at, sizeof(at), "%s_%u", path, LPORT0 + i);
-        struct sockaddr_un sa;
-        sun_at(&sa, at);
-        listeners[i] = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        FZ_CHECK(listeners[i] >= 0);
-        FZ_CHECK(bind(listeners[i], (struct sockaddr *)&sa, sizeof(sa)) == 0);
-        FZ_CHECK(listen(listeners[i], 256) == 0);
+    for (unsigned c = 0; c < NCFG; c++) {
+        snprintf(cfgs[c].path, sizeof(cfgs[c].path), "%s/v%u", dir, c);
+        for (unsigned i = 0; i < NLISTEN; i++) {
+            char at[128];
+            snprintf(at, sizeof(at), "%s_%u", cfgs[c].path, LPORT0 + i);
+            struct sockaddr_un sa;
+            sun_at(&sa, at);
+            int l = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+            FZ_CHECK(l >= 0);
+            FZ_CHECK(bind(l, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+            FZ_CHECK(listen(l, 256) == 0);
+            cfgs[c].listeners[i] = l;
+        }
     }
-    atexit(remove_listeners);
-    FZ_CHECK(vmm_event_loop_create(&loop) == 0);
+    atexit(finish);
+    inited = true;
 }
 
 static void put_hdr(uint8_t *b, const struct vpkt *p)
@@ -191,12 +235,12 @@ static void get_hdr(const uint8_t *b, struct vpkt *p)
 
 static uint8_t *gmem(vmm_gpa_t gpa)
 {
-    return s.f.host + (gpa - FM_MEM_BASE);
+    return s.f->host + (gpa - FM_MEM_BASE);
 }
 
 static unsigned qsize(unsigned q)
 {
-    return s.f.dq[q].size ? s.f.dq[q].size : 1;
+    return s.f->dq[q].size ? s.f->dq[q].size : 1;
 }
 
 /* A transmit packet: header p, then payload bytes data[0, dlen) and total
@@ -213,7 +257,7 @@ static void tx_send(const struct vpkt *p, const uint8_t *data, size_t dlen, uint
      * see one packet twice, and the counts below no longer bound it. */
     uint16_t used;
     memcpy(&used, gmem(fm_q_desc(1) + 0x2000 + 2), 2);
-    bool idle = used == s.f.dq[1].avail_idx;
+    bool idle = used == s.f->dq[1].avail_idx;
     if (idle)
         s.tx_base = s.tx_slot;
     if ((uint16_t)(s.tx_slot + nseg - s.tx_base) > size)
@@ -226,21 +270,21 @@ static void tx_send(const struct vpkt *p, const uint8_t *data, size_t dlen, uint
     s.tx_off = (s.tx_off + total + 63) & ~63ull;
     uint8_t h[HDR];
     put_hdr(h, p);
-    fm_put(&s.f, at, h, total < HDR ? total : HDR);
+    fm_put(s.f, at, h, total < HDR ? total : HDR);
     if (total > HDR)
-        fm_put(&s.f, at + HDR, data, dlen < total - HDR ? dlen : total - HDR);
+        fm_put(s.f, at + HDR, data, dlen < total - HDR ? dlen : total - HDR);
     uint16_t first = s.tx_slot;
     uint32_t off = 0;
     for (unsigned i = 0; i < nseg; i++) {
         uint32_t len = i + 1 < nseg ? (total - off) / (nseg - i) : total - off;
         uint16_t flags = i + 1 < nseg ? FM_F_NEXT : 0;
-        fm_put_desc(&s.f, fm_q_desc(1) + 16ull * (s.tx_slot % size), at + off, len, flags,
+        fm_put_desc(s.f, fm_q_desc(1) + 16ull * (s.tx_slot % size), at + off, len, flags,
                     (uint16_t)((s.tx_slot + 1) % size));
         s.tx_slot++;
         off += len;
     }
-    fm_avail(&s.f, 1, (uint16_t)(first % size));
-    fm_wr(&s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 1, 4);
+    fm_avail(s.f, 1, (uint16_t)(first % size));
+    fm_wr(s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 1, 4);
     if (p->op == V_RW && p->src_cid == s.cid && total >= HDR + (uint64_t)p->len)
         s.rw_sent += p->len;
     if (p->op == V_REQUEST && p->dst_port >= LPORT0 && p->dst_port < LPORT0 + NLISTEN)
@@ -343,15 +387,15 @@ static void post_rx(uint32_t len, unsigned split)
     uint16_t slot = s.rx_slot++;
     vmm_gpa_t at = RX_AREA + (slot % size % RX_SLOTS) * (uint64_t)RX_LEN;
     if (split && split < len && size > 1) {
-        fm_put_desc(&s.f, fm_q_desc(0) + 16ull * (slot % size), at, split, FM_F_WRITE | FM_F_NEXT,
+        fm_put_desc(s.f, fm_q_desc(0) + 16ull * (slot % size), at, split, FM_F_WRITE | FM_F_NEXT,
                     (uint16_t)((slot + 1) % size));
-        fm_put_desc(&s.f, fm_q_desc(0) + 16ull * ((slot + 1) % size), at + split, len - split,
+        fm_put_desc(s.f, fm_q_desc(0) + 16ull * ((slot + 1) % size), at + split, len - split,
                     FM_F_WRITE, 0);
         s.rx_slot++;
     } else {
-        fm_put_desc(&s.f, fm_q_desc(0) + 16ull * (slot % size), at, len, FM_F_WRITE, 0);
+        fm_put_desc(s.f, fm_q_desc(0) + 16ull * (slot % size), at, len, FM_F_WRITE, 0);
     }
-    fm_avail(&s.f, 0, (uint16_t)(slot % size));
+    fm_avail(s.f, 0, (uint16_t)(slot % size));
     if (++s.rx_out > (size < RX_SLOTS ? size : RX_SLOTS) || (uint16_t)(s.rx_slot - slot) > 1)
         s.tainted = true; /* buffers share memory, or used ids name the head only */
 }
@@ -368,7 +412,7 @@ static void op_rxbuf(struct fz *in)
     }
     for (unsigned i = 0; i < n; i++)
         post_rx(len, split);
-    fm_wr(&s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0, 4);
+    fm_wr(s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0, 4);
 }
 
 static void op_evbuf(struct fz *in)
@@ -376,11 +420,11 @@ static void op_evbuf(struct fz *in)
     unsigned n = 1 + fz_u8(in) % 8, size = qsize(2);
     for (unsigned i = 0; i < n; i++) {
         uint16_t slot = s.ev_slot++;
-        fm_put_desc(&s.f, fm_q_desc(2) + 16ull * (slot % size), EV_AREA + 8ull * (slot % 32), 8,
+        fm_put_desc(s.f, fm_q_desc(2) + 16ull * (slot % size), EV_AREA + 8ull * (slot % 32), 8,
                     FM_F_WRITE, 0);
-        fm_avail(&s.f, 2, (uint16_t)(slot % size));
+        fm_avail(s.f, 2, (uint16_t)(slot % size));
     }
-    fm_wr(&s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2, 4);
+    fm_wr(s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 2, 4);
 }
 
 /* Look at what the device gave the guest; answer REQUESTs (accept or
@@ -426,7 +470,7 @@ static void op_guest_recv(struct fz *in)
     if (m & 8) {
         for (unsigned i = 0; i < n && i < RX_SLOTS; i++)
             post_rx(RX_LEN, 0);
-        fm_wr(&s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0, 4);
+        fm_wr(s.f, VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0, 4);
     }
 }
 
@@ -447,7 +491,7 @@ static void op_host_connect(struct fz *in)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     FZ_CHECK(fd >= 0);
     struct sockaddr_un sa;
-    sun_at(&sa, path);
+    sun_at(&sa, cfgs[s.c].path);
     if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         close(fd); /* the backlog is full */
         return;
@@ -544,7 +588,7 @@ static void op_host_close(struct fz *in)
 
 static void op_accept(struct fz *in)
 {
-    int l = listeners[fz_u8(in) % NLISTEN];
+    int l = cfgs[s.c].listeners[fz_u8(in) % NLISTEN];
     int i = host_free_slot();
     if (i < 0)
         return;
@@ -558,8 +602,11 @@ static void op_accept(struct fz *in)
 static void op_stats(void)
 {
     struct vmm_virtio_vsock_stats st = VMM_INIT(struct vmm_virtio_vsock_stats);
-    FZ_CHECK(vmm_virtio_vsock_get_stats(vmm_virtio_mmio_transport(s.f.m), &st) == 0);
+    FZ_CHECK(vmm_virtio_vsock_get_stats(vmm_virtio_mmio_transport(s.f->m), &st) == 0);
     FZ_CHECK(st.conns_open <= VMM_VIRTIO_VSOCK_MAX_CONNS);
+    /* This input's share of the counters. */
+    st.tx_bytes -= s.st0.tx_bytes;
+    st.conns_total -= s.st0.conns_total;
     FZ_CHECK(s.tainted || st.tx_bytes <= s.rw_sent);
     /* With one connection ever, whoever sent its bytes: what the device
      * took from the guest and the host socket has not (read, or queued on
@@ -587,23 +634,45 @@ static void rings_restart(void)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+static struct vmm_virtio_vsock_stats get_stats(void)
+{
+    struct vmm_virtio_vsock_stats st = VMM_INIT(struct vmm_virtio_vsock_stats);
+    FZ_CHECK(vmm_virtio_vsock_get_stats(vmm_virtio_mmio_transport(s.f->m), &st) == 0);
+    return st;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (!loop)
+    if (!inited)
         init_once();
-    int fds_before = count_fds();
     struct fz in = {data, size};
     uint8_t cfg = fz_u8(&in);
     static const uint64_t cids[4] = {3, 42, 0xfffffffeull, 0x12345};
+    unsigned c = cfg % NCFG;
     memset(&s, 0, sizeof(s));
     for (int i = 0; i < NHOST; i++)
         s.host[i] = -1;
+    s.c = c;
     s.cid = cids[cfg % 4];
-    struct vmm_virtio_vsock_config vc = VMM_INIT(struct vmm_virtio_vsock_config, .guest_cid = s.cid,
-                                                 .path = path, .queue_size = cfg & 4 ? 16 : 256);
-    struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
-    FZ_CHECK(vmm_virtio_vsock_create(&vc, &dev) == 0);
-    fm_open(&s.f, &dev, dev.num_queues, loop);
+    s.f = &cfgs[c].f;
+    if (!cfgs[c].live) {
+        int fds_none = count_fds();
+        struct vmm_virtio_vsock_config vc =
+            VMM_INIT(struct vmm_virtio_vsock_config, .guest_cid = s.cid, .path = cfgs[c].path,
+                     .queue_size = cfg & 4 ? 16 : 256);
+        struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
+        FZ_CHECK(vmm_virtio_vsock_create(&vc, &dev) == 0);
+        FZ_CHECK(vmm_event_loop_create(&cfgs[c].loop) == 0);
+        fm_open(s.f, &dev, dev.num_queues, cfgs[c].loop);
+        cfgs[c].live = true;
+        cfgs[c].runs = 0;
+        cfgs[c].fds = count_fds() - fds_none;
+    }
+    struct vmm_event_loop *loop = cfgs[c].loop;
+    int fds_before = count_fds();
+    fm_begin(s.f);
+    s.st0 = get_stats();
+    FZ_CHECK(s.st0.conns_open == 0);
     for (unsigned steps = 0; fz_more(&in) && steps < 1024; steps++) {
         unsigned op = fz_u8(&in) % OP_COUNT;
         switch (op) {
@@ -643,31 +712,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             break;
         case FM_SETUP:
         case FM_RESET:
-            fm_step(&s.f, &in, op);
+            fm_step(s.f, &in, op);
             rings_restart();
             break;
         case FM_LOOP:
         case FM_KICK:
         case FM_REG_READ:
-            fm_step(&s.f, &in, op);
+            fm_step(s.f, &in, op);
             break;
         default: /* memory, descriptors, rings, registers behind this driver's back */
             s.tainted = true;
-            fm_step(&s.f, &in, op);
+            fm_step(s.f, &in, op);
             break;
         }
     }
     op_stats();
-    fm_close(&s.f);
+    fm_end(s.f);
     for (int i = 0; i < NHOST; i++)
         if (s.host[i] >= 0)
             close(s.host[i]);
     for (unsigned i = 0; i < NLISTEN; i++) {
         int fd;
-        while ((fd = accept4(listeners[i], NULL, NULL, SOCK_CLOEXEC)) >= 0)
+        while ((fd = accept4(cfgs[c].listeners[i], NULL, NULL, SOCK_CLOEXEC)) >= 0)
             close(fd);
     }
-    FZ_CHECK(access(path, F_OK) != 0); /* the device removed its socket */
+    fm_pump(s.f, 64); /* the device hears the host side go */
+    if (get_stats().conns_open || ++cfgs[c].runs == KEEP_RUNS) {
+        close_device(c);
+        fds_before -= cfgs[c].fds;
+    }
     FZ_CHECK(count_fds() == fds_before);
     return 0;
 }

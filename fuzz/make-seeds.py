@@ -56,51 +56,59 @@ straddle = vhead(3 | 0x80) + vdesc(0, 0x7ff0, 0x20, F_WRITE, 0) + u8(V_AVAIL) + 
     u8(V_DRAIN)
 write("fuzz_virtq", "event-idx-straddle", straddle)
 
-# ---- fuzz_virtio_mmio: cfg (device, loop), then ops ----
-(M_MEMWRITE, M_DESC, M_AVAIL, M_REG_WRITE, M_REG_READ, M_SETUP, M_KICK, M_LOOP, M_RESET,
- M_INPUT, M_BLK_REQ) = range(11)
+# ---- fuzz_virtio_mmio: cfg (device, loop), fuzz_mmio.h's language, then its own ops ----
+# (FM_* and fm_setup are fuzz_mmio.h's, as for fuzz_net below; the numbers repeat here because
+# this target's seeds come first.)
+(MF_MEMWRITE, MF_DESC, MF_AVAIL, MF_REG_WRITE, MF_REG_READ, MF_SETUP, MF_KICK, MF_LOOP,
+ MF_RESET, MF_CHAIN) = range(10)
+M_INPUT, M_BLK_REQ = 10, 11
 
 
-def msetup(size_log, qsel=0):
-    return u8(M_SETUP) + u64(0xffffffffffffffff) + u8(qsel) + u8(size_log)
+def msetup(size_log):
+    return u8(MF_SETUP) + u64(0xffffffffffffffff) + u8(0) + u8(size_log)
 
 
-def mdesc(q, slot, addr, length, flags, nxt=0):
-    return u8(M_DESC) + u16(slot) + u8(q << 3) + u16(addr) + u16(length) + u8(flags) + u16(nxt)
+def mdesc(q, slot, off, length, flags, nxt=0):
+    """off: from the start of guest memory"""
+    return u8(MF_DESC) + u16(slot) + u8(q << 3) + u32(off) + u16(length) + u8(flags) + u16(nxt)
 
 
 def mavail(q, head):
-    return u8(M_AVAIL) + u8(q) + u16(head)
+    return u8(MF_AVAIL) + u8(q) + u16(head)
+
+
+def mmemwrite(off, data):
+    return u8(MF_MEMWRITE) + u32(off) + u8(len(data)) + data
 
 
 def blkreq(first, rtype, sector, sectors):
     return u8(M_BLK_REQ) + u8(first) + u8(rtype) + u16(sector) + u8(sectors)
 
 
-loops = u8(M_LOOP) * 3
+loops = u8(MF_LOOP) * 3
 for cfg, name in ((0, "blk-loop"), (0x80, "blk-noloop")):
     prog = u8(cfg) + msetup(4) + blkreq(0, 1, 3, 2) + loops + blkreq(3, 0, 3, 2) + loops + \
-        blkreq(6, 4, 0, 0) + loops + blkreq(9, 8, 0, 1) + loops + u8(M_RESET) + msetup(4) + \
+        blkreq(6, 4, 0, 0) + loops + blkreq(9, 8, 0, 1) + loops + u8(MF_RESET) + msetup(4) + \
         blkreq(0, 0, 0, 1) + loops
     write("fuzz_virtio_mmio", name, prog)
 # Discard and write-zeroes: a 16-byte segment record after the header.
-dwz = u8(0) + msetup(4) + u8(M_MEMWRITE) + u16(0x8010) + u8(16) + u64(8) + u32(8) + u32(0) + \
-    mdesc(0, 0, 0x8000, 32, F_NEXT, 1) + mdesc(0, 1, 0x8020, 1, F_WRITE) + mavail(0, 0) + \
-    u8(M_MEMWRITE) + u16(0x8000) + u8(16) + u32(13) + u32(0) + u64(0) + u8(M_KICK) + u8(0) + loops
+dwz = u8(0) + msetup(4) + mmemwrite(0x18010, u64(8) + u32(8) + u32(0)) + \
+    mdesc(0, 0, 0x18000, 32, F_NEXT, 1) + mdesc(0, 1, 0x18020, 1, F_WRITE) + mavail(0, 0) + \
+    mmemwrite(0x18000, u32(13) + u32(0) + u64(0)) + u8(MF_KICK) + u8(0) + loops
 write("fuzz_virtio_mmio", "blk-write-zeroes", dwz)
 console = u8(1) + msetup(3) + u8(M_INPUT) + u8(6) + b"hello\n" + loops + \
-    mdesc(0, 0, 0x9000, 64, F_WRITE) + mavail(0, 0) + u8(M_KICK) + u8(0) + loops + \
-    u8(M_MEMWRITE) + u16(0x9100) + u8(3) + b"hi\n" + mdesc(1, 0, 0x9100, 3, 0) + mavail(1, 0) + \
-    u8(M_KICK) + u8(1) + loops
+    mdesc(0, 0, 0x19000, 64, F_WRITE) + mavail(0, 0) + u8(MF_KICK) + u8(0) + loops + \
+    mmemwrite(0x19100, b"hi\n") + mdesc(1, 0, 0x19100, 3, 0) + mavail(1, 0) + \
+    u8(MF_KICK) + u8(1) + loops
 write("fuzz_virtio_mmio", "console", console)
-rng = u8(2) + msetup(4) + mdesc(0, 0, 0x9000, 64, F_WRITE) + mavail(0, 0) + u8(M_KICK) + \
+rng = u8(2) + msetup(4) + mdesc(0, 0, 0x19000, 64, F_WRITE) + mavail(0, 0) + u8(MF_KICK) + \
     u8(0) + loops
 write("fuzz_virtio_mmio", "rng", rng)
 write("fuzz_virtio_mmio", "rng-limited", u8(0x12) + rng[1:])
 # Raw register traffic: every register read once, config space included.
 regs = u8(0)
 for off in list(range(0, 0x100, 4)) + [0x100, 0x108, 0x110]:
-    regs += u8(M_REG_READ) + u16(off) + u8(2)
+    regs += u8(MF_REG_READ) + u16(off) + u8(2)
 write("fuzz_virtio_mmio", "registers", regs)
 
 # ---- fuzz_pio: op, offset, width, value ----

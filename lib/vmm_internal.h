@@ -170,6 +170,15 @@ int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccom
                            struct vmm_seccomp_prog *out);
 int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p);
 void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p);
+/* kind's allowlist as distinct system call numbers (those allowed only
+ * with some arguments included, ioctl once) and ioctl request numbers,
+ * without a config's extras or a sanitizer build's additions: 0, -EINVAL,
+ * or -E2BIG when max is too small. And how many entries repeat within one
+ * of the lists the allowlists are made of (0). For tests and sizes. */
+int vmm_seccomp_allowlist(enum vmm_seccomp_thread kind, int *calls, unsigned *nr_calls,
+                          unsigned max_calls, unsigned long *reqs, unsigned *nr_reqs,
+                          unsigned max_reqs);
+unsigned vmm_seccomp_list_repeats(void);
 
 /*
  * lib/cpu/vm.c: device memory (a passthrough device's BAR mmap) as a KVM

@@ -25,7 +25,10 @@
  *                     others. The library installs it on that thread itself
  *                     (vmm_vm_set_seccomp).
  * No list allows execve, ptrace or opening files, except BUILD's open
- * calls; socket only for AF_UNIX (IO, MAIN and BUILD: virtio-vsock).
+ * calls; socket only for AF_UNIX (IO, MAIN and BUILD: virtio-vsock); mmap
+ * and mprotect never with PROT_EXEC; fstat but no stat of a path except on
+ * BUILD; clone only for threads (MAIN and BUILD), clone3 fails with ENOSYS.
+ * docs/seccomp.md has the lists' sizes and why each call is there.
  * Filters only ever narrow: one installed on a thread stays for the
  * thread's life and is inherited by the threads it starts.
  *

@@ -10,7 +10,9 @@
  * request numbers listed. The lists nest: VCPU and IO are within MAIN,
  * MAIN within BUILD, since a thread inherits its creator's filter.
  */
+#include <fcntl.h>
 #include <linux/fs.h>
+#include <linux/sched.h>
 #include <linux/if_tun.h>
 #include <linux/kvm.h>
 #include <linux/sockios.h>
@@ -33,7 +35,9 @@
 #include "vmm_internal.h"
 
 /* Every kind: memory, time, futexes, signals, reading and writing open
- * fds (the console, eventfds), logging, thread exit. */
+ * fds (the console, eventfds), logging, thread exit. mmap and mprotect
+ * (never PROT_EXEC) and fstat (newfstatat on an fd) are allowed with their
+ * arguments checked: allow_restricted. */
 static const int common_syscalls[] = {
     SCMP_SYS(read),
     SCMP_SYS(readv),
@@ -41,7 +45,6 @@ static const int common_syscalls[] = {
     SCMP_SYS(writev),
     SCMP_SYS(close),
     SCMP_SYS(fstat),
-    SCMP_SYS(newfstatat),
     SCMP_SYS(lseek),
     SCMP_SYS(futex),
     SCMP_SYS(exit),
@@ -51,9 +54,7 @@ static const int common_syscalls[] = {
     SCMP_SYS(rt_sigpending),
     SCMP_SYS(rt_sigtimedwait),
     SCMP_SYS(restart_syscall),
-    SCMP_SYS(mmap),
     SCMP_SYS(munmap),
-    SCMP_SYS(mprotect),
     SCMP_SYS(mremap),
     SCMP_SYS(madvise),
     SCMP_SYS(brk),
@@ -118,8 +119,7 @@ static const int sanitizer_syscalls[] = {
         KVM_GET_MSRS, KVM_SET_MSRS, KVM_GET_LAPIC, KVM_SET_LAPIC, KVM_SET_MP_STATE
 #define MAIN_ARCH_IOCTLS
 #define BUILD_ARCH_IOCTLS                                                                          \
-    KVM_SET_TSS_ADDR, KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2,              \
-        KVM_GET_SUPPORTED_CPUID, KVM_SET_CPUID2,
+    KVM_SET_TSS_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_GET_SUPPORTED_CPUID, KVM_SET_CPUID2,
 #define SNAPSHOT_ARCH_IOCTLS                                                                       \
     KVM_GET_CLOCK, KVM_GET_IRQCHIP, KVM_GET_PIT2, KVM_GET_TSC_KHZ, KVM_GET_MSR_INDEX_LIST,         \
         KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_FPU, KVM_GET_MSRS, KVM_GET_LAPIC, KVM_GET_MP_STATE,   \
@@ -172,12 +172,10 @@ static const unsigned long io_ioctls[] = {
 };
 
 /* The thread that runs vmm_vm_run and destroys the VM afterwards: starts and
- * joins threads (glibc's first pthread_create also sets up its own signal
- * handlers), lets the threads it starts add their own filters, dirty
- * logging, the terminal it restores. */
+ * joins threads (clone, threads only: allow_restricted; glibc's first
+ * pthread_create also sets up its own signal handlers), lets the threads it
+ * starts add their own filters, dirty logging, the terminal it restores. */
 static const int main_syscalls[] = {
-    SCMP_SYS(clone),
-    SCMP_SYS(clone3),
     SCMP_SYS(set_tid_address),
     SCMP_SYS(sigaltstack),
     SCMP_SYS(rt_sigaction),
@@ -191,10 +189,7 @@ static const unsigned long main_ioctls[] = {
     KVM_SET_USER_MEMORY_REGION,
     KVM_CHECK_EXTENSION,
     TCGETS,
-    TCSETS,
-    TCSETSW,
-    TCSETSF,
-    TIOCGWINSZ,
+    TCSETS, /* tcsetattr(TCSANOW) */
     /* Tearing a passed-through device down (lib/vfio). */
     VFIO_DEVICE_RESET,
     VFIO_IOMMU_UNMAP_DMA,
@@ -202,33 +197,18 @@ static const unsigned long main_ioctls[] = {
 
 /* Building a VM: files, /dev/kvm, the VM's fds and memory, its devices. */
 static const int build_syscalls[] = {
-    SCMP_SYS(openat),
-    SCMP_SYS(open),
-    SCMP_SYS(fcntl),
-    SCMP_SYS(dup),
-    SCMP_SYS(dup3),
-    SCMP_SYS(pipe2),
-    SCMP_SYS(eventfd2),
-    SCMP_SYS(epoll_create1),
-    SCMP_SYS(signalfd4),
-    SCMP_SYS(io_uring_setup),
-    SCMP_SYS(io_uring_register),
-    SCMP_SYS(memfd_create),
-    SCMP_SYS(ftruncate),
-    SCMP_SYS(fallocate),
-    SCMP_SYS(statx),
-    SCMP_SYS(stat),
-    SCMP_SYS(access),
-    SCMP_SYS(faccessat),
-    SCMP_SYS(faccessat2),
-    SCMP_SYS(readlink),
-    SCMP_SYS(prlimit64),
-    SCMP_SYS(pread64),
-    SCMP_SYS(rt_sigaction),
-    SCMP_SYS(mlock),
-    SCMP_SYS(bind), /* virtio-vsock's listening socket */
-    SCMP_SYS(listen),
-    SCMP_SYS(getdents64), /* lib/vfio: the devices of an IOMMU group */
+    SCMP_SYS(openat),         SCMP_SYS(open),
+    SCMP_SYS(fcntl),          SCMP_SYS(dup),
+    SCMP_SYS(dup3),           SCMP_SYS(eventfd2),
+    SCMP_SYS(epoll_create1),  SCMP_SYS(signalfd4),
+    SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register),
+    SCMP_SYS(memfd_create),   SCMP_SYS(ftruncate),
+    SCMP_SYS(fallocate),      SCMP_SYS(statx),
+    SCMP_SYS(stat),           SCMP_SYS(access),
+    SCMP_SYS(faccessat),      SCMP_SYS(faccessat2),
+    SCMP_SYS(readlink),       SCMP_SYS(pread64),
+    SCMP_SYS(rt_sigaction),   SCMP_SYS(bind),       /* virtio-vsock's listening socket */
+    SCMP_SYS(listen),         SCMP_SYS(getdents64), /* lib/vfio: the devices of an IOMMU group */
 };
 static const unsigned long build_ioctls[] = {
     KVM_GET_API_VERSION,
@@ -284,9 +264,7 @@ static const int uffd_syscalls[] = {
     SCMP_SYS(poll),
     SCMP_SYS(ppoll),
     SCMP_SYS(futex),
-    SCMP_SYS(mmap),
     SCMP_SYS(munmap),
-    SCMP_SYS(mprotect),
     SCMP_SYS(madvise),
     SCMP_SYS(brk),
     SCMP_SYS(clock_gettime),
@@ -396,6 +374,53 @@ static int allow_unix_socket(scmp_filter_ctx ctx)
     return r == -EEXIST ? 0 : r;
 }
 
+static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
+                    const struct scmp_arg_cmp *cmp)
+{
+    if (nr < 0)
+        return 0;
+    int r = seccomp_rule_add_array(ctx, action, nr, n, cmp);
+    return r == -EEXIST ? 0 : r;
+}
+
+static bool sanitized(void);
+
+/* The calls allowed with their arguments checked (a sanitizer build, whose
+ * run-time needs more, allows them whole):
+ * - mmap and mprotect never with PROT_EXEC, on every kind: no thread of a
+ *   VMM makes code at run time (pkey_mprotect is on no list);
+ * - newfstatat only on an fd (AT_EMPTY_PATH: glibc's fstat) but on BUILD
+ *   (and with allow_snapshots), which stat paths; not on UFFD's list;
+ * - clone only for a thread (CLONE_THREAD), on MAIN and BUILD, which start
+ *   the vCPU and I/O threads: no new process; clone3, whose flags are in
+ *   memory a filter cannot read, fails with ENOSYS, and glibc's
+ *   pthread_create then uses clone. */
+static int allow_restricted(scmp_filter_ctx ctx, enum vmm_seccomp_thread kind,
+                            const struct vmm_seccomp_config *cfg)
+{
+    bool whole = sanitized();
+    const struct scmp_arg_cmp noexec = {
+        .arg = 2, .op = SCMP_CMP_MASKED_EQ, .datum_a = PROT_EXEC, .datum_b = 0};
+    int r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), !whole, &noexec);
+    if (r == 0)
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), !whole, &noexec);
+    if (r == 0 && kind != VMM_SECCOMP_UFFD) {
+        bool paths = whole || kind == VMM_SECCOMP_BUILD || cfg->allow_snapshots;
+        const struct scmp_arg_cmp fd_only = {
+            .arg = 3, .op = SCMP_CMP_MASKED_EQ, .datum_a = AT_EMPTY_PATH, .datum_b = AT_EMPTY_PATH};
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), !paths, &fd_only);
+    }
+    if (r == 0 && sets_nnp(kind)) {
+        const struct scmp_arg_cmp thread = {
+            .arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = CLONE_THREAD, .datum_b = CLONE_THREAD};
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), !whole, &thread);
+        if (r == 0)
+            r = add_rule(ctx, whole ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0,
+                         NULL);
+    }
+    return r;
+}
+
 static int add_list(scmp_filter_ctx ctx, const int *calls, size_t nr_calls,
                     const unsigned long *ioctls, size_t nr_ioctls)
 {
@@ -453,6 +478,8 @@ static int build_ctx(enum vmm_seccomp_thread kind, const struct vmm_seccomp_conf
     const struct list *l = kind_lists[kind];
     for (size_t i = 0; i < VMM_ARRAY_SIZE(kind_lists[0]) && r == 0; i++)
         r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
+    if (r == 0)
+        r = allow_restricted(ctx, kind, &cfg);
     if (r == 0 && sets_nnp(kind))
         r = allow_nnp(ctx);
     if (r == 0 && allows_unix_socket(kind))
@@ -556,37 +583,90 @@ void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p)
     *p = (struct vmm_seccomp_prog){0};
 }
 
-int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscalls,
-                               unsigned *nr_ioctls)
+static void add_distinct_call(int *calls, unsigned *nc, unsigned max, int nr)
+{
+    bool seen = nr < 0;
+    for (unsigned k = 0; k < *nc && !seen; k++)
+        seen = calls[k] == nr;
+    if (!seen && *nc < max)
+        calls[(*nc)++] = nr;
+}
+
+int vmm_seccomp_allowlist(enum vmm_seccomp_thread kind, int *calls, unsigned *nr_calls,
+                          unsigned max_calls, unsigned long *reqs, unsigned *nr_reqs,
+                          unsigned max_reqs)
 {
     if (!valid_kind(kind))
         return -EINVAL;
-    /* Count distinct entries: the lists of a kind may overlap. */
-    int calls[256];
-    unsigned long reqs[128];
     unsigned nc = 0, ni = 0;
     const struct list *l = kind_lists[kind];
     for (size_t i = 0; i < VMM_ARRAY_SIZE(kind_lists[0]); i++) {
-        for (size_t j = 0; j < l[i].nr_syscalls; j++) {
-            int nr = l[i].syscalls[j];
-            bool seen = nr < 0;
-            for (unsigned k = 0; k < nc && !seen; k++)
-                seen = calls[k] == nr;
-            if (!seen && nc < VMM_ARRAY_SIZE(calls))
-                calls[nc++] = nr;
-        }
+        for (size_t j = 0; j < l[i].nr_syscalls; j++)
+            add_distinct_call(calls, &nc, max_calls, l[i].syscalls[j]);
         for (size_t j = 0; j < l[i].nr_ioctls; j++) {
             bool seen = false;
             for (unsigned k = 0; k < ni && !seen; k++)
                 seen = reqs[k] == l[i].ioctls[j];
-            if (!seen && ni < VMM_ARRAY_SIZE(reqs))
+            if (!seen && ni < max_reqs)
                 reqs[ni++] = l[i].ioctls[j];
         }
     }
-    /* ioctl itself, main's and build's prctl(PR_SET_NO_NEW_PRIVS), and
-     * socket(AF_UNIX) from IO up (not the fault thread's) */
+    /* What allow_restricted, allow_nnp and allow_unix_socket add (in a
+     * build without sanitizers: clone3 answered ENOSYS is not allowed). */
+    add_distinct_call(calls, &nc, max_calls, SCMP_SYS(mmap));
+    add_distinct_call(calls, &nc, max_calls, SCMP_SYS(mprotect));
+    if (kind != VMM_SECCOMP_UFFD)
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(newfstatat));
+    if (sets_nnp(kind)) {
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(clone));
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(prctl));
+    }
+    if (allows_unix_socket(kind))
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(socket));
+    if (ni > 0)
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(ioctl));
+    *nr_calls = nc;
+    *nr_reqs = ni;
+    return nc < max_calls && ni < max_reqs ? 0 : -E2BIG;
+}
+
+/* Within one list, an entry twice is a mistake (across lists it is not:
+ * they nest and overlap). */
+static unsigned list_repeats(const int *calls, size_t nc, const unsigned long *reqs, size_t ni)
+{
+    unsigned n = 0;
+    for (size_t i = 0; i < nc; i++)
+        for (size_t j = i + 1; j < nc; j++)
+            n += calls[i] == calls[j] && calls[i] >= 0;
+    for (size_t i = 0; i < ni; i++)
+        for (size_t j = i + 1; j < ni; j++)
+            n += reqs[i] == reqs[j];
+    return n;
+}
+
+unsigned vmm_seccomp_list_repeats(void)
+{
+#define REPEATS(c, i) list_repeats(c, VMM_ARRAY_SIZE(c), i, VMM_ARRAY_SIZE(i))
+    return REPEATS(common_syscalls, vcpu_ioctls) + REPEATS(vcpu_syscalls, vcpu_vfio_ioctls) +
+           REPEATS(io_syscalls, io_ioctls) + REPEATS(main_syscalls, main_ioctls) +
+           REPEATS(build_syscalls, build_ioctls) + REPEATS(snapshot_syscalls, snapshot_ioctls) +
+           REPEATS(uffd_syscalls, uffd_ioctls) +
+           list_repeats(sanitizer_syscalls, VMM_ARRAY_SIZE(sanitizer_syscalls), NULL, 0);
+#undef REPEATS
+}
+
+int vmm_seccomp_allowlist_size(enum vmm_seccomp_thread kind, unsigned *nr_syscalls,
+                               unsigned *nr_ioctls)
+{
+    int calls[256];
+    unsigned long reqs[128];
+    unsigned nc, ni;
+    int r = vmm_seccomp_allowlist(kind, calls, &nc, VMM_ARRAY_SIZE(calls), reqs, &ni,
+                                  VMM_ARRAY_SIZE(reqs));
+    if (r < 0)
+        return r;
     if (nr_syscalls)
-        *nr_syscalls = nc + (ni > 0) + sets_nnp(kind) + allows_unix_socket(kind);
+        *nr_syscalls = nc;
     if (nr_ioctls)
         *nr_ioctls = ni;
     return 0;

@@ -150,6 +150,9 @@ struct net {
     uint64_t features;     /* negotiated, set at activate */
     uint64_t tap_offloads; /* the guest-side features the tap can do */
     unsigned tun_offload;  /* TUN_F_* set on the tap at activation */
+    unsigned tap_off_set;  /* the TUN_F_* the tap was last given (a reset and
+                              an activation give it only a change: each
+                              TUNSETOFFLOAD takes the kernel's RTNL lock) */
     uint64_t rx_need;      /* receive bytes (header included) that hold any frame */
     struct bucket tx_bytes, tx_pkts, rx_bytes, rx_pkts;
     bool tx_throttled, rx_throttled;
@@ -1210,9 +1213,13 @@ static int net_activate(void *opaque, uint64_t features)
         if (features & VMM_VIRTIO_NET_F_GUEST_UFO)
             off |= TUN_F_UFO;
     }
-    if (ioctl(n->pair[0].fd, TUNSETOFFLOAD, (unsigned long)off) < 0) {
-        vmm_log_error("virtio-net: tap %s: offloads 0x%x: %s", n->tap, off, vmm_strerror(-errno));
-        return -errno;
+    if (off != n->tap_off_set) {
+        if (ioctl(n->pair[0].fd, TUNSETOFFLOAD, (unsigned long)off) < 0) {
+            int e = -errno;
+            vmm_log_error("virtio-net: tap %s: offloads 0x%x: %s", n->tap, off, vmm_strerror(e));
+            return e;
+        }
+        n->tap_off_set = off;
     }
     n->tun_offload = off;
     uint64_t frame =
@@ -1246,8 +1253,13 @@ static void net_reset(void *opaque)
     n->features = 0;
     n->tun_offload = 0;
     n->vhost_paused = false;
-    if (ioctl(n->pair[0].fd, TUNSETOFFLOAD, 0ul) < 0)
-        vmm_log_debug("virtio-net: tap %s: clearing offloads: %s", n->tap, vmm_strerror(-errno));
+    if (n->tap_off_set) {
+        if (ioctl(n->pair[0].fd, TUNSETOFFLOAD, 0ul) < 0)
+            vmm_log_debug("virtio-net: tap %s: clearing offloads: %s", n->tap,
+                          vmm_strerror(-errno));
+        else
+            n->tap_off_set = 0;
+    }
     /* Before DRIVER_OK nothing is watched (pair_live). */
     set_active_pairs(n, 1);
     if (n->timer_armed) {
@@ -1400,7 +1412,8 @@ static uint64_t tap_probe_offloads(struct net *n)
             ioctl(fd, TUNSETOFFLOAD, (unsigned long)(TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO_ECN)) == 0)
             f |= VMM_VIRTIO_NET_F_GUEST_ECN;
     }
-    (void)ioctl(fd, TUNSETOFFLOAD, 0ul);
+    if (ioctl(fd, TUNSETOFFLOAD, 0ul) < 0)
+        n->tap_off_set = ~0u; /* unknown: the next reset or activation sets it */
     return f;
 }
 
@@ -1457,6 +1470,10 @@ int vmm_virtio_net_create(const struct vmm_virtio_net_config *cfg, struct vmm_vi
             return r;
         }
     }
+    /* One pair is in use until the driver asks for more: the kernel must
+     * steer no frame to the others' queues meanwhile (as after a reset). */
+    for (unsigned i = 1; i < pairs; i++)
+        pair_attach(&n->pair[i], false);
     n->tap_offloads = tap_probe_offloads(n);
     uint64_t features = NET_BASE_FEATURES | NET_HOST_OFFLOADS | n->tap_offloads;
     n->vhost = c.vhost;

@@ -1445,6 +1445,9 @@ static void drop_guest_state(struct vsock *v)
     v->rx_wait = false;
 }
 
+/* The device starts over: what the guest knew goes, host ports are given
+ * from the first again (alloc_host_port skips those of host connections
+ * still waiting for the guest), as by a device just made. */
 static void vsock_reset(void *opaque)
 {
     struct vsock *v = opaque;
@@ -1452,6 +1455,8 @@ static void vsock_reset(void *opaque)
     v->vhost_paused = false;
     v->reset_pending = false;
     drop_guest_state(v);
+    v->next_port = FIRST_HOST_PORT;
+    v->ctl_rr = 0;
 }
 
 static void vsock_queue_notify(void *opaque, unsigned index)

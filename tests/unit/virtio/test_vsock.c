@@ -699,10 +699,13 @@ START_TEST(test_vsock_reset_closes)
     ck_assert_int_eq(host_read(fd, &c, 1), 0);
     ck_assert_uint_eq(stats().conns_open, 0);
     close(fd);
-    /* And it works again afterwards. */
+    /* And it works again afterwards, numbering host ports as a new device
+     * does. */
     start();
     post_rx(QSIZE);
-    fd = host_initiated(100, &hport);
+    uint32_t again;
+    fd = host_initiated(100, &again);
+    ck_assert_uint_eq(again, hport);
     close(fd);
 }
 END_TEST

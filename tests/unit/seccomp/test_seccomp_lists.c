@@ -1,0 +1,214 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The seccomp allowlists as lists: no entry twice within a list, none of
+ * the calls no VMM thread needs on any kind (and none of the file, process
+ * and socket calls on the vCPU, I/O and fault threads), the sizes printed
+ * (docs/seccomp.md has them); and the argument checks at work in a child:
+ * no PROT_EXEC mapping, fstat but no stat of a path, threads but no
+ * process. */
+#include <check.h>
+#include <errno.h>
+#include <pthread.h>
+#include <seccomp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <vmm/seccomp.h>
+
+#include "check_compat.h"
+#include "vmm_internal.h"
+
+static const char *const kind_names[] = {"vcpu", "io", "main", "build", "uffd"};
+
+/* Calls no kind of thread may make. */
+static const char *const never[] = {
+    "execve",
+    "execveat",
+    "fork",
+    "vfork",
+    "ptrace",
+    "clone3",
+    "kexec_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "setuid",
+    "setgid",
+    "setresuid",
+    "bpf",
+    "perf_event_open",
+    "keyctl",
+    "add_key",
+    "process_vm_readv",
+    "process_vm_writev",
+    "open_by_handle_at",
+    "personality",
+    "pkey_mprotect",
+    "userfaultfd",
+    "kill",
+    "unshare",
+    "setns",
+};
+
+/* Calls only the building and main threads make. */
+static const char *const not_on_workers[] = {
+    "open",   "openat", "openat2", "creat",  "clone",        "unlink",  "unlinkat",
+    "rename", "mkdir",  "bind",    "listen", "memfd_create", "seccomp", "prctl",
+};
+
+static void lists_of(enum vmm_seccomp_thread kind, int *calls, unsigned *nc, unsigned long *reqs,
+                     unsigned *ni)
+{
+    ck_assert_int_eq(vmm_seccomp_allowlist(kind, calls, nc, 256, reqs, ni, 128), 0);
+}
+
+static bool has(const int *calls, unsigned nc, const char *name)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    for (unsigned i = 0; nr >= 0 && i < nc; i++)
+        if (calls[i] == nr)
+            return true;
+    return false;
+}
+
+START_TEST(lists_hold_no_repeat_and_nothing_forbidden)
+{
+    ck_assert_uint_eq(vmm_seccomp_list_repeats(), 0);
+    for (unsigned k = VMM_SECCOMP_VCPU; k <= VMM_SECCOMP_UFFD; k++) {
+        int calls[256];
+        unsigned long reqs[128];
+        unsigned nc, ni;
+        lists_of(k, calls, &nc, reqs, &ni);
+        for (unsigned i = 0; i < nc; i++)
+            for (unsigned j = i + 1; j < nc; j++)
+                ck_assert_int_ne(calls[i], calls[j]);
+        for (size_t i = 0; i < VMM_ARRAY_SIZE(never); i++)
+            ck_assert_msg(!has(calls, nc, never[i]), "%s allows %s", kind_names[k], never[i]);
+        bool worker = k == VMM_SECCOMP_VCPU || k == VMM_SECCOMP_IO || k == VMM_SECCOMP_UFFD;
+        for (size_t i = 0; worker && i < VMM_ARRAY_SIZE(not_on_workers); i++)
+            ck_assert_msg(!has(calls, nc, not_on_workers[i]), "%s allows %s", kind_names[k],
+                          not_on_workers[i]);
+        /* The vCPU and fault threads make no socket calls at all. */
+        if (k == VMM_SECCOMP_VCPU || k == VMM_SECCOMP_UFFD)
+            ck_assert(!has(calls, nc, "socket") && !has(calls, nc, "connect") &&
+                      !has(calls, nc, "accept4"));
+        unsigned sc, io;
+        ck_assert_int_eq(vmm_seccomp_allowlist_size(k, &sc, &io), 0);
+        ck_assert_uint_eq(sc, nc);
+        ck_assert_uint_eq(io, ni);
+        printf("seccomp allowlist %-5s: %3u system calls, %3u ioctl requests\n", kind_names[k], nc,
+               ni);
+    }
+    int calls[4];
+    unsigned long reqs[4];
+    unsigned nc, ni;
+    ck_assert_int_eq(vmm_seccomp_allowlist(VMM_SECCOMP_BUILD, calls, &nc, 4, reqs, &ni, 4), -E2BIG);
+    ck_assert_int_eq(vmm_seccomp_allowlist((enum vmm_seccomp_thread)9, calls, &nc, 4, reqs, &ni, 4),
+                     -EINVAL);
+}
+END_TEST
+
+static bool sanitized(void)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+    return true;
+#else
+    return false;
+#endif
+#else
+    return false;
+#endif
+}
+
+/* Run fn in a child under kind's filter; its wait status. */
+static int in_child(enum vmm_seccomp_thread kind, int (*fn)(void))
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (vmm_seccomp_install(kind, NULL) != 0)
+            _exit(99);
+        _exit(fn());
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return st;
+}
+
+static int map_rw_then_exec(void)
+{
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || mprotect(p, 4096, PROT_READ) != 0)
+        return 1;
+    (void)mprotect(p, 4096, PROT_READ | PROT_EXEC);
+    return 2;
+}
+
+static int fstat_then_stat(void)
+{
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return 1;
+    (void)stat("/", &st);
+    return 2;
+}
+
+static void *thread_fn(void *arg)
+{
+    return arg;
+}
+
+static int thread_then_fork(void)
+{
+    pthread_t t;
+    void *ret = NULL;
+    if (pthread_create(&t, NULL, thread_fn, &ret) != 0 || pthread_join(t, &ret) != 0 || !ret)
+        return 1;
+    (void)fork();
+    return 2;
+}
+
+static bool killed(int st)
+{
+    return WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS;
+}
+
+START_TEST(arguments_are_checked)
+{
+    if (sanitized())
+        return; /* a sanitizer build allows these calls whole */
+    for (unsigned k = VMM_SECCOMP_VCPU; k <= VMM_SECCOMP_UFFD; k++) {
+        int st = in_child(k, map_rw_then_exec);
+        ck_assert_msg(killed(st), "%s: mprotect(PROT_EXEC): status 0x%x", kind_names[k], st);
+    }
+    for (unsigned k = VMM_SECCOMP_VCPU; k <= VMM_SECCOMP_MAIN; k++) {
+        int st = in_child(k, fstat_then_stat);
+        ck_assert_msg(killed(st), "%s: stat(path): status 0x%x", kind_names[k], st);
+    }
+    int st = in_child(VMM_SECCOMP_BUILD, fstat_then_stat);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "build: stat: status 0x%x", st);
+    for (unsigned k = VMM_SECCOMP_MAIN; k <= VMM_SECCOMP_BUILD; k++) {
+        st = in_child(k, thread_then_fork);
+        ck_assert_msg(killed(st), "%s: fork: status 0x%x", kind_names[k], st);
+    }
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("seccomp_lists");
+    TCase *tc = tcase_create("lists");
+    tcase_add_test(tc, lists_hold_no_repeat_and_nothing_forbidden);
+    tcase_add_test(tc, arguments_are_checked);
+    suite_add_tcase(s, tc);
+    return vmm_test_run_suite(s);
+}
