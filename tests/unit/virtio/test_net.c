@@ -862,14 +862,21 @@ START_TEST(test_net_snapshot_refused_when_buffers_cannot_go_back)
 {
     struct vmm_virtio_net_config c = VMM_INIT(struct vmm_virtio_net_config);
     net_up(&c, VMM_VIRTIO_NET_F_MAC | VMM_VIRTIO_NET_F_MRG_RXBUF);
+    /* The device takes receive buffers when a frame comes (not at a notify):
+     * one too large for buffer 0 makes it take 0 (held; the frame dropped)
+     * and 1 (malformed: refused, used), so 0 cannot go back. */
     guest_rx_post(0, TD_BUF + 0x1000, 200);
     td_desc(&d, 1, TD_BUF + 0x2000, 64, 0, 0); /* readable: refused, used */
     td_avail(&d, 1);
     wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+    uint8_t big[300];
+    make_frame(big, sizeof(big), 4);
+    host_send(big, sizeof(big));
     run_until_used(&d, 1);
     struct vmm_snap_writer w;
     ck_assert_int_eq(net_save(&w), -EBUSY);
     snap_writer_fini(&w);
+    /* The device goes on with the buffer it held. */
     uint8_t fr[100];
     make_frame(fr, sizeof(fr), 5);
     host_send(fr, sizeof(fr));
