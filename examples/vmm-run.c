@@ -484,7 +484,7 @@ static int parse_vsock(char *arg, struct vmm_virtio_vsock_config *vs, char **e)
 }
 
 /* One line for a network device that could not be made. */
-static void fail_net(const struct vmm_virtio_net_config *net, int r)
+static __attribute__((noreturn)) void fail_net(const struct vmm_virtio_net_config *net, int r)
 {
     fail("cannot add a network device on tap '%s': %s%s", net->tap, vmm_strerror(r),
          r == -ENOENT && access("/dev/net/tun", F_OK) != 0 ? " (no /dev/net/tun: modprobe tun)"
@@ -497,7 +497,7 @@ static void fail_net(const struct vmm_virtio_net_config *net, int r)
 }
 
 /* One line for a vsock device that could not be made. */
-static void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
+static __attribute__((noreturn)) void fail_vsock(const struct vmm_virtio_vsock_config *vs, int r)
 {
     if (vs->vhost)
         fail("cannot add the vhost-vsock device for CID %llu: %s%s",
