@@ -26,8 +26,10 @@
  *                     (vmm_vm_set_seccomp).
  * No list allows execve, ptrace or opening files, except BUILD's open
  * calls; socket only for AF_UNIX (IO, MAIN and BUILD: virtio-vsock); mmap
- * and mprotect never with PROT_EXEC; fstat but no stat of a path except on
- * BUILD; clone only for threads (MAIN and BUILD), clone3 fails with ENOSYS.
+ * and mprotect never with PROT_EXEC; newfstatat only with AT_EMPTY_PATH
+ * (glibc's fstat) except on BUILD (a filter cannot read the path string, so
+ * this narrows path lookups rather than forbidding them); clone only for
+ * threads (MAIN and BUILD), clone3 fails with ENOSYS.
  * docs/seccomp.md has the lists' sizes and why each call is there.
  * Filters only ever narrow: one installed on a thread stays for the
  * thread's life and is inherited by the threads it starts.

@@ -239,13 +239,16 @@ static const unsigned long build_ioctls[] = {
 };
 
 /* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot); a diff
- * reads the last snapshot's header back (pread64); a migration that handed
- * its memfds over puts new ones under its regions (memfd_create, dup3). */
+ * reads the last snapshot's header back (pread64); a migration asks its
+ * socket's family (getsockopt: memfds go over Unix sockets only), and one
+ * that handed its memfds over puts new sealed ones under its regions
+ * (memfd_create, fcntl F_ADD_SEALS, dup3). */
 static const int snapshot_syscalls[] = {
-    SCMP_SYS(openat),    SCMP_SYS(open),     SCMP_SYS(mkdir),        SCMP_SYS(mkdirat),
-    SCMP_SYS(ftruncate), SCMP_SYS(pwrite64), SCMP_SYS(rename),       SCMP_SYS(renameat),
-    SCMP_SYS(renameat2), SCMP_SYS(unlink),   SCMP_SYS(unlinkat),     SCMP_SYS(fsync),
-    SCMP_SYS(fdatasync), SCMP_SYS(pread64),  SCMP_SYS(memfd_create), SCMP_SYS(dup3),
+    SCMP_SYS(openat),    SCMP_SYS(open),       SCMP_SYS(mkdir),        SCMP_SYS(mkdirat),
+    SCMP_SYS(ftruncate), SCMP_SYS(pwrite64),   SCMP_SYS(rename),       SCMP_SYS(renameat),
+    SCMP_SYS(renameat2), SCMP_SYS(unlink),     SCMP_SYS(unlinkat),     SCMP_SYS(fsync),
+    SCMP_SYS(fdatasync), SCMP_SYS(pread64),    SCMP_SYS(memfd_create), SCMP_SYS(dup3),
+    SCMP_SYS(fcntl),     SCMP_SYS(getsockopt),
 };
 static const unsigned long snapshot_ioctls[] = {
     KVM_CHECK_EXTENSION,

@@ -863,10 +863,16 @@ int vmm_vm_migrate_recv(struct vmm_vm *vm, int fd)
             r = recv_state(vm, fd, h.len, why, sizeof(why));
             have_state = r == 0;
         } else if (h.type == MIG_END && h.len == 0 && have_state) {
+            /* Without the OK the source goes on, on its memory: then none
+             * of it may stay mapped here. */
+            if ((r = reply(fd, 0, "")) < 0) {
+                snprintf(why, sizeof(why), "the reply could not be sent: %s", vmm_strerror(r));
+                break;
+            }
             vmm_log_info("migrate: received%s; the VM may run",
                          taken ? " (memory from the source's memfds)" : "");
             free(adopted);
-            return reply(fd, 0, "");
+            return 0;
         } else {
             close_fds(fds, nfds);
             snprintf(why, sizeof(why), "unexpected message %" PRIu32, h.type);

@@ -711,6 +711,12 @@ static int mmio_restore_locked(struct vmm_virtio_mmio *m, struct vmm_snap_reader
         snap_get(r, qi, im.num_queues * sizeof(qi[0])) < 0 || (im.status & ~MMIO_STATUS_KNOWN) ||
         (im.features & ~im.offered) || im.activated > 1)
         goto bad;
+    /* Activated exactly when the driver set DRIVER_OK, unless the device
+     * failed that activation (it then set NEEDS_RESET). */
+    bool live = (im.status & VMM_VIRTIO_STATUS_DRIVER_OK) &&
+                !(im.status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    if (!im.activated && live)
+        goto bad;
     if (im.type != t->dev.type || im.num_queues != t->dev.num_queues || im.offered != t->offered) {
         vmm_log_error("restore: %s@0x%" PRIx64 " is not the device saved there (type %" PRIu32
                       ", %" PRIu32 " queues, features 0x%" PRIx64 ")",

@@ -917,17 +917,24 @@ static int pair_hand_back(struct net_pair *p)
         }
     }
     if (p->nstash) {
-        if (vmm_virtq_unpop(vmm_virtio_queue(n->t, pair_rx_q(p)), p->stash, p->nstash) < 0) {
-            /* The driver had a malformed buffer completed after them. */
-            vmm_log_error("virtio-net: tap %s queue %u: %u receive buffers cannot be handed back",
-                          n->tap, p->index, p->nstash);
-            r = -EBUSY;
-        } else {
-            p->nstash = 0;
-            p->stash_bytes = 0;
-            p->rx_wait = false;
-            vmm_virtio_requeue(n->t, pair_rx_q(p));
+        struct vmm_virtq *q = vmm_virtio_queue(n->t, pair_rx_q(p));
+        if (vmm_virtq_unpop(q, p->stash, p->nstash) < 0) {
+            /* The driver had a malformed buffer completed after them, so
+             * they cannot go back untouched: they are completed empty
+             * instead (a driver drops a receive buffer shorter than the
+             * header and posts another), so that no guest can keep its VM
+             * from being saved. No interrupt: the guest finds them with
+             * the next frame's. */
+            vmm_log_info("virtio-net: tap %s queue %u: %u receive buffers completed empty for "
+                         "a snapshot",
+                         n->tap, p->index, p->nstash);
+            for (unsigned i = 0; i < p->nstash; i++)
+                rx_push(q, p->stash[i], 0);
         }
+        p->nstash = 0;
+        p->stash_bytes = 0;
+        p->rx_wait = false;
+        vmm_virtio_requeue(n->t, pair_rx_q(p));
     }
     pair_update_watch(p);
     return r;
@@ -957,6 +964,7 @@ static int vhost_quiesce(struct net *n)
 {
     struct vmm_virtio_transport *t = n->t;
     int r = 0;
+    bool lost = false; /* a ring position could not be read */
     n->vhost_running = false;
     n->vhost_paused = true;
     for (unsigned i = 0; i < n->max_pairs; i++) {
@@ -971,7 +979,7 @@ static int vhost_quiesce(struct net *n)
             if (vhost_ioctl(p->vhost_fd, VHOST_GET_VRING_BASE, &st, "ring base") < 0 ||
                 vmm_virtq_layout(vq, &size, &desc, &drv, &dev) < 0 ||
                 vmm_memory_read_obj(vmm_virtio_memory(t), dev + 2, &used) < 0) {
-                r = -EIO;
+                lost = true;
                 continue;
             }
             if ((uint16_t)st.num != used) {
@@ -994,6 +1002,14 @@ static int vhost_quiesce(struct net *n)
             }
         }
         p->vhost_started = false;
+    }
+    if (lost) {
+        /* Starting vhost again from positions it did not give would hand
+         * the guest's buffers out twice: the driver resets the device. */
+        vmm_log_error("virtio-net: vhost-net ring positions unknown: the device needs a reset");
+        n->vhost_paused = false;
+        vmm_virtio_set_needs_reset(t);
+        return -EIO;
     }
     if (r < 0) {
         net_thaw(n);

@@ -633,7 +633,12 @@ static int restore_locked(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r)
         return vp_bad(vp, "device status", im.status);
     if (im.features & ~im.offered)
         return vp_bad(vp, "features not offered", im.features & ~im.offered);
-    if (im.activated > 1 || (im.activated && !(im.status & VMM_VIRTIO_STATUS_DRIVER_OK)))
+    /* Activated exactly when the driver set DRIVER_OK, unless the device
+     * failed that activation (it then set NEEDS_RESET). */
+    bool live = (im.status & VMM_VIRTIO_STATUS_DRIVER_OK) &&
+                !(im.status & VMM_VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+    if (im.activated > 1 || (im.activated && !(im.status & VMM_VIRTIO_STATUS_DRIVER_OK)) ||
+        (!im.activated && live))
         return vp_bad(vp, "activation", im.activated);
     if (im.isr & ~(VMM_VIRTIO_INT_VRING | VMM_VIRTIO_INT_CONFIG))
         return vp_bad(vp, "ISR", im.isr);

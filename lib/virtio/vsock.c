@@ -1254,10 +1254,11 @@ static int vsock_vhost_quiesce(struct vsock *v)
 {
     struct vmm_virtio_transport *t = v->t;
     int r = 0, off = 0;
+    bool lost = false; /* a ring position could not be read */
+    if (vhost_ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &off, "stopping") < 0)
+        return -EIO; /* still running, untouched: no snapshot */
     v->vhost_running = false;
     v->vhost_paused = true;
-    if (vhost_ioctl(v->vhost_fd, VHOST_VSOCK_SET_RUNNING, &off, "stopping") < 0)
-        r = -EIO;
     for (unsigned q = 0; q < 2; q++) {
         struct vmm_virtq *vq = vmm_virtio_queue(t, q);
         struct vhost_vring_state st = {.index = q};
@@ -1267,7 +1268,7 @@ static int vsock_vhost_quiesce(struct vsock *v)
         if (vhost_ioctl(v->vhost_fd, VHOST_GET_VRING_BASE, &st, "ring base") < 0 ||
             vmm_virtq_layout(vq, &size, &desc, &drv, &dev) < 0 ||
             vmm_memory_read_obj(vmm_virtio_memory(t), dev + 2, &used) < 0) {
-            r = -EIO;
+            lost = true;
         } else {
             if ((uint16_t)st.num != used) {
                 vmm_log_error("virtio-vsock: vhost-vsock queue %u has %u buffers in flight: no "
@@ -1287,6 +1288,15 @@ static int vsock_vhost_quiesce(struct vsock *v)
             v->kick_taken[q] = false;
         }
     }
+    if (lost) {
+        /* Starting vhost again from positions it did not give would hand
+         * the guest's buffers out twice: the driver resets the device. */
+        vmm_log_error("virtio-vsock: vhost-vsock ring positions unknown: the device needs a "
+                      "reset");
+        v->vhost_paused = false;
+        vmm_virtio_set_needs_reset(t);
+        return -EIO;
+    }
     if (r < 0) {
         vsock_thaw(v);
         return r;
@@ -1302,10 +1312,17 @@ static int vsock_quiesce(void *opaque)
         return vsock_vhost_quiesce(v);
     if (v->nspare == 0)
         return 0;
-    /* Receive buffers taken and not filled go back to the ring untouched. */
-    if (vmm_virtq_unpop(vmm_virtio_queue(v->t, RX_Q), v->rx_spare, v->nspare) < 0) {
-        vmm_log_error("virtio-vsock: %u receive buffers cannot be handed back", v->nspare);
-        return -EBUSY;
+    /* Receive buffers taken and not filled go back to the ring untouched;
+     * where they cannot (the driver had a malformed buffer completed after
+     * them), they are completed empty, which a driver drops, so that no
+     * guest can keep its VM from being saved. No interrupt: the guest finds
+     * them with the next packet's. */
+    struct vmm_virtq *q = vmm_virtio_queue(v->t, RX_Q);
+    if (vmm_virtq_unpop(q, v->rx_spare, v->nspare) < 0) {
+        vmm_log_info("virtio-vsock: %u receive buffers completed empty for a snapshot", v->nspare);
+        for (unsigned i = 0; i < v->nspare; i++)
+            if (vmm_virtq_push(q, v->rx_spare[i], 0) < 0)
+                vmm_log_debug("virtio-vsock: receive push failed");
     }
     v->nspare = 0;
     v->rx_wait = false;
@@ -1358,8 +1375,12 @@ static int vsock_snap_restore(void *opaque, struct vmm_snap_reader *r)
                      im.cid, v->cid);
     st.conns_open = v->stats.conns_open; /* connections are not saved */
     v->stats = st;
+    /* Owed, not sent: an interrupt raised now would reach vCPUs and an
+     * interrupt controller that are restored after the devices, and be
+     * lost. The transport looks at every queue once it is restored, through
+     * the event loop, which runs with the VM; the event queue's look sends
+     * it. */
     v->reset_pending = vmm_virtio_driver_ok(v->t);
-    send_reset_event(v);
     return 0;
 }
 
