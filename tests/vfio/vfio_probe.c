@@ -185,12 +185,14 @@ int main(int argc, char **argv)
      * (and so a migration) of its VM, with one line. */
     if (rd == 0 && rv == 0) {
         struct vmm_pci_bus *bus;
-        char dir[] = "/tmp/vfio-snap-XXXXXX";
+        const char *tmp = getenv("TMPDIR");
+        char dir[256];
         int rp = vmm_vm_add_pci(vm, NULL, &bus);
         if (rp == 0) {
             rp = vmm_vfio_pci_add(d, bus, NULL);
             d = NULL; /* the function's: closed with the VM */
         }
+        snprintf(dir, sizeof(dir), "%s/vfio-snap-XXXXXX", tmp && *tmp ? tmp : "/tmp");
         int rs = rp == 0 && mkdtemp(dir) ? vmm_vm_snapshot(vm, dir, NULL) : rp;
         printf("snapshot with vfio %d\n", rs);
         rmdir(dir);
