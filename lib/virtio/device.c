@@ -16,6 +16,7 @@
 
 #include "event/event_internal.h"
 #include "memory/memory_view.h"
+#include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
 
 #define DEFAULT_QUEUE_SIZE 256
@@ -409,4 +410,67 @@ void vmm_virtio_mark_all_dirty(struct vmm_virtio_transport *t, const char *who)
         if (vmm_memory_region_info(mem, i, &info) == 0)
             vmm_memory_mark_dirty(mem, info.gpa, info.len);
     }
+}
+
+/* ---- snapshots: the steps both transports take around their registers ---- */
+
+int vmm_virtio_snap_freeze(struct vmm_virtio_transport *t, const char *where)
+{
+    vmm_virtio_lock(t);
+    int r = 0;
+    if (!t->snap) {
+        vmm_log_error("%s: this device cannot be saved in a snapshot", where);
+        r = -ENOTSUP;
+    } else if (t->snap->quiesce) {
+        r = t->snap->quiesce(t->dev.opaque);
+    }
+    bool quiesced = r == 0;
+    for (unsigned i = 0; i < t->dev.num_queues && r == 0; i++) {
+        struct virtq_snap pos;
+        if (vmm_virtq_snap_save(t->queues[i], &pos) < 0) {
+            vmm_log_error("%s: queue %u still has requests out", where, i);
+            r = -EBUSY;
+        }
+    }
+    if (r < 0) {
+        if (quiesced && t->snap->thaw)
+            t->snap->thaw(t->dev.opaque);
+        vmm_virtio_unlock(t);
+    }
+    return r;
+}
+
+void vmm_virtio_snap_thaw(struct vmm_virtio_transport *t)
+{
+    if (t->snap->thaw)
+        t->snap->thaw(t->dev.opaque);
+    vmm_virtio_unlock(t);
+}
+
+int vmm_virtio_snap_restore_device(struct vmm_virtio_transport *t, bool activated,
+                                   struct vmm_snap_reader *r, const char *where)
+{
+    if (activated) {
+        int rc = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
+        if (rc < 0) {
+            vmm_log_error("restore: %s: activation failed: %s", where, vmm_strerror(rc));
+            return rc;
+        }
+        t->activated = true;
+    }
+    int rc = t->snap->restore(t->dev.opaque, r);
+    if (rc < 0)
+        return rc;
+    if (snap_done(r) < 0) {
+        vmm_log_error("restore: %s: %zu trailing bytes in its state", where, r->left);
+        return -EBADMSG;
+    }
+    /* A notification the saved VM's event loop had not handled yet is
+     * gone: look at every queue once. */
+    uint32_t size;
+    if (vmm_virtio_driver_ok(t))
+        for (unsigned i = 0; i < t->dev.num_queues; i++)
+            if (t->queue_enabled(t, i, &size))
+                vmm_virtio_notify_queue(t, i);
+    return 0;
 }

@@ -621,44 +621,26 @@ struct mmio_image {
     uint32_t activated;
 };
 
+/* The device's name in snapshot log lines. */
+static const char *mmio_where(const struct vmm_virtio_mmio *m, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s@0x%" PRIx64, m->t.name, m->cfg.base);
+    return buf;
+}
+
 /* Hold the transport still: the device finishes its requests, and no
  * queue may have chains out. Keeps the lock until thaw. */
 static int mmio_freeze(void *opaque)
 {
     struct vmm_virtio_mmio *m = opaque;
-    struct vmm_virtio_transport *t = &m->t;
-    vmm_virtio_lock(t);
-    int r = 0;
-    if (!t->snap) {
-        vmm_log_error("%s@0x%" PRIx64 ": this device cannot be saved in a snapshot", t->name,
-                      m->cfg.base);
-        r = -ENOTSUP;
-    } else if (t->snap->quiesce) {
-        r = t->snap->quiesce(t->dev.opaque);
-    }
-    bool quiesced = r == 0;
-    for (unsigned i = 0; i < t->dev.num_queues && r == 0; i++) {
-        struct virtq_snap pos;
-        if (vmm_virtq_snap_save(t->queues[i], &pos) < 0) {
-            vmm_log_error("%s@0x%" PRIx64 ": queue %u still has requests out", t->name, m->cfg.base,
-                          i);
-            r = -EBUSY;
-        }
-    }
-    if (r < 0) {
-        if (quiesced && t->snap->thaw)
-            t->snap->thaw(t->dev.opaque);
-        vmm_virtio_unlock(t);
-    }
-    return r;
+    char where[64];
+    return vmm_virtio_snap_freeze(&m->t, mmio_where(m, where, sizeof(where)));
 }
 
 static void mmio_thaw(void *opaque)
 {
     struct vmm_virtio_mmio *m = opaque;
-    if (m->t.snap->thaw)
-        m->t.snap->thaw(m->t.dev.opaque);
-    vmm_virtio_unlock(&m->t);
+    vmm_virtio_snap_thaw(&m->t);
 }
 
 static int mmio_save(void *opaque, struct vmm_snap_writer *w)
@@ -753,27 +735,8 @@ static int mmio_restore_locked(struct vmm_virtio_mmio *m, struct vmm_snap_reader
         mq->ready = true;
         bind_ioeventfd(m, i);
     }
-    if (im.activated) {
-        int rc = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
-        if (rc < 0) {
-            vmm_log_error("restore: %s@0x%" PRIx64 ": activation failed: %s", t->name, m->cfg.base,
-                          vmm_strerror(rc));
-            return rc;
-        }
-        t->activated = true;
-    }
-    int rc = t->snap->restore(t->dev.opaque, r);
-    if (rc < 0)
-        return rc;
-    if (snap_done(r) < 0)
-        goto bad;
-    /* A notification the saved VM's event loop had not handled yet is
-     * gone: look at every queue once. */
-    if (vmm_virtio_driver_ok(t))
-        for (unsigned i = 0; i < t->dev.num_queues; i++)
-            if (m->q[i].ready)
-                vmm_virtio_notify_queue(&m->t, i);
-    return 0;
+    char where[64];
+    return vmm_virtio_snap_restore_device(t, im.activated, r, mmio_where(m, where, sizeof(where)));
 bad:
     vmm_log_error("restore: malformed state of %s@0x%" PRIx64, t->name, m->cfg.base);
     return -EBADMSG;

@@ -517,40 +517,22 @@ static unsigned vp_bdf(const struct vmm_virtio_pci *vp)
     return vp->pdev ? vmm_pci_dev_bdf(vp->pdev) : 0;
 }
 
+/* The function's name in snapshot log lines. */
+static const char *vp_where(const struct vmm_virtio_pci *vp, char *buf, size_t len)
+{
+    snprintf(buf, len, "%s@%02x.0", vp->t.name, vp_bdf(vp) >> 3);
+    return buf;
+}
+
 int vmm_virtio_pci_snap_freeze(struct vmm_virtio_pci *vp)
 {
-    struct vmm_virtio_transport *t = &vp->t;
-    vmm_virtio_lock(t);
-    int r = 0;
-    if (!t->snap) {
-        vmm_log_error("%s@%02x.0: this device cannot be saved in a snapshot", t->name,
-                      vp_bdf(vp) >> 3);
-        r = -ENOTSUP;
-    } else if (t->snap->quiesce) {
-        r = t->snap->quiesce(t->dev.opaque);
-    }
-    bool quiesced = r == 0;
-    for (unsigned i = 0; i < t->dev.num_queues && r == 0; i++) {
-        struct virtq_snap pos;
-        if (vmm_virtq_snap_save(t->queues[i], &pos) < 0) {
-            vmm_log_error("%s@%02x.0: queue %u still has requests out", t->name, vp_bdf(vp) >> 3,
-                          i);
-            r = -EBUSY;
-        }
-    }
-    if (r < 0) {
-        if (quiesced && t->snap->thaw)
-            t->snap->thaw(t->dev.opaque);
-        vmm_virtio_unlock(t);
-    }
-    return r;
+    char where[64];
+    return vmm_virtio_snap_freeze(&vp->t, vp_where(vp, where, sizeof(where)));
 }
 
 void vmm_virtio_pci_snap_thaw(struct vmm_virtio_pci *vp)
 {
-    if (vp->t.snap->thaw)
-        vp->t.snap->thaw(vp->t.dev.opaque);
-    vmm_virtio_unlock(&vp->t);
+    vmm_virtio_snap_thaw(&vp->t);
 }
 
 int vmm_virtio_pci_snap_save(struct vmm_virtio_pci *vp, struct vmm_snap_writer *w)
@@ -688,27 +670,8 @@ static int restore_locked(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r)
         q->enabled = true;
         bind_ioeventfd(vp, i); /* at BAR 0 as the bus's restore placed it */
     }
-    if (im.activated) {
-        int rc = t->dev.ops->activate ? t->dev.ops->activate(t->dev.opaque, t->features) : 0;
-        if (rc < 0) {
-            vmm_log_error("restore: %s@%02x.0: activation failed: %s", t->name, vp_bdf(vp) >> 3,
-                          vmm_strerror(rc));
-            return rc;
-        }
-        t->activated = true;
-    }
-    int rc = t->snap->restore(t->dev.opaque, r);
-    if (rc < 0)
-        return rc;
-    if (snap_done(r) < 0)
-        return vp_bad(vp, "trailing bytes:", r->left);
-    /* A notification the saved VM's event loop had not handled yet is
-     * gone: look at every queue once. */
-    if (vmm_virtio_driver_ok(t))
-        for (unsigned i = 0; i < t->dev.num_queues; i++)
-            if (vp->q[i].enabled)
-                vmm_virtio_notify_queue(&vp->t, i);
-    return 0;
+    char where[64];
+    return vmm_virtio_snap_restore_device(t, im.activated, r, vp_where(vp, where, sizeof(where)));
 }
 
 int vmm_virtio_pci_snap_restore(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r)

@@ -182,6 +182,21 @@ void vmm_virtio_pci_snap_thaw(struct vmm_virtio_pci *vp);
 int vmm_virtio_pci_snap_save(struct vmm_virtio_pci *vp, struct vmm_snap_writer *w);
 int vmm_virtio_pci_snap_restore(struct vmm_virtio_pci *vp, struct vmm_snap_reader *r);
 
+/* lib/virtio/device.c: the snapshot steps both transports share; where
+ * names the device in log lines ("blk@0xd0000000", "net@03.0").
+ * vmm_virtio_snap_freeze takes the transport's lock, lets the device finish
+ * its requests (quiesce) and checks that no queue has chains out: 0 with
+ * the lock kept until vmm_virtio_snap_thaw, or -ENOTSUP (a device snapshots
+ * cannot save) / -EBUSY / the device's error with the device thawed and the
+ * lock dropped. vmm_virtio_snap_restore_device runs after the transport
+ * restored its registers and queues (lock held): activates the device if it
+ * was, restores the device's own state, refuses trailing bytes (-EBADMSG),
+ * and looks at every enabled queue once. */
+int vmm_virtio_snap_freeze(struct vmm_virtio_transport *t, const char *where);
+void vmm_virtio_snap_thaw(struct vmm_virtio_transport *t);
+int vmm_virtio_snap_restore_device(struct vmm_virtio_transport *t, bool activated,
+                                   struct vmm_snap_reader *r, const char *where);
+
 /* lib/virtio/device.c */
 /* Mark all of guest memory dirty where dirty tracking is on, for a device
  * whose back end (vhost) wrote guest memory without logging it: a diff
