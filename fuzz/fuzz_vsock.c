@@ -436,6 +436,10 @@ static void op_guest_recv(struct fz *in)
     vmm_gpa_t used = fm_q_desc(0) + 0x2000;
     uint16_t idx;
     memcpy(&idx, gmem(used + 2), 2);
+    /* A receive queue this driver left off (or reset) has no used ring:
+     * what lies there is an earlier set-up's, not the device's answer. */
+    if (!s.f->dq[0].size)
+        idx = s.rx_used_seen;
     unsigned size = qsize(0), n = 0;
     while (s.rx_used_seen != idx && n++ < 256) {
         uint32_t id, len;
