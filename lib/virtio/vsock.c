@@ -1589,9 +1589,16 @@ static int listen_at(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = -errno;
         close(fd);
+        return e;
+    }
+    if (listen(fd, 64) < 0) {
+        /* The path bind made would keep the next device from binding. */
+        int e = -errno;
+        close(fd);
+        (void)unlink(path);
         return e;
     }
     return fd;
