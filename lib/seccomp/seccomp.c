@@ -67,7 +67,7 @@ static const int common_syscalls[] = {
     SCMP_SYS(munmap),          /* malloc, thread stacks */
     SCMP_SYS(brk),             /* malloc */
     SCMP_SYS(getpid),          /* pthread_kill: the vCPU kick */
-    SCMP_SYS(gettid),          /* pthread_kill of the thread itself */
+    SCMP_SYS(gettid),          /* raise/abort: SIGABRT rather than a seccomp kill */
     SCMP_SYS(tgkill),          /* pthread_kill */
     SCMP_SYS(clock_gettime),   /* the vDSO's fall-back: rate limits, stats, timed waits */
     SCMP_SYS(sched_yield),     /* lib/bus: waiting for a device's callbacks to end */
