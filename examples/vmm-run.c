@@ -339,17 +339,20 @@ static void install_seccomp(struct vmm_vm *vm, const struct options *o)
         return;
     /* --save and --api-sock save from the event loop's thread; the control
      * socket takes connections and lines there too, and its migrate command
-     * starts a thread that resolves the target, connects and sends. */
+     * starts a thread (allow_threads) that resolves the target, connects
+     * (allow_inet_sockets for tcp:) and sends. */
     static const int api_calls[] = {
-        SYS_accept4, SYS_recvfrom, SYS_sendto,     SYS_recvmsg,    SYS_sendmsg,     SYS_socket,
-        SYS_connect, SYS_bind,     SYS_setsockopt, SYS_getsockopt, SYS_getsockname, SYS_getpeername,
-        SYS_clone,   SYS_clone3,   SYS_dup,        SYS_fcntl,      SYS_shutdown};
+        SYS_accept4,     SYS_recvfrom, SYS_sendto,     SYS_recvmsg,    SYS_sendmsg,
+        SYS_connect,     SYS_bind,     SYS_setsockopt, SYS_getsockopt, SYS_getsockname,
+        SYS_getpeername, SYS_dup,      SYS_fcntl,      SYS_shutdown};
     struct vmm_seccomp_config cfg =
         VMM_INIT(struct vmm_seccomp_config, .action = (enum vmm_seccomp_action)(o->seccomp - 1),
                  .allow_snapshots = o->save_dir || o->api_sock);
     if (o->api_sock) {
         cfg.extra_syscalls = api_calls;
         cfg.nr_extra_syscalls = VMM_ARRAY_LEN(api_calls);
+        cfg.allow_threads = true;
+        cfg.allow_inet_sockets = true;
     }
     int r = vmm_vm_set_seccomp(vm, &cfg);
     if (r < 0)

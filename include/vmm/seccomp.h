@@ -25,11 +25,13 @@
  *                     others. The library installs it on that thread itself
  *                     (vmm_vm_set_seccomp).
  * No list allows execve, ptrace or opening files, except BUILD's open
- * calls; socket only for AF_UNIX (IO, MAIN and BUILD: virtio-vsock); mmap
- * and mprotect never with PROT_EXEC; newfstatat only with AT_EMPTY_PATH
+ * calls; socket only for AF_UNIX streams (IO, MAIN and BUILD: virtio-vsock;
+ * BUILD also a datagram one: virtio-net); mmap and mprotect never with
+ * PROT_EXEC; madvise, mremap, fallocate and fcntl only with the arguments
+ * the library uses; newfstatat only with AT_EMPTY_PATH
  * (glibc's fstat) except on BUILD (a filter cannot read the path string, so
- * this narrows path lookups rather than forbidding them); clone only for
- * threads (MAIN and BUILD), clone3 fails with ENOSYS.
+ * this narrows path lookups rather than forbidding them); clone only with
+ * the flags of a thread (MAIN and BUILD), clone3 fails with ENOSYS.
  * docs/seccomp.md has the lists' sizes and why each call is there.
  * Filters only ever narrow: one installed on a thread stays for the
  * thread's life and is inherited by the threads it starts.
@@ -84,6 +86,19 @@ struct vmm_seccomp_config {
      * vmm_vm_migrate_send does after it handed memfds over (new memfds
      * under the regions). */
     bool allow_snapshots;
+    /* Also allow starting threads (pthread_create) on VMM_SECCOMP_VCPU and
+     * VMM_SECCOMP_IO, as MAIN and BUILD do: clone with a thread's flags
+     * only, clone3 failing with ENOSYS (glibc then uses clone), and what a
+     * new thread's start takes. For an application whose handlers on the
+     * event loop start threads (vmm-run's control socket starts each
+     * migration's). */
+    bool allow_threads;
+    /* Also allow TCP and UDP sockets (socket() of AF_INET or AF_INET6,
+     * SOCK_STREAM or SOCK_DGRAM) and the NETLINK_ROUTE socket with which
+     * getaddrinfo orders a name's addresses; AF_UNIX stream sockets are on
+     * the IO, MAIN and BUILD lists already. The other socket calls the
+     * application needs are its extra_syscalls. */
+    bool allow_inet_sockets;
 };
 
 /*

@@ -941,8 +941,14 @@ static int vectors_init(struct vmm_pci_bus *b, struct vmm_pci_dev *d)
         return 0;
     d->gsi = calloc(n, sizeof(*d->gsi));
     d->irqfd = malloc(n * sizeof(*d->irqfd));
-    if (!d->gsi || !d->irqfd)
+    if (!d->gsi || !d->irqfd) {
+        /* dev_free walks irqfd only once it is initialised. */
+        free(d->gsi);
+        free(d->irqfd);
+        d->gsi = NULL;
+        d->irqfd = NULL;
         return -ENOMEM;
+    }
     for (unsigned v = 0; v < n; v++)
         d->irqfd[v] = -1;
     for (unsigned v = 0; v < n; v++) {

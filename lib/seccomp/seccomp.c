@@ -14,7 +14,9 @@
 #include <linux/fs.h>
 #include <linux/sched.h>
 #include <linux/if_tun.h>
+#include <linux/falloc.h>
 #include <linux/kvm.h>
+#include <linux/netlink.h>
 #include <linux/sockios.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
@@ -34,47 +36,46 @@
 
 #include "vmm_internal.h"
 
-/* Every kind: memory, time, futexes, signals, reading and writing open
- * fds (the console, eventfds), logging, thread exit. mmap and mprotect
- * (never PROT_EXEC) and fstat (newfstatat on an fd) are allowed with their
- * arguments checked: allow_restricted. */
+/* The calls glibc (2.36) makes for the same function differ by
+ * architecture: x86-64 keeps the old calls (poll, epoll_wait, unlink,
+ * mkdir, rename, access, readlink), arm64 has only the newer forms. */
+#if defined(__x86_64__)
+#define SYS_ARCH(x86_64, arm64) SCMP_SYS(x86_64)
+#else
+#define SYS_ARCH(x86_64, arm64) SCMP_SYS(arm64)
+#endif
+
+/* Every kind but UFFD; who makes each call (docs/seccomp.md has the same
+ * table). mmap and mprotect (never PROT_EXEC), newfstatat (glibc's fstat:
+ * AT_EMPTY_PATH), madvise (MADV_DONTNEED), mremap (MREMAP_MAYMOVE) and
+ * fallocate (punching holes) are allowed with their arguments checked:
+ * allow_restricted. */
 static const int common_syscalls[] = {
-    SCMP_SYS(read),
-    SCMP_SYS(readv),
-    SCMP_SYS(write),
-    SCMP_SYS(writev),
-    SCMP_SYS(close),
-    SCMP_SYS(fstat),
-    SCMP_SYS(lseek),
-    SCMP_SYS(futex),
-    SCMP_SYS(exit),
-    SCMP_SYS(exit_group),
-    SCMP_SYS(rt_sigreturn),
-    SCMP_SYS(rt_sigprocmask),
-    SCMP_SYS(rt_sigpending),
-    SCMP_SYS(rt_sigtimedwait),
-    SCMP_SYS(restart_syscall),
-    SCMP_SYS(munmap),
-    SCMP_SYS(mremap),
-    SCMP_SYS(madvise),
-    SCMP_SYS(brk),
-    SCMP_SYS(getpid),
-    SCMP_SYS(gettid),
-    SCMP_SYS(tgkill),
-    SCMP_SYS(clock_gettime),
-    SCMP_SYS(clock_nanosleep),
-    SCMP_SYS(nanosleep),
-    SCMP_SYS(gettimeofday),
-    SCMP_SYS(sched_yield),
-    SCMP_SYS(getrandom),
-    SCMP_SYS(rseq),
-    SCMP_SYS(set_robust_list),
-    SCMP_SYS(poll),
-    SCMP_SYS(ppoll),
-    SCMP_SYS(epoll_ctl),
-    SCMP_SYS(io_uring_enter),
-    SCMP_SYS(timerfd_settime), /* virtio-net's rate limiter */
-    SCMP_SYS(fallocate),       /* virtio-balloon: a page back to a memfd or file */
+    SCMP_SYS(read),            /* eventfds, the tap, the console's input */
+    SCMP_SYS(readv),           /* virtio-net and virtio-vsock receive */
+    SCMP_SYS(write),           /* eventfds, the tap, console and UART output, logs */
+    SCMP_SYS(writev),          /* virtio-net transmit, virtio-console output */
+    SCMP_SYS(close),           /* fds a device lets go of (vsock connections) */
+    SCMP_SYS(futex),           /* every lock and condition */
+    SCMP_SYS(exit),            /* a thread's end */
+    SCMP_SYS(exit_group),      /* the process's end, from any thread */
+    SCMP_SYS(rt_sigreturn),    /* back from the vCPU kick's handler */
+    SCMP_SYS(rt_sigprocmask),  /* the kick unblocked around KVM_RUN, lib/io.c */
+    SCMP_SYS(rt_sigpending),   /* lib/io.c: a SIGPIPE its write raised */
+    SCMP_SYS(rt_sigtimedwait), /* lib/io.c: taking that SIGPIPE */
+    SCMP_SYS(restart_syscall), /* a wait the kick interrupted, restarted */
+    SCMP_SYS(munmap),          /* malloc, thread stacks */
+    SCMP_SYS(brk),             /* malloc */
+    SCMP_SYS(getpid),          /* pthread_kill: the vCPU kick */
+    SCMP_SYS(gettid),          /* raise/abort: SIGABRT rather than a seccomp kill */
+    SCMP_SYS(tgkill),          /* pthread_kill */
+    SCMP_SYS(clock_gettime),   /* the vDSO's fall-back: rate limits, stats, timed waits */
+    SCMP_SYS(sched_yield),     /* lib/bus: waiting for a device's callbacks to end */
+    SCMP_SYS(getrandom),       /* virtio-rng */
+    SYS_ARCH(poll, ppoll),     /* UART and console: output draining, input ready */
+    SCMP_SYS(epoll_ctl),       /* devices change their watches from any thread */
+    SCMP_SYS(io_uring_enter),  /* virtio-blk submits and reaps */
+    SCMP_SYS(timerfd_settime), /* virtio-net's and virtio-rng's rate limiters */
 };
 
 /* Sanitizer builds: alternate signal stacks per thread, and the leak
@@ -156,15 +157,14 @@ static const int vcpu_syscalls[] = {
 /* The event loop: epoll, and interrupts and eventfds as device back ends
  * complete requests or rewire. */
 static const int io_syscalls[] = {
-    SCMP_SYS(epoll_wait),
-    SCMP_SYS(epoll_pwait),
-    SCMP_SYS(epoll_pwait2),
-    /* virtio-vsock's Unix sockets (socket itself: AF_UNIX only, allow_unix_socket) */
-    SCMP_SYS(connect),
-    SCMP_SYS(accept4),
-    SCMP_SYS(sendmsg),
-    SCMP_SYS(recvfrom),
-    SCMP_SYS(shutdown),
+    SYS_ARCH(epoll_wait, epoll_pwait), /* vmm_event_loop_run */
+    /* virtio-vsock's Unix sockets (socket itself: AF_UNIX streams only,
+     * allow_unix_socket) */
+    SCMP_SYS(connect),  /* to a host listener, for a guest's REQUEST */
+    SCMP_SYS(accept4),  /* a host program's connection */
+    SCMP_SYS(sendmsg),  /* guest to host bytes */
+    SCMP_SYS(recvfrom), /* recv: the host's "CONNECT <port>" line */
+    SCMP_SYS(shutdown), /* the guest's SHUTDOWN SEND passed on */
 };
 static const unsigned long io_ioctls[] = {
     DEVICE_IOCTLS, KVM_IRQ_LINE,  KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING,
@@ -176,13 +176,12 @@ static const unsigned long io_ioctls[] = {
  * pthread_create also sets up its own signal handlers), lets the threads it
  * starts add their own filters, dirty logging, the terminal it restores. */
 static const int main_syscalls[] = {
-    SCMP_SYS(set_tid_address),
-    SCMP_SYS(sigaltstack),
-    SCMP_SYS(rt_sigaction),
-    SCMP_SYS(seccomp),
+    SCMP_SYS(rt_sigaction),    /* glibc's handlers, set at a process's first pthread_create */
+    SCMP_SYS(rseq),            /* glibc's start of a thread, under this filter until */
+    SCMP_SYS(set_robust_list), /* the thread loads its own */
+    SCMP_SYS(seccomp),         /* that load (vmm_seccomp_prog_load) */
     /* virtio-vsock removes its listening socket's path when destroyed */
-    SCMP_SYS(unlink),
-    SCMP_SYS(unlinkat),
+    SYS_ARCH(unlink, unlinkat),
 };
 static const unsigned long main_ioctls[] = {
     MAIN_ARCH_IOCTLS KVM_GET_DIRTY_LOG,
@@ -195,20 +194,25 @@ static const unsigned long main_ioctls[] = {
     VFIO_IOMMU_UNMAP_DMA,
 };
 
-/* Building a VM: files, /dev/kvm, the VM's fds and memory, its devices. */
+/* Building a VM: files, /dev/kvm, the VM's fds and memory, its devices.
+ * newfstatat of a path and fcntl (some commands) are in allow_restricted;
+ * pread64 is the vCPU's list's, which BUILD holds. */
 static const int build_syscalls[] = {
-    SCMP_SYS(openat),         SCMP_SYS(open),
-    SCMP_SYS(fcntl),          SCMP_SYS(dup),
-    SCMP_SYS(dup3),           SCMP_SYS(eventfd2),
-    SCMP_SYS(epoll_create1),  SCMP_SYS(signalfd4),
-    SCMP_SYS(io_uring_setup), SCMP_SYS(io_uring_register),
-    SCMP_SYS(memfd_create),   SCMP_SYS(ftruncate),
-    SCMP_SYS(fallocate),      SCMP_SYS(statx),
-    SCMP_SYS(stat),           SCMP_SYS(access),
-    SCMP_SYS(faccessat),      SCMP_SYS(faccessat2),
-    SCMP_SYS(readlink),       SCMP_SYS(pread64),
-    SCMP_SYS(rt_sigaction),   SCMP_SYS(bind),       /* virtio-vsock's listening socket */
-    SCMP_SYS(listen),         SCMP_SYS(getdents64), /* lib/vfio: the devices of an IOMMU group */
+    SCMP_SYS(openat),               /* open: /dev/kvm, images, disks, taps, vhost, VFIO */
+    SCMP_SYS(eventfd2),             /* irqfds, ioeventfds, the loop's and devices' wake-ups */
+    SCMP_SYS(epoll_create1),        /* the event loop */
+    SCMP_SYS(timerfd_create),       /* virtio-net's and virtio-rng's rate limiters */
+    SCMP_SYS(io_uring_setup),       /* virtio-blk's rings */
+    SCMP_SYS(io_uring_register),    /* and their eventfd and files */
+    SCMP_SYS(memfd_create),         /* guest memory; vmm_vm_set_seccomp's filters */
+    SCMP_SYS(ftruncate),            /* guest memory's size */
+    SCMP_SYS(lseek),                /* vmm_vm_set_seccomp: a filter's size */
+    SCMP_SYS(statx),                /* virtio-blk: the file's direct I/O alignment */
+    SYS_ARCH(access, faccessat),    /* lib/vfio: a device's IOMMU group */
+    SYS_ARCH(readlink, readlinkat), /* lib/vfio: which group */
+    SCMP_SYS(getdents64),           /* lib/vfio: the devices of an IOMMU group */
+    SCMP_SYS(bind),                 /* virtio-vsock's listening socket */
+    SCMP_SYS(listen),
 };
 static const unsigned long build_ioctls[] = {
     KVM_GET_API_VERSION,
@@ -238,17 +242,25 @@ static const unsigned long build_ioctls[] = {
     KVM_SET_DEVICE_ATTR,
 };
 
-/* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot); a diff
- * reads the last snapshot's header back (pread64); a migration asks its
- * socket's family (getsockopt: memfds go over Unix sockets only), and one
- * that handed its memfds over puts new sealed ones under its regions
- * (memfd_create, fcntl F_ADD_SEALS, dup3). */
+/* vmm_seccomp_config.allow_snapshots: saving a VM (lib/snapshot) and
+ * sending one (lib/snapshot/migrate.c); what each call is for is beside
+ * it. stat of a path and the fcntl commands are in allow_restricted. */
 static const int snapshot_syscalls[] = {
-    SCMP_SYS(openat),    SCMP_SYS(open),       SCMP_SYS(mkdir),        SCMP_SYS(mkdirat),
-    SCMP_SYS(ftruncate), SCMP_SYS(pwrite64),   SCMP_SYS(rename),       SCMP_SYS(renameat),
-    SCMP_SYS(renameat2), SCMP_SYS(unlink),     SCMP_SYS(unlinkat),     SCMP_SYS(fsync),
-    SCMP_SYS(fdatasync), SCMP_SYS(pread64),    SCMP_SYS(memfd_create), SCMP_SYS(dup3),
-    SCMP_SYS(fcntl),     SCMP_SYS(getsockopt),
+    SCMP_SYS(openat),               /* the snapshot's files */
+    SYS_ARCH(mkdir, mkdirat),       /* its directory */
+    SCMP_SYS(ftruncate),            /* a memory file's size */
+    SCMP_SYS(pwrite64),             /* memory pages at their offsets */
+    SYS_ARCH(rename, renameat2),    /* a finished file into place */
+    SYS_ARCH(unlink, unlinkat),     /* a failed one removed */
+    SCMP_SYS(fsync),                /* on disk before it is named whole */
+    SCMP_SYS(pread64),              /* a diff: the last snapshot's header */
+    SCMP_SYS(lseek),                /* SEEK_DATA/SEEK_HOLE: holes stay holes */
+    SYS_ARCH(readlink, readlinkat), /* realpath of a diff's base */
+    SCMP_SYS(memfd_create),         /* a migration's new memfds */
+    SCMP_SYS(dup3),                 /* in place of the handed-over ones */
+    SCMP_SYS(getsockopt),           /* a migration socket's family */
+    SCMP_SYS(sendto),               /* send: a migration's pages and state */
+    SCMP_SYS(recvmsg),              /* the target's replies */
 };
 static const unsigned long snapshot_ioctls[] = {
     KVM_CHECK_EXTENSION,
@@ -264,11 +276,9 @@ static const int uffd_syscalls[] = {
     SCMP_SYS(read),
     SCMP_SYS(pread64),
     SCMP_SYS(write),
-    SCMP_SYS(poll),
-    SCMP_SYS(ppoll),
+    SYS_ARCH(poll, ppoll),
     SCMP_SYS(futex),
     SCMP_SYS(munmap),
-    SCMP_SYS(madvise),
     SCMP_SYS(brk),
     SCMP_SYS(clock_gettime),
     SCMP_SYS(rt_sigreturn),
@@ -367,16 +377,6 @@ static int allow_nnp(scmp_filter_ctx ctx)
     return r == -EEXIST ? 0 : r;
 }
 
-/* IO and up: socket(AF_UNIX, ...) only (virtio-vsock's connections to the
- * host's listeners, and its own listening socket). */
-static int allow_unix_socket(scmp_filter_ctx ctx)
-{
-    const struct scmp_arg_cmp unix_only = {
-        .arg = 0, .op = SCMP_CMP_EQ, .datum_a = AF_UNIX, .datum_b = 0};
-    int r = seccomp_rule_add_array(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 1, &unix_only);
-    return r == -EEXIST ? 0 : r;
-}
-
 static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
                     const struct scmp_arg_cmp *cmp)
 {
@@ -386,18 +386,125 @@ static int add_rule(scmp_filter_ctx ctx, uint32_t action, int nr, unsigned n,
     return r == -EEXIST ? 0 : r;
 }
 
+/* Argument arg, an int as the kernel reads it (its low 32 bits), is v. */
+static struct scmp_arg_cmp arg_is(unsigned arg, uint32_t v)
+{
+    return (struct scmp_arg_cmp){
+        .arg = arg, .op = SCMP_CMP_MASKED_EQ, .datum_a = 0xffffffffu, .datum_b = v};
+}
+
+/* socket(family, type with SOCK_NONBLOCK/SOCK_CLOEXEC or not, ...). */
+static int allow_socket(scmp_filter_ctx ctx, int family, int type)
+{
+    const struct scmp_arg_cmp cmp[] = {
+        arg_is(0, (uint32_t)family),
+        {.arg = 1,
+         .op = SCMP_CMP_MASKED_EQ,
+         .datum_a = 0xffffffffu & ~(uint32_t)(SOCK_NONBLOCK | SOCK_CLOEXEC),
+         .datum_b = (uint32_t)type},
+    };
+    return add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 2, cmp);
+}
+
+/* IO and up: Unix stream sockets (virtio-vsock's connections to the
+ * host's listeners, and its own listening socket); BUILD also a datagram
+ * one (virtio-net's socket for the tap's MTU, made with the device). */
+static int allow_unix_socket(scmp_filter_ctx ctx, enum vmm_seccomp_thread kind)
+{
+    int r = allow_socket(ctx, AF_UNIX, SOCK_STREAM);
+    if (r == 0 && kind == VMM_SECCOMP_BUILD)
+        r = allow_socket(ctx, AF_UNIX, SOCK_DGRAM);
+    return r;
+}
+
+/* vmm_seccomp_config.allow_inet_sockets: TCP and UDP sockets, and the
+ * routing netlink socket through which getaddrinfo learns the host's
+ * addresses to order a name's (the UDP sockets are its probes). */
+static int allow_inet_sockets(scmp_filter_ctx ctx)
+{
+    static const int families[] = {AF_INET, AF_INET6}, types[] = {SOCK_STREAM, SOCK_DGRAM};
+    int r = 0;
+    for (size_t f = 0; f < VMM_ARRAY_SIZE(families) && r == 0; f++)
+        for (size_t t = 0; t < VMM_ARRAY_SIZE(types) && r == 0; t++)
+            r = allow_socket(ctx, families[f], types[t]);
+    if (r == 0) {
+        const struct scmp_arg_cmp cmp[] = {
+            arg_is(0, AF_NETLINK),
+            {.arg = 1,
+             .op = SCMP_CMP_MASKED_EQ,
+             .datum_a = 0xffffffffu & ~(uint32_t)(SOCK_NONBLOCK | SOCK_CLOEXEC),
+             .datum_b = SOCK_RAW},
+            arg_is(2, NETLINK_ROUTE),
+        };
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(socket), 3, cmp);
+    }
+    return r;
+}
+
+/* The flags glibc's pthread_create gives clone (glibc 2.36 and earlier
+ * alike): a thread sharing everything, with optional TID and TLS set-up,
+ * no exit signal. Any other bit (a new process, vfork, namespaces,
+ * CLONE_PARENT, CLONE_PTRACE, a pidfd) fails the rule. */
+#define THREAD_CLONE_FLAGS                                                                         \
+    (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM)
+#define THREAD_CLONE_OPTIONAL                                                                      \
+    (CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_CHILD_SETTID)
+
 static bool sanitized(void);
+
+/* Starting threads (MAIN, BUILD, and any kind with allow_threads):
+ * clone for a thread only; clone3, whose flags are in memory a filter
+ * cannot read, fails with ENOSYS, and glibc (2.34 and later) then uses
+ * clone; glibc's first pthread_create in a process installs its handlers
+ * (rt_sigaction), and the new thread registers rseq and its robust futex
+ * list before it loads a filter of its own. */
+static int allow_threads(scmp_filter_ctx ctx)
+{
+    bool whole = sanitized();
+    const struct scmp_arg_cmp thread = {.arg = 0,
+                                        .op = SCMP_CMP_MASKED_EQ,
+                                        .datum_a = ~(uint64_t)THREAD_CLONE_OPTIONAL,
+                                        .datum_b = THREAD_CLONE_FLAGS};
+    int r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), !whole, &thread);
+    if (r == 0)
+        r = add_rule(ctx, whole ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0,
+                     NULL);
+    static const int calls[] = {SCMP_SYS(rt_sigaction), SCMP_SYS(rseq), SCMP_SYS(set_robust_list)};
+    for (size_t i = 0; i < VMM_ARRAY_SIZE(calls) && r == 0; i++)
+        r = add_rule(ctx, SCMP_ACT_ALLOW, calls[i], 0, NULL);
+    return r;
+}
+
+/* fcntl commands: BUILD's (checking fds it is given, taking its own
+ * copies, sealing guest memory's size) and a snapshot's (a migration's
+ * memfds: their seals and mode, sealing new ones). */
+static const int build_fcntls[] = {F_GETFD, F_GETFL, F_DUPFD_CLOEXEC, F_ADD_SEALS};
+static const int snapshot_fcntls[] = {F_GETFL, F_GET_SEALS, F_ADD_SEALS, F_DUPFD_CLOEXEC};
+
+static int allow_fcntls(scmp_filter_ctx ctx, const int *cmds, size_t n, bool whole)
+{
+    int r = 0;
+    for (size_t i = 0; i < n && r == 0; i++) {
+        const struct scmp_arg_cmp cmd = arg_is(1, (uint32_t)cmds[i]);
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fcntl), !whole, &cmd);
+    }
+    return r;
+}
 
 /* The calls allowed with their arguments checked (a sanitizer build, whose
  * run-time needs more, allows them whole):
  * - mmap and mprotect never with PROT_EXEC, on every kind: no thread of a
  *   VMM makes code at run time (pkey_mprotect is on no list);
+ * - madvise(MADV_DONTNEED) on every kind (malloc giving memory back, a
+ *   thread's stack at its end, virtio-balloon, a uffd restore), and on
+ *   BUILD what guest memory is given (MADV_HUGEPAGE or NOHUGEPAGE,
+ *   MADV_MERGEABLE, MADV_DONTDUMP);
+ * - mremap only with MREMAP_MAYMOVE (glibc's realloc of a chunk it
+ *   mmapped), fallocate only punching holes (virtio-balloon), not on UFFD;
  * - newfstatat only on an fd (AT_EMPTY_PATH: glibc's fstat) but on BUILD
  *   (and with allow_snapshots), which stat paths; not on UFFD's list;
- * - clone only for a thread (CLONE_THREAD), on MAIN and BUILD, which start
- *   the vCPU and I/O threads: no new process; clone3, whose flags are in
- *   memory a filter cannot read, fails with ENOSYS, and glibc's
- *   pthread_create then uses clone. */
+ * - fcntl with BUILD's and a snapshot's commands only;
+ * - clone and clone3 as allow_threads says, on MAIN and BUILD. */
 static int allow_restricted(scmp_filter_ctx ctx, enum vmm_seccomp_thread kind,
                             const struct vmm_seccomp_config *cfg)
 {
@@ -407,20 +514,35 @@ static int allow_restricted(scmp_filter_ctx ctx, enum vmm_seccomp_thread kind,
     int r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), !whole, &noexec);
     if (r == 0)
         r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), !whole, &noexec);
+    static const int advice[] = {MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_MERGEABLE,
+                                 MADV_DONTDUMP};
+    size_t nadvice = kind == VMM_SECCOMP_BUILD ? VMM_ARRAY_SIZE(advice) : 1;
+    for (size_t i = 0; i < nadvice && r == 0; i++) {
+        const struct scmp_arg_cmp cmp = arg_is(2, (uint32_t)advice[i]);
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), !whole, &cmp);
+    }
+    if (r == 0 && kind != VMM_SECCOMP_UFFD) {
+        const struct scmp_arg_cmp maymove = arg_is(3, MREMAP_MAYMOVE);
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mremap), !whole, &maymove);
+    }
+    if (r == 0 && kind != VMM_SECCOMP_UFFD) {
+        const struct scmp_arg_cmp hole = arg_is(1, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(fallocate), !whole, &hole);
+    }
     if (r == 0 && kind != VMM_SECCOMP_UFFD) {
         bool paths = whole || kind == VMM_SECCOMP_BUILD || cfg->allow_snapshots;
         const struct scmp_arg_cmp fd_only = {
             .arg = 3, .op = SCMP_CMP_MASKED_EQ, .datum_a = AT_EMPTY_PATH, .datum_b = AT_EMPTY_PATH};
         r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(newfstatat), !paths, &fd_only);
     }
-    if (r == 0 && sets_nnp(kind)) {
-        const struct scmp_arg_cmp thread = {
-            .arg = 0, .op = SCMP_CMP_MASKED_EQ, .datum_a = CLONE_THREAD, .datum_b = CLONE_THREAD};
-        r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), !whole, &thread);
-        if (r == 0)
-            r = add_rule(ctx, whole ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0,
-                         NULL);
-    }
+    if (r == 0 && kind == VMM_SECCOMP_BUILD)
+        r = allow_fcntls(ctx, build_fcntls, VMM_ARRAY_SIZE(build_fcntls), whole);
+    if (r == 0 && kind != VMM_SECCOMP_UFFD && cfg->allow_snapshots)
+        r = allow_fcntls(ctx, snapshot_fcntls, VMM_ARRAY_SIZE(snapshot_fcntls), whole);
+    if (r == 0 && (sets_nnp(kind) || (kind != VMM_SECCOMP_UFFD && cfg->allow_threads)))
+        r = allow_threads(ctx);
+    if (r == 0 && kind != VMM_SECCOMP_UFFD && cfg->allow_inet_sockets)
+        r = allow_inet_sockets(ctx);
     return r;
 }
 
@@ -486,7 +608,7 @@ static int build_ctx(enum vmm_seccomp_thread kind, const struct vmm_seccomp_conf
     if (r == 0 && sets_nnp(kind))
         r = allow_nnp(ctx);
     if (r == 0 && allows_unix_socket(kind))
-        r = allow_unix_socket(ctx);
+        r = allow_unix_socket(ctx, kind);
     if (r == 0 && cfg.allow_snapshots)
         r = add_list(ctx, snapshot_syscalls, VMM_ARRAY_SIZE(snapshot_syscalls), snapshot_ioctls,
                      VMM_ARRAY_SIZE(snapshot_ioctls));
@@ -618,8 +740,15 @@ int vmm_seccomp_allowlist(enum vmm_seccomp_thread kind, int *calls, unsigned *nr
      * build without sanitizers: clone3 answered ENOSYS is not allowed). */
     add_distinct_call(calls, &nc, max_calls, SCMP_SYS(mmap));
     add_distinct_call(calls, &nc, max_calls, SCMP_SYS(mprotect));
-    if (kind != VMM_SECCOMP_UFFD)
+    add_distinct_call(calls, &nc, max_calls, SCMP_SYS(madvise));
+    if (kind != VMM_SECCOMP_UFFD) {
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(mremap));
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(fallocate));
         add_distinct_call(calls, &nc, max_calls, SCMP_SYS(newfstatat));
+    }
+    if (kind == VMM_SECCOMP_BUILD) {
+        add_distinct_call(calls, &nc, max_calls, SCMP_SYS(fcntl));
+    }
     if (sets_nnp(kind)) {
         add_distinct_call(calls, &nc, max_calls, SCMP_SYS(clone));
         add_distinct_call(calls, &nc, max_calls, SCMP_SYS(prctl));

@@ -147,6 +147,7 @@ struct conn {
     bool host_eof;        /* the socket said end of stream (SHUTDOWN owed or sent) */
     bool guest_done_recv; /* SHUTDOWN RCV: read no more */
     bool credit_asked;    /* a CREDIT_REQUEST went out for the current stall */
+    bool host_rdhup;      /* CONN_REQUEST: the host shut its writing down while waiting */
     struct conn *reap_next;
 };
 
@@ -262,6 +263,13 @@ static void conn_update_watch(struct conn *c)
     uint32_t want = 0;
     if (c->state == CONN_HANDSHAKE) {
         want = EPOLLIN;
+    } else if (c->state == CONN_REQUEST) {
+        /* Nothing is read before the guest answers, but a host that hangs
+         * up meanwhile is noticed: EPOLLRDHUP, and EPOLLHUP when it closed
+         * (epoll reports that whenever the fd is in the set). A half close
+         * stays a connection (its bytes are read once open): unwatched. */
+        if (!c->host_rdhup)
+            want = EPOLLRDHUP;
     } else if (c->state == CONN_OPEN) {
         if (!c->host_eof && !c->guest_done_recv && !c->v->rx_wait && peer_credit(c) > 0)
             want |= EPOLLIN;
@@ -973,6 +981,18 @@ static void conn_event(void *opaque, int fd, uint32_t events)
     }
     if (c->state == CONN_HANDSHAKE) {
         conn_handshake(v, c);
+    } else if (c->state == CONN_REQUEST) {
+        /* The host closed (or failed) while the guest had not answered yet:
+         * the connection goes, and a guest that saw its REQUEST gets an RST
+         * (conn_close sends none to a guest that did not). */
+        if (events & (EPOLLHUP | EPOLLERR)) {
+            conn_close(v, c, true);
+            rx_control(v);
+            goto out;
+        }
+        if (events & EPOLLRDHUP)
+            c->host_rdhup = true;
+        conn_update_watch(c);
     } else {
         if ((events & EPOLLOUT) && c->len) {
             if (conn_flush(c) < 0) {
@@ -1569,9 +1589,16 @@ static int listen_at(const char *path)
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 64) < 0) {
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
         int e = -errno;
         close(fd);
+        return e;
+    }
+    if (listen(fd, 64) < 0) {
+        /* The path bind made would keep the next device from binding. */
+        int e = -errno;
+        close(fd);
+        (void)unlink(path);
         return e;
     }
     return fd;

@@ -14,6 +14,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -138,6 +139,39 @@ int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(
 int __wrap_io_uring_queue_init(unsigned entries, struct io_uring *ring, unsigned flags);
 int __wrap_io_uring_register_eventfd(struct io_uring *ring, int fd);
 int __wrap_io_uring_register_files(struct io_uring *ring, const int *files, unsigned n);
+int __real_socket(int domain, int type, int protocol);
+int __real_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int __real_listen(int fd, int backlog);
+int __wrap_socket(int domain, int type, int protocol);
+int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int __wrap_listen(int fd, int backlog);
+
+int __wrap_socket(int domain, int type, int protocol)
+{
+    if (fail_now("socket")) {
+        errno = EMFILE;
+        return -1;
+    }
+    return __real_socket(domain, type, protocol);
+}
+
+int __wrap_bind(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    if (fail_now("bind")) {
+        errno = EADDRINUSE;
+        return -1;
+    }
+    return __real_bind(fd, addr, len);
+}
+
+int __wrap_listen(int fd, int backlog)
+{
+    if (fail_now("listen")) {
+        errno = ENOBUFS;
+        return -1;
+    }
+    return __real_listen(fd, backlog);
+}
 
 int __wrap_open(const char *path, int flags, ...)
 {
@@ -311,8 +345,11 @@ unsigned fault_walk(const struct fault_case *c)
             printf("fault: %s: %u failure points, each handled\n", c->name, n - 1);
             return n;
         }
-        if (only)
+        if (only) {
+            printf("fault: %s: failing call %u (%s) gave %d\n", c->name, n, what, r);
+            fflush(stdout);
             return 1;
+        }
     }
     ck_abort_msg("%s: still failing points after VMM_FAULT_MAX=%u calls", c->name, max);
     return 0;

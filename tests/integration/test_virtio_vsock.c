@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -221,6 +222,142 @@ START_TEST(guest_talks_to_the_host_both_ways)
 }
 END_TEST
 
+#if !VSOCK_VHOST
+/* Start vmm-run with argv, its output on *out; its pid. */
+static pid_t spawn(char *const argv[], int *out)
+{
+    int p[2];
+    ck_assert_int_eq(pipe2(p, O_CLOEXEC), 0);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+            _exit(127);
+        int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+        dup2(null, 0);
+        dup2(p[1], 1);
+        dup2(p[1], 2);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    close(p[1]);
+    *out = p[0];
+    return pid;
+}
+
+/* Wait for pid; its exit status (128 + signal if killed) and its peak
+ * resident set in KiB. */
+static int reap(pid_t pid, long *maxrss_kb)
+{
+    int st;
+    struct rusage ru;
+    ck_assert_int_eq(wait4(pid, &st, 0, &ru), pid);
+    *maxrss_kb = ru.ru_maxrss;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The hostile guest (tests/guests/virtio_vsock_hostile.c): its malformed
+ * packets, its flood of REQUESTs to ports nobody listens on and its bytes
+ * past the credit on a connection this host never reads are answered (RST
+ * or dropped), vmm-run stays up, its peak RSS stays within what the same
+ * launcher with the same device reaches with a guest that does nothing
+ * plus the guest's whole memory (16 MiB), and the guest's good connection
+ * after all that still gets this host's answer. */
+START_TEST(hostile_guest_is_contained)
+{
+    char dir[PATH_MAX], sock[PATH_MAX], listen_at[PATH_MAX + 8], arg[PATH_MAX + 16];
+    ck_assert_ptr_nonnull(mkdtemp(vmm_test_tmpname(dir, sizeof(dir), "vmm-vsock-")));
+    vmm_test_path(sock, sizeof(sock), dir, "v.sock");
+    snprintf(listen_at, sizeof(listen_at), "%s_1234", sock);
+    snprintf(arg, sizeof(arg), "cid=7,path=%s", sock);
+    char token[17];
+    random_token(token);
+
+    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
+                         "--mem",      "16M",      "--vsock",
+                         arg,          NULL};
+    int out;
+    pid_t pid = spawn(idle_argv, &out);
+    char text[8192] = "";
+    for (ssize_t n; (n = read(out, text, sizeof(text) - 1)) > 0;)
+        ;
+    close(out);
+    long base_kb;
+    ck_assert_msg(reap(pid, &base_kb) == 0, "the idle guest failed");
+
+    struct sockaddr_un sa;
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    sun_set(&sa, listen_at);
+    ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    ck_assert_int_eq(listen(lfd, 4), 0);
+    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_vsock_hostile"),
+                    "--mem",      "16M",      "--vsock",
+                    arg,          NULL};
+    pid = spawn(argv, &out);
+    int conns[2] = {-1, -1}; /* the first is never read; the second is answered */
+    unsigned nconns = 0;
+    char from_g[64] = "";
+    bool eof = false, answered = false;
+    text[0] = '\0';
+    for (unsigned idle = 0; idle < IDLE_POLLS_MAX && !eof;) {
+        struct pollfd p[3] = {{.fd = out, .events = POLLIN},
+                              {.fd = nconns < 2 ? lfd : -1, .events = POLLIN},
+                              {.fd = conns[1], .events = POLLIN}};
+        if (poll(p, 3, 1000) <= 0) {
+            idle++;
+            continue;
+        }
+        idle = 0;
+        if (p[1].revents & POLLIN) {
+            int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+            ck_assert_int_ge(c, 0);
+            conns[nconns++] = c;
+        }
+        if (conns[1] >= 0 && p[2].revents && !answered) {
+            gather(conns[1], from_g, sizeof(from_g));
+            if (strcmp(from_g, "hello") == 0) {
+                char msg[32];
+                int n = snprintf(msg, sizeof(msg), "welcome %s", token);
+                ck_assert_int_eq(write(conns[1], msg, (size_t)n), n);
+                answered = true;
+            }
+        }
+        if (p[0].revents) {
+            size_t have = strlen(text);
+            ssize_t n = read(out, text + have, sizeof(text) - 1 - have);
+            if (n <= 0)
+                eof = true;
+            else
+                text[have + (size_t)n] = '\0';
+        }
+    }
+    close(out);
+    if (!eof)
+        kill(pid, SIGKILL); /* silent too long: hung */
+    long hostile_kb;
+    int status = reap(pid, &hostile_kb);
+    ck_assert_msg(status == 0, "vmm-run: status %d: %s", status, text);
+    char want[64];
+    snprintf(want, sizeof(want), "virtio_vsock_hostile ok: %s", token);
+    ck_assert_msg(strstr(text, want), "the guest did not print '%s': %s", want, text);
+    ck_assert_uint_eq(nconns, 2);
+    printf("%s", strstr(text, want)); /* the guest's figures */
+    printf("vmm-run's peak RSS: %ld KiB with the hostile guest, %ld KiB idle\n", hostile_kb,
+           base_kb);
+    ck_assert_msg(hostile_kb <= base_kb + (16 << 10),
+                  "vmm-run's peak RSS: %ld KiB with the hostile guest, %ld KiB idle", hostile_kb,
+                  base_kb);
+    for (unsigned i = 0; i < nconns; i++)
+        close(conns[i]);
+    close(lfd);
+    unlink(listen_at);
+    ck_assert_int_eq(access(sock, F_OK), -1); /* vmm-run removed it */
+    ck_assert_int_eq(rmdir(dir), 0);
+}
+END_TEST
+#endif
+
 int main(void)
 {
     if (VSOCK_VHOST && access("/dev/vhost-vsock", R_OK | W_OK) != 0) {
@@ -232,6 +369,9 @@ int main(void)
     TCase *tc = tcase_create("unix");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, guest_talks_to_the_host_both_ways);
+#if !VSOCK_VHOST
+    tcase_add_test(tc, hostile_guest_is_contained);
+#endif
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }

@@ -7,12 +7,16 @@
  * process. */
 #include <check.h>
 #include <errno.h>
+#include <linux/netlink.h>
+#include <linux/sched.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <vmm/seccomp.h>
@@ -129,19 +133,26 @@ static bool sanitized(void)
 #endif
 }
 
-/* Run fn in a child under kind's filter; its wait status. */
-static int in_child(enum vmm_seccomp_thread kind, int (*fn)(void))
+/* Run fn in a child under kind's filter with cfg (NULL: the defaults); its
+ * wait status. */
+static int in_child_cfg(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg,
+                        int (*fn)(void))
 {
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
-        if (vmm_seccomp_install(kind, NULL) != 0)
+        if (vmm_seccomp_install(kind, cfg) != 0)
             _exit(99);
         _exit(fn());
     }
     int st;
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     return st;
+}
+
+static int in_child(enum vmm_seccomp_thread kind, int (*fn)(void))
+{
+    return in_child_cfg(kind, NULL, fn);
 }
 
 static int map_rw_then_exec(void)
@@ -182,6 +193,67 @@ static bool killed(int st)
     return WIFSIGNALED(st) && WTERMSIG(st) == SIGSYS;
 }
 
+/* A thread through pthread_create (glibc tries clone3 first: the filter
+ * answers ENOSYS and glibc falls back to clone), clone3 itself failing
+ * with ENOSYS, then a fork-like clone (a new process, SIGCHLD at its end). */
+static int threads_then_fork_clone(void)
+{
+    pthread_t t;
+    void *ret = NULL;
+    if (pthread_create(&t, NULL, thread_fn, &ret) != 0 || pthread_join(t, &ret) != 0 || !ret)
+        return 1;
+    char args[88] = {0}; /* struct clone_args, all zero: would be a fork */
+    errno = 0;
+    if (syscall(SYS_clone3, args, sizeof(args)) != -1 || errno != ENOSYS)
+        return 3;
+    (void)syscall(SYS_clone, (unsigned long)SIGCHLD, 0, 0, 0, 0);
+    return 2;
+}
+
+/* A thread-like clone with a flag a thread does not need (CLONE_PTRACE is
+ * harmless without a tracer, so a wrong allow would show as a child). */
+static int clone_with_ptrace_flag(void)
+{
+    (void)syscall(SYS_clone,
+                  (unsigned long)(CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD |
+                                  CLONE_SYSVSEM | CLONE_PTRACE),
+                  0, 0, 0, 0);
+    return 2;
+}
+
+static int unix_stream_then_dgram(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return 1;
+    close(fd);
+    (void)socket(AF_UNIX, SOCK_DGRAM, 0);
+    return 2;
+}
+
+static int inet_then_packet(void)
+{
+    int a = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int b = socket(AF_INET6, SOCK_DGRAM, 0);
+    int c = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+    if (a < 0 || c < 0 || (b < 0 && errno != EAFNOSUPPORT))
+        return 1;
+    (void)socket(AF_NETLINK, SOCK_RAW, NETLINK_AUDIT);
+    return 2;
+}
+
+static int madvise_dontneed_then_dontfork(void)
+{
+    void *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || madvise(p, 8192, MADV_DONTNEED) != 0)
+        return 1;
+    void *q = mremap(p, 8192, 1 << 20, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED)
+        return 1;
+    (void)madvise(q, 8192, MADV_DONTFORK);
+    return 2;
+}
+
 START_TEST(arguments_are_checked)
 {
     if (sanitized())
@@ -199,6 +271,37 @@ START_TEST(arguments_are_checked)
     for (unsigned k = VMM_SECCOMP_MAIN; k <= VMM_SECCOMP_BUILD; k++) {
         st = in_child(k, thread_then_fork);
         ck_assert_msg(killed(st), "%s: fork: status 0x%x", kind_names[k], st);
+        st = in_child(k, threads_then_fork_clone);
+        ck_assert_msg(killed(st), "%s: clone(SIGCHLD): status 0x%x", kind_names[k], st);
+        st = in_child(k, clone_with_ptrace_flag);
+        ck_assert_msg(killed(st), "%s: clone(CLONE_PTRACE): status 0x%x", kind_names[k], st);
+    }
+    /* allow_threads gives the vCPU and I/O lists the same. */
+    struct vmm_seccomp_config threads = VMM_INIT(struct vmm_seccomp_config, .allow_threads = true);
+    for (unsigned k = VMM_SECCOMP_VCPU; k <= VMM_SECCOMP_IO; k++) {
+        st = in_child(k, thread_then_fork);
+        ck_assert_msg(killed(st), "%s: thread: status 0x%x", kind_names[k], st);
+        st = in_child_cfg(k, &threads, threads_then_fork_clone);
+        ck_assert_msg(killed(st), "%s+threads: clone(SIGCHLD): status 0x%x", kind_names[k], st);
+    }
+    /* Unix stream sockets on IO and up, datagram ones on BUILD only. */
+    for (unsigned k = VMM_SECCOMP_IO; k <= VMM_SECCOMP_MAIN; k++) {
+        st = in_child(k, unix_stream_then_dgram);
+        ck_assert_msg(killed(st), "%s: AF_UNIX SOCK_DGRAM: status 0x%x", kind_names[k], st);
+    }
+    st = in_child(VMM_SECCOMP_BUILD, unix_stream_then_dgram);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 2, "build: AF_UNIX: status 0x%x", st);
+    /* allow_inet_sockets: TCP, UDP and routing netlink, no other netlink. */
+    struct vmm_seccomp_config inet =
+        VMM_INIT(struct vmm_seccomp_config, .allow_inet_sockets = true);
+    st = in_child_cfg(VMM_SECCOMP_IO, &inet, inet_then_packet);
+    ck_assert_msg(killed(st), "io+inet: NETLINK_AUDIT: status 0x%x", st);
+    st = in_child(VMM_SECCOMP_IO, inet_then_packet);
+    ck_assert_msg(killed(st), "io: AF_INET: status 0x%x", st);
+    /* madvise: MADV_DONTNEED; mremap: MREMAP_MAYMOVE. */
+    for (unsigned k = VMM_SECCOMP_VCPU; k <= VMM_SECCOMP_BUILD; k++) {
+        st = in_child(k, madvise_dontneed_then_dontfork);
+        ck_assert_msg(killed(st), "%s: MADV_DONTFORK: status 0x%x", kind_names[k], st);
     }
 }
 END_TEST

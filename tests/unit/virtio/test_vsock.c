@@ -6,6 +6,7 @@
  * "CONNECT <port>\n" handshake) and at "<path>_<port>" (guest connections).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
@@ -464,6 +465,83 @@ START_TEST(test_vsock_handshake_waits_and_malformed)
     ck_assert_uint_eq(p.len, 5);
     ck_assert_int_eq(memcmp(data, "after", 5), 0);
     close(early);
+}
+END_TEST
+
+/* Open fds of this process. */
+static unsigned open_fds(void)
+{
+    unsigned n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        n += fcntl(fd, F_GETFD) >= 0;
+    return n;
+}
+
+/* A host connection waiting for the guest notices its host closing: before
+ * the guest has buffers for its REQUEST it just goes, after the REQUEST the
+ * guest gets an RST; the fds go either way. One whose host only shut its
+ * writing down waits on and opens with the bytes it sent. */
+START_TEST(test_vsock_host_close_while_waiting)
+{
+    unsigned fds = open_fds();
+    int early = host_connect(path);
+    ck_assert_int_eq(write(early, "CONNECT 7\n", 10), 10);
+    pump(10);
+    ck_assert_uint_eq(stats().conns_open, 1);
+    close(early);
+    pump(10);
+    ck_assert_uint_eq(stats().conns_open, 0);
+    ck_assert_uint_eq(open_fds(), fds);
+    start();
+    post_rx(QSIZE);
+    struct pkt p;
+    ck_assert(!guest_recv(&p, NULL)); /* no REQUEST for it */
+
+    int fd = host_connect(path);
+    ck_assert_int_eq(write(fd, "CONNECT 8\n", 10), 10);
+    ck_assert(guest_recv(&p, NULL));
+    ck_assert_uint_eq(p.op, OP_REQUEST);
+    ck_assert_uint_eq(p.dst_port, 8);
+    uint32_t hport = p.src_port;
+    close(fd);
+    ck_assert(guest_recv(&p, NULL));
+    ck_assert_uint_eq(p.op, OP_RST);
+    ck_assert_uint_eq(p.src_port, hport);
+    ck_assert_uint_eq(p.dst_port, 8);
+    ck_assert_uint_eq(stats().conns_open, 0);
+    pump(5);
+    ck_assert_uint_eq(open_fds(), fds);
+    /* The guest's answer, too late, meets an RST. */
+    guest_send(8, hport, OP_RESPONSE, 0, NULL, 0);
+    ck_assert(guest_recv(&p, NULL));
+    ck_assert_uint_eq(p.op, OP_RST);
+    ck_assert(!guest_recv(&p, NULL));
+
+    fd = host_connect(path);
+    ck_assert_int_eq(write(fd, "CONNECT 9\nbye", 13), 13);
+    ck_assert_int_eq(shutdown(fd, SHUT_WR), 0);
+    ck_assert(guest_recv(&p, NULL));
+    ck_assert_uint_eq(p.op, OP_REQUEST);
+    hport = p.src_port;
+    pump(10);
+    ck_assert_uint_eq(stats().conns_open, 1);
+    guest_send(9, hport, OP_RESPONSE, 0, NULL, 0);
+    char ok[32] = {0}, want[32];
+    int n = snprintf(want, sizeof(want), "OK %u\n", hport);
+    host_read_exact(fd, ok, (size_t)n);
+    ck_assert_str_eq(ok, want);
+    char data[RXLEN];
+    ck_assert(guest_recv(&p, data));
+    ck_assert_uint_eq(p.op, OP_RW);
+    ck_assert_uint_eq(p.len, 3);
+    ck_assert_int_eq(memcmp(data, "bye", 3), 0);
+    ck_assert(guest_recv(&p, NULL));
+    ck_assert_uint_eq(p.op, OP_SHUTDOWN);
+    guest_send(9, hport, OP_RST, 0, NULL, 0);
+    close(fd);
+    pump(5);
+    ck_assert_uint_eq(stats().conns_open, 0);
+    ck_assert_uint_eq(open_fds(), fds);
 }
 END_TEST
 
@@ -993,6 +1071,7 @@ static Suite *vsock_suite(void)
     tcase_add_test(tc, test_vsock_create_errors);
     tcase_add_test(tc, test_vsock_host_initiated);
     tcase_add_test(tc, test_vsock_handshake_waits_and_malformed);
+    tcase_add_test(tc, test_vsock_host_close_while_waiting);
     tcase_add_test(tc, test_vsock_guest_initiated);
     tcase_add_test(tc, test_vsock_credit_to_guest);
     tcase_add_test(tc, test_vsock_credit_from_guest);
