@@ -372,6 +372,11 @@ VMM_API bool vmm_kernel_is_linux(const void *image, size_t size);
  * executable segment) and opts->no_pvh is false, the protocol is PVH. A
  * malformed PVH note is -EINVAL.
  *
+ * bzImage with opts->extract_payload: its XZ payload is decompressed (or
+ * read from opts->payload_cache_dir) and loaded as the ELF kernel above,
+ * boot->format VMM_KERNEL_ELF; see struct vmm_kernel_options for its checks
+ * and errors. A payload that is not an XZ ELF loads the bzImage as above.
+ *
  * boot must not be NULL; opts may be. Returns 0 or a -errno (see the top).
  */
 VMM_API VMM_MUST_USE int vmm_linux_load_kernel(struct vmm_memory *mem, const void *image,

@@ -56,8 +56,8 @@ static const char *payload_kind(const unsigned char *p, uint64_t len)
 }
 
 int linux_payload_read(const struct vmm_image *im, uint64_t kernel_off,
-                       const struct vmm_linux_setup_header *hdr, struct linux_payload *pl,
-                       struct vmm_linux_boot *boot)
+                       const struct vmm_linux_setup_header *hdr, uint64_t max,
+                       struct linux_payload *pl, struct vmm_linux_boot *boot)
 {
     memset(pl, 0, sizeof(*pl));
     /* bz_check_layout saw the payload inside the protected-mode kernel. */
@@ -81,12 +81,12 @@ int linux_payload_read(const struct vmm_image *im, uint64_t kernel_off,
     }
     uint32_t out_len;
     memcpy(&out_len, buf + len - 4, 4); /* the kernel build appends it, little-endian */
-    if (out_len == 0 || out_len > hdr->init_size || out_len > BZ_PAYLOAD_MAX) {
+    if (out_len == 0 || out_len > hdr->init_size || out_len > max) {
         free(buf);
         return linux_fail(boot, -EFBIG,
-                          "the payload states %" PRIu32 " bytes uncompressed: more than init_size "
-                          "0x%" PRIx32 " (or none)",
-                          out_len, hdr->init_size);
+                          "the payload states %" PRIu32 " bytes uncompressed: none, or more than "
+                          "init_size 0x%" PRIx32 " or 0x%" PRIx64 " (guest memory, 1 GiB)",
+                          out_len, hdr->init_size, max);
     }
     pl->xz = buf;
     pl->xz_len = len - 4;
@@ -223,8 +223,12 @@ int linux_load_payload(struct vmm_memory *mem, const struct vmm_image *im, uint6
                        const struct vmm_linux_setup_header *hdr,
                        const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
 {
+    /* The guest's decompressor could not unpack more than init_size, nor
+     * could init_size exceed guest memory. */
+    uint64_t max = vmm_memory_total_size(mem);
     struct linux_payload pl;
-    int r = linux_payload_read(im, kernel_off, hdr, &pl, boot);
+    int r = linux_payload_read(im, kernel_off, hdr, max < BZ_PAYLOAD_MAX ? max : BZ_PAYLOAD_MAX,
+                               &pl, boot);
     if (r < 0)
         return r;
 

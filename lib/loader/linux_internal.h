@@ -82,11 +82,11 @@ struct linux_payload {
 
 /* Read the payload of a checked bzImage whose protected-mode kernel starts at
  * kernel_off: -ENOTSUP for none or another compression than XZ (reason in
- * boot->error), -EFBIG for a stated size past init_size, -ENOMEM, or the
- * read's error. */
+ * boot->error), -EFBIG for a stated size of 0 or past init_size or max,
+ * -ENOMEM, or the read's error. */
 int linux_payload_read(const struct vmm_image *im, uint64_t kernel_off,
-                       const struct vmm_linux_setup_header *hdr, struct linux_payload *pl,
-                       struct vmm_linux_boot *boot);
+                       const struct vmm_linux_setup_header *hdr, uint64_t max,
+                       struct linux_payload *pl, struct vmm_linux_boot *boot);
 
 /* Decompress it into a malloc'ed buffer of exactly pl->out_len bytes.
  * -EINVAL for a corrupt or truncated stream or one that ends short of the
