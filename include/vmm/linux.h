@@ -279,8 +279,9 @@ struct vmm_kernel_options {
      * changed image never finds another's entry; written to a temporary file
      * and renamed (readers see all or nothing); an entry is used only when it
      * is a regular file of this user, writable by no one else, of the stated
-     * size, and is then checked like any ELF kernel. Failing to store one is
-     * logged, not an error. NULL: decompress on every load.
+     * size, and is then checked like any ELF kernel (one that fails is
+     * replaced by a fresh extraction). Failing to store one is logged, not an
+     * error. NULL: decompress on every load.
      */
     const char *payload_cache_dir;
 };

@@ -246,14 +246,19 @@ int linux_load_payload(struct vmm_memory *mem, const struct vmm_image *im, uint6
         }
         struct vmm_image cached;
         if (cache_open(dirfd, name, path, &pl, &cached)) {
-            free(pl.xz);
-            close(dirfd);
-            /* Checked like any ELF image; only its name vouches for it. */
+            /* Checked like any ELF image; only its name vouches for it. One
+             * that fails is replaced by a fresh extraction. */
             r = linux_load_vmlinux(mem, &cached, opts, boot);
             vmm_image_close(&cached);
-            if (r == 0)
+            if (r == 0) {
                 vmm_log_debug("linux: kernel cache: booted %s", path);
-            return r;
+                free(pl.xz);
+                close(dirfd);
+                return 0;
+            }
+            vmm_log_warn("linux: kernel cache entry %s refused (%s): extracting again", path,
+                         boot->error);
+            boot->error[0] = '\0';
         }
     }
 

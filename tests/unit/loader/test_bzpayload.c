@@ -380,7 +380,7 @@ START_TEST(test_cache_stores_and_serves)
 END_TEST
 
 /* An entry that another user could have written, one of the wrong size, a
- * symlink: not used, replaced by a fresh extraction. */
+ * symlink, one that is no ELF: not used, replaced by a fresh extraction. */
 START_TEST(test_cache_distrusts_entries)
 {
     char kernel[PATH_MAX], dir[PATH_MAX], entry[PATH_MAX], other[PATH_MAX];
@@ -398,16 +398,18 @@ START_TEST(test_cache_distrusts_entries)
 
     unsigned char *bad = malloc(el);
     memset(bad, 0x42, el);
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 4; round++) {
         ck_assert_int_eq(unlink(entry), 0);
         if (round == 0) { /* group-writable */
             write_file(entry, bad, el);
             ck_assert_int_eq(chmod(entry, 0664), 0);
         } else if (round == 1) { /* wrong size */
             write_file(entry, bad, el - 1);
-        } else { /* a symlink to a file of the right size */
+        } else if (round == 2) { /* a symlink to a file of the right size */
             write_file(other, bad, el);
             ck_assert_int_eq(symlink(other, entry), 0);
+        } else { /* a plain file of the right size that is no ELF */
+            write_file(entry, bad, el);
         }
         memset(ram, CANARY, RAM_SIZE);
         ck_assert_msg(load_cached(kernel, dir, &b) == 0, "round %d: %s", round, b.error);
@@ -418,14 +420,6 @@ START_TEST(test_cache_distrusts_entries)
         ck_assert_uint_eq(st.st_mode & 022, 0);
         ck_assert_uint_eq(st.st_size, el);
     }
-    /* A plain entry of the right size that is no ELF: checked like any
-     * kernel, refused. */
-    ck_assert_int_eq(unlink(entry), 0);
-    write_file(entry, bad, el);
-    memset(ram, CANARY, RAM_SIZE);
-    ck_assert_int_eq(load_cached(kernel, dir, &b), -EINVAL);
-    ck_assert(b.error[0] != '\0');
-    ck_assert(ram_untouched());
     free(bad);
     free(im.buf);
 }
