@@ -866,6 +866,19 @@ static enum boot_kind classify_image(const char *path)
     return vmm_kernel_is_linux(buf, (size_t)n) ? BOOT_LINUX : BOOT_PROGRAM;
 }
 
+/* Whether path starts as a bzImage (true where it cannot be read: the loader
+ * then says why). */
+static bool starts_as_bzimage(const char *path)
+{
+    unsigned char head[0x206];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, head, sizeof(head));
+    close(fd);
+    return n < 0 || vmm_kernel_detect(head, (size_t)n) == VMM_KERNEL_BZIMAGE;
+}
+
 /* A Linux kernel: firmware tables describing the machine, then the loader's
  * steps; vCPU 0 enters the kernel, the others wait for its INIT/SIPI. */
 static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kind kind,
@@ -900,6 +913,8 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
                                                     .payload_cache_dir = o->kernel_cache},
     };
     struct vmm_linux_boot boot = VMM_INIT(struct vmm_linux_boot);
+    if (o->kernel_cache && !starts_as_bzimage(o->kernel))
+        fail("--kernel-cache is for a Linux bzImage, not '%s'", o->kernel);
     if (o->kernel_cache && mkdir(o->kernel_cache, 0700) < 0 && errno != EEXIST)
         fail("--kernel-cache: cannot create '%s': %s", o->kernel_cache, strerror(errno));
     r = vmm_linux_boot_setup(mem, &cfg, &boot);

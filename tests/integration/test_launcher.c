@@ -606,6 +606,10 @@ START_TEST(kernel_cache_boots_the_payload)
     expect_error((char *[]){VMM_RUN_PATH, "-k", (char *)harness_guest_path("hello"),
                             "--kernel-cache", cache, NULL},
                  "--kernel-cache is for a Linux bzImage");
+    char elf[PATH_MAX];
+    snprintf(elf, sizeof(elf), "%s/linux_boot.elf", VMM_GUEST_DIR);
+    expect_error((char *[]){VMM_RUN_PATH, "-k", elf, "--kernel-cache", cache, NULL},
+                 "--kernel-cache is for a Linux bzImage");
     expect_error((char *[]){VMM_RUN_PATH, "-k", xz, "--kernel-cache", "", NULL},
                  "--kernel-cache needs a directory");
     char rm[PATH_MAX + 16];
