@@ -18,13 +18,16 @@
 # the time goes, and the plain mode for the figures.
 #
 # usage: boot-vs-qemu.sh [--vmm-run FILE] [--base FILE] [--runs N] [--profile] [--work DIR]
-#                        [--vmm-arg ARG]... [--qemu-arg ARG]... [--only vmm|qemu]
+#                        [--vmm-arg ARG]... [--new-arg ARG]... [--qemu-arg ARG]...
+#                        [--only vmm|qemu]
 #   --vmm-run FILE  vmm-run to time (default: build/examples/vmm-run of this tree)
 #   --base FILE     another vmm-run (e.g. one built from an older commit) booted in the same
 #                   rounds with the same arguments: its median and vmm-run's over it measure a
 #                   change
 #   --runs N        boots of each (default 5)
 #   --vmm-arg ARG   one more vmm-run argument (repeatable), e.g. to compare one of its options
+#   --new-arg ARG   one more argument for vmm-run but not --base (repeatable): an option the
+#                   base lacks, e.g. --new-arg --kernel-cache --new-arg DIR
 #   --qemu-arg ARG  one more QEMU argument (repeatable)
 #   --only WHICH    boot only vmm-run or only QEMU (profiling one side)
 # Environment: VMM_BENCH_KERNEL (bzImage; default the newest /boot/vmlinuz-*), VMM_QEMU,
@@ -34,7 +37,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 
 vmm_run=$root/build/examples/vmm-run base="" runs=5 profile=0 work="" only="" inner=0
-vmm_extra=() qemu_extra=()
+vmm_extra=() new_extra=() qemu_extra=()
 while [ $# -gt 0 ]; do
     case "$1" in
     --vmm-run) vmm_run=$2; shift 2 ;;
@@ -43,6 +46,7 @@ while [ $# -gt 0 ]; do
     --profile) profile=1; shift ;;
     --work) work=$2; shift 2 ;;
     --vmm-arg) vmm_extra+=("$2"); shift 2 ;;
+    --new-arg) new_extra+=("$2"); shift 2 ;;
     --qemu-arg) qemu_extra+=("$2"); shift 2 ;;
     --only) only=$2; shift 2 ;;
     --inner) inner=1; shift ;; # internal: run the boots here (level 1 or a KVM host)
@@ -113,6 +117,7 @@ if [ "$inner" = 0 ]; then
     [ -n "$only" ] && args+=(--only "$only")
     [ -n "$base" ] && args+=(--base "$base")
     for a in "${vmm_extra[@]}"; do args+=(--vmm-arg "$a"); done
+    for a in "${new_extra[@]}"; do args+=(--new-arg "$a"); done
     for a in "${qemu_extra[@]}"; do args+=(--qemu-arg "$a"); done
     case "$mode" in
     direct)
@@ -149,6 +154,7 @@ if [ -n "$base" ]; then
     base_cmd=("${vmm_cmd[@]}")
     base_cmd[0]=$base
 fi
+vmm_cmd+=("${new_extra[@]}")
 [ "$profile" = 1 ] && vmm_cmd+=(--stats)
 qemu_cmd=("$qemu" -M microvm -accel kvm -cpu "$qcpu" -m 256M -smp 1 -nodefaults -no-user-config
     -display none -serial stdio -no-reboot -kernel "$kernel" -initrd "$initrd" -append "$cmdline"

@@ -2,7 +2,7 @@
 # arm64 -dev packages installed through multiarch:
 #
 #   dpkg --add-architecture arm64 && apt-get update
-#   apt-get install gcc-aarch64-linux-gnu liburing-dev:arm64 libseccomp-dev:arm64
+#   apt-get install gcc-aarch64-linux-gnu liburing-dev:arm64 libseccomp-dev:arm64 liblzma-dev:arm64
 #   sh cmake/aarch64-deps.sh build-arm64-deps    # libfdt for arm64, unpacked
 #   cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/aarch64-linux-gnu.cmake \
 #       -DVMM_AARCH64_ROOT=$PWD/build-arm64-deps -DVMM_STATIC_LAUNCHER=ON

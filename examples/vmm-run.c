@@ -123,6 +123,10 @@ static const char usage[] =
     "                        KVM reason and by port/address with the time spent in\n"
     "                        each, time to the first guest entry and total run time,\n"
     "                        and each --net device's frames, interrupts per queue\n"
+    "      --kernel-cache DIR  boot a bzImage's XZ-compressed vmlinux directly (PVH),\n"
+    "                        skipping the guest's decompressor: extracted once into DIR\n"
+    "                        (made if missing), named by the payload's CRC-64; the\n"
+    "                        guest loses KASLR (its kernel runs at link-time addresses)\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
     "  -V, --version         show the version and exit\n"
@@ -300,6 +304,7 @@ struct options {
     FILE *stats_out;
     const char *vfio[MAX_VFIO]; /* --vfio, in order */
     unsigned nr_vfio;
+    const char *kernel_cache; /* --kernel-cache */
 };
 
 #define SECCOMP_OFF 0
@@ -864,6 +869,19 @@ static enum boot_kind classify_image(const char *path)
     return vmm_kernel_is_linux(buf, (size_t)n) ? BOOT_LINUX : BOOT_PROGRAM;
 }
 
+/* Whether path starts as a bzImage (true where it cannot be read: the loader
+ * then says why). */
+static bool starts_as_bzimage(const char *path)
+{
+    unsigned char head[0x206];
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return true;
+    ssize_t n = read(fd, head, sizeof(head));
+    close(fd);
+    return n < 0 || vmm_kernel_detect(head, (size_t)n) == VMM_KERNEL_BZIMAGE;
+}
+
 /* A Linux kernel: firmware tables describing the machine, then the loader's
  * steps; vCPU 0 enters the kernel, the others wait for its INIT/SIPI. */
 static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kind kind,
@@ -893,14 +911,25 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
         .rsdp_addr = acpi.rsdp,
         .kernel_opts = &(struct vmm_kernel_options){.size = sizeof(struct vmm_kernel_options),
                                                     .no_pvh = o->boot == BOOT_LINUX,
-                                                    .machine = m},
+                                                    .machine = m,
+                                                    .extract_payload = o->kernel_cache != NULL,
+                                                    .payload_cache_dir = o->kernel_cache},
     };
     struct vmm_linux_boot boot = VMM_INIT(struct vmm_linux_boot);
+    if (o->kernel_cache && !starts_as_bzimage(o->kernel))
+        fail("--kernel-cache is for a Linux bzImage, not '%s'", o->kernel);
+    if (o->kernel_cache && mkdir(o->kernel_cache, 0700) < 0 && errno != EEXIST)
+        fail("--kernel-cache: cannot create '%s': %s", o->kernel_cache, strerror(errno));
     r = vmm_linux_boot_setup(mem, &cfg, &boot);
     if (r < 0)
         fail("cannot load '%s': %s", o->kernel, boot.error[0] ? boot.error : vmm_strerror(r));
     if (kind == BOOT_PVH && boot.protocol != VMM_LINUX_BOOT_PVH)
         fail("cannot boot '%s' through PVH: it has no PVH entry note", o->kernel);
+    if (o->kernel_cache && boot.format == VMM_KERNEL_BZIMAGE)
+        fprintf(stderr,
+                "vmm-run: --kernel-cache: '%s' has no XZ-compressed vmlinux inside: booted as "
+                "a bzImage (-v says why)\n",
+                o->kernel);
     struct vmm_x86_linux_entry entry = VMM_INIT(struct vmm_x86_linux_entry);
     r = vmm_linux_get_entry(&boot, &entry);
     if (r == 0)
@@ -1967,6 +1996,8 @@ static struct vmm_exit run_vm(const struct options *o, int sfd)
             fail("cannot restore '%s': %s", o->restore_dir, why[0] ? why : vmm_strerror(r));
     } else {
         enum boot_kind kind = o->boot == BOOT_AUTO ? classify_image(o->kernel) : o->boot;
+        if (kind == BOOT_PROGRAM && o->kernel_cache)
+            fail("--kernel-cache is for a Linux bzImage, not '%s'", o->kernel);
         if (kind == BOOT_PROGRAM)
             boot_program(vm, o);
         else
@@ -2052,6 +2083,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         OPT_MEM_BACKING,
         OPT_MEM_MERGE,
         OPT_STATS,
+        OPT_KERNEL_CACHE,
     };
     static const struct option opts[] = {
         {"kernel", required_argument, NULL, 'k'},
@@ -2082,6 +2114,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
         {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
         {"mem-merge", no_argument, NULL, OPT_MEM_MERGE},
         {"stats", optional_argument, NULL, OPT_STATS},
+        {"kernel-cache", required_argument, NULL, OPT_KERNEL_CACHE},
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
@@ -2319,6 +2352,12 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
             if (optarg && !*optarg)
                 return opt_error(e, "--stats= needs a file name (or no '=' for stderr)");
             o->stats = optarg ? optarg : "";
+            break;
+        case OPT_KERNEL_CACHE:
+            if (!*optarg)
+                return opt_error(e, "--kernel-cache needs a directory");
+            o->kernel_cache = optarg;
+            o->machine_opt = "--kernel-cache"; /* it loads a kernel: not with --restore */
             break;
         case 'v':
             o->verbose++;

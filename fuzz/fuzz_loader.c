@@ -2,11 +2,12 @@
 /*
  * The image loaders against hostile files: the input's first byte picks
  * vmm_elf_load (a static ELF) or the Linux steps (bzImage, ELF vmlinux with
- * or without a PVH note) through vmm_linux_boot_setup with an initrd, a
- * command line, a device tree blob as setup_data and reserved ranges of the
- * input's choosing; the rest of a short header sets the options, and the
- * remaining bytes are the image. Guest memory: 16 MiB of RAM at 0 and 1 MiB
- * more at 20 MiB, so images can land in a hole or straddle one.
+ * or without a PVH note, a bzImage's XZ payload extracted and booted as an
+ * ELF) through vmm_linux_boot_setup with an initrd, a command line, a device
+ * tree blob as setup_data and reserved ranges of the input's choosing; the
+ * rest of a short header sets the options, and the remaining bytes are the
+ * image. Guest memory: 16 MiB of RAM at 0 and 1 MiB more at 20 MiB, so images
+ * can land in a hole or straddle one.
  *
  * Checked: no memory error or UB, and what a successful load reports lies
  * in guest memory (entry, kernel span, initrd, command line, parameters).
@@ -68,7 +69,11 @@ static void load_linux(struct fz *in)
     struct vmm_kernel_options ko = VMM_INIT(
         struct vmm_kernel_options, .no_pvh = flags & 4, .load_addr = flags & 8 ? fz_u32(in) : 0,
         .min_addr = flags & 16 ? fz_u32(in) : 0, .machine = flags & 32 ? &machine : NULL);
-    size_t initrd_len = fz_u16(in) % sizeof(initrd);
+    /* The initrd length's top bit: extract a bzImage's payload (no cache:
+     * the fuzzer writes no files). */
+    uint16_t initrd_word = fz_u16(in);
+    ko.extract_payload = initrd_word & 0x8000;
+    size_t initrd_len = (initrd_word & 0x7fff) % sizeof(initrd);
     size_t cmd_len, dtb_len;
     const uint8_t *cmd = fz_take(in, fz_u8(in), &cmd_len);
     const uint8_t *dtb = fz_take(in, fz_u8(in), &dtb_len);
@@ -86,7 +91,7 @@ static void load_linux(struct fz *in)
     struct vmm_linux_boot boot = VMM_INIT(struct vmm_linux_boot);
     int r = vmm_linux_boot_setup(mem, &cfg, &boot);
     if (r < 0) {
-        FZ_CHECK(r != -ENOMEM || kernel_len > RAM_LOW);
+        FZ_CHECK(r != -ENOMEM || kernel_len > RAM_LOW || ko.extract_payload);
         FZ_CHECK(boot.error[0] != '\0');
         return;
     }

@@ -162,6 +162,11 @@ if len(sys.argv) > 1:
     with open(os.path.join(guests, "linux_boot.bzImage"), "rb") as f:
         write("fuzz_loader", "linux-bzimage", linux_head + f.read())
     write("fuzz_loader", "linux-pvh-elf", linux_head + stripped("linux_boot.elf"))
+    # The bzImage carrying the ELF as an XZ payload, extracted (the initrd length's top bit).
+    xz_head = u8(1) + u8(0x40 | 1) + u32(0xf0000) + u32(0x1000) + u16(0x8000 | 4096) + \
+        u8(len(cmd)) + cmd + u8(8) + b"\xd0\x0d\xfe\xed\x00\x00\x00\x08"
+    with open(os.path.join(guests, "linux_boot_xz.bzImage"), "rb") as f:
+        write("fuzz_loader", "linux-bzimage-xz", xz_head + f.read())
     write("fuzz_loader", "linux-elf-no-pvh",
           u8(1) + u8(0x40 | 4) + u16(0) + u8(0) + u8(0) + stripped("linux_boot.elf"))
 
@@ -170,6 +175,8 @@ def argv(*args):
     return b"\0".join(a.encode() for a in args)
 
 
+write("fuzz_options", "kernel-cache", argv("--kernel", "bzImage", "--kernel-cache", "cache",
+                                           "--cmdline", "console=ttyS0"))
 write("fuzz_options", "boot", argv("--kernel", "vmlinux", "--initrd", "initrd", "--cmdline",
                                    "console=ttyS0", "-m", "256M", "-c", "2", "--boot", "linux"))
 write("fuzz_options", "devices", argv("-k", "g.elf", "--disk", "a.img,ro,direct", "--disk",

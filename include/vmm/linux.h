@@ -261,6 +261,29 @@ struct vmm_kernel_options {
     vmm_gpa_t min_addr; /* lowest address the kernel may use (0: VMM_LINUX_MIN_ADDR) */
     /* Optional: the machine whose reserved ranges the kernel must keep clear of. */
     const struct vmm_machine *machine;
+    /*
+     * bzImage: boot the vmlinux ELF inside it instead, decompressed here
+     * (XZ only; the payload's stated size capped by init_size, the decoder's
+     * memory bounded), through its PVH entry (the 64-bit entry with no_pvh),
+     * so the guest skips its own decompressor. Loaded at its link-time
+     * addresses: the guest loses KASLR (as a vmlinux booted by Firecracker
+     * does). A payload that is not an XZ-compressed ELF boots as the bzImage
+     * it came in. Errors as for an ELF kernel, and -EINVAL for a corrupt or
+     * truncated stream, -EFBIG for one larger than it states, -E2BIG for one
+     * that needs more decoder memory than the limit.
+     */
+    bool extract_payload;
+    /*
+     * With extract_payload: a directory (which must exist) keeping extracted
+     * payloads, named by the compressed payload's CRC-64 and sizes, so a
+     * changed image never finds another's entry; written to a temporary file
+     * and renamed (readers see all or nothing); an entry is used only when it
+     * is a regular file of this user, writable by no one else, of the stated
+     * size, and is then checked like any ELF kernel (one that fails is
+     * replaced by a fresh extraction). Failing to store one is logged, not an
+     * error. NULL: decompress on every load.
+     */
+    const char *payload_cache_dir;
 };
 
 /*
@@ -349,6 +372,11 @@ VMM_API bool vmm_kernel_is_linux(const void *image, size_t size);
  * XEN_ELFNOTE_PHYS32_ENTRY (4- or 8-byte address below 4 GiB, inside an
  * executable segment) and opts->no_pvh is false, the protocol is PVH. A
  * malformed PVH note is -EINVAL.
+ *
+ * bzImage with opts->extract_payload: its XZ payload is decompressed (or
+ * read from opts->payload_cache_dir) and loaded as the ELF kernel above,
+ * boot->format VMM_KERNEL_ELF; see struct vmm_kernel_options for its checks
+ * and errors. A payload that is not an XZ ELF loads the bzImage as above.
  *
  * boot must not be NULL; opts may be. Returns 0 or a -errno (see the top).
  */

@@ -66,4 +66,41 @@ int linux_place(const struct vmm_memory *mem, const struct linux_place *req, uin
 /* Whether [base, end) overlaps one of r[0..n); returns its index or -1. */
 int linux_find_overlap(uint64_t base, uint64_t end, const struct vmm_range *r, unsigned n);
 
+/* Load an ELF vmlinux (by its physical addresses, PVH entry unless
+ * opts->no_pvh), filling boot; opts is a full copy (linux_kopts_in). */
+int linux_load_vmlinux(struct vmm_memory *mem, const struct vmm_image *im,
+                       const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot);
+
+/* ---- a bzImage's compressed payload (bzpayload.c) ---- */
+
+/* An XZ payload read from the image and checked (malloc'ed xz: free it). */
+struct linux_payload {
+    unsigned char *xz;
+    size_t xz_len;    /* the stream, without the 4-byte size trailer */
+    uint32_t out_len; /* what the trailer says it decompresses to */
+};
+
+/* Read the payload of a checked bzImage whose protected-mode kernel starts at
+ * kernel_off: -ENOTSUP for none or another compression than XZ (reason in
+ * boot->error), -EFBIG for a stated size of 0 or past init_size or max,
+ * -ENOMEM, or the read's error. */
+int linux_payload_read(const struct vmm_image *im, uint64_t kernel_off,
+                       const struct vmm_linux_setup_header *hdr, uint64_t max,
+                       struct linux_payload *pl, struct vmm_linux_boot *boot);
+
+/* Decompress it into a malloc'ed buffer of exactly pl->out_len bytes.
+ * -EINVAL for a corrupt or truncated stream or one that ends short of the
+ * stated size, -EFBIG for one that goes past it, -E2BIG when the decoder
+ * would need more than its memory limit, -ENOMEM. */
+int linux_payload_extract(const struct linux_payload *pl, unsigned char **out,
+                          struct vmm_linux_boot *boot);
+
+/* Boot the bzImage's payload as an ELF kernel (opts->extract_payload), through
+ * opts->payload_cache_dir when set. -ENOTSUP where the payload is not an XZ
+ * ELF (the caller falls back to the bzImage), else as the steps above and
+ * linux_load_vmlinux. */
+int linux_load_payload(struct vmm_memory *mem, const struct vmm_image *im, uint64_t kernel_off,
+                       const struct vmm_linux_setup_header *hdr,
+                       const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot);
+
 #endif /* VMM_LOADER_LINUX_INTERNAL_H */

@@ -338,6 +338,14 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
     int r = bz_read_header(im, &bz, boot);
     if (r == 0)
         r = bz_check_layout(im, &bz, boot);
+    if (r == 0 && opts && opts->extract_payload) {
+        r = linux_load_payload(mem, im, bz.setup_size, &bz.hdr, opts, boot);
+        if (r != -ENOTSUP)
+            return r;
+        vmm_log_info("linux: %s: booting the bzImage as it is", boot->error);
+        boot->error[0] = '\0';
+        r = 0;
+    }
     if (r == 0)
         r = bz_place(mem, opts, &bz, &load, boot);
     if (r == 0)
@@ -359,8 +367,8 @@ static int load_bzimage(struct vmm_memory *mem, const struct vmm_image *im,
 
 /* ---- ELF vmlinux ---- */
 
-static int load_vmlinux(struct vmm_memory *mem, const struct vmm_image *im,
-                        const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
+int linux_load_vmlinux(struct vmm_memory *mem, const struct vmm_image *im,
+                       const struct vmm_kernel_options *opts, struct vmm_linux_boot *boot)
 {
     vmm_gpa_t min_addr = opts && opts->min_addr ? opts->min_addr : VMM_LINUX_MIN_ADDR;
     struct vmm_elf_plan *plan = malloc(sizeof(*plan));
@@ -472,7 +480,7 @@ static int load_image(struct vmm_memory *mem, const struct vmm_image *im,
         return linux_fail(boot, -EINVAL, "cannot read the kernel header");
     switch (vmm_kernel_detect(head, n)) {
     case VMM_KERNEL_ELF:
-        return load_vmlinux(mem, im, opts, boot);
+        return linux_load_vmlinux(mem, im, opts, boot);
     case VMM_KERNEL_BZIMAGE:
         return load_bzimage(mem, im, opts, boot);
     default:

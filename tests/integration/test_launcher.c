@@ -571,6 +571,53 @@ START_TEST(bad_images_get_one_line_errors)
 }
 END_TEST
 
+/* --kernel-cache: the linux_boot guest in a bzImage that also carries it as
+ * an XZ payload boots through PVH from the extracted ELF (stored on the first
+ * run, read on the second) and through its 64-bit entry without the option;
+ * a bzImage without a payload boots as it is, with a note. */
+START_TEST(kernel_cache_boots_the_payload)
+{
+    char dir[PATH_MAX], cache[PATH_MAX], xz[PATH_MAX], plain[PATH_MAX];
+    ck_assert_ptr_nonnull(mkdtemp(vmm_test_tmpname(dir, sizeof(dir), "vmm-test-kcache")));
+    vmm_test_path(cache, sizeof(cache), dir, "cache");
+    snprintf(xz, sizeof(xz), "%s/linux_boot_xz.bzImage", VMM_GUEST_DIR);
+    snprintf(plain, sizeof(plain), "%s/linux_boot.bzImage", VMM_GUEST_DIR);
+    char *cmd = "libvmm-linux-test mem=0x4000000 rsdp=0xe0000";
+    struct result r;
+    run(&r, (char *[]){VMM_RUN_PATH, "-k", xz, "--cmdline", cmd, "--mem", "64M", NULL});
+    ck_assert_msg(r.status == 0 && strstr(r.out, "linux-boot: 64-bit OK"), "%d %s %s", r.status,
+                  r.out, r.err);
+    for (int round = 0; round < 2; round++) {
+        run(&r, (char *[]){VMM_RUN_PATH, "-k", xz, "--kernel-cache", cache, "--cmdline", cmd,
+                           "--mem", "64M", NULL});
+        ck_assert_msg(r.status == 0 && strstr(r.out, "linux-boot: PVH OK"), "round %d: %d %s %s",
+                      round, r.status, r.out, r.err);
+        ck_assert_str_eq(r.err, "");
+        char ls[PATH_MAX + 64];
+        snprintf(ls, sizeof(ls), "test $(ls -A '%s' | grep -c '^vmlinux-') = 1", cache);
+        ck_assert_int_eq(system(ls), 0);
+    }
+    run(&r, (char *[]){VMM_RUN_PATH, "-k", plain, "--kernel-cache", cache, "--cmdline", cmd,
+                       "--mem", "64M", NULL});
+    ck_assert_msg(r.status == 0 && strstr(r.out, "linux-boot: 64-bit OK"), "%d %s %s", r.status,
+                  r.out, r.err);
+    ck_assert_ptr_nonnull(strstr(r.err, "booted as a bzImage"));
+
+    expect_error((char *[]){VMM_RUN_PATH, "-k", (char *)harness_guest_path("hello"),
+                            "--kernel-cache", cache, NULL},
+                 "--kernel-cache is for a Linux bzImage");
+    char elf[PATH_MAX];
+    snprintf(elf, sizeof(elf), "%s/linux_boot.elf", VMM_GUEST_DIR);
+    expect_error((char *[]){VMM_RUN_PATH, "-k", elf, "--kernel-cache", cache, NULL},
+                 "--kernel-cache is for a Linux bzImage");
+    expect_error((char *[]){VMM_RUN_PATH, "-k", xz, "--kernel-cache", "", NULL},
+                 "--kernel-cache needs a directory");
+    char rm[PATH_MAX + 16];
+    snprintf(rm, sizeof(rm), "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(rm), 0);
+}
+END_TEST
+
 START_TEST(embedding_example_runs_a_guest)
 {
     struct result r;
@@ -605,6 +652,7 @@ int main(void)
     tcase_add_test(tc, triple_fault_is_a_reset);
     tcase_add_test(tc, bad_images_get_one_line_errors);
     tcase_add_test(tc, embedding_example_runs_a_guest);
+    tcase_add_test(tc, kernel_cache_boots_the_payload);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }
