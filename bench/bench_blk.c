@@ -398,20 +398,29 @@ static int vmm_run(struct drv *d, uint64_t nblocks, unsigned depth, uint64_t ops
         drv_post(d, i, blk_of[i]);
     }
     drv_publish_and_kick(d);
-    uint64_t last_progress = bench_now_ns();
+    uint64_t stalled_since = 0; /* when the device last had nothing (0: it had) */
     while (done < ops) {
-        r = vmm_event_loop_run_once(d->loop, 1000);
+        /* The VM's loop (vmm_event_loop_run) waits without a timeout, which
+         * spares epoll_wait a timer: look without one first (in this
+         * single-threaded driver the kick is there already), and only when
+         * nothing came wait with the watchdog's timeout. */
+        r = vmm_event_loop_run_once(d->loop, 0);
+        if (r == 0)
+            r = vmm_event_loop_run_once(d->loop, 1000);
         if (r < 0)
             break;
         uint16_t used = __atomic_load_n((uint16_t *)(d->host + G_USED + 2), __ATOMIC_ACQUIRE);
         /* run_once also returns 0 when a signal (io_uring's async retry
          * raises one) cut the wait short: only a second without any used
-         * entry is a stuck device. */
-        if (used != d->used_seen)
-            last_progress = bench_now_ns();
-        if (r == 0 && used == d->used_seen && bench_now_ns() - last_progress < 1000000000ull)
-            continue;
-        if (r == 0 && used == d->used_seen) {
+         * entry is a stuck device. The clock is read only then. */
+        if (used != d->used_seen) {
+            stalled_since = 0;
+        } else if (r == 0) {
+            uint64_t now = bench_now_ns();
+            if (!stalled_since)
+                stalled_since = now;
+            if (now - stalled_since < 1000000000ull)
+                continue;
             fprintf(stderr, "bench_blk: the device made no progress in 1 s\n");
             r = -ETIMEDOUT;
             break;
