@@ -310,24 +310,20 @@ static void drain_stop(struct vmm_event_loop *loop)
 }
 
 /* Run the callback of one collected event if its entry still exists and
- * still wants events. Returns whether a callback ran. */
+ * still wants events. Called and returns with the lock held; drops it
+ * around the callback. Returns whether a callback ran. */
 static bool dispatch(struct vmm_event_loop *loop, uint64_t token, uint32_t revents)
 {
     unsigned idx = (unsigned)(token & UINT32_MAX);
     uint32_t gen = (uint32_t)(token >> 32);
-    pthread_mutex_lock(&loop->lock);
-    if (idx >= loop->nslots) {
-        pthread_mutex_unlock(&loop->lock);
+    if (idx >= loop->nslots)
         return false;
-    }
     struct event_slot *s = &loop->slots[idx];
     /* Removed (or removed and re-added) since epoll_wait, paused, or no
      * longer interested in what fired. */
     revents &= s->events | EPOLLERR | EPOLLHUP;
-    if (s->state != SLOT_ACTIVE || s->gen != gen || s->events == 0 || revents == 0) {
-        pthread_mutex_unlock(&loop->lock);
+    if (s->state != SLOT_ACTIVE || s->gen != gen || s->events == 0 || revents == 0)
         return false;
-    }
     s->in_callback = true;
     vmm_event_fn fn = s->fn;
     void *opaque = s->opaque;
@@ -342,7 +338,6 @@ static bool dispatch(struct vmm_event_loop *loop, uint64_t token, uint32_t reven
     if (s->state == SLOT_DEAD)
         free_slot(s);
     pthread_cond_broadcast(&loop->callback_done);
-    pthread_mutex_unlock(&loop->lock);
     return true;
 }
 
@@ -370,16 +365,21 @@ int vmm_event_loop_run_once(struct vmm_event_loop *loop, int timeout_ms)
         }
         n = 0;
     }
+    /* One critical section from the first event to clearing running, left
+     * only around callbacks: a wake-up with one event takes the lock twice
+     * in all (it is on every device's per-request path). */
+    bool stop = false;
+    pthread_mutex_lock(&loop->lock);
     for (int i = 0; i < n; i++) {
         if (evs[i].data.u64 == EVENT_STOP_TOKEN)
-            drain_stop(loop);
+            stop = true;
         else if (dispatch(loop, evs[i].data.u64, evs[i].events))
             ret++;
     }
-
-    pthread_mutex_lock(&loop->lock);
     loop->running = false;
     pthread_mutex_unlock(&loop->lock);
+    if (stop)
+        drain_stop(loop);
     return ret;
 }
 

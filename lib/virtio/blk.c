@@ -11,6 +11,7 @@
 #include <vmm/virtio_mmio.h>
 #include <vmm/virtio_blk.h>
 
+#include "event/event_internal.h"
 #include "virtio/blkio.h"
 #include "snapshot/snapshot_internal.h"
 #include "virtio_internal.h"
@@ -501,7 +502,7 @@ static void blk_io_event(void *opaque, int fd, uint32_t events)
     (void)events;
     struct blk *d = opaque;
     vmm_virtio_lock(d->t);
-    (void)vmm_blkio_process(d->io);
+    (void)vmm_blkio_reap(d->io); /* edge-triggered: no read(2) */
     struct vmm_virtq *q = vmm_virtio_queue(d->t, 0);
     if (d->retry)
         pop_all(d, q);
@@ -564,7 +565,9 @@ static int blk_attach(void *opaque, struct vmm_virtio_transport *t)
     t->snap = &blk_snap;
     struct vmm_event_loop *loop = vmm_virtio_event_loop(t);
     if (loop) {
-        int r = vmm_event_loop_add(loop, vmm_blkio_fd(d->io), EPOLLIN, blk_io_event, d);
+        /* Edge-triggered: each completion signal or kick is one callback,
+         * and the eventfd need not be read (vmm_blkio_reap). */
+        int r = vmm_event_loop_add_edge(loop, vmm_blkio_fd(d->io), EPOLLIN, blk_io_event, d);
         if (r < 0)
             return r;
         d->watched = true;

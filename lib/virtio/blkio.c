@@ -772,6 +772,14 @@ int vmm_blkio_process(struct vmm_blkio *b)
     return (int)(b->completed - before);
 }
 
+int vmm_blkio_reap(struct vmm_blkio *b)
+{
+    uint64_t before = b->completed;
+    (void)reap_ring(b);
+    (void)vmm_blkio_submit(b);
+    return (int)(b->completed - before);
+}
+
 int vmm_blkio_wait(struct vmm_blkio *b)
 {
     while (b->inflight) {

@@ -127,6 +127,16 @@ int vmm_blkio_submit(struct vmm_blkio *b);
 int vmm_blkio_process(struct vmm_blkio *b);
 
 /*
+ * Process without clearing the eventfd, for a caller that watches
+ * vmm_blkio_fd edge-triggered (vmm_event_loop_add_edge): every signal is one
+ * wake-up there, so the read(2) that process spends to make a level-triggered
+ * fd quiet is saved, one system call per batch of completions that finished
+ * outside submit. The counter only grows (it cannot realistically reach its
+ * limit). Same return as process.
+ */
+int vmm_blkio_reap(struct vmm_blkio *b);
+
+/*
  * Block until at least one request finishes and run process. Returns what
  * process returned (0 is possible: a multi-step request moved on), 0 at once
  * with nothing in flight, or -errno when nothing can make progress (a
