@@ -38,10 +38,13 @@ if [ ${#kvm_cmds[@]} -gt 0 ]; then
     if [ "$mode" = auto ]; then
         if [ -c /dev/kvm ] && (exec 3<>/dev/kvm) 2>/dev/null; then mode=direct; else mode=nested; fi
     fi
+    # Each benchmark's headline, gathered at the end (issue 15's three ratios).
+    log=$(mktemp "${TMPDIR:-/tmp}/run-bench.XXXXXX")
+    trap 'rm -f "$log"' EXIT
     case "$mode" in
     direct)
         echo "run-bench: on this host's /dev/kvm"
-        sh -c "$script"
+        sh -c "$script" | tee "$log"
         ;;
     nested)
         why=""
@@ -51,10 +54,14 @@ if [ ${#kvm_cmds[@]} -gt 0 ]; then
             why="/dev/kvm cannot be opened here; "
         fi
         echo "run-bench: ${why}running the KVM benchmarks inside a nested QEMU level 1 (tests/nested/run-nested.sh): nested-KVM figures, compare only the ratios"
-        bash "$here/../tests/nested/run-nested.sh" --work "$build/bench/nested" -- sh -c "$script"
+        bash "$here/../tests/nested/run-nested.sh" --work "$build/bench/nested" -- sh -c "$script" |
+            tee "$log"
         ;;
     *) echo "run-bench: VMM_KVM_MODE must be auto, direct or nested" >&2; exit 2 ;;
     esac
+    echo "run-bench: summary ($mode KVM; each ratio against the raw-KVM floor of the same run):"
+    grep -E '^(exit: raw .*ratio|startup: raw .*ratio|process: raw .*ratio|rss: raw .*difference)' \
+        "$log" | sed 's/^/run-bench:   /' || true
 fi
 for w in "${other[@]}"; do
     if [ "$w" = blk ]; then

@@ -170,6 +170,12 @@ int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccom
                            struct vmm_seccomp_prog *out);
 int vmm_seccomp_prog_load(const struct vmm_seccomp_prog *p);
 void vmm_seccomp_prog_free(struct vmm_seccomp_prog *p);
+/* As vmm_seccomp_prog_build, always through libseccomp (never the build's
+ * generated programs): what lib/seccomp/gen.c writes them with, and what a
+ * test compares them against. */
+int vmm_seccomp_prog_build_libseccomp(enum vmm_seccomp_thread kind,
+                                      const struct vmm_seccomp_config *cfg,
+                                      struct vmm_seccomp_prog *out);
 /* kind's allowlist as distinct system call numbers (those allowed only
  * with some arguments included, ioctl once) and ioctl request numbers,
  * without a config's extras or a sanitizer build's additions: 0, -EINVAL,

@@ -9,6 +9,14 @@
  * reading the library's run-time paths; ioctl is allowed only for the
  * request numbers listed. The lists nest: VCPU and IO are within MAIN,
  * MAIN within BUILD, since a thread inherits its creator's filter.
+ *
+ * libseccomp runs at build time too: lib/seccomp/gen.c (a build tool over
+ * this file) writes the program of every kind, with and without
+ * allow_snapshots, into a generated header, and a thread whose filter adds
+ * no extra rules loads that one, its deny action set, without building
+ * anything (issue 15: libseccomp's filter building cost each launch ~1.4 ms
+ * and ~100 KiB of heap). libseccomp builds the rest: extra rules, and cross
+ * builds, which have no generated header.
  */
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -35,6 +43,12 @@
 #include <vmm/seccomp.h>
 
 #include "vmm_internal.h"
+
+#if defined(VMM_SECCOMP_PRECOMPILED) && !defined(VMM_SECCOMP_GENERATOR)
+/* precompiled[kind][allow_snapshots], built with SECCOMP_RET_KILL_PROCESS
+ * as the deny action. */
+#include "seccomp_progs.h"
+#endif
 
 /* The calls glibc (2.36) makes for the same function differ by
  * architecture: x86-64 keeps the old calls (poll, epoll_wait, unlink,
@@ -331,6 +345,11 @@ static const struct list kind_lists[][6] = {
     [VMM_SECCOMP_UFFD] = {LIST(uffd_syscalls, uffd_ioctls)},
 };
 
+#if defined(VMM_SECCOMP_PRECOMPILED) && !defined(VMM_SECCOMP_GENERATOR)
+_Static_assert(VMM_ARRAY_SIZE(precompiled) == VMM_ARRAY_SIZE(kind_lists),
+               "a generated program for every kind");
+#endif
+
 /* MAIN and BUILD set no_new_privs on the threads they start filters on. */
 static bool sets_nnp(enum vmm_seccomp_thread kind)
 {
@@ -572,34 +591,44 @@ static bool sanitized(void)
 #endif
 }
 
+/* The caller's config in *cfg, checked, and its deny action's seccomp
+ * return value in *deny. */
+static int check_config(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user,
+                        struct vmm_seccomp_config *cfg, uint32_t *deny)
+{
+    *cfg = VMM_INIT(struct vmm_seccomp_config);
+    if (user && VMM_ABI_COPY_IN(cfg, user) < 0)
+        return -EINVAL;
+    if (!valid_kind(kind) || (cfg->nr_extra_syscalls && !cfg->extra_syscalls) ||
+        (cfg->nr_extra_ioctls && !cfg->extra_ioctls))
+        return -EINVAL;
+    switch (cfg->action) {
+    case VMM_SECCOMP_KILL:
+        *deny = SCMP_ACT_KILL_PROCESS;
+        return 0;
+    case VMM_SECCOMP_TRAP:
+        *deny = SCMP_ACT_TRAP;
+        return 0;
+    case VMM_SECCOMP_LOG:
+        *deny = SCMP_ACT_LOG;
+        return 0;
+    default:
+        return -EINVAL;
+    }
+}
+
 /* The filter for kind and user's config, in a libseccomp context. */
 static int build_ctx(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user,
                      scmp_filter_ctx *out)
 {
-    struct vmm_seccomp_config cfg = VMM_INIT(struct vmm_seccomp_config);
-    if (user && VMM_ABI_COPY_IN(&cfg, user) < 0)
-        return -EINVAL;
-    if (!valid_kind(kind) || (cfg.nr_extra_syscalls && !cfg.extra_syscalls) ||
-        (cfg.nr_extra_ioctls && !cfg.extra_ioctls))
-        return -EINVAL;
+    struct vmm_seccomp_config cfg;
     uint32_t deny;
-    switch (cfg.action) {
-    case VMM_SECCOMP_KILL:
-        deny = SCMP_ACT_KILL_PROCESS;
-        break;
-    case VMM_SECCOMP_TRAP:
-        deny = SCMP_ACT_TRAP;
-        break;
-    case VMM_SECCOMP_LOG:
-        deny = SCMP_ACT_LOG;
-        break;
-    default:
-        return -EINVAL;
-    }
+    int r = check_config(kind, user, &cfg, &deny);
+    if (r < 0)
+        return r;
     scmp_filter_ctx ctx = seccomp_init(deny);
     if (!ctx)
         return -ENOMEM;
-    int r = 0;
     const struct list *l = kind_lists[kind];
     for (size_t i = 0; i < VMM_ARRAY_SIZE(kind_lists[0]) && r == 0; i++)
         r = add_list(ctx, l[i].syscalls, l[i].nr_syscalls, l[i].ioctls, l[i].nr_ioctls);
@@ -626,10 +655,55 @@ static int build_ctx(enum vmm_seccomp_thread kind, const struct vmm_seccomp_conf
     return 0;
 }
 
+/* The generated program for kind and user's config in *out (allocated),
+ * its deny action set; -ENOENT where none fits (extra rules, allow_threads
+ * or allow_inet_sockets, or a build without generated programs):
+ * libseccomp then builds it. */
+static int precompiled_prog(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user,
+                            struct vmm_seccomp_prog *out)
+{
+    struct vmm_seccomp_config cfg;
+    uint32_t deny;
+    int r = check_config(kind, user, &cfg, &deny);
+    if (r < 0)
+        return r;
+#if defined(VMM_SECCOMP_PRECOMPILED) && !defined(VMM_SECCOMP_GENERATOR)
+    /* Generated: each kind with and without allow_snapshots, nothing
+     * added. */
+    if (cfg.nr_extra_syscalls || cfg.nr_extra_ioctls || cfg.allow_threads || cfg.allow_inet_sockets)
+        return -ENOENT;
+    const struct precompiled *p = &precompiled[kind][cfg.allow_snapshots];
+    struct sock_filter *insns = malloc(p->len * sizeof(*insns));
+    if (!insns)
+        return -ENOMEM;
+    /* The deny action is the only SECCOMP_RET_KILL_PROCESS the program
+     * returns (bad architectures get SECCOMP_RET_KILL_THREAD). */
+    for (unsigned i = 0; i < p->len; i++) {
+        insns[i] = p->insns[i];
+        if (insns[i].code == (BPF_RET | BPF_K) && insns[i].k == SECCOMP_RET_KILL_PROCESS)
+            insns[i].k = deny;
+    }
+    *out = (struct vmm_seccomp_prog){.insns = insns, .len = p->len};
+    return 0;
+#else
+    (void)out;
+    return -ENOENT;
+#endif
+}
+
 int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *user)
 {
+    struct vmm_seccomp_prog prog;
+    int r = precompiled_prog(kind, user, &prog);
+    if (r != -ENOENT) {
+        if (r == 0) {
+            r = vmm_seccomp_prog_load(&prog);
+            vmm_seccomp_prog_free(&prog);
+        }
+        return r;
+    }
     scmp_filter_ctx ctx;
-    int r = build_ctx(kind, user, &ctx);
+    r = build_ctx(kind, user, &ctx);
     if (r < 0)
         return r;
     r = seccomp_load(ctx);
@@ -641,6 +715,15 @@ int vmm_seccomp_install(enum vmm_seccomp_thread kind, const struct vmm_seccomp_c
 
 int vmm_seccomp_prog_build(enum vmm_seccomp_thread kind, const struct vmm_seccomp_config *cfg,
                            struct vmm_seccomp_prog *out)
+{
+    *out = (struct vmm_seccomp_prog){0};
+    int r = precompiled_prog(kind, cfg, out);
+    return r == -ENOENT ? vmm_seccomp_prog_build_libseccomp(kind, cfg, out) : r;
+}
+
+int vmm_seccomp_prog_build_libseccomp(enum vmm_seccomp_thread kind,
+                                      const struct vmm_seccomp_config *cfg,
+                                      struct vmm_seccomp_prog *out)
 {
     *out = (struct vmm_seccomp_prog){0};
     scmp_filter_ctx ctx;

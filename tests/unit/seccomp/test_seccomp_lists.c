@@ -13,6 +13,8 @@
 #include <seccomp.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <linux/filter.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -306,12 +308,81 @@ START_TEST(arguments_are_checked)
 }
 END_TEST
 
+/* What a thread loads (the build's generated program where no extra rule
+ * is asked for) is what libseccomp builds at run time for the same kind
+ * and config, instruction for instruction, for every kind, deny action and
+ * allow_snapshots; with an extra rule (one that differs from the plain
+ * program), allow_threads or allow_inet_sockets, libseccomp's program. */
+START_TEST(loaded_programs_are_libseccomps)
+{
+    static const enum vmm_seccomp_action actions[] = {VMM_SECCOMP_KILL, VMM_SECCOMP_TRAP,
+                                                      VMM_SECCOMP_LOG};
+    for (unsigned k = VMM_SECCOMP_VCPU; k <= VMM_SECCOMP_UFFD; k++) {
+        for (unsigned a = 0; a < sizeof(actions) / sizeof(actions[0]); a++) {
+            for (unsigned snap = 0; snap < 2; snap++) {
+                struct vmm_seccomp_config cfg = VMM_INIT(struct vmm_seccomp_config);
+                cfg.action = actions[a];
+                cfg.allow_snapshots = snap;
+                struct vmm_seccomp_prog got, want;
+                ck_assert_int_eq(vmm_seccomp_prog_build(k, &cfg, &got), 0);
+                ck_assert_int_eq(vmm_seccomp_prog_build_libseccomp(k, &cfg, &want), 0);
+                ck_assert_msg(got.len == want.len && !memcmp(got.insns, want.insns,
+                                                             got.len * sizeof(struct sock_filter)),
+                              "%s, action %u, snapshots %u: %u instructions, libseccomp %u",
+                              kind_names[k], a, snap, got.len, want.len);
+                vmm_seccomp_prog_free(&got);
+                vmm_seccomp_prog_free(&want);
+            }
+        }
+        struct vmm_seccomp_config plain = VMM_INIT(struct vmm_seccomp_config);
+        struct vmm_seccomp_config extra = plain;
+        static const int getcwd_nr[] = {SCMP_SYS(getcwd)};
+        extra.extra_syscalls = getcwd_nr;
+        extra.nr_extra_syscalls = 1;
+        struct vmm_seccomp_prog p, e, want;
+        ck_assert_int_eq(vmm_seccomp_prog_build(k, &plain, &p), 0);
+        ck_assert_int_eq(vmm_seccomp_prog_build(k, &extra, &e), 0);
+        ck_assert_int_eq(vmm_seccomp_prog_build_libseccomp(k, &extra, &want), 0);
+        ck_assert(e.len == want.len &&
+                  !memcmp(e.insns, want.insns, e.len * sizeof(struct sock_filter)));
+        ck_assert(e.len != p.len || memcmp(e.insns, p.insns, e.len * sizeof(struct sock_filter)));
+        vmm_seccomp_prog_free(&p);
+        vmm_seccomp_prog_free(&e);
+        vmm_seccomp_prog_free(&want);
+        /* The generated programs hold neither allow_threads nor
+         * allow_inet_sockets: those configs get libseccomp's. */
+        for (unsigned f = 0; f < 2; f++) {
+            struct vmm_seccomp_config flag = plain;
+            if (f == 0)
+                flag.allow_threads = true;
+            else
+                flag.allow_inet_sockets = true;
+            ck_assert_int_eq(vmm_seccomp_prog_build(k, &flag, &e), 0);
+            ck_assert_int_eq(vmm_seccomp_prog_build_libseccomp(k, &flag, &want), 0);
+            ck_assert_msg(e.len == want.len &&
+                              !memcmp(e.insns, want.insns, e.len * sizeof(struct sock_filter)),
+                          "%s, %s: %u instructions, libseccomp %u", kind_names[k],
+                          f ? "allow_inet_sockets" : "allow_threads", e.len, want.len);
+            vmm_seccomp_prog_free(&e);
+            vmm_seccomp_prog_free(&want);
+        }
+    }
+    /* A bad config fails the same way on both roads. */
+    struct vmm_seccomp_config bad = VMM_INIT(struct vmm_seccomp_config);
+    bad.action = (enum vmm_seccomp_action)7;
+    struct vmm_seccomp_prog p;
+    ck_assert_int_eq(vmm_seccomp_prog_build(VMM_SECCOMP_VCPU, &bad, &p), -EINVAL);
+    ck_assert_int_eq(vmm_seccomp_prog_build(VMM_SECCOMP_UFFD + 1, NULL, &p), -EINVAL);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("seccomp_lists");
     TCase *tc = tcase_create("lists");
     tcase_add_test(tc, lists_hold_no_repeat_and_nothing_forbidden);
     tcase_add_test(tc, arguments_are_checked);
+    tcase_add_test(tc, loaded_programs_are_libseccomps);
     suite_add_tcase(s, tc);
     return vmm_test_run_suite(s);
 }
