@@ -70,8 +70,9 @@ static const char usage[] =
     "      --rng             add a virtio entropy device (fed from getrandom)\n"
     "      --disk PATH[,ro|,rw][,direct]  add a virtio-blk disk backed by a file or block\n"
     "                        device; ,ro: read-only; ,direct: O_DIRECT (repeatable, up to 8)\n"
-    "      --transport KIND  how virtio devices appear: mmio (default) or pci (virtio-pci\n"
-    "                        with MSI-X on a PCI root complex described by ACPI)\n"
+    "      --transport KIND  how virtio devices appear: pci (default: virtio-pci with\n"
+    "                        MSI-X on a PCI root complex described by ACPI) or mmio\n"
+    "                        (virtio-mmio, each device on an interrupt line)\n"
     "      --net tap=NAME[,mac=MAC][,mtu=N][,queues=N][,vhost=on]  add a virtio-net device\n"
     "                        on tap NAME (an existing one, or a new one with CAP_NET_ADMIN);\n"
     "                        queues=N gives N queue pairs (a multiqueue tap), vhost=on the\n"
@@ -283,7 +284,7 @@ struct options {
     bool rng;                                      /* --rng */
     struct vmm_virtio_blk_config disks[MAX_DISKS]; /* --disk, in order */
     unsigned nr_disks;
-    bool pci;                                    /* --transport pci */
+    bool pci;                                    /* --transport pci (the default) */
     struct vmm_virtio_net_config nets[MAX_NETS]; /* --net, in order */
     unsigned nr_nets;
     bool balloon; /* --balloon */
@@ -680,10 +681,14 @@ static struct vmm_pci_bus *pci_bus(struct vmm_vm *vm, struct vmm_machine *m)
 }
 
 /* --transport pci: a root complex, and each device as a virtio-pci function
- * in the order of the mmio slots. */
+ * in the order of the mmio slots. A machine without virtio devices gets no
+ * root complex for them (--restore makes the same choice from the same
+ * description). */
 static void add_virtio_pci_devices(struct vmm_vm *vm, const struct options *o,
                                    struct vmm_machine *m)
 {
+    if (!o->virtio_console && !o->rng && !o->nr_disks && !o->balloon && !o->nr_nets && !o->vsock)
+        return;
     struct vmm_pci_bus *bus = pci_bus(vm, m);
     int r;
     struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
@@ -977,8 +982,7 @@ static char *describe_vm(const struct options *o, size_t *len)
             o->cfg.irqchip == VMM_IRQCHIP_KERNEL ? "kernel" : "split", o->virtio_console, o->rng);
     for (unsigned i = 0; i < o->nr_disks; i++)
         fprintf(f, "disk=%d,%d,%s\n", o->disks[i].readonly, o->disks[i].direct, o->disks[i].path);
-    if (o->pci)
-        fprintf(f, "transport=pci\n");
+    fprintf(f, "transport=%s\n", o->pci ? "pci" : "mmio");
     if (o->mem_backing == VMM_MEMORY_MEMFD)
         fprintf(f, "mem-backing=memfd\n");
     if (o->mem_merge)
@@ -1058,6 +1062,9 @@ static void parse_vm_description(char *buf, size_t len, const char *what, struct
     bool saved_vsock = false;
     struct vmm_virtio_vsock_config saved_vsock_cfg;
     bool virtio_console = false;
+    /* Descriptions without a transport line (before virtio-pci became the
+     * default) are of virtio-mmio machines. */
+    o->pci = false;
     char *save = NULL;
     char *line = strtok_r(buf, "\n", &save);
     if (!line || strcmp(line, SNAPSHOT_DESC_MAGIC) != 0)
@@ -2122,6 +2129,7 @@ static enum parse_result parse_options(int argc, char **argv, struct options *o,
     };
     *o = (struct options){.console = "stdio",
                           .migrate_fd = -1,
+                          .pci = true,
                           .mem_size = DEFAULT_MEM,
                           .vcpus = 1,
                           .seccomp = 1 + VMM_SECCOMP_TRAP,

@@ -52,6 +52,8 @@ static const char usage_text[] =
     "                        (a virtio console on stdin/stdout) or a file for the PL011's output\n"
     "      --rng             add a virtio entropy device\n"
     "      --disk PATH[,ro]  add a virtio-blk disk (up to 8)\n"
+    "                        (virtio devices are virtio-mmio nodes of the FDT: it has no PCI\n"
+    "                        host bridge, so there is no --transport, unlike on x86_64)\n"
     "      --seccomp MODE    kill (default): a system call outside the allowlist of its\n"
     "                        thread (vCPU, I/O or main) ends vmm-run, naming the call;\n"
     "                        log: allow it and let the kernel log it; off: no filters\n"

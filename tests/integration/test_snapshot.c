@@ -981,6 +981,17 @@ START_TEST(bad_snapshots_are_refused)
 END_TEST
 
 /* The application's blob comes back; a missing directory is an error. */
+/* vmm-run names its transport in every description it writes (one without
+ * the line is of a virtio-mmio machine, as before virtio-pci was the default). */
+static void assert_transport_line(const char *dir, const char *line)
+{
+    char desc[4096];
+    size_t len = 0;
+    ck_assert_int_eq(vmm_snapshot_app_data(dir, desc, sizeof(desc) - 1, &len), 0);
+    desc[len] = '\0';
+    ck_assert_msg(strstr(desc, line), "description: %s", desc);
+}
+
 START_TEST(app_data_round_trips)
 {
     char *base = scratch_dir(), *a = subdir(base, "a");
@@ -1094,14 +1105,23 @@ START_TEST(vmm_run_saves_on_a_signal_and_restores)
     make_disk(same, 1 << 20);
     make_disk(big, 2 << 20);
     struct proc p;
-    char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("snapcount"),
-                         "--rng",      "--disk",   disk,
-                         "--save",     a,          NULL};
+    char *save_argv[] = {VMM_RUN_PATH,
+                         "--kernel",
+                         (char *)harness_guest_path("snapcount"),
+                         "--transport",
+                         "mmio",
+                         "--rng",
+                         "--disk",
+                         disk,
+                         "--save",
+                         a,
+                         NULL};
     spawn(&p, save_argv);
     proc_read(&p, "waiting\n");
     ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
     proc_read(&p, NULL); /* nothing more: it saved and stopped */
     ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    assert_transport_line(a, "transport=mmio\n");
     ck_assert_msg(strstr(err, "saved the VM"), "stderr: %s", err);
 
     /* Three times from the same snapshot, memory read, mapped and faulted
@@ -1198,9 +1218,9 @@ START_TEST(control_socket_pauses_snapshots_and_resumes)
     char err[1024];
     char *base = scratch_dir(), *a = subdir(base, "a"), *sock = subdir(base, "api");
     struct proc p;
-    char *argv[] = {VMM_RUN_PATH, "--kernel",   (char *)harness_guest_path("snapcount"),
-                    "--rng",      "--api-sock", sock,
-                    NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("snapcount"),
+                    "--transport", "mmio",     "--rng",
+                    "--api-sock",  sock,       NULL};
     spawn(&p, argv);
     proc_read(&p, "waiting\n");
     int fd = api_connect(sock);
@@ -1266,6 +1286,8 @@ START_TEST(vmm_run_snapshots_a_balloon)
     char *argv[] = {VMM_RUN_PATH,
                     "--kernel",
                     (char *)harness_guest_path("snapcount"),
+                    "--transport",
+                    "mmio",
                     "--rng",
                     "--balloon=target=8M,stats",
                     "--api-sock",
@@ -1347,6 +1369,8 @@ static void run_and_check_ram(char *const args[], const char *sock, const char *
         argv[n++] = "--kernel";
         argv[n++] = (char *)harness_guest_path("snapcount");
         argv[n++] = "--rng";
+        argv[n++] = "--transport"; /* snapcount's driver speaks virtio-mmio */
+        argv[n++] = "mmio";
     }
     for (int i = 0; args[i]; i++)
         argv[n++] = args[i];
@@ -1454,9 +1478,10 @@ START_TEST(control_socket_refuses_malformed_requests)
     char err[1024];
     char *base = scratch_dir(), *sock = subdir(base, "api");
     struct proc p;
-    char *argv[] = {VMM_RUN_PATH, "--kernel",  (char *)harness_guest_path("snapcount"),
-                    "--rng",      "--balloon", "--api-sock",
-                    sock,         NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel",   (char *)harness_guest_path("snapcount"),
+                    "--transport", "mmio",       "--rng",
+                    "--balloon",   "--api-sock", sock,
+                    NULL};
     spawn(&p, argv);
     proc_read(&p, "waiting\n");
     int fd = api_connect(sock);
@@ -1536,9 +1561,9 @@ START_TEST(vmm_run_migrates_to_a_listening_vmm_run)
     struct proc src, dst;
     char *dst_argv[] = {VMM_RUN_PATH, "--migrate-listen", target, NULL};
     spawn(&dst, dst_argv);
-    char *src_argv[] = {VMM_RUN_PATH, "--kernel",   (char *)harness_guest_path("snapcount"),
-                        "--rng",      "--api-sock", sock,
-                        NULL};
+    char *src_argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("snapcount"),
+                        "--transport", "mmio",     "--rng",
+                        "--api-sock",  sock,       NULL};
     spawn(&src, src_argv);
     proc_read(&src, "waiting\n");
     int fd = api_connect(sock);
@@ -1819,20 +1844,16 @@ START_TEST(vmm_run_restores_a_pci_snapshot)
     char err[1024];
     char *base = scratch_dir(), *a = subdir(base, "a");
     struct proc p;
-    char *save_argv[] = {VMM_RUN_PATH,
-                         "--kernel",
-                         (char *)harness_guest_path("virtio_pci_snap"),
-                         "--rng",
-                         "--transport",
-                         "pci",
-                         "--save",
-                         a,
+    /* virtio-pci is vmm-run's default transport. */
+    char *save_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_pci_snap"),
+                         "--rng",      "--save",   a,
                          NULL};
     spawn(&p, save_argv);
     proc_read(&p, "waiting\n");
     ck_assert_int_eq(kill(p.pid, SIGUSR1), 0);
     proc_read(&p, NULL);
     ck_assert_msg(proc_wait(&p, err, sizeof(err)) == 0, "stderr: %s", err);
+    assert_transport_line(a, "transport=pci\n");
 
     char *restore_argv[] = {VMM_RUN_PATH, "--restore", a, NULL};
     spawn(&p, restore_argv);

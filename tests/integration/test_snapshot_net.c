@@ -229,10 +229,11 @@ START_TEST(net_and_vsock_work_after_a_restore)
     }
 
     struct proc p;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("snap_netvsock"),
-                    "--mem",      "16M",      "--net",
-                    net0,         "--vsock",  vsock1,
-                    "--api-sock", sock,       NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("snap_netvsock"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--net",    net0,
+                    "--vsock",     vsock1,     "--api-sock",
+                    sock,          NULL};
     spawn(&p, argv);
     proc_read(&p, "phase 1\n");
     ck_assert_msg(frame_from_guest(pkt0, "ping", 20000, NULL, 0), "no ping: %s", p.output);

@@ -123,9 +123,9 @@ static void run_with_input(struct result *res, char *const argv[], const char *i
 START_TEST(launcher_rng)
 {
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_rng"),
-                    "--mem",      "16M",      "--rng",
-                    NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_rng"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--rng",    NULL};
     run_with_input(&r, argv, NULL, NULL);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_rng ok"));
@@ -136,9 +136,10 @@ END_TEST
 START_TEST(launcher_rng_kernel_irqchip)
 {
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_rng"),
-                    "--mem",      "16M",      "--rng",
-                    "--irqchip",  "kernel",   NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_rng"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--rng",    "--irqchip",
+                    "kernel",      NULL};
     run_with_input(&r, argv, NULL, NULL);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_rng ok"));
@@ -160,9 +161,10 @@ END_TEST
 START_TEST(launcher_console_round_trip)
 {
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_console"),
-                    "--mem",      "16M",      "--console",
-                    "virtio",     "--rng",    NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel",  (char *)harness_guest_path("virtio_console"),
+                    "--transport", "mmio",      "--mem",
+                    "16M",         "--console", "virtio",
+                    "--rng",       NULL};
     /* The input is sent once the guest has spoken, so it cannot go to the
      * UART or be read before the guest posts buffers (either would also
      * work, but this is the interactive case). */
@@ -179,8 +181,9 @@ START_TEST(launcher_console_input_first)
     /* Input already waiting at start-up is kept until the guest posts
      * receive buffers. */
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_console"),
-                    "--console",  "virtio",   NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_console"),
+                    "--transport", "mmio",     "--console",
+                    "virtio",      NULL};
     run_with_input(&r, argv, "early\n", NULL);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "echo: early\n"));
@@ -190,9 +193,10 @@ END_TEST
 START_TEST(launcher_hostile_guest)
 {
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_hostile"),
-                    "--mem",      "16M",      "--rng",
-                    "--console",  "virtio",   NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_hostile"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--rng",    "--console",
+                    "virtio",      NULL};
     run_with_input(&r, argv, NULL, NULL);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "hostile: console still works\n"));
@@ -203,9 +207,10 @@ START_TEST(launcher_hostile_guest)
     /* Its requests grew no host heap: vmm-run's peak RSS stays within an
      * idle guest's with the same devices plus the guest's whole memory. */
     struct result idle;
-    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
-                         "--mem",      "16M",      "--rng",
-                         "--console",  "virtio",   NULL};
+    char *idle_argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("hello"),
+                         "--transport", "mmio",     "--mem",
+                         "16M",         "--rng",    "--console",
+                         "virtio",      NULL};
     run_with_input(&idle, idle_argv, NULL, NULL);
     ck_assert_msg(idle.status == 0, "idle guest: status %d: %s", idle.status, idle.err);
     ck_assert_msg(r.maxrss_kb <= idle.maxrss_kb + (16 << 10),

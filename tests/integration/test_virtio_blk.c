@@ -178,10 +178,10 @@ START_TEST(launcher_disks)
     char ro[PATH_MAX + 16];
     snprintf(ro, sizeof(ro), "%s,ro", disk_b);
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_blk"),
-                    "--mem",      "16M",      "--disk",
-                    disk_a,       "--disk",   ro,
-                    NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_blk"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--disk",   disk_a,
+                    "--disk",      ro,         NULL};
     run(&r, argv);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_blk ok"));
@@ -199,16 +199,10 @@ START_TEST(launcher_disks_direct)
     snprintf(a, sizeof(a), "%s,direct", disk_a);
     snprintf(b, sizeof(b), "%s,direct,ro", disk_b);
     struct result r;
-    char *argv[] = {VMM_RUN_PATH,
-                    "--kernel",
-                    (char *)harness_guest_path("virtio_blk"),
-                    "--mem",
-                    "16M",
-                    "--disk",
-                    a,
-                    "--disk",
-                    b,
-                    NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_blk"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--disk",   a,
+                    "--disk",      b,          NULL};
     run(&r, argv);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_blk ok"));
@@ -222,10 +216,10 @@ START_TEST(launcher_second_disk_must_be_read_only)
     /* Disk B writable: the guest sees no VIRTIO_BLK_F_RO and fails (code
      * 3), and its write to B was never attempted: B is unchanged. */
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_blk"),
-                    "--mem",      "16M",      "--disk",
-                    disk_a,       "--disk",   disk_b,
-                    NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_blk"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--disk",   disk_a,
+                    "--disk",      disk_b,     NULL};
     run(&r, argv);
     ck_assert_msg(r.status == 3, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     check_image(disk_b, DISK_B_SIZE, expect_b_untouched);
@@ -235,9 +229,10 @@ END_TEST
 START_TEST(launcher_hostile_guest)
 {
     struct result r;
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_blk_hostile"),
-                    "--mem",      "16M",      "--disk",
-                    disk_a,       NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_blk_hostile"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--disk",   disk_a,
+                    NULL};
     run(&r, argv);
     ck_assert_msg(r.status == 0, "status %d, out: %s, err: %s", r.status, r.out, r.err);
     ck_assert_ptr_nonnull(strstr(r.out, "virtio_blk_hostile ok"));
@@ -248,9 +243,10 @@ START_TEST(launcher_hostile_guest)
      * stays within an idle guest's with the same disk plus the guest's whole
      * memory. */
     struct result idle;
-    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
-                         "--mem",      "16M",      "--disk",
-                         disk_a,       NULL};
+    char *idle_argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("hello"),
+                         "--transport", "mmio",     "--mem",
+                         "16M",         "--disk",   disk_a,
+                         NULL};
     run(&idle, idle_argv);
     ck_assert_msg(idle.status == 0, "idle guest: status %d: %s", idle.status, idle.err);
     ck_assert_msg(r.maxrss_kb <= idle.maxrss_kb + (16 << 10),

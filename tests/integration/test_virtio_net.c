@@ -101,9 +101,10 @@ START_TEST(guest_exchanges_frames_through_the_tap)
 
     char net[64];
     snprintf(net, sizeof(net), "tap=%s,mac=52:54:00:12:34:56%s", tap, NET_VHOST ? ",vhost=on" : "");
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_net"),
-                    "--mem",      "16M",      "--net",
-                    net,          NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_net"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--net",    net,
+                    NULL};
     int out[2];
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     pid_t parent = getpid();
@@ -233,9 +234,10 @@ START_TEST(hostile_guest_is_contained)
     char net[64];
     snprintf(net, sizeof(net), "tap=%s,mac=52:54:00:12:34:56", tap);
 
-    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
-                         "--mem",      "16M",      "--net",
-                         net,          NULL};
+    char *idle_argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("hello"),
+                         "--transport", "mmio",     "--mem",
+                         "16M",         "--net",    net,
+                         NULL};
     int out;
     pid_t pid = spawn(idle_argv, &out);
     char text[8192] = {0};
@@ -246,9 +248,10 @@ START_TEST(hostile_guest_is_contained)
     long base_kb;
     ck_assert_msg(reap(pid, &base_kb) == 0, "the idle guest failed: %s", text);
 
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_net_hostile"),
-                    "--mem",      "16M",      "--net",
-                    net,          NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_net_hostile"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--net",    net,
+                    NULL};
     pid = spawn(argv, &out);
     text_len = 0;
     memset(text, 0, sizeof(text));

@@ -93,9 +93,10 @@ START_TEST(guest_talks_to_the_host_both_ways)
 #endif
     ck_assert_int_eq(listen(lfd, 4), 0);
 
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_vsock"),
-                    "--mem",      "16M",      "--vsock",
-                    arg,          NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_vsock"),
+                    "--transport", "mmio",     "--mem",
+                    "16M",         "--vsock",  arg,
+                    NULL};
     int out[2];
     ck_assert_int_eq(pipe2(out, O_CLOEXEC), 0);
     pid_t parent = getpid();

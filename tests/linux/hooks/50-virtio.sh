@@ -15,7 +15,7 @@
 #     etc/l2-init.d/50-virtio.sh   the level-2 check (virtio/l2-virtio.sh)
 #     etc/libvmm-virtio/<name>/    per case: the token to write, the token for the virtio console,
 #                           big.bin's SHA-256, the virtio device IDs to expect, the transport
-#                           (mmio, or pci when the case has --transport pci)
+#                           (pci, vmm-run's default, or mmio when the case has --transport mmio)
 #   DATA/l1-after.d/50-virtio.sh   the check after vmm-run where it ran (virtio/l1-virtio.sh): reads
 #                         the image back with debugfs, runs e2fsck -fn, checks the read-only image
 #   DATA/virtio/          what that check needs: debugfs and e2fsck with their shared libraries and
@@ -153,7 +153,7 @@ virtio_hook() {
     install -m 0644 "$here/virtio/l2-virtio.sh" "$xroot/etc/l2-init.d/50-virtio.sh"
     install -m 0644 "$here/virtio/l1-virtio.sh" "$DATA/l1-after.d/50-virtio.sh"
 
-    local read_token write_token hvc_token big_sha ids args n
+    local read_token write_token hvc_token big_sha ids args n measure randreads=2000
     for name in "${cases[@]}"; do
         read_token="libvmm-read-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
         write_token="libvmm-write-$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')"
@@ -183,11 +183,29 @@ virtio_hook() {
         printf '%s\n' "$big_sha" >"$DATA/virtio/$name/big.sha256"
         printf '%s\n' "$write_token" >"$DATA/virtio/$name/write-token"
         printf '%s\n' "${ids[@]}" | sort -n | tr '\n' ' ' | sed 's/ $/\n/' >"$d/ids"
-        # --transport pci: the devices are virtio-pci functions, each with MSI-X vectors.
-        if [[ " $args " == *" --transport pci "* ]]; then
-            echo pci >"$d/transport"
-        else
+        # vmm-run's default, virtio-pci: the devices are PCI functions, each with MSI-X vectors;
+        # --transport mmio: virtio-mmio devices in the DSDT.
+        if [[ " $args " == *" --transport mmio "* ]]; then
             echo mmio >"$d/transport"
+        else
+            echo pci >"$d/transport"
+        fi
+        measure=0
+        # --stats: the exit count of a random-read workload (virtio/randread.c, linked here) on
+        # /dev/vda, which level 1 takes from vmm-run's exit profile (virtio/l1-virtio.sh).
+        if [[ " $args " == *" --stats "* ]]; then
+            if [ ! -x "$xroot/bin/randread" ]; then
+                mkdir -p "$xroot/bin"
+                if ! "${CC:-cc}" -static -O2 -o "$xroot/bin/randread" "$here/virtio/randread.c" \
+                    2>"$WORK/randread-cc.log"; then
+                    echo "cannot link randread statically with ${CC:-cc} (package libc6-dev):" \
+                        "$(head -n1 "$WORK/randread-cc.log")" >"$WORK/skip/$name"
+                    continue
+                fi
+            fi
+            echo "$randreads" >"$d/randread"
+            echo "$randreads" >"$DATA/virtio/$name/randread"
+            measure=1
         fi
         {
             echo "L2-VIRTIO-READ $read_token"
@@ -197,6 +215,10 @@ virtio_hook() {
             echo "L1-VIRTIO-WRITTEN $write_token"
             echo "!L2-VIRTIO-FAIL"
             echo "!L1-VIRTIO-FAIL"
+            if [ "$measure" = 1 ]; then
+                echo "L2-RANDREAD $randreads reads"
+                echo "L1-VIRTIO-EXITS ok"
+            fi
         } >"$WORK/expect/$name"
     done
     rm -rf "$tree"

@@ -5,8 +5,9 @@
 # A net case is a case line of cases.txt whose arguments name the level-2 initramfs variant "net"
 # (@L2_INITRD:net@) and "--net tap=vmmtap0,...". At test time this builds:
 #   L2_EXTRA/net/
-#     lib/modules/net/        virtio_mmio, virtio_net, virtio_balloon and what modules.dep says they
-#                             need, in load order ("order"; "builtin" lists those built into the kernel)
+#     lib/modules/net/        virtio_mmio, virtio_pci, virtio_net, virtio_balloon and what
+#                             modules.dep says they need, in load order ("order"; "builtin" lists
+#                             those built into the kernel)
 #     etc/l2-init.d/60-net.sh the level-2 check (net/l2-net.sh)
 #     etc/libvmm-net/<name>/  per case: up.bin (4 MiB of random bytes level 2 sends to level 1
 #                             "reps" times over: 16 MiB, or VMM_LINUX_NET_MIB), down.sha256 (of
@@ -41,7 +42,8 @@ net_hook() {
 
     local xroot=$L2_EXTRA/net
     local mdir=$xroot/lib/modules/net
-    if [ -z "$why" ] && ! l2_modules "$moddir" "$mdir" virtio_mmio virtio_net virtio_balloon; then
+    if [ -z "$why" ] &&
+        ! l2_modules "$moddir" "$mdir" virtio_mmio virtio_pci virtio_net virtio_balloon; then
         why=$L2_WHY
     fi
     if [ -n "$why" ]; then

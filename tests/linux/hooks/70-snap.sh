@@ -12,7 +12,7 @@
 #                           command line, 128 MiB, 1 vCPU; snap-pci-*: --transport pci --rng)
 #   DATA/snap/vmm-run       the vmm-run to run
 #   DATA/snap/<name>.disk   snap-1 and other cases without --transport pci or --net: a 64 KiB
-#                           virtio disk (the first vmm-run's --disk, kept by the snapshot) that
+#                           virtio-mmio disk (the first vmm-run's --disk, kept by the snapshot) that
 #                           level 2 writes its count to, sector by sector; level 1 reads it back
 #                           after the case (DATA/l1-after.d/70-snap.sh, snap/l1-snap-after.sh)
 #   L2_EXTRA/snap/etc/l2-init.d/70-snap.sh   the level-2 count
@@ -75,7 +75,8 @@ snap_hook() {
                     continue
                 fi
                 truncate -s 64K "$DATA/snap/$name.disk"
-                extra="--disk \"\$DATA/snap/$name.disk\""
+                # On virtio-mmio: snap-pci-* and snap-net-* are on the default, virtio-pci.
+                extra="--transport mmio --disk \"\$DATA/snap/$name.disk\""
             fi
             ;;
         esac

@@ -9,8 +9,9 @@
 # 5000, one level 2 opens to level 1's port 5001 (vsock/vsock-io.c: the side that connected sends
 # first). At test time this builds:
 #   L2_EXTRA/vsock/
-#     lib/modules/vsock/          virtio_mmio, vmw_vsock_virtio_transport and what modules.dep says
-#                                 they need (vsock, vmw_vsock_virtio_transport_common, virtio, ...)
+#     lib/modules/vsock/          virtio_mmio, virtio_pci, vmw_vsock_virtio_transport and what
+#                                 modules.dep says they need (vsock,
+#                                 vmw_vsock_virtio_transport_common, virtio, ...)
 #     bin/vsock-io                the static helper (VMM_LINUX_VSOCK_IO, built by CMake)
 #     etc/l2-init.d/80-vsock.sh   the level-2 side (vsock/l2-vsock.sh)
 #     etc/libvmm-vsock/<case>/    b.bin (what level 2 sends), a.sha256 (of what level 1 sends)
@@ -38,7 +39,7 @@ vsock_hook() {
         why="no vsock-io helper (VMM_LINUX_VSOCK_IO, built by CMake)"
     elif ! have sha256sum; then
         why="sha256sum is not installed"
-    elif ! l2_modules "$moddir" "$xroot/lib/modules/vsock" virtio_mmio \
+    elif ! l2_modules "$moddir" "$xroot/lib/modules/vsock" virtio_mmio virtio_pci \
         vmw_vsock_virtio_transport; then
         why=$L2_WHY
     fi

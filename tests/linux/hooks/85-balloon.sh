@@ -6,7 +6,8 @@
 # "balloon" (@L2_INITRD:balloon@), "--balloon" and "--api-sock @DATA@/balloon/<case>.sock"; with
 # "--balloon=reporting" it checks free page reporting, else inflating. At test time this builds:
 #   L2_EXTRA/balloon/
-#     lib/modules/balloon/          virtio_mmio, virtio_balloon and what modules.dep says they need
+#     lib/modules/balloon/          virtio_mmio, virtio_pci, virtio_balloon and what modules.dep
+#                                   says they need
 #     etc/l2-init.d/85-balloon.sh   the level-2 side (balloon/l2-balloon.sh)
 #     etc/libvmm-balloon/<case>/mode  inflate or report
 #   DATA/balloon/<case>/mode
@@ -30,7 +31,8 @@ balloon_hook() {
     local xroot=$L2_EXTRA/balloon
     if ! have perl || ! perl -MIO::Socket::UNIX -e 1 2>/dev/null; then
         why="perl with IO::Socket::UNIX is not installed (package perl-base)"
-    elif ! l2_modules "$moddir" "$xroot/lib/modules/balloon" virtio_mmio virtio_balloon; then
+    elif ! l2_modules "$moddir" "$xroot/lib/modules/balloon" virtio_mmio virtio_pci \
+        virtio_balloon; then
         why=$L2_WHY
     fi
     if [ -n "$why" ]; then

@@ -23,6 +23,8 @@
 #                                         and writing a file there fails
 #   L2-HVC hello <token>                  written to /dev/hvc0: only vmm-run's virtio console shows it
 #   L2-HWRNG <hex>                        32 bytes read from /dev/hwrng (not all zeros)
+#   L2-RANDREAD-BARS <start>-<end> ...    with vmm-run --stats ($dir/randread: N), /dev/vda's BARs,
+#   L2-RANDREAD <N> reads of 4 KiB ...    then N random 4 KiB O_DIRECT reads of it (randread.c)
 #   L2-VIRTIO-IRQS <name>=<count> ...     the virtio interrupts of /proc/interrupts
 #   L2-VIRTIO-OK <s>                      every step passed, and the seconds the steps took
 l2_virtio() {
@@ -165,6 +167,14 @@ l2_virtio() {
         fi
     else
         vfail "hwrng: no /dev/hwrng"
+    fi
+
+    # The random-read workload (a case with vmm-run --stats): the BARs of /dev/vda's PCI function,
+    # where level 1 looks for the exits the reads caused in vmm-run's exit profile, then the reads.
+    if [ -f "$dir/randread" ] && [ "$transport" = pci ] && [ -e /dev/vda ]; then
+        f=$(readlink -f /sys/block/vda/device)/..
+        echo "L2-RANDREAD-BARS $(awk '$1 !~ /^0x0+$/ { printf "%s-%s ", $1, $2 }' "$f/resource")"
+        /bin/randread /dev/vda "$(cat "$dir/randread")" || fail=1
     fi
 
     echo "L2-VIRTIO-IRQS $(awk '/virtio/ { s = 0; for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) s += $i
