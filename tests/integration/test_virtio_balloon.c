@@ -77,12 +77,14 @@ START_TEST(hostile_guest_is_contained)
 {
     char text[8192];
     long base_kb, hostile_kb;
-    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
-                         "--mem",      "16M",      "--balloon=stats",
+    char *idle_argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("hello"),
+                         "--transport", "mmio", /* the guest drives virtio-mmio */
+                         "--mem",       "16M",      "--balloon=stats",
                          NULL};
     ck_assert_msg(run(idle_argv, text, sizeof(text), &base_kb) == 0, "idle guest: %s", text);
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_balloon_hostile"),
-                    "--mem",      "16M",      "--balloon=stats",
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_balloon_hostile"),
+                    "--transport", "mmio", /* the guest drives virtio-mmio */
+                    "--mem",       "16M",      "--balloon=stats",
                     NULL};
     int status = run(argv, text, sizeof(text), &hostile_kb);
     ck_assert_msg(status == 0, "vmm-run: status %d: %s", status, text);

@@ -275,9 +275,10 @@ START_TEST(hostile_guest_is_contained)
     char token[17];
     random_token(token);
 
-    char *idle_argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("hello"),
-                         "--mem",      "16M",      "--vsock",
-                         arg,          NULL};
+    char *idle_argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("hello"),
+                         "--transport", "mmio", /* the guest drives virtio-mmio */
+                         "--mem",       "16M",      "--vsock",
+                         arg,           NULL};
     int out;
     pid_t pid = spawn(idle_argv, &out);
     char text[8192] = "";
@@ -292,9 +293,10 @@ START_TEST(hostile_guest_is_contained)
     sun_set(&sa, listen_at);
     ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     ck_assert_int_eq(listen(lfd, 4), 0);
-    char *argv[] = {VMM_RUN_PATH, "--kernel", (char *)harness_guest_path("virtio_vsock_hostile"),
-                    "--mem",      "16M",      "--vsock",
-                    arg,          NULL};
+    char *argv[] = {VMM_RUN_PATH,  "--kernel", (char *)harness_guest_path("virtio_vsock_hostile"),
+                    "--transport", "mmio", /* the guest drives virtio-mmio */
+                    "--mem",       "16M",      "--vsock",
+                    arg,           NULL};
     pid = spawn(argv, &out);
     int conns[2] = {-1, -1}; /* the first is never read; the second is answered */
     unsigned nconns = 0;
