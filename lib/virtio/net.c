@@ -460,15 +460,32 @@ static void rx_process(struct net_pair *p)
             break;
         }
         uint64_t cap;
-        int niov = rx_build_iov(p, &cap);
-        if (niov == 1) {
-            /* The first chain spans more regions than NET_RX_IOV: unusable. */
-            p->stash_bytes -= p->stash[0]->writable_len;
-            rx_push(q, p->stash[0], 0);
-            memmove(p->stash, p->stash + 1, (--p->nstash) * sizeof(p->stash[0]));
-            continue;
+        ssize_t r;
+        struct iovec one;
+        bool cut = false; /* a read that filled the buffer: the frame was cut */
+        if (p->stash[0]->writable_len > n->rx_need &&
+            vmm_virtq_chain_iov(p->stash[0], true, 0, p->stash[0]->writable_len, &one, 1) == 1) {
+            /* One buffer longer than any frame the tap sends (the common
+             * case without mergeable buffers): a plain read, without
+             * readv's iovec import and the bounce tail. The tap cuts a
+             * frame longer than the buffer to its length (the tap's MTU
+             * raised since activation), so a read that fills it is one of
+             * those: dropped below. */
+            cap = one.iov_len;
+            r = read(p->fd, one.iov_base, one.iov_len);
+            cut = r == (ssize_t)one.iov_len;
+        } else {
+            int niov = rx_build_iov(p, &cap);
+            if (niov == 1) {
+                /* The first chain spans more regions than NET_RX_IOV:
+                 * unusable. */
+                p->stash_bytes -= p->stash[0]->writable_len;
+                rx_push(q, p->stash[0], 0);
+                memmove(p->stash, p->stash + 1, (--p->nstash) * sizeof(p->stash[0]));
+                continue;
+            }
+            r = readv(p->fd, n->rx_iov, niov);
         }
-        ssize_t r = readv(p->fd, n->rx_iov, niov);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -477,7 +494,7 @@ static void rx_process(struct net_pair *p)
             pair_kill(p, -errno);
             break;
         }
-        if ((uint64_t)r < HDR || (uint64_t)r > cap) {
+        if ((uint64_t)r < HDR || (uint64_t)r > cap || cut) {
             /* Larger than the buffers the guest gave (or no frame at all):
              * dropped, the buffers kept for the next one. */
             n->stats.rx_dropped++;
