@@ -22,6 +22,11 @@
  * only while the guest has posted receive buffers and the receive rate limit
  * allows, so a guest that posts none costs no CPU.
  *
+ * With more than one pair, each pair (its tap queue, its two queues'
+ * notifications) is served on a loop of its own (vmm_virtio_group_loop: on
+ * a VM, an I/O thread per pair); the control queue and the rate limiter's
+ * timer stay on the device's loop.
+ *
  * With vhost-net each pair has a vhost-net instance that runs its two rings
  * in the kernel, straight on the tap queue: guest notifications reach it
  * through the transport's notification eventfds, its interrupts come back
@@ -122,6 +127,10 @@ struct net_pair {
     struct net *n;
     unsigned index;
     int fd; /* this pair's tap queue */
+    /* The loop serving the pair (its tap queue, its queues' notifications,
+     * its vhost interrupts): with more than one pair, a thread of its own
+     * (vmm_virtio_group_loop); else the device's. */
+    struct vmm_event_loop *loop;
     bool watched;
     bool dead;     /* the tap failed for good: off the loop */
     bool detached; /* tap queue detached (IFF_DETACH_QUEUE) */
@@ -301,7 +310,7 @@ static void pair_update_watch(struct net_pair *p)
         if (p->tx_parked)
             want |= EPOLLOUT;
     }
-    if (want != p->events && vmm_event_loop_modify(p->n->loop, p->fd, want) == 0)
+    if (want != p->events && vmm_event_loop_modify(p->loop, p->fd, want) == 0)
         p->events = want;
 }
 
@@ -460,15 +469,32 @@ static void rx_process(struct net_pair *p)
             break;
         }
         uint64_t cap;
-        int niov = rx_build_iov(p, &cap);
-        if (niov == 1) {
-            /* The first chain spans more regions than NET_RX_IOV: unusable. */
-            p->stash_bytes -= p->stash[0]->writable_len;
-            rx_push(q, p->stash[0], 0);
-            memmove(p->stash, p->stash + 1, (--p->nstash) * sizeof(p->stash[0]));
-            continue;
+        ssize_t r;
+        struct iovec one;
+        bool cut = false; /* a read that filled the buffer: the frame was cut */
+        if (p->stash[0]->writable_len > n->rx_need &&
+            vmm_virtq_chain_iov(p->stash[0], true, 0, p->stash[0]->writable_len, &one, 1) == 1) {
+            /* One buffer longer than any frame the tap sends (the common
+             * case without mergeable buffers): a plain read, without
+             * readv's iovec import and the bounce tail. The tap cuts a
+             * frame longer than the buffer to its length (the tap's MTU
+             * raised since activation), so a read that fills it is one of
+             * those: dropped below. */
+            cap = one.iov_len;
+            r = read(p->fd, one.iov_base, one.iov_len);
+            cut = r == (ssize_t)one.iov_len;
+        } else {
+            int niov = rx_build_iov(p, &cap);
+            if (niov == 1) {
+                /* The first chain spans more regions than NET_RX_IOV:
+                 * unusable. */
+                p->stash_bytes -= p->stash[0]->writable_len;
+                rx_push(q, p->stash[0], 0);
+                memmove(p->stash, p->stash + 1, (--p->nstash) * sizeof(p->stash[0]));
+                continue;
+            }
+            r = readv(p->fd, n->rx_iov, niov);
         }
-        ssize_t r = readv(p->fd, n->rx_iov, niov);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -477,7 +503,7 @@ static void rx_process(struct net_pair *p)
             pair_kill(p, -errno);
             break;
         }
-        if ((uint64_t)r < HDR || (uint64_t)r > cap) {
+        if ((uint64_t)r < HDR || (uint64_t)r > cap || cut) {
             /* Larger than the buffers the guest gave (or no frame at all):
              * dropped, the buffers kept for the next one. */
             n->stats.rx_dropped++;
@@ -1159,17 +1185,24 @@ static int net_attach(void *opaque, struct vmm_virtio_transport *t)
         return -EINVAL;
     }
     for (unsigned i = 0; i < n->max_pairs; i++) {
-        int r = vmm_event_loop_add(n->loop, n->pair[i].fd, 0, pair_event, &n->pair[i]);
+        struct net_pair *p = &n->pair[i];
+        /* Pairs take the device lock like everything else here: their
+         * threads overlap in the kernel's tap and copy work, not in ours. */
+        p->loop = n->max_pairs > 1 ? vmm_virtio_group_loop(t, i) : n->loop;
+        int r = vmm_event_loop_add(p->loop, p->fd, 0, pair_event, p);
         if (r < 0)
             return r;
-        n->pair[i].watched = true;
+        p->watched = true;
+        for (unsigned q = 2 * i; q < 2 * i + 2 && p->loop != n->loop; q++)
+            if ((r = vmm_virtio_notify_move(t, q, p->loop)) < 0)
+                return r;
     }
     for (unsigned i = 0; n->vhost && i < 2 * n->max_pairs; i++) {
         struct net_call *c = &n->pair[i / 2].call[i % 2];
         c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (c->fd < 0)
             return -errno;
-        int r = vmm_event_loop_add(n->loop, c->fd, EPOLLIN, call_event, c);
+        int r = vmm_event_loop_add(n->pair[i / 2].loop, c->fd, EPOLLIN, call_event, c);
         if (r < 0)
             return r;
         c->watched = true;
@@ -1335,13 +1368,13 @@ static void net_free(struct net *n)
     for (unsigned i = 0; i < n->max_pairs; i++) {
         struct net_pair *p = &n->pair[i];
         if (p->watched)
-            (void)vmm_event_loop_remove(n->loop, p->fd);
+            (void)vmm_event_loop_remove(p->loop, p->fd);
         pair_drop_chains(p, true, true);
         if (p->fd >= 0)
             close(p->fd);
         for (unsigned q = 0; q < 2; q++) {
             if (p->call[q].watched)
-                (void)vmm_event_loop_remove(n->loop, p->call[q].fd);
+                (void)vmm_event_loop_remove(p->loop, p->call[q].fd);
             if (p->call[q].fd >= 0)
                 close(p->call[q].fd);
         }
