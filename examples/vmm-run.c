@@ -126,7 +126,7 @@ static const char usage[] =
     "                        and each --net device's frames, interrupts per queue\n"
     "      --kernel-cache DIR  boot a bzImage's XZ-compressed vmlinux directly (PVH),\n"
     "                        skipping the guest's decompressor: extracted once into DIR\n"
-    "                        (made if missing), named by the payload's CRC-64; the\n"
+    "                        (made if missing; only you may write it); the\n"
     "                        guest loses KASLR (its kernel runs at link-time addresses)\n"
     "  -v, --verbose         log library messages (repeat for debug)\n"
     "  -h, --help            show this help and exit\n"
@@ -923,8 +923,12 @@ static void boot_linux(struct vmm_vm *vm, const struct options *o, enum boot_kin
     struct vmm_linux_boot boot = VMM_INIT(struct vmm_linux_boot);
     if (o->kernel_cache && !starts_as_bzimage(o->kernel))
         fail("--kernel-cache is for a Linux bzImage, not '%s'", o->kernel);
-    if (o->kernel_cache && mkdir(o->kernel_cache, 0700) < 0 && errno != EEXIST)
+    /* Made once, on the first boot: a restart runs under the BUILD filter,
+     * which has no mkdir. */
+    static bool cache_made;
+    if (o->kernel_cache && !cache_made && mkdir(o->kernel_cache, 0700) < 0 && errno != EEXIST)
         fail("--kernel-cache: cannot create '%s': %s", o->kernel_cache, strerror(errno));
+    cache_made = true;
     r = vmm_linux_boot_setup(mem, &cfg, &boot);
     if (r < 0)
         fail("cannot load '%s': %s", o->kernel, boot.error[0] ? boot.error : vmm_strerror(r));

@@ -274,14 +274,16 @@ struct vmm_kernel_options {
      */
     bool extract_payload;
     /*
-     * With extract_payload: a directory (which must exist) keeping extracted
-     * payloads, named by the compressed payload's CRC-64 and sizes, so a
-     * changed image never finds another's entry; written to a temporary file
-     * and renamed (readers see all or nothing); an entry is used only when it
-     * is a regular file of this user, writable by no one else, of the stated
-     * size, and is then checked like any ELF kernel (one that fails is
-     * replaced by a fresh extraction). Failing to store one is logged, not an
-     * error. NULL: decompress on every load.
+     * With extract_payload: a directory (which must exist, be this user's and
+     * be writable by no one else: -EPERM) keeping extracted payloads, named by
+     * the compressed payload's CRC-64 and sizes. An entry holds the
+     * compressed payload it was made from, then the vmlinux, and is used only
+     * when that payload is byte for byte this image's (a CRC can be forged),
+     * when it is a regular file of this user with one link, writable by no one
+     * else, of the expected size; it is then checked like any ELF kernel (one
+     * that fails is replaced by a fresh extraction). Entries are written to a
+     * temporary file and renamed (readers see all or nothing); failing to
+     * store one is logged, not an error. NULL: decompress on every load.
      */
     const char *payload_cache_dir;
 };

@@ -160,32 +160,57 @@ static void cache_name(const struct linux_payload *pl, char *name, size_t n)
              pl->out_len);
 }
 
-/* Open an entry for loading: a regular file of the stated size, owned by
- * this user and writable by no one else (anyone else could swap the kernel).
- * 1 with *im open, 0 for no usable entry. */
-static int cache_open(int dirfd, const char *name, const char *path, const struct linux_payload *pl,
-                      struct vmm_image *im)
+/* An entry is the compressed payload it was made from, then its vmlinux:
+ * it is used only when that payload is byte for byte this image's (its name,
+ * a CRC the image controls, can be forged; its contents cannot).
+ *
+ * Read an entry for loading: a regular file of the expected size with one
+ * link, owned by this user and writable by no one else (anyone else could
+ * swap the kernel), holding this image's payload. 1 with *elf (allocated;
+ * the vmlinux at *elf + pl->xz_len), 0 for no usable entry. */
+static int cache_read(int dirfd, const char *name, const char *path, const struct linux_payload *pl,
+                      unsigned char **elf)
 {
     int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK | O_NOFOLLOW);
     if (fd < 0)
         return 0;
+    uint64_t want = (uint64_t)pl->xz_len + pl->out_len;
     struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-        (st.st_mode & (S_IWGRP | S_IWOTH)) || (uint64_t)st.st_size != pl->out_len) {
-        vmm_log_warn("linux: kernel cache entry %s is not a plain %" PRIu32
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || st.st_nlink != 1 ||
+        (st.st_mode & (S_IWGRP | S_IWOTH)) || (uint64_t)st.st_size != want) {
+        vmm_log_warn("linux: kernel cache entry %s is not a plain %" PRIu64
                      "-byte file of this user: ignored",
-                     path, pl->out_len);
+                     path, want);
         close(fd);
         return 0;
     }
-    *im = (struct vmm_image){.fd = fd, .size = (uint64_t)st.st_size, .path = path};
+    unsigned char *buf = malloc(want);
+    uint64_t got = 0;
+    while (buf && got < want) {
+        ssize_t n = pread(fd, buf + got, want - got, (off_t)got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (uint64_t)n;
+    }
+    close(fd);
+    if (!buf || got != want || memcmp(buf, pl->xz, pl->xz_len) != 0) {
+        vmm_log_warn("linux: kernel cache entry %s %s: ignored", path,
+                     !buf          ? "cannot be read (out of memory)"
+                     : got != want ? "could not be read whole"
+                                   : "was made from another payload");
+        free(buf);
+        return 0;
+    }
+    *elf = buf;
     return 1;
 }
 
 /* Write the entry: a temporary file, flushed, renamed over the name, so a
  * reader sees the whole file or none. A failure is logged, not fatal. */
-static void cache_store(int dirfd, const char *name, const char *dir, const unsigned char *data,
-                        uint32_t len)
+static void cache_store(int dirfd, const char *name, const char *dir,
+                        const struct linux_payload *pl, const unsigned char *elf)
 {
     char tmp[128];
     snprintf(tmp, sizeof(tmp), ".%s.%ld.tmp", name, (long)getpid());
@@ -195,14 +220,18 @@ static void cache_store(int dirfd, const char *name, const char *dir, const unsi
         return;
     }
     int e = 0;
-    for (uint32_t done = 0; done < len && !e;) {
-        ssize_t w = write(fd, data + done, len - done);
-        if (w < 0 && errno != EINTR)
-            e = errno;
-        else if (w == 0)
-            e = EIO;
-        else if (w > 0)
-            done += (uint32_t)w;
+    const unsigned char *parts[2] = {pl->xz, elf};
+    const uint64_t lens[2] = {pl->xz_len, pl->out_len};
+    for (unsigned i = 0; i < 2; i++) {
+        for (uint64_t done = 0; done < lens[i] && !e;) {
+            ssize_t w = write(fd, parts[i] + done, lens[i] - done);
+            if (w < 0 && errno != EINTR)
+                e = errno;
+            else if (w == 0)
+                e = EIO;
+            else if (w > 0)
+                done += (uint64_t)w;
+        }
     }
     if (!e && fsync(fd) < 0)
         e = errno;
@@ -244,12 +273,24 @@ int linux_load_payload(struct vmm_memory *mem, const struct vmm_image *im, uint6
             free(pl.xz);
             return linux_fail(boot, r, "cannot open the kernel cache %s: %s", dir, vmm_strerror(r));
         }
-        struct vmm_image cached;
-        if (cache_open(dirfd, name, path, &pl, &cached)) {
-            /* Checked like any ELF image; only its name vouches for it. One
-             * that fails is replaced by a fresh extraction. */
-            r = linux_load_vmlinux(mem, &cached, opts, boot);
-            vmm_image_close(&cached);
+        /* Only this user may place entries there. */
+        struct stat st;
+        if (fstat(dirfd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+            free(pl.xz);
+            close(dirfd);
+            return linux_fail(boot, -EPERM,
+                              "the kernel cache %s is not a directory of this user that no one "
+                              "else can write",
+                              dir);
+        }
+        unsigned char *cached;
+        if (cache_read(dirfd, name, path, &pl, &cached)) {
+            /* Checked like any ELF image. One that fails is replaced by a
+             * fresh extraction. */
+            struct vmm_image cim = {
+                .buf = cached + pl.xz_len, .fd = -1, .size = pl.out_len, .path = path};
+            r = linux_load_vmlinux(mem, &cim, opts, boot);
+            free(cached);
             if (r == 0) {
                 vmm_log_debug("linux: kernel cache: booted %s", path);
                 free(pl.xz);
@@ -264,15 +305,15 @@ int linux_load_payload(struct vmm_memory *mem, const struct vmm_image *im, uint6
 
     unsigned char *elf;
     r = linux_payload_extract(&pl, &elf, boot);
-    free(pl.xz);
     if (r == 0 && (pl.out_len < SELFMAG || memcmp(elf, ELFMAG, SELFMAG) != 0))
         r = linux_fail(boot, -ENOTSUP, "the payload is not an ELF vmlinux");
     if (r == 0) {
         struct vmm_image eim = {.buf = elf, .fd = -1, .size = pl.out_len};
         r = linux_load_vmlinux(mem, &eim, opts, boot);
         if (r == 0 && dirfd >= 0)
-            cache_store(dirfd, name, dir, elf, pl.out_len);
+            cache_store(dirfd, name, dir, &pl, elf);
     }
+    free(pl.xz);
     free(elf);
     if (dirfd >= 0)
         close(dirfd);

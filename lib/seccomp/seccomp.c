@@ -227,6 +227,12 @@ static const int build_syscalls[] = {
     SCMP_SYS(getdents64),           /* lib/vfio: the devices of an IOMMU group */
     SCMP_SYS(bind),                 /* virtio-vsock's listening socket */
     SCMP_SYS(listen),
+    /* lib/loader's kernel cache (payload_cache_dir): whose the entries are,
+     * and a new one flushed and renamed into place, or removed. */
+    SCMP_SYS(geteuid),
+    SCMP_SYS(fsync),
+    SYS_ARCH(renameat, renameat2),
+    SCMP_SYS(unlinkat),
 };
 static const unsigned long build_ioctls[] = {
     KVM_GET_API_VERSION,

@@ -342,26 +342,39 @@ START_TEST(test_cache_stores_and_serves)
     check_vmlinux_loaded(&b);
     ck_assert_int_eq(b.protocol, VMM_LINUX_BOOT_PVH);
     only_entry(dir, entry, sizeof(entry));
+    /* The entry: the compressed payload it was made from, then the vmlinux. */
     struct stat st;
     ck_assert_int_eq(stat(entry, &st), 0);
-    ck_assert_uint_eq(st.st_size, el);
+    ck_assert_uint_gt(st.st_size, el);
+    size_t tl = (size_t)st.st_size, pre = tl - el;
 
-    /* Served from the entry: a byte changed there reaches the guest. */
-    unsigned char *e = malloc(el);
+    /* Served from the entry: a byte changed in its vmlinux reaches the guest. */
+    unsigned char *e = malloc(tl);
     int fd = open(entry, O_RDWR);
-    ck_assert_int_eq(pread(fd, e, el, 0), (ssize_t)el);
-    size_t text = 0;
-    while (text + 4 <= el &&
+    ck_assert_int_eq(pread(fd, e, tl, 0), (ssize_t)tl);
+    size_t text = pre;
+    while (text + 4 <= tl &&
            memcmp(e + text,
                   (unsigned char[]){vl_byte(0, 0), vl_byte(0, 1), vl_byte(0, 2), vl_byte(0, 3)},
                   4) != 0)
         text++;
-    ck_assert_uint_lt(text + 4, el);
+    ck_assert_uint_lt(text + 4, tl);
     e[text] ^= 0xff;
-    ck_assert_int_eq(pwrite(fd, e, el, 0), (ssize_t)el);
-    close(fd);
+    ck_assert_int_eq(pwrite(fd, e, tl, 0), (ssize_t)tl);
     ck_assert_int_eq(load_cached(kernel, dir, &b), 0);
     ck_assert_uint_eq(ram[VL_PHYS], vl_byte(0, 0) ^ 0xff);
+
+    /* An entry under this image's name made from another payload (a forged
+     * CRC) is not used: the image's own payload boots, and replaces it. */
+    e[0] ^= 0x01;
+    ck_assert_int_eq(pwrite(fd, e, tl, 0), (ssize_t)tl);
+    close(fd);
+    ck_assert_int_eq(load_cached(kernel, dir, &b), 0);
+    ck_assert_uint_eq(ram[VL_PHYS], vl_byte(0, 0));
+    fd = open(entry, O_RDONLY);
+    ck_assert_int_eq(pread(fd, e, tl, 0), (ssize_t)tl);
+    close(fd);
+    ck_assert_uint_eq(e[text], vl_byte(0, 0));
 
     /* A changed image finds no entry of the old one: its own payload boots
      * (here the same vmlinux without the PVH note) and gets its own entry. */
@@ -395,32 +408,64 @@ START_TEST(test_cache_distrusts_entries)
     struct vmm_linux_boot b;
     ck_assert_int_eq(load_cached(kernel, dir, &b), 0);
     only_entry(dir, entry, sizeof(entry));
-
-    unsigned char *bad = malloc(el);
-    memset(bad, 0x42, el);
-    for (int round = 0; round < 4; round++) {
+    struct stat st;
+    ck_assert_int_eq(stat(entry, &st), 0);
+    size_t tl = (size_t)st.st_size, pre = tl - el;
+    unsigned char *good = malloc(tl), *bad = malloc(tl);
+    int fd = open(entry, O_RDONLY);
+    ck_assert_int_eq(pread(fd, good, tl, 0), (ssize_t)tl);
+    close(fd);
+    memset(bad, 0x42, tl);
+    for (int round = 0; round < 5; round++) {
         ck_assert_int_eq(unlink(entry), 0);
         if (round == 0) { /* group-writable */
-            write_file(entry, bad, el);
+            write_file(entry, bad, tl);
             ck_assert_int_eq(chmod(entry, 0664), 0);
         } else if (round == 1) { /* wrong size */
-            write_file(entry, bad, el - 1);
+            write_file(entry, bad, tl - 1);
         } else if (round == 2) { /* a symlink to a file of the right size */
-            write_file(other, bad, el);
+            write_file(other, bad, tl);
             ck_assert_int_eq(symlink(other, entry), 0);
-        } else { /* a plain file of the right size that is no ELF */
-            write_file(entry, bad, el);
+        } else if (round == 3) { /* this payload, then no ELF */
+            memcpy(bad, good, pre);
+            write_file(entry, bad, tl);
+        } else { /* a second link to a whole entry: anyone's file could be one */
+            ck_assert_int_eq(unlink(other), 0);
+            write_file(other, good, tl);
+            ck_assert_int_eq(link(other, entry), 0);
         }
         memset(ram, CANARY, RAM_SIZE);
         ck_assert_msg(load_cached(kernel, dir, &b) == 0, "round %d: %s", round, b.error);
         check_vmlinux_loaded(&b);
-        struct stat st;
         ck_assert_int_eq(lstat(entry, &st), 0);
         ck_assert(S_ISREG(st.st_mode));
         ck_assert_uint_eq(st.st_mode & 022, 0);
-        ck_assert_uint_eq(st.st_size, el);
+        ck_assert_uint_eq(st.st_nlink, 1);
+        ck_assert_uint_eq(st.st_size, tl);
     }
+    free(good);
     free(bad);
+    free(im.buf);
+}
+END_TEST
+
+/* A cache directory others can write is refused: they could place entries. */
+START_TEST(test_cache_dir_shared)
+{
+    char kernel[PATH_MAX], dir[PATH_MAX];
+    vmm_test_path(kernel, sizeof(kernel), tmpdir, "bzImage");
+    vmm_test_path(dir, sizeof(dir), tmpdir, "shared");
+    ck_assert_int_eq(mkdir(dir, 0700), 0);
+    ck_assert_int_eq(chmod(dir, 0777), 0);
+    size_t sl;
+    uint32_t el;
+    struct test_image im = bz_with_vmlinux(4, &sl, &el);
+    write_file(kernel, im.buf, im.size);
+    struct vmm_linux_boot b;
+    memset(ram, CANARY, RAM_SIZE);
+    ck_assert_int_eq(load_cached(kernel, dir, &b), -EPERM);
+    ck_assert_ptr_nonnull(strstr(b.error, "shared"));
+    ck_assert(ram_untouched());
     free(im.buf);
 }
 END_TEST
@@ -458,6 +503,7 @@ static Suite *bzpayload_suite(void)
     tcase_add_test(tc, test_cache_stores_and_serves);
     tcase_add_test(tc, test_cache_distrusts_entries);
     tcase_add_test(tc, test_cache_dir_missing);
+    tcase_add_test(tc, test_cache_dir_shared);
     suite_add_tcase(s, tc);
     return s;
 }
