@@ -211,18 +211,6 @@ void vmm_vm_device_slot_clear(struct vmm_vm *vm, unsigned slot);
  * vmm_vm_destroy. */
 void vmm_vm_remove_cleanup(struct vmm_vm *vm, void (*fn)(void *opaque), void *opaque);
 
-/*
- * lib/cpu/vm.c: the VM's I/O loop k (0..VMM_VM_IO_LOOPS-1), besides its
- * event loop: a device that serves queue groups on threads of their own (a
- * multiqueue virtio-net, one queue pair each) puts group k on it, and
- * vmm_vm_run runs each loop that watches something on an I/O thread of its
- * own (the I/O seccomp filter, the vCPU threads' stack size). Made on first
- * use; NULL when that fails (logged): the caller uses the event loop. Not
- * while the VM runs.
- */
-#define VMM_VM_IO_LOOPS 16
-struct vmm_event_loop *vmm_vm_io_loop(struct vmm_vm *vm, unsigned k);
-
 #define VMM_VM_MAX_LISTENERS 8
 int vmm_vm_add_memory_listener(struct vmm_vm *vm, int (*fn)(void *opaque, unsigned region),
                                void *opaque);

@@ -45,14 +45,6 @@ struct vmm_virtio_mmio_config {
      * device lock held. */
     void (*interrupt)(void *opaque);
     void *irq_opaque;
-    /* Event loops for a device's queue groups, each to be run by the caller
-     * on a thread of its own: a multiqueue virtio-net serves queue pair k
-     * (its tap queue and notifications) on queue_loops[k % nr_queue_loops].
-     * Borrowed, array and loops, for the transport's life; used only with
-     * loop (which keeps the rest). A transport on a VM uses the VM's own
-     * I/O loops, which vmm_vm_run runs on I/O threads. */
-    struct vmm_event_loop *const *queue_loops;
-    unsigned nr_queue_loops;
 };
 
 /*

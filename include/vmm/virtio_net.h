@@ -9,10 +9,7 @@
  * TUNSETOFFLOAD. Mergeable receive buffers, MAC, MTU and link status in the
  * configuration space, and multiqueue (IFF_MULTI_QUEUE, one tap queue per
  * queue pair, the control queue's VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET) are
- * offered. Everything runs on the transport's event loop, except that with
- * more than one queue pair each pair (its tap queue and notifications) is
- * served on an I/O thread of its own (a VM's I/O loops, run by vmm_vm_run;
- * standalone, the virtio-mmio transport's queue_loops). The tap fds are
+ * offered. Everything runs on the transport's event loop: the tap fds are
  * non-blocking and watched only while the guest has posted receive buffers,
  * so a guest that posts none costs no CPU.
  */
@@ -69,9 +66,7 @@ struct vmm_virtio_net_config {
     uint8_t mac[6];       /* all zero: a random locally administered address */
     uint16_t mtu;         /* offered with VIRTIO_NET_F_MTU (68..65535); 0: not offered */
     unsigned queue_pairs; /* 1..VMM_VIRTIO_NET_MAX_PAIRS (default 1); more
-                             than one offers VIRTIO_NET_F_MQ, and each pair
-                             is served by an I/O thread of its own (on a VM;
-                             standalone: the transport's queue_loops) */
+                             than one offers VIRTIO_NET_F_MQ */
     unsigned queue_size;  /* default 256 */
     /* Token-bucket rate limits, with one second of burst; 0: unlimited.
      * tx is what the guest sends, rx what it receives. A frame goes when

@@ -75,9 +75,6 @@ struct vmm_vm {
     struct vmm_bus *pio;
     struct vmm_bus *mmio;
     struct vmm_event_loop *loop;
-    /* Loops for queue groups (vmm_vm_io_loop), made on first use, each run
-     * on an I/O thread of its own by vmm_vm_run. */
-    struct vmm_event_loop *io_loops[VMM_VM_IO_LOOPS];
     struct vmm_ioapic *ioapic;         /* split irqchip only */
     struct vmm_x86_resample *resample; /* its resampling irqfds (x86_64/vm.c), or NULL */
 

@@ -129,8 +129,6 @@ void vmm_vm_destroy(struct vmm_vm *vm)
     vmm_seccomp_prog_free(&vm->seccomp_io);
     vmm_arch_irqchip_destroy(vm);
     vmm_event_loop_destroy(vm->loop);
-    for (unsigned i = 0; i < VMM_VM_IO_LOOPS; i++)
-        vmm_event_loop_destroy(vm->io_loops[i]);
     vmm_bus_destroy(vm->mmio);
     vmm_bus_destroy(vm->pio);
     if (vm->vm_fd >= 0)
@@ -325,20 +323,6 @@ struct vmm_event_loop *vmm_vm_event_loop(struct vmm_vm *vm)
     if (!vm->loop && vmm_event_loop_create(&vm->loop) < 0)
         vm->loop = NULL;
     return vm->loop;
-}
-
-struct vmm_event_loop *vmm_vm_io_loop(struct vmm_vm *vm, unsigned k)
-{
-    if (k >= VMM_VM_IO_LOOPS)
-        return NULL;
-    if (!vm->io_loops[k]) {
-        int r = vmm_event_loop_create(&vm->io_loops[k]);
-        if (r < 0) {
-            vmm_log_warn("I/O loop %u: %s (its queues go on the event loop)", k, vmm_strerror(r));
-            vm->io_loops[k] = NULL;
-        }
-    }
-    return vm->io_loops[k];
 }
 
 enum vmm_irqchip vmm_vm_irqchip(const struct vmm_vm *vm)
@@ -599,20 +583,11 @@ static void *vcpu_thread_main(void *arg)
     return NULL;
 }
 
-/* An I/O thread: the event loop, or one of the I/O loops. */
-struct loop_thread {
-    struct vmm_vm *vm;
-    struct vmm_event_loop *loop;
-    pthread_t thread;
-    bool started;
-};
-
 static void *loop_thread_main(void *arg)
 {
-    struct loop_thread *l = arg;
-    if (thread_seccomp(l->vm, &l->vm->seccomp_io,
-                       "cannot install the I/O thread's seccomp filter") == 0)
-        (void)vmm_event_loop_run(l->loop);
+    struct vmm_vm *vm = arg;
+    if (thread_seccomp(vm, &vm->seccomp_io, "cannot install the I/O thread's seccomp filter") == 0)
+        (void)vmm_event_loop_run(vm->loop);
     return NULL;
 }
 
@@ -671,11 +646,9 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
 
     int r = 0;
     struct vcpu_thread *threads = calloc(vm->nr_vcpus, sizeof(*threads));
-    struct loop_thread loops[1 + VMM_VM_IO_LOOPS] = {{.vm = vm, .loop = vm->loop}};
+    pthread_t loop_thread;
     pthread_attr_t attr;
-    bool attr_ok = false;
-    for (unsigned i = 0; i < VMM_VM_IO_LOOPS; i++)
-        loops[1 + i] = (struct loop_thread){.vm = vm, .loop = vm->io_loops[i]};
+    bool loop_started = false, attr_ok = false;
     if (!threads) {
         r = -ENOMEM;
         goto out;
@@ -694,13 +667,11 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
     r = -pthread_attr_setstacksize(&attr, VMM_VM_THREAD_STACK);
     if (r < 0)
         goto out;
-    for (unsigned i = 0; i < VMM_ARRAY_SIZE(loops); i++) {
-        if (!loops[i].loop || vmm_event_loop_count(loops[i].loop) == 0)
-            continue;
-        r = -pthread_create(&loops[i].thread, &attr, loop_thread_main, &loops[i]);
+    if (vm->loop && vmm_event_loop_count(vm->loop) > 0) {
+        r = -pthread_create(&loop_thread, &attr, loop_thread_main, vm);
         if (r < 0)
             goto out;
-        loops[i].started = true;
+        loop_started = true;
     }
     for (unsigned i = 0; i < vm->nr_vcpus; i++) {
         threads[i].vcpu = vm->vcpus[i];
@@ -716,11 +687,9 @@ int vmm_vm_run(struct vmm_vm *vm, struct vmm_exit *exit)
         if (threads[i].started)
             pthread_join(threads[i].thread, NULL);
 out:
-    for (unsigned i = 0; i < VMM_ARRAY_SIZE(loops); i++) {
-        if (loops[i].started) {
-            vmm_event_loop_stop(loops[i].loop);
-            pthread_join(loops[i].thread, NULL);
-        }
+    if (loop_started) {
+        vmm_event_loop_stop(vm->loop);
+        pthread_join(loop_thread, NULL);
     }
     if (attr_ok)
         pthread_attr_destroy(&attr);

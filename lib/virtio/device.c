@@ -115,7 +115,7 @@ static int notify_fd(struct vmm_virtio_transport *t, unsigned i, bool take)
 {
     if (i >= t->dev.num_queues || !t->notify[i].watched)
         return -ENOTSUP;
-    int r = vmm_event_loop_modify(t->notify[i].loop, t->notify[i].fd, take ? 0 : EPOLLIN);
+    int r = vmm_event_loop_modify(t->loop, t->notify[i].fd, take ? 0 : EPOLLIN);
     return r < 0 ? r : t->notify[i].fd;
 }
 
@@ -130,33 +130,7 @@ int vmm_virtio_notify_watch(struct vmm_virtio_transport *t)
         if (r < 0)
             return r;
         n->watched = true;
-        n->loop = t->loop;
     }
-    return 0;
-}
-
-struct vmm_event_loop *vmm_virtio_group_loop(struct vmm_virtio_transport *t, unsigned k)
-{
-    struct vmm_event_loop *l = NULL;
-    if (t->vm)
-        l = vmm_vm_io_loop(t->vm, k);
-    else if (t->nr_group_loops)
-        l = t->group_loops[k % t->nr_group_loops];
-    return l ? l : t->loop;
-}
-
-int vmm_virtio_notify_move(struct vmm_virtio_transport *t, unsigned i, struct vmm_event_loop *loop)
-{
-    struct vmm_virtio_notify *n = &t->notify[i];
-    if (i >= t->dev.num_queues || !n->watched || !loop)
-        return -EINVAL;
-    if (n->loop == loop)
-        return 0;
-    int r = vmm_event_loop_add_edge(loop, n->fd, EPOLLIN, notify_event, n);
-    if (r < 0)
-        return r;
-    (void)vmm_event_loop_remove(n->loop, n->fd);
-    n->loop = loop;
     return 0;
 }
 
@@ -231,7 +205,7 @@ void vmm_virtio_transport_fini(struct vmm_virtio_transport *t)
 {
     for (unsigned i = 0; i < VMM_VIRTIO_MAX_QUEUES; i++) {
         if (t->notify[i].watched)
-            (void)vmm_event_loop_remove(t->notify[i].loop, t->notify[i].fd);
+            (void)vmm_event_loop_remove(t->loop, t->notify[i].fd);
         t->notify[i].watched = false;
     }
     pthread_mutex_lock(&t->lock);

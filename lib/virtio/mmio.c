@@ -549,13 +549,6 @@ static int mmio_create(const struct vmm_virtio_mmio_config *cfg,
     }
     m->t.raise = mmio_raise;
     m->t.refused = mmio_refused;
-    /* Queue groups on threads of their own: the VM's I/O loops, or the
-     * standalone caller's (only with its event loop). */
-    m->t.vm = vm;
-    if (!vm && c.loop && c.nr_queue_loops && c.queue_loops) {
-        m->t.group_loops = c.queue_loops;
-        m->t.nr_group_loops = c.nr_queue_loops;
-    }
     m->t.queue_enabled = mmio_queue_enabled;
     m->t.notifies = &m->stats.notifies;
     for (unsigned i = 0; i < m->t.dev.num_queues; i++)

@@ -22,11 +22,6 @@
  * only while the guest has posted receive buffers and the receive rate limit
  * allows, so a guest that posts none costs no CPU.
  *
- * With more than one pair, each pair (its tap queue, its two queues'
- * notifications) is served on a loop of its own (vmm_virtio_group_loop: on
- * a VM, an I/O thread per pair); the control queue and the rate limiter's
- * timer stay on the device's loop.
- *
  * With vhost-net each pair has a vhost-net instance that runs its two rings
  * in the kernel, straight on the tap queue: guest notifications reach it
  * through the transport's notification eventfds, its interrupts come back
@@ -127,10 +122,6 @@ struct net_pair {
     struct net *n;
     unsigned index;
     int fd; /* this pair's tap queue */
-    /* The loop serving the pair (its tap queue, its queues' notifications,
-     * its vhost interrupts): with more than one pair, a thread of its own
-     * (vmm_virtio_group_loop); else the device's. */
-    struct vmm_event_loop *loop;
     bool watched;
     bool dead;     /* the tap failed for good: off the loop */
     bool detached; /* tap queue detached (IFF_DETACH_QUEUE) */
@@ -310,7 +301,7 @@ static void pair_update_watch(struct net_pair *p)
         if (p->tx_parked)
             want |= EPOLLOUT;
     }
-    if (want != p->events && vmm_event_loop_modify(p->loop, p->fd, want) == 0)
+    if (want != p->events && vmm_event_loop_modify(p->n->loop, p->fd, want) == 0)
         p->events = want;
 }
 
@@ -1185,24 +1176,17 @@ static int net_attach(void *opaque, struct vmm_virtio_transport *t)
         return -EINVAL;
     }
     for (unsigned i = 0; i < n->max_pairs; i++) {
-        struct net_pair *p = &n->pair[i];
-        /* Pairs take the device lock like everything else here: their
-         * threads overlap in the kernel's tap and copy work, not in ours. */
-        p->loop = n->max_pairs > 1 ? vmm_virtio_group_loop(t, i) : n->loop;
-        int r = vmm_event_loop_add(p->loop, p->fd, 0, pair_event, p);
+        int r = vmm_event_loop_add(n->loop, n->pair[i].fd, 0, pair_event, &n->pair[i]);
         if (r < 0)
             return r;
-        p->watched = true;
-        for (unsigned q = 2 * i; q < 2 * i + 2 && p->loop != n->loop; q++)
-            if ((r = vmm_virtio_notify_move(t, q, p->loop)) < 0)
-                return r;
+        n->pair[i].watched = true;
     }
     for (unsigned i = 0; n->vhost && i < 2 * n->max_pairs; i++) {
         struct net_call *c = &n->pair[i / 2].call[i % 2];
         c->fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (c->fd < 0)
             return -errno;
-        int r = vmm_event_loop_add(n->pair[i / 2].loop, c->fd, EPOLLIN, call_event, c);
+        int r = vmm_event_loop_add(n->loop, c->fd, EPOLLIN, call_event, c);
         if (r < 0)
             return r;
         c->watched = true;
@@ -1368,13 +1352,13 @@ static void net_free(struct net *n)
     for (unsigned i = 0; i < n->max_pairs; i++) {
         struct net_pair *p = &n->pair[i];
         if (p->watched)
-            (void)vmm_event_loop_remove(p->loop, p->fd);
+            (void)vmm_event_loop_remove(n->loop, p->fd);
         pair_drop_chains(p, true, true);
         if (p->fd >= 0)
             close(p->fd);
         for (unsigned q = 0; q < 2; q++) {
             if (p->call[q].watched)
-                (void)vmm_event_loop_remove(p->loop, p->call[q].fd);
+                (void)vmm_event_loop_remove(n->loop, p->call[q].fd);
             if (p->call[q].fd >= 0)
                 close(p->call[q].fd);
         }

@@ -804,10 +804,6 @@ int vmm_virtio_pci_add(struct vmm_pci_bus *bus, const struct vmm_virtio_pci_conf
     }
     vp->t.raise = vp_raise;
     vp->t.raise_queue = vp_raise_queue;
-    /* Queue groups go on the VM's I/O loops where the transport is on the
-     * VM's event loop (vmm_vm_run runs both). */
-    if (vm && c.loop == vmm_vm_event_loop(vm))
-        vp->t.vm = vm;
     vp->t.refused = vp_refused;
     vp->t.queue_enabled = vp_queue_enabled;
     vp->t.notifies = &vp->stats.notifies;

@@ -36,10 +36,9 @@ struct virtio_snap_ops {
 /* A queue's notifications, the same on every transport (device.c): the
  * eventfd the guest's notifications signal, watched by the event loop. */
 struct vmm_virtio_notify {
-    int fd;                      /* eventfd the event loop watches; -1 without a loop */
-    bool watched;                /* fd is on loop */
-    struct vmm_event_loop *loop; /* t->loop, or the queue's group's (vmm_virtio_notify_move) */
-    bool kicked;                 /* without a loop: notify the device again when it returns */
+    int fd;       /* eventfd the event loop watches; -1 without a loop */
+    bool watched; /* fd is on the loop */
+    bool kicked;  /* without a loop: notify the device again when it returns */
     struct vmm_virtio_transport *t;
     unsigned index;
 };
@@ -58,11 +57,6 @@ struct vmm_virtio_transport {
     const char *name;                               /* dev.name or "virtio" */
     struct vmm_memory *mem;
     struct vmm_event_loop *loop;
-    /* Where a device's queue groups go (vmm_virtio_group_loop): the VM's
-     * I/O loops (vm set), or the standalone caller's queue_loops. */
-    struct vmm_vm *vm;
-    struct vmm_event_loop *const *group_loops;
-    unsigned nr_group_loops;
     struct vmm_virtq *queues[VMM_VIRTIO_MAX_QUEUES];
     uint64_t offered;  /* device features offered (device's + transport's) */
     uint64_t features; /* negotiated, valid once FEATURES_OK was accepted */
@@ -222,14 +216,6 @@ void vmm_virtio_transport_fini(struct vmm_virtio_transport *t);
 /* With an event loop: an eventfd per queue for its notifications, on the
  * loop (edge-triggered). Returns 0 or a -errno; transport_fini undoes it. */
 int vmm_virtio_notify_watch(struct vmm_virtio_transport *t);
-/* The loop a device's queue group k (a virtio-net queue pair) is served
- * on, by a thread of its own: the VM's I/O loop k, the standalone caller's
- * queue_loops[k % nr], or (none of those) the transport's loop. */
-struct vmm_event_loop *vmm_virtio_group_loop(struct vmm_virtio_transport *t, unsigned k);
-/* Watch queue i's notifications on loop instead (from attach): its
- * notifications run the device's queue_notify on that loop's thread.
- * Returns 0 or -errno (they stay where they were). */
-int vmm_virtio_notify_move(struct vmm_virtio_transport *t, unsigned i, struct vmm_event_loop *loop);
 /* Hand a notification of queue index to the device now (lock held).
  * Without an event loop, a queue kicked meanwhile (the device released
  * chains it had held back for) is handed over again when the device

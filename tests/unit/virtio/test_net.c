@@ -17,7 +17,6 @@
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <poll.h>
-#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
@@ -53,25 +52,10 @@ static unsigned irqs;
 static char tap[IFNAMSIZ];
 static int pkt = -1; /* packet socket on the tap */
 
-/* The queue loops of the transport (test_net_pairs_on_their_own_threads),
- * and the threads interrupts came from (distinct ones, in order). */
-static struct vmm_event_loop *qloops[2];
-static unsigned nr_qloops;
-static pthread_mutex_t irq_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_t irq_from[4];
-static unsigned nr_irq_from;
-
 static void on_irq(void *opaque)
 {
     (void)opaque;
-    pthread_mutex_lock(&irq_lock);
     irqs++;
-    bool seen = false;
-    for (unsigned i = 0; i < nr_irq_from; i++)
-        seen |= pthread_equal(irq_from[i], pthread_self()) != 0;
-    if (!seen && nr_irq_from < VMM_ARRAY_SIZE(irq_from))
-        irq_from[nr_irq_from++] = pthread_self();
-    pthread_mutex_unlock(&irq_lock);
 }
 
 static uint32_t rd(uint64_t off)
@@ -178,9 +162,9 @@ static void net_create(struct vmm_virtio_net_config *cfg)
     struct vmm_virtio_device dev = VMM_INIT(struct vmm_virtio_device);
     int r = vmm_virtio_net_create(cfg, &dev);
     ck_assert_msg(r == 0, "creating tap %s: %s", tap, strerror(-r));
-    struct vmm_virtio_mmio_config mc = VMM_INIT(
-        struct vmm_virtio_mmio_config, .base = 0xd0000000, .gsi = 5, .mem = d.mem, .loop = loop,
-        .interrupt = on_irq, .queue_loops = qloops, .nr_queue_loops = nr_qloops);
+    struct vmm_virtio_mmio_config mc =
+        VMM_INIT(struct vmm_virtio_mmio_config, .base = 0xd0000000, .gsi = 5, .mem = d.mem,
+                 .loop = loop, .interrupt = on_irq);
     ck_assert_int_eq(vmm_virtio_mmio_create(&mc, &dev, &m), 0);
     ck_assert_uint_eq(rd(VMM_VIRTIO_MMIO_DEVICE_ID), VMM_VIRTIO_ID_NET);
     set_flags_up(tap);
@@ -219,23 +203,6 @@ static void net_up(struct vmm_virtio_net_config *cfg, uint64_t features)
 {
     net_create(cfg);
     net_start(features, 2);
-}
-
-static struct vmm_virtio_net_stats stats(void);
-
-static void *loop_main(void *arg)
-{
-    (void)vmm_event_loop_run(arg);
-    return NULL;
-}
-
-/* Wait (bounded, without running the test's loop) until r's used index
- * reaches want: another thread serves r. */
-static void wait_used(struct td *r, uint16_t want)
-{
-    for (int i = 0; i < 2000 && td_used_idx(r) != want; i++)
-        usleep(1000);
-    ck_assert_uint_eq(td_used_idx(r), want);
 }
 
 static struct vmm_virtio_net_stats stats(void)
@@ -765,71 +732,6 @@ END_TEST
 
 /* Quiesce device m and save its state into w (which the caller frees);
  * returns what quiesce said (nothing saved unless 0). */
-/* With queue loops, each pair is served on its own: the guest's frames on
- * both pairs reach the tap, each pair's completion interrupt comes from its
- * loop's thread (none from the test's, which serves the control queue),
- * and a reset while the threads run leaves nothing behind. */
-START_TEST(test_net_pairs_on_their_own_threads)
-{
-    pthread_t th[2];
-    for (unsigned i = 0; i < 2; i++) {
-        ck_assert_int_eq(vmm_event_loop_create(&qloops[i]), 0);
-        ck_assert_int_eq(pthread_create(&th[i], NULL, loop_main, qloops[i]), 0);
-    }
-    nr_qloops = 2;
-    struct vmm_virtio_net_config c = VMM_INIT(struct vmm_virtio_net_config, .queue_pairs = 2);
-    net_create(&c);
-    /* Each pair's tap queue and two notification eventfds. */
-    ck_assert_uint_eq(vmm_event_loop_count(qloops[0]), 3);
-    ck_assert_uint_eq(vmm_event_loop_count(qloops[1]), 3);
-    net_start(VMM_VIRTIO_NET_F_MQ | VMM_VIRTIO_NET_F_CTRL_VQ, 5);
-    struct td *ctrl = &ring[3];
-    memcpy(td_ptr(ctrl, TD_BUF), (uint8_t[]){4, 0, 2, 0}, 4);
-    td_desc(ctrl, 0, TD_BUF, 4, TD_F_NEXT, 1);
-    td_desc(ctrl, 1, TD_BUF + 0x80, 1, TD_F_WRITE, 0);
-    td_avail(ctrl, 0);
-    wr(VMM_VIRTIO_MMIO_QUEUE_NOTIFY, 4);
-    run_until_used(ctrl, 1);
-    ck_assert_uint_eq(stats().queue_pairs_active, 2);
-    pthread_mutex_lock(&irq_lock);
-    ck_assert_uint_eq(nr_irq_from, 1); /* the control queue's, from here */
-    ck_assert(pthread_equal(irq_from[0], pthread_self()));
-    nr_irq_from = 0;
-    pthread_mutex_unlock(&irq_lock);
-
-    uint8_t fr[2][120], got[256];
-    for (unsigned p = 0; p < 2; p++) {
-        make_frame(fr[p], sizeof(fr[p]), (uint8_t)(p + 1));
-        guest_tx(&ring[2 * p], 2 * p + 1, 0, TD_BUF + 0x1000 + 0x1000ull * p, NULL, fr[p],
-                 sizeof(fr[p]));
-        wait_used(&ring[2 * p], 1);
-        ck_assert_int_eq(host_recv(got, sizeof(got), 2000, NULL), (ssize_t)sizeof(fr[p]));
-        ck_assert_mem_eq(got, fr[p], sizeof(fr[p]));
-    }
-    ck_assert_uint_eq(stats().tx_packets, 2);
-    pthread_mutex_lock(&irq_lock);
-    ck_assert_uint_eq(nr_irq_from, 2);
-    ck_assert(pthread_equal(irq_from[0], th[0]));
-    ck_assert(pthread_equal(irq_from[1], th[1]));
-    pthread_mutex_unlock(&irq_lock);
-
-    /* A reset from this thread while the pairs' threads run, then the
-     * transport goes: every fd leaves every loop. */
-    wr(VMM_VIRTIO_MMIO_STATUS, 0);
-    ck_assert_uint_eq(stats().queue_pairs_active, 1);
-    vmm_virtio_mmio_destroy(m);
-    m = NULL;
-    for (unsigned i = 0; i < 2; i++) {
-        ck_assert_uint_eq(vmm_event_loop_count(qloops[i]), 0);
-        vmm_event_loop_stop(qloops[i]);
-        ck_assert_int_eq(pthread_join(th[i], NULL), 0);
-        vmm_event_loop_destroy(qloops[i]);
-        qloops[i] = NULL;
-    }
-    nr_qloops = 0;
-}
-END_TEST
-
 static int net_save(struct vmm_snap_writer *w)
 {
     struct vmm_virtio_transport *t = vmm_virtio_mmio_transport(m);
@@ -1026,7 +928,6 @@ static Suite *net_suite(void)
     tcase_add_test(tc, test_net_rx_mergeable);
     tcase_add_test(tc, test_net_rate_limit);
     tcase_add_test(tc, test_net_multiqueue);
-    tcase_add_test(tc, test_net_pairs_on_their_own_threads);
     tcase_add_test(tc, test_net_snapshot_round_trip);
     tcase_add_test(tc, test_net_snapshot_completes_buffers_that_cannot_go_back);
     suite_add_tcase(s, tc);
