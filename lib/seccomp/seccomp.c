@@ -539,9 +539,14 @@ static int allow_restricted(scmp_filter_ctx ctx, enum vmm_seccomp_thread kind,
     int r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), !whole, &noexec);
     if (r == 0)
         r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), !whole, &noexec);
+    /* MADV_DONTNEED on every kind; BUILD, and allow_snapshots (a migration
+     * target maps the source's memfds over guest memory and advises them as
+     * guest memory is: memory_region_adopt_memfd), all of these. */
     static const int advice[] = {MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_MERGEABLE,
                                  MADV_DONTDUMP};
-    size_t nadvice = kind == VMM_SECCOMP_BUILD ? VMM_ARRAY_SIZE(advice) : 1;
+    bool all_advice =
+        kind == VMM_SECCOMP_BUILD || (kind != VMM_SECCOMP_UFFD && cfg->allow_snapshots);
+    size_t nadvice = all_advice ? VMM_ARRAY_SIZE(advice) : 1;
     for (size_t i = 0; i < nadvice && r == 0; i++) {
         const struct scmp_arg_cmp cmp = arg_is(2, (uint32_t)advice[i]);
         r = add_rule(ctx, SCMP_ACT_ALLOW, SCMP_SYS(madvise), !whole, &cmp);
